@@ -211,8 +211,9 @@ tf_step tf_rx_advance(tf_rx *rx, size_t n, tf_msg *msg);
 int tf_rx_wants_target(const tf_rx *rx, size_t *len);
 
 /* Give the payload target: |cap| writable bytes at |buf|. Errors (sticky) before any payload
- * byte is written: NOMEM if buf is NULL (pass your allocator's answer straight in),
- * BUFFER_TOO_SMALL if cap < len. BAD_STATE (not sticky) if no target is wanted. */
+ * byte is written: BUFFER_TOO_SMALL if cap < len, else NOMEM if buf is NULL (pass your
+ * allocator's answer straight in). BAD_STATE (not sticky) if no target is wanted; the sticky
+ * reason if the receiver had already failed. */
 tf_err tf_rx_set_target(tf_rx *rx, uint8_t *buf, size_t cap);
 
 /* Push |len| bytes already read (batched reads). Copies them into the prefix and target and
@@ -225,8 +226,9 @@ tf_step tf_rx_feed(tf_rx *rx, const uint8_t *in, size_t len, size_t *used, tf_ms
  * TRUNCATED (closed inside one), IO (OS error kept), INVALID_ARGUMENT (io broke contract). */
 tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg);
 
-/* After an ERROR in alloc mode the target of the unfinished message may still be held: this
- * returns it (or NULL) and forgets it, so the caller can free it. */
+/* Give up on the receiver: return the target of the unfinished message (or NULL) and forget
+ * it, so that in alloc mode the caller can free it (after an ERROR, or to tear down mid-message).
+ * The receiver is failed afterwards (its earlier reason is kept, else BAD_STATE). */
 uint8_t *tf_rx_abandon(tf_rx *rx);
 
 /* As tf_hs_error. */
@@ -239,9 +241,22 @@ tf_err tf_rx_error(const tf_rx *rx, int *os_err);
 tf_step tf_frame_split(const uint8_t *in, size_t len, uint32_t max_len, const uint8_t **payload,
                        size_t *payload_len, size_t *used);
 
-/* Big-endian helpers of the length prefix. */
-void tf_be32_put(uint8_t out[4], uint32_t v);
-uint32_t tf_be32_get(const uint8_t in[4]);
+/* Big-endian helpers of the length prefix (SPEC 2.2). Division and multiplication, not shifts:
+ * they prove without bit-vector reasoning and compile to the same instructions. Inline, so that
+ * each proto/ object stands alone. */
+static inline void tf_be32_put(uint8_t out[4], uint32_t v)
+{
+    out[0] = (uint8_t)(v / 16777216u);
+    out[1] = (uint8_t)(v / 65536u % 256u);
+    out[2] = (uint8_t)(v / 256u % 256u);
+    out[3] = (uint8_t)(v % 256u);
+}
+
+static inline uint32_t tf_be32_get(const uint8_t in[4])
+{
+    return (uint32_t)in[0] * 16777216u + (uint32_t)in[1] * 65536u + (uint32_t)in[2] * 256u +
+           (uint32_t)in[3];
+}
 
 #ifdef __cplusplus
 }
