@@ -79,8 +79,10 @@ static int hs_write_once(tf_hs *hs, const tf_io *io, unsigned *intr)
     int os_err = 0;
     tf_err err = TF_OK;
     long r = io->write(io->ctx, &iov, 1, &os_err);
-    if (r > 0)
+    if (r > 0) {
+        *intr = 0; /* progress: the interrupted answers so far were not consecutive */
         return tf_hs_sent(hs, (size_t)r) == TF_ERROR ? -1 : 1;
+    }
     int a = tf__io_answer(r, hs->got == 0 ? TF_ERR_CLOSED : TF_ERR_TRUNCATED, &err);
     if (a < 0)
         return (int)hs_fail(hs, err, os_err);
@@ -98,8 +100,10 @@ static int hs_read_once(tf_hs *hs, const tf_io *io, unsigned *intr)
     int os_err = 0;
     tf_err err = TF_OK;
     long r = io->read(io->ctx, in, want, &os_err);
-    if (r > 0)
+    if (r > 0) {
+        *intr = 0; /* progress: the interrupted answers so far were not consecutive */
         return tf_hs_received(hs, (size_t)r) == TF_ERROR ? -1 : 1;
+    }
     int a = tf__io_answer(r, hs->got == 0 ? TF_ERR_CLOSED : TF_ERR_TRUNCATED, &err);
     if (a < 0)
         return (int)hs_fail(hs, err, os_err);

@@ -160,6 +160,7 @@ tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg)
             tf_step st = tf_rx_advance(rx, (size_t)r, msg);
             if (st != TF_AGAIN)
                 return st;
+            intr = 0; /* progress: TF_MAX_INTR counts consecutive interrupted answers */
             continue;
         }
         /* SPEC 6.4: a close between messages is CLOSED, inside one TRUNCATED. */

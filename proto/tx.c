@@ -95,6 +95,7 @@ tf_step tf_tx_try(tf_tx *tx, const tf_io *io)
             tf_step st = tf_tx_advance(tx, (size_t)r);
             if (st != TF_AGAIN)
                 return st;
+            intr = 0; /* progress: TF_MAX_INTR counts consecutive interrupted answers */
             continue;
         }
         int a = tf__io_answer(r, TF_ERR_CLOSED, &err);
