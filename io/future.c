@@ -1,0 +1,242 @@
+/* io/future.c -- tf_promise / tf_future: one shared state, refcounted, futex-based waiting.
+ *
+ * The state word carries READY, WAITERS (someone sleeps on the futex) and CB (a then-callback
+ * is registered). The promise writes the result fields, then publishes READY with an
+ * acq_rel exchange; readers check READY with an acquire load before touching the fields, so a
+ * ready future needs no lock. The then-callback fields are written before CB is set by CAS, and
+ * the exchange that sets READY tells the completer whether CB was set first; if the CAS loses to
+ * READY, then() runs the callback itself. Exactly one side runs it.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+enum { F_READY = 1u, F_WAITERS = 2u, F_CB = 4u };
+
+struct fstate {
+    _Atomic uint32_t state;
+    atomic_uint refs;
+    atomic_bool claimed; /* a set is in progress or done: the first set wins */
+    atomic_bool taken;   /* the owned pointer was handed to a reader */
+    bool has_then;       /* future end only */
+    tf_err err;
+    size_t size;
+    void *owned;
+    tf_dtor dtor;
+    tf_future_cb cb;
+    void *cb_arg;
+};
+
+/* Both ends are the same shared state; the distinct types keep callers honest. */
+static struct fstate *fs_of_f(const tf_future *f) {
+    return (struct fstate *)(uintptr_t)f;
+}
+static struct fstate *fs_of_p(tf_promise *p) {
+    return (struct fstate *)(void *)p;
+}
+
+/* ---------------------------------------------------------------- futex and baton */
+
+bool tf__futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns) {
+    struct timespec ts, *tsp = NULL;
+    if (deadline_ns != TF__FOREVER) {
+        ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
+        ts.tv_nsec = (long)(deadline_ns % 1000000000u);
+        tsp = &ts;
+    }
+    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline: no recomputation on EINTR. */
+    long rc = syscall(SYS_futex, (void *)(uintptr_t)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, val,
+                      tsp, NULL, FUTEX_BITSET_MATCH_ANY);
+    return !(rc < 0 && errno == ETIMEDOUT);
+}
+
+void tf__futex_wake(_Atomic uint32_t *word) {
+    syscall(SYS_futex, (void *)(uintptr_t)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
+}
+
+void tf__baton_post(_Atomic uint32_t *b) {
+    if (atomic_exchange_explicit(b, 1u, memory_order_acq_rel) == 2u)
+        tf__futex_wake(b);
+}
+
+bool tf__baton_wait(_Atomic uint32_t *b, uint64_t deadline_ns) {
+    uint32_t s = atomic_load_explicit(b, memory_order_acquire);
+    while (s != 1u) {
+        if (s == 0u && !atomic_compare_exchange_weak_explicit(b, &s, 2u, memory_order_acquire,
+                                                              memory_order_acquire))
+            continue;
+        if (!tf__futex_wait(b, 2u, deadline_ns))
+            return atomic_load_explicit(b, memory_order_acquire) == 1u;
+        s = atomic_load_explicit(b, memory_order_acquire);
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- shared state */
+
+static void fs_unref(struct fstate *s) {
+    if (atomic_fetch_sub_explicit(&s->refs, 1u, memory_order_acq_rel) != 1u)
+        return;
+    if (s->owned && s->dtor && !atomic_load_explicit(&s->taken, memory_order_relaxed))
+        s->dtor(s->owned);
+    free(s);
+}
+
+static struct fstate *fs_new(unsigned refs) {
+    struct fstate *s = calloc(1, sizeof *s);
+    if (s)
+        atomic_init(&s->refs, refs);
+    return s;
+}
+
+/* Publish the result; the caller won the claim. */
+static void complete(struct fstate *s, tf_err err, size_t size, void *owned, tf_dtor dtor) {
+    s->err = err;
+    s->size = size;
+    s->owned = owned;
+    s->dtor = dtor;
+    uint32_t old = atomic_exchange_explicit(&s->state, F_READY, memory_order_acq_rel);
+    if (old & F_WAITERS)
+        tf__futex_wake(&s->state);
+    if (old & F_CB) {
+        s->cb((tf_future *)(void *)s, s->cb_arg);
+        fs_unref(s); /* the callback's reference */
+    }
+}
+
+tf_err tf_promise_new(tf_promise **p, tf_future **f) {
+    if (!p || !f)
+        return TF_ERR_INVALID_ARGUMENT;
+    struct fstate *s = fs_new(2);
+    *p = (tf_promise *)(void *)s;
+    *f = (tf_future *)(void *)s;
+    return s ? TF_OK : TF_ERR_NOMEM;
+}
+
+tf_err tf_future_new_ready(tf_future **f, tf_err err, size_t size, void *owned, tf_dtor dtor) {
+    if (!f)
+        return TF_ERR_INVALID_ARGUMENT;
+    struct fstate *s = fs_new(1);
+    *f = (tf_future *)(void *)s;
+    if (!s)
+        return TF_ERR_NOMEM;
+    atomic_init(&s->claimed, true);
+    s->err = err;
+    s->size = size;
+    s->owned = owned;
+    s->dtor = dtor;
+    atomic_init(&s->state, F_READY);
+    return TF_OK;
+}
+
+tf_err tf_promise_set(tf_promise *p, tf_err err, size_t size, void *owned, tf_dtor dtor) {
+    if (!p)
+        return TF_ERR_INVALID_ARGUMENT;
+    struct fstate *s = fs_of_p(p);
+    if (atomic_exchange_explicit(&s->claimed, true, memory_order_acq_rel))
+        return TF_ERR_BAD_STATE;
+    complete(s, err, size, owned, dtor);
+    return TF_OK;
+}
+
+void tf_promise_free(tf_promise *p) {
+    if (!p)
+        return;
+    struct fstate *s = fs_of_p(p);
+    if (!atomic_exchange_explicit(&s->claimed, true, memory_order_acq_rel))
+        complete(s, TF_ERR_CANCELLED, 0, NULL, NULL);
+    fs_unref(s);
+}
+
+/* ---------------------------------------------------------------- future end */
+
+bool tf_future_is_ready(const tf_future *f) {
+    return f && (atomic_load_explicit(&fs_of_f(f)->state, memory_order_acquire) & F_READY);
+}
+
+static tf_err wait_until(struct fstate *s, uint64_t deadline_ns, bool may_block) {
+    uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+    if (st & F_READY)
+        return TF_OK; /* the fast path: one acquire load */
+    if (!may_block)
+        return TF_ERR_TIMEOUT;
+    if (tf__evb_current())
+        return TF_ERR_BAD_STATE;
+    while (!(st & F_READY)) {
+        if (!(st & F_WAITERS) &&
+            !atomic_compare_exchange_weak_explicit(&s->state, &st, st | F_WAITERS,
+                                                   memory_order_acquire, memory_order_acquire))
+            continue;
+        if (!tf__futex_wait(&s->state, st | F_WAITERS, deadline_ns) &&
+            !(atomic_load_explicit(&s->state, memory_order_acquire) & F_READY))
+            return TF_ERR_TIMEOUT;
+        st = atomic_load_explicit(&s->state, memory_order_acquire);
+    }
+    return TF_OK;
+}
+
+tf_err tf_future_wait(tf_future *f) {
+    if (!f)
+        return TF_ERR_INVALID_ARGUMENT;
+    return wait_until(fs_of_f(f), TF__FOREVER, true);
+}
+
+tf_err tf_future_wait_for(tf_future *f, uint32_t timeout_ms) {
+    if (!f)
+        return TF_ERR_INVALID_ARGUMENT;
+    uint64_t deadline = timeout_ms ? tf__now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+    return wait_until(fs_of_f(f), deadline, timeout_ms > 0);
+}
+
+tf_err tf_future_get(tf_future *f, size_t *size, void **owned) {
+    if (size)
+        *size = 0;
+    if (owned)
+        *owned = NULL;
+    if (!f)
+        return TF_ERR_INVALID_ARGUMENT;
+    struct fstate *s = fs_of_f(f);
+    tf_err rc = wait_until(s, TF__FOREVER, true);
+    if (rc != TF_OK)
+        return rc;
+    if (size)
+        *size = s->size;
+    if (owned && s->owned && !atomic_exchange_explicit(&s->taken, true, memory_order_acq_rel))
+        *owned = s->owned;
+    return s->err;
+}
+
+tf_err tf_future_then(tf_future *f, tf_future_cb cb, void *arg) {
+    if (!f || !cb)
+        return TF_ERR_INVALID_ARGUMENT;
+    struct fstate *s = fs_of_f(f);
+    if (s->has_then)
+        return TF_ERR_BUSY;
+    s->has_then = true;
+    uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+    if (!(st & F_READY)) {
+        s->cb = cb;
+        s->cb_arg = arg;
+        atomic_fetch_add_explicit(&s->refs, 1u, memory_order_relaxed);
+        while (!(st & F_READY)) {
+            if (atomic_compare_exchange_weak_explicit(&s->state, &st, st | F_CB,
+                                                      memory_order_acq_rel, memory_order_acquire))
+                return TF_OK;
+        }
+        /* The promise completed first and did not see F_CB: the callback is ours to run. */
+        atomic_fetch_sub_explicit(&s->refs, 1u, memory_order_relaxed);
+    }
+    cb(f, arg);
+    return TF_OK;
+}
+
+void tf_future_free(tf_future *f) {
+    if (f)
+        fs_unref(fs_of_f(f));
+}
