@@ -393,7 +393,13 @@ static inline void pu_rx_vector_try(const pu_vec *v, int mode)
     tf_msg m2 = {NULL, 0};
     assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m2), TF_ERROR);
     assert_int_equal(p->rcalls, calls);
-    free(tf_rx_abandon(&rx));
+    uint8_t *left = tf_rx_abandon(&rx);
+    if (v->use_alloc) {
+        assert_true(left == NULL || left == al.last);
+        free(left);
+    } else {
+        assert_true(left == NULL || left == span);
+    }
     assert_int_equal(tf_rx_error(&rx, NULL), v->final_err);
     if (v->use_alloc) {
         /* One allocation per non-empty message that got its target. */
@@ -469,7 +475,13 @@ static inline void pu_rx_vector_feed(const pu_vec *v, int mode)
         assert_int_equal(st, TF_ERROR);
         assert_int_equal(tf_rx_error(&rx, NULL), v->final_err);
     }
-    free(tf_rx_abandon(&rx));
+    uint8_t *left = tf_rx_abandon(&rx);
+    if (v->use_alloc) {
+        assert_true(left == NULL || left == al.last);
+        free(left);
+    } else {
+        assert_true(left == NULL || left == span);
+    }
     free(span);
 }
 
