@@ -1,0 +1,149 @@
+/* tests/test_io_util.h -- helpers for the threaded io/ tests: a per-test watchdog (a hang fails
+ * the binary instead of hanging CI), a counter to wait on with a deadline, and iteration scaling
+ * for the sanitizer builds. Include after <cmocka.h>. */
+#ifndef TCPFRAME_TEST_IO_UTIL_H
+#define TCPFRAME_TEST_IO_UTIL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_THREAD__)
+#define TIO_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TIO_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define TIO_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TIO_ASAN 1
+#endif
+#endif
+
+/* Seconds a single test may take before the watchdog kills the binary (TF_TEST_WATCHDOG). */
+static inline unsigned tio_watchdog_secs(void) {
+    const char *s = getenv("TF_TEST_WATCHDOG");
+    return s && atoi(s) > 0 ? (unsigned)atoi(s) : 60u;
+}
+
+static inline void tio_on_alarm(int sig) {
+    static const char msg[] = "\nWATCHDOG: test hung (deadlock or lost wake-up); aborting\n";
+    (void)sig;
+    (void)!write(2, msg, sizeof msg - 1);
+    _exit(99);
+}
+
+static inline int tio_watchdog_setup(void **state) {
+    (void)state;
+    signal(SIGALRM, tio_on_alarm);
+    alarm(tio_watchdog_secs());
+    return 0;
+}
+
+static inline int tio_watchdog_teardown(void **state) {
+    (void)state;
+    alarm(0);
+    return 0;
+}
+
+#define TIO_TEST(f) cmocka_unit_test_setup_teardown(f, tio_watchdog_setup, tio_watchdog_teardown)
+
+/* Iteration count: |plain| normally, divided for the slower sanitizer builds, overridable with
+ * the environment variable |env|. */
+static inline long tio_iters(const char *env, long plain, long asan_div, long tsan_div) {
+    const char *s = getenv(env);
+    if (s && atol(s) > 0)
+        return atol(s);
+#if defined(TIO_TSAN)
+    (void)asan_div;
+    return plain / tsan_div;
+#elif defined(TIO_ASAN)
+    (void)tsan_div;
+    return plain / asan_div;
+#else
+    (void)asan_div;
+    (void)tsan_div;
+    return plain;
+#endif
+}
+
+static inline long long tio_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A counter other threads bump and a test waits on, with a deadline (never a bare sleep). */
+typedef struct tio_ctr {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    long n;
+} tio_ctr;
+
+static inline void tio_ctr_init(tio_ctr *c) {
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &a);
+    pthread_condattr_destroy(&a);
+    c->n = 0;
+}
+
+static inline void tio_ctr_destroy(tio_ctr *c) {
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+}
+
+static inline void tio_ctr_add(tio_ctr *c, long d) {
+    pthread_mutex_lock(&c->mu);
+    c->n += d;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static inline long tio_ctr_get(tio_ctr *c) {
+    pthread_mutex_lock(&c->mu);
+    long n = c->n;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+/* True once the counter reaches |n|; false if |ms| milliseconds pass first. */
+static inline bool tio_ctr_wait(tio_ctr *c, long n, long ms) {
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += ms / 1000;
+    dl.tv_nsec += (ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&c->mu);
+    int rc = 0;
+    while (c->n < n && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&c->cv, &c->mu, &dl);
+    bool ok = c->n >= n;
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+/* A tiny deterministic PRNG for randomized tests (xorshift64*). */
+static inline uint64_t tio_rand(uint64_t *s) {
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+#endif /* TCPFRAME_TEST_IO_UTIL_H */
