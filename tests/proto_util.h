@@ -345,7 +345,9 @@ static inline void pu_rx_vector_try(const pu_vec *v, int mode)
     uint32_t seed = 0x9E3779B9u;
     /* Script the reads: pieces, with AGAIN / INTR sprinkled in the random mode. */
     size_t off = 0;
-    while (off < v->wire_len) {
+    /* Per byte needs no script (the default answers 1 byte); a long random script is cut short
+     * and the default takes over. */
+    while (off < v->wire_len && mode != PU_SPLIT_BYTE && p->rn + 3 <= PU_MAX_STEPS) {
         if (mode == PU_SPLIT_RANDOM) {
             uint32_t r = pu_rand(&seed) % 8u;
             if (r == 0)

@@ -377,6 +377,28 @@ static void test_tf_hs_try_max_intr_gives_again(void **state)
     free(p);
 }
 
+/* Both directions interrupted without end: AGAIN after TF_MAX_INTR interrupted answers in
+ * all (the step counts them together), then the handshake resumes. */
+static void test_tf_hs_try_max_intr_both_directions(void **state)
+{
+    (void)state;
+    pu_io *p = pu_new(MAGIC, 4);
+    p->rdefault = PU_INTR;
+    p->wdefault = PU_INTR;
+    tf_hs hs;
+    tf_hs_init(&hs);
+    assert_int_equal(tf_hs_try(&hs, &p->io), TF_AGAIN);
+    assert_int_equal(p->rcalls + p->wcalls, TF_MAX_INTR);
+    assert_int_equal(p->cap_len, 0);
+    assert_int_equal(p->src_pos, 0);
+    assert_int_equal(tf_hs_error(&hs, NULL), TF_OK);
+    p->rdefault = PU_ALL;
+    p->wdefault = PU_ALL;
+    assert_int_equal(tf_hs_try(&hs, &p->io), TF_DONE);
+    assert_memory_equal(p->cap, MAGIC, 4);
+    free(p);
+}
+
 /* Interrupted answers separated by progress are not consecutive: no spurious AGAIN. */
 static void test_tf_hs_try_intr_count_resets_on_progress(void **state)
 {
@@ -595,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_tf_hs_try_again_every_point),
         cmocka_unit_test(test_tf_hs_try_intr_retried),
         cmocka_unit_test(test_tf_hs_try_max_intr_gives_again),
+        cmocka_unit_test(test_tf_hs_try_max_intr_both_directions),
         cmocka_unit_test(test_tf_hs_try_intr_count_resets_on_progress),
         cmocka_unit_test(test_tf_hs_try_bad_magic_each_byte),
         cmocka_unit_test(test_tf_hs_try_peer_closed),

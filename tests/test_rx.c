@@ -147,6 +147,28 @@ static void test_tf_rx_try_truncated_every_cut_three_ways(void **state)
     pu_rx_vector(&v);
 }
 
+/* A large message (over 64 KiB) under the default maximum, followed by a small one. */
+static void test_tf_rx_try_large_message_three_ways(void **state)
+{
+    (void)state;
+    enum { BIG = 100000 };
+    uint8_t *big = malloc(BIG), *wire = malloc(BIG + 16);
+    assert_non_null(big);
+    assert_non_null(wire);
+    pu_fill(big, BIG, 55);
+    size_t wl = pu_frame(wire, big, BIG);
+    wl += pu_frame(wire + wl, big, 3);
+    const uint8_t *msgs[] = {big, big};
+    const size_t lens[] = {BIG, 3};
+    pu_vec v = {wire, wl, TF_DEFAULT_MAX_LEN, 1, 0, msgs, lens, 2, TF_ERR_CLOSED};
+    pu_rx_vector(&v);
+    v.use_alloc = 0;
+    v.span_cap = BIG;
+    pu_rx_vector(&v);
+    free(big);
+    free(wire);
+}
+
 /* A span one byte too small: BUFFER_TOO_SMALL after the messages that fit. */
 static void test_tf_rx_try_span_too_small_three_ways(void **state)
 {
@@ -898,6 +920,7 @@ int main(void)
         cmocka_unit_test(test_tf_rx_try_len_around_max_three_ways),
         cmocka_unit_test(test_tf_rx_try_truncated_every_cut_three_ways),
         cmocka_unit_test(test_tf_rx_try_span_too_small_three_ways),
+        cmocka_unit_test(test_tf_rx_try_large_message_three_ways),
         cmocka_unit_test(test_tf_rx_try_split_every_position),
         cmocka_unit_test(test_tf_rx_try_again_every_point),
         cmocka_unit_test(test_tf_rx_try_intr_retried),
