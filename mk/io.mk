@@ -1,0 +1,17 @@
+# mk/io.mk -- io/ event loop and futures: TSan test list and the dispatch benchmark.
+# Included at the end of the top Makefile.
+
+# The threaded io tests also run under TSan in `make check` (and `make tsan`, if defined).
+TSAN_TESTS += test_evbase test_future
+
+# `make bench`: always the optimised plain build, whatever V says.
+BENCH_BIN := build/plain/bench/bench_dispatch
+
+.PHONY: bench
+bench:
+	@$(MAKE) --no-print-directory V=plain $(BENCH_BIN)
+	$(BENCH_BIN)
+
+build/plain/bench/%: bench/%.c $(HEADERS) $(O)/libtcpframe.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -o $@ $< $(O)/libtcpframe.a $(LDLIBS_ALL)
