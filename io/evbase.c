@@ -644,7 +644,8 @@ static tf_err fd_call(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, voi
 }
 
 tf_err tf_evb_register_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, void *arg) {
-    if (!evb || fd < 0 || !cb || (events & ~(TF_EVB_READ | TF_EVB_WRITE)))
+    if (!evb || fd < 0 || !cb || (events & ~(TF_EVB_READ | TF_EVB_WRITE)) || fd == evb->epfd ||
+        fd == evb->wakefd)
         return TF_ERR_INVALID_ARGUMENT;
     return fd_call(evb, fd, events, cb, arg);
 }
@@ -708,6 +709,8 @@ tf_err tf_evb_timer_after(tf_evb *evb, uint64_t ms, tf_evb_timer_cb cb, void *ar
 tf_err tf_evb_timer_cancel(tf_evb_timer *t) {
     if (!t)
         return TF_ERR_INVALID_ARGUMENT;
+    /* After the loop stopped every timer is FIRED or CANCELLED, so this returns before touching
+     * t->evb: cancelling after tf_evb_free is safe. */
     if (!timer_cas(t, T_CANCELLED))
         return TF_ERR_BAD_STATE;
     tf_evb *evb = t->evb;

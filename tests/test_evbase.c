@@ -1142,7 +1142,8 @@ static void test_tf_evb_timers_pending_at_stop_never_fire(void **state) {
     assert_int_equal(tf_evb_timer_cancel(t), TF_ERR_BAD_STATE);
     assert_int_equal(tf_evb_timer_after(evb, 0, count_cb, &c, NULL), TF_ERR_SHUTDOWN);
     tf_evb_free(evb);
-    tf_evb_timer_release(t); /* the handle outlives its loop */
+    assert_int_equal(tf_evb_timer_cancel(t), TF_ERR_BAD_STATE); /* safe after free too */
+    tf_evb_timer_release(t);                                     /* the handle outlives its loop */
     assert_int_equal(atomic_load(&c.fired), 1);
     tio_ctr_destroy(&c.ctr);
 }

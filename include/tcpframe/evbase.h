@@ -68,7 +68,7 @@ typedef void (*tf_evb_timer_cb)(tf_evb *evb, void *arg);
 tf_err tf_evb_new(tf_evb **out);
 
 /* Stop the loop (as tf_evb_stop: drains, joins the library thread), then release everything.
- * Pending timer handles stay valid for tf_evb_timer_release() only. NULL is a no-op.
+ * Timer handles stay valid (cancel gives BAD_STATE; release them as usual). NULL is a no-op.
  * Call from a thread that is not this loop's thread (abort()s otherwise), and only once no
  * other thread can still call into |evb|. */
 void tf_evb_free(tf_evb *evb);
@@ -142,7 +142,8 @@ tf_err tf_evb_dispatch_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg);
  * regular file, ...; errno kept; the fd is then not watched); SHUTDOWN (stopping).
  * From another thread: queued. TF_OK (queued); SHUTDOWN; NOMEM. If epoll_ctl later refuses
  * it, cb runs once with TF_EVB_ERROR and the fd is not watched.
- * INVALID_ARGUMENT: evb or cb NULL, fd < 0, or unknown bits in events. */
+ * INVALID_ARGUMENT: evb or cb NULL, fd < 0, unknown bits in events, or fd is one of the
+ * loop's own fds. */
 tf_err tf_evb_register_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, void *arg);
 
 /* Stop watching |fd|. Unregistering an fd that is not watched is a no-op (TF_OK).
@@ -173,11 +174,13 @@ tf_err tf_evb_unregister_fd(tf_evb *evb, int fd);
 tf_err tf_evb_timer_after(tf_evb *evb, uint64_t ms, tf_evb_timer_cb cb, void *arg,
                           tf_evb_timer **out);
 
-/* Cancel a timer from any thread, while its loop exists (before tf_evb_free).
+/* Cancel a timer, from any thread, at any time while the caller holds the handle (even after
+ * tf_evb_free of its loop).
  * TF_OK: the callback will never run (it had not started); its heap slot is freed at once on
  * the loop thread, soon after otherwise.
  * BAD_STATE: too late -- the callback already ran or is running now on the loop thread, the
- * timer was already cancelled, or the loop stopped. Harmless: nothing changes.
+ * timer was already cancelled, or the loop stopped. Harmless: nothing changes. To know that a
+ * running callback has finished, follow with tf_evb_dispatch_and_wait().
  * INVALID_ARGUMENT: t NULL. */
 tf_err tf_evb_timer_cancel(tf_evb_timer *t);
 
