@@ -1,7 +1,7 @@
 # mk/io.mk -- io/ event loop and futures: TSan test list and the dispatch benchmark.
 # Included at the end of the top Makefile.
 
-# The threaded io tests also run under TSan in `make check` (and `make tsan`, if defined).
+# The threaded io tests also run under TSan in `make check` (and `make tsan`, below).
 TSAN_TESTS += test_evbase test_future
 
 # `make bench`: always the optimised plain build, whatever V says.
@@ -15,3 +15,9 @@ bench:
 build/plain/bench/%: bench/%.c $(HEADERS) $(O)/libtcpframe.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -o $@ $< $(O)/libtcpframe.a $(LDLIBS_ALL)
+
+# `make tsan`: only the TSan runs of the threaded tests (`make check` runs them too).
+.PHONY: tsan
+tsan:
+	@mkdir -p build/results
+	@$(MAKE) --no-print-directory V=tsan TESTS="$(TSAN_TESTS)" test-run
