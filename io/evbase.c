@@ -644,14 +644,14 @@ static tf_err fd_call(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, voi
 }
 
 tf_err tf_evb_register_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, void *arg) {
-    if (!evb || fd < 0 || !cb || (events & ~(TF_EVB_READ | TF_EVB_WRITE)) || fd == evb->epfd ||
-        fd == evb->wakefd)
+    if (!evb || fd < 0 || fd >= TF_EVB_MAX_FD || !cb || (events & ~(TF_EVB_READ | TF_EVB_WRITE)) ||
+        fd == evb->epfd || fd == evb->wakefd)
         return TF_ERR_INVALID_ARGUMENT;
     return fd_call(evb, fd, events, cb, arg);
 }
 
 tf_err tf_evb_unregister_fd(tf_evb *evb, int fd) {
-    if (!evb || fd < 0)
+    if (!evb || fd < 0 || fd >= TF_EVB_MAX_FD)
         return TF_ERR_INVALID_ARGUMENT;
     return fd_call(evb, fd, 0, NULL, NULL);
 }

@@ -585,6 +585,9 @@ static void test_tf_evb_register_fd_invalid_and_refused(void **state) {
     assert_int_equal(tf_evb_register_fd(evb, 0, TF_EVB_READ, NULL, &r), TF_ERR_INVALID_ARGUMENT);
     assert_int_equal(tf_evb_register_fd(evb, 0, 0x80u, rec_cb, &r), TF_ERR_INVALID_ARGUMENT);
     assert_int_equal(tf_evb_unregister_fd(evb, -1), TF_ERR_INVALID_ARGUMENT);
+    assert_int_equal(tf_evb_register_fd(evb, TF_EVB_MAX_FD, TF_EVB_READ, rec_cb, &r),
+                     TF_ERR_INVALID_ARGUMENT);
+    assert_int_equal(tf_evb_unregister_fd(evb, TF_EVB_MAX_FD), TF_ERR_INVALID_ARGUMENT);
     /* A regular file cannot be polled: from another thread the callback reports ERROR once. */
     FILE *tmp = tmpfile();
     assert_non_null(tmp);

@@ -54,6 +54,9 @@ typedef struct tf_evb_timer tf_evb_timer;
 #define TF_EVB_ERROR 4u
 #define TF_EVB_HUP 8u
 
+/* fd numbers at or above this are refused (the loop keeps one small slot per fd number). */
+#define TF_EVB_MAX_FD (1 << 24)
+
 /* A dispatched function. Runs once on the loop thread. */
 typedef void (*tf_evb_fn)(void *arg);
 /* An fd callback: |fd| is ready for |events| (TF_EVB_* bits). Runs on the loop thread. */
@@ -132,7 +135,9 @@ tf_err tf_evb_dispatch_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg);
 /* Watch |fd| for |events| (TF_EVB_READ | TF_EVB_WRITE, or 0 for errors only) and call
  * cb(evb, fd, ready_events, arg) on the loop thread while it is ready (level-triggered).
  * Replaces any registration of the same fd (new events, cb and arg): from then on the old cb is
- * never called again for it. The fd stays the caller's: close it only after unregistering.
+ * never called again for it. The fd stays the caller's: close it only after the unregister has
+ * taken effect (at once on the loop thread; from another thread, after a following
+ * tf_evb_dispatch_and_wait), or a callback may still see the closed (or reused) number.
  * Ordering: all register/unregister calls are ordered by a ticket taken at call time, and the
  * loop applies a call only if no later call for the same fd was applied already. So the final
  * state of an fd always matches the last call made for it, whatever thread made it, and a
@@ -142,8 +147,8 @@ tf_err tf_evb_dispatch_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg);
  * regular file, ...; errno kept; the fd is then not watched); SHUTDOWN (stopping).
  * From another thread: queued. TF_OK (queued); SHUTDOWN; NOMEM. If epoll_ctl later refuses
  * it, cb runs once with TF_EVB_ERROR and the fd is not watched.
- * INVALID_ARGUMENT: evb or cb NULL, fd < 0, unknown bits in events, or fd is one of the
- * loop's own fds. */
+ * INVALID_ARGUMENT: evb or cb NULL, fd < 0 or >= TF_EVB_MAX_FD, unknown bits in events, or
+ * fd is one of the loop's own fds. */
 tf_err tf_evb_register_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, void *arg);
 
 /* Stop watching |fd|. Unregistering an fd that is not watched is a no-op (TF_OK).
@@ -156,7 +161,7 @@ tf_err tf_evb_register_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb,
  * until the loop applies it. To wait for that, follow it with tf_evb_dispatch_and_wait() of
  * any function (FIFO per producer).
  * TF_OK; SHUTDOWN (off-loop call after stop: the drain drops all watches anyway); NOMEM;
- * INVALID_ARGUMENT (evb NULL or fd < 0). */
+ * INVALID_ARGUMENT (evb NULL, fd < 0 or fd >= TF_EVB_MAX_FD). */
 tf_err tf_evb_unregister_fd(tf_evb *evb, int fd);
 
 /* ---------------------------------------------------------------- timers */
