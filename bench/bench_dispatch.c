@@ -16,23 +16,27 @@
 #include "tcpframe/evbase.h"
 #include "tcpframe/future.h"
 
-static double now_s(void) {
+static double now_s(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int cmp_d(const void *a, const void *b) {
+static int cmp_d(const void *a, const void *b)
+{
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n) {
+static double median(double *v, int n)
+{
     qsort(v, (size_t)n, sizeof *v, cmp_d);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-static void check(tf_err e, const char *what) {
+static void check(tf_err e, const char *what)
+{
     if (e != TF_OK) {
         fprintf(stderr, "bench: %s: %s\n", what, tf_strerror(e));
         exit(1);
@@ -43,18 +47,21 @@ static void check(tf_err e, const char *what) {
 
 static volatile long sink;
 
-static void incr(void *arg) {
+static void incr(void *arg)
+{
     (void)arg;
     sink++;
 }
 
-static void fulfil(void *arg) {
+static void fulfil(void *arg)
+{
     tf_promise *p = arg;
     tf_promise_set(p, TF_OK, 0, NULL, NULL);
     tf_promise_free(p);
 }
 
-static double evb_rt_future(tf_evb *evb, long n) {
+static double evb_rt_future(tf_evb *evb, long n)
+{
     double t0 = now_s();
     for (long i = 0; i < n; i++) {
         tf_promise *p;
@@ -67,14 +74,16 @@ static double evb_rt_future(tf_evb *evb, long n) {
     return (now_s() - t0) / (double)n * 1e6;
 }
 
-static double evb_rt_wait(tf_evb *evb, long n) {
+static double evb_rt_wait(tf_evb *evb, long n)
+{
     double t0 = now_s();
     for (long i = 0; i < n; i++)
         check(tf_evb_dispatch_and_wait(evb, incr, NULL), "dispatch_and_wait");
     return (now_s() - t0) / (double)n * 1e6;
 }
 
-static double evb_tp(tf_evb *evb, long n) {
+static double evb_tp(tf_evb *evb, long n)
+{
     double t0 = now_s();
     for (long i = 0; i < n; i++)
         check(tf_evb_dispatch(evb, incr, NULL), "dispatch");
@@ -98,7 +107,8 @@ typedef struct cv_worker {
     pthread_t thread;
 } cv_worker;
 
-static void *cv_main(void *arg) {
+static void *cv_main(void *arg)
+{
     cv_worker *w = arg;
     job *mine = malloc(w->cap * sizeof *mine);
     for (;;) {
@@ -120,7 +130,8 @@ static void *cv_main(void *arg) {
     return NULL;
 }
 
-static void cv_post(cv_worker *w, void (*fn)(void *), void *arg) {
+static void cv_post(cv_worker *w, void (*fn)(void *), void *arg)
+{
     pthread_mutex_lock(&w->mu);
     while (w->n == w->cap) { /* bounded queue: let the worker catch up */
         pthread_mutex_unlock(&w->mu);
@@ -139,7 +150,8 @@ typedef struct cv_done {
     bool done;
 } cv_done;
 
-static void cv_signal_done(void *arg) {
+static void cv_signal_done(void *arg)
+{
     cv_done *d = arg;
     pthread_mutex_lock(&d->mu);
     d->done = true;
@@ -147,7 +159,8 @@ static void cv_signal_done(void *arg) {
     pthread_mutex_unlock(&d->mu);
 }
 
-static void cv_round_trip(cv_worker *w, cv_done *d) {
+static void cv_round_trip(cv_worker *w, cv_done *d)
+{
     d->done = false;
     cv_post(w, cv_signal_done, d);
     pthread_mutex_lock(&d->mu);
@@ -156,7 +169,8 @@ static void cv_round_trip(cv_worker *w, cv_done *d) {
     pthread_mutex_unlock(&d->mu);
 }
 
-static double cv_rt(cv_worker *w, long n) {
+static double cv_rt(cv_worker *w, long n)
+{
     cv_done d = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
     double t0 = now_s();
     for (long i = 0; i < n; i++)
@@ -164,7 +178,8 @@ static double cv_rt(cv_worker *w, long n) {
     return (now_s() - t0) / (double)n * 1e6;
 }
 
-static double cv_tp(cv_worker *w, long n) {
+static double cv_tp(cv_worker *w, long n)
+{
     cv_done d = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
     double t0 = now_s();
     for (long i = 0; i < n; i++)
@@ -173,7 +188,8 @@ static double cv_tp(cv_worker *w, long n) {
     return (double)n / (now_s() - t0);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     int runs = argc > 1 ? atoi(argv[1]) : 7;
     long rt = argc > 2 ? atol(argv[2]) : 50000, tp = argc > 3 ? atol(argv[3]) : 1000000;
     if (runs < 1 || runs > 99 || rt < 1 || tp < 1) {
@@ -184,8 +200,8 @@ int main(int argc, char **argv) {
     tf_evb *evb;
     check(tf_evb_new(&evb), "evb_new");
     check(tf_evb_start(evb), "evb_start");
-    cv_worker w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 65536,
-                   false, 0};
+    cv_worker w = {
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 65536, false, 0};
     w.q = malloc(w.cap * sizeof *w.q);
     pthread_create(&w.thread, NULL, cv_main, &w);
     for (int r = 0; r < runs; r++) { /* interleaved, so drift hits both sides alike */

@@ -94,25 +94,30 @@ typedef struct waiter {
 
 static _Thread_local tf_evb *cur;
 
-tf_evb *tf__evb_current(void) {
+tf_evb *tf__evb_current(void)
+{
     return cur;
 }
 
-uint64_t tf__now_ns(void) {
+uint64_t tf__now_ns(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int state_of(const tf_evb *evb) {
+static int state_of(const tf_evb *evb)
+{
     return atomic_load_explicit(&evb->state, memory_order_acquire);
 }
 
-static void set_state(tf_evb *evb, int st) {
+static void set_state(tf_evb *evb, int st)
+{
     atomic_store_explicit(&evb->state, st, memory_order_release);
 }
 
-static void wake(tf_evb *evb) {
+static void wake(tf_evb *evb)
+{
     uint64_t one = 1;
     while (write(evb->wakefd, &one, sizeof one) < 0 && errno == EINTR) {
     }
@@ -120,7 +125,8 @@ static void wake(tf_evb *evb) {
 
 /* ---------------------------------------------------------------- queue */
 
-static bool vec_push(taskvec *q, tf_evb_fn fn, void *arg) {
+static bool vec_push(taskvec *q, tf_evb_fn fn, void *arg)
+{
     if (q->n == q->cap) {
         size_t cap = q->cap ? q->cap * 2 : 64;
         task *v = realloc(q->v, cap * sizeof *v);
@@ -133,7 +139,8 @@ static bool vec_push(taskvec *q, tf_evb_fn fn, void *arg) {
     return true;
 }
 
-static tf_err enqueue(tf_evb *evb, tf_evb_fn fn, void *arg) {
+static tf_err enqueue(tf_evb *evb, tf_evb_fn fn, void *arg)
+{
     tf_err rc = TF_OK;
     pthread_mutex_lock(&evb->mu);
     if (state_of(evb) >= ST_STOPPING)
@@ -147,7 +154,8 @@ static tf_err enqueue(tf_evb *evb, tf_evb_fn fn, void *arg) {
 }
 
 /* Run everything queued so far; work queued by these functions waits for the next wake-up. */
-static size_t run_queue(tf_evb *evb) {
+static size_t run_queue(tf_evb *evb)
+{
     pthread_mutex_lock(&evb->mu);
     taskvec t = evb->q;
     evb->q = evb->run;
@@ -160,7 +168,8 @@ static size_t run_queue(tf_evb *evb) {
     return n;
 }
 
-static void on_wake(tf_evb *evb) {
+static void on_wake(tf_evb *evb)
+{
     uint64_t cnt;
     while (read(evb->wakefd, &cnt, sizeof cnt) < 0 && errno == EINTR) {
     }
@@ -170,16 +179,19 @@ static void on_wake(tf_evb *evb) {
 
 /* ---------------------------------------------------------------- timers heap */
 
-static bool t_before(const tf_evb_timer *a, const tf_evb_timer *b) {
+static bool t_before(const tf_evb_timer *a, const tf_evb_timer *b)
+{
     return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
 }
 
-static void heap_set(tf_evb *evb, size_t i, tf_evb_timer *t) {
+static void heap_set(tf_evb *evb, size_t i, tf_evb_timer *t)
+{
     evb->heap[i] = t;
     t->idx = i;
 }
 
-static void sift_up(tf_evb *evb, size_t i) {
+static void sift_up(tf_evb *evb, size_t i)
+{
     tf_evb_timer *t = evb->heap[i];
     while (i > 0 && t_before(t, evb->heap[(i - 1) / 2])) {
         heap_set(evb, i, evb->heap[(i - 1) / 2]);
@@ -188,7 +200,8 @@ static void sift_up(tf_evb *evb, size_t i) {
     heap_set(evb, i, t);
 }
 
-static void sift_down(tf_evb *evb, size_t i) {
+static void sift_down(tf_evb *evb, size_t i)
+{
     tf_evb_timer *t = evb->heap[i];
     for (;;) {
         size_t c = 2 * i + 1;
@@ -204,7 +217,8 @@ static void sift_down(tf_evb *evb, size_t i) {
     heap_set(evb, i, t);
 }
 
-static bool heap_push(tf_evb *evb, tf_evb_timer *t) {
+static bool heap_push(tf_evb *evb, tf_evb_timer *t)
+{
     if (evb->nheap == evb->capheap) {
         size_t cap = evb->capheap ? evb->capheap * 2 : 16;
         tf_evb_timer **h = realloc(evb->heap, cap * sizeof *h);
@@ -218,7 +232,8 @@ static bool heap_push(tf_evb *evb, tf_evb_timer *t) {
     return true;
 }
 
-static void heap_remove(tf_evb *evb, tf_evb_timer *t) {
+static void heap_remove(tf_evb *evb, tf_evb_timer *t)
+{
     size_t i = t->idx;
     t->idx = NO_IDX;
     tf_evb_timer *last = evb->heap[--evb->nheap];
@@ -231,21 +246,23 @@ static void heap_remove(tf_evb *evb, tf_evb_timer *t) {
         sift_down(evb, i);
 }
 
-static void timer_unref(tf_evb_timer *t) {
+static void timer_unref(tf_evb_timer *t)
+{
     if (atomic_fetch_sub_explicit(&t->refs, 1u, memory_order_acq_rel) == 1u)
         free(t);
 }
 
-static bool timer_cas(tf_evb_timer *t, uint32_t to) {
+static bool timer_cas(tf_evb_timer *t, uint32_t to)
+{
     uint32_t exp = T_ARMED;
     return atomic_compare_exchange_strong_explicit(&t->state, &exp, to, memory_order_acq_rel,
                                                    memory_order_acquire);
 }
 
-static void timer_insert_task(void *p) {
+static void timer_insert_task(void *p)
+{
     tf_evb_timer *t = p;
-    if (atomic_load_explicit(&t->state, memory_order_acquire) != T_ARMED ||
-        !heap_push(t->evb, t)) {
+    if (atomic_load_explicit(&t->state, memory_order_acquire) != T_ARMED || !heap_push(t->evb, t)) {
         /* Cancelled before it reached the loop, or no memory (then it can never fire: mark it
          * cancelled so a later cancel reports BAD_STATE instead of a false promise). */
         timer_cas(t, T_CANCELLED);
@@ -253,7 +270,8 @@ static void timer_insert_task(void *p) {
     }
 }
 
-static void timer_remove_task(void *p) {
+static void timer_remove_task(void *p)
+{
     tf_evb_timer *t = p;
     if (t->idx != NO_IDX) {
         heap_remove(t->evb, t);
@@ -263,7 +281,8 @@ static void timer_remove_task(void *p) {
 }
 
 /* Milliseconds until the earliest live timer (rounded up), or -1. */
-static int next_timeout(tf_evb *evb) {
+static int next_timeout(tf_evb *evb)
+{
     while (evb->nheap &&
            atomic_load_explicit(&evb->heap[0]->state, memory_order_acquire) != T_ARMED) {
         tf_evb_timer *t = evb->heap[0];
@@ -279,7 +298,8 @@ static int next_timeout(tf_evb *evb) {
     return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
-static void fire_timers(tf_evb *evb) {
+static void fire_timers(tf_evb *evb)
+{
     uint64_t now = tf__now_ns();
     while (evb->nheap && evb->heap[0]->deadline <= now && state_of(evb) == ST_RUNNING) {
         tf_evb_timer *t = evb->heap[0];
@@ -292,7 +312,8 @@ static void fire_timers(tf_evb *evb) {
 
 /* ---------------------------------------------------------------- fd watches */
 
-static bool slots_reserve(tf_evb *evb, int fd) {
+static bool slots_reserve(tf_evb *evb, int fd)
+{
     size_t need = (size_t)fd + 1;
     if (need <= evb->nslots)
         return true;
@@ -308,18 +329,21 @@ static bool slots_reserve(tf_evb *evb, int fd) {
     return true;
 }
 
-static uint32_t to_epoll(unsigned ev) {
+static uint32_t to_epoll(unsigned ev)
+{
     return ((ev & TF_EVB_READ) ? (uint32_t)(EPOLLIN | EPOLLRDHUP) : 0u) |
            ((ev & TF_EVB_WRITE) ? (uint32_t)EPOLLOUT : 0u);
 }
 
-static unsigned from_epoll(uint32_t ev) {
+static unsigned from_epoll(uint32_t ev)
+{
     return ((ev & EPOLLIN) ? TF_EVB_READ : 0u) | ((ev & EPOLLOUT) ? TF_EVB_WRITE : 0u) |
            ((ev & EPOLLERR) ? TF_EVB_ERROR : 0u) |
            ((ev & (EPOLLHUP | EPOLLRDHUP)) ? TF_EVB_HUP : 0u);
 }
 
-static void drop_watch(tf_evb *evb, int fd) {
+static void drop_watch(tf_evb *evb, int fd)
+{
     slot *s = &evb->slots[fd];
     if (!s->active)
         return;
@@ -331,7 +355,8 @@ static void drop_watch(tf_evb *evb, int fd) {
 
 /* Apply a register (cb != NULL) or unregister call with |ticket| on the loop thread. */
 static tf_err apply_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, void *arg,
-                       uint64_t ticket) {
+                       uint64_t ticket)
+{
     if (!slots_reserve(evb, fd))
         return TF_ERR_NOMEM;
     slot *s = &evb->slots[fd];
@@ -363,16 +388,17 @@ static tf_err apply_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, vo
     return TF_OK;
 }
 
-static void fdop_task(void *p) {
+static void fdop_task(void *p)
+{
     fdop *op = p;
-    tf_err rc = apply_fd(op->evb, op->fd, op->events, op->reg ? op->cb : NULL, op->arg,
-                         op->ticket);
+    tf_err rc = apply_fd(op->evb, op->fd, op->events, op->reg ? op->cb : NULL, op->arg, op->ticket);
     if (rc != TF_OK && op->reg)
         op->cb(op->evb, op->fd, TF_EVB_ERROR, op->arg);
     free(op);
 }
 
-static void on_fd_event(tf_evb *evb, const struct epoll_event *e) {
+static void on_fd_event(tf_evb *evb, const struct epoll_event *e)
+{
     int fd = (int)(uint32_t)e->data.u64;
     uint32_t gen = (uint32_t)(e->data.u64 >> 32);
     if ((size_t)fd >= evb->nslots)
@@ -387,7 +413,8 @@ static void on_fd_event(tf_evb *evb, const struct epoll_event *e) {
 
 /* ---------------------------------------------------------------- loop */
 
-static void drain_and_close(tf_evb *evb) {
+static void drain_and_close(tf_evb *evb)
+{
     for (;;) {
         pthread_mutex_lock(&evb->mu);
         bool empty = evb->q.n == 0;
@@ -411,7 +438,8 @@ static void drain_and_close(tf_evb *evb) {
     pthread_mutex_unlock(&evb->mu);
 }
 
-static tf_err run_loop(tf_evb *evb) {
+static tf_err run_loop(tf_evb *evb)
+{
     struct epoll_event evs[MAX_EVENTS];
     tf_err rc = TF_OK;
     int err = 0;
@@ -441,12 +469,14 @@ static tf_err run_loop(tf_evb *evb) {
     return rc;
 }
 
-static void *thread_main(void *p) {
+static void *thread_main(void *p)
+{
     run_loop(p);
     return NULL;
 }
 
-tf_err tf_evb_new(tf_evb **out) {
+tf_err tf_evb_new(tf_evb **out)
+{
     if (!out)
         return TF_ERR_INVALID_ARGUMENT;
     *out = NULL;
@@ -474,7 +504,8 @@ tf_err tf_evb_new(tf_evb **out) {
     return TF_OK;
 }
 
-void tf_evb_free(tf_evb *evb) {
+void tf_evb_free(tf_evb *evb)
+{
     if (!evb)
         return;
     if (cur == evb)
@@ -491,7 +522,8 @@ void tf_evb_free(tf_evb *evb) {
     free(evb);
 }
 
-tf_err tf_evb_start(tf_evb *evb) {
+tf_err tf_evb_start(tf_evb *evb)
+{
     if (!evb)
         return TF_ERR_INVALID_ARGUMENT;
     tf_err rc = TF_OK;
@@ -516,7 +548,8 @@ tf_err tf_evb_start(tf_evb *evb) {
     return rc;
 }
 
-tf_err tf_evb_loop(tf_evb *evb) {
+tf_err tf_evb_loop(tf_evb *evb)
+{
     if (!evb)
         return TF_ERR_INVALID_ARGUMENT;
     if (cur)
@@ -533,7 +566,8 @@ tf_err tf_evb_loop(tf_evb *evb) {
     return run_loop(evb);
 }
 
-tf_err tf_evb_stop(tf_evb *evb) {
+tf_err tf_evb_stop(tf_evb *evb)
+{
     if (!evb)
         return TF_ERR_INVALID_ARGUMENT;
     pthread_mutex_lock(&evb->mu);
@@ -574,23 +608,27 @@ tf_err tf_evb_stop(tf_evb *evb) {
     return TF_OK;
 }
 
-bool tf_evb_is_running(const tf_evb *evb) {
+bool tf_evb_is_running(const tf_evb *evb)
+{
     return evb && state_of(evb) == ST_RUNNING;
 }
 
-bool tf_evb_in_loop_thread(const tf_evb *evb) {
+bool tf_evb_in_loop_thread(const tf_evb *evb)
+{
     return evb && cur == evb;
 }
 
 /* ---------------------------------------------------------------- dispatch */
 
-tf_err tf_evb_dispatch(tf_evb *evb, tf_evb_fn fn, void *arg) {
+tf_err tf_evb_dispatch(tf_evb *evb, tf_evb_fn fn, void *arg)
+{
     if (!evb || !fn)
         return TF_ERR_INVALID_ARGUMENT;
     return enqueue(evb, fn, arg);
 }
 
-tf_err tf_evb_dispatch_inline(tf_evb *evb, tf_evb_fn fn, void *arg) {
+tf_err tf_evb_dispatch_inline(tf_evb *evb, tf_evb_fn fn, void *arg)
+{
     if (!evb || !fn)
         return TF_ERR_INVALID_ARGUMENT;
     if (cur == evb) {
@@ -600,13 +638,15 @@ tf_err tf_evb_dispatch_inline(tf_evb *evb, tf_evb_fn fn, void *arg) {
     return enqueue(evb, fn, arg);
 }
 
-static void waiter_task(void *p) {
+static void waiter_task(void *p)
+{
     waiter *w = p;
     w->fn(w->arg);
     tf__baton_post(&w->done); /* after this, *w may be gone */
 }
 
-tf_err tf_evb_dispatch_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg) {
+tf_err tf_evb_dispatch_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg)
+{
     if (!evb || !fn)
         return TF_ERR_INVALID_ARGUMENT;
     if (cur == evb) {
@@ -626,7 +666,8 @@ tf_err tf_evb_dispatch_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg) {
 
 /* ---------------------------------------------------------------- fd watch API */
 
-static tf_err fd_call(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, void *arg) {
+static tf_err fd_call(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, void *arg)
+{
     uint64_t ticket = atomic_fetch_add_explicit(&evb->ticket, 1u, memory_order_relaxed) + 1u;
     if (cur == evb) {
         if (cb && state_of(evb) >= ST_STOPPING)
@@ -643,20 +684,23 @@ static tf_err fd_call(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, voi
     return rc;
 }
 
-tf_err tf_evb_register_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, void *arg) {
+tf_err tf_evb_register_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, void *arg)
+{
     if (!evb || fd < 0 || fd >= TF_EVB_MAX_FD || !cb || (events & ~(TF_EVB_READ | TF_EVB_WRITE)) ||
         fd == evb->epfd || fd == evb->wakefd)
         return TF_ERR_INVALID_ARGUMENT;
     return fd_call(evb, fd, events, cb, arg);
 }
 
-tf_err tf_evb_unregister_fd(tf_evb *evb, int fd) {
+tf_err tf_evb_unregister_fd(tf_evb *evb, int fd)
+{
     if (!evb || fd < 0 || fd >= TF_EVB_MAX_FD)
         return TF_ERR_INVALID_ARGUMENT;
     return fd_call(evb, fd, 0, NULL, NULL);
 }
 
-bool tf__evb_fd_watched(const tf_evb *evb, int fd, void **arg) {
+bool tf__evb_fd_watched(const tf_evb *evb, int fd, void **arg)
+{
     if (fd < 0 || (size_t)fd >= evb->nslots || !evb->slots[fd].active)
         return false;
     if (arg)
@@ -664,14 +708,16 @@ bool tf__evb_fd_watched(const tf_evb *evb, int fd, void **arg) {
     return true;
 }
 
-size_t tf__evb_timer_count(const tf_evb *evb) {
+size_t tf__evb_timer_count(const tf_evb *evb)
+{
     return evb->nheap;
 }
 
 /* ---------------------------------------------------------------- timer API */
 
 tf_err tf_evb_timer_after(tf_evb *evb, uint64_t ms, tf_evb_timer_cb cb, void *arg,
-                          tf_evb_timer **out) {
+                          tf_evb_timer **out)
+{
     if (out)
         *out = NULL;
     if (!evb || !cb)
@@ -706,7 +752,8 @@ tf_err tf_evb_timer_after(tf_evb *evb, uint64_t ms, tf_evb_timer_cb cb, void *ar
     return TF_OK;
 }
 
-tf_err tf_evb_timer_cancel(tf_evb_timer *t) {
+tf_err tf_evb_timer_cancel(tf_evb_timer *t)
+{
     if (!t)
         return TF_ERR_INVALID_ARGUMENT;
     /* After the loop stopped every timer is FIRED or CANCELLED, so this returns before touching
@@ -729,7 +776,8 @@ tf_err tf_evb_timer_cancel(tf_evb_timer *t) {
     return TF_OK;
 }
 
-void tf_evb_timer_release(tf_evb_timer *t) {
+void tf_evb_timer_release(tf_evb_timer *t)
+{
     if (t)
         timer_unref(t);
 }

@@ -34,16 +34,19 @@ struct fstate {
 };
 
 /* Both ends are the same shared state; the distinct types keep callers honest. */
-static struct fstate *fs_of_f(const tf_future *f) {
+static struct fstate *fs_of_f(const tf_future *f)
+{
     return (struct fstate *)(uintptr_t)f;
 }
-static struct fstate *fs_of_p(tf_promise *p) {
+static struct fstate *fs_of_p(tf_promise *p)
+{
     return (struct fstate *)(void *)p;
 }
 
 /* ---------------------------------------------------------------- futex and baton */
 
-bool tf__futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns) {
+bool tf__futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns)
+{
     struct timespec ts, *tsp = NULL;
     if (deadline_ns != TF__FOREVER) {
         ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
@@ -51,21 +54,25 @@ bool tf__futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns) 
         tsp = &ts;
     }
     /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline: no recomputation on EINTR. */
-    long rc = syscall(SYS_futex, (void *)(uintptr_t)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, val,
-                      tsp, NULL, FUTEX_BITSET_MATCH_ANY);
+    long rc = syscall(SYS_futex, (void *)(uintptr_t)word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG,
+                      val, tsp, NULL, FUTEX_BITSET_MATCH_ANY);
     return !(rc < 0 && errno == ETIMEDOUT);
 }
 
-void tf__futex_wake(_Atomic uint32_t *word) {
-    syscall(SYS_futex, (void *)(uintptr_t)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
+void tf__futex_wake(_Atomic uint32_t *word)
+{
+    syscall(SYS_futex, (void *)(uintptr_t)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL,
+            NULL, 0);
 }
 
-void tf__baton_post(_Atomic uint32_t *b) {
+void tf__baton_post(_Atomic uint32_t *b)
+{
     if (atomic_exchange_explicit(b, 1u, memory_order_acq_rel) == 2u)
         tf__futex_wake(b);
 }
 
-bool tf__baton_wait(_Atomic uint32_t *b, uint64_t deadline_ns) {
+bool tf__baton_wait(_Atomic uint32_t *b, uint64_t deadline_ns)
+{
     uint32_t s = atomic_load_explicit(b, memory_order_acquire);
     while (s != 1u) {
         if (s == 0u && !atomic_compare_exchange_weak_explicit(b, &s, 2u, memory_order_acquire,
@@ -80,7 +87,8 @@ bool tf__baton_wait(_Atomic uint32_t *b, uint64_t deadline_ns) {
 
 /* ---------------------------------------------------------------- shared state */
 
-static void fs_unref(struct fstate *s) {
+static void fs_unref(struct fstate *s)
+{
     if (atomic_fetch_sub_explicit(&s->refs, 1u, memory_order_acq_rel) != 1u)
         return;
     if (s->owned && s->dtor && !atomic_load_explicit(&s->taken, memory_order_relaxed))
@@ -88,7 +96,8 @@ static void fs_unref(struct fstate *s) {
     free(s);
 }
 
-static struct fstate *fs_new(unsigned refs) {
+static struct fstate *fs_new(unsigned refs)
+{
     struct fstate *s = calloc(1, sizeof *s);
     if (s)
         atomic_init(&s->refs, refs);
@@ -96,7 +105,8 @@ static struct fstate *fs_new(unsigned refs) {
 }
 
 /* Publish the result; the caller won the claim. */
-static void complete(struct fstate *s, tf_err err, size_t size, void *owned, tf_dtor dtor) {
+static void complete(struct fstate *s, tf_err err, size_t size, void *owned, tf_dtor dtor)
+{
     s->err = err;
     s->size = size;
     s->owned = owned;
@@ -110,7 +120,8 @@ static void complete(struct fstate *s, tf_err err, size_t size, void *owned, tf_
     }
 }
 
-tf_err tf_promise_new(tf_promise **p, tf_future **f) {
+tf_err tf_promise_new(tf_promise **p, tf_future **f)
+{
     if (!p || !f)
         return TF_ERR_INVALID_ARGUMENT;
     struct fstate *s = fs_new(2);
@@ -119,7 +130,8 @@ tf_err tf_promise_new(tf_promise **p, tf_future **f) {
     return s ? TF_OK : TF_ERR_NOMEM;
 }
 
-tf_err tf_future_new_ready(tf_future **f, tf_err err, size_t size, void *owned, tf_dtor dtor) {
+tf_err tf_future_new_ready(tf_future **f, tf_err err, size_t size, void *owned, tf_dtor dtor)
+{
     if (!f)
         return TF_ERR_INVALID_ARGUMENT;
     struct fstate *s = fs_new(1);
@@ -135,7 +147,8 @@ tf_err tf_future_new_ready(tf_future **f, tf_err err, size_t size, void *owned, 
     return TF_OK;
 }
 
-tf_err tf_promise_set(tf_promise *p, tf_err err, size_t size, void *owned, tf_dtor dtor) {
+tf_err tf_promise_set(tf_promise *p, tf_err err, size_t size, void *owned, tf_dtor dtor)
+{
     if (!p)
         return TF_ERR_INVALID_ARGUMENT;
     struct fstate *s = fs_of_p(p);
@@ -145,7 +158,8 @@ tf_err tf_promise_set(tf_promise *p, tf_err err, size_t size, void *owned, tf_dt
     return TF_OK;
 }
 
-void tf_promise_free(tf_promise *p) {
+void tf_promise_free(tf_promise *p)
+{
     if (!p)
         return;
     struct fstate *s = fs_of_p(p);
@@ -156,11 +170,13 @@ void tf_promise_free(tf_promise *p) {
 
 /* ---------------------------------------------------------------- future end */
 
-bool tf_future_is_ready(const tf_future *f) {
+bool tf_future_is_ready(const tf_future *f)
+{
     return f && (atomic_load_explicit(&fs_of_f(f)->state, memory_order_acquire) & F_READY);
 }
 
-static tf_err wait_until(struct fstate *s, uint64_t deadline_ns, bool may_block) {
+static tf_err wait_until(struct fstate *s, uint64_t deadline_ns, bool may_block)
+{
     uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
     if (st & F_READY)
         return TF_OK; /* the fast path: one acquire load */
@@ -181,20 +197,23 @@ static tf_err wait_until(struct fstate *s, uint64_t deadline_ns, bool may_block)
     return TF_OK;
 }
 
-tf_err tf_future_wait(tf_future *f) {
+tf_err tf_future_wait(tf_future *f)
+{
     if (!f)
         return TF_ERR_INVALID_ARGUMENT;
     return wait_until(fs_of_f(f), TF__FOREVER, true);
 }
 
-tf_err tf_future_wait_for(tf_future *f, uint32_t timeout_ms) {
+tf_err tf_future_wait_for(tf_future *f, uint32_t timeout_ms)
+{
     if (!f)
         return TF_ERR_INVALID_ARGUMENT;
     uint64_t deadline = timeout_ms ? tf__now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
     return wait_until(fs_of_f(f), deadline, timeout_ms > 0);
 }
 
-tf_err tf_future_get(tf_future *f, size_t *size, void **owned) {
+tf_err tf_future_get(tf_future *f, size_t *size, void **owned)
+{
     if (size)
         *size = 0;
     if (owned)
@@ -212,7 +231,8 @@ tf_err tf_future_get(tf_future *f, size_t *size, void **owned) {
     return s->err;
 }
 
-tf_err tf_future_then(tf_future *f, tf_future_cb cb, void *arg) {
+tf_err tf_future_then(tf_future *f, tf_future_cb cb, void *arg)
+{
     if (!f || !cb)
         return TF_ERR_INVALID_ARGUMENT;
     struct fstate *s = fs_of_f(f);
@@ -236,7 +256,8 @@ tf_err tf_future_then(tf_future *f, tf_future_cb cb, void *arg) {
     return TF_OK;
 }
 
-void tf_future_free(tf_future *f) {
+void tf_future_free(tf_future *f)
+{
     if (f)
         fs_unref(fs_of_f(f));
 }

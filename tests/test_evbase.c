@@ -22,54 +22,64 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static tf_evb *started(void) {
+static tf_evb *started(void)
+{
     tf_evb *evb = NULL;
     assert_int_equal(tf_evb_new(&evb), TF_OK);
     assert_int_equal(tf_evb_start(evb), TF_OK);
     return evb;
 }
 
-static void noop(void *arg) {
+static void noop(void *arg)
+{
     (void)arg;
 }
 
 /* Two full loop iterations: any fd that was ready before this call has had its callback run. */
-static void loop_sync(tf_evb *evb) {
+static void loop_sync(tf_evb *evb)
+{
     assert_int_equal(tf_evb_dispatch_and_wait(evb, noop, NULL), TF_OK);
     assert_int_equal(tf_evb_dispatch_and_wait(evb, noop, NULL), TF_OK);
 }
 
-static void pair(int sv[2]) {
+static void pair(int sv[2])
+{
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 }
 
-static void put_byte(int fd) {
+static void put_byte(int fd)
+{
     char c = 'x';
     assert_int_equal(write(fd, &c, 1), 1);
 }
 
-static void incr(void *arg) {
+static void incr(void *arg)
+{
     (*(long *)arg)++;
 }
 
-static void dummy_fd_cb(tf_evb *evb, int fd, unsigned events, void *arg) {
+static void dummy_fd_cb(tf_evb *evb, int fd, unsigned events, void *arg)
+{
     (void)evb;
     (void)fd;
     (void)events;
     (void)arg;
 }
 
-static void dummy_timer_cb(tf_evb *evb, void *arg) {
+static void dummy_timer_cb(tf_evb *evb, void *arg)
+{
     (void)evb;
     (void)arg;
 }
 
-static void *stop_thread(void *arg) {
+static void *stop_thread(void *arg)
+{
     assert_int_equal(tf_evb_stop(arg), TF_OK);
     return NULL;
 }
 
-static void poll_until_not_running(tf_evb *evb) {
+static void poll_until_not_running(tf_evb *evb)
+{
     long long dl = tio_now_ms() + 10000;
     while (tf_evb_is_running(evb) && tio_now_ms() < dl)
         sched_yield();
@@ -81,7 +91,8 @@ typedef struct gate {
     tio_ctr entered, open;
 } gate;
 
-static void gate_task(void *arg) {
+static void gate_task(void *arg)
+{
     gate *g = arg;
     tio_ctr_add(&g->entered, 1);
     tio_ctr_wait(&g->open, 1, 10000);
@@ -89,7 +100,8 @@ static void gate_task(void *arg) {
 
 /* ---------------------------------------------------------------- lifecycle */
 
-static void test_tf_evb_new_free_unstarted(void **state) {
+static void test_tf_evb_new_free_unstarted(void **state)
+{
     (void)state;
     tf_evb *evb = NULL;
     assert_int_equal(tf_evb_new(NULL), TF_ERR_INVALID_ARGUMENT);
@@ -107,14 +119,16 @@ typedef struct probe {
     pthread_t self;
 } probe;
 
-static void probe_task(void *arg) {
+static void probe_task(void *arg)
+{
     probe *p = arg;
     p->self = pthread_self();
     p->in_loop = tf_evb_in_loop_thread(tf__evb_current());
     p->running = tf_evb_is_running(tf__evb_current());
 }
 
-static void test_tf_evb_start_stop_states(void **state) {
+static void test_tf_evb_start_stop_states(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     assert_true(tf_evb_is_running(evb));
@@ -140,7 +154,8 @@ typedef struct loop_ctx {
     tf_err rc_wait, rc_stop;
 } loop_ctx;
 
-static void *stop_from_thread(void *arg) {
+static void *stop_from_thread(void *arg)
+{
     loop_ctx *c = arg;
     /* Issued before the loop may have started: waits for it (INIT accepts work). */
     c->rc_wait = tf_evb_dispatch_and_wait(c->evb, probe_task, &c->p);
@@ -148,7 +163,8 @@ static void *stop_from_thread(void *arg) {
     return NULL;
 }
 
-static void test_tf_evb_loop_on_caller_thread(void **state) {
+static void test_tf_evb_loop_on_caller_thread(void **state)
+{
     (void)state;
     loop_ctx c = {0};
     assert_int_equal(tf_evb_new(&c.evb), TF_OK);
@@ -165,13 +181,15 @@ static void test_tf_evb_loop_on_caller_thread(void **state) {
     tf_evb_free(c.evb);
 }
 
-static void stop_self(void *arg) {
+static void stop_self(void *arg)
+{
     tf_evb *evb = arg;
     assert_int_equal(tf_evb_stop(evb), TF_OK); /* from the loop thread: returns at once */
     assert_false(tf_evb_is_running(evb));
 }
 
-static void test_tf_evb_stop_from_loop_thread(void **state) {
+static void test_tf_evb_stop_from_loop_thread(void **state)
+{
     (void)state;
     tf_evb *evb = NULL;
     assert_int_equal(tf_evb_new(&evb), TF_OK);
@@ -193,14 +211,16 @@ typedef struct prod {
     int id;
 } prod;
 
-static void *produce(void *arg) {
+static void *produce(void *arg)
+{
     prod *p = arg;
     for (long i = 0; i < p->n; i++)
         assert_int_equal(tf_evb_dispatch(p->evb, p->fn, p->arg), TF_OK);
     return NULL;
 }
 
-static void test_tf_evb_dispatch_from_thread(void **state) {
+static void test_tf_evb_dispatch_from_thread(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     long count = 0;
@@ -221,7 +241,8 @@ typedef struct fifo {
 } fifo;
 static fifo g_fifo;
 
-static void fifo_task(void *arg) {
+static void fifo_task(void *arg)
+{
     uintptr_t v = (uintptr_t)arg;
     int id = (int)(v >> 40);
     long seq = (long)(v & ((1ull << 40) - 1));
@@ -230,7 +251,8 @@ static void fifo_task(void *arg) {
     g_fifo.next[id] = seq + 1;
 }
 
-static void *produce_seq(void *arg) {
+static void *produce_seq(void *arg)
+{
     prod *p = arg;
     for (long i = 0; i < p->n; i++) {
         uintptr_t v = (uintptr_t)p->id << 40 | (uintptr_t)i;
@@ -239,7 +261,8 @@ static void *produce_seq(void *arg) {
     return NULL;
 }
 
-static void test_tf_evb_dispatch_fifo_per_producer(void **state) {
+static void test_tf_evb_dispatch_fifo_per_producer(void **state)
+{
     (void)state;
     memset(&g_fifo, 0, sizeof g_fifo);
     tf_evb *evb = started();
@@ -265,7 +288,8 @@ typedef struct defer_ctx {
     bool later_before_return, inline_before_return;
 } defer_ctx;
 
-static void defer_task(void *arg) {
+static void defer_task(void *arg)
+{
     defer_ctx *c = arg;
     assert_int_equal(tf_evb_dispatch(c->evb, incr, &c->later), TF_OK);
     c->later_before_return = c->later != 0;
@@ -273,7 +297,8 @@ static void defer_task(void *arg) {
     c->inline_before_return = c->inline_ran != 0;
 }
 
-static void test_tf_evb_dispatch_is_deferred_inline_is_not(void **state) {
+static void test_tf_evb_dispatch_is_deferred_inline_is_not(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     defer_ctx c = {.evb = evb};
@@ -297,7 +322,8 @@ typedef struct daw_ctx {
     tf_err rc_self, rc_other;
 } daw_ctx;
 
-static void daw_task(void *arg) {
+static void daw_task(void *arg)
+{
     daw_ctx *c = arg;
     c->rc_self = tf_evb_dispatch_and_wait(c->evb, incr, &c->ran);
     c->ran_inline = c->ran == 1;
@@ -305,7 +331,8 @@ static void daw_task(void *arg) {
         c->rc_other = tf_evb_dispatch_and_wait(c->other, noop, NULL);
 }
 
-static void test_tf_evb_dispatch_and_wait_from_loop_thread(void **state) {
+static void test_tf_evb_dispatch_and_wait_from_loop_thread(void **state)
+{
     (void)state;
     tf_evb *a = started(), *b = started();
     daw_ctx c = {.evb = a, .other = b};
@@ -320,7 +347,8 @@ static void test_tf_evb_dispatch_and_wait_from_loop_thread(void **state) {
 }
 
 /* The lost wake-up test: dispatch + wait in a tight loop; a lost wake-up hangs (watchdog). */
-static void test_tf_evb_dispatch_and_wait_1m_round_trips(void **state) {
+static void test_tf_evb_dispatch_and_wait_1m_round_trips(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     long n = tio_iters("TF_TEST_ROUNDTRIPS", 1000000, 1, 5), count = 0;
@@ -335,13 +363,15 @@ typedef struct rt_ctx {
     long n;
 } rt_ctx;
 
-static void set_promise(void *arg) {
+static void set_promise(void *arg)
+{
     tf_promise *p = arg;
     assert_int_equal(tf_promise_set(p, TF_OK, 7, NULL, NULL), TF_OK);
     tf_promise_free(p);
 }
 
-static void *future_round_trips(void *arg) {
+static void *future_round_trips(void *arg)
+{
     rt_ctx *c = arg;
     for (long i = 0; i < c->n; i++) {
         tf_promise *p;
@@ -357,7 +387,8 @@ static void *future_round_trips(void *arg) {
 }
 
 /* Two threads racing round trips through dispatch + future (pending flag under contention). */
-static void test_tf_evb_dispatch_future_round_trips_two_threads(void **state) {
+static void test_tf_evb_dispatch_future_round_trips_two_threads(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     rt_ctx c = {evb, tio_iters("TF_TEST_FUTURE_ROUNDTRIPS", 200000, 4, 10)};
@@ -369,7 +400,8 @@ static void test_tf_evb_dispatch_future_round_trips_two_threads(void **state) {
     tf_evb_free(evb);
 }
 
-static void test_tf_evb_stop_drains_queued_work(void **state) {
+static void test_tf_evb_stop_drains_queued_work(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     gate g;
@@ -387,10 +419,8 @@ static void test_tf_evb_stop_drains_queued_work(void **state) {
     assert_int_equal(tf_evb_dispatch(evb, incr, &count), TF_ERR_SHUTDOWN);
     assert_int_equal(tf_evb_dispatch_inline(evb, incr, &count), TF_ERR_SHUTDOWN);
     assert_int_equal(tf_evb_dispatch_and_wait(evb, incr, &count), TF_ERR_SHUTDOWN);
-    assert_int_equal(tf_evb_register_fd(evb, 0, TF_EVB_READ, dummy_fd_cb, NULL),
-                     TF_ERR_SHUTDOWN);
-    assert_int_equal(tf_evb_timer_after(evb, 0, dummy_timer_cb, NULL, NULL),
-                     TF_ERR_SHUTDOWN);
+    assert_int_equal(tf_evb_register_fd(evb, 0, TF_EVB_READ, dummy_fd_cb, NULL), TF_ERR_SHUTDOWN);
+    assert_int_equal(tf_evb_timer_after(evb, 0, dummy_timer_cb, NULL, NULL), TF_ERR_SHUTDOWN);
     tio_ctr_add(&g.open, 1);
     pthread_join(t, NULL);
     assert_int_equal(count, 1000); /* everything accepted before stop ran, exactly once */
@@ -406,11 +436,13 @@ typedef struct racer {
     atomic_long shut;
 } racer;
 
-static void racer_task(void *arg) {
+static void racer_task(void *arg)
+{
     atomic_fetch_add(&((racer *)arg)->ran, 1);
 }
 
-static void *racer_main(void *arg) {
+static void *racer_main(void *arg)
+{
     racer *r = arg;
     for (;;) {
         tf_err rc = tf_evb_dispatch_and_wait(r->evb, racer_task, r);
@@ -425,7 +457,8 @@ static void *racer_main(void *arg) {
 }
 
 /* dispatch_and_wait racing stop: it never hangs; OK exactly when fn ran. */
-static void test_tf_evb_dispatch_and_wait_races_stop(void **state) {
+static void test_tf_evb_dispatch_and_wait_races_stop(void **state)
+{
     (void)state;
     for (int round = 0; round < 20; round++) {
         racer r = {.evb = started()};
@@ -448,14 +481,16 @@ typedef struct owned_arg {
     long n;
 } owned_arg;
 
-static void free_arg_task(void *arg) {
+static void free_arg_task(void *arg)
+{
     owned_arg *o = arg;
     probe_task(&o->p);
     assert_true(o->p.in_loop);
     free(o);
 }
 
-static void test_tf_evb_stop_unstarted_drains_on_caller(void **state) {
+static void test_tf_evb_stop_unstarted_drains_on_caller(void **state)
+{
     (void)state;
     tf_evb *evb = NULL;
     assert_int_equal(tf_evb_new(&evb), TF_OK);
@@ -488,7 +523,8 @@ typedef struct fdrec {
     bool wrong_thread;
 } fdrec;
 
-static void rec_cb(tf_evb *evb, int fd, unsigned events, void *arg) {
+static void rec_cb(tf_evb *evb, int fd, unsigned events, void *arg)
+{
     fdrec *r = arg;
     if (!tf_evb_in_loop_thread(evb))
         r->wrong_thread = true;
@@ -504,13 +540,15 @@ static void rec_cb(tf_evb *evb, int fd, unsigned events, void *arg) {
     tio_ctr_add(&r->hits, 1);
 }
 
-static void fdrec_init(fdrec *r, bool read_data) {
+static void fdrec_init(fdrec *r, bool read_data)
+{
     memset(r, 0, sizeof *r);
     tio_ctr_init(&r->hits);
     r->read_data = read_data;
 }
 
-static void test_tf_evb_register_fd_read_and_unregister(void **state) {
+static void test_tf_evb_register_fd_read_and_unregister(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     int sv[2];
@@ -546,7 +584,8 @@ static void test_tf_evb_register_fd_read_and_unregister(void **state) {
     tio_ctr_destroy(&r.hits);
 }
 
-static void test_tf_evb_register_fd_replaces(void **state) {
+static void test_tf_evb_register_fd_replaces(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     int sv[2];
@@ -575,13 +614,13 @@ static void test_tf_evb_register_fd_replaces(void **state) {
     tio_ctr_destroy(&b.hits);
 }
 
-static void test_tf_evb_register_fd_invalid_and_refused(void **state) {
+static void test_tf_evb_register_fd_invalid_and_refused(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     fdrec r;
     fdrec_init(&r, false);
-    assert_int_equal(tf_evb_register_fd(evb, -1, TF_EVB_READ, rec_cb, &r),
-                     TF_ERR_INVALID_ARGUMENT);
+    assert_int_equal(tf_evb_register_fd(evb, -1, TF_EVB_READ, rec_cb, &r), TF_ERR_INVALID_ARGUMENT);
     assert_int_equal(tf_evb_register_fd(evb, 0, TF_EVB_READ, NULL, &r), TF_ERR_INVALID_ARGUMENT);
     assert_int_equal(tf_evb_register_fd(evb, 0, 0x80u, rec_cb, &r), TF_ERR_INVALID_ARGUMENT);
     assert_int_equal(tf_evb_unregister_fd(evb, -1), TF_ERR_INVALID_ARGUMENT);
@@ -610,13 +649,15 @@ typedef struct inloop_reg {
     int err;
 } inloop_reg;
 
-static void inloop_register(void *arg) {
+static void inloop_register(void *arg)
+{
     inloop_reg *c = arg;
     c->rc = tf_evb_register_fd(c->evb, c->fd, TF_EVB_READ, rec_cb, c->r);
     c->err = errno;
 }
 
-static void test_tf_evb_register_fd_refused_in_loop(void **state) {
+static void test_tf_evb_register_fd_refused_in_loop(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     fdrec r;
@@ -640,7 +681,8 @@ typedef struct chain {
     long a_hits;
 } chain;
 
-static void chain_cb(tf_evb *evb, int fd, unsigned events, void *arg) {
+static void chain_cb(tf_evb *evb, int fd, unsigned events, void *arg)
+{
     chain *ch = arg;
     (void)events;
     char buf[8];
@@ -658,14 +700,16 @@ typedef struct reg_args {
     void *arg1, *arg2;
 } reg_args;
 
-static void reg_two(void *arg) {
+static void reg_two(void *arg)
+{
     reg_args *r = arg;
     assert_int_equal(tf_evb_register_fd(r->evb, r->fd1, TF_EVB_READ, r->cb1, r->arg1), TF_OK);
     if (r->cb2)
         assert_int_equal(tf_evb_register_fd(r->evb, r->fd2, TF_EVB_READ, r->cb2, r->arg2), TF_OK);
 }
 
-static void test_tf_evb_callbacks_change_watches(void **state) {
+static void test_tf_evb_callbacks_change_watches(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     int a[2], b[2], c[2];
@@ -711,7 +755,8 @@ typedef struct stale {
     atomic_long new_hits;
 } stale;
 
-static void stale_new_cb(tf_evb *evb, int fd, unsigned events, void *arg) {
+static void stale_new_cb(tf_evb *evb, int fd, unsigned events, void *arg)
+{
     stale *s = arg;
     (void)evb;
     char buf[8];
@@ -721,7 +766,8 @@ static void stale_new_cb(tf_evb *evb, int fd, unsigned events, void *arg) {
         s->spurious++;
 }
 
-static void stale_kill_cb(tf_evb *evb, int fd, unsigned events, void *arg) {
+static void stale_kill_cb(tf_evb *evb, int fd, unsigned events, void *arg)
+{
     stale *s = arg;
     (void)events;
     char buf[8];
@@ -740,7 +786,8 @@ static void stale_kill_cb(tf_evb *evb, int fd, unsigned events, void *arg) {
     assert_int_equal(tf_evb_unregister_fd(evb, fd), TF_OK);
 }
 
-static void test_tf_evb_stale_event_after_fd_reuse(void **state) {
+static void test_tf_evb_stale_event_after_fd_reuse(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     for (int round = 0; round < 50; round++) {
@@ -790,7 +837,8 @@ typedef struct storm {
 
 static storm g_storm;
 
-static void storm_cb(tf_evb *evb, int fd, unsigned events, void *arg) {
+static void storm_cb(tf_evb *evb, int fd, unsigned events, void *arg)
+{
     (void)evb;
     (void)events;
     int *tag = arg;
@@ -801,7 +849,8 @@ static void storm_cb(tf_evb *evb, int fd, unsigned events, void *arg) {
     atomic_fetch_add(&g_storm.hits[i][k], 1);
 }
 
-static void storm_op(uint64_t r) {
+static void storm_op(uint64_t r)
+{
     storm *s = &g_storm;
     int i = (int)(r % SFDS), k = (int)((r >> 8) % SARGS);
     bool reg = (r >> 16) & 1;
@@ -816,24 +865,26 @@ static void storm_op(uint64_t r) {
     pthread_mutex_unlock(&s->mu);
 }
 
-static void storm_task(void *arg) {
+static void storm_task(void *arg)
+{
     storm_op((uint64_t)(uintptr_t)arg);
 }
 
-static void *storm_thread(void *arg) {
+static void *storm_thread(void *arg)
+{
     uint64_t seed = (uint64_t)(uintptr_t)arg;
     for (long n = 0; n < g_storm.ops; n++) {
         uint64_t r = tio_rand(&seed);
         if ((r >> 20) % 4 == 0) /* a quarter of the calls come from the loop thread itself */
-            assert_int_equal(tf_evb_dispatch(g_storm.evb, storm_task, (void *)(uintptr_t)r),
-                             TF_OK);
+            assert_int_equal(tf_evb_dispatch(g_storm.evb, storm_task, (void *)(uintptr_t)r), TF_OK);
         else
             storm_op(r);
     }
     return NULL;
 }
 
-static void storm_check(void *arg) {
+static void storm_check(void *arg)
+{
     storm *s = arg;
     for (int i = 0; i < SFDS; i++) {
         void *a = NULL;
@@ -843,7 +894,8 @@ static void storm_check(void *arg) {
     }
 }
 
-static void test_tf_evb_register_storm_from_threads(void **state) {
+static void test_tf_evb_register_storm_from_threads(void **state)
+{
     (void)state;
     storm *s = &g_storm;
     memset(s, 0, sizeof *s);
@@ -908,7 +960,8 @@ typedef struct tslot {
     uint64_t lo, hi; /* the library's deadline lies in [lo, hi] */
 } tslot;
 
-static void order_cb(tf_evb *evb, void *arg) {
+static void order_cb(tf_evb *evb, void *arg)
+{
     tslot *s = arg;
     if (!tf_evb_in_loop_thread(evb))
         s->o->wrong_thread = true;
@@ -925,7 +978,8 @@ typedef struct tsched {
     uint64_t t0, t1; /* when scheduling began and ended */
 } tsched;
 
-static void sched_all(void *arg) {
+static void sched_all(void *arg)
+{
     tsched *t = arg;
     t->t0 = tf__now_ns();
     for (int i = 0; i < t->n; i++) {
@@ -937,7 +991,8 @@ static void sched_all(void *arg) {
     t->t1 = tf__now_ns();
 }
 
-static void test_tf_evb_timers_fire_in_order(void **state) {
+static void test_tf_evb_timers_fire_in_order(void **state)
+{
     (void)state;
     static const uint64_t ms[NTIMERS] = {60, 20, 40, 0, 20, 5};
     static const int want[NTIMERS] = {3, 5, 1, 4, 2, 0}; /* by deadline, ties in call order */
@@ -979,7 +1034,8 @@ typedef struct tmany {
 } tmany;
 static tmany g_tmany;
 
-static void many_cb(tf_evb *evb, void *arg) {
+static void many_cb(tf_evb *evb, void *arg)
+{
     (void)evb;
     long i = (long)(uintptr_t)arg;
     /* Fired after the previous one: its deadline cannot be provably earlier. */
@@ -992,7 +1048,8 @@ static void many_cb(tf_evb *evb, void *arg) {
         tio_ctr_add(&g_tmany.done, 1);
 }
 
-static void sched_many(void *arg) {
+static void sched_many(void *arg)
+{
     tf_evb *evb = arg;
     uint64_t seed = 42;
     for (long i = 0; i < g_tmany.n; i++) {
@@ -1003,7 +1060,8 @@ static void sched_many(void *arg) {
     }
 }
 
-static void test_tf_evb_timers_many_in_deadline_order(void **state) {
+static void test_tf_evb_timers_many_in_deadline_order(void **state)
+{
     (void)state;
     memset(&g_tmany, 0, sizeof g_tmany);
     tio_ctr_init(&g_tmany.done);
@@ -1022,7 +1080,8 @@ typedef struct tcount {
     tio_ctr ctr;
 } tcount;
 
-static void count_cb(tf_evb *evb, void *arg) {
+static void count_cb(tf_evb *evb, void *arg)
+{
     (void)evb;
     tcount *c = arg;
     atomic_fetch_add(&c->fired, 1);
@@ -1034,17 +1093,20 @@ typedef struct heapcount {
     size_t n;
 } heapcount;
 
-static void read_heap(void *arg) {
+static void read_heap(void *arg)
+{
     heapcount *h = arg;
     h->n = tf__evb_timer_count(h->evb);
 }
 
-static void *cancel_thread(void *arg) {
+static void *cancel_thread(void *arg)
+{
     assert_int_equal(tf_evb_timer_cancel(arg), TF_OK);
     return NULL;
 }
 
-static void test_tf_evb_timer_cancel_from_any_thread(void **state) {
+static void test_tf_evb_timer_cancel_from_any_thread(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     tcount victim = {0}, sentinel = {0};
@@ -1080,7 +1142,8 @@ typedef struct tloop {
     tcount c;
 } tloop;
 
-static void canceller_cb(tf_evb *evb, void *arg) {
+static void canceller_cb(tf_evb *evb, void *arg)
+{
     (void)evb;
     tloop *l = arg;
     l->rc = tf_evb_timer_cancel(l->victim); /* same deadline, fires after us: still cancellable */
@@ -1093,13 +1156,15 @@ typedef struct tloop_setup {
     tloop *l;
 } tloop_setup;
 
-static void setup_cancel_in_loop(void *arg) {
+static void setup_cancel_in_loop(void *arg)
+{
     tloop_setup *s = arg;
     assert_int_equal(tf_evb_timer_after(s->evb, 10, canceller_cb, s->l, NULL), TF_OK);
     assert_int_equal(tf_evb_timer_after(s->evb, 10, count_cb, &s->l->c, &s->l->victim), TF_OK);
 }
 
-static void test_tf_evb_timer_cancel_from_callback(void **state) {
+static void test_tf_evb_timer_cancel_from_callback(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     tloop l = {0};
@@ -1115,7 +1180,8 @@ static void test_tf_evb_timer_cancel_from_callback(void **state) {
 }
 
 /* cancel racing fire: TF_OK <=> the callback never runs. */
-static void test_tf_evb_timer_cancel_races_fire(void **state) {
+static void test_tf_evb_timer_cancel_races_fire(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     enum { N = 2000 };
@@ -1143,7 +1209,8 @@ static void test_tf_evb_timer_cancel_races_fire(void **state) {
     tf_evb_free(evb);
 }
 
-static void test_tf_evb_timers_pending_at_stop_never_fire(void **state) {
+static void test_tf_evb_timers_pending_at_stop_never_fire(void **state)
+{
     (void)state;
     tf_evb *evb = started();
     tcount c = {0};
@@ -1158,12 +1225,13 @@ static void test_tf_evb_timers_pending_at_stop_never_fire(void **state) {
     assert_int_equal(tf_evb_timer_after(evb, 0, count_cb, &c, NULL), TF_ERR_SHUTDOWN);
     tf_evb_free(evb);
     assert_int_equal(tf_evb_timer_cancel(t), TF_ERR_BAD_STATE); /* safe after free too */
-    tf_evb_timer_release(t);                                     /* the handle outlives its loop */
+    tf_evb_timer_release(t);                                    /* the handle outlives its loop */
     assert_int_equal(atomic_load(&c.fired), 1);
     tio_ctr_destroy(&c.ctr);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         TIO_TEST(test_tf_evb_new_free_unstarted),
         TIO_TEST(test_tf_evb_start_stop_states),

@@ -24,14 +24,16 @@ typedef struct obj {
     int magic;
 } obj;
 
-static obj *obj_new(void) {
+static obj *obj_new(void)
+{
     obj *o = malloc(sizeof *o);
     assert_non_null(o);
     o->magic = 0x5EED;
     return o;
 }
 
-static void obj_free(void *p) {
+static void obj_free(void *p)
+{
     obj *o = p;
     assert_int_equal(o->magic, 0x5EED);
     o->magic = 0;
@@ -49,7 +51,8 @@ typedef struct cbrec {
     bool free_future; /* the callback owns the handle */
 } cbrec;
 
-static void rec_cb(tf_future *f, void *arg) {
+static void rec_cb(tf_future *f, void *arg)
+{
     cbrec *r = arg;
     assert_true(tf_future_is_ready(f));
     r->thread = pthread_self();
@@ -59,7 +62,8 @@ static void rec_cb(tf_future *f, void *arg) {
     atomic_fetch_add(&r->calls, 1);
 }
 
-static void test_tf_future_new_ready_is_immediate(void **state) {
+static void test_tf_future_new_ready_is_immediate(void **state)
+{
     (void)state;
     atomic_store(&g_dtors, 0);
     tf_future *f;
@@ -89,7 +93,8 @@ static void test_tf_future_new_ready_is_immediate(void **state) {
     tf_promise_free(NULL);
 }
 
-static void test_tf_future_get_takes_ownership(void **state) {
+static void test_tf_future_get_takes_ownership(void **state)
+{
     (void)state;
     atomic_store(&g_dtors, 0);
     tf_promise *p;
@@ -126,7 +131,8 @@ typedef struct setter {
     pthread_t self;
 } setter;
 
-static void *setter_main(void *arg) {
+static void *setter_main(void *arg)
+{
     setter *s = arg;
     s->self = pthread_self();
     tio_ctr_wait(&s->go, 1, 10000);
@@ -136,7 +142,8 @@ static void *setter_main(void *arg) {
     return NULL;
 }
 
-static void test_tf_future_wait_blocks_until_set_from_thread(void **state) {
+static void test_tf_future_wait_blocks_until_set_from_thread(void **state)
+{
     (void)state;
     atomic_store(&g_dtors, 0);
     tf_future *f;
@@ -162,7 +169,8 @@ static void test_tf_future_wait_blocks_until_set_from_thread(void **state) {
     tio_ctr_destroy(&s.go);
 }
 
-static void test_tf_future_then_runs_on_completing_thread(void **state) {
+static void test_tf_future_then_runs_on_completing_thread(void **state)
+{
     (void)state;
     atomic_store(&g_dtors, 0);
     tf_future *f;
@@ -186,7 +194,8 @@ static void test_tf_future_then_runs_on_completing_thread(void **state) {
     tio_ctr_destroy(&s.go);
 }
 
-static void test_tf_future_broken_promise_is_cancelled(void **state) {
+static void test_tf_future_broken_promise_is_cancelled(void **state)
+{
     (void)state;
     /* A blocked waiter wakes up with CANCELLED. */
     tf_future *f;
@@ -215,7 +224,8 @@ static void test_tf_future_broken_promise_is_cancelled(void **state) {
     assert_int_equal(r.err, TF_ERR_CANCELLED);
 }
 
-static void test_tf_future_dropped_unread_frees_owned(void **state) {
+static void test_tf_future_dropped_unread_frees_owned(void **state)
+{
     (void)state;
     for (int order = 0; order < 2; order++) {
         atomic_store(&g_dtors, 0);
@@ -255,7 +265,8 @@ static void test_tf_future_dropped_unread_frees_owned(void **state) {
  * was already dropped is skipped; a get on a pending future polls (wait_for 0). */
 enum { OP_SET, OP_THEN, OP_GET, OP_DROP_F, OP_DROP_P, NOPS };
 
-static void run_order(const int *ops) {
+static void run_order(const int *ops)
+{
     atomic_store(&g_dtors, 0);
     tf_promise *p;
     tf_future *f;
@@ -312,7 +323,8 @@ static void run_order(const int *ops) {
     assert_int_equal(atomic_load(&g_dtors), set ? 1 : 0);
 }
 
-static bool next_perm(int *a, int n) {
+static bool next_perm(int *a, int n)
+{
     int i = n - 2;
     while (i >= 0 && a[i] >= a[i + 1])
         i--;
@@ -332,7 +344,8 @@ static bool next_perm(int *a, int n) {
     return true;
 }
 
-static void test_tf_future_every_order_single_thread(void **state) {
+static void test_tf_future_every_order_single_thread(void **state)
+{
     (void)state;
     int ops[NOPS] = {0, 1, 2, 3, 4};
     int n = 0;
@@ -355,12 +368,14 @@ typedef struct xside {
     atomic_long *took;
 } xside;
 
-static void spin_go(atomic_int *go) {
+static void spin_go(atomic_int *go)
+{
     while (!atomic_load(go))
         sched_yield();
 }
 
-static void *x_promise_side(void *arg) {
+static void *x_promise_side(void *arg)
+{
     xside *x = arg;
     spin_go(x->go);
     if (x->do_set)
@@ -369,7 +384,8 @@ static void *x_promise_side(void *arg) {
     return NULL;
 }
 
-static void *x_future_side(void *arg) {
+static void *x_future_side(void *arg)
+{
     xside *x = arg;
     spin_go(x->go);
     uint64_t r = tio_rand(&x->seed);
@@ -394,7 +410,8 @@ static void *x_future_side(void *arg) {
     return NULL;
 }
 
-static void test_tf_future_random_orders_across_threads(void **state) {
+static void test_tf_future_random_orders_across_threads(void **state)
+{
     (void)state;
     long rounds = tio_iters("TF_TEST_FUTURE_ROUNDS", 20000, 4, 10);
     uint64_t seed = 7;
@@ -429,7 +446,8 @@ typedef struct inloop {
     void *owned;
 } inloop;
 
-static void inloop_task(void *arg) {
+static void inloop_task(void *arg)
+{
     inloop *c = arg;
     c->wait = tf_future_wait(c->pending);
     c->wait_for = tf_future_wait_for(c->pending, 1000);
@@ -439,7 +457,8 @@ static void inloop_task(void *arg) {
     c->ready_get = tf_future_get(c->ready, NULL, NULL);
 }
 
-static void test_tf_future_wait_on_loop_thread_is_refused(void **state) {
+static void test_tf_future_wait_on_loop_thread_is_refused(void **state)
+{
     (void)state;
     tf_evb *evb;
     assert_int_equal(tf_evb_new(&evb), TF_OK);
@@ -469,20 +488,23 @@ typedef struct chain {
     tf_evb *evb;
 } chain;
 
-static void chain_complete(void *arg) {
+static void chain_complete(void *arg)
+{
     chain *c = arg;
     assert_int_equal(tf_promise_set(c->p, TF_OK, 8, NULL, NULL), TF_OK);
     tf_promise_free(c->p);
 }
 
-static void chain_cb(tf_future *f, void *arg) {
+static void chain_cb(tf_future *f, void *arg)
+{
     chain *c = arg;
     c->cb_in_loop = tf_evb_in_loop_thread(c->evb);
     tf_future_free(f);
     tio_ctr_add(&c->done, 1);
 }
 
-static void test_tf_future_then_with_loop_completion(void **state) {
+static void test_tf_future_then_with_loop_completion(void **state)
+{
     (void)state;
     chain c = {0};
     tio_ctr_init(&c.done);
@@ -498,7 +520,8 @@ static void test_tf_future_then_with_loop_completion(void **state) {
     tio_ctr_destroy(&c.done);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         TIO_TEST(test_tf_future_new_ready_is_immediate),
         TIO_TEST(test_tf_future_get_takes_ownership),

@@ -31,26 +31,30 @@
 #endif
 
 /* Seconds a single test may take before the watchdog kills the binary (TF_TEST_WATCHDOG). */
-static inline unsigned tio_watchdog_secs(void) {
+static inline unsigned tio_watchdog_secs(void)
+{
     const char *s = getenv("TF_TEST_WATCHDOG");
     return s && atoi(s) > 0 ? (unsigned)atoi(s) : 60u;
 }
 
-static inline void tio_on_alarm(int sig) {
+static inline void tio_on_alarm(int sig)
+{
     static const char msg[] = "\nWATCHDOG: test hung (deadlock or lost wake-up); aborting\n";
     (void)sig;
     (void)!write(2, msg, sizeof msg - 1);
     _exit(99);
 }
 
-static inline int tio_watchdog_setup(void **state) {
+static inline int tio_watchdog_setup(void **state)
+{
     (void)state;
     signal(SIGALRM, tio_on_alarm);
     alarm(tio_watchdog_secs());
     return 0;
 }
 
-static inline int tio_watchdog_teardown(void **state) {
+static inline int tio_watchdog_teardown(void **state)
+{
     (void)state;
     alarm(0);
     return 0;
@@ -60,7 +64,8 @@ static inline int tio_watchdog_teardown(void **state) {
 
 /* Iteration count: |plain| normally, divided for the slower sanitizer builds, overridable with
  * the environment variable |env|. */
-static inline long tio_iters(const char *env, long plain, long asan_div, long tsan_div) {
+static inline long tio_iters(const char *env, long plain, long asan_div, long tsan_div)
+{
     const char *s = getenv(env);
     if (s && atol(s) > 0)
         return atol(s);
@@ -77,7 +82,8 @@ static inline long tio_iters(const char *env, long plain, long asan_div, long ts
 #endif
 }
 
-static inline long long tio_now_ms(void) {
+static inline long long tio_now_ms(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -90,7 +96,8 @@ typedef struct tio_ctr {
     long n;
 } tio_ctr;
 
-static inline void tio_ctr_init(tio_ctr *c) {
+static inline void tio_ctr_init(tio_ctr *c)
+{
     pthread_mutex_init(&c->mu, NULL);
     pthread_condattr_t a;
     pthread_condattr_init(&a);
@@ -100,19 +107,22 @@ static inline void tio_ctr_init(tio_ctr *c) {
     c->n = 0;
 }
 
-static inline void tio_ctr_destroy(tio_ctr *c) {
+static inline void tio_ctr_destroy(tio_ctr *c)
+{
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
 }
 
-static inline void tio_ctr_add(tio_ctr *c, long d) {
+static inline void tio_ctr_add(tio_ctr *c, long d)
+{
     pthread_mutex_lock(&c->mu);
     c->n += d;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
 
-static inline long tio_ctr_get(tio_ctr *c) {
+static inline long tio_ctr_get(tio_ctr *c)
+{
     pthread_mutex_lock(&c->mu);
     long n = c->n;
     pthread_mutex_unlock(&c->mu);
@@ -120,7 +130,8 @@ static inline long tio_ctr_get(tio_ctr *c) {
 }
 
 /* True once the counter reaches |n|; false if |ms| milliseconds pass first. */
-static inline bool tio_ctr_wait(tio_ctr *c, long n, long ms) {
+static inline bool tio_ctr_wait(tio_ctr *c, long n, long ms)
+{
     struct timespec dl;
     clock_gettime(CLOCK_MONOTONIC, &dl);
     dl.tv_sec += ms / 1000;
@@ -139,7 +150,8 @@ static inline bool tio_ctr_wait(tio_ctr *c, long n, long ms) {
 }
 
 /* A tiny deterministic PRNG for randomized tests (xorshift64*). */
-static inline uint64_t tio_rand(uint64_t *s) {
+static inline uint64_t tio_rand(uint64_t *s)
+{
     *s ^= *s >> 12;
     *s ^= *s << 25;
     *s ^= *s >> 27;
