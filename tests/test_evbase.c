@@ -181,6 +181,26 @@ static void test_tf_evb_loop_on_caller_thread(void **state)
     tf_evb_free(c.evb);
 }
 
+/* Several threads stop the same loop at once: all return after the drain and the join. */
+static void test_tf_evb_stop_concurrent_callers(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        tf_evb *evb = started();
+        long count = 0;
+        for (int i = 0; i < 100; i++)
+            assert_int_equal(tf_evb_dispatch(evb, incr, &count), TF_OK);
+        pthread_t t[3];
+        for (int i = 0; i < 3; i++)
+            pthread_create(&t[i], NULL, stop_thread, evb);
+        assert_int_equal(tf_evb_stop(evb), TF_OK);
+        assert_int_equal(count, 100);
+        for (int i = 0; i < 3; i++)
+            pthread_join(t[i], NULL);
+        tf_evb_free(evb);
+    }
+}
+
 static void stop_self(void *arg)
 {
     tf_evb *evb = arg;
@@ -1237,6 +1257,7 @@ int main(void)
         TIO_TEST(test_tf_evb_start_stop_states),
         TIO_TEST(test_tf_evb_loop_on_caller_thread),
         TIO_TEST(test_tf_evb_stop_from_loop_thread),
+        TIO_TEST(test_tf_evb_stop_concurrent_callers),
         TIO_TEST(test_tf_evb_dispatch_from_thread),
         TIO_TEST(test_tf_evb_dispatch_fifo_per_producer),
         TIO_TEST(test_tf_evb_dispatch_is_deferred_inline_is_not),
