@@ -147,7 +147,11 @@ static tf_err enqueue(tf_evb *evb, tf_evb_fn fn, void *arg)
         rc = TF_ERR_SHUTDOWN;
     else if (!vec_push(&evb->q, fn, arg))
         rc = TF_ERR_NOMEM;
-    else if (!atomic_exchange_explicit(&evb->pending, true, memory_order_acq_rel))
+    /* The plain load first skips the locked exchange while a wake-up is already pending. It is
+     * safe under |mu|: if the loop's clear happened before its last swap, our lock acquisition
+     * orders that clear before this load, so we cannot read a stale true. */
+    else if (!atomic_load_explicit(&evb->pending, memory_order_relaxed) &&
+             !atomic_exchange_explicit(&evb->pending, true, memory_order_acq_rel))
         wake(evb);
     pthread_mutex_unlock(&evb->mu);
     return rc;
