@@ -67,6 +67,7 @@ struct tf_evb {
     bool has_thread, join_claimed, joined; /* under mu */
     pthread_t thread;
     atomic_uint_fast64_t ticket, timer_seq;
+    atomic_uint_fast64_t wakes; /* eventfd writes, for tests */
     /* loop thread only */
     taskvec run;
     slot *slots;
@@ -119,6 +120,7 @@ static void set_state(tf_evb *evb, int st)
 static void wake(tf_evb *evb)
 {
     uint64_t one = 1;
+    atomic_fetch_add_explicit(&evb->wakes, 1u, memory_order_relaxed);
     while (write(evb->wakefd, &one, sizeof one) < 0 && errno == EINTR) {
     }
 }
@@ -715,6 +717,11 @@ bool tf__evb_fd_watched(const tf_evb *evb, int fd, void **arg)
 size_t tf__evb_timer_count(const tf_evb *evb)
 {
     return evb->nheap;
+}
+
+uint64_t tf__evb_wake_count(const tf_evb *evb)
+{
+    return atomic_load_explicit(&evb->wakes, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------- timer API */

@@ -36,5 +36,7 @@ bool tf__baton_wait(_Atomic uint32_t *b, uint64_t deadline_ns);
 bool tf__evb_fd_watched(const tf_evb *evb, int fd, void **arg);
 /* Test introspection, loop thread only: timers in the heap (incl. lazily cancelled ones). */
 size_t tf__evb_timer_count(const tf_evb *evb);
+/* Test introspection, any thread: eventfd writes so far (wake-ups requested). */
+uint64_t tf__evb_wake_count(const tf_evb *evb);
 
 #endif /* TCPFRAME_IO_INTERNAL_H */

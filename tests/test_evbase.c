@@ -449,6 +449,29 @@ static void test_tf_evb_stop_drains_queued_work(void **state)
     tio_ctr_destroy(&g.open);
 }
 
+/* A burst of dispatches while the loop is busy costs one eventfd write, and still all run. */
+static void test_tf_evb_dispatch_burst_coalesces_wakeups(void **state)
+{
+    (void)state;
+    tf_evb *evb = started();
+    gate g;
+    tio_ctr_init(&g.entered);
+    tio_ctr_init(&g.open);
+    long count = 0;
+    assert_int_equal(tf_evb_dispatch(evb, gate_task, &g), TF_OK);
+    assert_true(tio_ctr_wait(&g.entered, 1, 10000));
+    uint64_t w0 = tf__evb_wake_count(evb);
+    for (int i = 0; i < 10000; i++)
+        assert_int_equal(tf_evb_dispatch(evb, incr, &count), TF_OK);
+    assert_int_equal(tf__evb_wake_count(evb) - w0, 1);
+    tio_ctr_add(&g.open, 1);
+    assert_int_equal(tf_evb_dispatch_and_wait(evb, noop, NULL), TF_OK);
+    assert_int_equal(count, 10000);
+    tf_evb_free(evb);
+    tio_ctr_destroy(&g.entered);
+    tio_ctr_destroy(&g.open);
+}
+
 typedef struct racer {
     tf_evb *evb;
     atomic_long ran;
@@ -1264,6 +1287,7 @@ int main(void)
         TIO_TEST(test_tf_evb_dispatch_and_wait_from_loop_thread),
         TIO_TEST(test_tf_evb_dispatch_and_wait_1m_round_trips),
         TIO_TEST(test_tf_evb_dispatch_future_round_trips_two_threads),
+        TIO_TEST(test_tf_evb_dispatch_burst_coalesces_wakeups),
         TIO_TEST(test_tf_evb_stop_drains_queued_work),
         TIO_TEST(test_tf_evb_dispatch_and_wait_races_stop),
         TIO_TEST(test_tf_evb_stop_unstarted_drains_on_caller),
