@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Oracle code the fuzzer need not be guided by: no coverage instrumentation (its compare
  * tracing cost more than the core itself), so execs/s go to the core. */
 #if defined(__clang__) && __clang_major__ >= 13
-#define FZ_NOCOV __attribute__((no_sanitize("coverage")))
+#define FZ_NOCOV __attribute__((no_sanitize("coverage", "undefined"), noinline))
 #else
 #define FZ_NOCOV
 #endif
@@ -137,6 +137,7 @@ typedef struct fz_script {
     int chunk;      /* FZ_CHUNK_* */
     int faults;     /* 0: only MOVE; 1: AGAIN/INTR; 2: also FAIL/ZERO/LIE */
     unsigned intr_run; /* INTR answers still to give in the current run */
+    unsigned storms;   /* runs of TF_MAX_INTR + 3 given */
     uint32_t rng;
 } fz_script;
 
@@ -148,6 +149,7 @@ static inline void fz_script_init(fz_script *s, const uint8_t *ctl, size_t nctl,
     s->chunk = mode % 3u;
     s->faults = (mode / 3u) % 3u;
     s->intr_run = 0;
+    s->storms = 0;
     s->rng = 0x1234567u + mode;
 }
 
@@ -158,7 +160,7 @@ static inline int fz_script_more(const fz_script *s)
 
 /* Decide the next answer for a callback offered |len| (>0) bytes, |avail| of which can move
  * now (0 would block). Sets *n for MOVE (1..min(len, avail)). */
-static inline int fz_answer(fz_script *s, size_t len, size_t avail, size_t *n)
+FZ_NOCOV static inline int fz_answer(fz_script *s, size_t len, size_t avail, size_t *n)
 {
     if (s->intr_run > 0) {
         s->intr_run--;
@@ -171,9 +173,14 @@ static inline int fz_answer(fz_script *s, size_t len, size_t avail, size_t *n)
         if (k == 0)
             return FZ_ANS_AGAIN;
         if (k == 1) {
-            /* a run of 1..16 INTR; 15 means 64+ (TF_MAX_INTR) */
+            /* a run of 1..15 INTR; 15 means TF_MAX_INTR + 3 (twice per script at most: the
+             * storms cost time and say nothing new the third time) */
             unsigned run = c % 16u;
-            s->intr_run = run == 15 ? TF_MAX_INTR + 3u : run;
+            if (run == 15 && s->storms < 2) {
+                s->storms++;
+                run = TF_MAX_INTR + 3u;
+            }
+            s->intr_run = run;
             return FZ_ANS_INTR;
         }
         if (s->faults > 1 && k == 2) {
@@ -207,7 +214,7 @@ static inline int fz_answer(fz_script *s, size_t len, size_t avail, size_t *n)
 }
 
 /* A contract-breaking answer for a callback offered |len| bytes. */
-static inline long fz_lie(fz_script *s, size_t len)
+FZ_NOCOV static inline long fz_lie(fz_script *s, size_t len)
 {
     switch (fz_rand(&s->rng) % 3u) {
     case 0:
@@ -217,6 +224,27 @@ static inline long fz_lie(fz_script *s, size_t len)
     default:
         return (long)(~0ul >> 1); /* LONG_MAX */
     }
+}
+
+/* ---------------------------------------------------------------- error names
+ *
+ * tf_err_name and tf_strerror of |e| agree with the one X-macro list of err.h. */
+FZ_NOCOV static inline void fz_check_err_text(tf_err e)
+{
+    const char *name = NULL;
+    switch ((int)e) {
+#define NAME_(nm, num, text)                                                                     \
+    case num:                                                                                    \
+        name = #nm;                                                                              \
+        CHECK(strcmp(tf_strerror(e), text) == 0);                                                \
+        break;
+        TF_ERR_LIST(NAME_)
+#undef NAME_
+    default:
+        name = "UNKNOWN";
+        CHECK(strcmp(tf_strerror(e), "unknown tcpframe error") == 0);
+    }
+    CHECK(strcmp(tf_err_name(e), name) == 0);
 }
 
 /* ---------------------------------------------------------------- reference decoder

@@ -132,25 +132,6 @@ static long h_read(void *ctx, uint8_t *buf, size_t len, int *os_err)
     }
 }
 
-/* The error names and texts come from the one X-macro list. */
-FZ_NOCOV static void check_err_text(tf_err e)
-{
-    const char *name = NULL;
-    switch ((int)e) {
-#define NAME_(nm, num, text)                                                                     \
-    case num:                                                                                    \
-        name = #nm;                                                                              \
-        CHECK(strcmp(tf_strerror(e), text) == 0);                                                \
-        break;
-        TF_ERR_LIST(NAME_)
-#undef NAME_
-    default:
-        name = "UNKNOWN";
-        CHECK(strcmp(tf_strerror(e), "unknown tcpframe error") == 0);
-    }
-    CHECK(strcmp(tf_err_name(e), name) == 0);
-}
-
 /* After DONE or ERROR: the same answer again, no I/O, nothing offered. */
 FZ_NOCOV static void check_final(hs_h *h, const tf_io *io, tf_step st)
 {
@@ -177,7 +158,7 @@ FZ_NOCOV static void check_outcome(hs_h *h, tf_step st)
     tf_hs *hs = h->hs;
     int os = -1;
     tf_err e = tf_hs_error(hs, &os);
-    check_err_text(e);
+    fz_check_err_text(e);
     if (st == TF_DONE) {
         CHECK(!h->fatal);
         CHECK(e == TF_OK && os == 0);
