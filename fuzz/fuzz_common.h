@@ -138,6 +138,7 @@ typedef struct fz_script {
     int faults;     /* 0: only MOVE; 1: AGAIN/INTR; 2: also FAIL/ZERO/LIE */
     unsigned intr_run; /* INTR answers still to give in the current run */
     unsigned storms;   /* runs of TF_MAX_INTR + 3 given */
+    unsigned lie;      /* which contract-breaking answer: len + 1, -4, LONG_MAX */
     uint32_t rng;
 } fz_script;
 
@@ -150,6 +151,7 @@ static inline void fz_script_init(fz_script *s, const uint8_t *ctl, size_t nctl,
     s->faults = (mode / 3u) % 3u;
     s->intr_run = 0;
     s->storms = 0;
+    s->lie = 0;
     s->rng = 0x1234567u + mode;
 }
 
@@ -189,6 +191,7 @@ FZ_NOCOV static inline int fz_answer(fz_script *s, size_t len, size_t avail, siz
                 return FZ_ANS_FAIL;
             if (f < 11)
                 return FZ_ANS_ZERO;
+            s->lie = f - 11u;
             return FZ_ANS_LIE;
         }
     }
@@ -213,10 +216,10 @@ FZ_NOCOV static inline int fz_answer(fz_script *s, size_t len, size_t avail, siz
     return FZ_ANS_MOVE;
 }
 
-/* A contract-breaking answer for a callback offered |len| bytes. */
+/* A contract-breaking answer for a callback offered |len| bytes, as the control byte chose. */
 FZ_NOCOV static inline long fz_lie(fz_script *s, size_t len)
 {
-    switch (fz_rand(&s->rng) % 3u) {
+    switch (s->lie % 3u) {
     case 0:
         return (long)len + 1;
     case 1:

@@ -204,6 +204,11 @@ FZ_NOCOV static void dec_sansio(sp_h *h)
                 check_end(h, &rx, rx.err, pos);
                 return;
             }
+            if (fz_rand(&h->rng) & 1) {
+                /* nothing lands while a target is wanted: advance(0) changes nothing */
+                tf_msg m0;
+                CHECK(tf_rx_advance(&rx, 0, &m0) == TF_AGAIN && tf_rx_wants_target(&rx, NULL));
+            }
             give_target(h, &rx, pos);
             continue;
         }
