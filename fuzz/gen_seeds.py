@@ -60,7 +60,7 @@ def max_u16(v):
 
 
 # ---------------------------------------------------------------- fuzz_rx
-def rx(name, stream, m=mode(CH_ALL, 0), flags=0, mx=MAX_DEFAULT, span=4096, arena=4096, fail_at=0,
+def rx(name, stream, m=mode(CH_ALL, 0), flags=0, mx=MAX_DEFAULT, span=1500, arena=1500, fail_at=0,
        ctl=b""):
     write("fuzz_rx", name, bytes([m, flags]) + mx + u16(span) + u16(arena) + bytes([fail_at, len(ctl)])
           + ctl + stream)
@@ -154,7 +154,7 @@ hs("try-intr-both", b"UNIF", m=mode(CH_ONE, 1), wctl=bytes([INTR(14), MOVE(0)] *
    rctl=bytes([INTR(14), MOVE(0)] * 4))
 
 # ---------------------------------------------------------------- fuzz_roundtrip
-def rt(name, msgs, m=mode(CH_ALL, 0), flags=0, txm=MAX_DEFAULT, rxm=MAX_DEFAULT, pipe=64, span=1024,
+def rt(name, msgs, m=mode(CH_ALL, 0), flags=0, txm=MAX_DEFAULT, rxm=MAX_DEFAULT, pipe=64, span=400,
        ctl=b""):
     body = b""
     for p in msgs:
