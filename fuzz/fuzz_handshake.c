@@ -12,7 +12,7 @@
  * after it, the same reason from tf_hs_error. DONE iff our 4 bytes went out and the peer's first
  * 4 bytes are the magic; our output is exactly the magic; the core never reads past the magic;
  * AGAIN only when both directions would block (or are finished) or after TF_MAX_INTR
- * consecutive interrupts; DONE and ERROR are sticky and do no I/O. tf_err_name/tf_strerror of
+ * consecutive interrupts (of either direction, none more); DONE and ERROR are sticky and do no I/O. tf_err_name/tf_strerror of
  * the outcome are checked against the X-macro list too. */
 #include "fuzz_common.h"
 
@@ -48,6 +48,8 @@ static long h_write(void *ctx, const tf_iov *iov, size_t cnt, int *os_err)
     hs_h *h = ctx;
     h->calls++;
     CHECK(!h->fatal);
+    /* after TF_MAX_INTR consecutive interrupted answers the step returns AGAIN, no more calls */
+    CHECK(h->intr_seq < TF_MAX_INTR);
     CHECK(cnt == 1);
     CHECK(h->written < 4 && iov[0].len == 4 - h->written);
     CHECK(memcmp(iov[0].base, MAGIC + h->written, iov[0].len) == 0);
@@ -98,6 +100,7 @@ static long h_read(void *ctx, uint8_t *buf, size_t len, int *os_err)
     hs_h *h = ctx;
     h->calls++;
     CHECK(!h->fatal);
+    CHECK(h->intr_seq < TF_MAX_INTR);
     /* Never asks for more than the rest of the magic. */
     CHECK(h->accepted < 4 && len == 4 - h->accepted);
     CHECK(h->pos == h->accepted);
@@ -190,6 +193,7 @@ static void run_try(hs_h *h)
     for (unsigned steps = 0;; steps++) {
         CHECK(steps < 10000);
         h->last_w = h->last_r = -1;
+        h->intr_seq = 0; /* counted per call */
         st = tf_hs_try(h->hs, &io);
         if (st != TF_AGAIN)
             break;

@@ -47,6 +47,8 @@ FZ_NOCOV static long h_read(void *ctx, uint8_t *buf, size_t len, int *os_err)
 {
     rx_h *h = ctx;
     h->reads++;
+    /* after TF_MAX_INTR consecutive interrupted answers the step returns AGAIN, no more reads */
+    CHECK(h->intr_seq < TF_MAX_INTR);
     CHECK(len > 0);
     CHECK(buf != NULL);
     if (h->pos == h->n) {

@@ -150,6 +150,7 @@ hs("try-write-blocked-read-done", b"UNIF", m=mode(CH_ALL, 1), wctl=bytes([AGAIN,
 hs("try-read-blocked-write-done", b"UNIF", m=mode(CH_ALL, 1), rctl=bytes([AGAIN, AGAIN]))
 hs("try-intr-storm-write", b"UNIF", m=mode(CH_ALL, 1), wctl=bytes([INTR(15)]))
 hs("try-intr-storm-read", b"UNIF", m=mode(CH_ALL, 1), wctl=bytes([AGAIN] * 40), rctl=bytes([INTR(15)]))
+hs("try-write-done-then-intr-storm-read", b"UNIF", m=mode(CH_ALL, 1), rctl=bytes([INTR(15)]))
 hs("try-intr-both", b"UNIF", m=mode(CH_ONE, 1), wctl=bytes([INTR(14), MOVE(0)] * 4),
    rctl=bytes([INTR(14), MOVE(0)] * 4))
 
