@@ -244,6 +244,14 @@ tf_step tf_frame_split(const uint8_t *in, size_t len, uint32_t max_len, const ui
 /* Big-endian helpers of the length prefix (SPEC 2.2). Division and multiplication, not shifts:
  * they prove without bit-vector reasoning and compile to the same instructions. Inline, so that
  * each proto/ object stands alone. */
+/*@ logic integer tf_be32(integer b0, integer b1, integer b2, integer b3) =
+      b0 * 16777216 + b1 * 65536 + b2 * 256 + b3;
+*/
+
+/*@ requires \valid(out + (0 .. 3));
+    assigns out[0 .. 3];
+    ensures be32: tf_be32(out[0], out[1], out[2], out[3]) == v;
+*/
 static inline void tf_be32_put(uint8_t out[4], uint32_t v)
 {
     out[0] = (uint8_t)(v / 16777216u);
@@ -252,6 +260,10 @@ static inline void tf_be32_put(uint8_t out[4], uint32_t v)
     out[3] = (uint8_t)(v % 256u);
 }
 
+/*@ requires \valid_read(in + (0 .. 3));
+    assigns \nothing;
+    ensures be32: \result == tf_be32(in[0], in[1], in[2], in[3]);
+*/
 static inline uint32_t tf_be32_get(const uint8_t in[4])
 {
     return (uint32_t)in[0] * 16777216u + (uint32_t)in[1] * 65536u + (uint32_t)in[2] * 256u +

@@ -1,0 +1,122 @@
+/* spec.h -- the formal model of proto/ for Frama-C WP (see verify/README.md).
+ *
+ * To a C compiler this file is comments, except that it includes the public header. It holds:
+ *  - the validity predicate of each machine (tf_hs_valid, tf_tx_valid, tf_rx_valid): every public
+ *    function requires and ensures it, so a machine can only be in the states SPEC.md documents;
+ *  - the models of the caller-supplied callbacks (tf_io read/write, tf_sink alloc), declared only
+ *    for the prover: the try-steps are proved for every callback that keeps the model's contract.
+ */
+#ifndef TCPFRAME_PROTO_SPEC_H
+#define TCPFRAME_PROTO_SPEC_H
+
+#include "tcpframe/proto.h"
+
+/*@ // SPEC 4.1: the magic 0x554E4946 in network order is 'U' 'N' 'I' 'F'.
+    predicate tf_is_magic{L}(uint8_t *p) =
+      p[0] == 0x55 && p[1] == 0x4E && p[2] == 0x49 && p[3] == 0x46;
+
+    // Errors proto/ may record: the protocol range 1..63 of tf_err (SPEC 3).
+    predicate tf_proto_err(tf_err e) = TF_ERR_BAD_MAGIC <= e <= TF_ERR_IO;
+
+    // The counters and bytes of a handshake, whatever its state.
+    predicate tf_hs_shape{L}(tf_hs *hs) =
+      \valid(hs) && hs->sent <= 4 && hs->got <= 4 &&
+      tf_is_magic(&hs->out[0]) &&
+      (\forall integer i; 0 <= i < hs->got ==> hs->in[i] == hs->out[i]);
+
+    predicate tf_hs_valid{L}(tf_hs *hs) =
+      tf_hs_shape(hs) &&
+      (hs->state == TF_HS_RUNNING || hs->state == TF_HS_DONE || hs->state == TF_HS_FAILED) &&
+      (hs->state == TF_HS_RUNNING ==> hs->sent < 4 || hs->got < 4) &&
+      (hs->state == TF_HS_DONE ==> hs->sent == 4 && hs->got == 4) &&
+      (hs->state == TF_HS_FAILED ==> tf_proto_err(hs->err)) &&
+      (hs->state != TF_HS_FAILED ==> hs->err == TF_OK && hs->os_err == 0);
+
+    // Progress still possible in a running handshake: strictly decreases with every byte moved.
+    logic integer tf_hs_left{L}(tf_hs *hs) = 8 - hs->sent - hs->got;
+
+    predicate tf_tx_valid{L}(tf_tx *tx) =
+      \valid(tx) &&
+      (tx->state == TF_TX_IDLE || tx->state == TF_TX_SENDING || tx->state == TF_TX_FAILED) &&
+      (tx->state == TF_TX_SENDING ==>
+         tx->len <= tx->max_len && tx->done < 4 + tx->len &&
+         tf_be32(tx->hdr[0], tx->hdr[1], tx->hdr[2], tx->hdr[3]) == tx->len &&
+         \valid_read(tx->payload + (0 .. tx->len - 1)) &&
+         \separated(tx->payload + (0 .. tx->len - 1), tx)) &&
+      (tx->state == TF_TX_FAILED ==> tf_proto_err(tx->err)) &&
+      (tx->state != TF_TX_FAILED ==> tx->err == TF_OK && tx->os_err == 0);
+
+    // Bytes of the frame in flight not yet emitted.
+    logic integer tf_tx_left{L}(tf_tx *tx) =
+      tx->state == TF_TX_SENDING ? 4 + tx->len - tx->done : 0;
+
+    predicate tf_rx_valid{L}(tf_rx *rx) =
+      \valid(rx) &&
+      (rx->state == TF_RX_LEN || rx->state == TF_RX_TARGET || rx->state == TF_RX_BODY ||
+       rx->state == TF_RX_FAILED) &&
+      (rx->state == TF_RX_LEN ==> rx->got < 4) &&
+      (rx->state == TF_RX_TARGET ==> 0 < rx->len <= rx->max_len && rx->got == 0) &&
+      (rx->state == TF_RX_BODY ==>
+         0 < rx->len <= rx->max_len && rx->got < rx->len && rx->len <= rx->cap &&
+         \valid(rx->target + (0 .. rx->cap - 1)) &&
+         \separated(rx->target + (0 .. rx->cap - 1), rx)) &&
+      ((rx->state == TF_RX_TARGET || rx->state == TF_RX_BODY) ==>
+         rx->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3])) &&
+      (rx->state == TF_RX_FAILED ==> tf_proto_err(rx->err)) &&
+      (rx->state != TF_RX_FAILED ==> rx->err == TF_OK && rx->os_err == 0);
+
+    // Bytes the receiver asks for now (tf_rx_next's answer).
+    logic integer tf_rx_want{L}(tf_rx *rx) =
+      rx->state == TF_RX_LEN ? 4 - rx->got :
+      rx->state == TF_RX_BODY ? rx->len - rx->got : 0;
+
+    // Termination measure of tf_rx_try: a prefix byte, the target, a payload byte each lower it.
+    logic integer tf_rx_measure{L}(tf_rx *rx) =
+      rx->state == TF_RX_LEN ? 4294967297 + 4 - rx->got :
+      rx->state == TF_RX_TARGET ? 4294967296 :
+      rx->state == TF_RX_BODY ? rx->len - rx->got : 0;
+
+*/
+
+#ifdef __FRAMAC__
+/* The callback models: the I/O contract of tf_io and tf_sink (proto.h). They bound what a
+ * callback may write; they promise nothing about what it returns, so the proof covers the
+ * defensive checks of contract-breaking answers too. */
+
+/*@ requires len > 0 && \valid(buf + (0 .. len - 1)) && \valid(os_err);
+    assigns buf[0 .. len - 1], *os_err;
+*/
+long tf_io_read_model(void *ctx, uint8_t *buf, size_t len, int *os_err);
+
+/*@ requires cnt == 1 || cnt == 2;
+    requires \valid_read(iov + (0 .. cnt - 1));
+    requires \forall integer i; 0 <= i < cnt ==>
+               iov[i].len > 0 && \valid_read(iov[i].base + (0 .. iov[i].len - 1));
+    requires \valid(os_err);
+    assigns *os_err;
+*/
+long tf_io_write_model(void *ctx, const tf_iov *iov, size_t cnt, int *os_err);
+
+/* WP (Frama-C 25) does not model allocation, so the memory the allocation hook returns is
+ * modelled as a part of this region, which the receiver, its sink and the caller's other
+ * objects never overlap (a requirement of tf_rx_try). */
+extern uint8_t tf_heap_model[];
+
+/*@ requires len > 0;
+    assigns \nothing;
+    ensures \result == \null ||
+            (\valid(\result + (0 .. len - 1)) &&
+             \subset(\result + (0 .. len - 1), &tf_heap_model[0 .. ]));
+*/
+uint8_t *tf_alloc_model(void *ctx, size_t len);
+
+/*@ predicate tf_io_read_ok(tf_io *io) = \valid_read(io) && io->read == &tf_io_read_model;
+    predicate tf_io_write_ok(tf_io *io) = \valid_read(io) && io->write == &tf_io_write_model;
+    predicate tf_sink_ok(tf_sink *s) =
+      \valid_read(s) &&
+      (s->alloc == \null ==> s->buf == \null || \valid(s->buf + (0 .. s->cap - 1))) &&
+      (s->alloc != \null ==> s->alloc == &tf_alloc_model);
+*/
+#endif
+
+#endif /* TCPFRAME_PROTO_SPEC_H */
