@@ -257,7 +257,9 @@ tf_step tf_hs_try(tf_hs *hs, const tf_io *io)
         //@ assert unmoved: w != HS_MOVED && r != HS_MOVED ==> tf_hs_left(hs) == \at(tf_hs_left(hs), LoopCurrent);
         if (w == HS_MOVED || r == HS_MOVED) {
             //@ assert moved: tf_hs_left(hs) < \at(tf_hs_left(hs), LoopCurrent);
-            intr = 0; /* progress: TF_MAX_INTR counts consecutive interrupted answers */
+            /* Progress: TF_MAX_INTR counts consecutive interrupted answers, and the read
+             * comes after the write. */
+            intr = r == HS_INTR ? 1 : 0;
             continue;
         }
         if (w == HS_IDLE && r == HS_IDLE)
