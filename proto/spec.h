@@ -40,11 +40,15 @@
       (tx->state == TF_TX_IDLE || tx->state == TF_TX_SENDING || tx->state == TF_TX_FAILED) &&
       (tx->state == TF_TX_SENDING ==>
          tx->len <= tx->max_len && tx->done < 4 + tx->len &&
-         tf_be32(tx->hdr[0], tx->hdr[1], tx->hdr[2], tx->hdr[3]) == tx->len &&
-         \valid_read(tx->payload + (0 .. tx->len - 1)) &&
-         \separated(tx->payload + (0 .. tx->len - 1), tx)) &&
+         tf_be32(tx->hdr[0], tx->hdr[1], tx->hdr[2], tx->hdr[3]) == tx->len) &&
       (tx->state == TF_TX_FAILED ==> tf_proto_err(tx->err)) &&
       (tx->state != TF_TX_FAILED ==> tx->err == TF_OK && tx->os_err == 0);
+
+    // The caller's side of tf_tx_begin: the borrowed payload stays readable until DONE.
+    predicate tf_tx_payload_ok{L}(tf_tx *tx) =
+      tx->state == TF_TX_SENDING ==>
+        \valid_read(tx->payload + (0 .. tx->len - 1)) &&
+        \separated(tx->payload + (0 .. tx->len - 1), tx);
 
     // Bytes of the frame in flight not yet emitted.
     logic integer tf_tx_left{L}(tf_tx *tx) =
