@@ -1,6 +1,9 @@
 /* err.c -- tf_strerror() and tf_err_name(), generated from TF_ERR_LIST (see tcpframe/err.h). */
 #include "tcpframe/err.h"
 
+/*@ assigns \nothing;
+    ensures \result != \null;
+*/
 const char *tf_strerror(tf_err e)
 {
     switch (e) {
@@ -14,6 +17,9 @@ const char *tf_strerror(tf_err e)
     }
 }
 
+/*@ assigns \nothing;
+    ensures \result != \null;
+*/
 const char *tf_err_name(tf_err e)
 {
     switch (e) {

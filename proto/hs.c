@@ -249,25 +249,29 @@ tf_step tf_hs_try(tf_hs *hs, const tf_io *io)
             return TF_ERROR;
         if (hs->state == TF_HS_DONE)
             return TF_DONE;
+        /* TF_MAX_INTR counts consecutive interrupted answers, in the order they came. */
+        //@ ghost unsigned before = intr;
+        if (w == HS_MOVED)
+            intr = 0;
+        else if (w == HS_INTR && ++intr >= TF_MAX_INTR)
+            return TF_AGAIN;
         int r = hs_read_once(hs, io);
         if (r == HS_FAILED)
             return TF_ERROR;
         if (hs->state == TF_HS_DONE)
             return TF_DONE;
+        if (r == HS_MOVED)
+            intr = 0;
+        else if (r == HS_INTR)
+            intr++;
         //@ assert unmoved: w != HS_MOVED && r != HS_MOVED ==> tf_hs_left(hs) == \at(tf_hs_left(hs), LoopCurrent);
         if (w == HS_MOVED || r == HS_MOVED) {
-            //@ assert moved: tf_hs_left(hs) < \at(tf_hs_left(hs), LoopCurrent);
-            /* Progress: TF_MAX_INTR counts consecutive interrupted answers, and the read
-             * comes after the write. */
-            intr = r == HS_INTR ? 1 : 0;
+            //@ assert moved: tf_hs_left(hs) < \at(tf_hs_left(hs), LoopCurrent) && intr <= 1;
             continue;
         }
         if (w == HS_IDLE && r == HS_IDLE)
             return TF_AGAIN;
-        if (w == HS_INTR)
-            intr++;
-        if (r == HS_INTR)
-            intr++;
+        //@ assert grew: intr > before;
         if (intr >= TF_MAX_INTR)
             return TF_AGAIN;
     }

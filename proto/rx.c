@@ -1,8 +1,11 @@
 /* rx.c -- the receiver (SPEC 6): prefix in pieces, length check, target, payload in pieces. */
-#include <string.h>
-
 #include "core.h"
 
+/*@ requires \valid(rx);
+    assigns *rx;
+    ensures valid: tf_rx_valid(rx);
+    ensures fresh: rx->state == TF_RX_LEN && rx->got == 0 && rx->max_len == max_len;
+*/
 void tf_rx_init(tf_rx *rx, uint32_t max_len)
 {
     rx->target = NULL;
@@ -16,6 +19,11 @@ void tf_rx_init(tf_rx *rx, uint32_t max_len)
     rx->hdr[0] = rx->hdr[1] = rx->hdr[2] = rx->hdr[3] = 0;
 }
 
+/*@ requires \valid(rx) && tf_proto_err(err);
+    assigns rx->state, rx->err, rx->os_err;
+    ensures tf_rx_valid(rx) && rx->state == TF_RX_FAILED && rx->err == err;
+    ensures \result == TF_ERROR;
+*/
 static tf_step rx_fail(tf_rx *rx, tf_err err, int os_err)
 {
     rx->state = TF_RX_FAILED;
@@ -25,6 +33,13 @@ static tf_step rx_fail(tf_rx *rx, tf_err err, int os_err)
 }
 
 /* A message is complete: hand it out and wait for the next prefix. */
+/*@ requires \valid(rx) && rx->err == TF_OK && rx->os_err == 0;
+    requires \valid(msg) && \separated(msg, rx);
+    assigns rx->target, rx->cap, rx->got, rx->state, *msg;
+    ensures tf_rx_valid(rx) && rx->state == TF_RX_LEN && rx->got == 0;
+    ensures msg->data == \old(rx->target) && msg->len == rx->len;
+    ensures \result == TF_DONE;
+*/
 static tf_step rx_done(tf_rx *rx, tf_msg *msg)
 {
     msg->data = rx->target;
@@ -36,6 +51,26 @@ static tf_step rx_done(tf_rx *rx, tf_msg *msg)
     return TF_DONE;
 }
 
+/* SPEC 6.1: the receiver never asks for more than the rest of the current unit, so it never
+ * consumes a byte of the next frame and never writes past its target. */
+/*@ requires tf_rx_valid(rx) && tf_rx_target_ok(rx);
+    requires \valid(buf) && \separated(buf, rx);
+    assigns *buf;
+    ensures count: \result == tf_rx_want(rx);
+    ensures writable: \valid(*buf + (0 .. \result - 1));
+    behavior prefix:
+      assumes rx->state == TF_RX_LEN;
+      ensures *buf == &rx->hdr[0] + rx->got;
+    behavior payload:
+      assumes rx->state == TF_RX_BODY;
+      ensures *buf == rx->target + rx->got;
+      ensures within: \subset(*buf + (0 .. \result - 1), rx->target + (0 .. rx->cap - 1));
+    behavior none:
+      assumes rx->state == TF_RX_TARGET || rx->state == TF_RX_FAILED;
+      ensures *buf == \null;
+    complete behaviors;
+    disjoint behaviors;
+*/
 size_t tf_rx_next(tf_rx *rx, uint8_t **buf)
 {
     if (rx->state == TF_RX_LEN) {
@@ -50,6 +85,58 @@ size_t tf_rx_next(tf_rx *rx, uint8_t **buf)
     return 0;
 }
 
+/*@ requires valid: tf_rx_valid(rx);
+    requires out: \valid(msg) && \separated(msg, rx);
+    assigns rx->got, rx->len, rx->state, rx->target, rx->cap, rx->err, rx->os_err, *msg;
+    ensures valid: tf_rx_valid(rx);
+    ensures target: rx->state == TF_RX_BODY ==>
+              \old(rx->state) == TF_RX_BODY &&
+              rx->target == \old(rx->target) && rx->cap == \old(rx->cap);
+    ensures length: \result == TF_DONE ==>
+              msg->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) &&
+              msg->len <= rx->max_len && rx->state == TF_RX_LEN && rx->got == 0;
+    ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
+    ensures moved: \result == TF_AGAIN ==>
+              (\old(rx->state) == TF_RX_LEN &&
+               ((rx->state == TF_RX_LEN && rx->got == \old(rx->got) + n) ||
+                rx->state == TF_RX_TARGET)) ||
+              (\old(rx->state) == TF_RX_TARGET && rx->state == TF_RX_TARGET) ||
+              (\old(rx->state) == TF_RX_BODY && rx->state == TF_RX_BODY &&
+               rx->got == \old(rx->got) + n && rx->len == \old(rx->len));
+    behavior failed:
+      assumes rx->state == TF_RX_FAILED;
+      assigns \nothing;
+      ensures \result == TF_ERROR;
+    behavior overrun:
+      assumes rx->state != TF_RX_FAILED && n > tf_rx_want(rx);
+      ensures \result == TF_ERROR && rx->err == TF_ERR_INVALID_ARGUMENT;
+    behavior prefix:
+      assumes rx->state == TF_RX_LEN && n <= 4 - rx->got;
+      ensures partial: \old(rx->got) + n < 4 ==>
+                \result == TF_AGAIN && rx->state == TF_RX_LEN && rx->got == \old(rx->got) + n;
+      ensures too_large: \old(rx->got) + n == 4 &&
+                tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) > rx->max_len ==>
+                \result == TF_ERROR && rx->err == TF_ERR_TOO_LARGE;
+      ensures empty: \old(rx->got) + n == 4 &&
+                tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) == 0 ==>
+                \result == TF_DONE && msg->len == 0 && msg->data == \null;
+      ensures wants_target: \old(rx->got) + n == 4 &&
+                0 < tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) <= rx->max_len ==>
+                \result == TF_AGAIN && rx->state == TF_RX_TARGET &&
+                rx->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]);
+    behavior waiting:
+      assumes rx->state == TF_RX_TARGET && n == 0;
+      ensures \result == TF_AGAIN && rx->state == TF_RX_TARGET && rx->len == \old(rx->len);
+    behavior payload:
+      assumes rx->state == TF_RX_BODY && n <= rx->len - rx->got;
+      ensures partial: \old(rx->got) + n < rx->len ==>
+                \result == TF_AGAIN && rx->state == TF_RX_BODY && rx->got == \old(rx->got) + n &&
+                rx->len == \old(rx->len);
+      ensures whole: \old(rx->got) + n == rx->len ==>
+                \result == TF_DONE && msg->data == \old(rx->target) && msg->len == \old(rx->len);
+    complete behaviors;
+    disjoint behaviors;
+*/
 tf_step tf_rx_advance(tf_rx *rx, size_t n, tf_msg *msg)
 {
     if (rx->state == TF_RX_FAILED)
@@ -78,6 +165,12 @@ tf_step tf_rx_advance(tf_rx *rx, size_t n, tf_msg *msg)
     return TF_AGAIN;
 }
 
+/*@ requires tf_rx_valid(rx);
+    requires len == \null || (\valid(len) && \separated(len, rx));
+    assigns *len;
+    ensures \result == (rx->state == TF_RX_TARGET ? 1 : 0);
+    ensures rx->state == TF_RX_TARGET && len != \null ==> *len == rx->len;
+*/
 int tf_rx_wants_target(const tf_rx *rx, size_t *len)
 {
     if (rx->state != TF_RX_TARGET)
@@ -87,6 +180,33 @@ int tf_rx_wants_target(const tf_rx *rx, size_t *len)
     return 1;
 }
 
+/*@ requires valid: tf_rx_valid(rx);
+    requires buf: buf == \null ||
+                  (\valid(buf + (0 .. cap - 1)) && \separated(buf + (0 .. cap - 1), rx));
+    assigns rx->target, rx->cap, rx->got, rx->state, rx->err, rx->os_err;
+    ensures valid: tf_rx_valid(rx);
+    behavior failed:
+      assumes rx->state == TF_RX_FAILED;
+      assigns \nothing;
+      ensures \result == rx->err;
+    behavior unwanted:
+      assumes rx->state == TF_RX_LEN || rx->state == TF_RX_BODY;
+      assigns \nothing;
+      ensures \result == TF_ERR_BAD_STATE;
+    behavior too_small:
+      assumes rx->state == TF_RX_TARGET && cap < rx->len;
+      ensures \result == TF_ERR_BUFFER_TOO_SMALL && rx->state == TF_RX_FAILED;
+      ensures rx->target == \null;
+    behavior no_memory:
+      assumes rx->state == TF_RX_TARGET && cap >= rx->len && buf == \null;
+      ensures \result == TF_ERR_NOMEM && rx->state == TF_RX_FAILED;
+    behavior accepted:
+      assumes rx->state == TF_RX_TARGET && cap >= rx->len && buf != \null;
+      ensures \result == TF_OK && rx->state == TF_RX_BODY && rx->got == 0;
+      ensures rx->target == buf && rx->cap == cap && tf_rx_target_ok(rx);
+    complete behaviors;
+    disjoint behaviors;
+*/
 tf_err tf_rx_set_target(tf_rx *rx, uint8_t *buf, size_t cap)
 {
     if (rx->state == TF_RX_FAILED)
@@ -109,70 +229,174 @@ tf_err tf_rx_set_target(tf_rx *rx, uint8_t *buf, size_t cap)
     return TF_OK;
 }
 
+/*@ requires \valid(dst + (0 .. n - 1)) && \valid_read(src + (0 .. n - 1));
+    requires \separated(dst + (0 .. n - 1), src + (0 .. n - 1));
+    assigns dst[0 .. n - 1];
+    ensures \forall integer k; 0 <= k < n ==> dst[k] == src[k];
+*/
+static void copy(uint8_t *dst, const uint8_t *src, size_t n)
+{
+    /*@ loop invariant 0 <= i <= n;
+        loop invariant \forall integer k; 0 <= k < i ==> dst[k] == src[k];
+        loop assigns i, dst[0 .. n - 1];
+        loop variant n - i;
+    */
+    for (size_t i = 0; i < n; i++)
+        dst[i] = src[i];
+}
+
+/*@ requires valid: tf_rx_valid(rx) && tf_rx_target_ok(rx);
+    requires in: \valid_read(in + (0 .. len - 1));
+    requires out: \valid(used) && \valid(msg);
+    requires sep: \separated(used, msg, rx, in + (0 .. len - 1));
+    requires target_sep: rx->state == TF_RX_BODY ==>
+               \separated(rx->target + (0 .. rx->cap - 1), used, msg, in + (0 .. len - 1));
+    assigns *rx, *used, *msg, rx->target[0 .. rx->cap - 1];
+    ensures valid: tf_rx_valid(rx) && tf_rx_target_ok(rx);
+    ensures bound: *used <= len;
+    ensures length: \result == TF_DONE ==>
+              msg->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]);
+    ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
+    ensures again: \result == TF_AGAIN ==> *used == len || rx->state == TF_RX_TARGET;
+*/
 tf_step tf_rx_feed(tf_rx *rx, const uint8_t *in, size_t len, size_t *used, tf_msg *msg)
 {
+    uint8_t *dst;
+    size_t want, n;
+    tf_step st;
     *used = 0;
+    /*@ loop invariant tf_rx_valid(rx) && tf_rx_target_ok(rx) && *used <= len;
+        loop invariant rx->state == TF_RX_BODY ==> \at(rx->state, Pre) == TF_RX_BODY &&
+                       rx->target == \at(rx->target, Pre) && rx->cap == \at(rx->cap, Pre);
+        loop assigns *rx, *used, *msg, \at(rx->target, Pre)[0 .. \at(rx->cap, Pre) - 1],
+                     dst, want, n, st;
+        loop variant len - *used;
+    */
     for (;;) {
         if (rx->state == TF_RX_FAILED)
             return TF_ERROR;
-        uint8_t *dst;
-        size_t want = tf_rx_next(rx, &dst);
-        size_t avail = len - *used;
-        if (want == 0 || avail == 0)
+        want = tf_rx_next(rx, &dst);
+        if (want == 0 || *used == len)
             return TF_AGAIN;
-        size_t n = want < avail ? want : avail;
-        memcpy(dst, in + *used, n);
+        n = want < len - *used ? want : len - *used;
+        copy(dst, in + *used, n);
         *used += n;
-        tf_step st = tf_rx_advance(rx, n, msg);
+        st = tf_rx_advance(rx, n, msg);
         if (st != TF_AGAIN)
             return st;
     }
 }
 
 /* Ask the sink for the target of a message whose length is known. */
+/*@ requires tf_rx_valid(rx) && rx->state == TF_RX_TARGET;
+    requires tf_sink_ok(sink) && \separated(sink, rx);
+    requires sink->alloc == \null ==> \separated(sink->buf + (0 .. sink->cap - 1), rx);
+    requires \separated(&tf_heap_model[0 .. 1099511627775], rx);
+    assigns rx->target, rx->cap, rx->got, rx->state, rx->err, rx->os_err;
+    ensures valid: tf_rx_valid(rx) && tf_rx_target_ok(rx);
+    ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
+    ensures outcome: \result == TF_AGAIN || \result == TF_ERROR;
+    ensures ok: \result == TF_AGAIN ==>
+              rx->state == TF_RX_BODY && rx->got == 0 && rx->len == \old(rx->len);
+    ensures from_sink: rx->state == TF_RX_BODY ==>
+              (sink->alloc == \null && rx->target == sink->buf && rx->cap == sink->cap) ||
+              (sink->alloc != \null &&
+               \subset(rx->target + (0 .. rx->cap - 1), &tf_heap_model[0 .. 1099511627775]));
+*/
 static tf_step rx_obtain_target(tf_rx *rx, const tf_sink *sink)
 {
     tf_err err;
-    if (sink->alloc != NULL)
-        err = tf_rx_set_target(rx, sink->alloc(sink->ctx, rx->len), rx->len);
-    else
+    if (sink->alloc != NULL) {
+        uint8_t *buf;
+        //@ calls tf_alloc_model;
+        buf = sink->alloc(sink->ctx, rx->len);
+        err = tf_rx_set_target(rx, buf, rx->len);
+    } else {
         err = tf_rx_set_target(rx, sink->buf, sink->cap);
+    }
     return err == TF_OK ? TF_AGAIN : TF_ERROR;
 }
 
+/*@ requires valid: tf_rx_valid(rx) && tf_rx_target_ok(rx);
+    requires io: tf_io_read_ok(io);
+    requires sink: tf_sink_ok(sink);
+    requires out: \valid(msg);
+    requires sep: tf_rx_try_sep(rx, io, sink, msg);
+    assigns *rx, *msg, sink->buf[0 .. sink->cap - 1], rx->target[0 .. rx->cap - 1],
+            tf_heap_model[0 .. 1099511627775];
+    ensures valid: tf_rx_valid(rx);
+    ensures length: \result == TF_DONE ==>
+              msg->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) &&
+              msg->len <= rx->max_len;
+    ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
+*/
 tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg)
 {
+    if (rx->state == TF_RX_FAILED)
+        return TF_ERROR;
     unsigned intr = 0;
+    uint8_t *dst;
+    size_t want;
+    int os_err;
+    tf_err err, eof;
+    long r;
+    tf_step st;
+    /*@ loop invariant tf_rx_valid(rx) && tf_rx_target_ok(rx) && rx->state != TF_RX_FAILED;
+        loop invariant tf_rx_try_sep(rx, io, sink, msg);
+        loop invariant intr < TF_MAX_INTR;
+        loop invariant rx->state == TF_RX_BODY ==>
+          (rx->target == \at(rx->target, Pre) && rx->cap == \at(rx->cap, Pre)) ||
+          (sink->alloc == \null && rx->target == sink->buf && rx->cap == sink->cap) ||
+          (sink->alloc != \null &&
+           \subset(rx->target + (0 .. rx->cap - 1), &tf_heap_model[0 .. 1099511627775]));
+        loop assigns *rx, *msg, sink->buf[0 .. sink->cap - 1],
+                     \at(rx->target, Pre)[0 .. \at(rx->cap, Pre) - 1], tf_heap_model[0 .. 1099511627775],
+                     intr, dst, want, os_err, err, eof, r, st;
+        loop variant (rx->state == TF_RX_LEN ? 4294967301 - rx->got :
+                      rx->state == TF_RX_TARGET ? 4294967296 : rx->len - rx->got)
+                     * (TF_MAX_INTR + 1) + (TF_MAX_INTR - intr);
+    */
     for (;;) {
-        if (rx->state == TF_RX_FAILED)
-            return TF_ERROR;
         if (rx->state == TF_RX_TARGET) {
             if (rx_obtain_target(rx, sink) == TF_ERROR)
                 return TF_ERROR;
+            //@ assert target: rx->state == TF_RX_BODY && rx->got == 0 && rx->len < 4294967296;
             continue;
         }
-        uint8_t *dst;
-        size_t want = tf_rx_next(rx, &dst);
-        int os_err = 0;
-        tf_err err = TF_OK;
-        long r = io->read(io->ctx, dst, want, &os_err);
+        want = tf_rx_next(rx, &dst);
+        os_err = 0;
+        err = TF_OK;
+        //@ calls tf_io_read_model;
+        r = io->read(io->ctx, dst, want, &os_err);
         if (r > 0) {
-            tf_step st = tf_rx_advance(rx, (size_t)r, msg);
+            st = tf_rx_advance(rx, (size_t)r, msg);
             if (st != TF_AGAIN)
                 return st;
+            /*@ assert progress:
+                  (\at(rx->state, LoopCurrent) == TF_RX_LEN &&
+                   ((rx->state == TF_RX_LEN && rx->got > \at(rx->got, LoopCurrent)) ||
+                    rx->state == TF_RX_TARGET)) ||
+                  (\at(rx->state, LoopCurrent) == TF_RX_BODY && rx->state == TF_RX_BODY &&
+                   rx->got > \at(rx->got, LoopCurrent) && rx->len == \at(rx->len, LoopCurrent));
+            */
             intr = 0; /* progress: TF_MAX_INTR counts consecutive interrupted answers */
             continue;
         }
         /* SPEC 6.4: a close between messages is CLOSED, inside one TRUNCATED. */
-        tf_err eof = rx->state == TF_RX_LEN && rx->got == 0 ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
-        int a = tf__io_answer(r, eof, &err);
-        if (a < 0)
+        eof = rx->state == TF_RX_LEN && rx->got == 0 ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
+        if (tf__io_answer(r, eof, &err) < 0)
             return rx_fail(rx, err, os_err);
-        if (a == 0 || ++intr >= TF_MAX_INTR)
+        if (r == TF_IO_AGAIN || ++intr >= TF_MAX_INTR)
             return TF_AGAIN;
     }
 }
 
+/*@ requires tf_rx_valid(rx);
+    assigns rx->target, rx->cap, rx->state, rx->err, rx->os_err;
+    ensures tf_rx_valid(rx) && rx->state == TF_RX_FAILED;
+    ensures \result == \old(rx->target) && rx->target == \null;
+    ensures \old(rx->state) == TF_RX_FAILED ==> rx->err == \old(rx->err);
+*/
 uint8_t *tf_rx_abandon(tf_rx *rx)
 {
     uint8_t *t = rx->target;
@@ -183,6 +407,12 @@ uint8_t *tf_rx_abandon(tf_rx *rx)
     return t;
 }
 
+/*@ requires \valid_read(rx);
+    requires os_err == \null || (\valid(os_err) && \separated(os_err, rx));
+    assigns *os_err;
+    ensures \result == rx->err;
+    ensures os_err != \null ==> *os_err == rx->os_err;
+*/
 tf_err tf_rx_error(const tf_rx *rx, int *os_err)
 {
     if (os_err)

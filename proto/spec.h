@@ -61,23 +61,22 @@
       (rx->state == TF_RX_LEN ==> rx->got < 4) &&
       (rx->state == TF_RX_TARGET ==> 0 < rx->len <= rx->max_len && rx->got == 0) &&
       (rx->state == TF_RX_BODY ==>
-         0 < rx->len <= rx->max_len && rx->got < rx->len && rx->len <= rx->cap &&
-         \valid(rx->target + (0 .. rx->cap - 1)) &&
-         \separated(rx->target + (0 .. rx->cap - 1), rx)) &&
+         0 < rx->len <= rx->max_len && rx->got < rx->len && rx->len <= rx->cap) &&
+      ((rx->state == TF_RX_LEN || rx->state == TF_RX_TARGET) ==> rx->target == \null) &&
       ((rx->state == TF_RX_TARGET || rx->state == TF_RX_BODY) ==>
          rx->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3])) &&
       (rx->state == TF_RX_FAILED ==> tf_proto_err(rx->err)) &&
       (rx->state != TF_RX_FAILED ==> rx->err == TF_OK && rx->os_err == 0);
 
+    // The caller's side of tf_rx_set_target: the target stays writable until DONE.
+    predicate tf_rx_target_ok{L}(tf_rx *rx) =
+      rx->state == TF_RX_BODY ==>
+        \valid(rx->target + (0 .. rx->cap - 1)) &&
+        \separated(rx->target + (0 .. rx->cap - 1), rx);
+
     // Bytes the receiver asks for now (tf_rx_next's answer).
     logic integer tf_rx_want{L}(tf_rx *rx) =
       rx->state == TF_RX_LEN ? 4 - rx->got :
-      rx->state == TF_RX_BODY ? rx->len - rx->got : 0;
-
-    // Termination measure of tf_rx_try: a prefix byte, the target, a payload byte each lower it.
-    logic integer tf_rx_measure{L}(tf_rx *rx) =
-      rx->state == TF_RX_LEN ? 4294967297 + 4 - rx->got :
-      rx->state == TF_RX_TARGET ? 4294967296 :
       rx->state == TF_RX_BODY ? rx->len - rx->got : 0;
 
 */
@@ -104,7 +103,7 @@ long tf_io_write_model(void *ctx, const tf_iov *iov, size_t cnt, int *os_err);
 /* WP (Frama-C 25) does not model allocation, so the memory the allocation hook returns is
  * modelled as a part of this region, which the receiver, its sink and the caller's other
  * objects never overlap (a requirement of tf_rx_try). */
-extern uint8_t tf_heap_model[];
+extern uint8_t tf_heap_model[1099511627776]; /* 1 TiB: larger than any message */
 
 /*@ requires len > 0;
     assigns \nothing;
@@ -116,6 +115,14 @@ uint8_t *tf_alloc_model(void *ctx, size_t len);
 
 /*@ predicate tf_io_read_ok(tf_io *io) = \valid_read(io) && io->read == &tf_io_read_model;
     predicate tf_io_write_ok(tf_io *io) = \valid_read(io) && io->write == &tf_io_write_model;
+    // What tf_rx_try needs kept apart: the machine, its I/O, sink and message, the sink's
+    // buffer, the allocation region and the current target.
+    predicate tf_rx_try_sep(tf_rx *rx, tf_io *io, tf_sink *sink, tf_msg *msg) =
+      \separated(rx, io, sink, msg) &&
+      (sink->alloc == \null ==> \separated(sink->buf + (0 .. sink->cap - 1), rx, io, sink, msg)) &&
+      \separated(&tf_heap_model[0 .. 1099511627775], rx, io, sink, msg) &&
+      (rx->state == TF_RX_BODY ==> \separated(rx->target + (0 .. rx->cap - 1), io, sink, msg));
+
     predicate tf_sink_ok(tf_sink *s) =
       \valid_read(s) &&
       (s->alloc == \null ==> s->buf == \null || \valid(s->buf + (0 .. s->cap - 1))) &&

@@ -14,7 +14,7 @@ done
 [ ${#files[@]} -gt 0 ] || files=(proto/*.c)
 exec frama-c -cpp-extra-args="-Iinclude -Iproto -D__FRAMAC__" -machdep x86_64 "${files[@]}" \
   -rte-no-pointer-call \
-  -wp -wp-rte -wp-prover "${WP_PROVERS:-cvc4,z3}" -wp-timeout "${WP_TIMEOUT:-10}" -wp-par "${WP_PAR:-2}" \
+  -wp -wp-rte -wp-prover "${WP_PROVERS:-cvc4}" -wp-timeout "${WP_TIMEOUT:-10}" -wp-par "${WP_PAR:-4}" \
   -wp-no-warn-memory-model -warn-signed-overflow -warn-unsigned-overflow \
   -warn-signed-downcast -warn-unsigned-downcast -wp-smoke-tests \
   "${extra[@]}"
