@@ -7,5 +7,5 @@ for r in "$dir"/*; do
   [ -f "$r" ] || continue
   read -r a b <"$r"; p=$((p + a)); f=$((f + b))
 done
-echo "tcpframe check: $p passed, $f failed"
+echo "check: $p passed, $f failed"
 [ "$p" -gt 0 ] && [ "$f" -eq 0 ]
