@@ -333,8 +333,8 @@ int main(int argc, char **argv)
             report("receive of the echo", e, os);
             ok = 0;
         } else if (m.len != len || (len && memcmp(m.data, out, len) != 0)) {
-            fprintf(stderr, "tfdemo: message %ld (%zu bytes) came back different (%zu bytes)\n",
-                    i, len, m.len);
+            fprintf(stderr, "tfdemo: message %ld (%zu bytes) came back different (%zu bytes)\n", i,
+                    len, m.len);
             bad++;
         }
         if (!ok)
@@ -365,7 +365,8 @@ int main(int argc, char **argv)
     if (done)
         printf("  sizes       %zu .. %zu bytes (%ld empty, %ld of 1 MiB or more)\n", smallest,
                largest, empty, mib);
-    printf("  payload     %" PRIu64 " bytes each way, %" PRIu64 " total (+ %ld bytes of prefixes)\n",
+    printf("  payload     %" PRIu64 " bytes each way, %" PRIu64
+           " total (+ %ld bytes of prefixes)\n",
            bytes, 2 * bytes, 8 * done);
     printf("  elapsed     %.1f ms, %.1f MB/s of payload through the pipes (both ways)\n", ms,
            ms > 0 ? (double)(2 * bytes) / 1e3 / ms : 0.0);
