@@ -32,7 +32,6 @@ typedef struct hs_h {
     unsigned calls;
     int last_w, last_r; /* last answers of each direction in the current try call (-1: none) */
     unsigned intr_seq;  /* INTR answers since the last byte moved */
-    int prev_w_intr;    /* the last callback was a write answered INTR */
     tf_hs *hs;
 } hs_h;
 
@@ -57,7 +56,6 @@ static long h_write(void *ctx, const tf_iov *iov, size_t cnt, int *os_err)
     size_t m = 0;
     int a = fz_answer(&h->wsc, iov[0].len, iov[0].len, &m);
     h->last_w = a;
-    h->prev_w_intr = a == FZ_ANS_INTR;
     switch (a) {
     case FZ_ANS_AGAIN:
         return TF_IO_AGAIN;
@@ -102,11 +100,9 @@ static long h_read(void *ctx, uint8_t *buf, size_t len, int *os_err)
     hs_h *h = ctx;
     h->calls++;
     CHECK(!h->fatal);
-    /* tf_hs_try checks the count once per round (write half, then read half): the read half of
-     * the round whose write half gave the TF_MAX_INTR-th interrupt still runs (a 65th answer;
-     * noted in the issue 5 report). Any other answer past TF_MAX_INTR is a failure. */
-    CHECK(h->intr_seq < TF_MAX_INTR || (h->intr_seq == TF_MAX_INTR && h->prev_w_intr));
-    h->prev_w_intr = 0;
+    /* After TF_MAX_INTR consecutive interrupted answers, write halves included, the step
+     * returns AGAIN: no read may follow the write that gave the last one. */
+    CHECK(h->intr_seq < TF_MAX_INTR);
     /* Never asks for more than the rest of the magic. */
     CHECK(h->accepted < 4 && len == 4 - h->accepted);
     CHECK(h->pos == h->accepted);
@@ -200,7 +196,6 @@ static void run_try(hs_h *h)
         CHECK(steps < 10000);
         h->last_w = h->last_r = -1;
         h->intr_seq = 0; /* counted per call */
-        h->prev_w_intr = 0;
         st = tf_hs_try(h->hs, &io);
         if (st != TF_AGAIN)
             break;
