@@ -16,5 +16,5 @@ exec frama-c -cpp-extra-args="-Iinclude -Iproto -D__FRAMAC__" -machdep x86_64 "$
   -rte-no-pointer-call \
   -wp -wp-rte -wp-prover "${WP_PROVERS:-cvc4}" -wp-timeout "${WP_TIMEOUT:-10}" -wp-par "${WP_PAR:-4}" \
   -wp-no-warn-memory-model -warn-signed-overflow -warn-unsigned-overflow \
-  -warn-signed-downcast -warn-unsigned-downcast -wp-smoke-tests \
+  -warn-signed-downcast -warn-unsigned-downcast -wp-smoke-tests -wp-smoke-timeout "${WP_SMOKE_TIMEOUT:-1}" \
   "${extra[@]}"
