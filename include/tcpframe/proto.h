@@ -228,16 +228,18 @@ tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg);
 
 /* Give up on the receiver: return the target of the unfinished message (or NULL) and forget
  * it, so that in alloc mode the caller can free it (after an ERROR, or to tear down mid-message).
- * The receiver is failed afterwards (its earlier reason is kept, else BAD_STATE). */
+ * In span mode it is the caller's own span: do not free that. The receiver is failed afterwards
+ * (its earlier reason is kept, else BAD_STATE). */
 uint8_t *tf_rx_abandon(tf_rx *rx);
 
 /* As tf_hs_error. */
 tf_err tf_rx_error(const tf_rx *rx, int *os_err);
 
-/* Zero-copy splitter for batched reads: if in[0..len) starts with a complete frame, point *msg
- * into |in| at its payload, set *used to the frame size (4 + payload) and return DONE. AGAIN if
- * the frame is incomplete (*used = 0: feed the tail to a tf_rx). ERROR TOO_LARGE if its length
- * prefix is over max_len. Stateless; use it only at a frame boundary. */
+/* Zero-copy splitter for batched reads: if in[0..len) starts with a complete frame, set
+ * *payload to its payload inside |in|, *payload_len to its length, *used to the frame size
+ * (4 + payload) and return DONE. AGAIN if the frame is incomplete (*used = 0: feed the tail to a
+ * tf_rx). ERROR if its length prefix is over max_len: the reason is always TF_ERR_TOO_LARGE (the
+ * splitter is stateless, so there is no machine to ask). Use it only at a frame boundary. */
 tf_step tf_frame_split(const uint8_t *in, size_t len, uint32_t max_len, const uint8_t **payload,
                        size_t *payload_len, size_t *used);
 
