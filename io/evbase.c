@@ -510,12 +510,12 @@ tf_err tf_evb_new(tf_evb **out)
     return TF_OK;
 }
 
-void tf_evb_free(tf_evb *evb)
+tf_err tf_evb_free(tf_evb *evb)
 {
     if (!evb)
-        return;
+        return TF_OK;
     if (cur == evb)
-        abort(); /* documented: a loop cannot free itself from its own callback */
+        return TF_ERR_BAD_STATE; /* it would join itself: refuse, change nothing */
     tf_evb_stop(evb);
     close(evb->epfd);
     close(evb->wakefd);
@@ -526,6 +526,7 @@ void tf_evb_free(tf_evb *evb)
     free(evb->slots);
     free(evb->heap);
     free(evb);
+    return TF_OK;
 }
 
 tf_err tf_evb_start(tf_evb *evb)

@@ -114,6 +114,24 @@ static void test_tf_evb_new_free_unstarted(void **state)
     assert_int_equal(tf_evb_dispatch(NULL, noop, NULL), TF_ERR_INVALID_ARGUMENT);
 }
 
+static void free_self_task(void *arg)
+{
+    tf_err *rc = arg;
+    *rc = tf_evb_free(tf__evb_current());
+}
+
+/* Freeing a loop from its own thread would join itself: refused, and the loop lives on. */
+static void test_tf_evb_free_from_own_loop_is_refused(void **state)
+{
+    (void)state;
+    tf_evb *evb = started();
+    tf_err rc = TF_OK;
+    assert_int_equal(tf_evb_dispatch_and_wait(evb, free_self_task, &rc), TF_OK);
+    assert_int_equal(rc, TF_ERR_BAD_STATE);
+    assert_true(tf_evb_is_running(evb));
+    assert_int_equal(tf_evb_free(evb), TF_OK);
+}
+
 typedef struct probe {
     bool in_loop, running;
     pthread_t self;
@@ -1278,6 +1296,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TIO_TEST(test_tf_evb_new_free_unstarted),
         TIO_TEST(test_tf_evb_start_stop_states),
+        TIO_TEST(test_tf_evb_free_from_own_loop_is_refused),
         TIO_TEST(test_tf_evb_loop_on_caller_thread),
         TIO_TEST(test_tf_evb_stop_from_loop_thread),
         TIO_TEST(test_tf_evb_stop_concurrent_callers),

@@ -22,7 +22,7 @@
  *     dispatched function of the loop waits while a callback runs. Use then() or dispatch.
  *   - tf_evb_dispatch_and_wait() on ANOTHER loop (two loops doing it to each other deadlock):
  *     it is refused with TF_ERR_BAD_STATE. Use tf_evb_dispatch() plus a tf_future then().
- *   - tf_evb_free() of its own loop (it would join itself): abort()s.
+ *   - tf_evb_free() of its own loop (it would join itself): refused with BAD_STATE.
  *   - close() a registered fd before tf_evb_unregister_fd() of it.
  *
  * Errors: every function returns TF_OK or one tf_err reason (err.h); a call that fails changes
@@ -72,9 +72,10 @@ tf_err tf_evb_new(tf_evb **out);
 
 /* Stop the loop (as tf_evb_stop: drains, joins the library thread), then release everything.
  * Timer handles stay valid (cancel gives BAD_STATE; release them as usual). NULL is a no-op.
- * Call from a thread that is not this loop's thread (abort()s otherwise), and only once no
- * other thread can still call into |evb|. */
-void tf_evb_free(tf_evb *evb);
+ * Call only once no other thread can still call into |evb|.
+ * TF_OK: freed (also for NULL). BAD_STATE: called on this loop's own thread (it would join
+ * itself); nothing is stopped or freed -- call it again from another thread. */
+tf_err tf_evb_free(tf_evb *evb);
 
 /* Run the loop on a new thread the library owns; stop()/free() join it.
  * TF_OK: running (tf_evb_is_running() is already true on return).
