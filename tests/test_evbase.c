@@ -390,9 +390,12 @@ static void test_tf_evb_dispatch_and_wait_1m_round_trips(void **state)
     (void)state;
     tf_evb *evb = started();
     long n = tio_iters("TF_TEST_ROUNDTRIPS", 1000000, 1, 5), count = 0;
-    for (long i = 0; i < n; i++)
+    for (long i = 0; i < n; i++) {
+        tio_progress = i; /* a watchdog report then says which round trip hung */
         assert_int_equal(tf_evb_dispatch_and_wait(evb, incr, &count), TF_OK);
+    }
     assert_int_equal(count, n);
+    tio_progress = n; /* == n: the hang is in tf_evb_free (stop, drain, join) */
     tf_evb_free(evb);
 }
 
