@@ -5,6 +5,7 @@
 #define TCPFRAME_TEST_IO_UTIL_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +42,70 @@ static inline unsigned tio_watchdog_secs(void)
 /* Where a long test is, for the watchdog's report: a test may set it as it goes (-1: unset). */
 static volatile long tio_progress = -1;
 
+/* The watchdog's evidence: for every thread of this process, its /proc stat line (state R/S/D,
+ * CPU), wait channel, kernel stack and schedstat, dumped twice one second apart, so a CI log of
+ * a hang shows whether a thread sleeps (and where) or is runnable but never scheduled. Only
+ * async-signal-safe calls (open, read, write, getdents64, nanosleep). */
+static inline void tio_put(const char *s)
+{
+    (void)!write(2, s, strlen(s));
+}
+
+static inline void tio_cat(const char *tid, const char *file)
+{
+    char path[96] = "/proc/self/task/";
+    size_t n = strlen(path);
+    for (const char *p = tid; *p && n < 60; p++)
+        path[n++] = *p;
+    path[n++] = '/';
+    for (const char *p = file; *p && n < sizeof path - 1; p++)
+        path[n++] = *p;
+    path[n] = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return;
+    char buf[2048];
+    ssize_t r;
+    tio_put("  ");
+    tio_put(file);
+    tio_put(": ");
+    while ((r = read(fd, buf, sizeof buf)) > 0)
+        (void)!write(2, buf, (size_t)r);
+    tio_put("\n");
+    close(fd);
+}
+
+static inline void tio_dump_threads(void)
+{
+    int dfd = open("/proc/self/task", O_RDONLY | O_DIRECTORY);
+    if (dfd < 0)
+        return;
+    char buf[4096];
+    long n;
+    while ((n = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < n;) {
+            struct tio_dirent {
+                uint64_t ino;
+                int64_t off;
+                unsigned short reclen;
+                unsigned char type;
+                char name[];
+            } *d = (struct tio_dirent *)(void *)(buf + off);
+            off += d->reclen;
+            if (d->name[0] == '.')
+                continue;
+            tio_put("thread ");
+            tio_put(d->name);
+            tio_put("\n");
+            tio_cat(d->name, "stat");
+            tio_cat(d->name, "wchan");
+            tio_cat(d->name, "schedstat");
+            tio_cat(d->name, "stack");
+        }
+    }
+    close(dfd);
+}
+
 static inline void tio_on_alarm(int sig)
 {
     static const char msg[] = "\nWATCHDOG: test hung (deadlock or lost wake-up); aborting\n";
@@ -61,6 +127,11 @@ static inline void tio_on_alarm(int sig)
         buf[n++] = '\n';
         (void)!write(2, buf, n);
     }
+    tio_dump_threads();
+    struct timespec one = {1, 0};
+    nanosleep(&one, NULL);
+    tio_put("WATCHDOG: one second later\n");
+    tio_dump_threads();
     _exit(99);
 }
 
