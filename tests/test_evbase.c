@@ -1327,5 +1327,6 @@ int main(void)
         TIO_TEST(test_tf_evb_timer_cancel_races_fire),
         TIO_TEST(test_tf_evb_timers_pending_at_stop_never_fire),
     };
+    tio_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

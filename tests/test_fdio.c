@@ -872,5 +872,6 @@ int main(void)
         TIO_TEST(test_tf_fdio_wait_bad_fd),
         TIO_TEST(test_tf_fdio_wait_retries_eintr),
     };
+    tio_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -534,5 +534,6 @@ int main(void)
         TIO_TEST(test_tf_future_wait_on_loop_thread_is_refused),
         TIO_TEST(test_tf_future_then_with_loop_completion),
     };
+    tio_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

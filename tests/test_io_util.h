@@ -153,6 +153,15 @@ static inline int tio_watchdog_teardown(void **state)
 
 #define TIO_TEST(f) cmocka_unit_test_setup_teardown(f, tio_watchdog_setup, tio_watchdog_teardown)
 
+/* TF_TEST_FILTER=pattern (cmocka's '*' and '?' wildcards) runs only the matching tests, e.g. to
+ * loop one stress test while hunting a hang. Call at the top of main. */
+static inline void tio_filter_from_env(void)
+{
+    const char *f = getenv("TF_TEST_FILTER");
+    if (f && *f)
+        cmocka_set_test_filter(f);
+}
+
 /* Iteration count: |plain| normally, divided for the slower sanitizer builds, overridable with
  * the environment variable |env|. */
 static inline long tio_iters(const char *env, long plain, long asan_div, long tsan_div)
