@@ -436,6 +436,7 @@ static void test_tf_future_random_orders_across_threads(void **state)
         }
         assert_true(atomic_load(&took) <= 1);
         assert_int_equal(atomic_load(&g_dtors), x.do_set ? 1 : 0);
+        tio_tick();
     }
 }
 
