@@ -107,6 +107,11 @@ static inline void tio_dump_threads(void)
                 continue;
             tio_put("thread ");
             tio_put(d->name);
+            long tid = 0;
+            for (const char *c = d->name; *c >= '0' && *c <= '9'; c++)
+                tid = tid * 10 + (*c - '0');
+            if (tid == (long)syscall(SYS_gettid))
+                tio_put(" (runs this handler: its own wait is not shown)");
             tio_put("\n");
             tio_cat(d->name, "stat");
             tio_cat(d->name, "wchan");
