@@ -21,3 +21,10 @@ build/plain/bench/%: bench/%.c $(HEADERS) $(O)/libtcpframe.a
 tsan:
 	@mkdir -p build/results
 	@$(MAKE) --no-print-directory V=tsan TESTS="$(TSAN_TESTS)" test-run
+
+# `make mutants-io`: the io tests must catch the seed loop's bugs when they are put back into a
+# scratch copy of io/evbase.c (lost wake-up, late unregister, stale event). Part of `make check`.
+.PHONY: mutants-io
+mutants-io:
+	@scripts/mutants-io.sh
+CHECK_EXTRA += mutants-io
