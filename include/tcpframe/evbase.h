@@ -128,7 +128,10 @@ tf_err tf_evb_dispatch_inline(tf_evb *evb, tf_evb_fn fn, void *arg);
  * SHUTDOWN: stop() was called before the call; fn did not run.
  * BAD_STATE: the caller is the thread of ANOTHER loop (deadlock hazard); fn did not run.
  * INVALID_ARGUMENT, NOMEM: as tf_evb_dispatch; fn did not run.
- * On a loop in INIT, it waits until the loop is started (or stopped and drained). */
+ * On a loop in INIT, it waits until the loop is started (or stopped and drained).
+ * Cost: the caller polls for about 20k CPU pause instructions (about 0.2 ms on the x86 it was
+ * measured on) before it sleeps, which halves the round trip when the loop answers quickly; a
+ * long fn therefore costs the caller that much CPU once per call. */
 tf_err tf_evb_dispatch_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg);
 
 /* ---------------------------------------------------------------- fd watches */
