@@ -47,6 +47,7 @@ static inline unsigned tio_watchdog_secs(void)
 /* Progress of the running test (ticks since its start); lock-free, so the handler may read it. */
 static atomic_long tio_progress;
 static long tio_progress_seen;
+static unsigned tio_window; /* tio_watchdog_secs(), read at setup (getenv is not signal-safe) */
 
 static inline void tio_tick(void)
 {
@@ -131,7 +132,7 @@ static inline void tio_on_alarm(int sig)
         /* It moved during this window: slow, not stuck. Watch the next window. */
         int saved = errno;
         tio_progress_seen = now;
-        alarm(tio_watchdog_secs());
+        alarm(tio_window);
         errno = saved;
         return;
     }
@@ -171,7 +172,8 @@ static inline int tio_watchdog_setup(void **state)
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
-    alarm(tio_watchdog_secs());
+    tio_window = tio_watchdog_secs();
+    alarm(tio_window);
     return 0;
 }
 
