@@ -229,12 +229,14 @@ tf_err tf_rx_set_target(tf_rx *rx, uint8_t *buf, size_t cap)
     return TF_OK;
 }
 
+/* A proved byte copy. restrict matches the proved separation and lets the compiler emit a
+ * memmove call for it (see PROTO_CFLAGS in the Makefile): batched reads are a hot path. */
 /*@ requires \valid(dst + (0 .. n - 1)) && \valid_read(src + (0 .. n - 1));
     requires \separated(dst + (0 .. n - 1), src + (0 .. n - 1));
     assigns dst[0 .. n - 1];
     ensures \forall integer k; 0 <= k < n ==> dst[k] == src[k];
 */
-static void copy(uint8_t *dst, const uint8_t *src, size_t n)
+static void copy(uint8_t *restrict dst, const uint8_t *restrict src, size_t n)
 {
     /*@ loop invariant 0 <= i <= n;
         loop invariant \forall integer k; 0 <= k < i ==> dst[k] == src[k];

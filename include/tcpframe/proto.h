@@ -5,7 +5,8 @@
  * followed by that many payload bytes. This is the wire format of uniflow's TcpController.
  *
  * The core is allocation-free, syscall-free and global-free: it moves bytes between caller-owned
- * buffers and an abstract I/O (tf_io) it is handed. It is freestanding C11 and proved with
+ * buffers and an abstract I/O (tf_io) it is handed. It is freestanding C11 (from libc it may use
+ * only memcpy, memmove, memset and memcmp, which compilers emit anyway) and proved with
  * Frama-C WP (verify/). Each machine offers two surfaces over the same state:
  *
  *   sans-I/O:  *_next / *_advance (where to read or write now; n bytes were moved) for callers
