@@ -8,9 +8,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "tcpframe/fdio.h"
 
 enum { WMODE_SEND = 0, WMODE_WRITEV = 1 };
@@ -98,9 +98,7 @@ const tf_io *tf_fdio_io(tf_fdio *f)
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)(tf__now_ns() / 1000000u);
 }
 
 tf_err tf_fd_wait(int fd, short events, int timeout_ms)
