@@ -277,6 +277,25 @@ tf_step tf_hs_try(tf_hs *hs, const tf_io *io)
     }
 }
 
+/*@ requires tf_hs_valid(hs);
+    assigns \nothing;
+    ensures none: hs->state != TF_HS_RUNNING ==> \result == 0;
+    ensures bits: hs->state == TF_HS_RUNNING ==>
+      \result == (hs->got < 4 ? TF_WANT_READ : 0) + (hs->sent < 4 ? TF_WANT_WRITE : 0);
+    ensures some: hs->state == TF_HS_RUNNING ==> \result != 0;
+*/
+unsigned tf_hs_wants(const tf_hs *hs)
+{
+    unsigned w = 0;
+    if (hs->state != TF_HS_RUNNING)
+        return 0;
+    if (hs->got < 4u)
+        w += TF_WANT_READ;
+    if (hs->sent < 4u)
+        w += TF_WANT_WRITE;
+    return w;
+}
+
 /*@ requires \valid_read(hs);
     requires os_err == \null || (\valid(os_err) && \separated(os_err, hs));
     assigns *os_err;

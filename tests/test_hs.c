@@ -192,6 +192,32 @@ static void test_tf_hs_received_bad_magic_each_byte(void **state)
     }
 }
 
+/* tf_hs_wants follows each half: both, then the one left, then nothing; 0 once failed. */
+static void test_tf_hs_wants_each_half(void **state)
+{
+    (void)state;
+    tf_hs hs;
+    uint8_t *in;
+    tf_hs_init(&hs);
+    assert_int_equal(tf_hs_wants(&hs), TF_WANT_READ | TF_WANT_WRITE);
+    assert_int_equal(tf_hs_sent(&hs, 3), TF_AGAIN);
+    assert_int_equal(tf_hs_wants(&hs), TF_WANT_READ | TF_WANT_WRITE);
+    assert_int_equal(tf_hs_sent(&hs, 1), TF_AGAIN);
+    assert_int_equal(tf_hs_wants(&hs), TF_WANT_READ);
+    assert_int_equal(tf_hs_in(&hs, &in), 4);
+    memcpy(in, MAGIC, 4);
+    assert_int_equal(tf_hs_received(&hs, 4), TF_DONE);
+    assert_int_equal(tf_hs_wants(&hs), 0);
+
+    tf_hs_init(&hs);
+    assert_int_equal(tf_hs_in(&hs, &in), 4);
+    memcpy(in, MAGIC, 4);
+    assert_int_equal(tf_hs_received(&hs, 4), TF_AGAIN);
+    assert_int_equal(tf_hs_wants(&hs), TF_WANT_WRITE);
+    assert_int_equal(tf_hs_sent(&hs, 5), TF_ERROR);
+    assert_int_equal(tf_hs_wants(&hs), 0);
+}
+
 static void test_tf_hs_try_at_once(void **state)
 {
     (void)state;
@@ -609,6 +635,7 @@ int main(void)
         cmocka_unit_test(test_tf_hs_sent_too_many_is_sticky),
         cmocka_unit_test(test_tf_hs_received_too_many_is_sticky),
         cmocka_unit_test(test_tf_hs_received_bad_magic_each_byte),
+        cmocka_unit_test(test_tf_hs_wants_each_half),
         cmocka_unit_test(test_tf_hs_try_at_once),
         cmocka_unit_test(test_tf_hs_try_split_every_position),
         cmocka_unit_test(test_tf_hs_try_per_byte),

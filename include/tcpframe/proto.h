@@ -112,6 +112,18 @@ tf_step tf_hs_received(tf_hs *hs, size_t n);
  * IO (tf_hs_error gives the OS error), INVALID_ARGUMENT (the io broke its contract). */
 tf_step tf_hs_try(tf_hs *hs, const tf_io *io);
 
+/* Bits of tf_hs_wants(): which way a handshake waits. */
+#define TF_WANT_READ 1u
+#define TF_WANT_WRITE 2u
+
+/* Which way a handshake is blocked, for adapters that wait on readiness (like BearSSL's engine
+ * state or nghttp2's want_read/want_write):
+ *   TF_WANT_READ                  peer magic bytes are still expected (ours are all sent)
+ *   TF_WANT_WRITE                 our magic bytes remain to be sent (the peer's all arrived)
+ *   TF_WANT_READ | TF_WANT_WRITE  both
+ *   0                             done or failed: nothing to wait for */
+unsigned tf_hs_wants(const tf_hs *hs);
+
 /* TF_OK while running or done, else the sticky reason; *os_err (if non-NULL) gets the OS error
  * number of an IO failure, else 0. */
 tf_err tf_hs_error(const tf_hs *hs, int *os_err);
