@@ -71,10 +71,22 @@ $(O)/libtcpframe.a: $(LIB_OBJ)
 $(O)/libtcpframe.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libtcpframe.so.0 $(SAN) -o $@ $^ $(LDLIBS_ALL)
 
-# Every test links the static library, so it sees internal tf__ symbols too.
-$(O)/tests/%: tests/%.c tests/*.h $(O)/libtcpframe.a
+# Shared test helpers: tests/tu_*.c (one prefix, tu_), compiled once into a small archive.
+TU_SRC := $(sort $(wildcard tests/tu_*.c))
+TU_OBJ := $(TU_SRC:%.c=$(O)/%.o)
+
+$(O)/tests/tu_%.o: tests/tu_%.c tests/*.h $(HEADERS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -Itests -o $@ $< $(O)/libtcpframe.a -lcmocka $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -Itests -Iio -c $< -o $@
+
+$(O)/tests/libtu.a: $(TU_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# Every test links the static library, so it sees internal tf__ symbols too.
+$(O)/tests/%: tests/%.c tests/*.h $(O)/libtcpframe.a $(O)/tests/libtu.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -Itests -Iio -o $@ $< $(O)/tests/libtu.a $(O)/libtcpframe.a -lcmocka $(LDLIBS_ALL)
 
 # Install missing Debian packages (idempotent; a no-op when everything is there).
 deps:

@@ -39,4 +39,71 @@ size_t tf__evb_timer_count(const tf_evb *evb);
 /* Test introspection, any thread: eventfd writes so far (wake-ups requested). */
 uint64_t tf__evb_wake_count(const tf_evb *evb);
 
+
+/* ---------------------------------------------------------------- TCP layer (SPEC 9) */
+
+#include "tcpframe/conn.h"
+#include "tcpframe/tcp.h"
+
+/* The generic connection (conn.h): every connection type embeds a tf_conn as its FIRST member
+ * and points it at its ops table. */
+typedef struct tf_conn_ops {
+    tf_err (*send)(tf_conn *c, const void *buf, size_t len, tf_future **out);
+    tf_err (*recv)(tf_conn *c, void *buf, size_t cap, tf_future **out);
+    tf_err (*recv_alloc)(tf_conn *c, tf_future **out);
+    tf_err (*close)(tf_conn *c, tf_future **out);
+    tf_err (*error)(const tf_conn *c, int *os_err);
+    void (*free)(tf_conn *c);
+} tf_conn_ops;
+
+struct tf_conn {
+    const tf_conn_ops *ops;
+};
+
+/* Write a message (printf format) into |m| (NULL: no-op); clear it. */
+void tf__errmsg(tf_errmsg *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tf__errmsg_clear(tf_errmsg *m);
+
+/* The effective config: |src| NULL gives the defaults; fields past src->size keep their
+ * defaults; then validated. TF_OK or INVALID_ARGUMENT (msg names the field). */
+tf_err tf__config_load(tf_tcp_config *dst, const tf_tcp_config *src, tf_errmsg *msg);
+
+/* Apply the socket options of |c| to |fd| (SO_SNDBUF, SO_RCVBUF, TCP_NODELAY, SO_KEEPALIVE,
+ * TCP_KEEPIDLE/INTVL/CNT, TCP_USER_TIMEOUT; TF_UNSET fields are left alone). lenient: ignore
+ * options the socket's protocol lacks (EOPNOTSUPP, ENOPROTOOPT: a UNIX socketpair).
+ * TF_OK; IO (*os_err set; msg names the option and value). */
+tf_err tf__sock_apply(int fd, const tf_tcp_config *c, bool lenient, int *os_err, tf_errmsg *msg);
+
+/* Resolve |addr| passively, then socket (non-blocking, close-on-exec) + SO_REUSEADDR (+
+ * IPV6_V6ONLY=0 for the v6 wildcard) + bind + listen(backlog) on the first address that works.
+ * TF_OK (*fd set); BAD_ADDRESS; IO (*os_err, msg names the call and address). */
+tf_err tf__sock_listen(const char *addr, const tf_tcp_config *c, int *fd, int *os_err,
+                       tf_errmsg *msg);
+
+/* Start a non-blocking connect to |a|: socket (non-blocking, close-on-exec), options of |c|
+ * applied before connect, connect(). TF_OK with *connected true (done at once) or false
+ * (EINPROGRESS: wait for writability, then tf__sock_connect_finish); IO with *os_err (and no fd
+ * left open, *fd = -1). */
+tf_err tf__sock_connect_start(const tf_addr *a, const tf_tcp_config *c, int *fd, bool *connected,
+                              int *os_err);
+/* The outcome of a connect in progress (getsockopt SO_ERROR): TF_OK or IO with *os_err. */
+tf_err tf__sock_connect_finish(int fd, int *os_err);
+/* Worth retrying a connect after this error (refused, timed out, unreachable, reset, ...). */
+bool tf__connect_retryable(int os_err);
+/* Back-off before retry number |attempt| (1, 2, ...): retry_delay_ms * 2^(attempt-1), capped
+ * at retry_max_delay_ms, with jitter (a random part up to a quarter, from *seed). */
+uint64_t tf__backoff_ms(const tf_tcp_config *c, unsigned attempt, uint32_t *seed);
+
+/* getsockname (peer false) or getpeername (peer true) of fd, formatted as tf_addr_format. */
+tf_err tf__sock_name(int fd, bool peer, char *buf, size_t len);
+
+/* accept4 errors worth retrying after a pause (fd or memory exhaustion, aborted connection). */
+bool tf__accept_transient(int os_err);
+
+
+/* Allocation of buffers handed to users (received messages): malloc unless a test replaced it
+ * (the seam counts allocations and injects failures). Memory from it is released with free(). */
+extern void *(*tf__malloc_hook)(size_t n);
+void *tf__malloc(size_t n);
+
 #endif /* TCPFRAME_IO_INTERNAL_H */

@@ -1,0 +1,179 @@
+/* tcpframe/sync.h -- blocking TCP: connection, server and connect (SPEC.md section 9.6).
+ *
+ *   tf_sync_server *srv;  tf_sync_server_new(&srv);
+ *   tf_sync_server_init(srv, "127.0.0.1:0", NULL, &msg);        // bind + listen
+ *   tf_sync_conn *c;      tf_sync_server_accept(srv, &c, NULL, &msg);  // blocks; handshaken
+ *   tf_sync_conn_recv(c, buf, sizeof buf, &len, -1);
+ *
+ *   tf_sync_conn *c;      tf_sync_connect("127.0.0.1:9000", NULL, &c, NULL, &msg);
+ *   tf_sync_conn_send(c, "hi", 2, -1);
+ *
+ * The socket is non-blocking underneath; calls block in poll() with their deadline, so every
+ * timeout is real. A timeout argument is in milliseconds, -1 = none.
+ *
+ * Poison. Any protocol error (TOO_LARGE from the peer, BUFFER_TOO_SMALL, a bad magic) or I/O
+ * failure (incl. CLOSED and TRUNCATED) makes the connection failed for good: the socket is shut
+ * down both ways, and every later send/recv returns the recorded reason at once (and
+ * tf_sync_conn_error gives it with its os_err). Refusals that move no byte do not poison:
+ * INVALID_ARGUMENT, a send over max_send_len (TOO_LARGE), a TIMEOUT before any byte of the frame
+ * moved. A TIMEOUT after part of a frame moved poisons (the stream is out of step).
+ *
+ * Threads. A connection may be used by one sending thread and one receiving thread at the same
+ * time (the two directions share nothing but the fd and the poison, which is atomic); two
+ * threads sending at once is not allowed. tf_sync_server_shutdown may be called from any
+ * thread, at any time before tf_sync_server_free.
+ */
+#ifndef TCPFRAME_SYNC_H
+#define TCPFRAME_SYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tcpframe/conn.h"
+#include "tcpframe/err.h"
+#include "tcpframe/tcp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tf_sync_conn tf_sync_conn;
+typedef struct tf_sync_server tf_sync_server;
+
+/* ---------------------------------------------------------------- connection */
+
+/* Connect to |addr| ("host:port", tcp.h) under |cfg| (NULL: defaults): resolve (may block in
+ * the resolver for a name), then for each address a non-blocking connect bounded by
+ * cfg->connect_timeout_ms; retryable failures (refused, timed out, unreachable, reset, ...) are
+ * retried up to cfg->connect_retries times with capped exponential back-off and jitter, all
+ * within the connect timeout; then the socket options and the handshake under
+ * cfg->handshake_timeout_ms.
+ *   TF_OK                    *out is the connection (free it with tf_sync_conn_free)
+ *   TF_ERR_BAD_ADDRESS       addr does not parse or resolve (msg quotes it)
+ *   TF_ERR_INVALID_ARGUMENT  addr or out NULL, or cfg invalid (msg names the field)
+ *   TF_ERR_IO                the last attempt's OS error, in *os_err (msg: "connect ADDR:
+ *                            <strerror> (N attempts)")
+ *   TF_ERR_TIMEOUT           the connect timeout ran out
+ *   TF_ERR_BAD_MAGIC, CLOSED, TRUNCATED   the handshake failed
+ *   TF_ERR_NOMEM
+ * *os_err (if non-NULL) gets the OS error number of a failure, else 0. On failure *out is NULL
+ * and no fd is left open. */
+tf_err tf_sync_connect(const char *addr, const tf_tcp_config *cfg, tf_sync_conn **out,
+                       int *os_err, tf_errmsg *msg);
+
+/* Take over an already connected stream socket |fd| (e.g. one end of a socketpair): set it
+ * non-blocking, apply cfg's socket options where they apply (failures of options a socket of
+ * that kind does not have, such as TCP_NODELAY on a UNIX socket, are ignored), then run the
+ * handshake (if cfg->handshake) under cfg->handshake_timeout_ms.
+ *   TF_OK: *out owns fd.  On any error fd is closed too, and *out is NULL.
+ *   Errors as the handshake part of tf_sync_connect; INVALID_ARGUMENT (fd < 0, out NULL). */
+tf_err tf_sync_conn_from_fd(int fd, const tf_tcp_config *cfg, tf_sync_conn **out,
+                            int *os_err, tf_errmsg *msg);
+
+/* Send one message: the length prefix and the payload with one sendmsg (MSG_NOSIGNAL: a dead
+ * peer never raises SIGPIPE), repeated only for what a partial write left. |buf| is borrowed
+ * for the call. Blocks until the whole frame is handed to the kernel or |timeout_ms| passes.
+ *   TF_OK                    sent
+ *   TF_ERR_TOO_LARGE         len > cfg->max_send_len: nothing sent, not poisoned
+ *   TF_ERR_INVALID_ARGUMENT  c NULL, or buf NULL with len > 0: not poisoned
+ *   TF_ERR_TIMEOUT           not poisoned if no byte of the frame was sent, else poisoned
+ *   TF_ERR_IO                (EPIPE, ECONNRESET, ...) poisoned; os_err kept
+ *   TF_ERR_CLOSED            poisoned (the kernel accepted no byte: peer gone)
+ *   TF_ERR_BAD_STATE         our sending side was shut down (tf_sync_conn_shutdown)
+ *   any earlier poison reason, at once */
+tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeout_ms);
+
+/* Receive one message into |buf| (|cap| bytes, borrowed for the call); *len = its length.
+ *   TF_OK                    *len bytes in buf
+ *   TF_ERR_BUFFER_TOO_SMALL  the message is longer than cap: poisoned (stream out of step)
+ *   TF_ERR_TOO_LARGE         the peer's length is over cfg->max_recv_len: poisoned
+ *   TF_ERR_CLOSED            the peer closed between messages: poisoned
+ *   TF_ERR_TRUNCATED         the peer closed inside a message: poisoned
+ *   TF_ERR_TIMEOUT           as for send (no byte of the frame read: still usable)
+ *   TF_ERR_IO                poisoned; os_err kept
+ *   TF_ERR_INVALID_ARGUMENT  c or len NULL, buf NULL with cap > 0
+ *   any earlier poison reason, at once */
+tf_err tf_sync_conn_recv(tf_sync_conn *c, void *buf, size_t cap, size_t *len, int timeout_ms);
+
+/* Receive one message into a malloc()'d buffer of its exact length, allocated only after the
+ * length passed the max check: *buf is the caller's to free() (NULL for an empty message),
+ * *len its length. Errors as tf_sync_conn_recv (no BUFFER_TOO_SMALL), plus TF_ERR_NOMEM
+ * (poisoned). On error *buf is NULL and nothing is left allocated. */
+tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int timeout_ms);
+
+/* Half-close: shut our sending side down (the peer's next receive after our last message
+ * gives CLOSED); receiving goes on.
+ *   TF_OK; TF_ERR_BAD_STATE (already shut down); TF_ERR_IO (shutdown failed); the poison
+ *   reason if poisoned; TF_ERR_INVALID_ARGUMENT (NULL). */
+tf_err tf_sync_conn_shutdown(tf_sync_conn *c);
+
+/* Close the socket and free the connection. NULL is a no-op. Must not race any other call on
+ * the same connection. */
+void tf_sync_conn_free(tf_sync_conn *c);
+
+/* The poison reason (TF_OK while healthy); *os_err (if non-NULL) its OS error number or 0. */
+tf_err tf_sync_conn_error(const tf_sync_conn *c, int *os_err);
+
+/* The socket (for poll, getsockopt, ...); it stays the connection's: do not close it. */
+int tf_sync_conn_fd(const tf_sync_conn *c);
+
+/* The peer's address as "host:port" (tcp.h); TF_OK or TF_ERR_IO / BUFFER_TOO_SMALL. */
+tf_err tf_sync_conn_peer(const tf_sync_conn *c, char *buf, size_t len);
+
+/* The generic view (conn.h) of this connection; never NULL for a non-NULL c. */
+tf_conn *tf_sync_conn_base(tf_sync_conn *c);
+
+/* ---------------------------------------------------------------- server */
+
+/* A handshake that failed in accept (wrong magic, early close, silent past the deadline):
+ * called on the accepting thread with the client's address, the reason and its os_err. */
+typedef void (*tf_reject_cb)(void *arg, const char *peer, tf_err err, int os_err);
+
+/* A server object, not yet listening. TF_OK; TF_ERR_INVALID_ARGUMENT; TF_ERR_NOMEM. */
+tf_err tf_sync_server_new(tf_sync_server **out);
+
+/* Bind |addr| and listen (SO_REUSEADDR; backlog cfg->listen_backlog, else SOMAXCONN). The
+ * wildcard binds dual-stack [::] (falls back to 0.0.0.0 without IPv6); port 0 picks a free port
+ * (read it with tf_sync_server_addr).
+ *   TF_OK; TF_ERR_BAD_ADDRESS; TF_ERR_INVALID_ARGUMENT (NULL, bad cfg: msg names the field);
+ *   TF_ERR_IO (bind/listen failed, e.g. EADDRINUSE; msg names the call and the address);
+ *   TF_ERR_BAD_STATE (already initialised: double init); TF_ERR_SHUTDOWN (shut down). */
+tf_err tf_sync_server_init(tf_sync_server *s, const char *addr, const tf_tcp_config *cfg,
+                           tf_errmsg *msg);
+
+/* Call cb(arg, ...) for every client dropped in the handshake. Set before accepting. */
+void tf_sync_server_on_reject(tf_sync_server *s, tf_reject_cb cb, void *arg);
+
+/* The bound address as "host:port" with the real port ("[::]:41234" for the wildcard).
+ *   TF_OK; TF_ERR_BAD_STATE (not initialised); TF_ERR_BUFFER_TOO_SMALL; TF_ERR_IO. */
+tf_err tf_sync_server_addr(const tf_sync_server *s, char *buf, size_t len);
+
+/* Block until a client has connected and completed the handshake (under
+ * cfg->handshake_timeout_ms), or until tf_sync_server_shutdown. A client that fails the
+ * handshake is closed, counted and reported (on_reject), and accept goes on waiting. Transient
+ * accept failures (ECONNABORTED, EMFILE, ENFILE, ENOBUFS, ENOMEM) are retried with back-off
+ * (never a busy loop), up to cfg->accept_retries in a row for the fd-exhaustion ones.
+ *   TF_OK                    *out is the connection
+ *   TF_ERR_BAD_STATE         not initialised (accept before init)
+ *   TF_ERR_SHUTDOWN          shut down (before or during the call)
+ *   TF_ERR_IO                accept failed for good (EMFILE after the retries, ...);
+ *                            *os_err (if non-NULL) gets its number, msg names it
+ *   TF_ERR_INVALID_ARGUMENT  NULL arguments
+ * Several threads may accept at once. */
+tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err,
+                             tf_errmsg *msg);
+
+/* The number of clients dropped in the handshake so far (any thread). */
+uint64_t tf_sync_server_rejected(const tf_sync_server *s);
+
+/* Stop: every blocked and later accept returns TF_ERR_SHUTDOWN at once (an eventfd in the same
+ * poll), and the listen socket is closed. Idempotent; any thread. TF_OK; INVALID_ARGUMENT. */
+tf_err tf_sync_server_shutdown(tf_sync_server *s);
+
+/* Shut down (if not yet) and free. No accept may still run. NULL is a no-op. */
+void tf_sync_server_free(tf_sync_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TCPFRAME_SYNC_H */

@@ -1,0 +1,160 @@
+/* tcpframe/tcp.h -- what the TCP layer's sync and async halves share: error messages,
+ * addresses ("host:port") and the socket configuration (SPEC.md section 9).
+ *
+ * Threads: every function here is thread-safe (no global state); tf_addr_resolve may block in
+ * the resolver for a host name and must not be called on an event-loop thread with one.
+ */
+#ifndef TCPFRAME_TCP_H
+#define TCPFRAME_TCP_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "tcpframe/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- error messages */
+
+/* A sentence for humans that names what failed and the input concerned, e.g.
+ * `connect 127.0.0.1:7000: Connection refused (10 attempts)` or
+ * `bad address "127.0.0.1": missing ':' before the port`. Every call that takes a tf_errmsg *
+ * accepts NULL; on TF_OK it leaves the text empty (""). Always NUL-terminated. */
+#define TF_ERRMSG_LEN 256
+typedef struct tf_errmsg {
+    char text[TF_ERRMSG_LEN];
+} tf_errmsg;
+
+/* ---------------------------------------------------------------- addresses */
+
+/* Longest host part kept (a DNS name is at most 253 characters). */
+#define TF_HOST_MAX 256
+/* Room for any formatted address: "[" + IPv6 text (45) + "]:" + port (5) + NUL. */
+#define TF_ADDRSTR_LEN 64
+
+/* A parsed "host:port" (pure syntax, no resolution). */
+typedef struct tf_hostport {
+    char host[TF_HOST_MAX]; /* without brackets; "" for the wildcard ("", "*", "::" / "[::]") */
+    uint16_t port;          /* 0 = ephemeral (bind) */
+    bool wildcard;          /* "", "*", "[::]" or "::" (and "0.0.0.0": the IPv4 wildcard) */
+    bool bracketed;         /* written as [v6]:port */
+} tf_hostport;
+
+/* Parse |text| as host:port. Accepted forms:
+ *   127.0.0.1:9000     IPv4 (or a host name: localhost:9000, a name in /etc/hosts)
+ *   [::1]:9000         IPv6 in brackets
+ *   ::1:9000           bare IPv6, split at the LAST colon (uniflow's format)
+ *   :9000  *:9000  [::]:9000   the wildcard (bind on every address, IPv6 dual-stack)
+ * A pure function: no resolver, no syscall, no allocation.
+ *   TF_OK                    *out filled
+ *   TF_ERR_BAD_ADDRESS       missing ':', empty or non-numeric port, port > 65535, empty or
+ *                            unclosed brackets, text after ']' other than ":port", host too
+ *                            long; msg quotes the input and names the fault
+ *   TF_ERR_INVALID_ARGUMENT  text or out NULL */
+tf_err tf_hostport_parse(const char *text, tf_hostport *out, tf_errmsg *msg);
+
+/* A resolved socket address. */
+typedef struct tf_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+} tf_addr;
+
+/* Address family choice for resolution: any, IPv4 only, IPv6 only. */
+enum { TF_FAMILY_ANY = 0, TF_FAMILY_V4 = 4, TF_FAMILY_V6 = 6 };
+
+/* At most this many addresses are kept from a resolution (tried in order). */
+#define TF_ADDRS_MAX 8
+typedef struct tf_addrlist {
+    size_t n;
+    tf_addr a[TF_ADDRS_MAX];
+} tf_addrlist;
+
+/* Parse |text| and resolve it into addresses to connect to (passive = false) or to bind
+ * (passive = true). A numeric host never touches the resolver (getaddrinfo with
+ * AI_NUMERICHOST); a name is resolved with getaddrinfo (may block: never call it on a loop
+ * thread with a name). The wildcard binds [::] dual-stack (TF_FAMILY_ANY), or 0.0.0.0 /
+ * [::] for V4 / V6; connecting to the wildcard means the loopback.
+ *   TF_OK                    out->n >= 1 addresses, in the resolver's order
+ *   TF_ERR_BAD_ADDRESS       a parse error (as tf_hostport_parse), a name that does not
+ *                            resolve, or no address of the requested family; msg says which
+ *   TF_ERR_INVALID_ARGUMENT  text or out NULL, family not one of TF_FAMILY_* */
+tf_err tf_addr_resolve(const char *text, int family, bool passive, tf_addrlist *out,
+                       tf_errmsg *msg);
+
+/* True if |text| parses and its host is numeric or the wildcard (resolving it will not touch
+ * the resolver). */
+bool tf_addr_is_numeric(const char *text);
+
+/* Format |a| as "1.2.3.4:port" or "[v6]:port" (IPv4-mapped IPv6 shown as IPv4).
+ *   TF_OK; TF_ERR_INVALID_ARGUMENT (NULL, unknown family); TF_ERR_BUFFER_TOO_SMALL (len too
+ *   small: TF_ADDRSTR_LEN always suffices). */
+tf_err tf_addr_format(const tf_addr *a, char *buf, size_t len);
+
+/* ---------------------------------------------------------------- socket configuration */
+
+/* "Leave it to the OS" for every optional field. */
+#define TF_UNSET (-1)
+
+/* One configuration for sockets, connects, servers and connections, sync and async.
+ * Initialise with tf_tcp_config_init (uniflow's production defaults) or tf_tcp_config_init_os
+ * (every optional field TF_UNSET), then change fields. Durations in milliseconds, sizes in
+ * bytes; TF_UNSET means "OS default" (socket options) or "none" (timeouts, retries: 0).
+ * Extensible: |size| is set by init to sizeof(tf_tcp_config) as the caller was compiled; fields
+ * are only ever appended, and the library treats fields past |size| as their defaults, so a
+ * program built against an older header keeps working with a newer library. A NULL config
+ * everywhere means tf_tcp_config_init's defaults. The library copies the config: it need not
+ * outlive the call it is passed to. */
+typedef struct tf_tcp_config {
+    uint32_t size;                 /* sizeof(tf_tcp_config) at the caller's build; set by init */
+    int64_t connect_timeout_ms;    /* whole connect incl. retries and handshake; default 30000 */
+    int64_t sndbuf;                /* SO_SNDBUF; default 1 MiB */
+    int64_t rcvbuf;                /* SO_RCVBUF; default 1 MiB */
+    int nodelay;                   /* TCP_NODELAY 1/0; default 1 */
+    int keepalive;                 /* SO_KEEPALIVE 1/0; default 1 */
+    int64_t keepalive_idle_s;      /* TCP_KEEPIDLE; default 60 */
+    int64_t keepalive_intvl_s;     /* TCP_KEEPINTVL; default 5 */
+    int64_t keepalive_cnt;         /* TCP_KEEPCNT; default 3 */
+    int64_t user_timeout_ms;       /* TCP_USER_TIMEOUT; default 60000 */
+    int64_t listen_backlog;        /* listen(); default / TF_UNSET: SOMAXCONN */
+    int64_t accept_retries;        /* sync accept: transient failures retried in a row; default 5 */
+    int64_t connect_retries;       /* retries after the first attempt; default 10 */
+    int64_t retry_delay_ms;        /* first back-off (doubles, with jitter); default 1000 */
+    int64_t retry_max_delay_ms;    /* back-off cap; default 30000 */
+    int64_t handshake_timeout_ms;  /* magic exchange deadline; default 5000 */
+    uint32_t max_recv_len;         /* largest payload accepted; default 64 MiB */
+    uint32_t max_send_len;         /* largest payload sent; default 64 MiB */
+    int handshake;                 /* 1: exchange the magic; 0: plain length-prefixed peers */
+    /* async connections (async.h) */
+    int64_t send_queue_bytes;      /* queued payload bytes before BUSY; default 64 MiB + 1 MiB */
+    int64_t send_queue_msgs;       /* queued messages before BUSY; default 65536 */
+    int64_t send_low_water;        /* writable callback when queued bytes fall to this; 256 KiB */
+    int64_t recv_queue_ops;        /* pending receives before BUSY; default 65536 */
+    int64_t read_buffer;           /* read-ahead buffer; default 65536 */
+    int64_t linger_ms;             /* graceful close waits this long for the peer; default 5000 */
+    int64_t accept_queue;          /* async server: handshaken, unclaimed connections; 128 */
+} tf_tcp_config;
+
+/* uniflow's production defaults (above). Cannot fail; c must not be NULL. */
+void tf_tcp_config_init(tf_tcp_config *c);
+
+/* Every socket option and limit TF_UNSET (the OS decides); handshake on, max lengths 64 MiB,
+ * queues and buffers as tf_tcp_config_init. Cannot fail; c must not be NULL. */
+void tf_tcp_config_init_os(tf_tcp_config *c);
+
+/* Check every field.
+ *   TF_OK                    valid
+ *   TF_ERR_INVALID_ARGUMENT  the first bad field (negative other than TF_UNSET, a zero buffer
+ *                            size or count, a boolean not 0/1/TF_UNSET, size 0 or larger than
+ *                            this library's struct with unknown fields set, delay > cap, ...);
+ *                            msg names the field and its value */
+tf_err tf_tcp_config_validate(const tf_tcp_config *c, tf_errmsg *msg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TCPFRAME_TCP_H */

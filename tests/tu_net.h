@@ -1,0 +1,46 @@
+/* tests/tu_net.h -- shared helpers of the TCP tests (tests/tu_net.c): fd counting, a counting
+ * allocator on the library's allocation seam, raw peers that speak (or break) the wire format
+ * with plain syscalls, independent of the library. */
+#ifndef TCPFRAME_TU_NET_H
+#define TCPFRAME_TU_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Open fds of this process (entries of /proc/self/fd, minus the one used to count). */
+int tu_fd_count(void);
+
+/* Route the library's user-buffer allocations (tf__malloc) through a counter; fail_after >= 0
+ * makes allocation number fail_after+1 onwards return NULL. tu_alloc_reset() restores malloc. */
+void tu_alloc_count(long fail_after);
+long tu_alloc_calls(void);
+size_t tu_alloc_bytes(void);
+void tu_alloc_reset(void);
+
+/* A blocking TCP client socket connected to "127.0.0.1:port"-style |addr| (numeric host,
+ * [v6] accepted), or -1. */
+int tu_raw_connect(const char *addr);
+/* A blocking listening socket on loopback (v6: "::1") with an ephemeral port; *port set. */
+int tu_raw_listen(bool v6, int *port);
+
+/* Write all |len| bytes (blocking, MSG_NOSIGNAL); false on error. */
+bool tu_write_all(int fd, const void *buf, size_t len);
+/* Read exactly |len| bytes (blocking); false on EOF or error. */
+bool tu_read_all(int fd, void *buf, size_t len);
+/* Write a frame: 4-byte big-endian length built by hand, then the payload. */
+bool tu_write_frame(int fd, const void *buf, uint32_t len);
+/* Read one frame into buf (cap); *len its length; false on EOF, error or a frame over cap. */
+bool tu_read_frame(int fd, void *buf, size_t cap, uint32_t *len);
+/* Send the magic "UNIF" / read 4 bytes and check they are the magic. */
+bool tu_send_magic(int fd);
+bool tu_expect_magic(int fd);
+
+/* Fill |buf| with a deterministic pattern for message |seed|; check it. */
+void tu_fill(void *buf, size_t len, uint32_t seed);
+bool tu_check(const void *buf, size_t len, uint32_t seed);
+
+/* CLOCK_MONOTONIC milliseconds. */
+uint64_t tu_now_ms(void);
+
+#endif /* TCPFRAME_TU_NET_H */
