@@ -139,12 +139,25 @@ typedef struct tf_tcp_config {
     int64_t accept_queue;          /* async server: handshaken, unclaimed connections; 128 */
 } tf_tcp_config;
 
-/* uniflow's production defaults (above). Cannot fail; c must not be NULL. */
+/* uniflow's production defaults (above). Cannot fail; c must not be NULL.
+ * A macro over tf_tcp_config_init_sized(c, sizeof(tf_tcp_config)), so that |size| is the
+ * caller's sizeof and a library with a larger struct never writes past the caller's; the
+ * function of the same name (same effect at this header's size) exists for function pointers
+ * and other languages. */
 void tf_tcp_config_init(tf_tcp_config *c);
+#define tf_tcp_config_init(c) tf_tcp_config_init_sized((c), sizeof(tf_tcp_config))
 
-/* Every socket option and limit TF_UNSET (the OS decides); handshake on, max lengths 64 MiB,
- * queues and buffers as tf_tcp_config_init. Cannot fail; c must not be NULL. */
+/* Every socket option and limit TF_UNSET (the OS decides): connect_timeout_ms, sndbuf, rcvbuf,
+ * nodelay, keepalive and its three times, user_timeout_ms, listen_backlog, the retries and their
+ * delays, handshake_timeout_ms. Handshake on, max lengths 64 MiB, the async queues and buffers
+ * as tf_tcp_config_init. Cannot fail; c must not be NULL. A macro as tf_tcp_config_init. */
 void tf_tcp_config_init_os(tf_tcp_config *c);
+#define tf_tcp_config_init_os(c) tf_tcp_config_init_os_sized((c), sizeof(tf_tcp_config))
+
+/* What the two macros call: fill the fields of |c| that lie within its first |size| bytes, set
+ * c->size = size (if it has room for it) and zero any bytes past this library's struct. */
+void tf_tcp_config_init_sized(tf_tcp_config *c, size_t size);
+void tf_tcp_config_init_os_sized(tf_tcp_config *c, size_t size);
 
 /* Check every field.
  *   TF_OK                    valid
