@@ -1,0 +1,452 @@
+/* io/sync_conn.c -- the blocking connection (sync.h, SPEC 9.6): proto/'s machines over a
+ * non-blocking socket, each call trying the syscall first and polling with its deadline only
+ * when it would block; the poison; the generic view (conn.h) with ready futures. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sync_internal.h"
+#include "tcpframe/fdio.h"
+#include "tcpframe/proto.h"
+
+struct tf_sync_conn {
+    tf_conn base; /* first: the generic view (conn.h, internal.h) */
+    int fd;
+    tf_fdio fdio;   /* both directions: its read and write halves share nothing */
+    tf_io rio;      /* reads through fdio, counting into rx_moved */
+    size_t rx_moved; /* receiving thread: bytes read by the current receive call */
+    tf_tx tx;       /* sending thread only */
+    tf_rx rx;       /* receiving thread only */
+    uint32_t max_send_len;
+    /* The poison: 0 while healthy, else the tf_err in the low half and the os_err in the high
+     * half, so one CAS records both and the first failure wins across the two threads. */
+    _Atomic uint64_t poison;
+    atomic_bool wr_shut; /* tf_sync_conn_shutdown was called */
+};
+
+/* ---------------------------------------------------------------- time and poll */
+
+uint64_t tf__deadline_ms(int64_t ms)
+{
+    if (ms < 0)
+        return TF__FOREVER;
+    uint64_t now = tf__now_ns();
+    uint64_t add = (uint64_t)ms > (TF__FOREVER - now) / 1000000u ? TF__FOREVER - now
+                                                                  : (uint64_t)ms * 1000000u;
+    return now + add;
+}
+
+/* poll()'s timeout for |deadline|, rounded up so that poll never returns before it. */
+static int poll_ms(uint64_t deadline)
+{
+    if (deadline == TF__FOREVER)
+        return -1;
+    uint64_t now = tf__now_ns();
+    if (now >= deadline)
+        return 0;
+    uint64_t ms = (deadline - now + 999999u) / 1000000u;
+    return ms > (uint64_t)INT_MAX ? INT_MAX : (int)ms;
+}
+
+tf_err tf__sync_wait(int fd, short events, int cancel_fd, uint64_t deadline_ns, int *os_err)
+{
+    struct pollfd p[2] = {{.fd = fd, .events = events, .revents = 0},
+                          {.fd = cancel_fd, .events = POLLIN, .revents = 0}};
+    nfds_t n = cancel_fd >= 0 ? 2 : 1;
+    for (;;) {
+        int rc = poll(p, n, poll_ms(deadline_ns));
+        if (rc < 0 && errno != EINTR) {
+            *os_err = errno;
+            return TF_ERR_IO;
+        }
+        if (rc > 0 && n == 2 && p[1].revents != 0)
+            return TF_ERR_SHUTDOWN;
+        if (rc > 0 && (p[0].revents & POLLNVAL)) {
+            *os_err = EBADF;
+            return TF_ERR_IO;
+        }
+        if (rc > 0)
+            return TF_OK;
+        if (deadline_ns != TF__FOREVER && tf__now_ns() >= deadline_ns)
+            return TF_ERR_TIMEOUT;
+    }
+}
+
+const char *tf__sync_reason(tf_err err, int os_err, char *buf, size_t len)
+{
+    if (os_err == 0 || len == 0)
+        return tf_strerror(err);
+    /* GNU strerror_r may return a static string instead of filling buf. */
+    const char *s = strerror_r(os_err, buf, len);
+    if (s != buf)
+        snprintf(buf, len, "%s", s);
+    return buf;
+}
+
+/* ---------------------------------------------------------------- the poison */
+
+static tf_err poisoned(const tf_sync_conn *c, int *os_err)
+{
+    uint64_t v = atomic_load(&c->poison);
+    if (os_err)
+        *os_err = (int)(uint32_t)(v >> 32);
+    return (tf_err)(uint32_t)v;
+}
+
+/* Record |err| unless a failure was recorded first, and shut the socket down both ways (a
+ * thread blocked on the other direction wakes up). Returns the recorded reason. */
+static tf_err poison(tf_sync_conn *c, tf_err err, int os_err)
+{
+    uint64_t want = (uint64_t)(uint32_t)err | (uint64_t)(uint32_t)os_err << 32;
+    uint64_t seen = 0;
+    if (!atomic_compare_exchange_strong(&c->poison, &seen, want))
+        return (tf_err)(uint32_t)seen;
+    shutdown(c->fd, SHUT_RDWR);
+    return err;
+}
+
+/* ---------------------------------------------------------------- make and free */
+
+static long count_read(void *ctx, uint8_t *buf, size_t len, int *os_err)
+{
+    tf_sync_conn *c = ctx;
+    const tf_io *io = tf_fdio_io(&c->fdio);
+    long n = io->read(io->ctx, buf, len, os_err);
+    if (n > 0)
+        c->rx_moved += (size_t)n;
+    return n;
+}
+
+static const tf_conn_ops sync_ops;
+
+static tf_err handshake(tf_sync_conn *c, uint64_t deadline_ns, int cancel_fd, int *os_err)
+{
+    tf_hs hs;
+    tf_hs_init(&hs);
+    for (;;) {
+        tf_step st = tf_hs_try(&hs, tf_fdio_io(&c->fdio));
+        if (st == TF_DONE)
+            return TF_OK;
+        if (st == TF_ERROR)
+            return tf_hs_error(&hs, os_err);
+        unsigned w = tf_hs_wants(&hs);
+        short ev = (short)(((w & TF_WANT_READ) ? POLLIN : 0) | ((w & TF_WANT_WRITE) ? POLLOUT : 0));
+        tf_err e = tf__sync_wait(c->fd, ev, cancel_fd, deadline_ns, os_err);
+        if (e != TF_OK)
+            return e;
+    }
+}
+
+tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns, int cancel_fd,
+                          tf_sync_conn **out, int *os_err)
+{
+    *out = NULL;
+    *os_err = 0;
+    tf_sync_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return TF_ERR_NOMEM;
+    }
+    c->base.ops = &sync_ops;
+    c->fd = fd;
+    tf_fdio_init(&c->fdio, fd, fd);
+    c->rio = (tf_io){.ctx = c, .read = count_read, .write = NULL};
+    c->max_send_len = cfg->max_send_len;
+    tf_tx_init(&c->tx, cfg->max_send_len);
+    tf_rx_init(&c->rx, cfg->max_recv_len);
+    atomic_init(&c->poison, 0);
+    atomic_init(&c->wr_shut, false);
+    if (cfg->handshake) {
+        tf_err e = handshake(c, deadline_ns, cancel_fd, os_err);
+        if (e != TF_OK) {
+            tf_sync_conn_free(c);
+            return e;
+        }
+    }
+    *out = c;
+    return TF_OK;
+}
+
+static tf_err from_fd(int fd, const tf_tcp_config *cfg, tf_sync_conn **out, int *os_err,
+                      tf_errmsg *msg)
+{
+    tf_tcp_config k;
+    tf_err e = tf__config_load(&k, cfg, msg);
+    if (e != TF_OK) {
+        close(fd);
+        return e;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+        *os_err = errno;
+        tf__errmsg(msg, "fd %d: fcntl O_NONBLOCK: %s", fd, strerror(*os_err));
+        close(fd);
+        return TF_ERR_IO;
+    }
+    e = tf__sock_apply(fd, &k, true, os_err, msg);
+    if (e != TF_OK) {
+        close(fd);
+        return e;
+    }
+    e = tf__sync_conn_open(fd, &k, tf__deadline_ms(k.handshake_timeout_ms), -1, out, os_err);
+    if (e != TF_OK) {
+        char why[128];
+        tf__errmsg(msg, "handshake on fd %d: %s", fd, tf__sync_reason(e, *os_err, why, sizeof why));
+    }
+    return e;
+}
+
+tf_err tf_sync_conn_from_fd(int fd, const tf_tcp_config *cfg, tf_sync_conn **out, int *os_err,
+                            tf_errmsg *msg)
+{
+    int os = 0;
+    tf__errmsg_clear(msg);
+    if (out)
+        *out = NULL;
+    tf_err e = TF_ERR_INVALID_ARGUMENT;
+    if (fd < 0 || !out) {
+        if (fd >= 0)
+            close(fd);
+        tf__errmsg(msg, "from_fd: %s", fd < 0 ? "negative fd" : "out is NULL");
+    } else {
+        e = from_fd(fd, cfg, out, &os, msg);
+    }
+    if (os_err)
+        *os_err = os;
+    return e;
+}
+
+void tf_sync_conn_free(tf_sync_conn *c)
+{
+    if (!c)
+        return;
+    close(c->fd);
+    free(c);
+}
+
+/* ---------------------------------------------------------------- send */
+
+tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeout_ms)
+{
+    if (!c || (!buf && len > 0))
+        return TF_ERR_INVALID_ARGUMENT;
+    tf_err e = poisoned(c, NULL);
+    if (e != TF_OK)
+        return e;
+    if (atomic_load(&c->wr_shut))
+        return TF_ERR_BAD_STATE;
+    e = tf_tx_begin(&c->tx, buf, len); /* TOO_LARGE refuses, changing nothing */
+    if (e != TF_OK)
+        return e;
+    uint64_t dl = tf__deadline_ms(timeout_ms);
+    for (;;) {
+        int os = 0;
+        tf_step st = tf_tx_try(&c->tx, tf_fdio_io(&c->fdio));
+        if (st == TF_DONE)
+            return TF_OK;
+        if (st == TF_ERROR) {
+            e = tf_tx_error(&c->tx, &os);
+            return poison(c, e, os);
+        }
+        e = tf__sync_wait(c->fd, POLLOUT, -1, dl, &os);
+        if (e == TF_ERR_TIMEOUT && tf_tx_pending(&c->tx) == len + TF_HDR_LEN) {
+            tf_tx_init(&c->tx, c->max_send_len); /* nothing moved: drop the frame, stay usable */
+            return TF_ERR_TIMEOUT;
+        }
+        if (e != TF_OK)
+            return poison(c, e, os);
+    }
+}
+
+/* ---------------------------------------------------------------- receive */
+
+static uint8_t *alloc_msg(void *ctx, size_t len)
+{
+    (void)ctx;
+    return tf__malloc(len);
+}
+
+/* Poison after a failed receive; in alloc mode the unfinished buffer is freed first. */
+static tf_err recv_fail(tf_sync_conn *c, const tf_sink *sink, tf_err err, int os_err)
+{
+    if (sink->alloc)
+        free(tf_rx_abandon(&c->rx));
+    return poison(c, err, os_err);
+}
+
+static tf_err recv_msg(tf_sync_conn *c, const tf_sink *sink, tf_msg *msg, int timeout_ms)
+{
+    tf_err e = poisoned(c, NULL);
+    if (e != TF_OK)
+        return e;
+    uint64_t dl = tf__deadline_ms(timeout_ms);
+    c->rx_moved = 0;
+    for (;;) {
+        int os = 0;
+        tf_step st = tf_rx_try(&c->rx, &c->rio, sink, msg);
+        if (st == TF_DONE)
+            return TF_OK;
+        if (st == TF_ERROR) {
+            e = tf_rx_error(&c->rx, &os);
+            return recv_fail(c, sink, e, os);
+        }
+        e = tf__sync_wait(c->fd, POLLIN, -1, dl, &os);
+        if (e == TF_ERR_TIMEOUT && c->rx_moved == 0)
+            return TF_ERR_TIMEOUT; /* at a frame boundary: still in step */
+        if (e != TF_OK)
+            return recv_fail(c, sink, e, os);
+    }
+}
+
+tf_err tf_sync_conn_recv(tf_sync_conn *c, void *buf, size_t cap, size_t *len, int timeout_ms)
+{
+    if (len)
+        *len = 0;
+    if (!c || !len || (!buf && cap > 0))
+        return TF_ERR_INVALID_ARGUMENT;
+    tf_sink sink = {.buf = buf, .cap = cap, .alloc = NULL, .ctx = NULL};
+    tf_msg msg;
+    tf_err e = recv_msg(c, &sink, &msg, timeout_ms);
+    if (e == TF_OK)
+        *len = msg.len;
+    return e;
+}
+
+tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int timeout_ms)
+{
+    if (buf)
+        *buf = NULL;
+    if (len)
+        *len = 0;
+    if (!c || !buf || !len)
+        return TF_ERR_INVALID_ARGUMENT;
+    tf_sink sink = {.buf = NULL, .cap = 0, .alloc = alloc_msg, .ctx = NULL};
+    tf_msg msg;
+    tf_err e = recv_msg(c, &sink, &msg, timeout_ms);
+    if (e == TF_OK) {
+        *buf = msg.data;
+        *len = msg.len;
+    }
+    return e;
+}
+
+/* ---------------------------------------------------------------- the rest */
+
+tf_err tf_sync_conn_shutdown(tf_sync_conn *c)
+{
+    if (!c)
+        return TF_ERR_INVALID_ARGUMENT;
+    tf_err e = poisoned(c, NULL);
+    if (e != TF_OK)
+        return e;
+    if (atomic_exchange(&c->wr_shut, true))
+        return TF_ERR_BAD_STATE;
+    if (shutdown(c->fd, SHUT_WR) != 0)
+        return poison(c, TF_ERR_IO, errno);
+    return TF_OK;
+}
+
+tf_err tf_sync_conn_error(const tf_sync_conn *c, int *os_err)
+{
+    if (!c) {
+        if (os_err)
+            *os_err = 0;
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    return poisoned(c, os_err);
+}
+
+int tf_sync_conn_fd(const tf_sync_conn *c)
+{
+    return c ? c->fd : -1;
+}
+
+tf_err tf_sync_conn_peer(const tf_sync_conn *c, char *buf, size_t len)
+{
+    if (!c || !buf)
+        return TF_ERR_INVALID_ARGUMENT;
+    return tf__sock_name(c->fd, true, buf, len);
+}
+
+/* ---------------------------------------------------------------- generic view (conn.h) */
+
+static tf_sync_conn *of(tf_conn *b)
+{
+    return (tf_sync_conn *)(void *)b; /* base is the first member */
+}
+
+/* A ready future with the outcome; an owned buffer goes with it (freed by the future), or is
+ * freed here if no future could be made. */
+static tf_err ready(tf_future **out, tf_err e, size_t size, void *owned)
+{
+    tf_err fe = tf_future_new_ready(out, e, size, owned, owned ? free : NULL);
+    if (fe != TF_OK)
+        free(owned);
+    return fe;
+}
+
+static tf_err op_send(tf_conn *b, const void *buf, size_t len, tf_future **out)
+{
+    tf_err e = tf_sync_conn_send(of(b), buf, len, -1);
+    return ready(out, e, e == TF_OK ? len : 0, NULL);
+}
+
+static tf_err op_recv(tf_conn *b, void *buf, size_t cap, tf_future **out)
+{
+    size_t n = 0;
+    tf_err e = tf_sync_conn_recv(of(b), buf, cap, &n, -1);
+    return ready(out, e, n, NULL);
+}
+
+static tf_err op_recv_alloc(tf_conn *b, tf_future **out)
+{
+    void *p = NULL;
+    size_t n = 0;
+    tf_err e = tf_sync_conn_recv_alloc(of(b), &p, &n, -1);
+    return ready(out, e, n, p);
+}
+
+/* A sync send is complete when it returns, so there is nothing to flush: our FIN goes out
+ * after the last message, then the socket is shut down both ways and later calls fail with
+ * NOT_CONNECTED. The descriptor is released by free (a receiving thread may still poll it). */
+static tf_err op_close(tf_conn *b, tf_future **out)
+{
+    tf_sync_conn *c = of(b);
+    tf_err e = tf_sync_conn_shutdown(c);
+    if (e == TF_ERR_BAD_STATE)
+        e = TF_OK; /* already half-closed: nothing left to flush */
+    poison(c, TF_ERR_NOT_CONNECTED, 0);
+    return ready(out, e, 0, NULL);
+}
+
+static tf_err op_error(const tf_conn *b, int *os_err)
+{
+    return tf_sync_conn_error((const tf_sync_conn *)(const void *)b, os_err);
+}
+
+static void op_free(tf_conn *b)
+{
+    tf_sync_conn_free(of(b));
+}
+
+static const tf_conn_ops sync_ops = {
+    .send = op_send,
+    .recv = op_recv,
+    .recv_alloc = op_recv_alloc,
+    .close = op_close,
+    .error = op_error,
+    .free = op_free,
+};
+
+tf_conn *tf_sync_conn_base(tf_sync_conn *c)
+{
+    return c ? &c->base : NULL;
+}

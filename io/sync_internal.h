@@ -1,0 +1,40 @@
+/* io/sync_internal.h -- what io/sync_conn.c, sync_server.c and sync_connect.c share (SPEC 9.6);
+ * not installed. */
+#ifndef TCPFRAME_IO_SYNC_INTERNAL_H
+#define TCPFRAME_IO_SYNC_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+#include "tcpframe/sync.h"
+
+/* The absolute CLOCK_MONOTONIC deadline |ms| milliseconds from now; negative: TF__FOREVER. */
+uint64_t tf__deadline_ms(int64_t ms);
+
+/* Wait until |fd| is ready for |events| (poll bits; an error or hang-up pending counts as
+ * ready), until |deadline_ns| passes, or until |cancel_fd| (>= 0; -1: none) is readable. fd -1
+ * just sleeps (until the deadline or the cancel fd). EINTR is retried against the deadline.
+ *   TF_OK               ready
+ *   TF_ERR_TIMEOUT      the deadline passed first
+ *   TF_ERR_SHUTDOWN     cancel_fd became readable
+ *   TF_ERR_IO           poll failed or fd is not open (*os_err set) */
+tf_err tf__sync_wait(int fd, short events, int cancel_fd, uint64_t deadline_ns, int *os_err);
+
+/* Make a connection that owns the connected socket |fd| (already non-blocking, options
+ * applied) under the loaded config |cfg|, then, if cfg->handshake, exchange the magic until
+ * |deadline_ns| (cancel_fd as for tf__sync_wait).
+ *   TF_OK: *out is the connection.  On error fd is closed and *out is NULL:
+ *   TF_ERR_BAD_MAGIC, CLOSED, TRUNCATED, TIMEOUT, SHUTDOWN, IO (*os_err), NOMEM */
+tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns, int cancel_fd,
+                          tf_sync_conn **out, int *os_err);
+
+/* A reason for humans: strerror(os_err) when there is one, else tf_strerror(err); written
+ * into buf (thread-safe), which is returned. */
+const char *tf__sync_reason(tf_err err, int os_err, char *buf, size_t len);
+
+/* Test introspection, any thread: rounds of the accept loops so far (a poll wake-up or a
+ * back-off pause each), so a test can tell a back-off from a busy loop without timing. */
+uint64_t tf__sync_server_rounds(const tf_sync_server *s);
+
+#endif /* TCPFRAME_IO_SYNC_INTERNAL_H */
