@@ -1,0 +1,305 @@
+/* io/sock.c -- the socket calls shared by the sync and async TCP layers: listen, non-blocking
+ * connect start/finish, retry and back-off policy, names, accept's transient errors
+ * (internal.h, SPEC.md 9.3). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static const char *errtext(int e, char *buf, size_t len)
+{
+    return strerror_r(e, buf, len);
+}
+
+static bool is_v6_any(const tf_addr *a)
+{
+    if (a->ss.ss_family != AF_INET6)
+        return false;
+    const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&a->ss;
+    return IN6_IS_ADDR_UNSPECIFIED(&s->sin6_addr);
+}
+
+static uint16_t port_of(const tf_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+}
+
+static void v4_any(tf_addr *a, uint16_t port)
+{
+    memset(a, 0, sizeof *a);
+    struct sockaddr_in *s = (struct sockaddr_in *)&a->ss;
+    s->sin_family = AF_INET;
+    s->sin_port = htons(port);
+    s->sin_addr.s_addr = htonl(INADDR_ANY);
+    a->len = (socklen_t)sizeof *s;
+}
+
+/* One listening socket on |a|, or -1 with *err and the failed call's name in *call. */
+static int listen_one(const tf_addr *a, const tf_tcp_config *c, int *err, const char **call,
+                      tf_errmsg *optmsg)
+{
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = errno;
+        *call = "socket";
+        return -1;
+    }
+    int one = 1, zero = 0;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+        *call = "setsockopt SO_REUSEADDR";
+        goto fail;
+    }
+    /* The v6 wildcard serves IPv4 too, whatever net.ipv6.bindv6only says. */
+    if (is_v6_any(a) && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0) {
+        *call = "setsockopt IPV6_V6ONLY=0";
+        goto fail;
+    }
+    /* Before listen: accepted sockets inherit the options (and the receive buffer must be set
+     * before the handshake for the window scale to reflect it). */
+    int oerr = 0;
+    if (tf__sock_apply(fd, c, false, &oerr, optmsg) != TF_OK) {
+        close(fd);
+        *err = oerr;
+        *call = NULL; /* optmsg names the option */
+        return -1;
+    }
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
+        *call = "bind";
+        goto fail;
+    }
+    int backlog = c->listen_backlog == TF_UNSET ? SOMAXCONN : (int)c->listen_backlog;
+    if (listen(fd, backlog) != 0) {
+        *call = "listen";
+        goto fail;
+    }
+    return fd;
+fail:
+    *err = errno;
+    close(fd);
+    return -1;
+}
+
+tf_err tf__sock_listen(const char *addr, const tf_tcp_config *c, int *fd, int *os_err,
+                       tf_errmsg *msg)
+{
+    if (os_err)
+        *os_err = 0;
+    if (fd)
+        *fd = -1;
+    if (!addr || !fd) {
+        tf__errmsg(msg, "listen: %s is NULL", addr ? "the fd pointer" : "the address");
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    tf_tcp_config cfg;
+    tf_err e = tf__config_load(&cfg, c, msg);
+    if (e != TF_OK)
+        return e;
+    tf_addrlist list;
+    e = tf_addr_resolve(addr, TF_FAMILY_ANY, true, &list, msg);
+    if (e != TF_OK)
+        return e;
+
+    int first_err = 0;
+    tf_errmsg first;
+    first.text[0] = '\0';
+    for (size_t i = 0; i < list.n; i++) {
+        tf_addr a = list.a[i];
+        int err = 0;
+        const char *call = NULL;
+        tf_errmsg optmsg;
+        int s = listen_one(&a, &cfg, &err, &call, &optmsg);
+        if (s < 0 && err == EAFNOSUPPORT && is_v6_any(&a)) {
+            /* No IPv6 on this machine: the wildcard is 0.0.0.0. */
+            v4_any(&a, port_of(&a));
+            s = listen_one(&a, &cfg, &err, &call, &optmsg);
+        }
+        if (s >= 0) {
+            *fd = s;
+            tf__errmsg_clear(msg);
+            return TF_OK;
+        }
+        if (first_err == 0) {
+            /* Report the most preferred address's failure: the later ones are fallbacks. */
+            char as[TF_ADDRSTR_LEN], eb[128];
+            if (tf_addr_format(&a, as, sizeof as) != TF_OK)
+                snprintf(as, sizeof as, "?");
+            first_err = err ? err : EINVAL;
+            /* A name is shown with the address it resolved to. */
+            char from[120] = "";
+            if (!tf_addr_is_numeric(addr))
+                snprintf(from, sizeof from, " (resolved from \"%.80s\")", addr);
+            if (call)
+                tf__errmsg(&first, "%s %s%s: %s", call, as, from,
+                           errtext(first_err, eb, sizeof eb));
+            else
+                tf__errmsg(&first, "listen %s%s: %s", as, from, optmsg.text);
+        }
+    }
+    if (os_err)
+        *os_err = first_err;
+    if (msg)
+        *msg = first;
+    return TF_ERR_IO;
+}
+
+tf_err tf__sock_connect_start(const tf_addr *a, const tf_tcp_config *c, int *fd, bool *connected,
+                              int *os_err)
+{
+    if (os_err)
+        *os_err = 0;
+    if (fd)
+        *fd = -1;
+    if (connected)
+        *connected = false;
+    if (!a || !fd || !connected)
+        return TF_ERR_INVALID_ARGUMENT;
+    tf_tcp_config cfg;
+    if (tf__config_load(&cfg, c, NULL) != TF_OK)
+        return TF_ERR_INVALID_ARGUMENT;
+    int s = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+        if (os_err)
+            *os_err = errno;
+        return TF_ERR_IO;
+    }
+    int err = 0;
+    if (tf__sock_apply(s, &cfg, false, &err, NULL) != TF_OK) {
+        close(s);
+        if (os_err)
+            *os_err = err;
+        return TF_ERR_IO;
+    }
+    if (connect(s, (const struct sockaddr *)&a->ss, a->len) == 0) {
+        *connected = true;
+    } else if (errno != EINPROGRESS && errno != EINTR) {
+        /* EINTR on a non-blocking connect: it goes on in the background, as EINPROGRESS. */
+        err = errno;
+        close(s);
+        if (os_err)
+            *os_err = err;
+        return TF_ERR_IO;
+    }
+    *fd = s;
+    return TF_OK;
+}
+
+tf_err tf__sock_connect_finish(int fd, int *os_err)
+{
+    if (os_err)
+        *os_err = 0;
+    if (fd < 0)
+        return TF_ERR_INVALID_ARGUMENT;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err == 0) {
+        /* SO_ERROR is 0 both when connected and while still in progress: tell them apart. */
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+            err = errno == ENOTCONN ? EINPROGRESS : errno;
+    }
+    if (err == 0)
+        return TF_OK;
+    if (os_err)
+        *os_err = err;
+    return TF_ERR_IO;
+}
+
+bool tf__connect_retryable(int os_err)
+{
+    switch (os_err) {
+    case ECONNREFUSED: /* nobody listens (yet) */
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case EHOSTDOWN:
+    case ENETDOWN:
+    case ECONNRESET:
+    case ECONNABORTED:
+    case EADDRNOTAVAIL: /* no free local port for now */
+    case EAGAIN:
+    case ENOBUFS:
+    case EINTR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static uint32_t xorshift32(uint32_t *s)
+{
+    uint32_t x = *s ? *s : 0x9E3779B9u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *s = x;
+    return x;
+}
+
+/* d = min(cap, delay * 2^(attempt-1)); then minus a random part in [0, d/4], so the result is
+ * never above the cap and never below three quarters of d (clients that failed together spread
+ * out, even at the cap). TF_UNSET delay: 0; TF_UNSET cap: INT_MAX ms. */
+uint64_t tf__backoff_ms(const tf_tcp_config *c, unsigned attempt, uint32_t *seed)
+{
+    if (!c || c->retry_delay_ms <= 0)
+        return 0;
+    uint64_t cap = c->retry_max_delay_ms >= 0 ? (uint64_t)c->retry_max_delay_ms : 2147483647u;
+    uint64_t d = (uint64_t)c->retry_delay_ms;
+    for (unsigned i = 1; i < attempt && d < cap; i++)
+        d *= 2; /* d < cap <= INT64_MAX before the doubling: no overflow */
+    if (d > cap)
+        d = cap;
+    if (seed && d >= 4)
+        d -= xorshift32(seed) % (d / 4 + 1);
+    return d;
+}
+
+tf_err tf__sock_name(int fd, bool peer, char *buf, size_t len)
+{
+    if (buf && len > 0)
+        buf[0] = '\0';
+    if (fd < 0 || !buf)
+        return TF_ERR_INVALID_ARGUMENT;
+    tf_addr a;
+    memset(&a, 0, sizeof a);
+    a.len = sizeof a.ss;
+    int rc = peer ? getpeername(fd, (struct sockaddr *)&a.ss, &a.len)
+                  : getsockname(fd, (struct sockaddr *)&a.ss, &a.len);
+    if (rc != 0)
+        return TF_ERR_IO;
+    return tf_addr_format(&a, buf, len);
+}
+
+bool tf__accept_transient(int os_err)
+{
+    switch (os_err) {
+    case ECONNABORTED: /* the client left before we took it */
+    case EMFILE:       /* fd or memory exhaustion: may clear as others close */
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+    case EINTR:
+    /* Linux hands pending network errors of the new connection to accept (accept(2), NOTES):
+     * retry as for EAGAIN. */
+    case ENETDOWN:
+    case EPROTO:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+    case EPERM: /* firewall rules forbid the connection */
+        return true;
+    default:
+        return false;
+    }
+}
