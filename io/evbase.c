@@ -74,6 +74,7 @@ struct tf_evb {
     size_t nslots;
     tf_evb_timer **heap;
     size_t nheap, capheap;
+    tf__evb_hook *hooks; /* stop hooks (internal.h) */
 };
 
 /* A fd watch request queued from another thread. */
@@ -428,6 +429,13 @@ static void drain_and_close(tf_evb *evb)
         if (empty)
             break;
         run_queue(evb);
+    }
+    /* Stop hooks: objects built on the loop (connections, servers) fail what they have in
+     * flight with SHUTDOWN. Each is unlinked before it runs; work they queue is refused. */
+    while (evb->hooks) {
+        tf__evb_hook *h = evb->hooks;
+        tf__evb_hook_remove(evb, h);
+        h->fn(h->arg);
     }
     for (size_t fd = 0; fd < evb->nslots; fd++)
         drop_watch(evb, (int)fd);
@@ -792,4 +800,45 @@ void tf_evb_timer_release(tf_evb_timer *t)
 {
     if (t)
         timer_unref(t);
+}
+
+/* ---------------------------------------------------------------- stop hooks (internal.h) */
+
+void tf__evb_hook_add(tf_evb *evb, tf__evb_hook *h, tf_evb_fn fn, void *arg)
+{
+    h->fn = fn;
+    h->arg = arg;
+    h->prev = NULL;
+    h->next = evb->hooks;
+    if (evb->hooks)
+        evb->hooks->prev = h;
+    evb->hooks = h;
+    h->linked = true;
+}
+
+void tf__evb_hook_remove(tf_evb *evb, tf__evb_hook *h)
+{
+    if (!h->linked)
+        return;
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        evb->hooks = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    h->next = h->prev = NULL;
+    h->linked = false;
+}
+
+bool tf__evb_stopping(const tf_evb *evb)
+{
+    return state_of(evb) >= ST_STOPPING;
+}
+
+void tf__evb_wait_stopped(tf_evb *evb)
+{
+    pthread_mutex_lock(&evb->mu);
+    while (state_of(evb) != ST_STOPPED)
+        pthread_cond_wait(&evb->cv, &evb->mu);
+    pthread_mutex_unlock(&evb->mu);
 }

@@ -32,6 +32,23 @@ void tf__baton_post(_Atomic uint32_t *b);
 /* True once posted; false if the deadline passed first. */
 bool tf__baton_wait(_Atomic uint32_t *b, uint64_t deadline_ns);
 
+/* Stop hooks, loop thread only: fn(arg) runs once on the loop thread when the loop stops,
+ * after the drain of dispatched work and before the fd watches and timers are dropped. An
+ * object that lives on a loop adds one (embedded, no allocation) and removes it when it is
+ * destroyed. */
+typedef struct tf__evb_hook {
+    struct tf__evb_hook *next, *prev;
+    tf_evb_fn fn;
+    void *arg;
+    bool linked;
+} tf__evb_hook;
+void tf__evb_hook_add(tf_evb *evb, tf__evb_hook *h, tf_evb_fn fn, void *arg);
+void tf__evb_hook_remove(tf_evb *evb, tf__evb_hook *h);
+/* True once stop() was called (any thread). */
+bool tf__evb_stopping(const tf_evb *evb);
+/* Block until the loop is STOPPED (drained, hooks run). Never on the loop thread. */
+void tf__evb_wait_stopped(tf_evb *evb);
+
 /* Test introspection, loop thread only: is |fd| watched now (and with which arg)? */
 bool tf__evb_fd_watched(const tf_evb *evb, int fd, void **arg);
 /* Test introspection, loop thread only: timers in the heap (incl. lazily cancelled ones). */

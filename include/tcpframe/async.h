@@ -1,0 +1,266 @@
+/* tcpframe/async.h -- TCP on an event loop (evbase.h): connection, server and client
+ * (SPEC.md section 9.7).
+ *
+ * Threads. All state of an async object belongs to its loop's thread. Every function below may
+ * be called from any thread unless it says otherwise: on the loop thread it acts at once
+ * (an operation is tried on the socket immediately, and registers interest only if it would
+ * block: a small message completes without an epoll round trip); from another thread it costs
+ * one hand-off to the loop (tf_evb_dispatch). Completion callbacks always run on the loop
+ * thread. Refusals that need no socket (bad arguments, TOO_LARGE, BUSY at the queue bound, a
+ * poisoned or closed connection) are returned by the call itself on any thread.
+ *
+ * Two completion styles for every operation:
+ *   - a future (future.h): wait from any thread, or tf_future_then on the loop. One allocation
+ *     per operation (the promise and the operation record).
+ *   - a callback with a caller-owned tf_async_op record: no allocation per operation. The op is
+ *     the caller's until its callback has run; the callback runs exactly once. On the loop
+ *     thread it may run before the submitting call returns (the operation completed at once),
+ *     but never nested inside another callback of the same connection: work submitted from a
+ *     callback is queued and run when that callback returns.
+ *
+ * Order. Sends go out in submission order (a queue, one sendmsg of up to IOV_MAX pieces across
+ * frames); receives complete in submission order. Submissions from one thread keep that
+ * thread's order; from several threads, the order in which the loop took them.
+ *
+ * Poison. A protocol error (a length over max_recv_len, BUFFER_TOO_SMALL) or an I/O failure
+ * (incl. the peer's close: CLOSED between messages, TRUNCATED inside one) fails the connection
+ * for good: the socket is shut down, every queued operation fails with the reason (and os_err),
+ * later submissions fail at once. A TIMEOUT poisons only if a byte of that frame had moved.
+ *
+ * Lifetime. tf_async_conn_free may be called from any thread, with operations in flight, and
+ * from inside the connection's own callbacks: every pending operation completes exactly once
+ * (futures with TF_ERR_CANCELLED; callbacks with CANCELLED, inside the free call when it is made
+ * on the loop thread or before it returns elsewhere); after it returns on another thread no
+ * callback of the connection runs any more; the fd is closed exactly once, after the loop let
+ * go of it. When the loop stops, every operation in flight completes with TF_ERR_SHUTDOWN and
+ * the connection must still be freed -- before tf_evb_free of its loop.
+ */
+#ifndef TCPFRAME_ASYNC_H
+#define TCPFRAME_ASYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tcpframe/conn.h"
+#include "tcpframe/err.h"
+#include "tcpframe/evbase.h"
+#include "tcpframe/future.h"
+#include "tcpframe/proto.h"
+#include "tcpframe/tcp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tf_async_conn tf_async_conn;
+typedef struct tf_async_server tf_async_server;
+typedef struct tf_async_client tf_async_client;
+typedef struct tf_async_op tf_async_op;
+
+/* An operation's completion, on the loop thread. err is TF_OK or the reason (os_err beside it).
+ * Send: data/len are the payload that was passed. Receive: the message (len bytes at data;
+ * data NULL for an empty message); for a span receive data is the caller's span, for an
+ * allocating receive data was malloc()'d and now belongs to the callback (free() it). */
+typedef void (*tf_async_cb)(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err,
+                            uint8_t *data, size_t len, void *arg);
+
+/* The record of one callback-style operation. Allocate it anywhere (zeroing not required); it is
+ * the library's from submission until its callback starts, then the caller's again (the callback
+ * may reuse it for the next operation). Fields are private. */
+struct tf_async_op {
+    tf_async_op *next;      /* private */
+    tf_async_conn *conn;    /* private */
+    int kind;               /* private */
+    uint8_t *buf;           /* private: payload or receive span */
+    size_t len;             /* private: payload length or span capacity */
+    tf_tx tx;               /* private: send progress */
+    tf_dtor dtor;           /* private: owned send buffer's destructor */
+    tf_async_cb cb;         /* private */
+    void *arg;              /* private */
+    tf_promise *promise;    /* private: future style */
+    tf_evb_timer *timer;    /* private: per-operation timeout */
+    int64_t timeout_ms;     /* private */
+};
+
+/* Message-stream mode: called once per received message, in order, with a view of the payload
+ * that is valid only during the call (no copy when the frame sits in the read buffer). After
+ * the last message the stream ends with one call with err != TF_OK (CLOSED when the peer closed
+ * between messages, TRUNCATED, TOO_LARGE, IO, CANCELLED on free, SHUTDOWN) and data NULL. */
+typedef void (*tf_async_msg_cb)(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data,
+                                size_t len, void *arg);
+
+/* Called on the loop thread when the send queue, after a send was refused with BUSY, has
+ * drained to cfg->send_low_water bytes or below. */
+typedef void (*tf_async_writable_cb)(tf_async_conn *c, void *arg);
+
+/* ---------------------------------------------------------------- connection */
+
+/* Take over a connected stream socket |fd| on |evb| (e.g. a socketpair end, or a socket
+ * connected by other means). fd is set non-blocking; cfg's socket options are applied where the
+ * socket has them; with cfg->handshake the magic exchange runs on the loop under
+ * cfg->handshake_timeout_ms, and *out is ready for use at once (operations queue behind the
+ * handshake; a failed handshake poisons with its reason).
+ *   TF_OK                    *out owns fd
+ *   TF_ERR_INVALID_ARGUMENT  NULL, fd < 0, bad cfg (msg names the field); fd not closed
+ *   TF_ERR_SHUTDOWN          the loop is stopping; fd not closed
+ *   TF_ERR_NOMEM             fd not closed */
+tf_err tf_async_conn_from_fd(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf_async_conn **out,
+                             tf_errmsg *msg);
+
+/* Send one message; |buf| is borrowed until completion (zero-copy). timeout_ms: -1 none.
+ * Future: its size is len on success. Callback: op as described above.
+ *   TF_OK                    submitted: the outcome comes through the future / callback
+ *   TF_ERR_TOO_LARGE         len > cfg->max_send_len (nothing queued, not poisoned)
+ *   TF_ERR_BUSY              the send queue is at its bound (send_queue_bytes/_msgs); see
+ *                            tf_async_conn_on_writable
+ *   TF_ERR_BAD_STATE         the connection is closing (tf_async_conn_close was called)
+ *   the poison reason        the connection had failed (os_err via tf_async_conn_error)
+ *   TF_ERR_SHUTDOWN          the loop is stopping
+ *   TF_ERR_INVALID_ARGUMENT  NULL c/out/op/cb, buf NULL with len > 0
+ *   TF_ERR_NOMEM             (future style) no memory for the operation
+ * On a refusal nothing was queued, *out is NULL and the callback will not run. */
+tf_err tf_async_conn_send(tf_async_conn *c, const void *buf, size_t len, int64_t timeout_ms,
+                          tf_future **out);
+tf_err tf_async_conn_send_op(tf_async_conn *c, tf_async_op *op, const void *buf, size_t len,
+                             int64_t timeout_ms, tf_async_cb cb, void *arg);
+
+/* Send an owned buffer: the library calls dtor(buf) exactly once when it is done with it
+ * (sent or failed), on the loop thread -- or, if the call is refused, never (buf stays the
+ * caller's). Returns as tf_async_conn_send. */
+tf_err tf_async_conn_send_owned(tf_async_conn *c, void *buf, size_t len, tf_dtor dtor,
+                                int64_t timeout_ms, tf_future **out);
+
+/* Receive one message into |buf| (|cap| bytes, borrowed until completion). The future's size is
+ * the message length. A message longer than cap fails with BUFFER_TOO_SMALL and poisons.
+ *   TF_OK, or a refusal as for send (BUSY: recv_queue_ops pending receives; BAD_STATE: the
+ *   connection is in message-stream mode). */
+tf_err tf_async_conn_recv(tf_async_conn *c, void *buf, size_t cap, int64_t timeout_ms,
+                          tf_future **out);
+tf_err tf_async_conn_recv_op(tf_async_conn *c, tf_async_op *op, void *buf, size_t cap,
+                             int64_t timeout_ms, tf_async_cb cb, void *arg);
+
+/* Receive one message into a buffer allocated with malloc() of its exact length, after the max
+ * check. Future: tf_future_get hands it over (free() it; NULL for an empty message).
+ * Callback: data is the callback's. NOMEM poisons. Returns as tf_async_conn_recv. */
+tf_err tf_async_conn_recv_alloc(tf_async_conn *c, int64_t timeout_ms, tf_future **out);
+tf_err tf_async_conn_recv_alloc_op(tf_async_conn *c, tf_async_op *op, int64_t timeout_ms,
+                                   tf_async_cb cb, void *arg);
+
+/* Message-stream mode: cb(c, ...) for every message from now on (see tf_async_msg_cb);
+ * cb NULL stops the stream (no end call; unread data stays in the socket).
+ *   TF_OK; TF_ERR_BAD_STATE (receives are pending, or a stream is already on); the poison
+ *   reason; TF_ERR_SHUTDOWN; TF_ERR_INVALID_ARGUMENT. */
+tf_err tf_async_conn_stream(tf_async_conn *c, tf_async_msg_cb cb, void *arg);
+
+/* The writable callback (see tf_async_writable_cb); NULL removes it. TF_OK; INVALID_ARGUMENT;
+ * SHUTDOWN. */
+tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb cb, void *arg);
+
+/* Graceful close: no new sends (BAD_STATE); the send queue is flushed, then our side is shut
+ * down (SHUT_WR), then the connection waits up to cfg->linger_ms for the peer to close (pending
+ * receives still complete; unclaimed incoming data is discarded), then the socket is closed.
+ * The future: TF_OK (flushed, peer closed), TF_ERR_TIMEOUT (flushed, the peer did not close
+ * within the linger time), or the reason the flush failed. The connection must still be freed.
+ *   TF_OK; TF_ERR_BAD_STATE (close already called); TF_ERR_SHUTDOWN; TF_ERR_NOMEM;
+ *   TF_ERR_INVALID_ARGUMENT. */
+tf_err tf_async_conn_close(tf_async_conn *c, tf_future **out);
+
+/* Abort: fail every queued operation with TF_ERR_CANCELLED now and reset the connection (RST:
+ * SO_LINGER 0). Later submissions fail with CANCELLED. TF_OK; TF_ERR_INVALID_ARGUMENT. */
+tf_err tf_async_conn_abort(tf_async_conn *c);
+
+/* Free the connection (see Lifetime above). NULL is a no-op. */
+void tf_async_conn_free(tf_async_conn *c);
+
+/* The poison reason (TF_OK while healthy) and its os_err (any thread). */
+tf_err tf_async_conn_error(const tf_async_conn *c, int *os_err);
+
+/* The peer's address as "host:port". TF_OK; TF_ERR_IO; TF_ERR_BUFFER_TOO_SMALL. */
+tf_err tf_async_conn_peer(const tf_async_conn *c, char *buf, size_t len);
+
+/* The loop this connection lives on. */
+tf_evb *tf_async_conn_evb(const tf_async_conn *c);
+
+/* The generic view (conn.h); never NULL for a non-NULL c. */
+tf_conn *tf_async_conn_base(tf_async_conn *c);
+
+/* ---------------------------------------------------------------- server */
+
+/* A connection accepted and handshaken, handed to the callback (which owns it now). Runs on
+ * the loop thread. On shutdown it is not called. */
+typedef void (*tf_async_accept_cb)(tf_async_server *s, tf_async_conn *c, void *arg);
+/* A client dropped in the handshake (wrong magic, early close, silent past the deadline): its
+ * address, the reason and os_err. Runs on the loop thread. */
+typedef void (*tf_async_reject_cb)(tf_async_server *s, const char *peer, tf_err err, int os_err,
+                                   void *arg);
+
+/* A server on |evb|, not yet listening. TF_OK; INVALID_ARGUMENT; NOMEM. */
+tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out);
+
+/* Bind and listen (as tf_sync_server_init), then watch the listen socket on the loop: accept
+ * until EAGAIN; each new socket's handshake runs on the loop without blocking it (non-blocking
+ * I/O, a deadline timer per client), so silent clients never delay a good one. Handshaken
+ * connections go to the accept callback, else to pending tf_async_server_accept futures in
+ * order, else wait in a queue of at most cfg->accept_queue (when full, the listen socket is not
+ * watched: the kernel backlog is the backpressure). EMFILE/ENFILE: the listen socket rests for
+ * a back-off on a timer (no busy loop), then accepting resumes.
+ *   TF_OK; TF_ERR_BAD_ADDRESS; TF_ERR_INVALID_ARGUMENT (bad cfg: msg); TF_ERR_IO (bind, listen:
+ *   msg names it); TF_ERR_BAD_STATE (double init); TF_ERR_SHUTDOWN (server or loop shut). */
+tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_config *cfg,
+                            tf_errmsg *msg);
+
+/* Callbacks; set them before init (or from the loop thread). cb NULL removes one. */
+void tf_async_server_on_accept(tf_async_server *s, tf_async_accept_cb cb, void *arg);
+void tf_async_server_on_reject(tf_async_server *s, tf_async_reject_cb cb, void *arg);
+
+/* The next handshaken connection as a future (owned tf_async_conn *, destructor
+ * tf_async_conn_free: take it with tf_future_get). Pending accepts are served in order.
+ *   TF_OK; TF_ERR_BAD_STATE (not initialised; or an accept callback is set); TF_ERR_SHUTDOWN;
+ *   TF_ERR_NOMEM; TF_ERR_INVALID_ARGUMENT. The future fails with SHUTDOWN at shutdown. */
+tf_err tf_async_server_accept(tf_async_server *s, tf_future **out);
+
+/* The bound address with the real port. TF_OK; BAD_STATE (not listening); BUFFER_TOO_SMALL. */
+tf_err tf_async_server_addr(const tf_async_server *s, char *buf, size_t len);
+
+/* Clients dropped in the handshake so far (any thread). */
+uint64_t tf_async_server_rejected(const tf_async_server *s);
+
+/* Stop (any thread, idempotent): pending accepts resolve with SHUTDOWN, handshakes in progress
+ * and unclaimed connections are closed, the listen socket is closed once. Off the loop thread
+ * it returns when that is done. TF_OK; TF_ERR_INVALID_ARGUMENT. */
+tf_err tf_async_server_shutdown(tf_async_server *s);
+
+/* Shut down and free. Any thread but never inside the server's own callbacks. NULL: no-op. */
+void tf_async_server_free(tf_async_server *s);
+
+/* ---------------------------------------------------------------- client (connect) */
+
+/* A connector on |evb| with |cfg| (copied; NULL: defaults).
+ *   TF_OK; TF_ERR_INVALID_ARGUMENT (msg names a bad cfg field); TF_ERR_NOMEM. */
+tf_err tf_async_client_new(tf_evb *evb, const tf_tcp_config *cfg, tf_async_client **out,
+                           tf_errmsg *msg);
+
+/* Connect to |addr|: non-blocking connects to each resolved address in turn, each attempt and
+ * the whole bounded by cfg->connect_timeout_ms, retryable failures retried up to
+ * cfg->connect_retries times with capped exponential back-off and jitter on loop timers, then
+ * the handshake on the loop. Names are never resolved on the loop thread (called there with a
+ * name, the resolution runs on a short-lived thread of its own). The future resolves to an
+ * owned tf_async_conn * on the client's loop (destructor tf_async_conn_free), or the reason:
+ * IO with os_err (the last attempt's: ECONNREFUSED, ...), TIMEOUT, BAD_ADDRESS (a name that
+ * does not resolve), BAD_MAGIC / CLOSED / TRUNCATED (handshake), CANCELLED, SHUTDOWN.
+ *   TF_OK; TF_ERR_BAD_ADDRESS (does not parse: msg quotes it); TF_ERR_SHUTDOWN;
+ *   TF_ERR_NOMEM; TF_ERR_INVALID_ARGUMENT. */
+tf_err tf_async_client_connect(tf_async_client *cl, const char *addr, tf_future **out,
+                               tf_errmsg *msg);
+
+/* Cancel every connect in flight: their futures resolve with CANCELLED (sockets closed). Any
+ * thread. TF_OK; TF_ERR_INVALID_ARGUMENT. */
+tf_err tf_async_client_cancel(tf_async_client *cl);
+
+/* Cancel and free. Any thread but not inside a then-callback of its own futures. NULL: no-op. */
+void tf_async_client_free(tf_async_client *cl);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TCPFRAME_ASYNC_H */
