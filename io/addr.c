@@ -277,6 +277,9 @@ tf_err tf_addr_resolve(const char *text, int family, bool passive, tf_addrlist *
         return bad(msg, text, why);
     }
 
+    /* No host name has a colon: this was meant as IPv6 and is not one. Never ask DNS. */
+    if (strchr(hp.host, ':'))
+        return bad(msg, text, "the host is not an IPv6 address");
     if (under_invalid(hp.host))
         return bad(msg, text, "a name under .invalid never resolves (RFC 6761)");
 
