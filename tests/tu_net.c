@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,4 +234,82 @@ uint64_t tu_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- sync layer helpers */
+
+static socklen_t loop_addr(bool v6, int port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    if (v6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_addr = in6addr_loopback;
+        s6->sin6_port = htons((uint16_t)port);
+        return sizeof *s6;
+    }
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    s4->sin_family = AF_INET;
+    s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    s4->sin_port = htons((uint16_t)port);
+    return sizeof *s4;
+}
+
+static int bound_socket(bool v6, int *port)
+{
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_storage ss;
+    socklen_t len = loop_addr(v6, 0, &ss);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+        close(fd);
+        return -1;
+    }
+    *port = v6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+               : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+int tu_raw_listen_backlog(bool v6, int backlog, int *port)
+{
+    int fd = bound_socket(v6, port);
+    if (fd >= 0 && listen(fd, backlog) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int tu_raw_connect_start(bool v6, int port)
+{
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_storage ss;
+    socklen_t len = loop_addr(v6, port, &ss);
+    if (connect(fd, (struct sockaddr *)&ss, len) != 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int tu_raw_unused_port(bool v6, int *port)
+{
+    return bound_socket(v6, port);
+}
+
+void tu_close_rst(int fd)
+{
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    close(fd);
+}
+
+bool tu_readable(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+    return poll(&p, 1, ms) == 1;
 }

@@ -43,4 +43,18 @@ bool tu_check(const void *buf, size_t len, uint32_t seed);
 /* CLOCK_MONOTONIC milliseconds. */
 uint64_t tu_now_ms(void);
 
+/* ---- sync layer helpers (tests/test_sync_*.c) */
+
+/* A blocking listening socket on loopback (v6: "::1") with |backlog|; *port set; or -1. */
+int tu_raw_listen_backlog(bool v6, int backlog, int *port);
+/* Start a non-blocking connect to loopback (v6: ::1) |port| without waiting; the fd or -1. */
+int tu_raw_connect_start(bool v6, int port);
+/* A loopback socket bound to a free port (*port) but not listening: connects to it are
+ * refused for as long as it stays open (nobody else can take the port). The fd or -1. */
+int tu_raw_unused_port(bool v6, int *port);
+/* Close |fd| with a reset (SO_LINGER 0) instead of a FIN. */
+void tu_close_rst(int fd);
+/* True once |fd| has data or EOF to read within |ms| milliseconds. */
+bool tu_readable(int fd, int ms);
+
 #endif /* TCPFRAME_TU_NET_H */
