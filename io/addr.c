@@ -215,8 +215,7 @@ static int numeric(const char *host, struct addrinfo **res)
     return getaddrinfo(host, NULL, &hints, res);
 }
 
-tf_err tf_addr_resolve(const char *text, int family, bool passive, tf_addrlist *out,
-                       tf_errmsg *msg)
+tf_err tf_addr_resolve(const char *text, int family, bool passive, tf_addrlist *out, tf_errmsg *msg)
 {
     if (!text || !out) {
         tf__errmsg(msg, "bad address: %s is NULL", text ? "the result" : "the text");
@@ -264,8 +263,7 @@ tf_err tf_addr_resolve(const char *text, int family, bool passive, tf_addrlist *
         freeaddrinfo(res);
         if (out->n == 0) {
             char why[48];
-            snprintf(why, sizeof why, "no %s address (the host is numeric)",
-                     family_name(family));
+            snprintf(why, sizeof why, "no %s address (the host is numeric)", family_name(family));
             return bad(msg, text, why);
         }
         tf__errmsg_clear(msg);

@@ -37,8 +37,10 @@ typedef struct field {
     int64_t min, max;
 } field;
 
-#define F(name, kind, min, max)                                                                  \
+/* clang-format off */
+#define F(name, kind, min, max) \
     {#name, offsetof(tf_tcp_config, name), sizeof(((tf_tcp_config *)0)->name), kind, min, max}
+/* clang-format on */
 
 static const field fields[] = {
     F(connect_timeout_ms, K_I64, 1, MS_MAX),
@@ -238,8 +240,9 @@ tf_err tf__config_load(tf_tcp_config *dst, const tf_tcp_config *src, tf_errmsg *
     }
     size_t size = src->size;
     if (size < sizeof src->size) {
-        tf__errmsg(msg, "bad config: size = %zu: initialise the config with tf_tcp_config_init "
-                        "or tf_tcp_config_init_os",
+        tf__errmsg(msg,
+                   "bad config: size = %zu: initialise the config with tf_tcp_config_init "
+                   "or tf_tcp_config_init_os",
                    size);
         return TF_ERR_INVALID_ARGUMENT;
     }
@@ -257,8 +260,8 @@ tf_err tf__config_load(tf_tcp_config *dst, const tf_tcp_config *src, tf_errmsg *
     }
     for (size_t i = 0; i < NFIELDS; i++)
         if (fields[i].off + fields[i].width <= size)
-            memcpy((unsigned char *)dst + fields[i].off,
-                   (const unsigned char *)src + fields[i].off, fields[i].width);
+            memcpy((unsigned char *)dst + fields[i].off, (const unsigned char *)src + fields[i].off,
+                   fields[i].width);
     return check(dst, msg);
 }
 

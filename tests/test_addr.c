@@ -336,8 +336,7 @@ static void test_addr_resolve_parse_error_is_bad_address(void **state)
     assert_int_equal(tf_addr_resolve("[::1::2]:1", TF_FAMILY_ANY, false, &l, &m),
                      TF_ERR_BAD_ADDRESS);
     expect_quoted(&m, "[::1::2]:1", "not an IPv6 address");
-    assert_int_equal(tf_addr_resolve("1::2::3:1", TF_FAMILY_ANY, true, &l, &m),
-                     TF_ERR_BAD_ADDRESS);
+    assert_int_equal(tf_addr_resolve("1::2::3:1", TF_FAMILY_ANY, true, &l, &m), TF_ERR_BAD_ADDRESS);
     expect_quoted(&m, "1::2::3:1", "not an IPv6 address");
 }
 
@@ -383,8 +382,7 @@ static void test_addr_resolve_ipv4_wildcard(void **state)
     assert_int_equal(tf_addr_resolve("0.0.0.0:81", TF_FAMILY_ANY, false, &l, &m), TF_OK);
     assert_int_equal(l.n, 1);
     expect_v4(&l.a[0], "127.0.0.1", 81);
-    assert_int_equal(tf_addr_resolve("0.0.0.0:81", TF_FAMILY_V6, true, &l, &m),
-                     TF_ERR_BAD_ADDRESS);
+    assert_int_equal(tf_addr_resolve("0.0.0.0:81", TF_FAMILY_V6, true, &l, &m), TF_ERR_BAD_ADDRESS);
     expect_quoted(&m, "0.0.0.0:81", "no IPv6 address");
 }
 
@@ -397,8 +395,7 @@ static void test_addr_resolve_family_filter_mismatch(void **state)
                      TF_ERR_BAD_ADDRESS);
     assert_int_equal(l.n, 0);
     expect_quoted(&m, "127.0.0.1:80", "no IPv6 address");
-    assert_int_equal(tf_addr_resolve("[::1]:80", TF_FAMILY_V4, true, &l, &m),
-                     TF_ERR_BAD_ADDRESS);
+    assert_int_equal(tf_addr_resolve("[::1]:80", TF_FAMILY_V4, true, &l, &m), TF_ERR_BAD_ADDRESS);
     expect_quoted(&m, "[::1]:80", "no IPv4 address");
 }
 
@@ -407,8 +404,7 @@ static void test_addr_resolve_bad_arguments(void **state)
     (void)state;
     tf_addrlist l;
     tf_errmsg m;
-    assert_int_equal(tf_addr_resolve(NULL, TF_FAMILY_ANY, false, &l, &m),
-                     TF_ERR_INVALID_ARGUMENT);
+    assert_int_equal(tf_addr_resolve(NULL, TF_FAMILY_ANY, false, &l, &m), TF_ERR_INVALID_ARGUMENT);
     assert_int_equal(tf_addr_resolve("a:1", TF_FAMILY_ANY, false, NULL, &m),
                      TF_ERR_INVALID_ARGUMENT);
     assert_int_equal(tf_addr_resolve("127.0.0.1:1", 5, false, &l, &m), TF_ERR_INVALID_ARGUMENT);
