@@ -892,6 +892,43 @@ static void test_sock_connect_start_closed_port_refused(void **state)
     assert_true(tf__connect_retryable(err));
 }
 
+static void test_sock_connect_finish_still_in_progress(void **state)
+{
+    (void)state;
+    /* A listener whose accept queue is full drops further SYNs: their connects stay in
+     * progress (SYN_SENT, retransmitting) for as long as we look. */
+    tf_tcp_config c;
+    tf_tcp_config_init_os(&c);
+    c.listen_backlog = 1;
+    int lfd = -1;
+    assert_int_equal(tf__sock_listen("127.0.0.1:0", &c, &lfd, NULL, NULL), TF_OK);
+    char name[TF_ADDRSTR_LEN];
+    assert_int_equal(tf__sock_name(lfd, false, name, sizeof name), TF_OK);
+    tf_addr a;
+    resolve1(name, &a);
+    int fds[16];
+    size_t n = 0;
+    bool pending = false;
+    while (n < 16 && !pending) {
+        bool done = false;
+        int err = 0;
+        assert_int_equal(tf__sock_connect_start(&a, &c, &fds[n], &done, &err), TF_OK);
+        int fd = fds[n++];
+        if (done || tf_fd_wait(fd, POLLOUT, 200) == TF_OK) {
+            assert_int_equal(tf__sock_connect_finish(fd, &err), TF_OK);
+            continue;
+        }
+        /* Not writable: SO_ERROR is 0, yet it is not connected. */
+        assert_int_equal(tf__sock_connect_finish(fd, &err), TF_ERR_IO);
+        assert_int_equal(err, EINPROGRESS);
+        pending = true;
+    }
+    assert_true(pending);
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+    close(lfd);
+}
+
 static void test_sock_connect_start_bad_arguments(void **state)
 {
     (void)state;
@@ -1049,6 +1086,7 @@ int main(void)
         T(test_sock_listen_custom_options_and_backlog),
         T(test_sock_connect_start_to_listening_port),
         T(test_sock_connect_start_closed_port_refused),
+        T(test_sock_connect_finish_still_in_progress),
         T(test_sock_connect_start_bad_arguments),
         T(test_sock_connect_finish_not_a_socket),
         T(test_sock_name_errors),
