@@ -19,17 +19,18 @@
 #include <signal.h>
 #include <sys/socket.h>
 
-#include "sync_internal.h"
 #include "tcpframe/proto.h"
 #include "tcpframe/sync.h"
 #include "test_io_util.h"
 #include "tu_net.h"
+#include "tu_sync.h"
 
 #define MIB (1024u * 1024u)
 
-/* ---------------------------------------------------------------- fixtures */
+/* ---------------------------------------------------------------- fixture */
 
-/* Per test: the watchdog and the open-fd count; *state is the host ("127.0.0.1", "[::1]"). */
+/* Per test: the watchdog (its progress counter is this file's, see test_io_util.h) and the
+ * open-fd count, checked in the teardown. *state, the prestate, is the host. */
 static int fds_before;
 
 static int setup(void **state)
@@ -44,79 +45,6 @@ static int teardown(void **state)
     tio_watchdog_teardown(state);
     assert_int_equal(tu_fd_count(), fds_before); /* no fd leaked */
     return 0;
-}
-
-static const char *host_of(void **state)
-{
-    return *state ? (const char *)*state : "127.0.0.1";
-}
-
-/* A server listening on host:0 and its "host:port". */
-static tf_sync_server *listen_on(const char *host, const tf_tcp_config *cfg, char *addr,
-                                 size_t len)
-{
-    tf_sync_server *s;
-    tf_errmsg msg;
-    char spec[80];
-    snprintf(spec, sizeof spec, "%s:0", host);
-    assert_int_equal(tf_sync_server_new(&s), TF_OK);
-    assert_int_equal(tf_sync_server_init(s, spec, cfg, &msg), TF_OK);
-    char bound[TF_ADDRSTR_LEN];
-    assert_int_equal(tf_sync_server_addr(s, bound, sizeof bound), TF_OK);
-    snprintf(addr, len, "%s:%s", host, strrchr(bound, ':') + 1);
-    return s;
-}
-
-typedef struct connector {
-    const char *addr;
-    const tf_tcp_config *cfg;
-    tf_sync_conn *c;
-    tf_err err;
-    tf_errmsg msg;
-} connector;
-
-static void *connect_main(void *arg)
-{
-    connector *k = arg;
-    k->err = tf_sync_connect(k->addr, k->cfg, &k->c, NULL, &k->msg);
-    return NULL;
-}
-
-/* Two library connections over loopback: *srv_side accepted, *cli_side connected. */
-static void lib_pair(const char *host, const tf_tcp_config *cfg, tf_sync_conn **srv_side,
-                     tf_sync_conn **cli_side)
-{
-    char addr[80];
-    tf_sync_server *s = listen_on(host, cfg, addr, sizeof addr);
-    connector k = {.addr = addr, .cfg = cfg};
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, connect_main, &k), 0);
-    tf_errmsg msg;
-    tf_err e = tf_sync_server_accept(s, srv_side, NULL, &msg);
-    pthread_join(t, NULL);
-    tf_sync_server_free(s);
-    assert_int_equal(e, TF_OK);
-    assert_int_equal(k.err, TF_OK);
-    *cli_side = k.c;
-}
-
-/* A library connection (accepted) and a raw peer socket that did the handshake by hand (or
- * none if cfg->handshake is 0). No thread needed: the raw magic is sent before accept. */
-static tf_sync_conn *raw_pair(const char *host, const tf_tcp_config *cfg, int *raw)
-{
-    char addr[80];
-    tf_sync_server *s = listen_on(host, cfg, addr, sizeof addr);
-    *raw = tu_raw_connect(addr);
-    assert_true(*raw >= 0);
-    bool hs = !cfg || cfg->handshake;
-    if (hs)
-        assert_true(tu_send_magic(*raw));
-    tf_sync_conn *c;
-    assert_int_equal(tf_sync_server_accept(s, &c, NULL, NULL), TF_OK);
-    tf_sync_server_free(s);
-    if (hs)
-        assert_true(tu_expect_magic(*raw));
-    return c;
 }
 
 /* ---------------------------------------------------------------- threads */
@@ -182,7 +110,7 @@ static void recv_checked(tf_sync_conn *c, const sender *s, bool alloc)
 static void test_send_recv_bidirectional(void **state)
 {
     tf_sync_conn *a, *b;
-    lib_pair(host_of(state), NULL, &a, &b);
+    tu_lib_pair(tu_host(state), NULL, &a, &b);
     assert_int_equal(tf_sync_conn_send(b, "hello", 5, 5000), TF_OK);
     assert_int_equal(tf_sync_conn_send(a, "world!", 6, 5000), TF_OK);
     char buf[16];
@@ -198,7 +126,7 @@ static void test_send_recv_bidirectional(void **state)
     /* Each side names the other: the client's peer is the server's own address. */
     char peer[TF_ADDRSTR_LEN];
     assert_int_equal(tf_sync_conn_peer(b, peer, sizeof peer), TF_OK);
-    assert_true(strncmp(peer, host_of(state), strlen(host_of(state))) == 0);
+    assert_true(strncmp(peer, tu_host(state), strlen(tu_host(state))) == 0);
     assert_int_equal(tf_sync_conn_error(a, NULL), TF_OK);
     tf_sync_conn_free(a);
     tf_sync_conn_free(b);
@@ -207,7 +135,7 @@ static void test_send_recv_bidirectional(void **state)
 static void test_send_recv_empty(void **state)
 {
     tf_sync_conn *a, *b;
-    lib_pair(host_of(state), NULL, &a, &b);
+    tu_lib_pair(tu_host(state), NULL, &a, &b);
     assert_int_equal(tf_sync_conn_send(b, NULL, 0, 5000), TF_OK);
     assert_int_equal(tf_sync_conn_send(b, "", 0, 5000), TF_OK);
     assert_int_equal(tf_sync_conn_send(b, "x", 1, 5000), TF_OK);
@@ -234,7 +162,7 @@ static void test_send_recv_empty(void **state)
 static void test_send_recv_large_64mib(void **state)
 {
     tf_sync_conn *a, *b;
-    lib_pair(host_of(state), NULL, &a, &b);
+    tu_lib_pair(tu_host(state), NULL, &a, &b);
     sender s = {.c = b, .n = 1, .size = TF_DEFAULT_MAX_LEN};
     sender r = {.c = a, .n = 1, .size = TF_DEFAULT_MAX_LEN};
     pthread_t ts, tr;
@@ -245,7 +173,7 @@ static void test_send_recv_large_64mib(void **state)
     recv_checked(b, &r, true);
     pthread_join(ts, NULL);
     pthread_join(tr, NULL);
-    printf("# 2 x 64 MiB over %s in %llu ms\n", host_of(state),
+    printf("# 2 x 64 MiB over %s in %llu ms\n", tu_host(state),
            (unsigned long long)(tu_now_ms() - t0));
     assert_int_equal(s.err, TF_OK);
     assert_int_equal(r.err, TF_OK);
@@ -259,7 +187,7 @@ static void test_send_recv_large_64mib(void **state)
 static void test_send_recv_many_then_close(void **state)
 {
     tf_sync_conn *a, *b;
-    lib_pair(host_of(state), NULL, &a, &b);
+    tu_lib_pair(tu_host(state), NULL, &a, &b);
     long n = tio_iters("TF_TEST_SYNC_MSGS", 20000, 4, 10);
     sender s = {.c = b, .n = (size_t)n, .shutdown_after = true};
     sender r = {.c = a, .n = (size_t)n};
@@ -286,7 +214,7 @@ static void test_send_recv_many_then_close(void **state)
 static void test_closed_between_frames(void **state)
 {
     int raw;
-    tf_sync_conn *c = raw_pair(host_of(state), NULL, &raw);
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), NULL, &raw);
     assert_true(tu_write_frame(raw, "last", 4));
     close(raw);
     char buf[8];
@@ -308,7 +236,7 @@ static void test_closed_inside_frame(void **state)
 {
     static const uint8_t part[] = {0, 0, 0, 10, 'a', 'b', 'c'}; /* 3 of 10 payload bytes */
     int raw;
-    tf_sync_conn *c = raw_pair(host_of(state), NULL, &raw);
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), NULL, &raw);
     assert_true(tu_write_all(raw, part, sizeof part));
     close(raw);
     void *p = &raw;
@@ -327,7 +255,7 @@ static void test_closed_inside_frame(void **state)
 static void test_send_on_closed(void **state)
 {
     int raw;
-    tf_sync_conn *c = raw_pair(host_of(state), NULL, &raw);
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), NULL, &raw);
     close(raw);
     uint8_t buf[4096] = {0};
     tf_err e = TF_OK;
@@ -355,7 +283,7 @@ static void test_sigpipe_default_disposition(void **state)
     sigemptyset(&dfl.sa_mask);
     assert_int_equal(sigaction(SIGPIPE, &dfl, &old), 0);
     int raw;
-    tf_sync_conn *c = raw_pair(host_of(state), NULL, &raw);
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), NULL, &raw);
     tu_close_rst(raw);
     uint8_t *big = calloc(1, MIB);
     tf_err e = TF_OK;
@@ -373,7 +301,7 @@ static void test_sigpipe_default_disposition(void **state)
 static void test_recv_span_too_small_poisons(void **state)
 {
     int raw;
-    tf_sync_conn *c = raw_pair(host_of(state), NULL, &raw);
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), NULL, &raw);
     uint8_t msg[100];
     tu_fill(msg, sizeof msg, 1);
     assert_true(tu_write_frame(raw, msg, sizeof msg));
@@ -399,7 +327,7 @@ static void test_recv_too_large_allocates_nothing(void **state)
     tf_tcp_config_init(&cfg);
     cfg.max_recv_len = 1000;
     int raw;
-    tf_sync_conn *c = raw_pair(host_of(state), &cfg, &raw);
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), &cfg, &raw);
     uint8_t msg[1000];
     tu_fill(msg, sizeof msg, 2);
     assert_true(tu_write_frame(raw, msg, 1000)); /* exactly the maximum: fine */
@@ -430,7 +358,7 @@ static void test_send_too_large_refused(void **state)
     tf_tcp_config_init(&cfg);
     cfg.max_send_len = 1000;
     int raw;
-    tf_sync_conn *c = raw_pair(host_of(state), &cfg, &raw);
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), &cfg, &raw);
     uint8_t msg[1001];
     tu_fill(msg, sizeof msg, 3);
     assert_int_equal(tf_sync_conn_send(c, msg, 1001, 5000), TF_ERR_TOO_LARGE);
@@ -448,7 +376,7 @@ static void test_send_too_large_refused(void **state)
 static void test_recv_alloc_nomem_poisons(void **state)
 {
     int raw;
-    tf_sync_conn *c = raw_pair(host_of(state), NULL, &raw);
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), NULL, &raw);
     assert_true(tu_write_frame(raw, "abc", 3));
     tu_alloc_count(0); /* the first allocation fails */
     void *p;
@@ -466,7 +394,7 @@ static void test_recv_alloc_nomem_poisons(void **state)
 static void test_recv_timeout_at_boundary_usable(void **state)
 {
     int raw;
-    tf_sync_conn *c = raw_pair(host_of(state), NULL, &raw);
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), NULL, &raw);
     char buf[8];
     size_t len;
     uint64_t t0 = tu_now_ms();
@@ -487,7 +415,7 @@ static void test_recv_timeout_at_boundary_usable(void **state)
 static void test_recv_timeout_inside_frame_poisons(void **state)
 {
     int raw;
-    tf_sync_conn *c = raw_pair(host_of(state), NULL, &raw);
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), NULL, &raw);
     assert_true(tu_write_all(raw, "\0\0", 2));
     char buf[8];
     size_t len;
@@ -557,7 +485,7 @@ static void test_send_timeout_partial_poisons(void **state)
     cfg.sndbuf = 65536;
     cfg.rcvbuf = 65536;
     int raw;
-    tf_sync_conn *c = raw_pair(host_of(state), &cfg, &raw);
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), &cfg, &raw);
     int small = 65536;
     setsockopt(raw, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     blocked_recv b = {.c = c};
@@ -580,7 +508,7 @@ static void test_send_timeout_partial_poisons(void **state)
 static void test_half_close(void **state)
 {
     tf_sync_conn *a, *b;
-    lib_pair(host_of(state), NULL, &a, &b);
+    tu_lib_pair(tu_host(state), NULL, &a, &b);
     assert_int_equal(tf_sync_conn_send(b, "one", 3, 5000), TF_OK);
     assert_int_equal(tf_sync_conn_shutdown(b), TF_OK);
     assert_int_equal(tf_sync_conn_shutdown(b), TF_ERR_BAD_STATE);
@@ -601,7 +529,7 @@ static void test_half_close(void **state)
 static void test_half_close_other_way_flows(void **state)
 {
     tf_sync_conn *a, *b;
-    lib_pair(host_of(state), NULL, &a, &b);
+    tu_lib_pair(tu_host(state), NULL, &a, &b);
     assert_int_equal(tf_sync_conn_shutdown(b), TF_OK);
     assert_int_equal(tf_sync_conn_send(a, "reply", 5, 5000), TF_OK);
     char buf[8];
@@ -616,7 +544,7 @@ static void test_half_close_other_way_flows(void **state)
 static void test_invalid_arguments(void **state)
 {
     tf_sync_conn *a, *b;
-    lib_pair(host_of(state), NULL, &a, &b);
+    tu_lib_pair(tu_host(state), NULL, &a, &b);
     size_t len;
     void *p;
     assert_int_equal(tf_sync_conn_send(NULL, "x", 1, 0), TF_ERR_INVALID_ARGUMENT);
@@ -647,7 +575,7 @@ static void test_handshake_off_raw_peer(void **state)
     tf_tcp_config_init(&cfg);
     cfg.handshake = 0;
     int raw;
-    tf_sync_conn *c = raw_pair(host_of(state), &cfg, &raw);
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), &cfg, &raw);
     assert_true(tu_write_frame(raw, "UNIF", 4)); /* would be a magic with the handshake on */
     char buf[8];
     size_t len;
@@ -727,7 +655,7 @@ static void test_from_fd_errors_close_fd(void **state)
 static void test_generic_conn_interface(void **state)
 {
     tf_sync_conn *a, *b;
-    lib_pair(host_of(state), NULL, &a, &b);
+    tu_lib_pair(tu_host(state), NULL, &a, &b);
     tf_conn *ga = tf_sync_conn_base(a), *gb = tf_sync_conn_base(b);
     assert_ptr_equal(ga, (void *)a); /* the view is the first member */
     tf_future *f;
