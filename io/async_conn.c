@@ -264,7 +264,10 @@ static void op_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, u
         tf_promise *p = op->promise;
         bool owned = op->kind == OP_RECV_ALLOC && data;
         free(op);
-        tf_promise_set(p, err, err == TF_OK ? len : 0, owned ? data : NULL, owned ? free : NULL);
+        if (err == TF_OK)
+            tf_promise_set(p, err, len, owned ? data : NULL, owned ? free : NULL);
+        else
+            tf_promise_fail(p, err, os_err);
         tf_promise_free(p);
     } else {
         op->cb(c, op, err, os_err, data, len, op->arg);
@@ -323,7 +326,7 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
     if (c->close_promise) {
         tf_promise *p = c->close_promise;
         c->close_promise = NULL;
-        tf_promise_set(p, err, 0, NULL, NULL);
+        tf_promise_fail(p, err, os_err);
         tf_promise_free(p);
     }
 }
@@ -1102,7 +1105,7 @@ static void close_task(void *arg)
     if (failed(c)) {
         int os = 0;
         tf_err e = c->dead ? TF_ERR_CANCELLED : tf_async_conn_error(c, &os);
-        tf_promise_set(p, e, 0, NULL, NULL);
+        tf_promise_fail(p, e, os);
         tf_promise_free(p);
     } else {
         c->close_promise = p;

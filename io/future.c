@@ -26,6 +26,7 @@ struct fstate {
     atomic_bool taken;   /* the owned pointer was handed to a reader */
     bool has_then;       /* future end only */
     tf_err err;
+    int os_err; /* the OS error number beside err (0 if none) */
     size_t size;
     void *owned;
     tf_dtor dtor;
@@ -173,6 +174,28 @@ tf_err tf_promise_set(tf_promise *p, tf_err err, size_t size, void *owned, tf_dt
         return TF_ERR_BAD_STATE;
     complete(s, err, size, owned, dtor);
     return TF_OK;
+}
+
+tf_err tf_promise_fail(tf_promise *p, tf_err err, int os_err)
+{
+    if (!p)
+        return TF_ERR_INVALID_ARGUMENT;
+    struct fstate *s = fs_of_p(p);
+    if (atomic_exchange_explicit(&s->claimed, true, memory_order_acq_rel))
+        return TF_ERR_BAD_STATE;
+    s->os_err = os_err; /* published with READY by complete() */
+    complete(s, err, 0, NULL, NULL);
+    return TF_OK;
+}
+
+int tf_future_os_err(const tf_future *f)
+{
+    if (!f)
+        return 0;
+    const struct fstate *s = fs_of_f(f);
+    if (!(atomic_load_explicit(&s->state, memory_order_acquire) & F_READY))
+        return 0;
+    return s->os_err;
 }
 
 void tf_promise_free(tf_promise *p)

@@ -71,6 +71,12 @@ tf_err tf_future_new_ready(tf_future **f, tf_err err, size_t size, void *owned, 
  * INVALID_ARGUMENT: p NULL. The promise must still be dropped with tf_promise_free(). */
 tf_err tf_promise_set(tf_promise *p, tf_err err, size_t size, void *owned, tf_dtor dtor);
 
+/* Fulfil the promise with a failure |err| and the OS error number |os_err| beside it (0 if
+ * none): tf_future_os_err() reads it back on the reading side, so "connection refused" vs
+ * "timed out" survives the thread hop. Size 0, no owned pointer. Wakes and runs callbacks as
+ * tf_promise_set. TF_OK; BAD_STATE (already set); INVALID_ARGUMENT (p NULL). */
+tf_err tf_promise_fail(tf_promise *p, tf_err err, int os_err);
+
 /* Drop the promise end. If it was never set, first resolves the future with
  * (TF_ERR_CANCELLED, 0, NULL) -- which wakes waiters and runs the then-callback on this thread.
  * NULL is a no-op. */
@@ -99,6 +105,10 @@ tf_err tf_future_wait_for(tf_future *f, uint32_t timeout_ms);
  * If the future is not ready and the caller is a loop thread, returns BAD_STATE at once with
  * *size = 0 and *owned = NULL. INVALID_ARGUMENT: f NULL. */
 tf_err tf_future_get(tf_future *f, size_t *size, void **owned);
+
+/* The OS error number that came with the result (tf_promise_fail), or 0: none, not ready yet,
+ * or f NULL. Never blocks. */
+int tf_future_os_err(const tf_future *f);
 
 /* Register the completion callback (at most one per future).
  * Already ready: runs cb(f, arg) at once on the calling thread, before returning TF_OK.
