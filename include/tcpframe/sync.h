@@ -16,7 +16,9 @@
  * down both ways, and every later send/recv returns the recorded reason at once (and
  * tf_sync_conn_error gives it with its os_err). Refusals that move no byte do not poison:
  * INVALID_ARGUMENT, a send over max_send_len (TOO_LARGE), a TIMEOUT before any byte of the frame
- * moved. A TIMEOUT after part of a frame moved poisons (the stream is out of step).
+ * moved. A TIMEOUT after part of a frame moved poisons (the stream is out of step). As CLOSED
+ * poisons too, a side that has received the peer's CLOSED can no longer send: in a request /
+ * half-close / reply exchange, reply before receiving the CLOSED (SPEC 9.6).
  *
  * Threads. A connection may be used by one sending thread and one receiving thread at the same
  * time (the two directions share nothing but the fd and the poison, which is atomic); two
@@ -44,20 +46,23 @@ typedef struct tf_sync_server tf_sync_server;
 
 /* Connect to |addr| ("host:port", tcp.h) under |cfg| (NULL: defaults): resolve (may block in
  * the resolver for a name), then for each address a non-blocking connect bounded by
- * cfg->connect_timeout_ms; retryable failures (refused, timed out, unreachable, reset, ...) are
- * retried up to cfg->connect_retries times with capped exponential back-off and jitter, all
- * within the connect timeout; then the socket options and the handshake under
- * cfg->handshake_timeout_ms.
+ * cfg->connect_timeout_ms (socket options applied before it); retryable failures (refused,
+ * timed out, unreachable, reset, ...) are retried up to cfg->connect_retries times with capped
+ * exponential back-off and jitter, all within the connect timeout (when the next pause would
+ * end past it, TIMEOUT at once); then the handshake until the earlier of
+ * cfg->handshake_timeout_ms from its start and the connect deadline.
  *   TF_OK                    *out is the connection (free it with tf_sync_conn_free)
  *   TF_ERR_BAD_ADDRESS       addr does not parse or resolve (msg quotes it)
  *   TF_ERR_INVALID_ARGUMENT  addr or out NULL, or cfg invalid (msg names the field)
- *   TF_ERR_IO                the last attempt's OS error, in *os_err (msg: "connect ADDR:
- *                            <strerror> (N attempts)")
- *   TF_ERR_TIMEOUT           the connect timeout ran out
- *   TF_ERR_BAD_MAGIC, CLOSED, TRUNCATED   the handshake failed
+ *   TF_ERR_IO                the retries ran out, or an error not worth retrying: the last
+ *                            attempt's OS error in *os_err (msg: "connect ADDR: <strerror>
+ *                            (N attempts)")
+ *   TF_ERR_TIMEOUT           the connect timeout ran out (in a connect, before a retry, or in
+ *                            the handshake: msg "connect ADDR: ..." / "handshake with ADDR: ...")
+ *   TF_ERR_BAD_MAGIC, CLOSED, TRUNCATED   the handshake failed (msg "handshake with ADDR: ...")
  *   TF_ERR_NOMEM
- * *os_err (if non-NULL) gets the OS error number of a failure, else 0. On failure *out is NULL
- * and no fd is left open. */
+ * *os_err (if non-NULL) gets the OS error number of a failure (for TIMEOUT: the last failed
+ * attempt's, 0 if none), else 0. On failure *out is NULL and no fd is left open. */
 tf_err tf_sync_connect(const char *addr, const tf_tcp_config *cfg, tf_sync_conn **out,
                        int *os_err, tf_errmsg *msg);
 
@@ -149,15 +154,20 @@ void tf_sync_server_on_reject(tf_sync_server *s, tf_reject_cb cb, void *arg);
 tf_err tf_sync_server_addr(const tf_sync_server *s, char *buf, size_t len);
 
 /* Block until a client has connected and completed the handshake (under
- * cfg->handshake_timeout_ms), or until tf_sync_server_shutdown. A client that fails the
- * handshake is closed, counted and reported (on_reject), and accept goes on waiting. Transient
- * accept failures (ECONNABORTED, EMFILE, ENFILE, ENOBUFS, ENOMEM) are retried with back-off
- * (never a busy loop), up to cfg->accept_retries in a row for the fd-exhaustion ones.
+ * cfg->handshake_timeout_ms), or until tf_sync_server_shutdown. The socket options of cfg are
+ * applied to the accepted socket first. A client that fails the handshake is closed, counted and
+ * reported (on_reject), and accept goes on waiting. Handshakes run one at a time: a silent client
+ * delays the next queued one by at most handshake_timeout_ms (TF_UNSET: until it speaks, closes
+ * or the server is shut down). ECONNABORTED and the other per-connection errors of accept(2) are
+ * retried at once; fd or memory exhaustion (EMFILE, ENFILE, ENOBUFS, ENOMEM) with a back-off
+ * pause (never a busy loop; the client stays queued), up to cfg->accept_retries pauses in a row.
  *   TF_OK                    *out is the connection
  *   TF_ERR_BAD_STATE         not initialised (accept before init)
- *   TF_ERR_SHUTDOWN          shut down (before or during the call)
- *   TF_ERR_IO                accept failed for good (EMFILE after the retries, ...);
- *                            *os_err (if non-NULL) gets its number, msg names it
+ *   TF_ERR_SHUTDOWN          shut down (before or during the call, also mid-handshake)
+ *   TF_ERR_IO                accept failed for good (EMFILE after the retries, ...) or an
+ *                            option could not be set; *os_err (if non-NULL) gets its number,
+ *                            msg names it
+ *   TF_ERR_NOMEM             no memory for the connection (that client is closed)
  *   TF_ERR_INVALID_ARGUMENT  NULL arguments
  * Several threads may accept at once. */
 tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err,
