@@ -101,7 +101,7 @@ tf_err tf_hostport_parse(const char *text, tf_hostport *out, tf_errmsg *msg)
             return bad(msg, text, "a space or control character in the host");
         colons += ch == ':';
     }
-    if (out->bracketed && colons == 0)
+    if (out->bracketed && colons < 2)
         return bad(msg, text, "brackets hold an IPv6 address");
     if (!out->bracketed && colons == 1)
         return bad(msg, text,

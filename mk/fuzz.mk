@@ -32,6 +32,9 @@ FUZZ_RUNFLAGS = -dict=fuzz/tcpframe.dict -print_final_stats=1 -timeout=10 -rss_l
 
 fuzz: $(FUZZ_TARGETS:%=$(FUZZ_OUT)/bin/%)
 
+# fuzz_addr compiles the address parser of io/ into itself (#include): rebuild it when it changes.
+$(FUZZ_OUT)/bin/fuzz_addr $(FUZZ_OUT)/replay/fuzz_addr $(FUZZ_OUT)/cov/fuzz_addr: io/addr.c io/errmsg.c io/internal.h
+
 $(FUZZ_OUT)/bin/%: fuzz/%.c $(FUZZ_DEPS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_COMMON) -O2 $(FUZZ_SAN) $< $(PROTO_SRC) -o $@

@@ -162,6 +162,7 @@ static const parse_bad invalid[] = {
     {"[::1]:x", "not a number"},
     {"[::1]:80]", "not a number"},
     {"[127.0.0.1]:80", "brackets hold an IPv6 address"},
+    {"[:1]:80", "brackets hold an IPv6 address"},
     {"[[::1]]:80", "text after ']'"},
     {"[a[b]:80", "stray bracket"},
     {"a]:80", "stray bracket"},
