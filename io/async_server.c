@@ -331,9 +331,11 @@ tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_c
     }
     s->lfd = fd;
     tf__sock_name(fd, false, s->addr, sizeof s->addr);
-    rc = tf_evb_dispatch_and_wait(s->evb, start_task, s);
+    /* Not waited for: the loop may not run yet (set up, then tf_evb_loop). Later calls are
+     * queued behind it. */
+    rc = tf_evb_dispatch_inline(s->evb, start_task, s);
     if (rc != TF_OK) {
-        /* The loop stopped (or this is another loop's thread): nothing will accept. */
+        /* The loop is stopping: nothing will accept. */
         close(s->lfd);
         s->lfd = -1;
         atomic_store_explicit(&s->state, SV_SHUT, memory_order_release);

@@ -230,7 +230,9 @@ uint64_t tf_async_server_rejected(const tf_async_server *s);
  * it returns when that is done. TF_OK; TF_ERR_INVALID_ARGUMENT. */
 tf_err tf_async_server_shutdown(tf_async_server *s);
 
-/* Shut down and free. Any thread but never inside the server's own callbacks. NULL: no-op. */
+/* Shut down and free. Any thread but never inside the server's own callbacks. NULL: no-op.
+ * Like tf_evb_dispatch_and_wait, on a loop that has never run it waits for the loop to run or
+ * be stopped (tf_evb_stop on a loop that never ran drains it on the calling thread). */
 void tf_async_server_free(tf_async_server *s);
 
 /* ---------------------------------------------------------------- client (connect) */
