@@ -26,6 +26,7 @@
 
 enum kind {
     K_I64,  /* int64_t in [min, max], or TF_UNSET */
+    K_SET,  /* int64_t in [min, max]: TF_UNSET has no meaning here (a buffer needs a size) */
     K_BOOL, /* int: 0, 1 or TF_UNSET */
     K_U32,  /* uint32_t: every value is valid */
 };
@@ -63,9 +64,9 @@ static const field fields[] = {
     F(handshake, K_BOOL, 0, 1),
     F(send_queue_bytes, K_I64, 1, INT64_MAX),
     F(send_queue_msgs, K_I64, 1, INT64_MAX),
-    F(send_low_water, K_I64, 0, INT64_MAX),
+    F(send_low_water, K_SET, 0, INT64_MAX),
     F(recv_queue_ops, K_I64, 1, INT64_MAX),
-    F(read_buffer, K_I64, 1, INT_MAX),
+    F(read_buffer, K_SET, 1, INT_MAX),
     F(linger_ms, K_I64, 0, MS_MAX),
     F(accept_queue, K_I64, 1, INT_MAX),
 };
@@ -200,9 +201,12 @@ static tf_err check(const tf_tcp_config *c, tf_errmsg *msg)
         int64_t v = get(c, f);
         if (f->kind == K_U32)
             continue;
-        if (v == TF_UNSET || (v >= f->min && v <= f->max))
+        if ((v == TF_UNSET && f->kind != K_SET) || (v >= f->min && v <= f->max))
             continue;
-        if (f->kind == K_BOOL)
+        if (f->kind == K_SET)
+            tf__errmsg(msg, "bad config: %s = %lld: must be %lld..%lld", f->name, (long long)v,
+                       (long long)f->min, (long long)f->max);
+        else if (f->kind == K_BOOL)
             tf__errmsg(msg, "bad config: %s = %lld: must be 0, 1 or TF_UNSET (-1)", f->name,
                        (long long)v);
         else
@@ -221,8 +225,7 @@ static tf_err check(const tf_tcp_config *c, tf_errmsg *msg)
                         "handshake could finish (TF_UNSET (-1) for no deadline)");
         return TF_ERR_INVALID_ARGUMENT;
     }
-    if (c->send_low_water != TF_UNSET && c->send_queue_bytes != TF_UNSET &&
-        c->send_low_water > c->send_queue_bytes) {
+    if (c->send_queue_bytes != TF_UNSET && c->send_low_water > c->send_queue_bytes) {
         tf__errmsg(msg, "bad config: send_low_water = %lld is above send_queue_bytes = %lld",
                    (long long)c->send_low_water, (long long)c->send_queue_bytes);
         return TF_ERR_INVALID_ARGUMENT;

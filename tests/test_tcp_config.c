@@ -233,6 +233,8 @@ BAD(send_queue_msgs, 0, zero)
 BAD(send_low_water, -2, neg)
 BAD(recv_queue_ops, 0, zero)
 BAD(read_buffer, 0, zero)
+BAD(read_buffer, TF_UNSET, unset)
+BAD(send_low_water, TF_UNSET, unset)
 BAD(linger_ms, -2, neg)
 BAD(accept_queue, 0, zero)
 #undef BAD
@@ -293,6 +295,8 @@ static const bad_case bad_cases[] = {
     {"send_low_water = -2: ", set_send_low_water_neg},
     {"recv_queue_ops = 0: ", set_recv_queue_ops_zero},
     {"read_buffer = 0: ", set_read_buffer_zero},
+    {"read_buffer = -1: must be 1..2147483647", set_read_buffer_unset},
+    {"send_low_water = -1: must be 0..9223372036854775807", set_send_low_water_unset},
     {"linger_ms = -2: ", set_linger_ms_neg},
     {"accept_queue = 0: ", set_accept_queue_zero},
     {"retry_delay_ms = 5000 is above retry_max_delay_ms = 1000", set_delay_above_cap},
