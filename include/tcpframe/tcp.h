@@ -45,16 +45,21 @@ typedef struct tf_hostport {
     bool bracketed;         /* written as [v6]:port */
 } tf_hostport;
 
-/* Parse |text| as host:port. Accepted forms:
+/* Parse |text| as host:port (SPEC.md 9.2). Accepted forms:
  *   127.0.0.1:9000     IPv4 (or a host name: localhost:9000, a name in /etc/hosts)
- *   [::1]:9000         IPv6 in brackets
+ *   [::1]:9000         IPv6 in brackets (an optional %scope inside)
  *   ::1:9000           bare IPv6, split at the LAST colon (uniflow's format)
- *   :9000  *:9000  [::]:9000   the wildcard (bind on every address, IPv6 dual-stack)
- * A pure function: no resolver, no syscall, no allocation.
- *   TF_OK                    *out filled
+ *   :9000  *:9000  [::]:9000  :::9000   the wildcard (bind on every address, IPv6 dual-stack)
+ *   0.0.0.0:9000       the IPv4 wildcard (host kept, wildcard true)
+ * The port is 1+ ASCII digits, at most 65535. The host is at most 255 characters, without
+ * space, control character or bracket; a host with colons is IPv6 and has two or more.
+ * A pure function: no resolver, no syscall, no allocation; thread-safe.
+ *   TF_OK                    *out filled; msg ""
  *   TF_ERR_BAD_ADDRESS       missing ':', empty or non-numeric port, port > 65535, empty or
- *                            unclosed brackets, text after ']' other than ":port", host too
- *                            long; msg quotes the input and names the fault
+ *                            unclosed brackets, text after ']' other than ":port", brackets
+ *                            without an IPv6 address, a host with one colon, a space, control
+ *                            character or stray bracket in the host, host too long; msg is
+ *                            `bad address "<input>": <fault>` (*out zeroed)
  *   TF_ERR_INVALID_ARGUMENT  text or out NULL */
 tf_err tf_hostport_parse(const char *text, tf_hostport *out, tf_errmsg *msg);
 
@@ -76,12 +81,15 @@ typedef struct tf_addrlist {
 
 /* Parse |text| and resolve it into addresses to connect to (passive = false) or to bind
  * (passive = true). A numeric host never touches the resolver (getaddrinfo with
- * AI_NUMERICHOST); a name is resolved with getaddrinfo (may block: never call it on a loop
- * thread with a name). The wildcard binds [::] dual-stack (TF_FAMILY_ANY), or 0.0.0.0 /
- * [::] for V4 / V6; connecting to the wildcard means the loopback.
- *   TF_OK                    out->n >= 1 addresses, in the resolver's order
+ * AI_NUMERICHOST), nor does a host with a colon that is not IPv6 (refused) or a name under
+ * ".invalid" (refused at once, RFC 6761); another name is resolved with getaddrinfo (may
+ * block: never call it on a loop thread with a name), duplicates dropped. The wildcard binds
+ * [::] dual-stack (TF_FAMILY_ANY), or 0.0.0.0 / [::] for V4 / V6; connecting to the wildcard
+ * means the loopback ([::1] then 127.0.0.1 for ANY; 0.0.0.0 connects to 127.0.0.1).
+ *   TF_OK                    out->n (1..TF_ADDRS_MAX) addresses, in the resolver's order
  *   TF_ERR_BAD_ADDRESS       a parse error (as tf_hostport_parse), a name that does not
- *                            resolve, or no address of the requested family; msg says which
+ *                            resolve (msg has gai_strerror's reason), or no address of the
+ *                            requested family; msg quotes the input (out->n = 0)
  *   TF_ERR_INVALID_ARGUMENT  text or out NULL, family not one of TF_FAMILY_* */
 tf_err tf_addr_resolve(const char *text, int family, bool passive, tf_addrlist *out,
                        tf_errmsg *msg);
@@ -90,9 +98,12 @@ tf_err tf_addr_resolve(const char *text, int family, bool passive, tf_addrlist *
  * the resolver). */
 bool tf_addr_is_numeric(const char *text);
 
-/* Format |a| as "1.2.3.4:port" or "[v6]:port" (IPv4-mapped IPv6 shown as IPv4).
- *   TF_OK; TF_ERR_INVALID_ARGUMENT (NULL, unknown family); TF_ERR_BUFFER_TOO_SMALL (len too
- *   small: TF_ADDRSTR_LEN always suffices). */
+/* Format |a| as "1.2.3.4:port" or "[v6]:port" (a non-zero scope id as "%<number>";
+ * IPv4-mapped IPv6 shown as IPv4). The text parses back to the same address. Pure.
+ *   TF_OK                    buf holds the text
+ *   TF_ERR_INVALID_ARGUMENT  a or buf NULL, a family other than AF_INET / AF_INET6, or a->len
+ *                            too short for its family
+ *   TF_ERR_BUFFER_TOO_SMALL  len too small (buf "" if len > 0): TF_ADDRSTR_LEN always suffices */
 tf_err tf_addr_format(const tf_addr *a, char *buf, size_t len);
 
 /* ---------------------------------------------------------------- socket configuration */
@@ -100,10 +111,12 @@ tf_err tf_addr_format(const tf_addr *a, char *buf, size_t len);
 /* "Leave it to the OS" for every optional field. */
 #define TF_UNSET (-1)
 
-/* One configuration for sockets, connects, servers and connections, sync and async.
- * Initialise with tf_tcp_config_init (uniflow's production defaults) or tf_tcp_config_init_os
- * (every optional field TF_UNSET), then change fields. Durations in milliseconds, sizes in
- * bytes; TF_UNSET means "OS default" (socket options) or "none" (timeouts, retries: 0).
+/* One configuration for sockets, connects, servers and connections, sync and async
+ * (SPEC.md 9.3 has each field's range). Initialise with tf_tcp_config_init (uniflow's
+ * production defaults) or tf_tcp_config_init_os (every socket option and limit TF_UNSET), then
+ * change fields. Durations in milliseconds (at most INT_MAX), sizes in bytes. TF_UNSET means
+ * "the OS default" for a socket option, "no deadline" for a timeout, "no retry" for the
+ * retries, "no bound" for a queue; read_buffer and send_low_water must be set.
  * Extensible: |size| is set by init to sizeof(tf_tcp_config) as the caller was compiled; fields
  * are only ever appended, and the library treats fields past |size| as their defaults, so a
  * program built against an older header keeps working with a newer library. A NULL config
@@ -159,12 +172,16 @@ void tf_tcp_config_init_os(tf_tcp_config *c);
 void tf_tcp_config_init_sized(tf_tcp_config *c, size_t size);
 void tf_tcp_config_init_os_sized(tf_tcp_config *c, size_t size);
 
-/* Check every field.
- *   TF_OK                    valid
- *   TF_ERR_INVALID_ARGUMENT  the first bad field (negative other than TF_UNSET, a zero buffer
- *                            size or count, a boolean not 0/1/TF_UNSET, size 0 or larger than
- *                            this library's struct with unknown fields set, delay > cap, ...);
- *                            msg names the field and its value */
+/* Check every field within c->size bytes (later ones are defaults), in declaration order,
+ * then the rules between fields. Every call that takes a config runs the same check.
+ *   TF_OK                    valid; msg ""
+ *   TF_ERR_INVALID_ARGUMENT  c NULL, or the first bad field: out of its range (negative other
+ *                            than TF_UNSET, a zero buffer size, count or timeout, a boolean not
+ *                            0/1/TF_UNSET, a keepalive time over the kernel's limit), size 0..3
+ *                            or larger than this library's struct with a byte past it set,
+ *                            retry_delay_ms > retry_max_delay_ms, handshake_timeout_ms 0 with
+ *                            the handshake on, send_low_water > send_queue_bytes; msg names the
+ *                            field and its value ("bad config: sndbuf = 0: must be ...") */
 tf_err tf_tcp_config_validate(const tf_tcp_config *c, tf_errmsg *msg);
 
 #ifdef __cplusplus
