@@ -827,6 +827,133 @@ static void test_async_conn_loop_stop_with_ops_in_flight(void **state)
     fx_end(&f);
 }
 
+/* ---------------------------------------------------------------- threads, fd reuse */
+
+typedef struct sender_arg {
+    tf_async_conn *c;
+    uint32_t id;
+    int n;
+    tf_err rc;
+} sender_arg;
+
+static void *sender_thread(void *p)
+{
+    sender_arg *a = p;
+    a->rc = TF_OK;
+    for (int i = 0; i < a->n && a->rc == TF_OK; i++) {
+        uint32_t m[2] = {a->id, (uint32_t)i};
+        tf_future *fu;
+        a->rc = tf_async_conn_send(a->c, m, sizeof m, -1, &fu);
+        if (a->rc == TF_OK) {
+            tf_future_wait(fu);
+            a->rc = tf_future_get(fu, NULL, NULL);
+            tf_future_free(fu);
+        }
+        tio_tick();
+    }
+    return NULL;
+}
+
+/* Four threads send at once on one connection: every message arrives, each thread's in order. */
+static void test_async_conn_concurrent_senders_keep_order(void **state)
+{
+    (void)state;
+    fx f;
+    fx_start(&f);
+    tf_async_conn *a, *b;
+    pair_async(&f, NULL, &a, &b);
+    enum { T = 4 };
+    int n = (int)tio_iters("TF_TEST_SENDER_MSGS", 5000, 2, 5);
+    sender_arg args[T];
+    pthread_t th[T];
+    for (uint32_t t = 0; t < T; t++) {
+        args[t] = (sender_arg){a, t, n, TF_OK};
+        pthread_create(&th[t], NULL, sender_thread, &args[t]);
+    }
+    int next[T] = {0};
+    bool ok = true;
+    for (long i = 0; i < (long)T * n; i++) {
+        uint32_t m[2];
+        size_t len = 0;
+        tf_future *r;
+        assert_int_equal(tf_async_conn_recv(b, m, sizeof m, -1, &r), TF_OK);
+        assert_int_equal(tf_future_wait(r), TF_OK);
+        assert_int_equal(tf_future_get(r, &len, NULL), TF_OK);
+        tf_future_free(r);
+        if (len != sizeof m || m[0] >= T || m[1] != (uint32_t)next[m[0]]++)
+            ok = false;
+    }
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(args[t].rc, TF_OK);
+    }
+    assert_true(ok);
+    tf_async_conn_free(a);
+    tf_async_conn_free(b);
+    fx_end(&f);
+}
+
+/* Inside one loop callback: free a connection that has an event pending in the same epoll batch,
+ * and create another on a socket that reuses its fd number. The stale event must not reach the
+ * new connection, which then works normally. */
+typedef struct reuse {
+    tf_evb *evb;
+    tf_async_conn *victim, *fresh;
+    int peer_of_fresh;
+    int victim_fd;
+    int reused_fd;
+} reuse;
+
+static void reuse_task(void *p)
+{
+    reuse *r = p;
+    tf_async_conn_free(r->victim);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return;
+    r->reused_fd = sv[0];
+    r->peer_of_fresh = sv[1];
+    tf_async_conn_from_fd(r->evb, sv[0], NULL, &r->fresh, NULL);
+}
+
+static void test_async_conn_fd_reused_in_one_batch(void **state)
+{
+    (void)state;
+    fx f;
+    fx_start(&f);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int raw = sv[1];
+    reuse r = {.evb = f.evb, .victim_fd = sv[0]};
+    assert_int_equal(tf_async_conn_from_fd(f.evb, sv[0], NULL, &r.victim, NULL), TF_OK);
+    assert_true(tu_send_magic(raw));
+    assert_true(tu_expect_magic(raw));
+    tf_future *rf;
+    assert_int_equal(tf_async_conn_recv_alloc(r.victim, -1, &rf), TF_OK);
+    /* make the victim readable, then tear it down and reuse its number in one loop task */
+    assert_true(tu_write_frame(raw, "stale", 5));
+    assert_int_equal(tf_evb_dispatch_and_wait(f.evb, reuse_task, &r), TF_OK);
+    tf_err e = fut_result(rf, NULL, NULL);
+    assert_true(e == TF_OK || e == TF_ERR_CANCELLED);
+    assert_non_null(r.fresh);
+    assert_true(tu_send_magic(r.peer_of_fresh));
+    assert_true(tu_expect_magic(r.peer_of_fresh));
+    assert_true(tu_write_frame(r.peer_of_fresh, "fresh", 5));
+    tf_future *fr;
+    assert_int_equal(tf_async_conn_recv_alloc(r.fresh, -1, &fr), TF_OK);
+    size_t n = 0;
+    void *owned = NULL;
+    assert_int_equal(fut_result(fr, &n, &owned), TF_OK);
+    assert_int_equal(n, 5);
+    assert_memory_equal(owned, "fresh", 5);
+    free(owned);
+    assert_int_equal(r.reused_fd, r.victim_fd); /* the number was reused in the same task */
+    tf_async_conn_free(r.fresh);
+    close(r.peer_of_fresh);
+    close(raw);
+    fx_end(&f);
+}
+
 /* ---------------------------------------------------------------- never hang */
 
 typedef struct echo {
@@ -923,6 +1050,8 @@ int main(void)
         TIO_TEST(test_async_conn_free_with_ops_in_flight),
         TIO_TEST(test_async_conn_free_from_own_callback),
         TIO_TEST(test_async_conn_loop_stop_with_ops_in_flight),
+        TIO_TEST(test_async_conn_concurrent_senders_keep_order),
+        TIO_TEST(test_async_conn_fd_reused_in_one_batch),
         TIO_TEST(test_async_conn_never_hang_round_trips),
     };
     tio_filter_from_env();

@@ -610,6 +610,136 @@ static void test_async_server_loop_stop_resolves_everything(void **state)
     fx_end(&f);
 }
 
+/* ---------------------------------------------------------------- mixes, many */
+
+typedef struct sync_echo {
+    tf_sync_server *srv;
+    int clients;
+    tf_err rc;
+} sync_echo;
+
+/* A sync echo server thread serving |clients| connections one after another. */
+static void *sync_echo_main(void *p)
+{
+    sync_echo *e = p;
+    e->rc = TF_OK;
+    for (int i = 0; i < e->clients && e->rc == TF_OK; i++) {
+        tf_sync_conn *c = NULL;
+        e->rc = tf_sync_server_accept(e->srv, &c, NULL, NULL);
+        if (e->rc != TF_OK)
+            break;
+        void *m;
+        size_t n;
+        tf_err r;
+        while ((r = tf_sync_conn_recv_alloc(c, &m, &n, 30000)) == TF_OK) {
+            tf_sync_conn_send(c, m, n, 30000);
+            free(m);
+        }
+        if (r != TF_ERR_CLOSED)
+            e->rc = r;
+        tf_sync_conn_free(c);
+    }
+    return NULL;
+}
+
+/* Async clients against a sync server: the two halves interoperate on one connection. */
+static void test_async_client_with_sync_server(void **state)
+{
+    (void)state;
+    int fds0 = tu_fd_count();
+    tf_evb *evb;
+    assert_int_equal(tf_evb_new(&evb), TF_OK);
+    assert_int_equal(tf_evb_start(evb), TF_OK);
+    sync_echo e = {NULL, 3, TF_OK};
+    assert_int_equal(tf_sync_server_new(&e.srv), TF_OK);
+    assert_int_equal(tf_sync_server_init(e.srv, "127.0.0.1:0", NULL, NULL), TF_OK);
+    char addr[TF_ADDRSTR_LEN];
+    assert_int_equal(tf_sync_server_addr(e.srv, addr, sizeof addr), TF_OK);
+    pthread_t t;
+    pthread_create(&t, NULL, sync_echo_main, &e);
+    tf_async_client *cl;
+    assert_int_equal(tf_async_client_new(evb, NULL, &cl, NULL), TF_OK);
+    for (int k = 0; k < 3; k++) {
+        tf_future *fu;
+        assert_int_equal(tf_async_client_connect(cl, addr, &fu, NULL), TF_OK);
+        void *c = NULL;
+        assert_int_equal(fut_take(fu, &c), TF_OK);
+        const size_t sizes[] = {0, 7, 70000, 3 << 20};
+        for (size_t i = 0; i < 4; i++) {
+            uint8_t *src = malloc(sizes[i] + 1);
+            tu_fill(src, sizes[i], (uint32_t)(k * 10 + (int)i));
+            tf_future *sf, *rf;
+            assert_int_equal(tf_async_conn_recv_alloc(c, -1, &rf), TF_OK);
+            assert_int_equal(tf_async_conn_send(c, src, sizes[i], -1, &sf), TF_OK);
+            assert_int_equal(fut_take(sf, NULL), TF_OK);
+            size_t n = 0;
+            void *got = NULL;
+            assert_int_equal(tf_future_wait(rf), TF_OK);
+            assert_int_equal(tf_future_get(rf, &n, &got), TF_OK);
+            tf_future_free(rf);
+            assert_int_equal(n, sizes[i]);
+            assert_true(tu_check(got, n, (uint32_t)(k * 10 + (int)i)));
+            free(got);
+            free(src);
+        }
+        tf_future *cf;
+        assert_int_equal(tf_async_conn_close(c, &cf), TF_OK);
+        assert_int_equal(fut_take(cf, NULL), TF_OK); /* the server saw CLOSED and closed too */
+        tf_async_conn_free(c);
+    }
+    pthread_join(t, NULL);
+    assert_int_equal(e.rc, TF_OK);
+    tf_async_client_free(cl);
+    tf_sync_server_free(e.srv);
+    assert_int_equal(tf_evb_free(evb), TF_OK);
+    assert_int_equal(tu_fd_count(), fds0);
+}
+
+/* Many connects in flight at once, all accepted, each pair exchanging. */
+static void test_async_server_many_concurrent_connects(void **state)
+{
+    (void)state;
+    fx f;
+    fx_start(&f, "[::1]:0");
+    enum { N = 40 };
+    tf_future *cf[N], *af[N];
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(tf_async_server_accept(f.srv, &af[i]), TF_OK);
+        assert_int_equal(tf_async_client_connect(f.cl, f.addr, &cf[i], NULL), TF_OK);
+    }
+    tf_async_conn *c[N], *sv[N];
+    for (int i = 0; i < N; i++) {
+        void *p = NULL;
+        assert_int_equal(fut_take(cf[i], &p), TF_OK);
+        c[i] = p;
+        assert_int_equal(fut_take(af[i], &p), TF_OK);
+        sv[i] = p;
+    }
+    /* which server end belongs to which client is unknown: each client talks, and every
+     * server end answers whatever it got */
+    for (int i = 0; i < N; i++) {
+        uint32_t v = (uint32_t)i;
+        tf_future *s;
+        assert_int_equal(tf_async_conn_send(c[i], &v, 4, -1, &s), TF_OK);
+        assert_int_equal(fut_take(s, NULL), TF_OK);
+    }
+    uint64_t seen = 0;
+    for (int i = 0; i < N; i++) {
+        uint32_t v = 0;
+        tf_future *r;
+        assert_int_equal(tf_async_conn_recv(sv[i], &v, 4, -1, &r), TF_OK);
+        assert_int_equal(fut_take(r, NULL), TF_OK);
+        assert_true(v < N);
+        seen |= 1ull << v;
+    }
+    assert_true(seen == (1ull << N) - 1);
+    for (int i = 0; i < N; i++) {
+        tf_async_conn_free(c[i]);
+        tf_async_conn_free(sv[i]);
+    }
+    fx_end(&f);
+}
+
 /* ---------------------------------------------------------------- EMFILE */
 
 /* In a child with a low fd limit: clients connect while no fd is free; the server must not
@@ -702,6 +832,8 @@ int main(void)
         TIO_TEST(test_async_client_rejects_non_uniflow_server),
         TIO_TEST(test_async_client_name_from_loop_thread),
         TIO_TEST(test_async_server_loop_stop_resolves_everything),
+        TIO_TEST(test_async_client_with_sync_server),
+        TIO_TEST(test_async_server_many_concurrent_connects),
         TIO_TEST(test_async_server_emfile_no_spin_and_recovers),
     };
     tio_filter_from_env();
