@@ -933,6 +933,29 @@ static void test_sock_connect_finish_still_in_progress(void **state)
     close(lfd);
 }
 
+static void test_sock_connect_start_fails_at_once_without_fd(void **state)
+{
+    (void)state;
+    /* connect() itself refuses, before any packet: a link-local IPv6 without a scope id
+     * (EINVAL), the IPv4 broadcast address (ENETUNREACH: no route for TCP). */
+    static const struct {
+        const char *addr;
+        int err;
+        bool retryable;
+    } cases[] = {{"[fe80::1]:80", EINVAL, false}, {"255.255.255.255:80", ENETUNREACH, true}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tf_addr a;
+        resolve1(cases[i].addr, &a);
+        int fd = 7, err = 0;
+        bool done = true;
+        assert_int_equal(tf__sock_connect_start(&a, NULL, &fd, &done, &err), TF_ERR_IO);
+        assert_int_equal(fd, -1);
+        assert_false(done);
+        assert_int_equal(err, cases[i].err);
+        assert_true(tf__connect_retryable(err) == cases[i].retryable);
+    }
+}
+
 static void test_sock_connect_start_bad_arguments(void **state)
 {
     (void)state;
@@ -1091,6 +1114,7 @@ int main(void)
         T(test_sock_connect_start_to_listening_port),
         T(test_sock_connect_start_closed_port_refused),
         T(test_sock_connect_finish_still_in_progress),
+        T(test_sock_connect_start_fails_at_once_without_fd),
         T(test_sock_connect_start_bad_arguments),
         T(test_sock_connect_finish_not_a_socket),
         T(test_sock_name_errors),
