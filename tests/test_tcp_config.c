@@ -15,13 +15,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -768,6 +772,68 @@ static void test_sock_listen_wildcard_dual_stack(void **state)
     }
 }
 
+/* The child of test_sock_listen_wildcard_dual_stack_despite_bindv6only: 0 on success, else
+ * the number of the check that failed (77: no permission for a network namespace). */
+static int v6only_child(void)
+{
+    if (unshare(CLONE_NEWNET) != 0)
+        return 77;
+    /* net.ipv6.bindv6only is per network namespace: set it in ours only. */
+    int f = open("/proc/sys/net/ipv6/bindv6only", O_WRONLY | O_CLOEXEC);
+    if (f < 0 || write(f, "1", 1) != 1)
+        return 77;
+    close(f);
+    /* A new namespace's loopback is down. */
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) != 0)
+        return 1;
+    ifr.ifr_flags = (short)(ifr.ifr_flags | IFF_UP);
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0)
+        return 2;
+    close(s);
+    /* The setting took: a plain IPv6 socket is v6-only here. */
+    int p = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int v = 0;
+    socklen_t len = sizeof v;
+    if (p < 0 || getsockopt(p, IPPROTO_IPV6, IPV6_V6ONLY, &v, &len) != 0 || v != 1)
+        return 3;
+    close(p);
+    int fd = -1;
+    if (tf__sock_listen(":0", NULL, &fd, NULL, NULL) != TF_OK)
+        return 4;
+    len = sizeof v;
+    if (getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, &len) != 0 || v != 0)
+        return 5;
+    char name[TF_ADDRSTR_LEN], to[TF_ADDRSTR_LEN];
+    if (tf__sock_name(fd, false, name, sizeof name) != TF_OK)
+        return 6;
+    snprintf(to, sizeof to, "127.0.0.1:%s", strrchr(name, ':') + 1);
+    int c = tu_raw_connect(to);
+    if (c < 0)
+        return 7;
+    close(c);
+    close(fd);
+    return 0;
+}
+
+static void test_sock_listen_wildcard_dual_stack_despite_bindv6only(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(v6only_child());
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77)
+        skip(); /* no CAP_SYS_ADMIN: cannot make a network namespace */
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_sock_listen_address_in_use_names_address(void **state)
 {
     (void)state;
@@ -1108,6 +1174,7 @@ int main(void)
         T(test_sock_listen_ipv4_loopback_ephemeral),
         T(test_sock_listen_ipv6_loopback_ephemeral),
         T(test_sock_listen_wildcard_dual_stack),
+        T(test_sock_listen_wildcard_dual_stack_despite_bindv6only),
         T(test_sock_listen_address_in_use_names_address),
         T(test_sock_listen_bad_address_and_config),
         T(test_sock_listen_custom_options_and_backlog),
