@@ -20,11 +20,11 @@
 struct tf_sync_conn {
     tf_conn base; /* first: the generic view (conn.h, internal.h) */
     int fd;
-    tf_fdio fdio;   /* both directions: its read and write halves share nothing */
-    tf_io rio;      /* reads through fdio, counting into rx_moved */
+    tf_fdio fdio;    /* both directions: its read and write halves share nothing */
+    tf_io rio;       /* reads through fdio, counting into rx_moved */
     size_t rx_moved; /* receiving thread: bytes read by the current receive call */
-    tf_tx tx;       /* sending thread only */
-    tf_rx rx;       /* receiving thread only */
+    tf_tx tx;        /* sending thread only */
+    tf_rx rx;        /* receiving thread only */
     uint32_t max_send_len;
     /* The poison: 0 while healthy, else the tf_err in the low half and the os_err in the high
      * half, so one CAS records both and the first failure wins across the two threads. */
@@ -39,8 +39,8 @@ uint64_t tf__deadline_ms(int64_t ms)
     if (ms < 0)
         return TF__FOREVER;
     uint64_t now = tf__now_ns();
-    uint64_t add = (uint64_t)ms > (TF__FOREVER - now) / 1000000u ? TF__FOREVER - now
-                                                                  : (uint64_t)ms * 1000000u;
+    uint64_t add =
+        (uint64_t)ms > (TF__FOREVER - now) / 1000000u ? TF__FOREVER - now : (uint64_t)ms * 1000000u;
     return now + add;
 }
 

@@ -14,9 +14,9 @@
 typedef struct dial {
     const char *addr; /* as the caller wrote it, for messages */
     const tf_tcp_config *cfg;
-    uint64_t deadline;  /* the whole connect's */
-    unsigned attempts;  /* connect() calls so far */
-    int last_os;        /* the last attempt's OS error, 0 if none */
+    uint64_t deadline; /* the whole connect's */
+    unsigned attempts; /* connect() calls so far */
+    int last_os;       /* the last attempt's OS error, 0 if none */
 } dial;
 
 /* One connect() to |a|, waited for until the deadline. TF_OK with *fd, TIMEOUT, or IO with
@@ -54,11 +54,13 @@ static tf_err failed(dial *d, tf_err e, bool in_attempt, tf_errmsg *msg)
         tf__errmsg(msg, "connect %s: timed out after %lld ms (%u attempt%s)", d->addr, ms,
                    d->attempts, s);
     else if (in_attempt)
-        tf__errmsg(msg, "connect %s: timed out after %lld ms (%u attempt%s; earlier: %s)",
-                   d->addr, ms, d->attempts, s, last);
+        tf__errmsg(msg, "connect %s: timed out after %lld ms (%u attempt%s; earlier: %s)", d->addr,
+                   ms, d->attempts, s, last);
     else
-        tf__errmsg(msg, "connect %s: %s (%u attempt%s; the %lld ms connect timeout ends "
-                   "before the next retry)", d->addr, last, d->attempts, s, ms);
+        tf__errmsg(msg,
+                   "connect %s: %s (%u attempt%s; the %lld ms connect timeout ends "
+                   "before the next retry)",
+                   d->addr, last, d->attempts, s, ms);
     return e;
 }
 
@@ -122,8 +124,8 @@ static tf_err sync_connect(const char *addr, const tf_tcp_config *cfg, tf_sync_c
     return greet(&d, fd, out, os_err, msg);
 }
 
-tf_err tf_sync_connect(const char *addr, const tf_tcp_config *cfg, tf_sync_conn **out,
-                       int *os_err, tf_errmsg *msg)
+tf_err tf_sync_connect(const char *addr, const tf_tcp_config *cfg, tf_sync_conn **out, int *os_err,
+                       tf_errmsg *msg)
 {
     int os = 0;
     tf__errmsg_clear(msg);

@@ -276,8 +276,8 @@ static tf_err accept_loop(tf_sync_server *s, tf_sync_conn **out, int *os_err, tf
             return e;
         tf_addr peer;
         peer.len = sizeof peer.ss;
-        int fd = accept4(s->lfd, (struct sockaddr *)&peer.ss, &peer.len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd =
+            accept4(s->lfd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             e = accept_failed(s, errno, &fails, &seed, os_err, msg);
             if (e != TF_OK)
@@ -291,8 +291,7 @@ static tf_err accept_loop(tf_sync_server *s, tf_sync_conn **out, int *os_err, tf
     }
 }
 
-tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err,
-                             tf_errmsg *msg)
+tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err, tf_errmsg *msg)
 {
     int os = 0;
     tf__errmsg_clear(msg);
@@ -308,13 +307,15 @@ tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err,
         s->inflight++;
     pthread_mutex_unlock(&s->mu);
     if (st != S_LISTEN) {
-        tf__errmsg(msg, "accept: %s", st == S_SHUT ? "the server was shut down"
-                                                   : "the server is not initialised");
+        tf__errmsg(msg, "accept: %s",
+                   st == S_SHUT ? "the server was shut down" : "the server is not initialised");
         return st == S_SHUT ? TF_ERR_SHUTDOWN : TF_ERR_BAD_STATE;
     }
     tf_err e = accept_loop(s, out, &os, msg);
     if (e == TF_ERR_SHUTDOWN)
         tf__errmsg(msg, "accept: the server was shut down");
+    else if (e != TF_OK && msg && msg->text[0] == '\0')
+        tf__errmsg(msg, "accept: %s", os ? strerror(os) : tf_strerror(e)); /* poll, NOMEM */
     pthread_mutex_lock(&s->mu);
     if (--s->inflight == 0 && s->state == S_SHUT)
         close_fds(s);

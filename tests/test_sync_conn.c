@@ -17,6 +17,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "tcpframe/proto.h"
@@ -307,8 +308,7 @@ static void test_recv_span_too_small_poisons(void **state)
     assert_true(tu_write_frame(raw, msg, sizeof msg));
     uint8_t buf[10];
     size_t len;
-    assert_int_equal(tf_sync_conn_recv(c, buf, sizeof buf, &len, 5000),
-                     TF_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(tf_sync_conn_recv(c, buf, sizeof buf, &len, 5000), TF_ERR_BUFFER_TOO_SMALL);
     assert_int_equal(tf_sync_conn_recv(c, msg, sizeof msg, &len, -1), TF_ERR_BUFFER_TOO_SMALL);
     assert_int_equal(tf_sync_conn_send(c, "x", 1, -1), TF_ERR_BUFFER_TOO_SMALL);
     /* The socket was shut down both ways: the raw peer reads EOF, not our "x". */
@@ -330,7 +330,7 @@ static void test_recv_too_large_allocates_nothing(void **state)
     tf_sync_conn *c = tu_raw_pair(tu_host(state), &cfg, &raw);
     uint8_t msg[1000];
     tu_fill(msg, sizeof msg, 2);
-    assert_true(tu_write_frame(raw, msg, 1000)); /* exactly the maximum: fine */
+    assert_true(tu_write_frame(raw, msg, 1000));      /* exactly the maximum: fine */
     static const uint8_t hostile[] = {0, 0, 3, 0xE9}; /* 1001 */
     assert_true(tu_write_all(raw, hostile, sizeof hostile));
     tu_alloc_count(-1);
@@ -390,6 +390,16 @@ static void test_recv_alloc_nomem_poisons(void **state)
 
 /* ---------------------------------------------------------------- timeouts */
 
+/* CPU time of the calling thread, ms: a wait in poll costs next to none, a spin its whole
+ * length (so "cpu < 100" can never fail a correct wait, whatever the load). */
+static long thread_cpu_ms(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000L +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000L;
+}
+
 /* No byte of a frame arrived: TIMEOUT, the connection stays usable. */
 static void test_recv_timeout_at_boundary_usable(void **state)
 {
@@ -398,10 +408,13 @@ static void test_recv_timeout_at_boundary_usable(void **state)
     char buf[8];
     size_t len;
     uint64_t t0 = tu_now_ms();
-    assert_int_equal(tf_sync_conn_recv(c, buf, sizeof buf, &len, 50), TF_ERR_TIMEOUT);
+    long cpu0 = thread_cpu_ms();
+    assert_int_equal(tf_sync_conn_recv(c, buf, sizeof buf, &len, 200), TF_ERR_TIMEOUT);
+    long cpu = thread_cpu_ms() - cpu0;
     uint64_t took = tu_now_ms() - t0;
-    printf("# 50 ms receive timeout took %llu ms\n", (unsigned long long)took);
-    assert_true(took >= 50); /* never early */
+    printf("# 200 ms receive timeout took %llu ms, %ld ms CPU\n", (unsigned long long)took, cpu);
+    assert_true(took >= 200); /* never early */
+    assert_true(cpu < 100);   /* slept in poll: a spin would burn the whole wait */
     assert_int_equal(tf_sync_conn_error(c, NULL), TF_OK);
     assert_int_equal(tf_sync_conn_recv(c, buf, sizeof buf, &len, 0), TF_ERR_TIMEOUT);
     assert_true(tu_write_frame(raw, "ok", 2));
@@ -645,8 +658,7 @@ static void test_from_fd_errors_close_fd(void **state)
     close(sv[1]);
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     close(sv[1]);
-    assert_int_equal(tf_sync_conn_from_fd(sv[0], NULL, NULL, NULL, NULL),
-                     TF_ERR_INVALID_ARGUMENT);
+    assert_int_equal(tf_sync_conn_from_fd(sv[0], NULL, NULL, NULL, NULL), TF_ERR_INVALID_ARGUMENT);
     assert_int_equal(tf_sync_conn_from_fd(-1, NULL, &c, NULL, NULL), TF_ERR_INVALID_ARGUMENT);
 }
 

@@ -58,6 +58,17 @@ static void nap(int ms)
     poll(NULL, 0, ms);
 }
 
+/* CPU time of the calling thread, ms: a wait that polls costs next to none, a spin costs its
+ * whole length (a load-independent check in the direction that matters: a correct wait can
+ * never burn 100 ms of CPU; a spin on a loaded machine may just be missed). */
+static long thread_cpu_ms(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000L +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000L;
+}
+
 /* "host:port" of |port|. */
 static void addr_of(char *buf, size_t len, const char *host, int port)
 {
@@ -105,6 +116,20 @@ static void exchange(tf_sync_conn *a, tf_sync_conn *b)
     assert_int_equal(tf_sync_conn_send(b, "pong", 4, 5000), TF_OK);
     assert_int_equal(tf_sync_conn_recv(a, buf, sizeof buf, &len, 5000), TF_OK);
     assert_memory_equal(buf, "pong", 4);
+}
+
+/* A raw client that sends |bytes| (n of them) then closes (close_after) or stays. */
+static int raw_client(const char *addr, const char *bytes, size_t n, bool close_after)
+{
+    int fd = tu_raw_connect(addr);
+    assert_true(fd >= 0);
+    if (n)
+        assert_true(tu_write_all(fd, bytes, n));
+    if (close_after) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 /* ---------------------------------------------------------------- accept and connect */
@@ -198,7 +223,10 @@ typedef struct acceptor {
     tf_sync_server *s;
     tf_sync_conn *c;
     tf_err err;
-    uint64_t done_ns; /* when accept returned */
+    uint64_t done_ns;  /* when accept returned */
+    tio_ctr *done;     /* bumped when accept returned, if set */
+    atomic_int *first; /* if set: takes this acceptor's id if it returned first */
+    int id;
     pthread_t thread;
 } acceptor;
 
@@ -207,6 +235,11 @@ static void *accept_main(void *arg)
     acceptor *a = arg;
     a->err = tf_sync_server_accept(a->s, &a->c, NULL, NULL);
     a->done_ns = tf__now_ns();
+    int none = -1;
+    if (a->first)
+        atomic_compare_exchange_strong(a->first, &none, a->id);
+    if (a->done)
+        tio_ctr_add(a->done, 1);
     return NULL;
 }
 
@@ -279,6 +312,48 @@ static void test_shutdown_unblocks_handshake(void **state)
     tf_sync_server_free(a.s);
 }
 
+/* Two threads accept at once: while one waits (no deadline) on a silent client, the other takes
+ * the next client; shutdown then frees the first, and the last accept out closes the port. */
+static void test_concurrent_accepts(void **state)
+{
+    tf_tcp_config cfg;
+    tf_tcp_config_init(&cfg);
+    cfg.handshake_timeout_ms = TF_UNSET;
+    char addr[80];
+    tf_sync_server *s = tu_listen(tu_host(state), &cfg, addr, sizeof addr);
+    tio_ctr done;
+    tio_ctr_init(&done);
+    atomic_int first = -1;
+    acceptor a[2] = {{.s = s, .done = &done, .first = &first, .id = 0},
+                     {.s = s, .done = &done, .first = &first, .id = 1}};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&a[i].thread, NULL, accept_main, &a[i]), 0);
+    int silent = raw_client(addr, NULL, 0, false);
+    assert_true(tu_expect_magic(silent)); /* one acceptor is in its handshake */
+    int good = raw_client(addr, "UNIF", 4, false);
+    assert_true(tu_expect_magic(good)); /* the other one took this client */
+    assert_true(tio_ctr_wait(&done, 1, 10000));
+    int k = atomic_load(&first); /* its fields were written before done was bumped */
+    assert_true(k == 0 || k == 1);
+    assert_int_equal(a[k].err, TF_OK);
+    assert_true(tu_write_frame(good, "next", 4));
+    char buf[8];
+    size_t len;
+    assert_int_equal(tf_sync_conn_recv(a[k].c, buf, sizeof buf, &len, 5000), TF_OK);
+    assert_int_equal(len, 4);
+    assert_int_equal(tf_sync_server_shutdown(s), TF_OK);
+    for (int i = 0; i < 2; i++)
+        pthread_join(a[i].thread, NULL);
+    assert_int_equal(a[1 - k].err, TF_ERR_SHUTDOWN);
+    assert_int_equal(tf_sync_server_rejected(s), 0); /* cut by shutdown: not a reject */
+    assert_int_equal(tu_raw_connect(addr), -1);      /* the listen socket is closed */
+    tf_sync_conn_free(a[k].c);
+    close(good);
+    close(silent);
+    tf_sync_server_free(s);
+    tio_ctr_destroy(&done);
+}
+
 static void test_lifecycle_errors(void **state)
 {
     tf_sync_server *s;
@@ -336,8 +411,7 @@ static void test_init_errors(void **state)
     tf_tcp_config cfg;
     tf_tcp_config_init(&cfg);
     cfg.rcvbuf = 0;
-    assert_int_equal(tf_sync_server_init(s, "127.0.0.1:0", &cfg, &msg),
-                     TF_ERR_INVALID_ARGUMENT);
+    assert_int_equal(tf_sync_server_init(s, "127.0.0.1:0", &cfg, &msg), TF_ERR_INVALID_ARGUMENT);
     printf("# %s\n", msg.text);
     assert_non_null(strstr(msg.text, "rcvbuf"));
     assert_int_equal(tf_sync_server_init(s, "127.0.0.1:0", NULL, &msg), TF_OK); /* retried */
@@ -448,20 +522,6 @@ static void test_config_os_defaults_connection(void **state)
 
 /* ---------------------------------------------------------------- clients dropped in accept */
 
-/* A raw client that sends |bytes| (n of them) then closes (close_after) or stays. */
-static int raw_client(const char *addr, const char *bytes, size_t n, bool close_after)
-{
-    int fd = tu_raw_connect(addr);
-    assert_true(fd >= 0);
-    if (n)
-        assert_true(tu_write_all(fd, bytes, n));
-    if (close_after) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* Accept |good| (a raw client with the right magic) past the rejected ones; check it works. */
 static void accept_good(tf_sync_server *s, int good)
 {
@@ -536,9 +596,13 @@ static void test_accept_drops_silent_client(void **state)
     int silent = raw_client(addr, NULL, 0, false);
     int good = raw_client(addr, "UNIF", 4, false);
     uint64_t t0 = tu_now_ms();
+    long cpu0 = thread_cpu_ms();
     accept_good(s, good);
-    printf("# the next client was accepted %llu ms after the silent one (deadline 200 ms)\n",
-           (unsigned long long)(tu_now_ms() - t0));
+    long cpu = thread_cpu_ms() - cpu0;
+    printf("# the next client was accepted %llu ms after the silent one (deadline 200 ms); "
+           "%ld ms CPU\n",
+           (unsigned long long)(tu_now_ms() - t0), cpu);
+    assert_true(cpu < 100); /* waited in poll, in the direction tf_hs_wants says */
     assert_int_equal(r.n, 1);
     assert_int_equal(r.err[0], TF_ERR_TIMEOUT);
     assert_true(tu_readable(silent, 5000)); /* our magic, then EOF: it was closed */
@@ -556,8 +620,8 @@ typedef struct trickler {
 static void *trickle_main(void *arg)
 {
     trickler *t = arg;
-    static const uint8_t bytes[] = {'U', 'N', 'I', 'F', 0, 0, 0, 10, '0', '1', '2', '3', '4',
-                                    '5', '6', '7', '8', '9'};
+    static const uint8_t bytes[] = {'U', 'N', 'I', 'F', 0,   0,   0,   10,  '0',
+                                    '1', '2', '3', '4', '5', '6', '7', '8', '9'};
     int fd = tu_raw_connect(t->addr);
     t->ok = fd >= 0;
     for (size_t i = 0; t->ok && i < sizeof bytes; i++) {
@@ -746,8 +810,7 @@ static void test_connect_bad_arguments(void **state)
     tf_tcp_config cfg;
     tf_tcp_config_init(&cfg);
     cfg.connect_timeout_ms = -5;
-    assert_int_equal(tf_sync_connect("127.0.0.1:1", &cfg, &c, NULL, &msg),
-                     TF_ERR_INVALID_ARGUMENT);
+    assert_int_equal(tf_sync_connect("127.0.0.1:1", &cfg, &c, NULL, &msg), TF_ERR_INVALID_ARGUMENT);
     printf("# %s\n", msg.text);
     assert_non_null(strstr(msg.text, "connect_timeout_ms"));
 }
@@ -756,10 +819,10 @@ static void test_connect_bad_arguments(void **state)
 
 /* What the forked child saw, sent back through a pipe. */
 typedef struct emfile_report {
-    int stage;            /* how far it got; 9 = all done */
-    tf_err err;           /* accept's outcome */
+    int stage;  /* how far it got; 9 = all done */
+    tf_err err; /* accept's outcome */
     int os_err;
-    uint64_t rounds_seen; /* accept-loop rounds before the fds were freed */
+    uint64_t rounds_seen;   /* accept-loop rounds before the fds were freed */
     uint64_t window_rounds; /* rounds during the observation window */
     long window_ms, window_cpu_ms;
 } emfile_report;
@@ -902,6 +965,7 @@ int main(void)
         T(test_shutdown_while_client_connected, V4),
         T2(test_shutdown_unblocks_accept),
         T(test_shutdown_unblocks_handshake, V6),
+        T2(test_concurrent_accepts),
         T(test_lifecycle_errors, V4),
         T2(test_init_errors),
         T(test_wildcard_binds, NULL),
