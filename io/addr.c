@@ -98,7 +98,7 @@ tf_err tf_hostport_parse(const char *text, tf_hostport *out, tf_errmsg *msg)
         if (ch == '[' || ch == ']')
             return bad(msg, text, "stray bracket in the host");
         if (ch <= 0x20 || ch >= 0x7f)
-            return bad(msg, text, "a space or control character in the host");
+            return bad(msg, text, "a space, control character or non-ASCII byte in the host");
         colons += ch == ':';
     }
     if (out->bracketed && colons < 2)

@@ -167,9 +167,12 @@ static const parse_bad invalid[] = {
     {"[a[b]:80", "stray bracket"},
     {"a]:80", "stray bracket"},
     {"::1]:80", "stray bracket"},
-    {"a b:80", "space or control character"},
-    {"a\tb:80", "space or control character"},
-    {"\x01:80", "space or control character"},
+    {"a b:80", "a space, control character or non-ASCII byte"},
+    {"a\tb:80", "a space, control character or non-ASCII byte"},
+    {"b\xc3\xbc"
+     "cher.de:80",
+     "a space, control character or non-ASCII byte"},
+    {"\x01:80", "a space, control character or non-ASCII byte"},
     {"::1", "neither a name nor an IPv6 address"}, /* host ":", port 1: a v6 without port */
     {"a:b:80", "neither a name nor an IPv6 address"},
     {"::80", "neither a name nor an IPv6 address"},
@@ -186,11 +189,13 @@ static void test_hostport_parse_errors_quote_input(void **state)
         tf_err e = tf_hostport_parse(b->text, &hp, &m);
         if (e != TF_ERR_BAD_ADDRESS)
             fail_msg("\"%s\": %s, expected BAD_ADDRESS", b->text, tf_err_name(e));
-        /* Control characters and quotes are shown as '?'. */
+        /* Bytes outside printable ASCII are shown as '?'. */
         char shown[64];
         size_t k = 0;
         for (; b->text[k]; k++)
-            shown[k] = (unsigned char)b->text[k] < 0x20 ? '?' : b->text[k];
+            shown[k] = (unsigned char)b->text[k] < 0x20 || (unsigned char)b->text[k] >= 0x7f
+                           ? '?'
+                           : b->text[k];
         shown[k] = '\0';
         expect_quoted(&m, shown, b->fault);
     }

@@ -52,14 +52,15 @@ typedef struct tf_hostport {
  *   :9000  *:9000  [::]:9000  :::9000   the wildcard (bind on every address, IPv6 dual-stack)
  *   0.0.0.0:9000       the IPv4 wildcard (host kept, wildcard true)
  * The port is 1+ ASCII digits, at most 65535. The host is at most 255 characters, without
- * space, control character or bracket; a host with colons is IPv6 and has two or more.
+ * space, control character, non-ASCII byte or bracket; a host with colons is IPv6 and has two
+ * or more.
  * A pure function: no resolver, no syscall, no allocation; thread-safe.
  *   TF_OK                    *out filled; msg ""
  *   TF_ERR_BAD_ADDRESS       missing ':', empty or non-numeric port, port > 65535, empty or
  *                            unclosed brackets, text after ']' other than ":port", brackets
  *                            without an IPv6 address, a host with one colon, a space, control
- *                            character or stray bracket in the host, host too long; msg is
- *                            `bad address "<input>": <fault>` (*out zeroed)
+ *                            character, non-ASCII byte or stray bracket in the host, host too
+ *                            long; msg is `bad address "<input>": <fault>` (*out zeroed)
  *   TF_ERR_INVALID_ARGUMENT  text or out NULL */
 tf_err tf_hostport_parse(const char *text, tf_hostport *out, tf_errmsg *msg);
 
