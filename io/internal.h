@@ -92,8 +92,10 @@ tf_err tf__config_load(tf_tcp_config *dst, const tf_tcp_config *src, tf_errmsg *
 tf_err tf__sock_apply(int fd, const tf_tcp_config *c, bool lenient, int *os_err, tf_errmsg *msg);
 
 /* Resolve |addr| passively, then socket (non-blocking, close-on-exec) + SO_REUSEADDR (+
- * IPV6_V6ONLY=0 for the v6 wildcard) + bind + listen(backlog) on the first address that works.
- * TF_OK (*fd set); BAD_ADDRESS; IO (*os_err, msg names the call and address). */
+ * IPV6_V6ONLY=0 for the v6 wildcard; 0.0.0.0 instead if socket() says EAFNOSUPPORT) + the
+ * options of |c| (NULL: defaults) + bind + listen(backlog) on the first address that works.
+ * TF_OK (*fd set); BAD_ADDRESS; INVALID_ARGUMENT (NULL, bad config); IO (*os_err, *fd = -1;
+ * msg names the call and the first address's failure: "bind 127.0.0.1:7000: <strerror>"). */
 tf_err tf__sock_listen(const char *addr, const tf_tcp_config *c, int *fd, int *os_err,
                        tf_errmsg *msg);
 
@@ -103,12 +105,14 @@ tf_err tf__sock_listen(const char *addr, const tf_tcp_config *c, int *fd, int *o
  * left open, *fd = -1). */
 tf_err tf__sock_connect_start(const tf_addr *a, const tf_tcp_config *c, int *fd, bool *connected,
                               int *os_err);
-/* The outcome of a connect in progress (getsockopt SO_ERROR): TF_OK or IO with *os_err. */
+/* The outcome of a connect in progress (getsockopt SO_ERROR), once the fd is writable: TF_OK
+ * or IO with *os_err (EINPROGRESS if it is in fact still in progress). The fd stays open. */
 tf_err tf__sock_connect_finish(int fd, int *os_err);
 /* Worth retrying a connect after this error (refused, timed out, unreachable, reset, ...). */
 bool tf__connect_retryable(int os_err);
-/* Back-off before retry number |attempt| (1, 2, ...): retry_delay_ms * 2^(attempt-1), capped
- * at retry_max_delay_ms, with jitter (a random part up to a quarter, from *seed). */
+/* Back-off before retry number |attempt| (1, 2, ...; 0 counts as 1): d = retry_delay_ms *
+ * 2^(attempt-1) capped at retry_max_delay_ms (TF_UNSET: INT_MAX), minus a random part of up to
+ * d/4 from *seed (NULL: none), so never above the cap. TF_UNSET or 0 delay: 0. */
 uint64_t tf__backoff_ms(const tf_tcp_config *c, unsigned attempt, uint32_t *seed);
 
 /* getsockname (peer false) or getpeername (peer true) of fd, formatted as tf_addr_format. */
