@@ -935,6 +935,86 @@ static void test_sock_connect_start_to_listening_port(void **state)
     }
 }
 
+/* Listen and connect under |c|, accept, move a byte each way; *cfd and *afd stay open. */
+static void connect_pair(const tf_tcp_config *c, int *cfd, int *afd)
+{
+    int lfd = -1, err = 0;
+    tf_errmsg m;
+    if (tf__sock_listen("127.0.0.1:0", c, &lfd, &err, &m) != TF_OK)
+        fail_msg("%s", m.text);
+    char name[TF_ADDRSTR_LEN];
+    assert_int_equal(tf__sock_name(lfd, false, name, sizeof name), TF_OK);
+    tf_addr a;
+    resolve1(name, &a);
+    bool done = false;
+    assert_int_equal(tf__sock_connect_start(&a, c, cfd, &done, &err), TF_OK);
+    if (!done)
+        assert_int_equal(tf_fd_wait(*cfd, POLLOUT, DEADLINE_MS), TF_OK);
+    assert_int_equal(tf__sock_connect_finish(*cfd, &err), TF_OK);
+    assert_int_equal(tf_fd_wait(lfd, POLLIN, DEADLINE_MS), TF_OK);
+    *afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(*afd >= 0);
+    close(lfd);
+    char x = 'x', y = 0;
+    assert_int_equal(send(*cfd, &x, 1, MSG_NOSIGNAL), 1);
+    assert_true(tu_read_all(*afd, &y, 1));
+    assert_int_equal(y, 'x');
+    assert_int_equal(send(*afd, "y", 1, MSG_NOSIGNAL), 1);
+    assert_int_equal(tf_fd_wait(*cfd, POLLIN, DEADLINE_MS), TF_OK);
+    assert_int_equal(recv(*cfd, &y, 1, 0), 1);
+    assert_int_equal(y, 'y');
+}
+
+static void test_sock_connect_os_default_config_connects(void **state)
+{
+    (void)state;
+    /* The kernel's own values on a fresh socket, to compare with. */
+    int probe = tcp_socket(AF_INET);
+    int nodelay = getopt_int(probe, IPPROTO_TCP, TCP_NODELAY);
+    int keepalive = getopt_int(probe, SOL_SOCKET, SO_KEEPALIVE);
+    int idle = getopt_int(probe, IPPROTO_TCP, TCP_KEEPIDLE);
+    int ut = getopt_int(probe, IPPROTO_TCP, TCP_USER_TIMEOUT);
+    close(probe);
+    tf_tcp_config c;
+    tf_tcp_config_init_os(&c);
+    int cfd = -1, afd = -1;
+    connect_pair(&c, &cfd, &afd);
+    for (int i = 0; i < 2; i++) {
+        int fd = i ? afd : cfd;
+        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), nodelay);
+        assert_int_equal(getopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), keepalive);
+        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), idle);
+        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), ut);
+    }
+    close(cfd);
+    close(afd);
+}
+
+static void test_sock_connect_custom_config_connects(void **state)
+{
+    (void)state;
+    tf_tcp_config c;
+    custom(&c); /* nodelay 0, keepalive 0 (times 120/7/4 not applied), user timeout 12345 */
+    c.nodelay = 1;
+    c.keepalive = 1;
+    int cfd = -1, afd = -1;
+    connect_pair(&c, &cfd, &afd);
+    /* The connecting socket got them before connect; the accepted one from its listener. */
+    for (int i = 0; i < 2; i++) {
+        int fd = i ? afd : cfd;
+        expect_buf(fd, SO_SNDBUF, 65536);
+        expect_buf(fd, SO_RCVBUF, 131072);
+        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
+        assert_int_equal(getopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 120);
+        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), 7);
+        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT), 4);
+        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 12345);
+    }
+    close(cfd);
+    close(afd);
+}
+
 static void test_sock_connect_start_closed_port_refused(void **state)
 {
     (void)state;
@@ -1179,6 +1259,8 @@ int main(void)
         T(test_sock_listen_bad_address_and_config),
         T(test_sock_listen_custom_options_and_backlog),
         T(test_sock_connect_start_to_listening_port),
+        T(test_sock_connect_os_default_config_connects),
+        T(test_sock_connect_custom_config_connects),
         T(test_sock_connect_start_closed_port_refused),
         T(test_sock_connect_finish_still_in_progress),
         T(test_sock_connect_start_fails_at_once_without_fd),
