@@ -1,0 +1,1032 @@
+/* tools/tfcat.c -- netcat for framed messages (tfcat(1), tools/tfcat.1).
+ *
+ *   tfcat [options] -l ADDR     listen: print (or --echo) every message of every client
+ *   tfcat [options] ADDR        connect: send each line of stdin as one message
+ *
+ * Built on the public API only: the async server and client on one tf_evb loop by default;
+ * --sync uses the blocking server and connections (one thread per client). Messages to humans
+ * go to stderr as one line each, "tfcat: ADDR: what: reason". Exit status: 0 success, 1 a
+ * runtime failure, 2 a usage error.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tcpframe/async.h"
+#include "tcpframe/sync.h"
+
+#ifndef TFCAT_VERSION
+#define TFCAT_VERSION "0.1.0"
+#endif
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+#define LINGER_MS 5000 /* how long a closing client waits for the peer's close */
+
+typedef struct opts {
+    bool listen, sync, echo, recv, raw, hex, nul, verbose, handshake;
+    const char *addr, *data, *file;
+    long long count;       /* messages; -1: no limit */
+    long long interval_ms; /* pause between sends */
+    uint32_t max_frame;
+    long long timeout_ms; /* -1: not given */
+    int family;
+} opts;
+
+static opts o = {.count = -1, .timeout_ms = -1, .handshake = true, .max_frame = 64u << 20};
+
+/* One line at a time on stderr, and nothing before "listening on" (main holds the lock until it
+ * has printed that line). */
+static pthread_mutex_t err_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Whole messages on stdout, whatever thread prints them (sync server). */
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void say_locked(const char *fmt, va_list ap)
+{
+    fputs("tfcat: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&err_mu);
+    say_locked(fmt, ap);
+    pthread_mutex_unlock(&err_mu);
+    va_end(ap);
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void usage_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say_locked(fmt, ap);
+    va_end(ap);
+    fputs("Try 'tfcat --help' for more information.\n", stderr);
+    exit(EXIT_USAGE);
+}
+
+/* ---------------------------------------------------------------- reasons in words */
+
+/* The OS error text with a lower-case first letter ("connection refused"), in |buf|. */
+static const char *os_words(int os, char *buf, size_t len)
+{
+    char tmp[128];
+    const char *s = strerror_r(os, tmp, sizeof tmp);
+    snprintf(buf, len, "%s", s);
+    if (buf[0] && isupper((unsigned char)buf[0]) && !(buf[1] && isupper((unsigned char)buf[1])))
+        buf[0] = (char)tolower((unsigned char)buf[0]);
+    return buf;
+}
+
+/* Why an operation failed, in words: the OS error for IO, else the library's text. */
+static const char *reason(tf_err e, int os, char *buf, size_t len)
+{
+    switch (e) {
+    case TF_ERR_IO:
+        if (os)
+            return os_words(os, buf, len);
+        break;
+    case TF_ERR_TIMEOUT:
+        return "timed out";
+    case TF_ERR_BAD_MAGIC:
+        return "wrong magic: the peer is not a tcpframe/uniflow endpoint";
+    case TF_ERR_TOO_LARGE:
+        snprintf(buf, len, "message length exceeds the maximum (%" PRIu32 " bytes)", o.max_frame);
+        return buf;
+    case TF_ERR_TRUNCATED:
+        return "peer closed the connection in the middle of a message";
+    default:
+        break;
+    }
+    return tf_strerror(e);
+}
+
+/* ---------------------------------------------------------------- output */
+
+static void out_failed(void)
+{
+    if (errno == EPIPE)
+        _exit(0); /* the reader went away (tfcat ... | head): nothing left to do */
+    char b[128];
+    say("stdout: %s", os_words(errno, b, sizeof b));
+    _exit(EXIT_RUNTIME);
+}
+
+/* Write one message to stdout as the options say (line, hex line or wire frame), flushed. */
+static void emit(const uint8_t *p, size_t len)
+{
+    pthread_mutex_lock(&out_mu);
+    bool ok = true;
+    if (o.raw) {
+        uint8_t pre[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                          (uint8_t)len};
+        ok = fwrite(pre, 1, 4, stdout) == 4 && (!len || fwrite(p, 1, len, stdout) == len);
+    } else if (o.hex) {
+        static const char hx[] = "0123456789abcdef";
+        char chunk[512];
+        size_t n = 0;
+        for (size_t i = 0; ok && i < len; i++) {
+            chunk[n++] = hx[p[i] >> 4];
+            chunk[n++] = hx[p[i] & 15];
+            if (n == sizeof chunk) {
+                ok = fwrite(chunk, 1, n, stdout) == n;
+                n = 0;
+            }
+        }
+        ok = ok && (!n || fwrite(chunk, 1, n, stdout) == n) && fputc('\n', stdout) != EOF;
+    } else {
+        ok = (!len || fwrite(p, 1, len, stdout) == len) && fputc('\n', stdout) != EOF;
+    }
+    ok = ok && fflush(stdout) == 0;
+    if (!ok)
+        out_failed();
+    pthread_mutex_unlock(&out_mu);
+}
+
+/* ---------------------------------------------------------------- input */
+
+/* The next message to send: 1 (owned *buf, may be NULL for an empty one), 0 at the end, or -1
+ * after saying why the input is bad. */
+static int next_message(FILE *in, uint8_t **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    if (o.raw) {
+        uint8_t pre[4];
+        size_t got = fread(pre, 1, 4, in);
+        if (got == 0 && feof(in))
+            return 0;
+        if (got != 4) {
+            say("stdin: %s", ferror(in) ? strerror(errno) : "input ends inside a length prefix");
+            return -1;
+        }
+        uint32_t n = (uint32_t)pre[0] << 24 | (uint32_t)pre[1] << 16 | (uint32_t)pre[2] << 8 |
+                     (uint32_t)pre[3];
+        if (n > o.max_frame) {
+            say("stdin: frame of %" PRIu32 " bytes exceeds the maximum (%" PRIu32 " bytes)", n,
+                o.max_frame);
+            return -1;
+        }
+        if (n == 0)
+            return 1;
+        uint8_t *p = malloc(n);
+        if (!p) {
+            say("stdin: out of memory for a %" PRIu32 "-byte frame", n);
+            return -1;
+        }
+        if (fread(p, 1, n, in) != n) {
+            free(p);
+            say("stdin: input ends inside a %" PRIu32 "-byte frame", n);
+            return -1;
+        }
+        *buf = p;
+        *len = n;
+        return 1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getdelim(&line, &cap, o.nul ? '\0' : '\n', in);
+    if (n < 0) {
+        free(line);
+        if (ferror(in)) {
+            say("stdin: %s", strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    size_t l = (size_t)n;
+    if (l && line[l - 1] == (o.nul ? '\0' : '\n'))
+        l--;
+    if (l > o.max_frame) {
+        free(line);
+        say("stdin: message of %zu bytes exceeds the maximum (%" PRIu32 " bytes)", l, o.max_frame);
+        return -1;
+    }
+    *buf = (uint8_t *)line;
+    *len = l;
+    return 1;
+}
+
+/* The whole of --file PATH as one message. */
+static uint8_t *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        say("%s: %s", path, strerror(errno));
+        exit(EXIT_RUNTIME);
+    }
+    size_t cap = 4096, n = 0;
+    uint8_t *p = malloc(cap);
+    for (;;) {
+        if (!p) {
+            say("%s: out of memory", path);
+            exit(EXIT_RUNTIME);
+        }
+        n += fread(p + n, 1, cap - n, f);
+        if (n < cap)
+            break;
+        if (cap > o.max_frame)
+            break;
+        cap *= 2;
+        uint8_t *q = realloc(p, cap);
+        if (!q)
+            free(p);
+        p = q;
+    }
+    if (ferror(f)) {
+        say("%s: %s", path, strerror(errno));
+        exit(EXIT_RUNTIME);
+    }
+    fclose(f);
+    if (n > o.max_frame) {
+        say("%s: file of %zu bytes or more exceeds the maximum (%" PRIu32 " bytes)", path, n,
+            o.max_frame);
+        exit(EXIT_RUNTIME);
+    }
+    *len = n;
+    return p;
+}
+
+/* ---------------------------------------------------------------- configuration */
+
+static void make_config(tf_tcp_config *cfg)
+{
+    tf_tcp_config_init(cfg);
+    cfg->connect_retries = 0; /* a refused connect is reported at once, like nc */
+    cfg->handshake = o.handshake ? 1 : 0;
+    cfg->max_recv_len = o.max_frame;
+    cfg->max_send_len = o.max_frame;
+    if (o.timeout_ms >= 0) {
+        cfg->connect_timeout_ms = o.timeout_ms;
+        cfg->handshake_timeout_ms = o.timeout_ms;
+    }
+    tf_errmsg msg;
+    if (tf_tcp_config_validate(cfg, &msg) != TF_OK)
+        usage_fail("%s", msg.text);
+}
+
+/* Check |text| (exit 2 with the library's sentence if it is bad) and, with -4/-6, replace it by
+ * the first address of that family in |buf|. */
+static const char *check_address(const char *text, bool passive, char *buf, size_t len)
+{
+    tf_addrlist l;
+    tf_errmsg msg;
+    tf_err e = tf_addr_resolve(text, o.family, passive, &l, &msg);
+    if (e != TF_OK)
+        usage_fail("%s", msg.text);
+    if (o.family == TF_FAMILY_ANY)
+        return text;
+    if (tf_addr_format(&l.a[0], buf, len) != TF_OK)
+        usage_fail("bad address \"%s\"", text);
+    return buf;
+}
+
+/* ---------------------------------------------------------------- listen: shared */
+
+static pthread_t main_thread;
+static pthread_mutex_t count_mu = PTHREAD_MUTEX_INITIALIZER;
+static long long counted;
+static bool count_reached;
+
+/* One more message handled; true if it may still be handled (not past --count). The one that
+ * reaches the count wakes the main thread. */
+static bool count_one(void)
+{
+    if (o.count < 0)
+        return true;
+    pthread_mutex_lock(&count_mu);
+    bool ok = !count_reached;
+    if (ok && ++counted >= o.count) {
+        count_reached = true;
+        pthread_kill(main_thread, SIGUSR1);
+    }
+    pthread_mutex_unlock(&count_mu);
+    return ok;
+}
+
+static bool count_done(void)
+{
+    pthread_mutex_lock(&count_mu);
+    bool d = count_reached;
+    pthread_mutex_unlock(&count_mu);
+    return d;
+}
+
+/* A client left: quietly (-v) if it closed between messages, else one line saying why. */
+static void client_gone(const char *peer, tf_err e, int os, long long msgs)
+{
+    char b[160];
+    if (e == TF_ERR_CLOSED) {
+        if (o.verbose)
+            say("%s: closed after %lld message%s", peer, msgs, msgs == 1 ? "" : "s");
+    } else if (e != TF_ERR_SHUTDOWN && e != TF_ERR_CANCELLED) {
+        say("%s: dropped: %s", peer, reason(e, os, b, sizeof b));
+    }
+}
+
+static void rejected(const char *peer, tf_err e, int os)
+{
+    char b[160];
+    const char *r = e == TF_ERR_CLOSED || e == TF_ERR_TRUNCATED
+                        ? "the peer closed the connection before its magic was complete"
+                        : reason(e, os, b, sizeof b);
+    say("%s: handshake: %s (dropped)", peer, r);
+}
+
+/* ---------------------------------------------------------------- listen: async */
+
+typedef struct aclient {
+    char peer[TF_ADDRSTR_LEN];
+    long long msgs;
+} aclient;
+
+static void echo_sent(tf_future *f, void *arg)
+{
+    (void)arg;
+    if (tf_future_get(f, NULL, NULL) == TF_OK)
+        count_one();
+    tf_future_free(f);
+}
+
+static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                   void *arg)
+{
+    aclient *a = arg;
+    if (err != TF_OK) {
+        client_gone(a->peer, err, os_err, a->msgs);
+        free(a);
+        tf_async_conn_free(c); /* allowed from its own callback */
+        return;
+    }
+    a->msgs++;
+    if (!o.echo) {
+        if (count_one())
+            emit(data, len);
+        return;
+    }
+    if (count_done())
+        return;
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) {
+        say("%s: dropped: out of memory for a %zu-byte echo", a->peer, len);
+        tf_async_conn_abort(c);
+        return;
+    }
+    if (len)
+        memcpy(copy, data, len);
+    tf_future *f = NULL;
+    tf_err e = tf_async_conn_send_owned(c, copy, len, free, -1, &f);
+    if (e == TF_OK) {
+        tf_future_then(f, echo_sent, NULL);
+        return;
+    }
+    free(copy);
+    if (e == TF_ERR_BUSY)
+        say("%s: dropped: it does not read its echoes (send queue full)", a->peer);
+    else if (e != TF_ERR_SHUTDOWN)
+        say("%s: dropped: echo: %s", a->peer, tf_strerror(e));
+    /* Poisoned or aborted: the stream ends with its reason and frees the connection. */
+    tf_async_conn_abort(c);
+}
+
+static void on_accept(tf_async_server *s, tf_async_conn *c, void *arg)
+{
+    (void)s;
+    (void)arg;
+    aclient *a = calloc(1, sizeof *a);
+    if (!a) {
+        tf_async_conn_free(c);
+        return;
+    }
+    if (tf_async_conn_peer(c, a->peer, sizeof a->peer) != TF_OK)
+        snprintf(a->peer, sizeof a->peer, "?");
+    if (o.verbose)
+        say("%s: accepted", a->peer);
+    tf_err e = tf_async_conn_stream(c, on_msg, a);
+    if (e != TF_OK) {
+        client_gone(a->peer, e, 0, 0);
+        free(a);
+        tf_async_conn_free(c);
+    }
+}
+
+static void on_reject(tf_async_server *s, const char *peer, tf_err err, int os_err, void *arg)
+{
+    (void)s;
+    (void)arg;
+    rejected(peer, err, os_err);
+}
+
+/* Wait for SIGINT, SIGTERM (exit 0) or SIGUSR1 (--count reached). */
+static void wait_for_end(const sigset_t *set)
+{
+    int sig = 0;
+    while (sigwait(set, &sig) != 0)
+        ;
+    if (o.verbose)
+        say("%s", sig == SIGUSR1 ? "count reached, exiting" : "signal received, exiting");
+}
+
+static int listen_async(const char *addr, const tf_tcp_config *cfg, const sigset_t *set)
+{
+    tf_evb *evb = NULL;
+    tf_async_server *srv = NULL;
+    tf_errmsg msg;
+    if (tf_evb_new(&evb) != TF_OK || tf_evb_start(evb) != TF_OK ||
+        tf_async_server_new(evb, &srv) != TF_OK) {
+        say("%s: cannot start the event loop: %s", addr, strerror(errno));
+        pthread_mutex_unlock(&err_mu);
+        return EXIT_RUNTIME;
+    }
+    tf_async_server_on_accept(srv, on_accept, NULL);
+    tf_async_server_on_reject(srv, on_reject, NULL);
+    tf_err e = tf_async_server_init(srv, addr, cfg, &msg);
+    char bound[TF_ADDRSTR_LEN];
+    if (e == TF_OK)
+        e = tf_async_server_addr(srv, bound, sizeof bound);
+    if (e != TF_OK) {
+        fprintf(stderr, "tfcat: %s\n", msg.text[0] ? msg.text : tf_strerror(e));
+        pthread_mutex_unlock(&err_mu);
+        tf_async_server_free(srv);
+        tf_evb_free(evb);
+        return e == TF_ERR_BAD_ADDRESS || e == TF_ERR_INVALID_ARGUMENT ? EXIT_USAGE
+                                                                       : EXIT_RUNTIME;
+    }
+    fprintf(stderr, "listening on %s\n", bound);
+    fflush(stderr);
+    pthread_mutex_unlock(&err_mu);
+
+    wait_for_end(set);
+    /* Stop accepting, then stop the loop: every connection's stream ends with SHUTDOWN there,
+     * which frees it (on_msg), before the loop is freed. */
+    tf_async_server_shutdown(srv);
+    tf_evb_stop(evb);
+    tf_async_server_free(srv);
+    tf_evb_free(evb);
+    pthread_mutex_lock(&out_mu);
+    fflush(stdout);
+    pthread_mutex_unlock(&out_mu);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- listen: sync */
+
+static void *serve_sync(void *arg)
+{
+    tf_sync_conn *c = arg;
+    char peer[TF_ADDRSTR_LEN];
+    if (tf_sync_conn_peer(c, peer, sizeof peer) != TF_OK)
+        snprintf(peer, sizeof peer, "?");
+    if (o.verbose)
+        say("%s: accepted", peer);
+    long long msgs = 0;
+    tf_err e;
+    for (;;) {
+        void *m = NULL;
+        size_t n = 0;
+        e = tf_sync_conn_recv_alloc(c, &m, &n, -1);
+        if (e != TF_OK)
+            break;
+        msgs++;
+        if (o.echo) {
+            e = count_done() ? TF_OK : tf_sync_conn_send(c, m, n, -1);
+            free(m);
+            if (e != TF_OK)
+                break;
+            count_one();
+        } else {
+            if (count_one())
+                emit(m, n);
+            free(m);
+        }
+    }
+    int os = 0;
+    tf_err pe = tf_sync_conn_error(c, &os);
+    client_gone(peer, pe != TF_OK ? pe : e, os, msgs);
+    tf_sync_conn_free(c);
+    return NULL;
+}
+
+typedef struct sync_srv {
+    tf_sync_server *srv;
+} sync_srv;
+
+static void sync_reject(void *arg, const char *peer, tf_err err, int os_err)
+{
+    (void)arg;
+    rejected(peer, err, os_err);
+}
+
+static void *accept_loop(void *arg)
+{
+    sync_srv *s = arg;
+    for (;;) {
+        tf_sync_conn *c = NULL;
+        int os = 0;
+        tf_errmsg msg;
+        tf_err e = tf_sync_server_accept(s->srv, &c, &os, &msg);
+        if (e == TF_ERR_SHUTDOWN)
+            return NULL;
+        if (e != TF_OK) {
+            say("%s", msg.text[0] ? msg.text : tf_strerror(e));
+            continue; /* the server goes on; accept backs off by itself on fd exhaustion */
+        }
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &at, serve_sync, c) != 0) {
+            say("cannot start a thread for a client: %s", strerror(errno));
+            tf_sync_conn_free(c);
+        }
+        pthread_attr_destroy(&at);
+    }
+}
+
+static int listen_sync(const char *addr, const tf_tcp_config *cfg, const sigset_t *set)
+{
+    sync_srv s = {NULL};
+    tf_errmsg msg;
+    if (tf_sync_server_new(&s.srv) != TF_OK) {
+        say("out of memory");
+        pthread_mutex_unlock(&err_mu);
+        return EXIT_RUNTIME;
+    }
+    tf_sync_server_on_reject(s.srv, sync_reject, NULL);
+    tf_err e = tf_sync_server_init(s.srv, addr, cfg, &msg);
+    char bound[TF_ADDRSTR_LEN];
+    if (e == TF_OK)
+        e = tf_sync_server_addr(s.srv, bound, sizeof bound);
+    if (e != TF_OK) {
+        fprintf(stderr, "tfcat: %s\n", msg.text[0] ? msg.text : tf_strerror(e));
+        pthread_mutex_unlock(&err_mu);
+        tf_sync_server_free(s.srv);
+        return e == TF_ERR_BAD_ADDRESS || e == TF_ERR_INVALID_ARGUMENT ? EXIT_USAGE
+                                                                       : EXIT_RUNTIME;
+    }
+    fprintf(stderr, "listening on %s\n", bound);
+    fflush(stderr);
+    pthread_mutex_unlock(&err_mu);
+    pthread_t acc;
+    if (pthread_create(&acc, NULL, accept_loop, &s) != 0) {
+        say("cannot start the accept thread: %s", strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    wait_for_end(set);
+    tf_sync_server_shutdown(s.srv);
+    pthread_join(acc, NULL);
+    tf_sync_server_free(s.srv);
+    /* Client threads may still block in a receive: leave with the output complete. The lock
+     * keeps any of them from printing half a message meanwhile. */
+    pthread_mutex_lock(&out_mu);
+    fflush(stdout);
+    _exit(0);
+}
+
+/* ---------------------------------------------------------------- connect */
+
+typedef struct session {
+    const char *addr; /* as the user wrote it, for messages */
+    tf_sync_conn *s;
+    tf_evb *evb;
+    tf_async_client *cl;
+    tf_async_conn *a;
+    tf_future *last_send; /* async: the newest send's future */
+    long long sent, received;
+} session;
+
+static int fail_at(const session *l, const char *what, tf_err e, int os)
+{
+    char b[160];
+    say("%s: %s: %s", l->addr, what, reason(e, os, b, sizeof b));
+    return EXIT_RUNTIME;
+}
+
+static int link_connect(session *l, const char *addr, const tf_tcp_config *cfg)
+{
+    tf_errmsg msg;
+    tf_err e;
+    int os = 0;
+    const char *stage = "connect";
+    if (o.sync) {
+        e = tf_sync_connect(addr, cfg, &l->s, &os, &msg);
+        if (e != TF_OK && strncmp(msg.text, "handshake", 9) == 0)
+            stage = "handshake";
+    } else {
+        tf_future *f = NULL;
+        if ((e = tf_evb_new(&l->evb)) != TF_OK || (e = tf_evb_start(l->evb)) != TF_OK ||
+            (e = tf_async_client_new(l->evb, cfg, &l->cl, &msg)) != TF_OK) {
+            say("%s: cannot start the event loop: %s", l->addr, tf_strerror(e));
+            return EXIT_RUNTIME;
+        }
+        e = tf_async_client_connect(l->cl, addr, &f, &msg);
+        if (e == TF_OK) {
+            void *c = NULL;
+            tf_future_wait(f);
+            e = tf_future_get(f, NULL, &c);
+            os = tf_future_os_err(f);
+            tf_future_free(f);
+            l->a = c;
+        }
+        if (e == TF_ERR_BAD_MAGIC || e == TF_ERR_CLOSED || e == TF_ERR_TRUNCATED)
+            stage = "handshake";
+    }
+    if (e == TF_OK) {
+        if (o.verbose) {
+            char peer[TF_ADDRSTR_LEN] = "?";
+            if (l->s)
+                tf_sync_conn_peer(l->s, peer, sizeof peer);
+            else
+                tf_async_conn_peer(l->a, peer, sizeof peer);
+            say("%s: connected", peer);
+        }
+        return 0;
+    }
+    if (e == TF_ERR_BAD_ADDRESS) {
+        say("%s", msg.text[0] ? msg.text : tf_strerror(e));
+        return EXIT_USAGE;
+    }
+    if (e == TF_ERR_TIMEOUT) {
+        say("%s: %s: timed out after %lld ms", l->addr, stage, (long long)cfg->connect_timeout_ms);
+        return EXIT_RUNTIME;
+    }
+    if (e == TF_ERR_CLOSED || e == TF_ERR_TRUNCATED) {
+        say("%s: %s: the peer closed the connection before its magic", l->addr, stage);
+        return EXIT_RUNTIME;
+    }
+    return fail_at(l, stage, e, os);
+}
+
+/* Send one owned message (freed here in every case). */
+static int link_send(session *l, uint8_t *buf, size_t len)
+{
+    tf_err e;
+    int os = 0;
+    if (l->s) {
+        e = tf_sync_conn_send(l->s, buf, len, -1);
+        free(buf);
+        if (e != TF_OK) {
+            tf_sync_conn_error(l->s, &os);
+            return fail_at(l, "send", e, os);
+        }
+    } else {
+        tf_future *f = NULL;
+        while ((e = tf_async_conn_send_owned(l->a, buf, len, free, -1, &f)) == TF_ERR_BUSY)
+            tf_future_wait(l->last_send); /* the queue is full: let it drain */
+        if (e != TF_OK) {
+            free(buf);
+            tf_async_conn_error(l->a, &os);
+            return fail_at(l, "send", e, os);
+        }
+        tf_future_free(l->last_send);
+        l->last_send = f;
+    }
+    l->sent++;
+    return 0;
+}
+
+/* Wait for one reply and print it. */
+static int link_recv(session *l)
+{
+    void *m = NULL;
+    size_t n = 0;
+    tf_err e;
+    int os = 0;
+    int64_t t = o.timeout_ms >= 0 ? o.timeout_ms : -1;
+    if (l->s) {
+        e = tf_sync_conn_recv_alloc(l->s, &m, &n, t > INT32_MAX ? INT32_MAX : (int)t);
+        if (e != TF_OK)
+            tf_sync_conn_error(l->s, &os);
+    } else {
+        tf_future *f = NULL;
+        e = tf_async_conn_recv_alloc(l->a, t, &f);
+        if (e == TF_OK) {
+            tf_future_wait(f);
+            e = tf_future_get(f, &n, &m);
+            os = tf_future_os_err(f);
+            tf_future_free(f);
+        }
+    }
+    if (e == TF_ERR_TIMEOUT) {
+        say("%s: receive: no reply within %lld ms", l->addr, (long long)t);
+        return EXIT_RUNTIME;
+    }
+    if (e != TF_OK)
+        return fail_at(l, "receive", e, os);
+    emit(m, n);
+    free(m);
+    l->received++;
+    return 0;
+}
+
+/* Close gracefully: everything sent reaches the peer, then wait (a while) for its close. */
+static int link_close(session *l)
+{
+    int rc = 0;
+    if (l->s) {
+        tf_err e = tf_sync_conn_shutdown(l->s);
+        if (e != TF_OK) {
+            int os = 0;
+            tf_sync_conn_error(l->s, &os);
+            rc = fail_at(l, "close", e, os);
+        } else {
+            /* Drain what the peer still sends (unread echoes) until it closes too, so that our
+             * close is a FIN, never a reset that could destroy data in flight. */
+            for (;;) {
+                void *m = NULL;
+                size_t n;
+                if (tf_sync_conn_recv_alloc(l->s, &m, &n, LINGER_MS) != TF_OK)
+                    break;
+                free(m);
+            }
+        }
+        tf_sync_conn_free(l->s);
+        l->s = NULL;
+    } else if (l->a) {
+        tf_future *f = NULL;
+        tf_err e = tf_async_conn_close(l->a, &f);
+        int os = 0;
+        if (e == TF_OK) {
+            tf_future_wait(f);
+            e = tf_future_get(f, NULL, NULL);
+            os = tf_future_os_err(f);
+            tf_future_free(f);
+        }
+        if (e != TF_OK && e != TF_ERR_TIMEOUT) /* TIMEOUT: flushed, the peer kept it open */
+            rc = fail_at(l, "close", e, os);
+        tf_future_free(l->last_send);
+        l->last_send = NULL;
+        tf_async_conn_free(l->a);
+        l->a = NULL;
+    }
+    if (o.verbose && rc == 0)
+        say("%s: closed (%lld sent, %lld received)", l->addr, l->sent, l->received);
+    return rc;
+}
+
+static void link_free(session *l)
+{
+    tf_future_free(l->last_send);
+    tf_sync_conn_free(l->s);
+    tf_async_conn_free(l->a);
+    tf_async_client_free(l->cl);
+    if (l->evb)
+        tf_evb_free(l->evb);
+}
+
+static void pause_ms(long long ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int run_client(const char *addr, const tf_tcp_config *cfg)
+{
+    session l = {.addr = o.addr};
+    int rc = link_connect(&l, addr, cfg);
+    if (rc) {
+        link_free(&l);
+        return rc;
+    }
+    uint8_t *fixed = NULL;
+    size_t fixed_len = 0;
+    if (o.data) {
+        fixed_len = strlen(o.data);
+        if (fixed_len > o.max_frame) {
+            say("--data: message of %zu bytes exceeds the maximum (%" PRIu32 " bytes)", fixed_len,
+                o.max_frame);
+            link_free(&l);
+            return EXIT_RUNTIME;
+        }
+        fixed = (uint8_t *)strdup(o.data);
+    } else if (o.file) {
+        fixed = read_file(o.file, &fixed_len);
+    }
+    long long limit = fixed && o.count < 0 ? 1 : o.count;
+    for (long long i = 0; rc == 0 && (limit < 0 || i < limit); i++) {
+        uint8_t *m;
+        size_t n;
+        if (fixed) {
+            m = malloc(fixed_len ? fixed_len : 1);
+            if (!m) {
+                say("out of memory");
+                rc = EXIT_RUNTIME;
+                break;
+            }
+            memcpy(m, fixed, fixed_len);
+            n = fixed_len;
+        } else {
+            int got = next_message(stdin, &m, &n);
+            if (got <= 0) {
+                rc = got < 0 ? EXIT_RUNTIME : 0;
+                break;
+            }
+        }
+        if (i > 0 && o.interval_ms > 0)
+            pause_ms(o.interval_ms);
+        rc = link_send(&l, m, n);
+        if (rc == 0 && o.recv)
+            rc = link_recv(&l);
+    }
+    free(fixed);
+    if (rc == 0)
+        rc = link_close(&l);
+    link_free(&l);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- options */
+
+static const char help[] =
+    "Usage: tfcat [options] -l ADDR     listen for clients\n"
+    "       tfcat [options] ADDR        connect and send stdin\n"
+    "netcat for framed messages: tcpframe's wire format over TCP (the 4-byte magic \"UNIF\"\n"
+    "each way, then frames of a 4-byte big-endian length and the payload).\n"
+    "\n"
+    "ADDR is HOST:PORT: 127.0.0.1:7000, [::1]:7000, localhost:7000, :7000 (every address).\n"
+    "\n"
+    "Listen (-l): serves many clients at once on one event loop (async server), or with\n"
+    "--sync on the blocking server and connections, one thread per client. The first line on\n"
+    "stderr is \"listening on HOST:PORT\" with the bound port (ADDR may use port 0). Every\n"
+    "message is printed to stdout as its payload and a newline. A client that fails the\n"
+    "handshake or breaks the protocol is dropped with one line on stderr. Runs until SIGINT\n"
+    "or SIGTERM (exit 0), or --count messages.\n"
+    "\n"
+    "Connect: sends each line of stdin (without its newline) as one message, closes\n"
+    "gracefully at EOF (everything sent is flushed) and exits 0.\n"
+    "\n"
+    "Options:\n"
+    "  -l, --listen ADDR   listen instead of connecting\n"
+    "      --echo          (listen) send every message back to its sender; print nothing\n"
+    "      --recv          (connect) after each send, wait for one reply and print it\n"
+    "      --sync          use the blocking API (listen: one thread per client)\n"
+    "      --raw           stdin and stdout carry wire frames (4-byte big-endian length +\n"
+    "                      payload) instead of lines: binary payloads pass through\n"
+    "      --hex           print payloads in hex, one line each\n"
+    "  -0, --null          input messages end with NUL instead of newline\n"
+    "      --data STR      send STR as one message instead of reading stdin\n"
+    "      --file PATH     send the contents of PATH as one message instead of stdin\n"
+    "      --count N       connect: send at most N messages (with --data/--file: N copies);\n"
+    "                      listen: exit 0 after N messages\n"
+    "      --interval MS   pause between two sends\n"
+    "      --max-frame N   largest payload sent or accepted, bytes, K/M suffix (default 64M)\n"
+    "      --timeout MS    connect: the connect and each reply; listen: the handshake\n"
+    "                      (default: 30 s connect, no reply limit, 5 s handshake)\n"
+    "      --no-handshake  no magic exchange (plain length-prefixed peers)\n"
+    "  -4, -6              IPv4 / IPv6 addresses only\n"
+    "  -v, --verbose       one line on stderr per connection event\n"
+    "      --version       print the version and exit\n"
+    "  -h, --help          print this help and exit\n"
+    "\n"
+    "Exit status: 0 success; 1 runtime failure (refused, unreachable, timed out, handshake\n"
+    "failed, the peer broke the protocol), with one line on stderr naming the address and the\n"
+    "reason; 2 usage error (bad option or address).\n";
+
+enum {
+    OPT_ECHO = 256,
+    OPT_RECV,
+    OPT_SYNC,
+    OPT_RAW,
+    OPT_HEX,
+    OPT_DATA,
+    OPT_FILE,
+    OPT_COUNT,
+    OPT_INTERVAL,
+    OPT_MAXFRAME,
+    OPT_TIMEOUT,
+    OPT_NOHS,
+    OPT_VERSION
+};
+
+static long long parse_num(const char *opt, const char *s, long long lo, long long hi,
+                           bool suffix)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (suffix && end != s && (*end == 'K' || *end == 'k') && v <= hi / 1024)
+        v *= 1024, end++;
+    else if (suffix && end != s && (*end == 'M' || *end == 'm') && v <= hi / 1048576)
+        v *= 1048576, end++;
+    if (errno || end == s || *end || v < lo || v > hi)
+        usage_fail("%s: bad value \"%s\" (expected %lld..%lld)", opt, s, lo, hi);
+    return v;
+}
+
+static void parse_args(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"echo", no_argument, NULL, OPT_ECHO},
+        {"recv", no_argument, NULL, OPT_RECV},
+        {"sync", no_argument, NULL, OPT_SYNC},
+        {"raw", no_argument, NULL, OPT_RAW},
+        {"hex", no_argument, NULL, OPT_HEX},
+        {"null", no_argument, NULL, '0'},
+        {"data", required_argument, NULL, OPT_DATA},
+        {"file", required_argument, NULL, OPT_FILE},
+        {"count", required_argument, NULL, OPT_COUNT},
+        {"interval", required_argument, NULL, OPT_INTERVAL},
+        {"max-frame", required_argument, NULL, OPT_MAXFRAME},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"no-handshake", no_argument, NULL, OPT_NOHS},
+        {"verbose", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":l:046vh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            o.listen = true;
+            o.addr = optarg;
+            break;
+        case OPT_ECHO: o.echo = true; break;
+        case OPT_RECV: o.recv = true; break;
+        case OPT_SYNC: o.sync = true; break;
+        case OPT_RAW: o.raw = true; break;
+        case OPT_HEX: o.hex = true; break;
+        case '0': o.nul = true; break;
+        case OPT_DATA: o.data = optarg; break;
+        case OPT_FILE: o.file = optarg; break;
+        case OPT_COUNT: o.count = parse_num("--count", optarg, 1, INT64_MAX, false); break;
+        case OPT_INTERVAL:
+            o.interval_ms = parse_num("--interval", optarg, 0, 86400000, false);
+            break;
+        case OPT_MAXFRAME:
+            o.max_frame = (uint32_t)parse_num("--max-frame", optarg, 0, UINT32_MAX, true);
+            break;
+        case OPT_TIMEOUT:
+            o.timeout_ms = parse_num("--timeout", optarg, 1, INT32_MAX, false);
+            break;
+        case OPT_NOHS: o.handshake = false; break;
+        case '4': o.family = TF_FAMILY_V4; break;
+        case '6': o.family = TF_FAMILY_V6; break;
+        case 'v': o.verbose = true; break;
+        case OPT_VERSION: printf("tfcat (tcpframe) %s\n", TFCAT_VERSION); exit(0);
+        case 'h': fputs(help, stdout); exit(0);
+        case ':': usage_fail("option \"%s\" needs a value", argv[optind - 1]);
+        default: usage_fail("unknown option \"%s\"", argv[optind - 1]);
+        }
+    }
+    if (o.listen) {
+        if (optind != argc)
+            usage_fail("unexpected argument \"%s\" (listening on %s)", argv[optind], o.addr);
+        if (o.recv || o.data || o.file || o.nul || o.interval_ms)
+            usage_fail("--recv, --data, --file, -0 and --interval are for connecting, not -l");
+    } else {
+        if (optind == argc)
+            usage_fail("missing ADDR (HOST:PORT to connect to, or -l ADDR to listen)");
+        if (optind + 1 != argc)
+            usage_fail("unexpected argument \"%s\"", argv[optind + 1]);
+        o.addr = argv[optind];
+        if (o.echo)
+            usage_fail("--echo is for listening (-l)");
+        if (o.data && o.file)
+            usage_fail("--data and --file both given: choose one");
+    }
+    if (o.raw && o.hex)
+        usage_fail("--raw and --hex both given: choose one");
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN); /* the library sends with MSG_NOSIGNAL; stdout is ours */
+    parse_args(argc, argv);
+    tf_tcp_config cfg;
+    make_config(&cfg);
+    char buf[TF_ADDRSTR_LEN];
+    const char *addr = check_address(o.addr, o.listen, buf, sizeof buf);
+    if (!o.listen)
+        return run_client(addr, &cfg);
+
+    /* Signals go to the main thread only: block them before any thread exists (threads
+     * inherit the mask), then wait for them with sigwait. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    main_thread = pthread_self();
+    pthread_mutex_lock(&err_mu); /* until "listening on" is out */
+    return o.sync ? listen_sync(addr, &cfg, &set) : listen_async(addr, &cfg, &set);
+}
