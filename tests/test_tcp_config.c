@@ -98,6 +98,32 @@ static void custom(tf_tcp_config *c)
     c->accept_queue = 3;
 }
 
+/* ---------------------------------------------------------------- tf__errmsg */
+
+static void test_errmsg_formats_truncates_and_clears(void **state)
+{
+    (void)state;
+    tf_errmsg m;
+    tf__errmsg(&m, "connect %s: %s (%d attempts)", "127.0.0.1:7000", "Connection refused", 10);
+    assert_string_equal(m.text, "connect 127.0.0.1:7000: Connection refused (10 attempts)");
+    /* Too long: cut, NUL-terminated, and marked as cut. */
+    char big[2 * TF_ERRMSG_LEN];
+    memset(big, 'z', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    tf__errmsg(&m, "x %s", big);
+    assert_int_equal(strlen(m.text), TF_ERRMSG_LEN - 1);
+    assert_string_equal(m.text + TF_ERRMSG_LEN - 4, "...");
+    assert_true(strncmp(m.text, "x zzz", 5) == 0);
+    /* Exactly full: not cut. */
+    big[TF_ERRMSG_LEN - 1] = '\0';
+    tf__errmsg(&m, "%s", big);
+    assert_string_equal(m.text, big);
+    tf__errmsg_clear(&m);
+    assert_string_equal(m.text, "");
+    tf__errmsg(NULL, "ignored %d", 1); /* NULL: no-op */
+    tf__errmsg_clear(NULL);
+}
+
 /* ---------------------------------------------------------------- init */
 
 static void test_tcp_config_init_production_values(void **state)
@@ -1231,6 +1257,7 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(test_errmsg_formats_truncates_and_clears),
         T(test_tcp_config_init_production_values),
         T(test_tcp_config_init_os_every_option_unset),
         T(test_tcp_config_init_function_pointer_same_as_macro),
