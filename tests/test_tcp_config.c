@@ -877,6 +877,71 @@ static void test_sock_listen_address_in_use_names_address(void **state)
     close(fd1);
 }
 
+/* Hold every address "localhost" resolves to on one port; *n sockets in fds; the port. */
+static int hold_localhost(int *fds, size_t *n)
+{
+    tf_addrlist l;
+    tf_errmsg m;
+    if (tf_addr_resolve("localhost:0", TF_FAMILY_ANY, true, &l, &m) != TF_OK)
+        fail_msg("%s", m.text);
+    for (int round = 0; round < 20; round++) {
+        int port = 0;
+        *n = 0;
+        bool ok = true;
+        for (size_t i = 0; i < l.n && ok; i++) {
+            tf_addr a = l.a[i];
+            if (a.ss.ss_family == AF_INET)
+                ((struct sockaddr_in *)&a.ss)->sin_port = htons((uint16_t)port);
+            else
+                ((struct sockaddr_in6 *)&a.ss)->sin6_port = htons((uint16_t)port);
+            int fd = socket(a.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            assert_true(fd >= 0);
+            if (bind(fd, (struct sockaddr *)&a.ss, a.len) != 0 || listen(fd, 1) != 0) {
+                close(fd); /* that port is taken on this family: another round */
+                ok = false;
+                break;
+            }
+            fds[(*n)++] = fd;
+            if (port == 0) {
+                char name[TF_ADDRSTR_LEN];
+                assert_int_equal(tf__sock_name(fd, false, name, sizeof name), TF_OK);
+                port = port_of(name);
+            }
+        }
+        if (ok)
+            return port;
+        for (size_t i = 0; i < *n; i++)
+            close(fds[i]);
+    }
+    fail_msg("no port free on every address of localhost in 20 tries");
+    return -1;
+}
+
+static void test_sock_listen_name_in_use_names_resolved_address(void **state)
+{
+    (void)state;
+    int held[TF_ADDRS_MAX];
+    size_t n = 0;
+    int port = hold_localhost(held, &n);
+    char text[32];
+    snprintf(text, sizeof text, "localhost:%d", port);
+    tf_addrlist l;
+    assert_int_equal(tf_addr_resolve(text, TF_FAMILY_ANY, true, &l, NULL), TF_OK);
+    char first[TF_ADDRSTR_LEN];
+    assert_int_equal(tf_addr_format(&l.a[0], first, sizeof first), TF_OK);
+    int fd = 5, err = 0;
+    tf_errmsg m;
+    assert_int_equal(tf__sock_listen(text, NULL, &fd, &err, &m), TF_ERR_IO);
+    assert_int_equal(fd, -1);
+    assert_int_equal(err, EADDRINUSE);
+    char want[TF_ERRMSG_LEN];
+    snprintf(want, sizeof want, "bind %s (resolved from \"%s\"): %s", first, text,
+             strerror(EADDRINUSE));
+    assert_string_equal(m.text, want);
+    for (size_t i = 0; i < n; i++)
+        close(held[i]);
+}
+
 static void test_sock_listen_bad_address_and_config(void **state)
 {
     (void)state;
@@ -1283,6 +1348,7 @@ int main(void)
         T(test_sock_listen_wildcard_dual_stack),
         T(test_sock_listen_wildcard_dual_stack_despite_bindv6only),
         T(test_sock_listen_address_in_use_names_address),
+        T(test_sock_listen_name_in_use_names_resolved_address),
         T(test_sock_listen_bad_address_and_config),
         T(test_sock_listen_custom_options_and_backlog),
         T(test_sock_connect_start_to_listening_port),
