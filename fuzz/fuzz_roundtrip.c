@@ -11,12 +11,14 @@
  *                           bytes; at most min(MAX_TOTAL, 32 * pipe cap) bytes of frames)
  *
  * Oracles: every byte written equals the wire image the harness builds itself (4-byte
- * big-endian length + payload per accepted message, SPEC 2) at the moment it is written; the
+ * big-endian length written with shifts, not the library's helper, + payload per accepted
+ * message, SPEC 2) at the moment it is written; the
  * gather list is 1..2 non-empty pieces totalling tf_tx_pending; tf_tx_begin refuses
  * (TOO_LARGE, INVALID_ARGUMENT, BAD_STATE) without changing anything and the sender stays
  * usable; payloads are released at DONE (they are freed there, ASan watches); the receiver
- * returns byte-identical messages in order, none lost or extra, and ends with the error a
- * reference decoder gives for the bytes the pipe carried (CLOSED after the last message, or
+ * returns the original messages byte for byte, in order, none lost or extra (the tf_msg is
+ * poisoned before every receive step, so a DONE that fills nothing is caught), and ends with
+ * the error a reference decoder gives for the bytes the pipe carried (CLOSED after the last message, or
  * TOO_LARGE / BUFFER_TOO_SMALL / TRUNCATED). Finally advance past pending is INVALID_ARGUMENT
  * and sticky. */
 #include "fuzz_common.h"
@@ -139,6 +141,9 @@ typedef struct msg_in {
 } msg_in;
 
 static msg_in msgs[MAX_MSGS];
+/* Indices in msgs of the messages the sender accepts (len <= tx max), in order: the k-th
+ * message received must be byte for byte the original accepted[k]. */
+static size_t accepted[MAX_MSGS], naccepted;
 static fz_ref ref;
 
 FZ_NOCOV static void fill_msg(const msg_in *m, uint8_t *dst)
@@ -244,10 +249,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * receive targets the core touches stay exact-size heap blocks. */
     static uint8_t wire_buf[MAX_TOTAL], ring_buf[300];
     h.wire = wire_buf;
+    naccepted = 0;
     for (size_t i = 0, w = 0; i < nmsg; i++) {
         if (msgs[i].len > tx_max)
             continue;
-        tf_be32_put(h.wire + w, (uint32_t)msgs[i].len);
+        accepted[naccepted++] = i;
+        fz_put_be32(h.wire + w, (uint32_t)msgs[i].len); /* by hand, not tf_be32_put */
         fill_msg(&msgs[i], h.wire + w + 4);
         w += 4 + msgs[i].len;
     }
@@ -350,7 +357,7 @@ FZ_NOCOV static void run(rt_h *h, uint32_t tx_max, size_t nmsg, int tx_sansio, i
             continue;
         }
         /* receive step */
-        tf_msg msg = {NULL, 0};
+        tf_msg msg = FZ_MSG_POISON; /* a DONE must fill both fields */
         rst = rx_sansio ? rx_sansio_step(h, &sink, &msg) : tf_rx_try(&rx, &io, &sink, &msg);
         if (rst == TF_DONE) {
             CHECK(got < nmsg);
@@ -359,7 +366,12 @@ FZ_NOCOV static void run(rt_h *h, uint32_t tx_max, size_t nmsg, int tx_sansio, i
                 fz_ref_decode(&ref, h->wire, h->wire_len, h->rx_max, ref_policy, h, SIZE_MAX);
             CHECK(got < ref.count && msg.len == ref.len[got]);
             CHECK(h->rpos == ref.off[got] + ref.len[got]);
+            /* and it is the original message, not only what the harness put on the wire */
+            CHECK(got < naccepted && msg.len == msgs[accepted[got]].len);
             if (msg.len) {
+                static uint8_t orig[MAX_TOTAL];
+                fill_msg(&msgs[accepted[got]], orig);
+                CHECK(memcmp(msg.data, orig, msg.len) == 0);
                 CHECK(memcmp(msg.data, h->wire + ref.off[got], msg.len) == 0);
                 if (h->alloc_mode)
                     free(msg.data);
