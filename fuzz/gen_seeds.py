@@ -169,18 +169,20 @@ hs("try-intr-both", b"UNIF", m=mode(CH_ONE, 1), wctl=bytes([INTR(14), MOVE(0)] *
 
 # ---------------------------------------------------------------- fuzz_roundtrip
 def rt(name, msgs, m=mode(CH_ALL, 0), flags=0, txm=MAX_DEFAULT, rxm=MAX_DEFAULT, pipe=64, span=400,
-       ctl=b""):
+       ctl=b"", probe=None):
     body = b""
     for p in msgs:
         if isinstance(p, int):  # generated payload of p bytes
             body += bytes([128 | (p // 16), p % 16])
         else:
             body += bytes([len(p)]) + p
+    if probe is not None:
+        flags |= PROBE
     write("fuzz_roundtrip", name, bytes([m, flags]) + txm + rxm + u16(pipe - 1) + u16(span)
-          + bytes([len(ctl)]) + ctl + body)
+          + (be32(probe) if probe is not None else b"") + bytes([len(ctl)]) + ctl + body)
 
 
-R_ALLOC, TX_SANS, RX_SANS = 1, 2, 4
+R_ALLOC, TX_SANS, RX_SANS, PROBE = 1, 2, 4, 8
 basic = [b"hello", b"", b"x" * 40, 100, b"end"]
 for c, cn in ((CH_ONE, "1byte"), (CH_RANDOM, "random"), (CH_ALL, "all")):
     ctl = bytes([MOVE(0), MOVE(2), MOVE(6), MOVE(15)] * 16)
@@ -206,6 +208,14 @@ rt("u32max-both", basic, txm=MAX_U32, rxm=MAX_U32)
 rt("u32max-minus-1-both-sansio", basic, txm=MAX_U32_M1, rxm=MAX_U32_M1, flags=TX_SANS | RX_SANS)
 rt("tx-max-exact", [b"abcd", b"abcde", b"abc"], txm=max_small(4))
 rt("rx-max-exact", [b"abcd", b"abc"], rxm=max_small(4))
+# The header probe: lengths of 2^31 and above against small, default and u32 maxima.
+for L in (0x80000000, 0x80000001, 0xFFFFFFF0, 0xFFFFFFFF, 0x7FFFFFFF, 0x01020304, 0):
+    for mx, mn in ((max_small(16), "max16"), (MAX_DEFAULT, "default"), (MAX_U32, "u32max")):
+        rt(f"probe-{L:08x}-{mn}", [b"ab"], txm=mx, probe=L)
+# Interrupt runs of 14 between progress: never 64 in a row, so never AGAIN on interrupts.
+rt("tx-intr-runs-reset-by-progress", [100, 90], m=mode(CH_RANDOM, 1), pipe=300,
+   ctl=bytes([INTR(14), MOVE(1)] * 12))
+rt("tx-intr-storm", [b"abc"], m=mode(CH_ALL, 1), ctl=bytes([INTR(15), MOVE(15)]))
 rt("many-small", [bytes([i]) * (i % 5) for i in range(40)], m=mode(CH_RANDOM, 1),
    ctl=bytes([MOVE(i % 16) for i in range(200)]))
 
