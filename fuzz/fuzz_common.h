@@ -231,24 +231,70 @@ FZ_NOCOV static inline long fz_lie(fz_script *s, size_t len)
 
 /* ---------------------------------------------------------------- error names
  *
- * tf_err_name and tf_strerror of |e| agree with the one X-macro list of err.h. */
+ * tf_err_name and tf_strerror of |e| equal a table written out by hand here (not generated
+ * from the X-macro list of err.h, which is what the code under test is generated from: a check
+ * against the same list could never fail). Unknown values give "UNKNOWN" and
+ * "unknown tcpframe error". Keep in step with err.h (append only; test_err.c has the same
+ * table and checks that the list has nothing more). */
+typedef struct fz_err_row {
+    int num;
+    const char *name, *text;
+} fz_err_row;
+
+static const fz_err_row fz_err_rows[] = {
+    {0, "OK", "success"},
+    {1, "BAD_MAGIC", "handshake magic mismatch: the peer is not a tcpframe/uniflow endpoint"},
+    {2, "TOO_LARGE", "message length exceeds the maximum message size"},
+    {3, "BUFFER_TOO_SMALL", "message does not fit the receive buffer"},
+    {4, "BAD_STATE", "operation not valid in the current state"},
+    {5, "INVALID_ARGUMENT", "invalid argument"},
+    {6, "CLOSED", "peer closed the connection"},
+    {7, "TRUNCATED", "peer closed the connection in the middle of a message or handshake"},
+    {8, "NOMEM", "out of memory"},
+    {9, "IO", "I/O failed; the OS error number is kept with the error"},
+    {64, "BUSY", "another operation of this kind is already in flight"},
+    {65, "NOT_CONNECTED", "not connected"},
+    {66, "TIMEOUT", "timed out"},
+    {67, "CANCELLED", "cancelled: the promise was dropped before it was fulfilled"},
+    {68, "SHUTDOWN", "the event loop is stopped or shutting down"},
+    {69, "BAD_ADDRESS", "bad address: expected host:port or [ipv6]:port"},
+};
+
 FZ_NOCOV static inline void fz_check_err_text(tf_err e)
 {
-    const char *name = NULL;
-    switch ((int)e) {
-#define NAME_(nm, num, text)                                                                     \
-    case num:                                                                                    \
-        name = #nm;                                                                              \
-        CHECK(strcmp(tf_strerror(e), text) == 0);                                                \
-        break;
-        TF_ERR_LIST(NAME_)
-#undef NAME_
-    default:
-        name = "UNKNOWN";
-        CHECK(strcmp(tf_strerror(e), "unknown tcpframe error") == 0);
+    const char *name = "UNKNOWN", *text = "unknown tcpframe error";
+    for (size_t i = 0; i < sizeof fz_err_rows / sizeof fz_err_rows[0]; i++) {
+        if (fz_err_rows[i].num == (int)e) {
+            name = fz_err_rows[i].name;
+            text = fz_err_rows[i].text;
+        }
     }
-    CHECK(strcmp(tf_err_name(e), name) == 0);
+    const char *got_name = tf_err_name(e), *got_text = tf_strerror(e);
+    CHECK(got_name != NULL && got_text != NULL);
+    CHECK(strcmp(got_name, name) == 0);
+    CHECK(strcmp(got_text, text) == 0);
 }
+
+/* ---------------------------------------------------------------- wire format, by hand
+ *
+ * The big-endian prefix of SPEC 2, with shifts: the oracles never use the library's
+ * tf_be32_put / tf_be32_get (multiplication and division), so a broken helper cannot agree
+ * with itself. */
+FZ_NOCOV static inline uint32_t fz_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+FZ_NOCOV static inline void fz_put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* A tf_msg nobody filled: every DONE must overwrite both fields (an empty message too). */
+#define FZ_MSG_POISON {(uint8_t *)(uintptr_t)0xA5A5A5A0u, 0xA5A5A5A5u}
 
 /* ---------------------------------------------------------------- reference decoder
  *
@@ -291,8 +337,7 @@ FZ_NOCOV static inline void fz_ref_decode(fz_ref *r, const uint8_t *in, size_t n
             r->err_at = n;
             return;
         }
-        uint32_t len = ((uint32_t)in[pos] << 24) | ((uint32_t)in[pos + 1] << 16) |
-                       ((uint32_t)in[pos + 2] << 8) | (uint32_t)in[pos + 3];
+        uint32_t len = fz_be32(in + pos);
         pos += 4;
         if (len > max_len) {
             r->err = TF_ERR_TOO_LARGE;

@@ -1,8 +1,9 @@
 /* Target: tf_strerror + tf_err_name */
 /* fuzz_err -- the error texts over arbitrary values: every 4 input bytes are one value
  * (little-endian int32, then the same value squeezed into 0..127 so that every code gets hit).
- * Oracle: known codes give exactly the name and text of the X-macro list in err.h, unknown
- * values give "UNKNOWN" and "unknown tcpframe error"; never NULL, never a crash. */
+ * Oracle: known codes give exactly the name and text of the hand-written table in
+ * fuzz_common.h (fz_err_rows, not the X-macro list of err.h that the code is generated from),
+ * unknown values give "UNKNOWN" and "unknown tcpframe error"; never NULL, never a crash. */
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

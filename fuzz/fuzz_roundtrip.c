@@ -5,20 +5,30 @@
  * Either side may use the try-step or the sans-I/O surface (tf_tx_next/advance/pending,
  * tf_rx_next/advance/wants_target/set_target).
  *
- * Input: [mode][flags][tx max sel][rx max sel][pipe cap u16][span cap u16][nctl][controls]
+ * Input: [mode][flags][tx max sel][rx max sel][pipe cap u16][span cap u16]
+ *        ([probe length u32] if flags bit 3)[nctl][controls]
  *        then messages: [b] (b < 128: b payload bytes follow in the input;
  *                           b >= 128: [lo], a generated payload of (b & 127) * 16 + lo % 16
  *                           bytes; at most min(MAX_TOTAL, 32 * pipe cap) bytes of frames)
  *
  * Oracles: every byte written equals the wire image the harness builds itself (4-byte
- * big-endian length + payload per accepted message, SPEC 2) at the moment it is written; the
- * gather list is 1..2 non-empty pieces totalling tf_tx_pending; tf_tx_begin refuses
+ * big-endian length written with shifts, not the library's helper, + payload per accepted
+ * message, SPEC 2) at the moment it is written; the
+ * gather list is 1..2 non-empty pieces totalling tf_tx_pending; tf_tx_try returns AGAIN only
+ * after a would-block or TF_MAX_INTR consecutive interrupts (progress resets the count) and
+ * never writes after them; tf_tx_begin refuses
  * (TOO_LARGE, INVALID_ARGUMENT, BAD_STATE) without changing anything and the sender stays
  * usable; payloads are released at DONE (they are freed there, ASan watches); the receiver
- * returns byte-identical messages in order, none lost or extra, and ends with the error a
- * reference decoder gives for the bytes the pipe carried (CLOSED after the last message, or
+ * returns the original messages byte for byte, in order, none lost or extra (the tf_msg is
+ * poisoned before every receive step, so a DONE that fills nothing is caught), and ends with
+ * the error a reference decoder gives for the bytes the pipe carried (CLOSED after the last message, or
  * TOO_LARGE / BUFFER_TOO_SMALL / TRUNCATED). Finally advance past pending is INVALID_ARGUMENT
- * and sticky. */
+ * and sticky.
+ *
+ * Header probe (flags bit 3): a sender of the same max is given a length of any 32-bit value
+ * (the payload is never read): TOO_LARGE exactly when it is over max, else the gather list
+ * offers the 4-byte prefix the harness writes by hand, then that many payload bytes. This is
+ * where lengths of 2^31 and above reach the encoder and the max check. */
 #include "fuzz_common.h"
 
 #define MAX_MSGS 64
@@ -34,6 +44,8 @@ typedef struct rt_h {
     size_t wire_len, wpos, rpos;
     fz_script sc;
     int wfatal; /* the write side was told FAIL/ZERO/LIE */
+    int last_w;        /* the last answer of the write callback (FZ_ANS_*) */
+    unsigned intr_seq; /* consecutive INTR write answers in the current tf_tx_try call */
     tf_err want_tx;
     int want_os;
     /* receiver */
@@ -53,8 +65,12 @@ FZ_NOCOV static long h_write(void *ctx, const tf_iov *iov, size_t cnt, int *os_e
         CHECK(iov[i].len > 0 && iov[i].base != NULL);
         total += iov[i].len;
     }
+    /* after TF_MAX_INTR consecutive interrupted answers the step returns AGAIN: no more calls */
+    CHECK(h->intr_seq < TF_MAX_INTR);
     size_t m = 0;
     int a = fz_answer(&h->sc, total, h->cap - h->fill, &m);
+    h->last_w = a;
+    h->intr_seq = a == FZ_ANS_INTR ? h->intr_seq + 1 : 0;
     switch (a) {
     case FZ_ANS_AGAIN:
         return TF_IO_AGAIN;
@@ -139,6 +155,9 @@ typedef struct msg_in {
 } msg_in;
 
 static msg_in msgs[MAX_MSGS];
+/* Indices in msgs of the messages the sender accepts (len <= tx max), in order: the k-th
+ * message received must be byte for byte the original accepted[k]. */
+static size_t accepted[MAX_MSGS], naccepted;
 static fz_ref ref;
 
 FZ_NOCOV static void fill_msg(const msg_in *m, uint8_t *dst)
@@ -162,6 +181,7 @@ static void tx_sansio_step(rt_h *h, tf_tx *tx)
     }
     size_t total = iov[0].len + (cnt == 2 ? iov[1].len : 0);
     CHECK(total == pend);
+    h->intr_seq = 0; /* the sans-I/O caller counts nothing */
     int os = 0;
     long r = h_write(h, iov, cnt, &os);
     if (h->wfatal) {
@@ -202,6 +222,28 @@ static tf_step rx_sansio_step(rt_h *h, const tf_sink *sink, tf_msg *msg)
 static void run(rt_h *h, uint32_t tx_max, size_t nmsg, int tx_sansio, int rx_sansio, uint8_t flags,
                 uint8_t *span);
 
+/* The header probe: begin with |len| (any uint32_t), check the refusal or the prefix offered. */
+FZ_NOCOV static void header_probe(uint32_t tx_max, uint32_t len)
+{
+    static const uint8_t dummy = 0x5A;
+    tf_tx tx;
+    tf_tx_init(&tx, tx_max);
+    tf_err e = tf_tx_begin(&tx, &dummy, len);
+    tf_iov iov[2] = {{NULL, 0}, {NULL, 0}};
+    size_t cnt = tf_tx_next(&tx, iov);
+    if (len > tx_max) { /* compared here as unsigned 32-bit numbers, as SPEC 5.2 says */
+        CHECK(e == TF_ERR_TOO_LARGE && cnt == 0 && tf_tx_pending(&tx) == 0);
+        CHECK(tf_tx_error(&tx, NULL) == TF_OK);
+        return;
+    }
+    CHECK(e == TF_OK);
+    uint8_t want[4];
+    fz_put_be32(want, len);
+    CHECK(cnt == (len ? 2u : 1u) && iov[0].len == 4 && memcmp(iov[0].base, want, 4) == 0);
+    CHECK(len == 0 || (iov[1].base == &dummy && iov[1].len == len));
+    CHECK(tf_tx_pending(&tx) == (size_t)len + 4);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_in in = {data, size};
@@ -215,6 +257,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     h.span_cap = fz_u16(&in) % 512u; /* messages are <= MAX_TOTAL */
     h.alloc_mode = flags & 1;
     int tx_sansio = (flags >> 1) & 1, rx_sansio = (flags >> 2) & 1;
+    if (flags & 8)
+        header_probe(tx_max, fz_u32(&in));
     const uint8_t *ctl;
     size_t nctl = fz_take(&in, fz_u8(&in), &ctl);
     fz_script_init(&h.sc, ctl, nctl, mode);
@@ -244,10 +288,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * receive targets the core touches stay exact-size heap blocks. */
     static uint8_t wire_buf[MAX_TOTAL], ring_buf[300];
     h.wire = wire_buf;
+    naccepted = 0;
     for (size_t i = 0, w = 0; i < nmsg; i++) {
         if (msgs[i].len > tx_max)
             continue;
-        tf_be32_put(h.wire + w, (uint32_t)msgs[i].len);
+        accepted[naccepted++] = i;
+        fz_put_be32(h.wire + w, (uint32_t)msgs[i].len); /* by hand, not tf_be32_put */
         fill_msg(&msgs[i], h.wire + w + 4);
         w += 4 + msgs[i].len;
     }
@@ -322,7 +368,13 @@ FZ_NOCOV static void run(rt_h *h, uint32_t tx_max, size_t nmsg, int tx_sansio, i
             if (tx_sansio) {
                 tx_sansio_step(h, &tx);
             } else {
+                h->intr_seq = 0;
                 tf_step st = tf_tx_try(&tx, &io);
+                /* AGAIN means every possible bit of progress was made: the pipe would block,
+                 * or TF_MAX_INTR interrupts came in a row (progress resets the count). */
+                if (st == TF_AGAIN)
+                    CHECK(h->last_w == FZ_ANS_AGAIN ||
+                          (h->last_w == FZ_ANS_INTR && h->intr_seq >= TF_MAX_INTR));
                 if (st == TF_ERROR) {
                     int os = -1;
                     CHECK(h->wfatal && tf_tx_error(&tx, &os) == h->want_tx && os == h->want_os);
@@ -350,7 +402,7 @@ FZ_NOCOV static void run(rt_h *h, uint32_t tx_max, size_t nmsg, int tx_sansio, i
             continue;
         }
         /* receive step */
-        tf_msg msg = {NULL, 0};
+        tf_msg msg = FZ_MSG_POISON; /* a DONE must fill both fields */
         rst = rx_sansio ? rx_sansio_step(h, &sink, &msg) : tf_rx_try(&rx, &io, &sink, &msg);
         if (rst == TF_DONE) {
             CHECK(got < nmsg);
@@ -359,7 +411,12 @@ FZ_NOCOV static void run(rt_h *h, uint32_t tx_max, size_t nmsg, int tx_sansio, i
                 fz_ref_decode(&ref, h->wire, h->wire_len, h->rx_max, ref_policy, h, SIZE_MAX);
             CHECK(got < ref.count && msg.len == ref.len[got]);
             CHECK(h->rpos == ref.off[got] + ref.len[got]);
+            /* and it is the original message, not only what the harness put on the wire */
+            CHECK(got < naccepted && msg.len == msgs[accepted[got]].len);
             if (msg.len) {
+                static uint8_t orig[MAX_TOTAL];
+                fill_msg(&msgs[accepted[got]], orig);
+                CHECK(memcmp(msg.data, orig, msg.len) == 0);
                 CHECK(memcmp(msg.data, h->wire + ref.off[got], msg.len) == 0);
                 if (h->alloc_mode)
                     free(msg.data);

@@ -155,7 +155,7 @@ FZ_NOCOV static void check_state(rx_h *h, const fz_ref *ref, size_t got_msgs)
         CHECK(rx->state == TF_RX_BODY);
         CHECK(rx->got < rx->len);
         CHECK(rx->len <= h->max_len);
-        CHECK(rx->len == tf_be32_get(h->s + start));
+        CHECK(rx->len == fz_be32(h->s + start));
         CHECK(rx->cap >= rx->len);
         CHECK(rx->target != NULL);
         CHECK(want == rx->len - rx->got && buf == rx->target + rx->got);
@@ -181,7 +181,7 @@ FZ_NOCOV static void check_sticky(rx_h *h, tf_err err, int os_err)
 {
     tf_rx *rx = h->rx;
     unsigned reads = h->reads, allocs = h->allocs;
-    tf_msg msg;
+    tf_msg msg = FZ_MSG_POISON;
     int oe = -1;
     CHECK(tf_rx_error(rx, &oe) == err && oe == os_err);
     tf_sink sk = {h->span, h->span_cap, h->alloc_mode ? h_alloc : NULL, h};
@@ -251,7 +251,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (unsigned steps = 0;; steps++) {
         CHECK(steps < 100000); /* every AGAIN costs a control byte: this must end */
         h.intr_seq = 0;
-        tf_msg msg = {(uint8_t *)1, 12345};
+        tf_msg msg = FZ_MSG_POISON;
         st = tf_rx_try(&rx, &io, &sink, &msg);
         if (st != TF_DONE)
             check_state(&h, &ref_full, got);

@@ -4,7 +4,9 @@
  *   B  tf_rx_feed one byte at a time;
  *   C  tf_rx_feed in random chunks;
  *   D  batched reads: random chunks arrive, tf_frame_split takes every complete frame at a
- *      frame boundary zero-copy, the tail goes to tf_rx_feed;
+ *      frame boundary zero-copy, the tail goes to tf_rx_feed; each answer of the splitter
+ *      (DONE / AGAIN / ERROR) is the one the reference decoder predicts for the bytes at hand,
+ *      so a splitter that says AGAIN for a complete frame is caught, not covered by the feed;
  *   E  the sans-I/O surface: tf_rx_next + copy + tf_rx_advance in random chunks, with
  *      tf_rx_wants_target / tf_rx_set_target, stray set_target calls (BAD_STATE, not sticky)
  *      and, at the end, a contract-breaking advance (INVALID_ARGUMENT, sticky);
@@ -79,7 +81,7 @@ FZ_NOCOV static void check_end(sp_h *h, tf_rx *rx, tf_err err, size_t at)
         CHECK(err == h->ref->err && tf_rx_error(rx, NULL) == err);
         /* sticky: no byte moves */
         size_t used = 99;
-        tf_msg m;
+        tf_msg m = FZ_MSG_POISON;
         CHECK(tf_rx_feed(rx, h->s, h->n, &used, &m) == TF_ERROR && used == 0);
     }
     CHECK(tf_rx_abandon(rx) == h->tgt);
@@ -101,7 +103,7 @@ FZ_NOCOV static void dec_feed(sp_h *h, size_t chunk)
         size_t end = pos + c;
         while (pos < end) {
             size_t used = 12345;
-            tf_msg m;
+            tf_msg m = FZ_MSG_POISON;
             tf_step st = tf_rx_feed(&rx, h->s + pos, end - pos, &used, &m);
             CHECK(used <= end - pos);
             pos += used;
@@ -144,6 +146,13 @@ FZ_NOCOV static void dec_split(sp_h *h)
                 const uint8_t *p = NULL;
                 size_t plen = 0, used = 777;
                 tf_step st = tf_frame_split(h->s + pos, avail - pos, h->max_len, &p, &plen, &used);
+                /* What the reference decoder says about the bytes [pos, avail): the next
+                 * message complete in them (DONE), its prefix over max (ERROR), else AGAIN. */
+                const fz_ref *r = h->ref;
+                int ref_done = h->count < r->count && r->off[h->count] + r->len[h->count] <= avail;
+                int ref_err = !ref_done && h->count == r->count && r->err == TF_ERR_TOO_LARGE &&
+                              avail - pos >= TF_HDR_LEN;
+                CHECK(st == (ref_done ? TF_DONE : ref_err ? TF_ERROR : TF_AGAIN));
                 if (st == TF_DONE) {
                     CHECK(used == TF_HDR_LEN + plen && p == h->s + pos + TF_HDR_LEN);
                     tf_msg m = {plen ? (uint8_t *)(uintptr_t)p : NULL, plen};
@@ -154,10 +163,10 @@ FZ_NOCOV static void dec_split(sp_h *h)
                 CHECK(used == 0);
                 if (st == TF_ERROR) {
                     /* the splitter is stateless: the receiver must say the same */
-                    CHECK(avail - pos >= TF_HDR_LEN && tf_be32_get(h->s + pos) > h->max_len);
+                    CHECK(r->err_at == pos + TF_HDR_LEN && fz_be32(h->s + pos) > h->max_len);
                     tf_rx_init(&rx, h->max_len);
                     size_t u = 0;
-                    tf_msg m;
+                    tf_msg m = FZ_MSG_POISON;
                     CHECK(tf_rx_feed(&rx, h->s + pos, avail - pos, &u, &m) == TF_ERROR);
                     CHECK(u == TF_HDR_LEN && rx.err == TF_ERR_TOO_LARGE);
                     check_end(h, &rx, TF_ERR_TOO_LARGE, pos + u);
@@ -166,7 +175,7 @@ FZ_NOCOV static void dec_split(sp_h *h)
                 CHECK(st == TF_AGAIN);
             }
             size_t used = 0;
-            tf_msg m;
+            tf_msg m = FZ_MSG_POISON;
             tf_step st = tf_rx_feed(&rx, h->s + pos, avail - pos, &used, &m);
             pos += used;
             if (st == TF_ERROR) {
@@ -206,7 +215,7 @@ FZ_NOCOV static void dec_sansio(sp_h *h)
             }
             if (fz_rand(&h->rng) & 1) {
                 /* nothing lands while a target is wanted: advance(0) changes nothing */
-                tf_msg m0;
+                tf_msg m0 = FZ_MSG_POISON;
                 CHECK(tf_rx_advance(&rx, 0, &m0) == TF_AGAIN && tf_rx_wants_target(&rx, NULL));
             }
             give_target(h, &rx, pos);
@@ -227,7 +236,7 @@ FZ_NOCOV static void dec_sansio(sp_h *h)
             c = h->n - pos;
         memcpy(dst, h->s + pos, c);
         pos += c;
-        tf_msg m = {(uint8_t *)1, 4321};
+        tf_msg m = FZ_MSG_POISON;
         tf_step st = tf_rx_advance(&rx, c, &m);
         if (st == TF_DONE) {
             got_msg(h, pos, &m);
@@ -244,7 +253,7 @@ FZ_NOCOV static void dec_sansio(sp_h *h)
     CHECK(h->ref->err == (inside ? TF_ERR_TRUNCATED : TF_ERR_CLOSED));
     uint8_t *dst;
     size_t want = tf_rx_next(&rx, &dst);
-    tf_msg m;
+    tf_msg m = FZ_MSG_POISON;
     CHECK(tf_rx_advance(&rx, want + 1 + fz_rand(&h->rng) % 3, &m) == TF_ERROR);
     CHECK(tf_rx_error(&rx, NULL) == TF_ERR_INVALID_ARGUMENT);
     CHECK(tf_rx_advance(&rx, 0, &m) == TF_ERROR);

@@ -114,6 +114,19 @@ rx("abandon-mid-body-span", be32(10) + b"abcdefghij", m=mode(CH_ONE, 1), flags=A
 rx("abandon-mid-body-alloc", be32(10) + b"abcdefghij", m=mode(CH_ONE, 1), flags=ABANDON | ALLOC,
    ctl=bytes([MOVE(0)] * 6 + [AGAIN]))
 
+# Lengths of 2^31 and above against small and default maxima (TOO_LARGE as the 4th byte
+# lands; a signed comparison would accept them) and against maxima that allow them.
+BIG_LENS = (0x80000000, 0xFFFFFFF0, 0xFFFFFFFF)
+for L in BIG_LENS:
+    for mx, mn in ((max_small(16), "max16"), (MAX_DEFAULT, "default"), (MAX_ZERO, "max0")):
+        rx(f"len-{L:08x}-{mn}-too-large-alloc", be32(L) + b"abc", flags=ALLOC, mx=mx)
+        rx(f"len-{L:08x}-{mn}-too-large-span-1byte", be32(L) + b"abc", mx=mx, m=mode(CH_ONE, 0),
+           ctl=bytes([MOVE(0)] * 8))
+    rx(f"len-{L:08x}-u32max-nomem", be32(L) + b"abc", flags=ALLOC | ARENA, arena=100, mx=MAX_U32)
+# Small messages under maxima of 2^31 and above: accepted (signed, such a max is negative).
+rx("u32max-small-msgs", two, mx=MAX_U32)
+rx("u32max-minus-1-small-msgs-alloc", two, mx=MAX_U32_M1, flags=ALLOC)
+
 # ---------------------------------------------------------------- fuzz_handshake
 def hs(name, peer, m=mode(CH_ALL, 0), flags=0, wctl=b"", rctl=b""):
     write("fuzz_handshake", name, bytes([m, flags, len(wctl)]) + wctl + bytes([len(rctl)]) + rctl + peer)
@@ -156,18 +169,20 @@ hs("try-intr-both", b"UNIF", m=mode(CH_ONE, 1), wctl=bytes([INTR(14), MOVE(0)] *
 
 # ---------------------------------------------------------------- fuzz_roundtrip
 def rt(name, msgs, m=mode(CH_ALL, 0), flags=0, txm=MAX_DEFAULT, rxm=MAX_DEFAULT, pipe=64, span=400,
-       ctl=b""):
+       ctl=b"", probe=None):
     body = b""
     for p in msgs:
         if isinstance(p, int):  # generated payload of p bytes
             body += bytes([128 | (p // 16), p % 16])
         else:
             body += bytes([len(p)]) + p
+    if probe is not None:
+        flags |= PROBE
     write("fuzz_roundtrip", name, bytes([m, flags]) + txm + rxm + u16(pipe - 1) + u16(span)
-          + bytes([len(ctl)]) + ctl + body)
+          + (be32(probe) if probe is not None else b"") + bytes([len(ctl)]) + ctl + body)
 
 
-R_ALLOC, TX_SANS, RX_SANS = 1, 2, 4
+R_ALLOC, TX_SANS, RX_SANS, PROBE = 1, 2, 4, 8
 basic = [b"hello", b"", b"x" * 40, 100, b"end"]
 for c, cn in ((CH_ONE, "1byte"), (CH_RANDOM, "random"), (CH_ALL, "all")):
     ctl = bytes([MOVE(0), MOVE(2), MOVE(6), MOVE(15)] * 16)
@@ -189,6 +204,18 @@ for v in range(3):
     rt(f"write-lie-{v}", basic, m=mode(CH_RANDOM, 2), ctl=bytes([MOVE(1), LIE + v]))
 rt("write-faults-sansio", basic, m=mode(CH_RANDOM, 2), flags=TX_SANS,
    ctl=bytes([FAIL, MOVE(1), ZERO, LIE, MOVE(3)] * 4))
+rt("u32max-both", basic, txm=MAX_U32, rxm=MAX_U32)
+rt("u32max-minus-1-both-sansio", basic, txm=MAX_U32_M1, rxm=MAX_U32_M1, flags=TX_SANS | RX_SANS)
+rt("tx-max-exact", [b"abcd", b"abcde", b"abc"], txm=max_small(4))
+rt("rx-max-exact", [b"abcd", b"abc"], rxm=max_small(4))
+# The header probe: lengths of 2^31 and above against small, default and u32 maxima.
+for L in (0x80000000, 0x80000001, 0xFFFFFFF0, 0xFFFFFFFF, 0x7FFFFFFF, 0x01020304, 0):
+    for mx, mn in ((max_small(16), "max16"), (MAX_DEFAULT, "default"), (MAX_U32, "u32max")):
+        rt(f"probe-{L:08x}-{mn}", [b"ab"], txm=mx, probe=L)
+# Interrupt runs of 14 between progress: never 64 in a row, so never AGAIN on interrupts.
+rt("tx-intr-runs-reset-by-progress", [100, 90], m=mode(CH_RANDOM, 1), pipe=300,
+   ctl=bytes([INTR(14), MOVE(1)] * 12))
+rt("tx-intr-storm", [b"abc"], m=mode(CH_ALL, 1), ctl=bytes([INTR(15), MOVE(15)]))
 rt("many-small", [bytes([i]) * (i % 5) for i in range(40)], m=mode(CH_RANDOM, 1),
    ctl=bytes([MOVE(i % 16) for i in range(200)]))
 
@@ -210,6 +237,19 @@ sp("max-exact", frame(b"m" * 16), mx=max_small(16), flags=2 << 2)
 sp("max-zero", frame(b"") + frame(b"a"), mx=MAX_ZERO, flags=2 << 2)
 sp("u32-max-len", be32(0xFFFFFFFF) + b"abc", mx=MAX_U32, flags=1 << 2)
 sp("u16-max", be32(65535) + b"abc", mx=max_u16(65535), flags=3 << 2)
+
+for L in BIG_LENS:
+    for dec, dn in ((0, "bytes"), (1, "random"), (2, "split"), (3, "sansio")):
+        for mx, mn in ((max_small(16), "max16"), (MAX_DEFAULT, "default")):
+            sp(f"{dn}-len-{L:08x}-{mn}-too-large", frame(b"ok") + be32(L) + b"abc", mx=mx,
+               flags=dec << 2)
+        sp(f"{dn}-len-{L:08x}-u32max-truncated", frame(b"ok") + be32(L) + b"abc", mx=MAX_U32,
+           flags=dec << 2)
+for dec, dn in ((0, "bytes"), (2, "split"), (3, "sansio")):
+    sp(f"{dn}-u32max-small-frames", frames, mx=MAX_U32, flags=dec << 2, seed=3)
+    sp(f"{dn}-u32max-minus-1-small-frames", frames, mx=MAX_U32_M1, flags=dec << 2, seed=5)
+# Frames that end exactly where a read ends: the splitter must say DONE for each.
+sp("split-frames-exact-ends", frame(b"abc") + frame(b"") + frame(b"xy"), flags=2 << 2, seed=9)
 
 # ---------------------------------------------------------------- fuzz_err
 codes = list(range(0, 12)) + list(range(62, 72)) + [-1, 0x7FFFFFFF, -0x80000000, 255, 128]

@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # mutants-io.sh -- the io tests must be able to fail. Each mutant puts back one of the seed
-# loop's bugs (or removes one defence) in a scratch copy of io/evbase.c, rebuilds test_evbase
-# against it and runs the tests meant to catch it: the mutant must be killed (a failed assertion
-# or the no-progress watchdog). A surviving mutant fails `make check`.
-# Writes build/results/mutants-io ("killed survived") and its log beside it.
+# loop's bugs, or a plausible new one (timers, the stop drain, futures and the baton, fdio), in a
+# scratch copy of one io/ file, rebuilds one test binary against it and runs the tests meant to
+# catch it: every listed test must kill it (a failed assertion, a crash, a sanitizer report or
+# the no-progress watchdog). A surviving mutant fails `make check`.
+#
+# Control run first: the unmodified code, built the same way, must pass every (binary, filter)
+# the table uses under the same watchdog and timeout -- so a kill means the mutant, not a test
+# that fails anyway (or only under this watchdog).
+#
+#   scripts/mutants-io.sh [NAME...]     all mutants, or only those named
+#
+# Writes build/results/mutants-io ("killed survived") and its log beside it, and prints a table
+# mutant x killing tests.
+#
+# To add a mutant, append one entry to |mutants| below:
+#   "name#io file#text (must occur exactly once)#replacement#test binary#cmocka filters"
+# The text and replacement may span lines (no '#' in them); every filter must kill the mutant.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/build/results/mutants-io
@@ -11,25 +24,139 @@ mkdir -p "$root/build/results"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 : >"$out.log"
+WATCHDOG=${TF_MUTANT_WATCHDOG:-5} # seconds without progress
+LIMIT=${TF_MUTANT_TIMEOUT:-120}    # seconds per test run
 
 clear='    atomic_store_explicit(&evb->pending, false, memory_order_seq_cst);'
-# name # text in io/evbase.c (exactly once) # replacement # the tests (cmocka filters) that must
-# each kill it
 mutants=(
-  "seed-lost-wakeup#$clear
+  # ---- the seed loop's bugs (issue 4)
+  "seed-lost-wakeup#evbase.c#$clear
     run_queue(evb);#    run_queue(evb);
-$clear#*1m_round_trips *two_threads"
-  "seed-late-unregister#    if (ticket < s->ticket)#    if (0 && ticket < s->ticket)#*register_storm*"
-  "stale-event#    if (!s->active || s->gen != gen)#    if (!s->active && gen == gen)#*stale_event*"
+$clear#test_evbase#*1m_round_trips *two_threads"
+  "seed-late-unregister#evbase.c#    if (ticket < s->ticket)#    if (0 && ticket < s->ticket)#test_evbase#*register_storm*"
+  "stale-event#evbase.c#    if (!s->active || s->gen != gen)#    if (!s->active && gen == gen)#test_evbase#*stale_event*"
+  # ---- timers
+  "timer-deadline-half#evbase.c#    t->deadline = now + delta;#    t->deadline = now + delta / 2;#test_evbase#*timers_fire_in_order *timers_many_in_deadline_order"
+  "timer-cancelled-still-fires#evbase.c#        if (timer_cas(t, T_FIRED))
+            t->cb(evb, t->arg);#        timer_cas(t, T_FIRED);
+        t->cb(evb, t->arg);#test_evbase#*timer_cancel_from_any_thread"
+  "timer-cancel-slot-kept#evbase.c#    if (enqueue(evb, timer_remove_task, t) != TF_OK)
+        timer_unref(t);#    timer_unref(t);#test_evbase#*timer_cancel_from_any_thread"
+  "timer-pending-at-stop-fires#evbase.c#        timer_cas(t, T_CANCELLED);
+        timer_unref(t);
+    }
+    pthread_mutex_lock#        if (timer_cas(t, T_FIRED))
+            t->cb(evb, t->arg);
+        timer_unref(t);
+    }
+    pthread_mutex_lock#test_evbase#*timers_pending_at_stop_never_fire *stop_from_fd_and_timer_callbacks"
+  # ---- stop and its drain
+  "stop-skips-drain#evbase.c#        if (empty)
+            break;#        if (1)
+            break;#test_evbase#*stop_drains_queued_work *stop_from_fd_and_timer_callbacks"
+  "drain-accepts-dispatch#evbase.c#    if (state_of(evb) >= ST_STOPPING)
+        rc = TF_ERR_SHUTDOWN;
+    else if (!vec_push#    if (state_of(evb) > ST_STOPPING)
+        rc = TF_ERR_SHUTDOWN;
+    else if (!vec_push#test_evbase#*stop_drain_refuses_added_work *stop_drains_queued_work *stop_from_fd_and_timer_callbacks"
+  "drain-accepts-timer#evbase.c#        if (state_of(evb) >= ST_STOPPING)
+            rc = TF_ERR_SHUTDOWN;
+        else if (!heap_push#        if (0)
+            rc = TF_ERR_SHUTDOWN;
+        else if (!heap_push#test_evbase#*stop_drain_refuses_added_work"
+  "drain-accepts-fd#evbase.c#        if (cb && state_of(evb) >= ST_STOPPING)#        if (0 && cb)#test_evbase#*stop_drain_refuses_added_work"
+  # ---- futures and the baton
+  "then-not-run-when-ready#future.c#    cb(f, arg);
+    return TF_OK;
+}#    if (0)
+        cb(f, arg);
+    return TF_OK;
+}#test_future#*new_ready_is_immediate *every_order_single_thread"
+  "broken-promise-ok#future.c#complete(s, TF_ERR_CANCELLED, 0, NULL, NULL);#complete(s, TF_OK, 0, NULL, NULL);#test_future#*broken_promise_is_cancelled"
+  "second-set-accepted#future.c#    if (atomic_exchange_explicit(&s->claimed, true, memory_order_acq_rel))
+        return TF_ERR_BAD_STATE;
+    complete#    (void)atomic_exchange_explicit(&s->claimed, true, memory_order_acq_rel);
+    complete#test_future#*get_takes_ownership"
+  "future-waiter-not-woken#future.c#    if (old & F_WAITERS)
+        tf__futex_wake(&s->state);#    if (0)
+        tf__futex_wake(&s->state);#test_future#*wait_asleep_is_woken"
+  "baton-post-no-wake#future.c#    if (atomic_exchange_explicit(b, 1u, memory_order_acq_rel) == 2u)#    if (atomic_exchange_explicit(b, 1u, memory_order_acq_rel) == 3u)#test_evbase#*dispatch_and_wait_1m_round_trips"
+  "unread-owned-leaks#future.c#    if (s->owned && s->dtor && !atomic_load_explicit(&s->taken, memory_order_relaxed))#    if (0)#test_future#*dropped_unread_frees_owned"
+  # ---- fdio
+  "fdio-eintr-is-fail#fdio.c#    if (e == EINTR)
+        return TF_IO_INTR;#    (void)0;#test_fdio#*eintr_maps_to_intr"
+  "fdio-eagain-is-fail#fdio.c#    if (e == EAGAIN)
+        return TF_IO_AGAIN;#    (void)0;#test_fdio#*read_maps_bytes_eof_again_errno *full_socket_buffer_again"
+  "fdio-sigpipe#fdio.c#n = sendmsg(f->wfd, &mh, MSG_NOSIGNAL);#n = sendmsg(f->wfd, &mh, 0);#test_fdio#*epipe_no_sigpipe"
+  "fdio-no-pipe-fallback#fdio.c#if (n < 0 && errno == ENOTSOCK) {#if (0) {#test_fdio#*pipe_enotsock_fallback *messages_pipes_span"
+  "fd-wait-eintr-fails#fdio.c#        if (errno != EINTR)
+            return TF_ERR_IO;#        return TF_ERR_IO;#test_fdio#*wait_retries_eintr"
+  "fd-wait-nval-ok#fdio.c#if (p.revents & POLLNVAL) {#if (0) {#test_fdio#*wait_bad_fd"
 )
 
-killed=0 survived=0
+# Every entry, split: NAME FILE FROM TO BIN FILTER (globals of the current one).
+parse() {
+  IFS='#' read -r -d '' NAME FILE FROM TO BIN FILTER <<<"$1"
+  FILTER=${FILTER%$'\n'}
+}
+
+build() { # SRCDIR BIN OUT
+  (cd "$1" && ${CC:-cc} -std=c11 -O1 -g -D_GNU_SOURCE -pthread -Iinclude -Iproto -Itests \
+    "tests/$2.c" io/*.c proto/*.c -lcmocka -o "$3") >>"$out.log" 2>&1
+}
+
+secs() { # seconds since START_NS, one decimal
+  local ms=$((($(date +%s%N) - $1) / 1000000))
+  echo "$((ms / 1000)).$((ms % 1000 / 100))"
+}
+
+run_filter() { # BIN FILTER LOG -> exit status
+  TF_TEST_WATCHDOG=$WATCHDOG TF_TEST_FILTER="$2" timeout -k 5 "$LIMIT" "$1" >"$3" 2>&1
+}
+
+selected() {
+  [ $# -eq 0 ] && return 0
+  local n
+  for n in "${sel[@]}"; do [ "$n" = "$NAME" ] && return 0; done
+  return 1
+}
+sel=("$@")
+
+# ---------------------------------------------------------------- control run
+mkdir -p "$work/base"
+cp -r "$root/include" "$root/io" "$root/proto" "$root/tests" "$work/base/"
+control_ok=1
+declare -A built=() checked=()
 for m in "${mutants[@]}"; do
-  IFS='#' read -r -d '' name from to filter <<<"$m"
-  filter=${filter%$'\n'}
+  parse "$m"
+  selected "${sel[@]}" || continue
+  if [ -z "${built[$BIN]:-}" ]; then
+    build "$work/base" "$BIN" "$work/base-$BIN" || { echo "mutants-io: control: $BIN does not build" | tee -a "$out.log"; control_ok=0; }
+    built[$BIN]=1
+  fi
+  for f in $FILTER; do
+    [ -n "${checked[$BIN $f]:-}" ] && continue
+    checked[$BIN $f]=1
+    t0=$(date +%s%N)
+    if ! run_filter "$work/base-$BIN" "$f" "$work/control.log"; then
+      cat "$work/control.log" >>"$out.log"
+      echo "mutants-io: CONTROL FAILED: unmodified $BIN $f fails (see $out.log)" | tee -a "$out.log"
+      control_ok=0
+    else
+      echo "control: $BIN $f passed ($(secs "$t0") s)" >>"$out.log"
+    fi
+  done
+done
+
+# ---------------------------------------------------------------- mutants
+killed=0 survived=0
+rows=()
+for m in "${mutants[@]}"; do
+  parse "$m"
+  selected "${sel[@]}" || continue
   rm -rf "$work/src" && mkdir -p "$work/src"
-  cp -r "$root/include" "$root/io" "$root/tests" "$work/src/"
-  if ! FROM=$from TO=$to python3 - "$work/src/io/evbase.c" <<'EOF'
+  cp -r "$root/include" "$root/io" "$root/proto" "$root/tests" "$work/src/"
+  if ! FROM=$FROM TO=$TO python3 - "$work/src/io/$FILE" <<'EOF'
 import os, sys
 p = sys.argv[1]
 s = open(p).read()
@@ -38,34 +165,47 @@ if s.count(os.environ["FROM"]) != 1:
 open(p, "w").write(s.replace(os.environ["FROM"], os.environ["TO"]))
 EOF
   then
-    echo "mutant $name: did not apply (io/evbase.c changed?): counted as survived" | tee -a "$out.log"
+    echo "mutant $NAME: did not apply (io/$FILE changed?): counted as survived" | tee -a "$out.log"
+    rows+=("$NAME|SURVIVED: does not apply")
     survived=$((survived + 1))
     continue
   fi
-  if ! (cd "$work/src" && ${CC:-cc} -std=c11 -O1 -g -D_GNU_SOURCE -pthread -Iinclude -Itests \
-    tests/test_evbase.c io/*.c -lcmocka -o "$work/t") >>"$out.log" 2>&1; then
-    echo "mutant $name: does not build: counted as survived" | tee -a "$out.log"
+  if ! build "$work/src" "$BIN" "$work/t"; then
+    echo "mutant $NAME: does not build: counted as survived" | tee -a "$out.log"
+    rows+=("$NAME|SURVIVED: does not build")
     survived=$((survived + 1))
     continue
   fi
-  alive=
-  for f in $filter; do
-    TF_TEST_WATCHDOG=5 TF_TEST_FILTER="$f" timeout -k 5 120 "$work/t" >"$work/run.log" 2>&1
+  alive= by=
+  for f in $FILTER; do
+    t0=$(date +%s%N)
+    run_filter "$work/t" "$f" "$work/run.log"
     rc=$?
+    dt=$(secs "$t0")
     if [ $rc -eq 0 ]; then
       alive="$alive $f"
     else
-      how=$(grep -m1 -E 'WATCHDOG: no progress|ERROR' "$work/run.log")
-      echo "mutant $name: killed by $f (exit $rc: $how)" | tee -a "$out.log"
+      how=$(grep -m1 -oE 'WATCHDOG: no progress|off the main thread|ThreadSanitizer|AddressSanitizer|\[  (FAILED|ERROR)  \]' "$work/run.log")
+      [ $rc -eq 124 ] || [ $rc -eq 137 ] && how="timeout ${LIMIT}s"
+      [ -z "$how" ] && how="exit $rc"
+      echo "mutant $NAME: killed by $BIN $f in $dt s (exit $rc: $how)" >>"$out.log"
+      by="$by $f (${dt} s, ${how})"
     fi
   done
   if [ -n "$alive" ]; then
-    echo "mutant $name: SURVIVED$alive" | tee -a "$out.log"
+    echo "mutant $NAME: SURVIVED$alive" | tee -a "$out.log"
+    rows+=("$NAME|SURVIVED:$alive")
     survived=$((survived + 1))
   else
+    rows+=("$NAME|$BIN:$by")
     killed=$((killed + 1))
   fi
 done
+[ "$control_ok" -eq 1 ] || survived=$((survived + 1))
+{
+  printf '%-28s  %s\n' "mutant (io)" "killed by (each listed test must kill it)"
+  for r in "${rows[@]}"; do printf '%-28s  %s\n' "${r%%|*}" "${r#*|}"; done
+} | tee -a "$out.log"
 echo "$killed $survived" >"$out"
-echo "mutants-io: $killed killed, $survived survived"
+echo "mutants-io: $killed killed, $survived survived$([ "$control_ok" -eq 1 ] || echo ', CONTROL FAILED')"
 [ "$survived" -eq 0 ]

@@ -192,10 +192,23 @@ static inline void pu_wpush(pu_io *p, pu_step st)
 
 /* ---------------------------------------------------------------- frames */
 
+/* A tf_msg nobody filled: a DONE must overwrite both fields (an empty message too). */
+#define PU_MSG_POISON {(uint8_t *)(uintptr_t)0x5A5A5A5Au, 0x5A5A5A5Au}
+
+/* The big-endian prefix, written without the library's tf_be32_put (shifts, not division):
+ * the tests' expected bytes must not come from the code they judge. */
+static inline void pu_be32(uint8_t out[4], uint32_t v)
+{
+    out[0] = (uint8_t)(v >> 24);
+    out[1] = (uint8_t)(v >> 16);
+    out[2] = (uint8_t)(v >> 8);
+    out[3] = (uint8_t)v;
+}
+
 /* Write a frame (prefix + payload) at out; returns its size. */
 static inline size_t pu_frame(uint8_t *out, const uint8_t *payload, uint32_t len)
 {
-    tf_be32_put(out, len);
+    pu_be32(out, len);
     if (len)
         memcpy(out + 4, payload, len);
     return 4u + len;
@@ -392,7 +405,7 @@ static inline void pu_rx_vector_try(const pu_vec *v, int mode)
         assert_int_equal(p->src_pos, v->wire_len);
     /* Sticky: another try moves nothing. */
     size_t calls = p->rcalls;
-    tf_msg m2 = {NULL, 0};
+    tf_msg m2 = PU_MSG_POISON;
     assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m2), TF_ERROR);
     assert_int_equal(p->rcalls, calls);
     uint8_t *left = tf_rx_abandon(&rx);
@@ -429,7 +442,7 @@ static inline void pu_rx_vector_feed(const pu_vec *v, int mode)
         size_t pos = 0;
         while (pos < k) {
             size_t used = 999999;
-            tf_msg m = {NULL, 0};
+            tf_msg m = {(uint8_t *)&m, 54321}; /* poison: a DONE must fill both fields */
             st = tf_rx_feed(&rx, v->wire + off + pos, k - pos, &used, &m);
             assert_true(used <= k - pos);
             pos += used;

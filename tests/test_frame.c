@@ -113,6 +113,55 @@ static void test_tf_frame_split_too_large(void **state)
     assert_int_equal(tf_frame_split(huge, 3, 0, &pl, &plen, &used), TF_AGAIN);
 }
 
+/* Lengths of 2^31 and above (hand-written prefixes) against small and default maxima: ERROR
+ * with *used = 0 and the outputs untouched, with or without payload bytes after the prefix.
+ * Against a maximum that allows them: AGAIN (incomplete). A small complete frame against a
+ * maximum of 2^31 or more: DONE. */
+static void test_tf_frame_split_len_ge_2_31(void **state)
+{
+    (void)state;
+    static const uint8_t hdrs[][4] = {
+        {0x80, 0x00, 0x00, 0x00}, {0x80, 0x00, 0x00, 0x01},
+        {0xFF, 0xFF, 0xFF, 0xF0}, {0xFF, 0xFF, 0xFF, 0xFF},
+    };
+    static const uint32_t lens[] = {0x80000000u, 0x80000001u, 0xFFFFFFF0u, 0xFFFFFFFFu};
+    static const uint32_t small[] = {0, 1, 16, TF_DEFAULT_MAX_LEN, 0x7FFFFFFFu};
+    for (size_t i = 0; i < PU_ARRAY_LEN(lens); i++) {
+        uint8_t in[8];
+        memcpy(in, hdrs[i], 4);
+        memcpy(in + 4, "abcd", 4);
+        for (size_t k = 0; k < PU_ARRAY_LEN(small); k++) {
+            for (size_t n = 4; n <= sizeof in; n += 4) {
+                const uint8_t *pl = (const uint8_t *)&n;
+                size_t plen = 77, used = 77;
+                assert_int_equal(tf_frame_split(in, n, small[k], &pl, &plen, &used), TF_ERROR);
+                assert_int_equal(used, 0);
+                assert_ptr_equal(pl, (const uint8_t *)&n);
+                assert_int_equal(plen, 77);
+            }
+        }
+        const uint32_t ok_max[] = {lens[i], 0xFFFFFFFFu};
+        for (size_t k = 0; k < 2; k++) {
+            const uint8_t *pl = NULL;
+            size_t plen = 77, used = 77;
+            assert_int_equal(tf_frame_split(in, sizeof in, ok_max[k], &pl, &plen, &used), TF_AGAIN);
+            assert_int_equal(used, 0);
+        }
+        const uint8_t *pl = NULL;
+        size_t plen = 77, used = 77;
+        assert_int_equal(tf_frame_split(in, sizeof in, lens[i] - 1, &pl, &plen, &used), TF_ERROR);
+    }
+    static const uint8_t one[] = {0, 0, 0, 1, 'z'};
+    for (size_t i = 0; i < PU_ARRAY_LEN(lens); i++) {
+        const uint8_t *pl = NULL;
+        size_t plen = 77, used = 77;
+        assert_int_equal(tf_frame_split(one, sizeof one, lens[i], &pl, &plen, &used), TF_DONE);
+        assert_ptr_equal(pl, one + 4);
+        assert_int_equal(plen, 1);
+        assert_int_equal(used, 5);
+    }
+}
+
 /* Several frames back to back: split each zero-copy, then feed the incomplete tail to a tf_rx. */
 static void test_tf_frame_split_back_to_back_then_feed_tail(void **state)
 {
@@ -158,7 +207,7 @@ static void test_tf_frame_split_back_to_back_then_feed_tail(void **state)
         size_t pos = off;
         while (pos < total) {
             size_t used = 0;
-            tf_msg m = {NULL, 0};
+            tf_msg m = PU_MSG_POISON;
             size_t end = pos < cut ? cut : total; /* first the tail up to cut, then the rest */
             tf_step st = tf_rx_feed(&rx, buf + pos, end - pos, &used, &m);
             pos += used;
@@ -192,6 +241,7 @@ int main(void)
         cmocka_unit_test(test_tf_frame_split_zero_length),
         cmocka_unit_test(test_tf_frame_split_incomplete_every_length),
         cmocka_unit_test(test_tf_frame_split_too_large),
+        cmocka_unit_test(test_tf_frame_split_len_ge_2_31),
         cmocka_unit_test(test_tf_frame_split_back_to_back_then_feed_tail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

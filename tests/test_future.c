@@ -27,7 +27,8 @@ typedef struct obj {
 static obj *obj_new(void)
 {
     obj *o = malloc(sizeof *o);
-    assert_non_null(o);
+    if (!TIO_CHECK(o != NULL))
+        abort();
     o->magic = 0x5EED;
     return o;
 }
@@ -35,7 +36,7 @@ static obj *obj_new(void)
 static void obj_free(void *p)
 {
     obj *o = p;
-    assert_int_equal(o->magic, 0x5EED);
+    TIO_CHECK_EQ(o->magic, 0x5EED);
     o->magic = 0;
     free(o);
     atomic_fetch_add(&g_dtors, 1);
@@ -54,7 +55,7 @@ typedef struct cbrec {
 static void rec_cb(tf_future *f, void *arg)
 {
     cbrec *r = arg;
-    assert_true(tf_future_is_ready(f));
+    TIO_CHECK(tf_future_is_ready(f));
     r->thread = pthread_self();
     r->err = tf_future_get(f, &r->size, r->take ? &r->owned : NULL);
     if (r->free_future)
@@ -137,7 +138,7 @@ static void *setter_main(void *arg)
     s->self = pthread_self();
     tio_ctr_wait(&s->go, 1, 10000);
     if (!s->drop_only)
-        assert_int_equal(tf_promise_set(s->p, s->err, s->size, obj_new(), obj_free), TF_OK);
+        TIO_CHECK_EQ(tf_promise_set(s->p, s->err, s->size, obj_new(), obj_free), TF_OK);
     tf_promise_free(s->p);
     return NULL;
 }
@@ -167,6 +168,70 @@ static void test_tf_future_wait_blocks_until_set_from_thread(void **state)
     tf_future_free(f); /* never took the object: destroyed exactly once, here */
     assert_int_equal(atomic_load(&g_dtors), 1);
     tio_ctr_destroy(&s.go);
+}
+
+/* True once thread |tid| of this process is asleep (state S in /proc): a waiter that reached
+ * its futex, or false after |ms| milliseconds. */
+static bool thread_sleeps(long tid, long ms)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
+    long long dl = tio_now_ms() + ms;
+    while (tio_now_ms() < dl) {
+        char buf[512] = {0};
+        int fd = open(path, O_RDONLY);
+        if (fd < 0)
+            return false;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        const char *rp = n > 0 ? strrchr(buf, ')') : NULL; /* "pid (comm) S ..." */
+        if (rp && rp[1] == ' ' && rp[2] == 'S')
+            return true;
+        sched_yield();
+    }
+    return false;
+}
+
+typedef struct late_setter {
+    tf_promise *p;
+    long waiter_tid;
+    bool saw_sleep;
+} late_setter;
+
+static void *late_setter_main(void *arg)
+{
+    late_setter *s = arg;
+    /* Set only once the waiter is asleep in the kernel: the set must wake it. */
+    s->saw_sleep = thread_sleeps(s->waiter_tid, 10000);
+    TIO_CHECK_EQ(tf_promise_set(s->p, TF_ERR_IO, 5, NULL, NULL), TF_OK);
+    tf_promise_free(s->p);
+    return NULL;
+}
+
+/* A waiter already asleep when the promise is set is woken (tf_future_wait, then tf_future_get
+ * on a fresh pair): the wake-up of a sleeping waiter is tested on purpose, not left to a race
+ * the setter usually wins. A lost wake-up hangs here and the watchdog fails the test. */
+static void test_tf_future_wait_asleep_is_woken(void **state)
+{
+    (void)state;
+    for (int use_get = 0; use_get < 2; use_get++) {
+        tf_future *f;
+        late_setter s = {.waiter_tid = (long)syscall(SYS_gettid)};
+        assert_int_equal(tf_promise_new(&s.p, &f), TF_OK);
+        pthread_t t;
+        pthread_create(&t, NULL, late_setter_main, &s);
+        size_t size = 0;
+        if (use_get) {
+            assert_int_equal(tf_future_get(f, &size, NULL), TF_ERR_IO);
+            assert_int_equal(size, 5);
+        } else {
+            assert_int_equal(tf_future_wait(f), TF_OK);
+            assert_true(tf_future_is_ready(f));
+        }
+        pthread_join(t, NULL);
+        assert_true(s.saw_sleep); /* the waiter really was asleep when the set came */
+        tf_future_free(f);
+    }
 }
 
 static void test_tf_future_then_runs_on_completing_thread(void **state)
@@ -379,7 +444,7 @@ static void *x_promise_side(void *arg)
     xside *x = arg;
     spin_go(x->go);
     if (x->do_set)
-        assert_int_equal(tf_promise_set(x->p, TF_OK, 1, obj_new(), obj_free), TF_OK);
+        TIO_CHECK_EQ(tf_promise_set(x->p, TF_OK, 1, obj_new(), obj_free), TF_OK);
     tf_promise_free(x->p);
     return NULL;
 }
@@ -391,13 +456,13 @@ static void *x_future_side(void *arg)
     uint64_t r = tio_rand(&x->seed);
     bool then_first = r & 1, do_get = r & 2, do_then = r & 4, block = r & 8;
     if (do_then && then_first)
-        assert_int_equal(tf_future_then(x->f, rec_cb, x->r), TF_OK);
+        TIO_CHECK_EQ(tf_future_then(x->f, rec_cb, x->r), TF_OK);
     if (do_get) {
         void *owned = NULL;
         tf_err e;
         if (block || tf_future_wait_for(x->f, 0) == TF_OK) {
             e = tf_future_get(x->f, NULL, &owned);
-            assert_true(e == TF_OK || e == TF_ERR_CANCELLED);
+            TIO_CHECK(e == TF_OK || e == TF_ERR_CANCELLED);
             if (owned) {
                 obj_free(owned);
                 atomic_fetch_add(x->took, 1);
@@ -405,7 +470,7 @@ static void *x_future_side(void *arg)
         }
     }
     if (do_then && !then_first)
-        assert_int_equal(tf_future_then(x->f, rec_cb, x->r), TF_OK);
+        TIO_CHECK_EQ(tf_future_then(x->f, rec_cb, x->r), TF_OK);
     tf_future_free(x->f);
     return NULL;
 }
@@ -492,7 +557,7 @@ typedef struct chain {
 static void chain_complete(void *arg)
 {
     chain *c = arg;
-    assert_int_equal(tf_promise_set(c->p, TF_OK, 8, NULL, NULL), TF_OK);
+    TIO_CHECK_EQ(tf_promise_set(c->p, TF_OK, 8, NULL, NULL), TF_OK);
     tf_promise_free(c->p);
 }
 
@@ -527,6 +592,7 @@ int main(void)
         TIO_TEST(test_tf_future_new_ready_is_immediate),
         TIO_TEST(test_tf_future_get_takes_ownership),
         TIO_TEST(test_tf_future_wait_blocks_until_set_from_thread),
+        TIO_TEST(test_tf_future_wait_asleep_is_woken),
         TIO_TEST(test_tf_future_then_runs_on_completing_thread),
         TIO_TEST(test_tf_future_broken_promise_is_cancelled),
         TIO_TEST(test_tf_future_dropped_unread_frees_owned),

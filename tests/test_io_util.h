@@ -161,9 +161,61 @@ static inline void tio_on_alarm(int sig)
     _exit(99);
 }
 
+/* Checks off the test's main thread. cmocka's assertions longjmp into the main thread's test
+ * frame: on a worker thread or a loop callback they are undefined behaviour (and a failure
+ * there crashes or hangs the binary instead of failing the test). There, use TIO_CHECK(c) and
+ * TIO_CHECK_EQ(a, b): they record the first failure (where, what, the values) and return
+ * false so the caller can stop; the teardown of TIO_TEST fails the test on the main thread
+ * (tio_off_main_assert() checks at any earlier point). */
+static atomic_int tio_off_fails;
+static atomic_int tio_off_ready; /* release: tio_off_msg is written */
+static char tio_off_msg[320];
+
+static inline bool tio_check_(bool ok, const char *file, int line, const char *what, long long a,
+                              long long b, int has_values)
+{
+    if (ok)
+        return true;
+    if (atomic_fetch_add(&tio_off_fails, 1) == 0) {
+        if (has_values)
+            snprintf(tio_off_msg, sizeof tio_off_msg, "%s:%d: %s (%lld != %lld), off the main thread",
+                     file, line, what, a, b);
+        else
+            snprintf(tio_off_msg, sizeof tio_off_msg, "%s:%d: %s, off the main thread", file,
+                     line, what);
+        atomic_store_explicit(&tio_off_ready, 1, memory_order_release);
+    }
+    return false;
+}
+
+static inline bool tio_check_eq_(long long a, long long b, const char *file, int line,
+                                 const char *what)
+{
+    return tio_check_(a == b, file, line, what, a, b, 1);
+}
+
+/* Each argument is evaluated exactly once. */
+#define TIO_CHECK(c) tio_check_((c) != 0, __FILE__, __LINE__, #c, 0, 0, 0)
+#define TIO_CHECK_EQ(a, b)                                                                      \
+    tio_check_eq_((long long)(a), (long long)(b), __FILE__, __LINE__, #a " == " #b)
+
+/* On the main thread: fail the test if a TIO_CHECK failed anywhere since the test began. */
+static inline void tio_off_main_assert(void)
+{
+    if (atomic_load(&tio_off_fails) == 0)
+        return;
+    const char *m = atomic_load_explicit(&tio_off_ready, memory_order_acquire)
+                        ? tio_off_msg
+                        : "a check failed off the main thread";
+    int n = atomic_exchange(&tio_off_fails, 0);
+    fail_msg("%s [%d failed check(s)]", m, n);
+}
+
 static inline int tio_watchdog_setup(void **state)
 {
     (void)state;
+    atomic_store(&tio_off_fails, 0);
+    atomic_store(&tio_off_ready, 0);
     atomic_store(&tio_progress, 0);
     tio_progress_seen = 0;
     struct sigaction sa;
@@ -181,6 +233,7 @@ static inline int tio_watchdog_teardown(void **state)
 {
     (void)state;
     alarm(0);
+    tio_off_main_assert();
     return 0;
 }
 

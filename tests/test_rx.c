@@ -12,7 +12,7 @@ static void assert_rx_failed(tf_rx *rx, tf_err err, int os)
     uint8_t *dst = (uint8_t *)&got_os;
     assert_int_equal(tf_rx_next(rx, &dst), 0);
     assert_int_equal(tf_rx_wants_target(rx, NULL), 0);
-    tf_msg m = {NULL, 0};
+    tf_msg m = PU_MSG_POISON;
     assert_int_equal(tf_rx_advance(rx, 0, &m), TF_ERROR);
     assert_int_equal(tf_rx_advance(rx, 1, &m), TF_ERROR);
     uint8_t b[8];
@@ -200,7 +200,7 @@ static void test_tf_rx_try_split_every_position(void **state)
         tf_rx rx;
         tf_rx_init(&rx, 11);
         tf_sink sink = {span, sizeof span, NULL, NULL};
-        tf_msg m = {NULL, 0};
+        tf_msg m = PU_MSG_POISON;
         memset(span, 0, sizeof span);
         assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_DONE);
         assert_ptr_equal(m.data, span);
@@ -240,7 +240,7 @@ static void test_tf_rx_try_again_every_point(void **state)
         tf_sink sink = {NULL, 0, pu_alloc_cb, &al};
         tf_rx rx;
         tf_rx_init(&rx, 9);
-        tf_msg m = {NULL, 0};
+        tf_msg m = PU_MSG_POISON;
         assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_AGAIN);
         assert_int_equal(p->src_pos, a);
         assert_int_equal(al.calls, a >= 4 ? 1 : 0);
@@ -270,7 +270,7 @@ static void test_tf_rx_try_intr_retried(void **state)
     tf_sink sink = {span, 3, NULL, NULL};
     tf_rx rx;
     tf_rx_init(&rx, 3);
-    tf_msg m = {NULL, 0};
+    tf_msg m = PU_MSG_POISON;
     assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_DONE);
     assert_int_equal(p->rcalls, 21);
     assert_memory_equal(span, pay, 3);
@@ -291,7 +291,7 @@ static void test_tf_rx_try_max_intr_gives_again(void **state)
     tf_sink sink = {span, 3, NULL, NULL};
     tf_rx rx;
     tf_rx_init(&rx, 3);
-    tf_msg m = {NULL, 0};
+    tf_msg m = PU_MSG_POISON;
     assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_AGAIN);
     assert_int_equal(p->rcalls, 1 + TF_MAX_INTR);
     assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_DONE);
@@ -326,7 +326,7 @@ static void test_tf_rx_try_peer_closed_every_point(void **state)
         tf_sink sink = {NULL, 0, pu_alloc_cb, &al};
         tf_rx rx;
         tf_rx_init(&rx, 5);
-        tf_msg m = {NULL, 0};
+        tf_msg m = PU_MSG_POISON;
         assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_ERROR);
         assert_int_equal(p->rcalls, cut + 1);
         assert_rx_failed(&rx, cut == 0 ? TF_ERR_CLOSED : TF_ERR_TRUNCATED, 0);
@@ -359,7 +359,7 @@ static void test_tf_rx_try_io_fail_keeps_os_error(void **state)
         tf_sink sink = {span, 5, NULL, NULL};
         tf_rx rx;
         tf_rx_init(&rx, 5);
-        tf_msg m = {NULL, 0};
+        tf_msg m = PU_MSG_POISON;
         assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_ERROR);
         assert_rx_failed(&rx, TF_ERR_IO, 100 + (int)a);
         assert_ptr_equal(tf_rx_abandon(&rx), a >= 4 ? span : NULL);
@@ -381,7 +381,7 @@ static void test_tf_rx_try_io_breaks_contract(void **state)
         tf_sink sink = {span, 5, NULL, NULL};
         tf_rx rx;
         tf_rx_init(&rx, 5);
-        tf_msg m = {NULL, 0};
+        tf_msg m = PU_MSG_POISON;
         assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_ERROR);
         assert_int_equal(p->rlog[p->rcalls - 1], asked);
         assert_rx_failed(&rx, TF_ERR_INVALID_ARGUMENT, 0);
@@ -395,7 +395,7 @@ static void test_tf_rx_try_io_breaks_contract(void **state)
         tf_sink sink = {span, 5, NULL, NULL};
         tf_rx rx;
         tf_rx_init(&rx, 5);
-        tf_msg m = {NULL, 0};
+        tf_msg m = PU_MSG_POISON;
         assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_ERROR);
         assert_rx_failed(&rx, TF_ERR_INVALID_ARGUMENT, 0);
         free(p);
@@ -416,7 +416,7 @@ static void test_tf_rx_try_span_too_small_by_one(void **state)
     tf_sink sink = {span, 15, NULL, NULL};
     tf_rx rx;
     tf_rx_init(&rx, 100);
-    tf_msg m = {NULL, 0};
+    tf_msg m = PU_MSG_POISON;
     assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_ERROR);
     assert_int_equal(p->rcalls, 1);
     assert_int_equal(p->rlog[0], 4); /* the prefix only */
@@ -441,7 +441,7 @@ static void test_tf_rx_try_too_large_is_sticky(void **state)
         tf_sink sink = {NULL, 0, pu_alloc_cb, &al};
         tf_rx rx;
         tf_rx_init(&rx, 10);
-        tf_msg m = {NULL, 0};
+        tf_msg m = PU_MSG_POISON;
         assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_ERROR);
         assert_int_equal(p->src_pos, 4);
         assert_int_equal(al.calls, 0);
@@ -465,7 +465,7 @@ static void test_tf_rx_try_alloc_hook(void **state)
     tf_sink sink = {NULL, 0, pu_alloc_cb, &al};
     tf_rx rx;
     tf_rx_init(&rx, 30);
-    tf_msg m = {NULL, 0};
+    tf_msg m = PU_MSG_POISON;
     assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_DONE);
     assert_null(m.data);
     assert_int_equal(m.len, 0);
@@ -503,7 +503,7 @@ static void test_tf_rx_try_len_0xffffffff(void **state)
     tf_sink sink = {NULL, 0, pu_alloc_cb, &al};
     tf_rx rx;
     tf_rx_init(&rx, 0xFFFFFFFFu);
-    tf_msg m = {NULL, 0};
+    tf_msg m = PU_MSG_POISON;
     assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_ERROR);
     assert_int_equal(al.calls, 1);
     assert_int_equal(al.last_len, 0xFFFFFFFFu);
@@ -538,6 +538,113 @@ static void test_tf_rx_try_len_0xffffffff(void **state)
     assert_rx_failed(&rx, TF_ERR_TOO_LARGE, 0);
 }
 
+/* Lengths of 2^31 and above (hand-written prefixes) against small and default maxima, through
+ * advance (at once and per byte), feed and try (alloc mode): TOO_LARGE as the 4th byte lands,
+ * no target wanted, the allocator never asked, nothing read past the prefix. A signed
+ * comparison of length and maximum would let these through. */
+static const struct {
+    uint32_t len;
+    uint8_t hdr[4];
+} big_lens[] = {
+    {0x80000000u, {0x80, 0x00, 0x00, 0x00}},
+    {0x80000001u, {0x80, 0x00, 0x00, 0x01}},
+    {0xFFFFFFF0u, {0xFF, 0xFF, 0xFF, 0xF0}},
+    {0xFFFFFFFFu, {0xFF, 0xFF, 0xFF, 0xFF}},
+};
+static const uint32_t small_maxes[] = {0, 1, 16, TF_DEFAULT_MAX_LEN, 0x7FFFFFFFu};
+
+static void test_tf_rx_len_ge_2_31_too_large(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < PU_ARRAY_LEN(big_lens); i++) {
+        uint8_t wire[6];
+        memcpy(wire, big_lens[i].hdr, 4);
+        wire[4] = 'x';
+        wire[5] = 'y';
+        for (size_t k = 0; k < PU_ARRAY_LEN(small_maxes); k++) {
+            uint32_t max = small_maxes[k];
+            /* advance, the prefix per byte and at once */
+            for (int per_byte = 0; per_byte < 2; per_byte++) {
+                tf_rx rx;
+                tf_rx_init(&rx, max);
+                size_t at = 0;
+                tf_step st = TF_AGAIN;
+                while (at < 4) {
+                    uint8_t *dst;
+                    size_t want = tf_rx_next(&rx, &dst);
+                    assert_int_equal(want, 4 - at);
+                    size_t n = per_byte ? 1 : want;
+                    memcpy(dst, wire + at, n);
+                    at += n;
+                    tf_msg m = PU_MSG_POISON;
+                    st = tf_rx_advance(&rx, n, &m);
+                    if (at < 4)
+                        assert_int_equal(st, TF_AGAIN);
+                }
+                assert_int_equal(st, TF_ERROR);
+                assert_rx_failed(&rx, TF_ERR_TOO_LARGE, 0);
+            }
+            /* feed */
+            tf_rx rx;
+            tf_rx_init(&rx, max);
+            size_t used = 99;
+            tf_msg m = PU_MSG_POISON;
+            assert_int_equal(tf_rx_feed(&rx, wire, sizeof wire, &used, &m), TF_ERROR);
+            assert_int_equal(used, 4);
+            assert_rx_failed(&rx, TF_ERR_TOO_LARGE, 0);
+            /* try, alloc mode and span mode */
+            for (int alloc = 0; alloc < 2; alloc++) {
+                pu_io *p = pu_new(wire, sizeof wire);
+                pu_alloc al = {0};
+                uint8_t span[8];
+                tf_sink sink = {alloc ? NULL : span, sizeof span, alloc ? pu_alloc_cb : NULL, &al};
+                tf_rx_init(&rx, max);
+                assert_int_equal(tf_rx_try(&rx, &p->io, &sink, &m), TF_ERROR);
+                assert_int_equal(al.calls, 0);
+                assert_int_equal(p->src_pos, 4);
+                assert_rx_failed(&rx, TF_ERR_TOO_LARGE, 0);
+                free(p);
+            }
+        }
+        /* Allowed by max = len and by max = 0xFFFFFFFF: the target of that length is wanted. */
+        const uint32_t ok_max[] = {big_lens[i].len, 0xFFFFFFFFu};
+        for (size_t k = 0; k < 2; k++) {
+            tf_rx rx;
+            tf_rx_init(&rx, ok_max[k]);
+            size_t used = 99, len = 0;
+            tf_msg m = PU_MSG_POISON;
+            assert_int_equal(tf_rx_feed(&rx, wire, sizeof wire, &used, &m), TF_AGAIN);
+            assert_int_equal(used, 4);
+            assert_int_equal(tf_rx_wants_target(&rx, &len), 1);
+            assert_int_equal(len, big_lens[i].len);
+        }
+        /* and refused by max = len - 1 */
+        tf_rx rx;
+        tf_rx_init(&rx, big_lens[i].len - 1);
+        size_t used = 99;
+        tf_msg m = PU_MSG_POISON;
+        assert_int_equal(tf_rx_feed(&rx, wire, sizeof wire, &used, &m), TF_ERROR);
+        assert_rx_failed(&rx, TF_ERR_TOO_LARGE, 0);
+    }
+}
+
+/* Small lengths against maxima of 2^31 and above are accepted (as int32_t such a maximum is
+ * negative and would refuse everything). Through tf_rx_try, three ways. */
+static void test_tf_rx_try_small_len_big_max_three_ways(void **state)
+{
+    (void)state;
+    static const uint32_t maxes[] = {0x80000000u, 0xFFFFFFF0u, 0xFFFFFFFEu, 0xFFFFFFFFu};
+    uint8_t p1[3] = {1, 2, 3}, wire[4 + 3 + 4];
+    size_t wl = pu_frame(wire, p1, 3);
+    wl += pu_frame(wire + wl, NULL, 0);
+    const uint8_t *msgs[] = {p1, NULL};
+    const size_t lens[] = {3, 0};
+    for (size_t k = 0; k < PU_ARRAY_LEN(maxes); k++) {
+        pu_vec v = {wire, wl, maxes[k], (int)(k & 1), 16, msgs, lens, 2, TF_ERR_CLOSED};
+        pu_rx_vector(&v);
+    }
+}
+
 /* ---------------------------------------------------------------- sans-I/O */
 
 /* Prefix and payload through next/advance at every split; TOO_LARGE as the 4th byte lands. */
@@ -569,7 +676,7 @@ static void test_tf_rx_advance_split_every_position(void **state)
                 memcpy(dst, wire + off, n);
                 off += n;
                 left -= n;
-                tf_msg m = {NULL, 0};
+                tf_msg m = PU_MSG_POISON;
                 tf_step st = tf_rx_advance(&rx, n, &m);
                 if (off == 12) {
                     assert_int_equal(st, TF_DONE);
@@ -597,14 +704,14 @@ static void test_tf_rx_advance_len_around_max(void **state)
         for (uint32_t d = 0; d < 3; d++) {
             uint32_t len = maxes[i] - 1 + d;
             uint8_t hdr[4];
-            tf_be32_put(hdr, len);
+            pu_be32(hdr, len);
             tf_rx rx;
             tf_rx_init(&rx, maxes[i]);
             for (size_t b = 0; b < 4; b++) {
                 uint8_t *dst;
                 assert_int_equal(tf_rx_next(&rx, &dst), 4 - b);
                 *dst = hdr[b];
-                tf_msg m = {NULL, 0};
+                tf_msg m = PU_MSG_POISON;
                 tf_step st = tf_rx_advance(&rx, 1, &m);
                 if (b < 3)
                     assert_int_equal(st, TF_AGAIN);
@@ -639,7 +746,7 @@ static void test_tf_rx_advance_too_many_is_sticky(void **state)
         tf_rx rx;
         tf_rx_init(&rx, 5);
         size_t used = 0;
-        tf_msg m = {NULL, 0};
+        tf_msg m = PU_MSG_POISON;
         if (a) {
             tf_step st = tf_rx_feed(&rx, wire, a, &used, &m);
             assert_int_equal(st, TF_AGAIN); /* a == 9: stops wanting the target */
@@ -682,7 +789,7 @@ static void test_tf_rx_set_target_bad_state(void **state)
     tf_rx_init(&rx, 3);
     assert_int_equal(tf_rx_set_target(&rx, tgt, 3), TF_ERR_BAD_STATE); /* at a boundary */
     size_t used;
-    tf_msg m = {NULL, 0};
+    tf_msg m = PU_MSG_POISON;
     assert_int_equal(tf_rx_feed(&rx, wire, 2, &used, &m), TF_AGAIN);
     assert_int_equal(tf_rx_set_target(&rx, tgt, 3), TF_ERR_BAD_STATE); /* mid-prefix */
     assert_int_equal(tf_rx_feed(&rx, wire + 2, 3, &used, &m), TF_AGAIN);
@@ -735,7 +842,7 @@ static void test_tf_rx_feed_back_to_back(void **state)
     size_t pos = 0, k = 0;
     while (pos < wl) {
         size_t used = 999;
-        tf_msg m = {NULL, 0};
+        tf_msg m = PU_MSG_POISON;
         tf_step st = tf_rx_feed(&rx, buf + pos, wl - pos, &used, &m);
         pos += used;
         if (st == TF_DONE) {
@@ -773,7 +880,7 @@ static void test_tf_rx_feed_too_large(void **state)
     tf_rx rx;
     tf_rx_init(&rx, 8);
     size_t used = 0;
-    tf_msg m = {NULL, 0};
+    tf_msg m = PU_MSG_POISON;
     uint8_t tgt[8];
     assert_int_equal(tf_rx_feed(&rx, in, sizeof in, &used, &m), TF_AGAIN);
     assert_int_equal(used, 4);
@@ -880,7 +987,7 @@ static void test_tf_rx_try_roundtrip_from_tx(void **state)
                     sent++;
                 }
             }
-            tf_msg m = {NULL, 0};
+            tf_msg m = PU_MSG_POISON;
             tf_step st = tf_rx_try(&rx, &pipe.r_io, &sink, &m);
             assert_int_not_equal(st, TF_ERROR);
             if (st == TF_DONE) {
@@ -932,6 +1039,8 @@ int main(void)
         cmocka_unit_test(test_tf_rx_try_too_large_is_sticky),
         cmocka_unit_test(test_tf_rx_try_alloc_hook),
         cmocka_unit_test(test_tf_rx_try_len_0xffffffff),
+        cmocka_unit_test(test_tf_rx_len_ge_2_31_too_large),
+        cmocka_unit_test(test_tf_rx_try_small_len_big_max_three_ways),
         cmocka_unit_test(test_tf_rx_advance_split_every_position),
         cmocka_unit_test(test_tf_rx_advance_len_around_max),
         cmocka_unit_test(test_tf_rx_advance_too_many_is_sticky),

@@ -137,6 +137,114 @@ static void test_tf_tx_begin_len_0xffffffff(void **state)
     }
 }
 
+/* Lengths of 2^31 and above against small and default maxima: TOO_LARGE, nothing changes (a
+ * signed comparison would let them through). Against a maximum that allows them, the prefix
+ * bytes offered are those of a hand-written table. The payload is never read: only the header
+ * is offered and checked. */
+static void test_tf_tx_begin_len_ge_2_31(void **state)
+{
+    (void)state;
+    static const uint8_t dummy = 0;
+    static const struct {
+        uint32_t len;
+        uint8_t hdr[4];
+    } lens[] = {
+        {0x80000000u, {0x80, 0x00, 0x00, 0x00}},
+        {0x80000001u, {0x80, 0x00, 0x00, 0x01}},
+        {0xFFFFFFF0u, {0xFF, 0xFF, 0xFF, 0xF0}},
+        {0xFFFFFFFFu, {0xFF, 0xFF, 0xFF, 0xFF}},
+    };
+    static const uint32_t small[] = {0, 16, TF_DEFAULT_MAX_LEN, 0x7FFFFFFFu};
+    for (size_t i = 0; i < PU_ARRAY_LEN(lens); i++) {
+        for (size_t k = 0; k < PU_ARRAY_LEN(small); k++) {
+            tf_tx tx;
+            tf_tx_init(&tx, small[k]);
+            assert_int_equal(tf_tx_begin(&tx, &dummy, lens[i].len), TF_ERR_TOO_LARGE);
+            tf_iov iov[2];
+            assert_int_equal(tf_tx_next(&tx, iov), 0);
+            assert_int_equal(tf_tx_pending(&tx), 0);
+            assert_int_equal(tf_tx_error(&tx, NULL), TF_OK);
+            /* still usable: a small message goes out */
+            assert_int_equal(tf_tx_begin(&tx, NULL, 0), TF_OK);
+            assert_int_equal(tf_tx_pending(&tx), 4);
+        }
+        /* Allowed by max = len and by max = 0xFFFFFFFF; refused by max = len - 1. */
+        const uint32_t ok_max[] = {lens[i].len, 0xFFFFFFFFu};
+        for (size_t k = 0; k < 2; k++) {
+            tf_tx tx;
+            tf_tx_init(&tx, ok_max[k]);
+            assert_int_equal(tf_tx_begin(&tx, &dummy, lens[i].len), TF_OK);
+            tf_iov iov[2];
+            assert_int_equal(tf_tx_next(&tx, iov), 2);
+            assert_int_equal(iov[0].len, 4);
+            assert_memory_equal(iov[0].base, lens[i].hdr, 4);
+            assert_ptr_equal(iov[1].base, &dummy);
+            assert_int_equal(iov[1].len, lens[i].len);
+            assert_int_equal(tf_tx_pending(&tx), (size_t)lens[i].len + 4);
+        }
+        tf_tx tx;
+        tf_tx_init(&tx, lens[i].len - 1);
+        assert_int_equal(tf_tx_begin(&tx, &dummy, lens[i].len), TF_ERR_TOO_LARGE);
+    }
+    /* A small length against a maximum of 2^31 or more is accepted (signed, such a maximum
+     * would be negative and refuse everything). */
+    static const uint32_t big[] = {0x80000000u, 0xFFFFFFFEu, 0xFFFFFFFFu};
+    for (size_t k = 0; k < PU_ARRAY_LEN(big); k++) {
+        tf_tx tx;
+        tf_tx_init(&tx, big[k]);
+        assert_int_equal(tf_tx_begin(&tx, &dummy, 1), TF_OK);
+        assert_int_equal(tf_tx_pending(&tx), 5);
+    }
+}
+
+/* The wire bytes of tf_tx_try against hand-written prefixes (not from any encoder). */
+static void test_tf_tx_try_wire_table(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t len;
+        uint8_t hdr[4];
+    } rows[] = {
+        {0, {0, 0, 0, 0}},           {1, {0, 0, 0, 1}},           {2, {0, 0, 0, 2}},
+        {127, {0, 0, 0, 0x7F}},      {128, {0, 0, 0, 0x80}},      {255, {0, 0, 0, 0xFF}},
+        {256, {0, 0, 1, 0}},         {257, {0, 0, 1, 1}},         {0x1234, {0, 0, 0x12, 0x34}},
+        {65532, {0, 0, 0xFF, 0xFC}}, {65535, {0, 0, 0xFF, 0xFF}}, {65536, {0, 1, 0, 0}},       {0x12345, {0, 1, 0x23, 0x45}},
+        {0xABCDEF, {0, 0xAB, 0xCD, 0xEF}},
+    };
+    static uint8_t pay[0xABCDEF];
+    pu_fill(pay, sizeof pay, 77);
+    for (size_t i = 0; i < PU_ARRAY_LEN(rows); i++) {
+        tf_tx tx;
+        tf_tx_init(&tx, TF_DEFAULT_MAX_LEN);
+        assert_int_equal(tf_tx_begin(&tx, pay, rows[i].len), TF_OK);
+        size_t want_len = 4 + (size_t)rows[i].len;
+        if (want_len > PU_CAP_MAX) {
+            /* too big to capture: the header the gather list offers, byte by byte */
+            for (size_t b = 0; b < 4; b++) {
+                tf_iov iov[2];
+                assert_int_equal(tf_tx_next(&tx, iov), 2);
+                assert_int_equal(iov[0].len, 4 - b);
+                assert_int_equal(iov[0].base[0], rows[i].hdr[b]);
+                assert_int_equal(tf_tx_advance(&tx, 1), TF_AGAIN);
+            }
+            assert_int_equal(tf_tx_advance(&tx, rows[i].len), TF_DONE);
+            continue;
+        }
+        pu_io *p = pu_new(NULL, 0);
+        p->wdefault = PU_BYTES(3 + i); /* partial writes of a few bytes */
+        pu_wpush(p, PU_BYTES(1 + i % 4));
+        pu_wpush(p, PU_BYTES(2));
+        tf_step st;
+        while ((st = tf_tx_try(&tx, &p->io)) == TF_AGAIN)
+            ;
+        assert_int_equal(st, TF_DONE);
+        assert_int_equal(p->cap_len, want_len);
+        assert_memory_equal(p->cap, rows[i].hdr, 4);
+        assert_memory_equal(p->cap + 4, pay, rows[i].len);
+        free(p);
+    }
+}
+
 /* Gather list shapes at every position of a frame. */
 static void test_tf_tx_next_gather_shapes(void **state)
 {
@@ -555,6 +663,8 @@ int main(void)
         cmocka_unit_test(test_tf_tx_begin_refusals_change_nothing),
         cmocka_unit_test(test_tf_tx_begin_max_zero),
         cmocka_unit_test(test_tf_tx_begin_len_0xffffffff),
+        cmocka_unit_test(test_tf_tx_begin_len_ge_2_31),
+        cmocka_unit_test(test_tf_tx_try_wire_table),
         cmocka_unit_test(test_tf_tx_next_gather_shapes),
         cmocka_unit_test(test_tf_tx_advance_split_every_position),
         cmocka_unit_test(test_tf_tx_advance_too_many_is_sticky),

@@ -1,7 +1,8 @@
 #!/bin/bash -eu
 # OSS-Fuzz build script for tcpframe (https://google.github.io/oss-fuzz/getting-started/new-project-guide/).
 # Inputs from the environment: CC, CFLAGS (sanitizer + -fsanitize=fuzzer-no-link), LIB_FUZZING_ENGINE,
-# OUT, SRC; CXX (the linker for the engine, default clang++). Outputs in $OUT, for each fuzz/fuzz_*.c:
+# OUT, SRC; CXX and CXXFLAGS (the linker for the engine, default clang++ and $CFLAGS); WORK (a
+# scratch directory, default a temporary one). Outputs in $OUT, for each fuzz/fuzz_*.c:
 # the target, <target>_seed_corpus.zip, <target>.dict and <target>.options.
 #
 # The sources are $SRC/tcpframe (the OSS-Fuzz layout, see Dockerfile); when that does not exist
@@ -20,22 +21,32 @@ cd "$REPO"
 : "${CXX:=clang++}"
 command -v zip >/dev/null || { echo "build.sh: zip is required (apt-get install zip)" >&2; exit 1; }
 
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+# Objects go under the $WORK that OSS-Fuzz hands us (kept: it is theirs, and it survives for
+# incremental rebuilds); a local run without one gets a temporary directory, removed at exit.
+if [ -n "${WORK:-}" ]; then
+  OBJ="$WORK/tcpframe-obj"
+  rm -rf "$OBJ"
+  mkdir -p "$OBJ"
+else
+  OBJ=$(mktemp -d)
+  trap 'rm -rf "$OBJ"' EXIT
+fi
+: "${CXXFLAGS:=$CFLAGS}"
 
 # The pure core, once, with the engine's instrumentation flags.
 objs=()
 for f in proto/*.c; do
-  o="$WORK/$(basename "$f" .c).o"
+  o="$OBJ/$(basename "$f" .c).o"
   $CC $CFLAGS -std=c11 -g -Iinclude -Iproto -c "$f" -o "$o"
   objs+=("$o")
 done
 
 for src in fuzz/fuzz_*.c; do
   t=$(basename "$src" .c)
-  $CC $CFLAGS -std=c11 -g -Iinclude -Iproto -Ifuzz -c "$src" -o "$WORK/$t.o"
-  # Link with the C++ driver: $LIB_FUZZING_ENGINE may be a C++ archive (libFuzzer, AFL, honggfuzz).
-  $CXX $CFLAGS "$WORK/$t.o" "${objs[@]}" $LIB_FUZZING_ENGINE -o "$OUT/$t"
+  $CC $CFLAGS -std=c11 -g -Iinclude -Iproto -Ifuzz -c "$src" -o "$OBJ/$t.o"
+  # Link with the C++ driver and its flags: $LIB_FUZZING_ENGINE may be a C++ archive (libFuzzer,
+  # AFL, honggfuzz), and OSS-Fuzz puts the sanitizer and C++ runtime flags in $CXXFLAGS.
+  $CXX $CXXFLAGS "$OBJ/$t.o" "${objs[@]}" $LIB_FUZZING_ENGINE -o "$OUT/$t"
   rm -f "$OUT/${t}_seed_corpus.zip"
   if [ -d "fuzz/corpus/$t" ] && [ -n "$(ls -A "fuzz/corpus/$t")" ]; then
     (cd "fuzz/corpus/$t" && zip -q -j "$OUT/${t}_seed_corpus.zip" ./*)
