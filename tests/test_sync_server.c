@@ -796,6 +796,63 @@ static void test_connect_rejects_wrong_server(void **state)
     assert_int_equal(connect_to_raw_server(state, "UNI", 3, &msg), TF_ERR_TRUNCATED);
 }
 
+/* Handshake off: the connect returns right after the TCP connect; frames from the first byte. */
+static void test_connect_handshake_off(void **state)
+{
+    int port;
+    int lfd = tu_raw_listen_backlog(v6_of(state), 8, &port);
+    char addr[80];
+    addr_of(addr, sizeof addr, tu_host(state), port);
+    tf_tcp_config cfg;
+    tf_tcp_config_init(&cfg);
+    cfg.handshake = 0;
+    tf_sync_conn *c;
+    assert_int_equal(tf_sync_connect(addr, &cfg, &c, NULL, NULL), TF_OK); /* nobody accepted */
+    int fd = accept(lfd, NULL, NULL);
+    assert_true(fd >= 0);
+    assert_int_equal(tf_sync_conn_send(c, "plain", 5, 5000), TF_OK);
+    char buf[8];
+    uint32_t l;
+    assert_true(tu_read_frame(fd, buf, sizeof buf, &l)); /* no magic before it */
+    assert_int_equal(l, 5);
+    assert_true(tu_write_frame(fd, "back", 4));
+    size_t len;
+    assert_int_equal(tf_sync_conn_recv(c, buf, sizeof buf, &len, 5000), TF_OK);
+    assert_int_equal(len, 4);
+    tf_sync_conn_free(c);
+    close(fd);
+    close(lfd);
+}
+
+/* A server that trickles its magic and a frame one byte at a time, 2 ms apart. */
+static void test_connect_trickle_server(void **state)
+{
+    static const uint8_t bytes[] = {'U', 'N', 'I', 'F', 0, 0, 0, 3, 'a', 'b', 'c'};
+    int port;
+    int lfd = tu_raw_listen_backlog(v6_of(state), 8, &port);
+    char addr[80];
+    addr_of(addr, sizeof addr, tu_host(state), port);
+    tu_connector k;
+    tu_connect_start(&k, addr, NULL);
+    int fd = accept(lfd, NULL, NULL);
+    assert_true(fd >= 0);
+    for (size_t i = 0; i < sizeof bytes; i++) {
+        assert_true(tu_write_all(fd, &bytes[i], 1));
+        nap(2);
+    }
+    assert_true(tu_expect_magic(fd));
+    tu_connect_join(&k);
+    assert_int_equal(k.err, TF_OK);
+    char buf[8];
+    size_t len;
+    assert_int_equal(tf_sync_conn_recv(k.c, buf, sizeof buf, &len, 5000), TF_OK);
+    assert_int_equal(len, 3);
+    assert_memory_equal(buf, "abc", 3);
+    tf_sync_conn_free(k.c);
+    close(fd);
+    close(lfd);
+}
+
 static void test_connect_bad_arguments(void **state)
 {
     (void)state;
@@ -980,6 +1037,8 @@ int main(void)
         T2(test_connect_timeout_full_backlog),
         T(test_connect_handshake_timeout, V6),
         T2(test_connect_rejects_wrong_server),
+        T2(test_connect_handshake_off),
+        T2(test_connect_trickle_server),
         T(test_connect_bad_arguments, NULL),
         T(test_accept_emfile_backs_off_and_recovers, NULL),
     };
