@@ -17,7 +17,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "tcpframe/proto.h"
@@ -390,16 +389,6 @@ static void test_recv_alloc_nomem_poisons(void **state)
 
 /* ---------------------------------------------------------------- timeouts */
 
-/* CPU time of the calling thread, ms: a wait in poll costs next to none, a spin its whole
- * length (so "cpu < 100" can never fail a correct wait, whatever the load). */
-static long thread_cpu_ms(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_THREAD, &ru);
-    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000L +
-           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000L;
-}
-
 /* No byte of a frame arrived: TIMEOUT, the connection stays usable. */
 static void test_recv_timeout_at_boundary_usable(void **state)
 {
@@ -408,9 +397,9 @@ static void test_recv_timeout_at_boundary_usable(void **state)
     char buf[8];
     size_t len;
     uint64_t t0 = tu_now_ms();
-    long cpu0 = thread_cpu_ms();
+    long cpu0 = tu_thread_cpu_ms();
     assert_int_equal(tf_sync_conn_recv(c, buf, sizeof buf, &len, 200), TF_ERR_TIMEOUT);
-    long cpu = thread_cpu_ms() - cpu0;
+    long cpu = tu_thread_cpu_ms() - cpu0;
     uint64_t took = tu_now_ms() - t0;
     printf("# 200 ms receive timeout took %llu ms, %ld ms CPU\n", (unsigned long long)took, cpu);
     assert_true(took >= 200); /* never early */

@@ -7,9 +7,11 @@
 
 #include <cmocka.h>
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "tu_net.h"
@@ -86,4 +88,40 @@ tf_sync_conn *tu_raw_pair(const char *host, const tf_tcp_config *cfg, int *raw)
     if (hs)
         assert_true(tu_expect_magic(*raw));
     return c;
+}
+
+bool tu_host_v6(void **state)
+{
+    return tu_host(state)[0] == '[';
+}
+
+void tu_addr_of(char *buf, size_t len, const char *host, int port)
+{
+    snprintf(buf, len, "%s:%d", host, port);
+}
+
+void tu_nap(int ms)
+{
+    poll(NULL, 0, ms);
+}
+
+long tu_thread_cpu_ms(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000L +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000L;
+}
+
+void tu_exchange(tf_sync_conn *a, tf_sync_conn *b)
+{
+    char buf[8];
+    size_t len;
+    assert_int_equal(tf_sync_conn_send(a, "ping", 4, 5000), TF_OK);
+    assert_int_equal(tf_sync_conn_recv(b, buf, sizeof buf, &len, 5000), TF_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "ping", 4);
+    assert_int_equal(tf_sync_conn_send(b, "pong", 4, 5000), TF_OK);
+    assert_int_equal(tf_sync_conn_recv(a, buf, sizeof buf, &len, 5000), TF_OK);
+    assert_memory_equal(buf, "pong", 4);
 }

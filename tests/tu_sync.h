@@ -5,6 +5,7 @@
 #define TCPFRAME_TU_SYNC_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "tcpframe/sync.h"
@@ -35,5 +36,18 @@ void tu_lib_pair(const char *host, const tf_tcp_config *cfg, tf_sync_conn **srv_
 /* An accepted library connection and a raw peer socket (*raw) that did the handshake by hand
  * (none if cfg->handshake is 0). */
 tf_sync_conn *tu_raw_pair(const char *host, const tf_tcp_config *cfg, int *raw);
+
+/* True if the test's prestate host is IPv6 ("[::1]"). */
+bool tu_host_v6(void **state);
+/* "host:port" of |port| into buf. */
+void tu_addr_of(char *buf, size_t len, const char *host, int port);
+/* Sleep |ms| milliseconds (a poll on nothing: no bare sleep()). */
+void tu_nap(int ms);
+/* CPU time of the calling thread in ms. A wait in poll costs next to none and a spin its whole
+ * length, so "cpu < 100 ms" over a 200 ms wait can never fail a correct wait whatever the load
+ * (a spin on a loaded machine may merely go unnoticed). */
+long tu_thread_cpu_ms(void);
+/* One message each way over two library connections, checked (cmocka asserts). */
+void tu_exchange(tf_sync_conn *a, tf_sync_conn *b);
 
 #endif /* TCPFRAME_TU_SYNC_H */
