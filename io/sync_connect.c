@@ -64,23 +64,24 @@ static tf_err failed(dial *d, tf_err e, bool in_attempt, tf_errmsg *msg)
     return e;
 }
 
-/* Every address in turn, then back off and start over, until one connects, an error that is
- * not worth retrying, the retries run out or the deadline would pass. */
+/* Every address in turn (a failure of one, retryable or not, moves on to the next: ::1 may lack
+ * IPv6 where 127.0.0.1 works), then back off and start over, until one connects, a round in
+ * which no error was worth retrying, the retries run out or the deadline would pass. */
 static tf_err dial_all(dial *d, const tf_addrlist *al, int *fd, tf_errmsg *msg)
 {
     uint32_t seed = (uint32_t)tf__now_ns() ^ (uint32_t)(uintptr_t)&seed;
     int64_t retries = d->cfg->connect_retries < 0 ? 0 : d->cfg->connect_retries;
     for (unsigned round = 0;; round++) {
+        bool again = false;
         for (size_t i = 0; i < al->n; i++) {
             tf_err e = attempt(d, &al->a[i], fd);
             if (e == TF_OK)
                 return TF_OK;
             if (e == TF_ERR_TIMEOUT)
                 return failed(d, e, true, msg);
-            if (!tf__connect_retryable(d->last_os))
-                return failed(d, e, false, msg);
+            again = again || tf__connect_retryable(d->last_os);
         }
-        if ((int64_t)round >= retries)
+        if (!again || (int64_t)round >= retries)
             return failed(d, TF_ERR_IO, false, msg);
         uint64_t pause = tf__deadline_ms((int64_t)tf__backoff_ms(d->cfg, round + 1, &seed));
         if (pause >= d->deadline) /* the timeout ends before the next attempt could start */

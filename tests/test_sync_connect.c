@@ -239,6 +239,26 @@ static void test_connect_trickle_server(void **state)
     close(lfd);
 }
 
+/* A host name goes through the resolver; each address it gives is tried in turn. */
+static void test_connect_by_name(void **state)
+{
+    (void)state;
+    char addr[80];
+    tf_sync_server *s = tu_listen("127.0.0.1", NULL, addr, sizeof addr);
+    char name[80];
+    snprintf(name, sizeof name, "localhost%s", strrchr(addr, ':'));
+    tu_connector k;
+    tu_connect_start(&k, name, NULL);
+    tf_sync_conn *c;
+    assert_int_equal(tf_sync_server_accept(s, &c, NULL, NULL), TF_OK);
+    tu_connect_join(&k);
+    assert_int_equal(k.err, TF_OK);
+    tu_exchange(c, k.c);
+    tf_sync_conn_free(c);
+    tf_sync_conn_free(k.c);
+    tf_sync_server_free(s);
+}
+
 static void test_connect_bad_arguments(void **state)
 {
     (void)state;
@@ -268,11 +288,18 @@ static void test_connect_bad_arguments(void **state)
 int main(void)
 {
     tio_filter_from_env();
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
-        T2(test_connect_nothing_listening),    T2(test_connect_retries_bounded_by_timeout),
-        T2(test_connect_timeout_full_backlog), T2(test_connect_handshake_timeout),
-        T2(test_connect_rejects_wrong_server), T2(test_connect_handshake_off),
-        T2(test_connect_trickle_server),       T(test_connect_bad_arguments, NULL),
+        T2(test_connect_nothing_listening),
+        T2(test_connect_retries_bounded_by_timeout),
+        T2(test_connect_timeout_full_backlog),
+        T2(test_connect_handshake_timeout),
+        T2(test_connect_rejects_wrong_server),
+        T2(test_connect_handshake_off),
+        T2(test_connect_trickle_server),
+        T(test_connect_by_name, NULL),
+        T(test_connect_bad_arguments, NULL),
     };
+    /* clang-format on */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

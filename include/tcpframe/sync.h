@@ -54,9 +54,9 @@ typedef struct tf_sync_server tf_sync_server;
  *   TF_OK                    *out is the connection (free it with tf_sync_conn_free)
  *   TF_ERR_BAD_ADDRESS       addr does not parse or resolve (msg quotes it)
  *   TF_ERR_INVALID_ARGUMENT  addr or out NULL, or cfg invalid (msg names the field)
- *   TF_ERR_IO                the retries ran out, or an error not worth retrying: the last
- *                            attempt's OS error in *os_err (msg: "connect ADDR: <strerror>
- *                            (N attempts)")
+ *   TF_ERR_IO                the retries ran out, or no address failed in a way worth
+ *                            retrying (each address is tried in turn): the last attempt's OS
+ *                            error in *os_err (msg: "connect ADDR: <strerror> (N attempts)")
  *   TF_ERR_TIMEOUT           the connect timeout ran out (in a connect, before a retry, or in
  *                            the handshake: msg "connect ADDR: ..." / "handshake with ADDR: ...")
  *   TF_ERR_BAD_MAGIC, CLOSED, TRUNCATED   the handshake failed (msg "handshake with ADDR: ...")
