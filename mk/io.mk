@@ -1,20 +1,10 @@
-# mk/io.mk -- io/ event loop and futures: TSan test list and the dispatch benchmark.
+# mk/io.mk -- io/ event loop and futures: TSan test list and the io mutants.
 # Included at the end of the top Makefile.
 
 # The threaded io tests also run under TSan in `make check` (and `make tsan`, below).
 TSAN_TESTS += test_evbase test_future
 
-# `make bench`: always the optimised plain build, whatever V says.
-BENCH_BIN := build/plain/bench/bench_dispatch
-
-.PHONY: bench
-bench:
-	@$(MAKE) --no-print-directory V=plain $(BENCH_BIN)
-	$(BENCH_BIN)
-
-build/plain/bench/%: bench/%.c $(HEADERS) $(O)/libtcpframe.a
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -o $@ $< $(O)/libtcpframe.a $(LDLIBS_ALL)
+# `make bench` (tfbench and bench_dispatch): mk/bench.mk.
 
 # `make tsan`: only the TSan runs of the threaded tests (`make check` runs them too).
 .PHONY: tsan

@@ -1,0 +1,576 @@
+/* bench/tfbench.c -- tcpframe side by side with the raw-socket limit and ZeroMQ, in one run
+ * (issue 12; bench/README.md has the method and the figures).
+ *
+ *   make bench                          deps (ZeroMQ), build, run: the table on stdout
+ *   build/bin/tfbench [--json] [--quick] [--reps N] [--conns N]
+ *                     [--workload rtt_64,stream_64,...] [--system raw,sync,...]
+ *
+ * Workloads: rtt_64 (64 B ping-pong, us per round trip), stream_64 (64 B one way, messages/s,
+ * the receiver counts and checksums), stream_1m (1 MiB one way, GB/s), conns_1k (1000
+ * connections ping-ponging at once on one loop per side, round trips/s in all), mem_per_conn
+ * (RSS growth per connection end after 1000 idle connections, KiB; measured in a fresh child
+ * process). Systems: raw, sync, async_cb, async_future, zmq (when built with libzmq).
+ * Each figure: min / median / max over --reps repetitions (default 7), the systems of a
+ * workload taking turns within each repetition, so that the load of a shared machine falls on
+ * all of them alike; the ratios are of medians. Before the repetitions a pilot run of each
+ * system sizes its runs to about 0.3 s (and warms it up). --quick: one short repetition of
+ * each, no pilot: a smoke test (every receiver still checks its count and checksum; any
+ * failure exits non-zero), not a measurement.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tfb.h"
+
+/* ---------------------------------------------------------------- helpers (tfb.h) */
+
+double tfb_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void tfb_die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("tfbench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+void tfb_check(tf_err e, const char *what)
+{
+    if (e != TF_OK)
+        tfb_die("%s: %s", what, tf_strerror(e));
+}
+
+const uint8_t tfb_magic[4] = {0x55, 0x4E, 0x49, 0x46};
+
+void tfb_put_len(uint8_t *p, uint32_t len)
+{
+    p[0] = (uint8_t)(len >> 24);
+    p[1] = (uint8_t)(len >> 16);
+    p[2] = (uint8_t)(len >> 8);
+    p[3] = (uint8_t)len;
+}
+
+uint32_t tfb_get_len(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+void tfb_fill(uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(i * 7 + 1);
+}
+
+void tfb_set_seq(uint8_t *p, uint64_t seq)
+{
+    memcpy(p, &seq, sizeof seq);
+}
+
+uint64_t tfb_sum(const uint8_t *p, size_t len)
+{
+    uint64_t s = 0, w;
+    size_t n = len < TFB_SMALL ? len : TFB_SMALL;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, 8);
+        s += w;
+    }
+    for (; i < n; i++)
+        s += p[i];
+    return s;
+}
+
+uint64_t tfb_expect(long n, size_t len)
+{
+    uint8_t pat[TFB_SMALL];
+    size_t m = len < TFB_SMALL ? len : TFB_SMALL;
+    tfb_fill(pat, m);
+    uint64_t un = (uint64_t)n;
+    if (len <= TFB_SMALL && len >= 8) { /* the first word is the sequence number */
+        memset(pat, 0, 8);
+        return un * tfb_sum(pat, m) + (un * (un - 1)) / 2;
+    }
+    return un * tfb_sum(pat, m);
+}
+
+void tfb_verify(const char *sys, long n, size_t len, long got, uint64_t sum)
+{
+    if (got != n || sum != tfb_expect(n, len))
+        tfb_die("%s: receiver counted %ld messages of %zu bytes (sum %llu), expected %ld (sum "
+                "%llu)",
+                sys, got, len, (unsigned long long)sum, n, (unsigned long long)tfb_expect(n, len));
+}
+
+/* ---------------------------------------------------------------- systems, workloads */
+
+static const tfb_sys *const systems[] = {
+    &tfb_raw, &tfb_sync, &tfb_async_cb, &tfb_async_future,
+#ifdef TFB_HAVE_ZMQ
+    &tfb_zmq,
+#endif
+};
+#define NSYS ((int)(sizeof systems / sizeof systems[0]))
+
+enum { W_RTT, W_S64, W_S1M, W_CONNS, W_MEM, NW };
+static const char *const wname[NW] = {"rtt_64", "stream_64", "stream_1m", "conns_1k",
+                                      "mem_per_conn"};
+static const char *const wunit[NW] = {"us", "msg/s", "GB/s", "msg/s", "KiB"};
+
+#define MAXREPS 99
+typedef struct cell {
+    int n;
+    double v[MAXREPS];
+    double min, med, max;
+} cell;
+
+static cell res[NW][8];
+static int reps = 7, nconns = 1000;
+static bool quick, json;
+static bool want_w[NW], want_s[8];
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void summarise(cell *c)
+{
+    double v[MAXREPS];
+    memcpy(v, c->v, (size_t)c->n * sizeof *v);
+    qsort(v, (size_t)c->n, sizeof *v, cmp_d);
+    c->min = v[0];
+    c->max = v[c->n - 1];
+    c->med = c->n % 2 ? v[c->n / 2] : (v[c->n / 2 - 1] + v[c->n / 2]) / 2;
+}
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
+
+/* Runs of about this long once sized by the pilot. */
+#define TARGET_S 0.3
+
+static long sized(long pilot_n, double pilot_s, long min_n)
+{
+    if (quick)
+        return pilot_n;
+    double n = (double)pilot_n * TARGET_S / (pilot_s > 1e-6 ? pilot_s : 1e-6);
+    return n < (double)min_n ? min_n : (long)n;
+}
+
+/* One run of workload w on system s with size n (messages, or rounds for conns_1k). */
+static double run_pair(int w, const tfb_sys *s, void *h, long n)
+{
+    switch (w) {
+    case W_RTT:
+        return s->rtt(h, n) / (double)n * 1e6;
+    case W_S64:
+        return (double)n / s->stream(h, n, TFB_SMALL);
+    default:
+        return (double)n * TFB_BIG / s->stream(h, n, TFB_BIG) / 1e9;
+    }
+}
+
+static void pair_workloads(void)
+{
+    void *h[8] = {0};
+    bool any = want_w[W_RTT] || want_w[W_S64] || want_w[W_S1M];
+    if (!any)
+        return;
+    for (int s = 0; s < NSYS; s++)
+        if (want_s[s] && systems[s]->pair_new)
+            h[s] = systems[s]->pair_new();
+    for (int w = W_RTT; w <= W_S1M; w++) {
+        if (!want_w[w])
+            continue;
+        long n[8];
+        const long pilot = w == W_RTT ? (quick ? 200 : 1000)
+                           : w == W_S64 ? (quick ? 20000 : 50000)
+                                        : (quick ? 16 : 64);
+        for (int s = 0; s < NSYS; s++) {
+            if (!h[s])
+                continue;
+            if (quick) { /* one short run: the only repetition */
+                res[w][s].v[res[w][s].n++] = run_pair(w, systems[s], h[s], pilot);
+                continue;
+            }
+            double t0 = tfb_now();
+            if (w == W_RTT)
+                systems[s]->rtt(h[s], pilot);
+            else
+                systems[s]->stream(h[s], pilot, w == W_S64 ? TFB_SMALL : TFB_BIG);
+            n[s] = sized(pilot, tfb_now() - t0, pilot / 4);
+        }
+        if (quick)
+            continue;
+        for (int r = 0; r < reps; r++) {
+            note("\r%s: repetition %d/%d", wname[w], r + 1, reps);
+            for (int s = 0; s < NSYS; s++)
+                if (h[s])
+                    res[w][s].v[res[w][s].n++] = run_pair(w, systems[s], h[s], n[s]);
+        }
+        note("\n");
+    }
+    for (int s = 0; s < NSYS; s++)
+        if (h[s])
+            systems[s]->pair_free(h[s]);
+}
+
+static void conns_workload(void)
+{
+    void *h[8] = {0};
+    long n[8];
+    if (!want_w[W_CONNS])
+        return;
+    for (int s = 0; s < NSYS; s++) {
+        if (!want_s[s] || !systems[s]->env_run)
+            continue;
+        h[s] = systems[s]->env_new();
+        systems[s]->env_add(h[s], nconns);
+        long pilot = quick ? 3 : 5;
+        n[s] = pilot;
+        if (quick)
+            continue;
+        double t0 = tfb_now();
+        systems[s]->env_run(h[s], pilot);
+        n[s] = sized(pilot, tfb_now() - t0, 2);
+    }
+    for (int r = 0; r < reps; r++) {
+        if (!quick)
+            note("\r%s: repetition %d/%d", wname[W_CONNS], r + 1, reps);
+        for (int s = 0; s < NSYS; s++)
+            if (h[s]) {
+                double t = systems[s]->env_run(h[s], n[s]);
+                res[W_CONNS][s].v[res[W_CONNS][s].n++] = (double)nconns * (double)n[s] / t;
+            }
+    }
+    if (!quick)
+        note("\n");
+    for (int s = 0; s < NSYS; s++)
+        if (h[s])
+            systems[s]->env_free(h[s]);
+}
+
+/* ---------------------------------------------------------------- memory (child process) */
+
+static long rss_bytes(void)
+{
+    long size = 0, res_pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%ld %ld", &size, &res_pages) != 2)
+        tfb_die("/proc/self/statm: %s", strerror(errno));
+    fclose(f);
+    return res_pages * sysconf(_SC_PAGESIZE);
+}
+
+/* In a fresh process: warm the system up with a few connections (and one round trip each
+ * where it has the workload), then RSS growth over n more connections, per connection end
+ * (both ends live in this process: growth / (2 n)). */
+static int mem_child(const char *name, int n)
+{
+    for (int s = 0; s < NSYS; s++) {
+        const tfb_sys *sys = systems[s];
+        if (strcmp(sys->name, name) != 0 || !sys->env_add)
+            continue;
+        void *e = sys->env_new();
+        sys->env_add(e, 8);
+        if (sys->env_run)
+            sys->env_run(e, 1);
+        long r0 = rss_bytes();
+        sys->env_add(e, n);
+        long r1 = rss_bytes();
+        printf("%.1f\n", (double)(r1 - r0) / (2.0 * n));
+        fflush(stdout);
+        _exit(0);
+    }
+    tfb_die("--mem-child: no system %s with connections", name);
+}
+
+static double mem_run(const char *self, const char *name)
+{
+    int pfd[2];
+    char nbuf[16];
+    snprintf(nbuf, sizeof nbuf, "%d", nconns);
+    if (pipe(pfd) != 0)
+        tfb_die("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        tfb_die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(pfd[1], 1);
+        close(pfd[0]);
+        close(pfd[1]);
+        execl(self, self, "--mem-child", name, nbuf, (char *)NULL);
+        _exit(127);
+    }
+    close(pfd[1]);
+    char out[64] = {0};
+    size_t got = 0;
+    ssize_t k;
+    while (got < sizeof out - 1 && (k = read(pfd[0], out + got, sizeof out - 1 - got)) > 0)
+        got += (size_t)k;
+    close(pfd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || got == 0)
+        tfb_die("mem_per_conn: %s: the child failed", name);
+    return atof(out) / 1024.0;
+}
+
+static void mem_workload(void)
+{
+    char self[4096];
+    if (!want_w[W_MEM])
+        return;
+    ssize_t l = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (l <= 0)
+        tfb_die("readlink /proc/self/exe: %s", strerror(errno));
+    self[l] = 0;
+    for (int r = 0; r < reps; r++) {
+        if (!quick)
+            note("\r%s: repetition %d/%d", wname[W_MEM], r + 1, reps);
+        for (int s = 0; s < NSYS; s++)
+            if (want_s[s] && systems[s]->env_add)
+                res[W_MEM][s].v[res[W_MEM][s].n++] = mem_run(self, systems[s]->name);
+    }
+    if (!quick)
+        note("\n");
+}
+
+/* ---------------------------------------------------------------- report */
+
+typedef struct target {
+    int w;
+    const char *sys, *base; /* ratio sys/base, or base NULL: the figure itself */
+    bool at_most;
+    double limit;
+} target;
+
+static const target targets[] = {
+    {W_RTT, "sync", "raw", true, 1.10},        {W_RTT, "async_cb", "raw", true, 1.20},
+    {W_RTT, "async_future", "raw", true, 1.60}, {W_S64, "async_cb", "zmq", false, 1.5},
+    {W_S1M, "sync", "raw", false, 0.90},       {W_S1M, "async_cb", "raw", false, 0.90},
+    {W_S1M, "async_future", "raw", false, 0.90}, {W_CONNS, "async_cb", "raw", false, 0.80},
+    {W_MEM, "async_cb", NULL, true, 4.0},
+};
+
+static int sys_index(const char *name)
+{
+    for (int s = 0; s < NSYS; s++)
+        if (strcmp(systems[s]->name, name) == 0)
+            return s;
+    return -1;
+}
+
+static bool have(int w, int s)
+{
+    return s >= 0 && res[w][s].n > 0;
+}
+
+/* The median ratio sys/base for workload w; false if either is missing (or base is 0). */
+static bool ratio(int w, int s, int b, double *out)
+{
+    if (!have(w, s) || !have(w, b) || res[w][b].med <= 0)
+        return false;
+    *out = res[w][s].med / res[w][b].med;
+    return true;
+}
+
+static void fmt(char *buf, size_t len, double v)
+{
+    if (v >= 1e6)
+        snprintf(buf, len, "%.3fM", v / 1e6);
+    else if (v >= 1e4)
+        snprintf(buf, len, "%.1fk", v / 1e3);
+    else
+        snprintf(buf, len, "%.2f", v);
+}
+
+static void print_table(void)
+{
+    printf("%-13s %-13s %-6s %10s %10s %10s %7s\n", "workload", "system", "unit", "min",
+           "median", "max", "/raw");
+    for (int w = 0; w < NW; w++)
+        for (int s = 0; s < NSYS; s++) {
+            if (!have(w, s))
+                continue;
+            char a[32], b[32], c[32], r[32] = "-";
+            fmt(a, sizeof a, res[w][s].min);
+            fmt(b, sizeof b, res[w][s].med);
+            fmt(c, sizeof c, res[w][s].max);
+            double x;
+            if (ratio(w, s, 0, &x) && w != W_MEM)
+                snprintf(r, sizeof r, "%.2f", x);
+            printf("%-13s %-13s %-6s %10s %10s %10s %7s\n", wname[w], systems[s]->name, wunit[w],
+                   a, b, c, r);
+        }
+    printf("\ntargets (ratios of medians within this run, %d repetition%s):\n", reps,
+           reps == 1 ? "" : "s");
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        const target *t = &targets[i];
+        int s = sys_index(t->sys), b = t->base ? sys_index(t->base) : -1;
+        char what[64];
+        double v;
+        bool ok;
+        if (t->base) {
+            snprintf(what, sizeof what, "%s %s/%s", wname[t->w], t->sys, t->base);
+            ok = ratio(t->w, s, b, &v);
+        } else {
+            snprintf(what, sizeof what, "%s %s (%s)", wname[t->w], t->sys, wunit[t->w]);
+            ok = have(t->w, s);
+            v = ok ? res[t->w][s].med : 0;
+        }
+        if (!ok) {
+            printf("  %-34s %s %.2f: not measured\n", what, t->at_most ? "<=" : ">=", t->limit);
+            continue;
+        }
+        bool met = t->at_most ? v <= t->limit : v >= t->limit;
+        printf("  %-34s %s %.2f: %6.2f  %s\n", what, t->at_most ? "<=" : ">=", t->limit, v,
+               met ? "met" : "MISSED");
+    }
+}
+
+static void print_json(void)
+{
+    printf("{\"version\": 1, \"reps\": %d,\n \"results\": [", reps);
+    bool first = true;
+    for (int w = 0; w < NW; w++)
+        for (int s = 0; s < NSYS; s++) {
+            if (!have(w, s))
+                continue;
+            printf("%s\n  {\"workload\": \"%s\", \"system\": \"%s\", \"unit\": \"%s\", "
+                   "\"min\": %.6g, \"median\": %.6g, \"max\": %.6g}",
+                   first ? "" : ",", wname[w], systems[s]->name, wunit[w], res[w][s].min,
+                   res[w][s].med, res[w][s].max);
+            first = false;
+        }
+    printf("],\n \"ratios\": {");
+    first = true;
+    for (int w = 0; w < NW; w++)
+        for (int s = 1; s < NSYS; s++) {
+            double x;
+            if (!ratio(w, s, 0, &x))
+                continue;
+            printf("%s\n  \"%s/raw %s\": %.4g", first ? "" : ",", systems[s]->name, wname[w], x);
+            first = false;
+        }
+    int a = sys_index("async_cb"), z = sys_index("zmq");
+    double x;
+    if (ratio(W_S64, a, z, &x))
+        printf("%s\n  \"async_cb/zmq stream_64\": %.4g", first ? "" : ",", x);
+    printf("}}\n");
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void pick(const char *list, const char *const *names, int n, bool *want,
+                 const char *what)
+{
+    for (int i = 0; i < n; i++)
+        want[i] = false;
+    char *copy = strdup(list), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int i = 0;
+        while (i < n && strcmp(names[i], t) != 0)
+            i++;
+        if (i == n)
+            tfb_die("no %s named \"%s\"", what, t);
+        want[i] = true;
+    }
+    free(copy);
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: tfbench [--json] [--quick] [--reps N] [--conns N] "
+                    "[--workload LIST] [--system LIST]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (argc == 4 && strcmp(argv[1], "--mem-child") == 0)
+        return mem_child(argv[2], atoi(argv[3]));
+    const char *sysnames[8];
+    for (int s = 0; s < NSYS; s++) {
+        sysnames[s] = systems[s]->name;
+        want_s[s] = true;
+    }
+    for (int w = 0; w < NW; w++)
+        want_w[w] = true;
+    bool reps_set = false, conns_set = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0)
+            json = true;
+        else if (strcmp(a, "--quick") == 0)
+            quick = true;
+        else if (strcmp(a, "--reps") == 0 && i + 1 < argc) {
+            reps = atoi(argv[++i]);
+            reps_set = true;
+        } else if (strcmp(a, "--conns") == 0 && i + 1 < argc) {
+            nconns = atoi(argv[++i]);
+            conns_set = true;
+        } else if (strcmp(a, "--workload") == 0 && i + 1 < argc)
+            pick(argv[++i], wname, NW, want_w, "workload");
+        else if (strcmp(a, "--system") == 0 && i + 1 < argc)
+            pick(argv[++i], sysnames, NSYS, want_s, "system");
+        else
+            usage();
+    }
+    if (quick) {
+        if (!reps_set)
+            reps = 1;
+        if (!conns_set)
+            nconns = 200;
+    }
+    if (reps < 1 || reps > MAXREPS || nconns < 1 || nconns > 100000)
+        usage();
+    if (quick)
+        reps = 1;
+    /* raw is every ratio's base: always run it */
+    want_s[0] = true;
+    double t0 = tfb_now();
+    pair_workloads();
+    conns_workload();
+    mem_workload();
+    for (int w = 0; w < NW; w++)
+        for (int s = 0; s < NSYS; s++)
+            if (res[w][s].n)
+                summarise(&res[w][s]);
+    if (json)
+        print_json();
+    else
+        print_table();
+    note("tfbench: %.1f s%s\n", tfb_now() - t0, quick ? " (--quick: a smoke test, not a measurement)" : "");
+    return 0;
+}
