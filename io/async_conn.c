@@ -682,6 +682,12 @@ static void pump(tf_async_conn *c)
 {
     if (!c->started || c->dead)
         return;
+    if (tf__evb_stopping(c->evb)) {
+        /* Work handed over before the stop runs in the drain: it fails with SHUTDOWN instead of
+         * moving bytes (a peer on the same loop may already have been shut down). */
+        tf__async_fail(c, TF_ERR_SHUTDOWN, 0);
+        return;
+    }
     if (c->in_pump) {
         c->repump = true;
         return;
