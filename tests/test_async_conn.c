@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "tcpframe/async.h"
+#include "tcpframe/sync.h"
 #include "test_io_util.h"
 #include "tu_net.h"
 
@@ -954,6 +955,83 @@ static void test_async_conn_fd_reused_in_one_batch(void **state)
     fx_end(&f);
 }
 
+/* ---------------------------------------------------------------- sync and async ends */
+
+static void owned_free(void *p)
+{
+    free(p);
+}
+
+/* One socketpair, a sync end and an async end: span, owned (vector) and alloc sends and
+ * receives in every combination, both ways. */
+static void test_async_conn_with_sync_end_all_combinations(void **state)
+{
+    (void)state;
+    fx f;
+    fx_start(&f);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    tf_async_conn *a = NULL;
+    assert_int_equal(tf_async_conn_from_fd(f.evb, sv[0], NULL, &a, NULL), TF_OK);
+    tf_sync_conn *s = NULL;
+    assert_int_equal(tf_sync_conn_from_fd(sv[1], NULL, &s, NULL, NULL), TF_OK);
+    const size_t sizes[] = {0, 1, 100, 70000, 5u << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t len = sizes[i];
+        uint32_t seed = (uint32_t)(i + 1);
+        /* async span send -> sync span recv; async owned send -> sync alloc recv */
+        uint8_t *src = malloc(len + 1), *own = malloc(len + 1), *dst = malloc(len + 1);
+        tu_fill(src, len, seed);
+        tu_fill(own, len, seed + 100);
+        tf_future *f1, *f2;
+        assert_int_equal(tf_async_conn_send(a, src, len, -1, &f1), TF_OK);
+        assert_int_equal(tf_async_conn_send_owned(a, own, len, owned_free, -1, &f2), TF_OK);
+        size_t n = 0;
+        assert_int_equal(tf_sync_conn_recv(s, dst, len, &n, 30000), TF_OK);
+        assert_int_equal(n, len);
+        assert_true(tu_check(dst, len, seed));
+        void *m = NULL;
+        assert_int_equal(tf_sync_conn_recv_alloc(s, &m, &n, 30000), TF_OK);
+        assert_int_equal(n, len);
+        assert_true(tu_check(m, len, seed + 100));
+        free(m);
+        assert_int_equal(fut_result(f1, &n, NULL), TF_OK);
+        assert_int_equal(n, len);
+        assert_int_equal(fut_result(f2, NULL, NULL), TF_OK);
+        /* sync send -> async span recv and async alloc recv */
+        tf_future *r1, *r2;
+        memset(dst, 0, len + 1);
+        assert_int_equal(tf_async_conn_recv(a, dst, len, -1, &r1), TF_OK);
+        assert_int_equal(tf_async_conn_recv_alloc(a, -1, &r2), TF_OK);
+        assert_int_equal(tf_sync_conn_send(s, src, len, 30000), TF_OK);
+        assert_int_equal(tf_sync_conn_send(s, src, len, 30000), TF_OK);
+        assert_int_equal(fut_result(r1, &n, NULL), TF_OK);
+        assert_int_equal(n, len);
+        assert_true(tu_check(dst, len, seed));
+        assert_int_equal(fut_result(r2, &n, &m), TF_OK);
+        assert_int_equal(n, len);
+        assert_true(tu_check(m, len, seed));
+        free(m);
+        free(src);
+        free(dst);
+    }
+    /* the sync end half-closes: the async end sees CLOSED after the last message */
+    tf_future *r;
+    assert_int_equal(tf_sync_conn_send(s, "last", 4, 30000), TF_OK);
+    assert_int_equal(tf_sync_conn_shutdown(s), TF_OK);
+    assert_int_equal(tf_async_conn_recv_alloc(a, -1, &r), TF_OK);
+    void *m = NULL;
+    size_t n = 0;
+    assert_int_equal(fut_result(r, &n, &m), TF_OK);
+    assert_int_equal(n, 4);
+    free(m);
+    assert_int_equal(tf_async_conn_recv_alloc(a, -1, &r), TF_OK);
+    assert_int_equal(fut_result(r, NULL, NULL), TF_ERR_CLOSED);
+    tf_sync_conn_free(s);
+    tf_async_conn_free(a);
+    fx_end(&f);
+}
+
 /* ---------------------------------------------------------------- never hang */
 
 typedef struct echo {
@@ -1052,6 +1130,7 @@ int main(void)
         TIO_TEST(test_async_conn_loop_stop_with_ops_in_flight),
         TIO_TEST(test_async_conn_concurrent_senders_keep_order),
         TIO_TEST(test_async_conn_fd_reused_in_one_batch),
+        TIO_TEST(test_async_conn_with_sync_end_all_combinations),
         TIO_TEST(test_async_conn_never_hang_round_trips),
     };
     tio_filter_from_env();
