@@ -17,7 +17,9 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "tcpframe/proto.h"
 #include "tcpframe/sync.h"
@@ -413,6 +415,64 @@ static void test_recv_timeout_at_boundary_usable(void **state)
     tf_sync_conn_free(c);
 }
 
+static volatile sig_atomic_t g_usr1;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    g_usr1 = g_usr1 + 1;
+}
+
+/* SIGUSR1 every |period_ms| ms, its handler installed WITHOUT SA_RESTART, so that the poll a
+ * call blocks in fails with EINTR (as in test_fdio.c). */
+static timer_t intr_start(long period_ms)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_SIGNAL;
+    sev.sigev_signo = SIGUSR1;
+    timer_t t;
+    assert_int_equal(timer_create(CLOCK_MONOTONIC, &sev, &t), 0);
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    its.it_value.tv_nsec = period_ms * 1000000L;
+    its.it_interval.tv_nsec = period_ms * 1000000L;
+    g_usr1 = 0;
+    assert_int_equal(timer_settime(t, 0, &its, NULL), 0);
+    return t;
+}
+
+/* Signals neither end a wait early nor make it fail: a 200 ms receive timeout under a signal
+ * every 3 ms still takes its 200 ms and says TIMEOUT; then a message arrives normally. */
+static void test_signals_do_not_end_waits(void **state)
+{
+    int raw;
+    tf_sync_conn *c = tu_raw_pair(tu_host(state), NULL, &raw);
+    timer_t t = intr_start(3);
+    char buf[8];
+    size_t len;
+    uint64_t t0 = tu_now_ms();
+    tf_err e = tf_sync_conn_recv(c, buf, sizeof buf, &len, 200);
+    uint64_t took = tu_now_ms() - t0;
+    sig_atomic_t seen = g_usr1;
+    assert_true(tu_write_frame(raw, "sig", 3));
+    tf_err e2 = tf_sync_conn_recv(c, buf, sizeof buf, &len, -1);
+    assert_int_equal(timer_delete(t), 0);
+    printf("# 200 ms receive under %d signals took %llu ms\n", (int)seen, (unsigned long long)took);
+    assert_int_equal(e, TF_ERR_TIMEOUT);
+    assert_true(took >= 200);
+    assert_true(seen > 0); /* the waits were interrupted */
+    assert_int_equal(e2, TF_OK);
+    assert_int_equal(len, 3);
+    close(raw);
+    tf_sync_conn_free(c);
+}
+
 /* Part of a prefix arrived: the stream is out of step, TIMEOUT poisons. */
 static void test_recv_timeout_inside_frame_poisons(void **state)
 {
@@ -730,6 +790,7 @@ int main(void)
         T(test_recv_alloc_nomem_poisons, V4),
         T(test_recv_timeout_at_boundary_usable, V4),
         T(test_recv_timeout_inside_frame_poisons, V6),
+        T(test_signals_do_not_end_waits, V4),
         T(test_send_timeout_nothing_moved_usable, NULL),
         T(test_send_timeout_partial_poisons, V4),
         T2(test_half_close),
