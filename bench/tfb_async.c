@@ -56,6 +56,7 @@ typedef struct cconn {
 typedef struct sop {
     tf_async_op op;
     env *e;
+    struct sop *next; /* free list */
     uint8_t buf[TFB_SMALL];
 } sop;
 
@@ -82,8 +83,11 @@ struct env {
     long rounds, left;
     /* stream sender (client loop) */
     sop *sops;
-    int nsops;
+    int nsops, st_k; /* records allocated, in use by this stream */
     long st_n, st_sent;
+    int st_inflight; /* records submitted and not completed */
+    sop *st_free;
+    sem_t st_done;   /* posted when the last record completed */
     size_t st_len;
     uint8_t msg[TFB_SMALL];
     uint8_t *big;
@@ -220,6 +224,7 @@ static void *env_new(bool futures)
     pthread_mutex_init(&e->mu, NULL);
     sem_init(&e->accepted, 0, 0);
     sem_init(&e->done, 0, 0);
+    sem_init(&e->st_done, 0, 0);
     atomic_init(&e->mode, 1);
     tf_errmsg msg;
     tfb_check(tf_evb_new(&e->sevb), "evb_new");
@@ -345,6 +350,7 @@ static void env_free(void *arg)
     tfb_check(tf_evb_free(e->sevb), "evb_free");
     sem_destroy(&e->accepted);
     sem_destroy(&e->done);
+    sem_destroy(&e->st_done);
     pthread_mutex_destroy(&e->mu);
     free(e->sops);
     free(e->big);
@@ -387,6 +393,9 @@ static void sink_arm(env *e, long n, size_t len)
     atomic_store(&e->mode, 2);
 }
 
+static void st_sent_cb(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, uint8_t *data,
+                       size_t len, void *arg);
+
 static double sink_wait(env *e, double t0)
 {
     while (sem_wait(&e->done) != 0) {
@@ -394,19 +403,6 @@ static double sink_wait(env *e, double t0)
     atomic_store(&e->mode, 1);
     tfb_verify(e->name, e->sink_target, e->sink_len, e->sink_got, e->sink_sum);
     return e->t_end - t0;
-}
-
-static void st_submit(sop *o);
-
-static void st_sent(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, uint8_t *data,
-                    size_t len, void *arg)
-{
-    (void)c, (void)op, (void)os_err, (void)data, (void)len;
-    sop *o = arg;
-    if (err != TF_OK)
-        tfb_die("async_cb: stream send: %s", tf_strerror(err));
-    if (o->e->st_sent < o->e->st_n)
-        st_submit(o);
 }
 
 static void st_submit(sop *o)
@@ -418,15 +414,53 @@ static void st_submit(sop *o)
         buf = o->buf;
     }
     e->st_sent++;
-    tfb_check(tf_async_conn_send_op(e->cc[0]->c, &o->op, buf, e->st_len, -1, st_sent, o),
+    e->st_inflight++;
+    tfb_check(tf_async_conn_send_op(e->cc[0]->c, &o->op, buf, e->st_len, -1, st_sent_cb, o),
               "async_cb: stream send_op");
 }
 
+/* Submit free records until st_k are in flight. Called from a completion callback, the
+ * submissions queue up and the loop gathers them into one sendmsg when the callback returns. */
+static void st_top_up(env *e)
+{
+    while (e->st_free && e->st_sent < e->st_n) {
+        sop *o = e->st_free;
+        e->st_free = o->next;
+        st_submit(o);
+    }
+}
+
+static void st_sent_cb(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, uint8_t *data,
+                       size_t len, void *arg)
+{
+    (void)c, (void)op, (void)os_err, (void)data, (void)len;
+    sop *o = arg;
+    env *e = o->e;
+    if (err != TF_OK)
+        tfb_die("async_cb: stream send: %s", tf_strerror(err));
+    o->next = e->st_free;
+    e->st_free = o;
+    e->st_inflight--;
+    st_top_up(e);
+    if (e->st_inflight == 0)
+        sem_post(&e->st_done); /* the sink may have counted the last message before this */
+}
+
+/* One send from outside any callback of the connection: it is written at once (the queue is
+ * empty), and its completion callback submits the rest of the window. (Submitting the whole
+ * window here would write each message with a sendmsg of its own: the first one's callback
+ * would resubmit it at once, again alone in the queue.) */
 static void st_start(void *arg)
 {
     env *e = arg;
-    for (int i = 0; i < e->nsops && e->st_sent < e->st_n; i++)
-        st_submit(&e->sops[i]);
+    e->st_free = NULL;
+    for (int i = e->st_k - 1; i >= 0; i--) {
+        e->sops[i].next = e->st_free;
+        e->st_free = &e->sops[i];
+    }
+    sop *o = e->st_free;
+    e->st_free = o->next;
+    st_submit(o);
 }
 
 /* Small messages: 512 sends in flight (one sendmsg of up to IOV_MAX pieces gathers 511 frames);
@@ -449,10 +483,15 @@ static double cb_stream(void *arg, long n, size_t len)
     e->st_n = n;
     e->st_sent = 0;
     e->st_len = len;
+    e->st_k = k;
+    e->st_inflight = 0;
     sink_arm(e, n, len);
     double t0 = tfb_now();
     tfb_check(tf_evb_dispatch(e->cevb, st_start, e), "dispatch");
-    return sink_wait(e, t0);
+    double t = sink_wait(e, t0);
+    while (sem_wait(&e->st_done) != 0) {
+    }
+    return t;
 }
 
 /* A window of send futures (512 small, 8 large), the oldest waited on before its slot is
