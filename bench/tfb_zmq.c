@@ -3,7 +3,8 @@
  * ZMQ_SNDBUF/ZMQ_RCVBUF as tcpframe's default (ZeroMQ sets TCP_NODELAY itself). Its own
  * framing (ZMTP), not tcpframe's. zmq_send / zmq_recv per message; 1 MiB messages are sent
  * zero-copy (zmq_msg_init_data) and received into a zmq_msg_t. Built only where libzmq is
- * found (pkg-config); the many-connection workloads are not run for it. */
+ * found (pkg-config). Many connections: n PAIR pairs, each server socket on a port of its own,
+ * zmq_poll over all of them on each side. */
 #ifdef TFB_HAVE_ZMQ
 #include <pthread.h>
 #include <stdlib.h>
@@ -161,12 +162,143 @@ static void zmq_pair_free(void *arg)
     free(p);
 }
 
+/* ---------------------------------------------------------------- many connections */
+
+/* n PAIR pairs (a PAIR socket has one peer: each server socket binds a port of its own); the
+ * server end is a thread with zmq_poll over all of its sockets, the client ends the calling
+ * thread with another zmq_poll. */
+typedef struct env {
+    void *ctx;
+    void **c, **s;
+    int n;
+    long total; /* the server thread's job: echo this many messages */
+} env;
+
+static void *zmq_env_new(void)
+{
+    env *e = calloc(1, sizeof *e);
+    if (!e)
+        tfb_die("zmq: no memory");
+    e->ctx = zmq_ctx_new();
+    if (!e->ctx)
+        tfb_die("zmq: ctx_new: %s", zmq_strerror(zmq_errno()));
+    zcheck(zmq_ctx_set(e->ctx, ZMQ_MAX_SOCKETS, 65536), "ZMQ_MAX_SOCKETS");
+    return e;
+}
+
+static void zmq_env_add(void *arg, int n)
+{
+    env *e = arg;
+    e->c = realloc(e->c, (size_t)(e->n + n) * sizeof *e->c);
+    e->s = realloc(e->s, (size_t)(e->n + n) * sizeof *e->s);
+    if (!e->c || !e->s)
+        tfb_die("zmq: no memory");
+    for (int i = e->n; i < e->n + n; i++) {
+        char ep[256];
+        size_t l = sizeof ep;
+        e->s[i] = sock(e->ctx);
+        e->c[i] = sock(e->ctx);
+        zcheck(zmq_bind(e->s[i], "tcp://127.0.0.1:*"), "bind");
+        zcheck(zmq_getsockopt(e->s[i], ZMQ_LAST_ENDPOINT, ep, &l), "ZMQ_LAST_ENDPOINT");
+        zcheck(zmq_connect(e->c[i], ep), "connect");
+    }
+    /* one round trip on each: every connection is up */
+    uint8_t b[1] = {0};
+    for (int i = e->n; i < e->n + n; i++)
+        zcheck(zmq_send(e->c[i], b, 1, 0), "send");
+    for (int i = e->n; i < e->n + n; i++) {
+        zcheck(zmq_recv(e->s[i], b, 1, 0), "recv");
+        zcheck(zmq_send(e->s[i], b, 1, 0), "send");
+    }
+    for (int i = e->n; i < e->n + n; i++)
+        zcheck(zmq_recv(e->c[i], b, 1, 0), "recv");
+    e->n += n;
+}
+
+static void *env_server(void *arg)
+{
+    env *e = arg;
+    zmq_pollitem_t *it = calloc((size_t)e->n, sizeof *it);
+    uint8_t buf[TFB_SMALL];
+    if (!it)
+        tfb_die("zmq: no memory");
+    for (int i = 0; i < e->n; i++)
+        it[i] = (zmq_pollitem_t){.socket = e->s[i], .events = ZMQ_POLLIN};
+    for (long left = e->total; left > 0;) {
+        zcheck(zmq_poll(it, e->n, -1), "poll");
+        for (int i = 0; i < e->n; i++) {
+            if (!(it[i].revents & ZMQ_POLLIN))
+                continue;
+            int k;
+            while ((k = zmq_recv(e->s[i], buf, sizeof buf, ZMQ_DONTWAIT)) >= 0) {
+                zcheck(zmq_send(e->s[i], buf, (size_t)k, 0), "send");
+                left--;
+            }
+        }
+    }
+    free(it);
+    return NULL;
+}
+
+static double zmq_env_run(void *arg, long rounds)
+{
+    env *e = arg;
+    zmq_pollitem_t *it = calloc((size_t)e->n, sizeof *it);
+    long *done = calloc((size_t)e->n, sizeof *done);
+    uint8_t msg[TFB_SMALL], buf[TFB_SMALL];
+    if (!it || !done)
+        tfb_die("zmq: no memory");
+    tfb_fill(msg, sizeof msg);
+    e->total = (long)e->n * rounds;
+    pthread_t t;
+    pthread_create(&t, NULL, env_server, e);
+    double t0 = tfb_now();
+    for (int i = 0; i < e->n; i++) {
+        it[i] = (zmq_pollitem_t){.socket = e->c[i], .events = ZMQ_POLLIN};
+        zcheck(zmq_send(e->c[i], msg, sizeof msg, 0), "send");
+    }
+    for (long left = e->total; left > 0;) {
+        zcheck(zmq_poll(it, e->n, -1), "poll");
+        for (int i = 0; i < e->n; i++) {
+            if (!(it[i].revents & ZMQ_POLLIN))
+                continue;
+            while (zmq_recv(e->c[i], buf, sizeof buf, ZMQ_DONTWAIT) >= 0) {
+                left--;
+                if (++done[i] < rounds)
+                    zcheck(zmq_send(e->c[i], msg, sizeof msg, 0), "send");
+            }
+        }
+    }
+    double t1 = tfb_now();
+    pthread_join(t, NULL);
+    free(it);
+    free(done);
+    return t1 - t0;
+}
+
+static void zmq_env_free(void *arg)
+{
+    env *e = arg;
+    for (int i = 0; i < e->n; i++) {
+        zmq_close(e->c[i]);
+        zmq_close(e->s[i]);
+    }
+    zmq_ctx_term(e->ctx);
+    free(e->c);
+    free(e->s);
+    free(e);
+}
+
 const tfb_sys tfb_zmq = {
     .name = "zmq",
     .pair_new = zmq_pair_new,
     .rtt = zmq_rtt,
     .stream = zmq_stream,
     .pair_free = zmq_pair_free,
+    .env_new = zmq_env_new,
+    .env_add = zmq_env_add,
+    .env_run = zmq_env_run,
+    .env_free = zmq_env_free,
 };
 #else
 /* ISO C wants a translation unit to declare something. */
