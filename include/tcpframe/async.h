@@ -44,6 +44,7 @@
 #include "tcpframe/conn.h"
 #include "tcpframe/err.h"
 #include "tcpframe/evbase.h"
+#include "tcpframe/export.h"
 #include "tcpframe/future.h"
 #include "tcpframe/proto.h"
 #include "tcpframe/tcp.h"
@@ -104,8 +105,8 @@ typedef void (*tf_async_writable_cb)(tf_async_conn *c, void *arg);
  *   TF_ERR_INVALID_ARGUMENT  NULL, fd < 0, bad cfg (msg names the field); fd not closed
  *   TF_ERR_SHUTDOWN          the loop is stopping; fd not closed
  *   TF_ERR_NOMEM             fd not closed */
-tf_err tf_async_conn_from_fd(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf_async_conn **out,
-                             tf_errmsg *msg);
+TF_API tf_err tf_async_conn_from_fd(tf_evb *evb, int fd, const tf_tcp_config *cfg,
+                                    tf_async_conn **out, tf_errmsg *msg);
 
 /* Send one message; |buf| is borrowed until completion (zero-copy). timeout_ms: -1 none.
  * Future: its size is len on success. Callback: op as described above.
@@ -119,42 +120,42 @@ tf_err tf_async_conn_from_fd(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf_a
  *   TF_ERR_INVALID_ARGUMENT  NULL c/out/op/cb, buf NULL with len > 0
  *   TF_ERR_NOMEM             (future style) no memory for the operation
  * On a refusal nothing was queued, *out is NULL and the callback will not run. */
-tf_err tf_async_conn_send(tf_async_conn *c, const void *buf, size_t len, int64_t timeout_ms,
-                          tf_future **out);
-tf_err tf_async_conn_send_op(tf_async_conn *c, tf_async_op *op, const void *buf, size_t len,
-                             int64_t timeout_ms, tf_async_cb cb, void *arg);
+TF_API tf_err tf_async_conn_send(tf_async_conn *c, const void *buf, size_t len, int64_t timeout_ms,
+                                 tf_future **out);
+TF_API tf_err tf_async_conn_send_op(tf_async_conn *c, tf_async_op *op, const void *buf, size_t len,
+                                    int64_t timeout_ms, tf_async_cb cb, void *arg);
 
 /* Send an owned buffer: the library calls dtor(buf) exactly once when it is done with it
  * (sent or failed), on the loop thread -- or, if the call is refused, never (buf stays the
  * caller's). Returns as tf_async_conn_send. */
-tf_err tf_async_conn_send_owned(tf_async_conn *c, void *buf, size_t len, tf_dtor dtor,
-                                int64_t timeout_ms, tf_future **out);
+TF_API tf_err tf_async_conn_send_owned(tf_async_conn *c, void *buf, size_t len, tf_dtor dtor,
+                                       int64_t timeout_ms, tf_future **out);
 
 /* Receive one message into |buf| (|cap| bytes, borrowed until completion). The future's size is
  * the message length. A message longer than cap fails with BUFFER_TOO_SMALL and poisons.
  *   TF_OK, or a refusal as for send (BUSY: recv_queue_ops pending receives; BAD_STATE: the
  *   connection is in message-stream mode). */
-tf_err tf_async_conn_recv(tf_async_conn *c, void *buf, size_t cap, int64_t timeout_ms,
-                          tf_future **out);
-tf_err tf_async_conn_recv_op(tf_async_conn *c, tf_async_op *op, void *buf, size_t cap,
-                             int64_t timeout_ms, tf_async_cb cb, void *arg);
+TF_API tf_err tf_async_conn_recv(tf_async_conn *c, void *buf, size_t cap, int64_t timeout_ms,
+                                 tf_future **out);
+TF_API tf_err tf_async_conn_recv_op(tf_async_conn *c, tf_async_op *op, void *buf, size_t cap,
+                                    int64_t timeout_ms, tf_async_cb cb, void *arg);
 
 /* Receive one message into a buffer allocated with malloc() of its exact length, after the max
  * check. Future: tf_future_get hands it over (free() it; NULL for an empty message).
  * Callback: data is the callback's. NOMEM poisons. Returns as tf_async_conn_recv. */
-tf_err tf_async_conn_recv_alloc(tf_async_conn *c, int64_t timeout_ms, tf_future **out);
-tf_err tf_async_conn_recv_alloc_op(tf_async_conn *c, tf_async_op *op, int64_t timeout_ms,
-                                   tf_async_cb cb, void *arg);
+TF_API tf_err tf_async_conn_recv_alloc(tf_async_conn *c, int64_t timeout_ms, tf_future **out);
+TF_API tf_err tf_async_conn_recv_alloc_op(tf_async_conn *c, tf_async_op *op, int64_t timeout_ms,
+                                          tf_async_cb cb, void *arg);
 
 /* Message-stream mode: cb(c, ...) for every message from now on (see tf_async_msg_cb);
  * cb NULL stops the stream (no end call; unread data stays in the socket).
  *   TF_OK; TF_ERR_BAD_STATE (receives are pending, or a stream is already on); the poison
  *   reason; TF_ERR_SHUTDOWN; TF_ERR_INVALID_ARGUMENT. */
-tf_err tf_async_conn_stream(tf_async_conn *c, tf_async_msg_cb cb, void *arg);
+TF_API tf_err tf_async_conn_stream(tf_async_conn *c, tf_async_msg_cb cb, void *arg);
 
 /* The writable callback (see tf_async_writable_cb); NULL removes it. TF_OK; INVALID_ARGUMENT;
  * SHUTDOWN. */
-tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb cb, void *arg);
+TF_API tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb cb, void *arg);
 
 /* Graceful close: no new sends (BAD_STATE); the send queue is flushed, then our side is shut
  * down (SHUT_WR), then the connection waits up to cfg->linger_ms for the peer to close (pending
@@ -163,26 +164,26 @@ tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb cb, void
  * within the linger time), or the reason the flush failed. The connection must still be freed.
  *   TF_OK; TF_ERR_BAD_STATE (close already called); TF_ERR_SHUTDOWN; TF_ERR_NOMEM;
  *   TF_ERR_INVALID_ARGUMENT. */
-tf_err tf_async_conn_close(tf_async_conn *c, tf_future **out);
+TF_API tf_err tf_async_conn_close(tf_async_conn *c, tf_future **out);
 
 /* Abort: fail every queued operation with TF_ERR_CANCELLED now and reset the connection (RST:
  * SO_LINGER 0). Later submissions fail with CANCELLED. TF_OK; TF_ERR_INVALID_ARGUMENT. */
-tf_err tf_async_conn_abort(tf_async_conn *c);
+TF_API tf_err tf_async_conn_abort(tf_async_conn *c);
 
 /* Free the connection (see Lifetime above). NULL is a no-op. */
-void tf_async_conn_free(tf_async_conn *c);
+TF_API void tf_async_conn_free(tf_async_conn *c);
 
 /* The poison reason (TF_OK while healthy) and its os_err (any thread). */
-tf_err tf_async_conn_error(const tf_async_conn *c, int *os_err);
+TF_API tf_err tf_async_conn_error(const tf_async_conn *c, int *os_err);
 
 /* The peer's address as "host:port". TF_OK; TF_ERR_IO; TF_ERR_BUFFER_TOO_SMALL. */
-tf_err tf_async_conn_peer(const tf_async_conn *c, char *buf, size_t len);
+TF_API tf_err tf_async_conn_peer(const tf_async_conn *c, char *buf, size_t len);
 
 /* The loop this connection lives on. */
-tf_evb *tf_async_conn_evb(const tf_async_conn *c);
+TF_API tf_evb *tf_async_conn_evb(const tf_async_conn *c);
 
 /* The generic view (conn.h); never NULL for a non-NULL c. */
-tf_conn *tf_async_conn_base(tf_async_conn *c);
+TF_API tf_conn *tf_async_conn_base(tf_async_conn *c);
 
 /* ---------------------------------------------------------------- server */
 
@@ -195,7 +196,7 @@ typedef void (*tf_async_reject_cb)(tf_async_server *s, const char *peer, tf_err 
                                    void *arg);
 
 /* A server on |evb|, not yet listening. TF_OK; INVALID_ARGUMENT; NOMEM. */
-tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out);
+TF_API tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out);
 
 /* Bind and listen (as tf_sync_server_init), then watch the listen socket on the loop: accept
  * until EAGAIN; each new socket's handshake runs on the loop without blocking it (non-blocking
@@ -206,41 +207,41 @@ tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out);
  * a back-off on a timer (no busy loop), then accepting resumes.
  *   TF_OK; TF_ERR_BAD_ADDRESS; TF_ERR_INVALID_ARGUMENT (bad cfg: msg); TF_ERR_IO (bind, listen:
  *   msg names it); TF_ERR_BAD_STATE (double init); TF_ERR_SHUTDOWN (server or loop shut). */
-tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_config *cfg,
-                            tf_errmsg *msg);
+TF_API tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_config *cfg,
+                                   tf_errmsg *msg);
 
 /* Callbacks; set them before init (or from the loop thread). cb NULL removes one. */
-void tf_async_server_on_accept(tf_async_server *s, tf_async_accept_cb cb, void *arg);
-void tf_async_server_on_reject(tf_async_server *s, tf_async_reject_cb cb, void *arg);
+TF_API void tf_async_server_on_accept(tf_async_server *s, tf_async_accept_cb cb, void *arg);
+TF_API void tf_async_server_on_reject(tf_async_server *s, tf_async_reject_cb cb, void *arg);
 
 /* The next handshaken connection as a future (owned tf_async_conn *, destructor
  * tf_async_conn_free: take it with tf_future_get). Pending accepts are served in order.
  *   TF_OK; TF_ERR_BAD_STATE (not initialised; or an accept callback is set); TF_ERR_SHUTDOWN;
  *   TF_ERR_NOMEM; TF_ERR_INVALID_ARGUMENT. The future fails with SHUTDOWN at shutdown. */
-tf_err tf_async_server_accept(tf_async_server *s, tf_future **out);
+TF_API tf_err tf_async_server_accept(tf_async_server *s, tf_future **out);
 
 /* The bound address with the real port. TF_OK; BAD_STATE (not listening); BUFFER_TOO_SMALL. */
-tf_err tf_async_server_addr(const tf_async_server *s, char *buf, size_t len);
+TF_API tf_err tf_async_server_addr(const tf_async_server *s, char *buf, size_t len);
 
 /* Clients dropped in the handshake so far (any thread). */
-uint64_t tf_async_server_rejected(const tf_async_server *s);
+TF_API uint64_t tf_async_server_rejected(const tf_async_server *s);
 
 /* Stop (any thread, idempotent): pending accepts resolve with SHUTDOWN, handshakes in progress
  * and unclaimed connections are closed, the listen socket is closed once. Off the loop thread
  * it returns when that is done. TF_OK; TF_ERR_INVALID_ARGUMENT. */
-tf_err tf_async_server_shutdown(tf_async_server *s);
+TF_API tf_err tf_async_server_shutdown(tf_async_server *s);
 
 /* Shut down and free. Any thread but never inside the server's own callbacks. NULL: no-op.
  * Like tf_evb_dispatch_and_wait, on a loop that has never run it waits for the loop to run or
  * be stopped (tf_evb_stop on a loop that never ran drains it on the calling thread). */
-void tf_async_server_free(tf_async_server *s);
+TF_API void tf_async_server_free(tf_async_server *s);
 
 /* ---------------------------------------------------------------- client (connect) */
 
 /* A connector on |evb| with |cfg| (copied; NULL: defaults).
  *   TF_OK; TF_ERR_INVALID_ARGUMENT (msg names a bad cfg field); TF_ERR_NOMEM. */
-tf_err tf_async_client_new(tf_evb *evb, const tf_tcp_config *cfg, tf_async_client **out,
-                           tf_errmsg *msg);
+TF_API tf_err tf_async_client_new(tf_evb *evb, const tf_tcp_config *cfg, tf_async_client **out,
+                                  tf_errmsg *msg);
 
 /* Connect to |addr|: non-blocking connects to each resolved address in turn, each attempt and
  * the whole bounded by cfg->connect_timeout_ms, retryable failures retried up to
@@ -252,15 +253,15 @@ tf_err tf_async_client_new(tf_evb *evb, const tf_tcp_config *cfg, tf_async_clien
  * does not resolve), BAD_MAGIC / CLOSED / TRUNCATED (handshake), CANCELLED, SHUTDOWN.
  *   TF_OK; TF_ERR_BAD_ADDRESS (does not parse: msg quotes it); TF_ERR_SHUTDOWN;
  *   TF_ERR_NOMEM; TF_ERR_INVALID_ARGUMENT. */
-tf_err tf_async_client_connect(tf_async_client *cl, const char *addr, tf_future **out,
-                               tf_errmsg *msg);
+TF_API tf_err tf_async_client_connect(tf_async_client *cl, const char *addr, tf_future **out,
+                                      tf_errmsg *msg);
 
 /* Cancel every connect in flight: their futures resolve with CANCELLED (sockets closed). Any
  * thread. TF_OK; TF_ERR_INVALID_ARGUMENT. */
-tf_err tf_async_client_cancel(tf_async_client *cl);
+TF_API tf_err tf_async_client_cancel(tf_async_client *cl);
 
 /* Cancel and free. Any thread but not inside a then-callback of its own futures. NULL: no-op. */
-void tf_async_client_free(tf_async_client *cl);
+TF_API void tf_async_client_free(tf_async_client *cl);
 
 #ifdef __cplusplus
 }

@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "tcpframe/err.h"
+#include "tcpframe/export.h"
 #include "tcpframe/future.h"
 
 #ifdef __cplusplus
@@ -32,30 +33,30 @@ typedef struct tf_conn tf_conn;
  *   TF_OK                    *out is the future; its error is the send's outcome
  *   TF_ERR_INVALID_ARGUMENT  c or out NULL, buf NULL with len > 0 (*out NULL)
  *   TF_ERR_NOMEM             no future could be made (*out NULL) */
-tf_err tf_conn_send(tf_conn *c, const void *buf, size_t len, tf_future **out);
+TF_API tf_err tf_conn_send(tf_conn *c, const void *buf, size_t len, tf_future **out);
 
 /* Receive one message into |buf| (|cap| bytes, borrowed until the future is ready). The
  * future's size is the message length; BUFFER_TOO_SMALL poisons the connection.
  * Returns as tf_conn_send. */
-tf_err tf_conn_recv(tf_conn *c, void *buf, size_t cap, tf_future **out);
+TF_API tf_err tf_conn_recv(tf_conn *c, void *buf, size_t cap, tf_future **out);
 
 /* Receive one message into a buffer the library allocates with malloc() (exact length, after
  * the max check). tf_future_get hands it over (owned; free() it); an empty message gives NULL.
  * Returns as tf_conn_send. */
-tf_err tf_conn_recv_alloc(tf_conn *c, tf_future **out);
+TF_API tf_err tf_conn_recv_alloc(tf_conn *c, tf_future **out);
 
 /* Close gracefully: queued sends are flushed, then our side is shut down and the socket
  * closed. The future is ready when that is done (TF_OK, or the reason the flush failed).
  * The connection must still be freed with tf_conn_free(). Returns as tf_conn_send. */
-tf_err tf_conn_close(tf_conn *c, tf_future **out);
+TF_API tf_err tf_conn_close(tf_conn *c, tf_future **out);
 
 /* The sticky reason the connection failed (TF_OK while healthy); *os_err (if non-NULL) gets
  * the OS error number of an IO failure, else 0. */
-tf_err tf_conn_error(const tf_conn *c, int *os_err);
+TF_API tf_err tf_conn_error(const tf_conn *c, int *os_err);
 
 /* Free the connection this view belongs to (tf_sync_conn_free / tf_async_conn_free). NULL is
  * a no-op. */
-void tf_conn_free(tf_conn *c);
+TF_API void tf_conn_free(tf_conn *c);
 
 #ifdef __cplusplus
 }

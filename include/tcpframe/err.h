@@ -12,6 +12,8 @@
 #ifndef TCPFRAME_ERR_H
 #define TCPFRAME_ERR_H
 
+#include "tcpframe/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -43,10 +45,10 @@ typedef enum tf_err {
 #define TF_OK TF_ERR_OK
 
 /* Human-readable text for |e|; never NULL. Unknown values give "unknown tcpframe error". */
-const char *tf_strerror(tf_err e);
+TF_API const char *tf_strerror(tf_err e);
 
 /* The enumerator's name without its prefix ("TOO_LARGE"); never NULL ("UNKNOWN" if unknown). */
-const char *tf_err_name(tf_err e);
+TF_API const char *tf_err_name(tf_err e);
 
 #ifdef __cplusplus
 }

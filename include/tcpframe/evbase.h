@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "tcpframe/err.h"
+#include "tcpframe/export.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -68,27 +69,27 @@ typedef void (*tf_evb_timer_cb)(tf_evb *evb, void *arg);
 
 /* Create a loop in INIT state and store it in *out (set to NULL on failure).
  * TF_OK; INVALID_ARGUMENT (out NULL); NOMEM; IO (epoll_create1/eventfd failed, errno kept). */
-tf_err tf_evb_new(tf_evb **out);
+TF_API tf_err tf_evb_new(tf_evb **out);
 
 /* Stop the loop (as tf_evb_stop: drains, joins the library thread), then release everything.
  * Timer handles stay valid (cancel gives BAD_STATE; release them as usual). NULL is a no-op.
  * Call only once no other thread can still call into |evb|.
  * TF_OK: freed (also for NULL). BAD_STATE: called on this loop's own thread (it would join
  * itself); nothing is stopped or freed -- call it again from another thread. */
-tf_err tf_evb_free(tf_evb *evb);
+TF_API tf_err tf_evb_free(tf_evb *evb);
 
 /* Run the loop on a new thread the library owns; stop()/free() join it.
  * TF_OK: running (tf_evb_is_running() is already true on return).
  * BAD_STATE: already running (started or inside tf_evb_loop). SHUTDOWN: stopped.
  * IO: pthread_create failed (errno = its error); the loop stays in INIT. */
-tf_err tf_evb_start(tf_evb *evb);
+TF_API tf_err tf_evb_start(tf_evb *evb);
 
 /* Run the loop on the calling thread until tf_evb_stop() is called (from a callback or any
  * other thread); returns after the drain described above, with the loop STOPPED.
  * TF_OK: ran and stopped. BAD_STATE: already running, or the caller is a loop thread (of any
  * loop). SHUTDOWN: the loop was already stopped. IO: epoll_wait failed unexpectedly (errno
  * kept); the loop was then stopped and drained as by tf_evb_stop(). */
-tf_err tf_evb_loop(tf_evb *evb);
+TF_API tf_err tf_evb_loop(tf_evb *evb);
 
 /* Request the stop; idempotent, always TF_OK (INVALID_ARGUMENT if evb is NULL).
  *   - From the loop thread: returns at once; the loop stops after the current iteration (the
@@ -97,14 +98,14 @@ tf_err tf_evb_loop(tf_evb *evb);
  *     from tf_evb_start, its thread is joined). No callback of this loop runs after it returns.
  *   - On a loop that never ran (INIT): the calling thread drains the queued work itself, acting
  *     as the loop thread meanwhile (tf_evb_in_loop_thread() is true inside those functions). */
-tf_err tf_evb_stop(tf_evb *evb);
+TF_API tf_err tf_evb_stop(tf_evb *evb);
 
 /* True from a successful start()/loop() until stop() is called. A hint for other threads:
  * the answer may be stale by the time it is used. */
-bool tf_evb_is_running(const tf_evb *evb);
+TF_API bool tf_evb_is_running(const tf_evb *evb);
 
 /* True if the calling thread is running this loop's callbacks now. Exact, lock-free. */
-bool tf_evb_in_loop_thread(const tf_evb *evb);
+TF_API bool tf_evb_in_loop_thread(const tf_evb *evb);
 
 /* ---------------------------------------------------------------- dispatch */
 
@@ -116,11 +117,11 @@ bool tf_evb_in_loop_thread(const tf_evb *evb);
  * TF_OK: fn will run exactly once (before the loop is STOPPED; possibly during the drain).
  * SHUTDOWN: stop() was called; fn will never run (arg is still the caller's).
  * INVALID_ARGUMENT: evb or fn NULL. NOMEM: the queue could not grow. */
-tf_err tf_evb_dispatch(tf_evb *evb, tf_evb_fn fn, void *arg);
+TF_API tf_err tf_evb_dispatch(tf_evb *evb, tf_evb_fn fn, void *arg);
 
 /* Run fn(arg) now if the caller is the loop thread (TF_OK after it returned), else exactly
  * tf_evb_dispatch(). Returns as tf_evb_dispatch. */
-tf_err tf_evb_dispatch_inline(tf_evb *evb, tf_evb_fn fn, void *arg);
+TF_API tf_err tf_evb_dispatch_inline(tf_evb *evb, tf_evb_fn fn, void *arg);
 
 /* Run fn(arg) on the loop thread and block until it has returned.
  * On the loop thread it runs inline (no self-deadlock). Never hangs on a stopped loop:
@@ -132,7 +133,7 @@ tf_err tf_evb_dispatch_inline(tf_evb *evb, tf_evb_fn fn, void *arg);
  * Cost: the caller polls for about 20k CPU pause instructions (about 0.2 ms on the x86 it was
  * measured on) before it sleeps, which halves the round trip when the loop answers quickly; a
  * long fn therefore costs the caller that much CPU once per call. */
-tf_err tf_evb_dispatch_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg);
+TF_API tf_err tf_evb_dispatch_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg);
 
 /* ---------------------------------------------------------------- fd watches */
 
@@ -153,7 +154,7 @@ tf_err tf_evb_dispatch_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg);
  * it, cb runs once with TF_EVB_ERROR and the fd is not watched.
  * INVALID_ARGUMENT: evb or cb NULL, fd < 0 or >= TF_EVB_MAX_FD, unknown bits in events, or
  * fd is one of the loop's own fds. */
-tf_err tf_evb_register_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, void *arg);
+TF_API tf_err tf_evb_register_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, void *arg);
 
 /* Stop watching |fd|. Unregistering an fd that is not watched is a no-op (TF_OK).
  * Once it has taken effect on the loop, no callback of the removed registration ever runs
@@ -166,7 +167,7 @@ tf_err tf_evb_register_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb,
  * any function (FIFO per producer).
  * TF_OK; SHUTDOWN (off-loop call after stop: the drain drops all watches anyway); NOMEM;
  * INVALID_ARGUMENT (evb NULL, fd < 0 or fd >= TF_EVB_MAX_FD). */
-tf_err tf_evb_unregister_fd(tf_evb *evb, int fd);
+TF_API tf_err tf_evb_unregister_fd(tf_evb *evb, int fd);
 
 /* ---------------------------------------------------------------- timers */
 
@@ -180,8 +181,8 @@ tf_err tf_evb_unregister_fd(tf_evb *evb, int fd);
  * from any thread (before or after the timer fired or was cancelled; the callback may run
  * after the release and may release the handle itself).
  * TF_OK; INVALID_ARGUMENT (evb or cb NULL); NOMEM; SHUTDOWN (stop() was called). */
-tf_err tf_evb_timer_after(tf_evb *evb, uint64_t ms, tf_evb_timer_cb cb, void *arg,
-                          tf_evb_timer **out);
+TF_API tf_err tf_evb_timer_after(tf_evb *evb, uint64_t ms, tf_evb_timer_cb cb, void *arg,
+                                 tf_evb_timer **out);
 
 /* Cancel a timer, from any thread, at any time while the caller holds the handle (even after
  * tf_evb_free of its loop).
@@ -191,10 +192,10 @@ tf_err tf_evb_timer_after(tf_evb *evb, uint64_t ms, tf_evb_timer_cb cb, void *ar
  * timer was already cancelled, or the loop stopped. Harmless: nothing changes. To know that a
  * running callback has finished, follow with tf_evb_dispatch_and_wait().
  * INVALID_ARGUMENT: t NULL. */
-tf_err tf_evb_timer_cancel(tf_evb_timer *t);
+TF_API tf_err tf_evb_timer_cancel(tf_evb_timer *t);
 
 /* Drop the caller's handle. Does not cancel the timer. NULL is a no-op. */
-void tf_evb_timer_release(tf_evb_timer *t);
+TF_API void tf_evb_timer_release(tf_evb_timer *t);
 
 #ifdef __cplusplus
 }

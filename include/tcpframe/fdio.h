@@ -46,6 +46,7 @@
 #define TCPFRAME_FDIO_H
 
 #include "tcpframe/err.h"
+#include "tcpframe/export.h"
 #include "tcpframe/proto.h"
 
 #ifdef __cplusplus
@@ -63,11 +64,11 @@ typedef struct tf_fdio {
 /* Set |f| up over |rfd| (reads) and |wfd| (writes); either may be -1 if that direction is never
  * used (a call through it then answers TF_IO_FAIL with EBADF). Makes no syscall, cannot fail.
  * Re-initialising an fdio is allowed whenever no call through it is in progress. */
-void tf_fdio_init(tf_fdio *f, int rfd, int wfd);
+TF_API void tf_fdio_init(tf_fdio *f, int rfd, int wfd);
 
 /* The tf_io to hand to tf_hs_try / tf_tx_try / tf_rx_try. Valid as long as |f| is, at the same
  * address; never NULL. Both callbacks are set. */
-const tf_io *tf_fdio_io(tf_fdio *f);
+TF_API const tf_io *tf_fdio_io(tf_fdio *f);
 
 /* Wait until |fd| is ready for |events| (poll() bits: POLLIN, POLLOUT, ...) or reports an error
  * or hang-up (POLLERR / POLLHUP, which the next read/write call will then answer), for at most
@@ -79,7 +80,7 @@ const tf_io *tf_fdio_io(tf_fdio *f);
  *   TF_ERR_IO           poll() failed, or the fd is not open (POLLNVAL: errno = EBADF); the OS
  *                       error number is left in errno
  * Thread-safe; blocks the calling thread (never call it on an event-loop thread). */
-tf_err tf_fd_wait(int fd, short events, int timeout_ms);
+TF_API tf_err tf_fd_wait(int fd, short events, int timeout_ms);
 
 #ifdef __cplusplus
 }

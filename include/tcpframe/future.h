@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "tcpframe/err.h"
+#include "tcpframe/export.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -56,12 +57,13 @@ typedef void (*tf_future_cb)(tf_future *f, void *arg);
 
 /* Create a pending promise/future pair. TF_OK: *p and *f set (refs: one each).
  * INVALID_ARGUMENT (p or f NULL); NOMEM (both set to NULL). */
-tf_err tf_promise_new(tf_promise **p, tf_future **f);
+TF_API tf_err tf_promise_new(tf_promise **p, tf_future **f);
 
 /* Create a future that is ready at once with (err, size, owned, dtor) -- for synchronous
  * adapters that already have the result. TF_OK; INVALID_ARGUMENT (f NULL); NOMEM (*f = NULL,
  * and owned is NOT destroyed: it stays the caller's). owned/dtor as in tf_promise_set. */
-tf_err tf_future_new_ready(tf_future **f, tf_err err, size_t size, void *owned, tf_dtor dtor);
+TF_API tf_err tf_future_new_ready(tf_future **f, tf_err err, size_t size,
+                                  void *owned, tf_dtor dtor);
 
 /* Fulfil the promise with |err| (the operation's outcome, any tf_err incl. TF_OK), |size| and
  * an optional owned pointer. With dtor NULL, |owned| is merely passed along (never destroyed).
@@ -69,32 +71,32 @@ tf_err tf_future_new_ready(tf_future **f, tf_err err, size_t size, void *owned, 
  * TF_OK: set; the state owns |owned| now.
  * BAD_STATE: already set (the first set wins); |owned| stays the caller's.
  * INVALID_ARGUMENT: p NULL. The promise must still be dropped with tf_promise_free(). */
-tf_err tf_promise_set(tf_promise *p, tf_err err, size_t size, void *owned, tf_dtor dtor);
+TF_API tf_err tf_promise_set(tf_promise *p, tf_err err, size_t size, void *owned, tf_dtor dtor);
 
 /* Fulfil the promise with a failure |err| and the OS error number |os_err| beside it (0 if
  * none): tf_future_os_err() reads it back on the reading side, so "connection refused" vs
  * "timed out" survives the thread hop. Size 0, no owned pointer. Wakes and runs callbacks as
  * tf_promise_set. TF_OK; BAD_STATE (already set); INVALID_ARGUMENT (p NULL). */
-tf_err tf_promise_fail(tf_promise *p, tf_err err, int os_err);
+TF_API tf_err tf_promise_fail(tf_promise *p, tf_err err, int os_err);
 
 /* Drop the promise end. If it was never set, first resolves the future with
  * (TF_ERR_CANCELLED, 0, NULL) -- which wakes waiters and runs the then-callback on this thread.
  * NULL is a no-op. */
-void tf_promise_free(tf_promise *p);
+TF_API void tf_promise_free(tf_promise *p);
 
 /* True once the result is available (acquire load; never blocks). False for NULL. */
-bool tf_future_is_ready(const tf_future *f);
+TF_API bool tf_future_is_ready(const tf_future *f);
 
 /* Block until the result is available. TF_OK: ready (read it with tf_future_get).
  * BAD_STATE: not ready and the caller is a loop thread (did not block).
  * INVALID_ARGUMENT: f NULL. */
-tf_err tf_future_wait(tf_future *f);
+TF_API tf_err tf_future_wait(tf_future *f);
 
 /* As tf_future_wait, but give up after |timeout_ms| (CLOCK_MONOTONIC; 0 = just poll).
  * TF_OK: ready. TIMEOUT: not ready in time; nothing was consumed or changed -- wait again or
  * get later. BAD_STATE: not ready, timeout_ms > 0 and the caller is a loop thread.
  * INVALID_ARGUMENT: f NULL. */
-tf_err tf_future_wait_for(tf_future *f, uint32_t timeout_ms);
+TF_API tf_err tf_future_wait_for(tf_future *f, uint32_t timeout_ms);
 
 /* Wait for the result (as tf_future_wait) and read it. Returns the result's tf_err (the value
  * given to tf_promise_set, CANCELLED for a broken promise) and stores its size in *size (if
@@ -104,22 +106,22 @@ tf_err tf_future_wait_for(tf_future *f, uint32_t timeout_ms);
  * May be called again: same err and size.
  * If the future is not ready and the caller is a loop thread, returns BAD_STATE at once with
  * *size = 0 and *owned = NULL. INVALID_ARGUMENT: f NULL. */
-tf_err tf_future_get(tf_future *f, size_t *size, void **owned);
+TF_API tf_err tf_future_get(tf_future *f, size_t *size, void **owned);
 
 /* The OS error number that came with the result (tf_promise_fail), or 0: none, not ready yet,
  * or f NULL. Never blocks. */
-int tf_future_os_err(const tf_future *f);
+TF_API int tf_future_os_err(const tf_future *f);
 
 /* Register the completion callback (at most one per future).
  * Already ready: runs cb(f, arg) at once on the calling thread, before returning TF_OK.
  * Otherwise: TF_OK; cb runs on the thread that completes the promise.
  * BUSY: a callback was already registered (cb will not run). INVALID_ARGUMENT: f or cb NULL.
  * The future may be dropped right after this call: the callback still runs. */
-tf_err tf_future_then(tf_future *f, tf_future_cb cb, void *arg);
+TF_API tf_err tf_future_then(tf_future *f, tf_future_cb cb, void *arg);
 
 /* Drop the future end. An owned pointer nobody took is destroyed when the state is freed
  * (now, or when the promise or pending callback lets go). NULL is a no-op. */
-void tf_future_free(tf_future *f);
+TF_API void tf_future_free(tf_future *f);
 
 #ifdef __cplusplus
 }

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "tcpframe/err.h"
+#include "tcpframe/export.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -88,29 +89,29 @@ typedef struct tf_hs {
 } tf_hs;
 
 /* Start a handshake: nothing sent, nothing received. */
-void tf_hs_init(tf_hs *hs);
+TF_API void tf_hs_init(tf_hs *hs);
 
 /* Outbound half. Sets *out to our remaining magic bytes and returns their count (0 when all
  * four are sent or the handshake failed). */
-size_t tf_hs_out(tf_hs *hs, const uint8_t **out);
+TF_API size_t tf_hs_out(tf_hs *hs, const uint8_t **out);
 /* |n| of the bytes offered by tf_hs_out were sent. DONE if this completed the handshake, AGAIN
  * if more remains, ERROR (INVALID_ARGUMENT, sticky) if n exceeds what was offered. */
-tf_step tf_hs_sent(tf_hs *hs, size_t n);
+TF_API tf_step tf_hs_sent(tf_hs *hs, size_t n);
 
 /* Inbound half. Sets *in to where the peer's next bytes go and returns how many are still
  * expected (0 when all four arrived or the handshake failed). Never asks for more than the
  * magic: bytes after it belong to the first message. */
-size_t tf_hs_in(tf_hs *hs, uint8_t **in);
+TF_API size_t tf_hs_in(tf_hs *hs, uint8_t **in);
 /* |n| bytes landed where tf_hs_in pointed. ERROR BAD_MAGIC (sticky) as soon as a byte differs
  * from the magic; DONE if this completed the handshake; AGAIN otherwise. */
-tf_step tf_hs_received(tf_hs *hs, size_t n);
+TF_API tf_step tf_hs_received(tf_hs *hs, size_t n);
 
 /* Drive both halves over |io| (which needs read and write). Reads are tried even while the
  * write would block, so two peers over small buffers cannot deadlock.
  * DONE: magic sent and the peer's magic checked. AGAIN: call again when ready.
  * ERROR: BAD_MAGIC, CLOSED (peer closed before sending a byte), TRUNCATED (closed after 1..3),
  * IO (tf_hs_error gives the OS error), INVALID_ARGUMENT (the io broke its contract). */
-tf_step tf_hs_try(tf_hs *hs, const tf_io *io);
+TF_API tf_step tf_hs_try(tf_hs *hs, const tf_io *io);
 
 /* Bits of tf_hs_wants(): which way a handshake waits. */
 #define TF_WANT_READ 1u
@@ -122,11 +123,11 @@ tf_step tf_hs_try(tf_hs *hs, const tf_io *io);
  *   TF_WANT_WRITE                 our magic bytes remain to be sent (the peer's all arrived)
  *   TF_WANT_READ | TF_WANT_WRITE  both
  *   0                             done or failed: nothing to wait for */
-unsigned tf_hs_wants(const tf_hs *hs);
+TF_API unsigned tf_hs_wants(const tf_hs *hs);
 
 /* TF_OK while running or done, else the sticky reason; *os_err (if non-NULL) gets the OS error
  * number of an IO failure, else 0. */
-tf_err tf_hs_error(const tf_hs *hs, int *os_err);
+TF_API tf_err tf_hs_error(const tf_hs *hs, int *os_err);
 
 /* ---------------------------------------------------------------- sender */
 
@@ -144,32 +145,32 @@ typedef struct tf_tx {
 } tf_tx;
 
 /* An idle sender that refuses payloads longer than |max_len|. */
-void tf_tx_init(tf_tx *tx, uint32_t max_len);
+TF_API void tf_tx_init(tf_tx *tx, uint32_t max_len);
 
 /* Start sending one message. The payload is borrowed, not copied: keep it alive and unchanged
  * until the message is DONE (or the sender failed). Refusals change nothing and emit nothing:
  *   TOO_LARGE if len > max_len; INVALID_ARGUMENT if payload is NULL and len > 0;
  *   BAD_STATE if a message is already in flight; the sticky reason if the sender failed. */
-tf_err tf_tx_begin(tf_tx *tx, const uint8_t *payload, size_t len);
+TF_API tf_err tf_tx_begin(tf_tx *tx, const uint8_t *payload, size_t len);
 
 /* Fill iov[0..2) with what remains to be sent (rest of the header, rest of the payload; empty
  * pieces are left out) and return the count, 0..2. 0 when idle or failed. */
-size_t tf_tx_next(const tf_tx *tx, tf_iov iov[2]);
+TF_API size_t tf_tx_next(const tf_tx *tx, tf_iov iov[2]);
 
 /* |n| of the bytes offered by tf_tx_next were sent. DONE when the whole frame is out (the
  * sender is idle again and the payload is released), AGAIN if more remains, ERROR
  * INVALID_ARGUMENT (sticky) if n exceeds what remains. advance(0) when idle is DONE. */
-tf_step tf_tx_advance(tf_tx *tx, size_t n);
+TF_API tf_step tf_tx_advance(tf_tx *tx, size_t n);
 
 /* Send what remains over io->write until DONE, AGAIN or ERROR. On an idle sender: DONE.
  * ERROR: IO (OS error kept), CLOSED (write returned 0), INVALID_ARGUMENT (io broke contract). */
-tf_step tf_tx_try(tf_tx *tx, const tf_io *io);
+TF_API tf_step tf_tx_try(tf_tx *tx, const tf_io *io);
 
 /* Bytes of the current frame not yet sent (0 when idle or failed). */
-size_t tf_tx_pending(const tf_tx *tx);
+TF_API size_t tf_tx_pending(const tf_tx *tx);
 
 /* As tf_hs_error. */
-tf_err tf_tx_error(const tf_tx *tx, int *os_err);
+TF_API tf_err tf_tx_error(const tf_tx *tx, int *os_err);
 
 /* ---------------------------------------------------------------- receiver */
 
@@ -206,55 +207,55 @@ typedef struct tf_sink {
 } tf_sink;
 
 /* A receiver waiting for a length prefix; lengths over |max_len| fail with TOO_LARGE. */
-void tf_rx_init(tf_rx *rx, uint32_t max_len);
+TF_API void tf_rx_init(tf_rx *rx, uint32_t max_len);
 
 /* Sans-I/O: set *buf to where the next bytes go and return how many are wanted (the rest of the
  * length prefix, or the rest of the payload). Returns 0 when a target is wanted
  * (tf_rx_wants_target) or the receiver failed. */
-size_t tf_rx_next(tf_rx *rx, uint8_t **buf);
+TF_API size_t tf_rx_next(tf_rx *rx, uint8_t **buf);
 
 /* |n| bytes landed where tf_rx_next pointed. DONE: a message completed, *msg says where and how
  * long (the receiver then waits for the next prefix). AGAIN: more needed, or a target is wanted.
  * ERROR (sticky): TOO_LARGE as the 4th prefix byte lands with a length over max_len, before
  * any target is asked for; INVALID_ARGUMENT if n exceeds what was asked for. */
-tf_step tf_rx_advance(tf_rx *rx, size_t n, tf_msg *msg);
+TF_API tf_step tf_rx_advance(tf_rx *rx, size_t n, tf_msg *msg);
 
 /* Nonzero when the prefix is decoded and the payload target must be given; *len (if non-NULL)
  * gets the payload length (1..max_len). */
-int tf_rx_wants_target(const tf_rx *rx, size_t *len);
+TF_API int tf_rx_wants_target(const tf_rx *rx, size_t *len);
 
 /* Give the payload target: |cap| writable bytes at |buf|. Errors (sticky) before any payload
  * byte is written: BUFFER_TOO_SMALL if cap < len, else NOMEM if buf is NULL (pass your
  * allocator's answer straight in). BAD_STATE (not sticky) if no target is wanted; the sticky
  * reason if the receiver had already failed. */
-tf_err tf_rx_set_target(tf_rx *rx, uint8_t *buf, size_t cap);
+TF_API tf_err tf_rx_set_target(tf_rx *rx, uint8_t *buf, size_t cap);
 
 /* Push |len| bytes already read (batched reads). Copies them into the prefix and target and
  * stops at the first completed message (DONE, *msg set), when a target is wanted or the input
  * is used up (AGAIN), or at an error. *used is always the count of bytes consumed. */
-tf_step tf_rx_feed(tf_rx *rx, const uint8_t *in, size_t len, size_t *used, tf_msg *msg);
+TF_API tf_step tf_rx_feed(tf_rx *rx, const uint8_t *in, size_t len, size_t *used, tf_msg *msg);
 
 /* Receive one message over io->read into |sink|. DONE: *msg is the message. AGAIN: call again.
  * ERROR: TOO_LARGE, BUFFER_TOO_SMALL, NOMEM, CLOSED (peer closed between messages),
  * TRUNCATED (closed inside one), IO (OS error kept), INVALID_ARGUMENT (io broke contract). */
-tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg);
+TF_API tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg);
 
 /* Give up on the receiver: return the target of the unfinished message (or NULL) and forget
  * it, so that in alloc mode the caller can free it (after an ERROR, or to tear down mid-message).
  * In span mode it is the caller's own span: do not free that. The receiver is failed afterwards
  * (its earlier reason is kept, else BAD_STATE). */
-uint8_t *tf_rx_abandon(tf_rx *rx);
+TF_API uint8_t *tf_rx_abandon(tf_rx *rx);
 
 /* As tf_hs_error. */
-tf_err tf_rx_error(const tf_rx *rx, int *os_err);
+TF_API tf_err tf_rx_error(const tf_rx *rx, int *os_err);
 
 /* Zero-copy splitter for batched reads: if in[0..len) starts with a complete frame, set
  * *payload to its payload inside |in|, *payload_len to its length, *used to the frame size
  * (4 + payload) and return DONE. AGAIN if the frame is incomplete (*used = 0: feed the tail to a
  * tf_rx). ERROR if its length prefix is over max_len: the reason is always TF_ERR_TOO_LARGE (the
  * splitter is stateless, so there is no machine to ask). Use it only at a frame boundary. */
-tf_step tf_frame_split(const uint8_t *in, size_t len, uint32_t max_len, const uint8_t **payload,
-                       size_t *payload_len, size_t *used);
+TF_API tf_step tf_frame_split(const uint8_t *in, size_t len, uint32_t max_len,
+                              const uint8_t **payload, size_t *payload_len, size_t *used);
 
 /* Big-endian helpers of the length prefix (SPEC 2.2). Division and multiplication, not shifts:
  * they prove without bit-vector reasoning and compile to the same instructions. Inline, so that

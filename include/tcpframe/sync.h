@@ -33,6 +33,7 @@
 
 #include "tcpframe/conn.h"
 #include "tcpframe/err.h"
+#include "tcpframe/export.h"
 #include "tcpframe/tcp.h"
 
 #ifdef __cplusplus
@@ -63,8 +64,8 @@ typedef struct tf_sync_server tf_sync_server;
  *   TF_ERR_NOMEM
  * *os_err (if non-NULL) gets the OS error number of a failure (for TIMEOUT: the last failed
  * attempt's, 0 if none), else 0. On failure *out is NULL and no fd is left open. */
-tf_err tf_sync_connect(const char *addr, const tf_tcp_config *cfg, tf_sync_conn **out,
-                       int *os_err, tf_errmsg *msg);
+TF_API tf_err tf_sync_connect(const char *addr, const tf_tcp_config *cfg, tf_sync_conn **out,
+                              int *os_err, tf_errmsg *msg);
 
 /* Take over an already connected stream socket |fd| (e.g. one end of a socketpair): set it
  * non-blocking, apply cfg's socket options where they apply (failures of options a socket of
@@ -72,8 +73,8 @@ tf_err tf_sync_connect(const char *addr, const tf_tcp_config *cfg, tf_sync_conn 
  * handshake (if cfg->handshake) under cfg->handshake_timeout_ms.
  *   TF_OK: *out owns fd.  On any error fd is closed too, and *out is NULL.
  *   Errors as the handshake part of tf_sync_connect; INVALID_ARGUMENT (fd < 0, out NULL). */
-tf_err tf_sync_conn_from_fd(int fd, const tf_tcp_config *cfg, tf_sync_conn **out,
-                            int *os_err, tf_errmsg *msg);
+TF_API tf_err tf_sync_conn_from_fd(int fd, const tf_tcp_config *cfg, tf_sync_conn **out,
+                                   int *os_err, tf_errmsg *msg);
 
 /* Send one message: the length prefix and the payload with one sendmsg (MSG_NOSIGNAL: a dead
  * peer never raises SIGPIPE), repeated only for what a partial write left. |buf| is borrowed
@@ -86,7 +87,7 @@ tf_err tf_sync_conn_from_fd(int fd, const tf_tcp_config *cfg, tf_sync_conn **out
  *   TF_ERR_CLOSED            poisoned (the kernel accepted no byte: peer gone)
  *   TF_ERR_BAD_STATE         our sending side was shut down (tf_sync_conn_shutdown)
  *   any earlier poison reason, at once */
-tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeout_ms);
+TF_API tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeout_ms);
 
 /* Receive one message into |buf| (|cap| bytes, borrowed for the call); *len = its length.
  *   TF_OK                    *len bytes in buf
@@ -98,35 +99,36 @@ tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeo
  *   TF_ERR_IO                poisoned; os_err kept
  *   TF_ERR_INVALID_ARGUMENT  c or len NULL, buf NULL with cap > 0
  *   any earlier poison reason, at once */
-tf_err tf_sync_conn_recv(tf_sync_conn *c, void *buf, size_t cap, size_t *len, int timeout_ms);
+TF_API tf_err tf_sync_conn_recv(tf_sync_conn *c, void *buf, size_t cap,
+                                size_t *len, int timeout_ms);
 
 /* Receive one message into a malloc()'d buffer of its exact length, allocated only after the
  * length passed the max check: *buf is the caller's to free() (NULL for an empty message),
  * *len its length. Errors as tf_sync_conn_recv (no BUFFER_TOO_SMALL), plus TF_ERR_NOMEM
  * (poisoned). On error *buf is NULL and nothing is left allocated. */
-tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int timeout_ms);
+TF_API tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int timeout_ms);
 
 /* Half-close: shut our sending side down (the peer's next receive after our last message
  * gives CLOSED); receiving goes on.
  *   TF_OK; TF_ERR_BAD_STATE (already shut down); TF_ERR_IO (shutdown failed); the poison
  *   reason if poisoned; TF_ERR_INVALID_ARGUMENT (NULL). */
-tf_err tf_sync_conn_shutdown(tf_sync_conn *c);
+TF_API tf_err tf_sync_conn_shutdown(tf_sync_conn *c);
 
 /* Close the socket and free the connection. NULL is a no-op. Must not race any other call on
  * the same connection. */
-void tf_sync_conn_free(tf_sync_conn *c);
+TF_API void tf_sync_conn_free(tf_sync_conn *c);
 
 /* The poison reason (TF_OK while healthy); *os_err (if non-NULL) its OS error number or 0. */
-tf_err tf_sync_conn_error(const tf_sync_conn *c, int *os_err);
+TF_API tf_err tf_sync_conn_error(const tf_sync_conn *c, int *os_err);
 
 /* The socket (for poll, getsockopt, ...); it stays the connection's: do not close it. */
-int tf_sync_conn_fd(const tf_sync_conn *c);
+TF_API int tf_sync_conn_fd(const tf_sync_conn *c);
 
 /* The peer's address as "host:port" (tcp.h); TF_OK or TF_ERR_IO / BUFFER_TOO_SMALL. */
-tf_err tf_sync_conn_peer(const tf_sync_conn *c, char *buf, size_t len);
+TF_API tf_err tf_sync_conn_peer(const tf_sync_conn *c, char *buf, size_t len);
 
 /* The generic view (conn.h) of this connection; never NULL for a non-NULL c. */
-tf_conn *tf_sync_conn_base(tf_sync_conn *c);
+TF_API tf_conn *tf_sync_conn_base(tf_sync_conn *c);
 
 /* ---------------------------------------------------------------- server */
 
@@ -135,7 +137,7 @@ tf_conn *tf_sync_conn_base(tf_sync_conn *c);
 typedef void (*tf_reject_cb)(void *arg, const char *peer, tf_err err, int os_err);
 
 /* A server object, not yet listening. TF_OK; TF_ERR_INVALID_ARGUMENT; TF_ERR_NOMEM. */
-tf_err tf_sync_server_new(tf_sync_server **out);
+TF_API tf_err tf_sync_server_new(tf_sync_server **out);
 
 /* Bind |addr| and listen (SO_REUSEADDR; backlog cfg->listen_backlog, else SOMAXCONN). The
  * wildcard binds dual-stack [::] (falls back to 0.0.0.0 without IPv6); port 0 picks a free port
@@ -143,15 +145,15 @@ tf_err tf_sync_server_new(tf_sync_server **out);
  *   TF_OK; TF_ERR_BAD_ADDRESS; TF_ERR_INVALID_ARGUMENT (NULL, bad cfg: msg names the field);
  *   TF_ERR_IO (bind/listen failed, e.g. EADDRINUSE; msg names the call and the address);
  *   TF_ERR_BAD_STATE (already initialised: double init); TF_ERR_SHUTDOWN (shut down). */
-tf_err tf_sync_server_init(tf_sync_server *s, const char *addr, const tf_tcp_config *cfg,
-                           tf_errmsg *msg);
+TF_API tf_err tf_sync_server_init(tf_sync_server *s, const char *addr, const tf_tcp_config *cfg,
+                                  tf_errmsg *msg);
 
 /* Call cb(arg, ...) for every client dropped in the handshake. Set before accepting. */
-void tf_sync_server_on_reject(tf_sync_server *s, tf_reject_cb cb, void *arg);
+TF_API void tf_sync_server_on_reject(tf_sync_server *s, tf_reject_cb cb, void *arg);
 
 /* The bound address as "host:port" with the real port ("[::]:41234" for the wildcard).
  *   TF_OK; TF_ERR_BAD_STATE (not initialised); TF_ERR_BUFFER_TOO_SMALL; TF_ERR_IO. */
-tf_err tf_sync_server_addr(const tf_sync_server *s, char *buf, size_t len);
+TF_API tf_err tf_sync_server_addr(const tf_sync_server *s, char *buf, size_t len);
 
 /* Block until a client has connected and completed the handshake (under
  * cfg->handshake_timeout_ms), or until tf_sync_server_shutdown. The socket options of cfg are
@@ -170,18 +172,18 @@ tf_err tf_sync_server_addr(const tf_sync_server *s, char *buf, size_t len);
  *   TF_ERR_NOMEM             no memory for the connection (that client is closed)
  *   TF_ERR_INVALID_ARGUMENT  NULL arguments
  * Several threads may accept at once. */
-tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err,
-                             tf_errmsg *msg);
+TF_API tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err,
+                                    tf_errmsg *msg);
 
 /* The number of clients dropped in the handshake so far (any thread). */
-uint64_t tf_sync_server_rejected(const tf_sync_server *s);
+TF_API uint64_t tf_sync_server_rejected(const tf_sync_server *s);
 
 /* Stop: every blocked and later accept returns TF_ERR_SHUTDOWN at once (an eventfd in the same
  * poll), and the listen socket is closed. Idempotent; any thread. TF_OK; INVALID_ARGUMENT. */
-tf_err tf_sync_server_shutdown(tf_sync_server *s);
+TF_API tf_err tf_sync_server_shutdown(tf_sync_server *s);
 
 /* Shut down (if not yet) and free. No accept may still run. NULL is a no-op. */
-void tf_sync_server_free(tf_sync_server *s);
+TF_API void tf_sync_server_free(tf_sync_server *s);
 
 #ifdef __cplusplus
 }

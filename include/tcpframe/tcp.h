@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "tcpframe/err.h"
+#include "tcpframe/export.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -62,7 +63,7 @@ typedef struct tf_hostport {
  *                            character, non-ASCII byte or stray bracket in the host, host too
  *                            long; msg is `bad address "<input>": <fault>` (*out zeroed)
  *   TF_ERR_INVALID_ARGUMENT  text or out NULL */
-tf_err tf_hostport_parse(const char *text, tf_hostport *out, tf_errmsg *msg);
+TF_API tf_err tf_hostport_parse(const char *text, tf_hostport *out, tf_errmsg *msg);
 
 /* A resolved socket address. */
 typedef struct tf_addr {
@@ -92,12 +93,12 @@ typedef struct tf_addrlist {
  *                            resolve (msg has gai_strerror's reason), or no address of the
  *                            requested family; msg quotes the input (out->n = 0)
  *   TF_ERR_INVALID_ARGUMENT  text or out NULL, family not one of TF_FAMILY_* */
-tf_err tf_addr_resolve(const char *text, int family, bool passive, tf_addrlist *out,
-                       tf_errmsg *msg);
+TF_API tf_err tf_addr_resolve(const char *text, int family, bool passive, tf_addrlist *out,
+                              tf_errmsg *msg);
 
 /* True if |text| parses and its host is numeric or the wildcard (resolving it will not touch
  * the resolver). */
-bool tf_addr_is_numeric(const char *text);
+TF_API bool tf_addr_is_numeric(const char *text);
 
 /* Format |a| as "1.2.3.4:port" or "[v6]:port" (a non-zero scope id as "%<number>";
  * IPv4-mapped IPv6 shown as IPv4). The text parses back to the same address. Pure.
@@ -105,7 +106,7 @@ bool tf_addr_is_numeric(const char *text);
  *   TF_ERR_INVALID_ARGUMENT  a or buf NULL, a family other than AF_INET / AF_INET6, or a->len
  *                            too short for its family
  *   TF_ERR_BUFFER_TOO_SMALL  len too small (buf "" if len > 0): TF_ADDRSTR_LEN always suffices */
-tf_err tf_addr_format(const tf_addr *a, char *buf, size_t len);
+TF_API tf_err tf_addr_format(const tf_addr *a, char *buf, size_t len);
 
 /* ---------------------------------------------------------------- socket configuration */
 
@@ -158,20 +159,20 @@ typedef struct tf_tcp_config {
  * caller's sizeof and a library with a larger struct never writes past the caller's; the
  * function of the same name (same effect at this header's size) exists for function pointers
  * and other languages. */
-void tf_tcp_config_init(tf_tcp_config *c);
+TF_API void tf_tcp_config_init(tf_tcp_config *c);
 #define tf_tcp_config_init(c) tf_tcp_config_init_sized((c), sizeof(tf_tcp_config))
 
 /* Every socket option and limit TF_UNSET (the OS decides): connect_timeout_ms, sndbuf, rcvbuf,
  * nodelay, keepalive and its three times, user_timeout_ms, listen_backlog, the retries and their
  * delays, handshake_timeout_ms. Handshake on, max lengths 64 MiB, the async queues and buffers
  * as tf_tcp_config_init. Cannot fail; c must not be NULL. A macro as tf_tcp_config_init. */
-void tf_tcp_config_init_os(tf_tcp_config *c);
+TF_API void tf_tcp_config_init_os(tf_tcp_config *c);
 #define tf_tcp_config_init_os(c) tf_tcp_config_init_os_sized((c), sizeof(tf_tcp_config))
 
 /* What the two macros call: fill the fields of |c| that lie within its first |size| bytes, set
  * c->size = size (if it has room for it) and zero any bytes past this library's struct. */
-void tf_tcp_config_init_sized(tf_tcp_config *c, size_t size);
-void tf_tcp_config_init_os_sized(tf_tcp_config *c, size_t size);
+TF_API void tf_tcp_config_init_sized(tf_tcp_config *c, size_t size);
+TF_API void tf_tcp_config_init_os_sized(tf_tcp_config *c, size_t size);
 
 /* Check every field within c->size bytes (later ones are defaults), in declaration order,
  * then the rules between fields. Every call that takes a config runs the same check.
@@ -183,7 +184,7 @@ void tf_tcp_config_init_os_sized(tf_tcp_config *c, size_t size);
  *                            retry_delay_ms > retry_max_delay_ms, handshake_timeout_ms 0 with
  *                            the handshake on, send_low_water > send_queue_bytes; msg names the
  *                            field and its value ("bad config: sndbuf = 0: must be ...") */
-tf_err tf_tcp_config_validate(const tf_tcp_config *c, tf_errmsg *msg);
+TF_API tf_err tf_tcp_config_validate(const tf_tcp_config *c, tf_errmsg *msg);
 
 #ifdef __cplusplus
 }
