@@ -1,21 +1,56 @@
-# mk/run.mk -- `make run`: build and run the main job; -included by the top Makefile.
+# mk/run.mk -- the tools; -included by the top Makefile.
 #
-#   make run                      installs the compiler if missing (deps), builds
-#                                 build/plain/tools/tfdemo (tools/tfdemo.c + libtcpframe.a), runs it
-#   make run RUN_ARGS="-n 1000 -s 16M"   options passed to the demo
+#   make                 also builds build/bin/tfcat (tools/tfcat.c: netcat for framed messages)
+#   make run             installs the compiler if missing (deps), builds everything and runs
+#                        build/plain/tools/tfdemo: the loopback TCP demo (tools/tfdemo.c)
+#   make run RUN_ARGS="-r 50"    options passed to the demo (tfdemo -h)
+#   make install         also installs bin/tfcat and share/man/man1/tfcat.1 (install-tools)
+#   make check           also runs tests/test_tfcat.sh against build/bin/tfcat (check-tfcat)
 #
-# tfdemo: a parent and a forked child handshake over a pipe pair, the child echoes COUNT framed
-# messages of assorted sizes (0 bytes .. MAXSIZE), the parent checks every byte and prints a
-# summary, then shows an over-long length refused (TOO_LARGE). Exit 0 only if all matched.
-# Always the optimised plain build, whatever V says. (Not `tfcat`: that name is the later CLI.)
+# tfcat and the demo link only libtcpframe.a and libc (no cmocka): `make run` works on a box
+# with nothing but gcc, make and libc6-dev. Both are always the optimised plain build.
 
 TFDEMO   := build/plain/tools/tfdemo
+TFCAT    := build/bin/tfcat
 RUN_ARGS ?=
+MANDIR   ?= $(PREFIX)/share/man
+
+.PHONY: install-tools uninstall-tools check-tfcat FORCE
+
+all: $(TFCAT)
+install: install-tools
+uninstall: uninstall-tools
 
 run: deps
-	@$(MAKE) --no-print-directory V=plain $(TFDEMO)
+	@$(MAKE) --no-print-directory V=plain lib $(TFCAT) $(TFDEMO)
 	$(TFDEMO) $(RUN_ARGS)
 
 $(O)/tools/%: tools/%.c $(HEADERS) $(O)/libtcpframe.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -o $@ $< $(O)/libtcpframe.a $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -DTFCAT_VERSION='"$(VERSION)"' -o $@ $< \
+	  $(O)/libtcpframe.a $(LDLIBS_ALL)
+
+ifeq ($(V),plain)
+$(TFCAT): $(O)/tools/tfcat
+	@mkdir -p $(@D)
+	cp $< $@
+else
+$(TFCAT): FORCE
+	@$(MAKE) --no-print-directory V=plain $(TFCAT)
+endif
+FORCE:
+
+install-tools: $(TFCAT)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(TFCAT) $(DESTDIR)$(PREFIX)/bin/tfcat
+	install -m 644 tools/tfcat.1 $(DESTDIR)$(MANDIR)/man1/tfcat.1
+
+uninstall-tools:
+	rm -f $(DESTDIR)$(PREFIX)/bin/tfcat $(DESTDIR)$(MANDIR)/man1/tfcat.1
+
+# End-to-end tests of tfcat over loopback (a shell suite; it prints cmocka's summary lines so
+# that scripts/run-test.sh records its counts in build/results like any test binary).
+check-tfcat: $(TFCAT)
+	@mkdir -p build/results
+	@TFCAT=$(TFCAT) scripts/run-test.sh plain tests/test_tfcat.sh build/results/plain-test_tfcat
+CHECK_EXTRA += check-tfcat

@@ -303,28 +303,26 @@ static pthread_mutex_t count_mu = PTHREAD_MUTEX_INITIALIZER;
 static long long counted;
 static bool count_reached;
 
-/* One more message handled; true if it may still be handled (not past --count). The one that
- * reaches the count wakes the main thread. */
-static bool count_one(void)
+/* Take one more message: false if --count messages were taken already. *last is set for the
+ * one that reaches the count: its handler calls count_finish() once it is done with it. */
+static bool count_take(bool *last)
 {
+    *last = false;
     if (o.count < 0)
         return true;
     pthread_mutex_lock(&count_mu);
     bool ok = !count_reached;
-    if (ok && ++counted >= o.count) {
-        count_reached = true;
-        pthread_kill(main_thread, SIGUSR1);
-    }
+    if (ok && ++counted >= o.count)
+        count_reached = *last = true;
     pthread_mutex_unlock(&count_mu);
     return ok;
 }
 
-static bool count_done(void)
+/* The last message is handled (printed, or its echo sent): wake the main thread to exit. */
+static void count_finish(bool last)
 {
-    pthread_mutex_lock(&count_mu);
-    bool d = count_reached;
-    pthread_mutex_unlock(&count_mu);
-    return d;
+    if (last)
+        pthread_kill(main_thread, SIGUSR1);
 }
 
 /* A client left: quietly (-v) if it closed between messages, else one line saying why. */
@@ -357,10 +355,9 @@ typedef struct aclient {
 
 static void echo_sent(tf_future *f, void *arg)
 {
-    (void)arg;
-    if (tf_future_get(f, NULL, NULL) == TF_OK)
-        count_one();
+    bool last = arg != NULL;
     tf_future_free(f);
+    count_finish(last);
 }
 
 static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
@@ -374,17 +371,19 @@ static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data
         return;
     }
     a->msgs++;
+    bool last;
+    if (!count_take(&last))
+        return; /* past --count: we are about to exit */
     if (!o.echo) {
-        if (count_one())
-            emit(data, len);
+        emit(data, len);
+        count_finish(last);
         return;
     }
-    if (count_done())
-        return;
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy) {
         say("%s: dropped: out of memory for a %zu-byte echo", a->peer, len);
         tf_async_conn_abort(c);
+        count_finish(last);
         return;
     }
     if (len)
@@ -392,7 +391,7 @@ static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data
     tf_future *f = NULL;
     tf_err e = tf_async_conn_send_owned(c, copy, len, free, -1, &f);
     if (e == TF_OK) {
-        tf_future_then(f, echo_sent, NULL);
+        tf_future_then(f, echo_sent, last ? f : NULL);
         return;
     }
     free(copy);
@@ -402,6 +401,7 @@ static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data
         say("%s: dropped: echo: %s", a->peer, tf_strerror(e));
     /* Poisoned or aborted: the stream ends with its reason and frees the connection. */
     tf_async_conn_abort(c);
+    count_finish(last);
 }
 
 static void on_accept(tf_async_server *s, tf_async_conn *c, void *arg)
@@ -503,17 +503,19 @@ static void *serve_sync(void *arg)
         if (e != TF_OK)
             break;
         msgs++;
-        if (o.echo) {
-            e = count_done() ? TF_OK : tf_sync_conn_send(c, m, n, -1);
-            free(m);
-            if (e != TF_OK)
-                break;
-            count_one();
-        } else {
-            if (count_one())
-                emit(m, n);
-            free(m);
+        bool last;
+        if (!count_take(&last)) {
+            free(m); /* past --count: we are about to exit */
+            continue;
         }
+        if (o.echo)
+            e = tf_sync_conn_send(c, m, n, -1);
+        else
+            emit(m, n);
+        free(m);
+        count_finish(last);
+        if (e != TF_OK)
+            break;
     }
     int os = 0;
     tf_err pe = tf_sync_conn_error(c, &os);

@@ -1,0 +1,437 @@
+#!/usr/bin/env bash
+# tests/test_tfcat.sh -- tfcat end to end over loopback: listen + client lines (async and sync),
+# echo, raw binary (0 bytes, 1 MiB, a NUL inside), hex and NUL-delimited input, --data/--file,
+# many clients at once, clients with a wrong magic, an early close, silence past the deadline,
+# a length over the max and a reset mid-frame (each dropped with one line while the server goes
+# on), a server with a wrong magic, an oversized reply, a reply timeout, refused connections,
+# bad addresses and options, [::1], SIGTERM/SIGINT exit codes, --count, stdout closed early.
+#
+#   TFCAT=build/bin/tfcat tests/test_tfcat.sh        (make check runs it via check-tfcat)
+#
+# Prints cmocka's summary lines, so scripts/run-test.sh records "passed failed" in
+# build/results. Load-independent: servers are waited for by their "listening on" line, never
+# by a fixed sleep; every wait has a generous deadline; background processes are killed on
+# exit. TF_TEST_FILTER='*echo*' runs the matching tests only. Raw peers use python3.
+set -u
+TFCAT=$(realpath "${TFCAT:-build/bin/tfcat}")
+[ -x "$TFCAT" ] || { echo "test_tfcat: no executable $TFCAT"; exit 1; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/test_tfcat.XXXXXX")
+bg=() # pids of background processes of the current test
+cleanup() {
+  for p in "${bg[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 99' INT TERM
+LIMIT=60 # seconds any single step may take before it counts as hung
+
+# ---------------------------------------------------------------- helpers
+
+say() { echo "    $*"; }
+show() { sed 's/^/      | /' "$1" | head -20; }
+assert_eq() { [ "$1" = "$2" ] || { say "expected [$2], got [$1] ${3:-}"; return 1; }; }
+assert_grep() {
+  grep -q -- "$2" "$1" || { say "$(basename "$1") lacks [$2]:"; show "$1"; return 1; }
+}
+assert_lines() { # FILE N: exactly N lines
+  local n; n=$(wc -l <"$1")
+  [ "$n" -eq "$2" ] || { say "$(basename "$1"): $n lines, expected $2"; show "$1"; return 1; }
+}
+tfcat() { timeout -k 5 "$LIMIT" "$TFCAT" "$@"; }
+
+# wait_for FILE PATTERN [SECONDS]: until a line of FILE matches (polls; no fixed sleep).
+wait_for() {
+  local end=$((SECONDS + ${3:-$LIMIT}))
+  until grep -q -- "$2" "$1" 2>/dev/null; do
+    [ $SECONDS -lt $end ] || { say "timed out waiting for [$2] in $(basename "$1")"; show "$1"; return 1; }
+    sleep 0.02
+  done
+}
+
+# serve NAME ARGS...: start `tfcat ARGS... -l ...` in the background with its stdout in
+# $tmp/NAME.out and stderr in $tmp/NAME.err; wait for its first stderr line; set SRV (pid),
+# ADDR (as printed) and PORT. The caller passes -l ADDR itself.
+serve() {
+  local name=$1; shift
+  rm -f "$tmp/$name.out" "$tmp/$name.err" # not an earlier server's "listening on" line
+  "$TFCAT" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  SRV=$!
+  bg+=("$SRV")
+  wait_for "$tmp/$name.err" '^listening on ' || return 1
+  local first; first=$(head -1 "$tmp/$name.err")
+  ADDR=${first#listening on }
+  PORT=${ADDR##*:}
+}
+
+# reap PID [SECONDS]: wait for PID to exit (killing it after the deadline); RC = its status.
+reap() {
+  local end=$((SECONDS + ${2:-$LIMIT}))
+  while kill -0 "$1" 2>/dev/null; do
+    if [ $SECONDS -ge $end ]; then
+      say "pid $1 still running after ${2:-$LIMIT}s: killed"
+      kill -KILL "$1" 2>/dev/null
+      break
+    fi
+    sleep 0.02
+  done
+  wait "$1" 2>/dev/null
+  RC=$?
+}
+
+# stop PID [SIGNAL]: signal the server and expect exit status 0.
+stop() {
+  kill -"${2:-TERM}" "$1" 2>/dev/null
+  reap "$1"
+  assert_eq "$RC" 0 "(exit status after SIG${2:-TERM})"
+}
+
+# A raw peer in python3 (independent of the library): see the modes below.
+cat >"$tmp/peer.py" <<'EOF'
+import socket, struct, sys, time
+mode = sys.argv[1]
+def listen(portfile):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0)); s.listen(4)
+    with open(portfile + ".tmp", "w") as f: f.write(str(s.getsockname()[1]))
+    import os; os.rename(portfile + ".tmp", portfile)
+    return s
+def readn(c, n):
+    b = b""
+    while len(b) < n:
+        d = c.recv(n - len(b))
+        if not d: break
+        b += d
+    return b
+if mode == "srv-magic":          # a server that answers with another protocol's greeting
+    s = listen(sys.argv[2]); c, _ = s.accept()
+    c.sendall(sys.argv[3].encode()); readn(c, 4); time.sleep(0.2); c.close()
+elif mode == "srv-bigreply":     # handshakes, reads one frame, replies with a 2 GiB length
+    s = listen(sys.argv[2]); c, _ = s.accept()
+    c.sendall(b"UNIF"); readn(c, 4)
+    n = struct.unpack(">I", readn(c, 4))[0]; readn(c, n)
+    c.sendall(struct.pack(">I", 0x7fffffff) + b"xx")
+    c.settimeout(30); 
+    try:
+        while c.recv(65536): pass
+    except Exception: pass
+    c.close()
+elif mode == "cli-rst":          # handshakes, sends half a frame, then resets the connection
+    c = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+    c.sendall(b"UNIF"); readn(c, 4); c.sendall(b"\0\0\0\x10abc"); time.sleep(0.1)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
+EOF
+PY=$(command -v python3 || true)
+peer_bg() { # MODE ARGS...: background python peer
+  timeout -k 5 "$LIMIT" "$PY" "$tmp/peer.py" "$@" &
+  bg+=($!)
+  PEER=$!
+}
+wait_port() { # FILE: the port a python server wrote
+  wait_for "$1" '[0-9]' || return 1
+  PPORT=$(cat "$1")
+}
+need_python() { [ -n "$PY" ] || { say "python3 missing: cannot run this test"; return 1; }; }
+
+# ---------------------------------------------------------------- tests
+
+test_tfcat_lines_async() {
+  serve s -l 127.0.0.1:0 || return 1
+  printf 'hello\n\nworld\nno newline at the end' | tfcat "$ADDR" || { say "client failed"; return 1; }
+  printf 'second client\n' | tfcat "$ADDR" || return 1
+  wait_for "$tmp/s.out" '^second client$' || return 1
+  stop "$SRV" || return 1
+  printf 'hello\n\nworld\nno newline at the end\nsecond client\n' >"$tmp/want"
+  cmp "$tmp/want" "$tmp/s.out" || { show "$tmp/s.out"; return 1; }
+  assert_lines "$tmp/s.err" 1
+}
+
+test_tfcat_lines_sync_server_sync_client_sigint() {
+  serve s --sync -v -l 127.0.0.1:0 || return 1
+  printf 'one\ntwo\n' | tfcat --sync "$ADDR" || return 1
+  printf 'three\n' | tfcat "$ADDR" || return 1 # async client, sync server
+  wait_for "$tmp/s.err" 'closed after 1 message$' || return 1
+  stop "$SRV" INT || return 1
+  printf 'one\ntwo\nthree\n' >"$tmp/want"
+  cmp "$tmp/want" "$tmp/s.out" || { show "$tmp/s.out"; return 1; }
+  assert_grep "$tmp/s.err" 'accepted'
+}
+
+test_tfcat_echo_recv_async_and_sync() {
+  for mode in "" --sync; do
+    serve s $mode --echo -l 127.0.0.1:0 || return 1
+    seq 1 100 >"$tmp/in"
+    tfcat --recv "$ADDR" <"$tmp/in" >"$tmp/got" || { say "async client ($mode server)"; return 1; }
+    cmp "$tmp/in" "$tmp/got" || return 1
+    tfcat --sync --recv "$ADDR" <"$tmp/in" >"$tmp/got" || { say "sync client ($mode server)"; return 1; }
+    cmp "$tmp/in" "$tmp/got" || return 1
+    stop "$SRV" || return 1
+    [ ! -s "$tmp/s.out" ] || { say "--echo printed something"; return 1; }
+  done
+}
+
+# Frames: empty, 1 MiB of random bytes, "a\0b"; through an echo server and back, and printed
+# by a --raw server: both byte-exact.
+test_tfcat_raw_binary_zero_and_1mib() {
+  { printf '\0\0\0\0\0\x10\0\0'; head -c 1048576 /dev/urandom; printf '\0\0\0\3a\0b'; } >"$tmp/in.bin"
+  serve e --echo -l 127.0.0.1:0 || return 1
+  tfcat --raw --recv "$ADDR" <"$tmp/in.bin" >"$tmp/back.bin" || return 1
+  cmp "$tmp/in.bin" "$tmp/back.bin" || { say "echo not byte-exact"; return 1; }
+  tfcat --sync --raw --recv "$ADDR" <"$tmp/in.bin" >"$tmp/back.bin" || return 1
+  cmp "$tmp/in.bin" "$tmp/back.bin" || { say "echo (sync client) not byte-exact"; return 1; }
+  stop "$SRV" || return 1
+  serve p --raw --count 3 -l 127.0.0.1:0 || return 1
+  tfcat --raw "$ADDR" <"$tmp/in.bin" || return 1
+  reap "$SRV"
+  assert_eq "$RC" 0 "(--count 3 server)" || return 1
+  cmp "$tmp/in.bin" "$tmp/p.out" || { say "--raw server output differs"; return 1; }
+  # input that ends inside a frame is an error (exit 1) naming stdin
+  serve q -l 127.0.0.1:0 || return 1
+  printf '\0\0\0\5ab' | tfcat --raw "$ADDR" 2>"$tmp/c.err"
+  assert_eq "$?" 1 "(truncated raw input)" || return 1
+  assert_grep "$tmp/c.err" 'stdin: input ends inside a 5-byte frame' || return 1
+  stop "$SRV"
+}
+
+test_tfcat_hex_nul_data_file_interval() {
+  serve s --hex -l 127.0.0.1:0 || return 1
+  printf 'a\0b c\0\0' | tfcat -0 "$ADDR" || return 1
+  tfcat --data hi --count 3 --interval 50 "$ADDR" </dev/null || return 1
+  printf 'x\ny' >"$tmp/f"
+  tfcat --file "$tmp/f" "$ADDR" || return 1
+  wait_for "$tmp/s.out" '^780a79$' || return 1
+  stop "$SRV" || return 1
+  printf '61\n622063\n\n6869\n6869\n6869\n780a79\n' >"$tmp/want"
+  cmp "$tmp/want" "$tmp/s.out" || { show "$tmp/s.out"; return 1; }
+}
+
+test_tfcat_many_clients_at_once() {
+  for mode in "" --sync; do
+    serve s $mode -l 127.0.0.1:0 || return 1
+    local pids=() i
+    for i in 1 2 3 4 5 6 7 8; do
+      seq -f "c$i-%g" 1 200 | tfcat --interval 1 "$ADDR" &
+      pids+=($!)
+    done
+    for i in "${pids[@]}"; do
+      wait "$i" || { say "a client failed ($mode)"; return 1; }
+    done
+    wait_for "$tmp/s.out" . || return 1
+    local end=$((SECONDS + LIMIT))
+    until [ "$(wc -l <"$tmp/s.out")" -ge 1600 ] || [ $SECONDS -ge $end ]; do sleep 0.05; done
+    stop "$SRV" || return 1
+    for i in 1 2 3 4 5 6 7 8; do seq -f "c$i-%g" 1 200; done | sort >"$tmp/want"
+    sort "$tmp/s.out" | cmp - "$tmp/want" || { say "lost or mixed messages ($mode)"; return 1; }
+  done
+}
+
+# Bad clients are dropped with one line each; a good client still gets through.
+test_tfcat_bad_clients_dropped_server_goes_on() {
+  for mode in "" --sync; do
+    serve s $mode --timeout 300 -l 127.0.0.1:0 || return 1
+    exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"; printf 'HTTP/1.0\r\n' >&$fd
+    wait_for "$tmp/s.err" 'handshake: wrong magic' || return 1
+    exec {fd}>&-
+    # (each raw client reads the server's magic first, so that its close is a FIN, not a reset)
+    exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"; read -r -N 4 -t 30 -u $fd m
+    printf 'UN' >&$fd; exec {fd}>&-
+    wait_for "$tmp/s.err" 'handshake: the peer closed the connection before its magic' || return 1
+    exec {fd}<>"/dev/tcp/127.0.0.1/$PORT" # silent past the 300 ms deadline
+    wait_for "$tmp/s.err" 'handshake: timed out' || return 1
+    exec {fd}>&-
+    exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"; read -r -N 4 -t 30 -u $fd m
+    printf 'UNIF\377\377\377\377' >&$fd
+    wait_for "$tmp/s.err" 'dropped: message length exceeds the maximum' || return 1
+    exec {fd}>&-
+    exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"; read -r -N 4 -t 30 -u $fd m
+    printf 'UNIF\0\0\0\20abc' >&$fd; exec {fd}>&-
+    wait_for "$tmp/s.err" 'dropped: peer closed the connection in the middle of a message' || return 1
+    if [ -n "$PY" ]; then
+      "$PY" "$tmp/peer.py" cli-rst "$PORT" || return 1
+      wait_for "$tmp/s.err" 'dropped: connection reset by peer' || return 1
+    fi
+    echo good | tfcat "$ADDR" || return 1
+    wait_for "$tmp/s.out" '^good$' || return 1
+    stop "$SRV" || return 1
+    # every line after the first names a client address
+    if sed 1d "$tmp/s.err" | grep -v '^tfcat: 127\.0\.0\.1:[0-9]*: ' >&2; then
+      say "a line without the client's address"; return 1
+    fi
+  done
+}
+
+test_tfcat_server_with_wrong_magic() {
+  need_python || return 1
+  rm -f "$tmp/port"
+  peer_bg srv-magic "$tmp/port" "SSH-"
+  wait_port "$tmp/port" || return 1
+  tfcat --data x "127.0.0.1:$PPORT" 2>"$tmp/c.err"
+  assert_eq "$?" 1 || return 1
+  assert_grep "$tmp/c.err" "^tfcat: 127.0.0.1:$PPORT: handshake: wrong magic" || return 1
+  assert_lines "$tmp/c.err" 1
+}
+
+test_tfcat_oversized_reply() {
+  need_python || return 1
+  for mode in "" --sync; do
+    rm -f "$tmp/port"
+    peer_bg srv-bigreply "$tmp/port"
+    wait_port "$tmp/port" || return 1
+    tfcat $mode --recv --data x "127.0.0.1:$PPORT" >"$tmp/c.out" 2>"$tmp/c.err"
+    assert_eq "$?" 1 "($mode)" || return 1
+    assert_grep "$tmp/c.err" "^tfcat: 127.0.0.1:$PPORT: receive: message length exceeds the maximum" || return 1
+    reap "$PEER"
+  done
+}
+
+test_tfcat_reply_timeout() {
+  serve s -l 127.0.0.1:0 || return 1 # prints, never replies
+  for mode in "" --sync; do
+    tfcat $mode --recv --timeout 300 --data x "$ADDR" 2>"$tmp/c.err"
+    assert_eq "$?" 1 "($mode)" || return 1
+    assert_grep "$tmp/c.err" "^tfcat: $ADDR: receive: no reply within 300 ms" || return 1
+  done
+  stop "$SRV"
+}
+
+test_tfcat_refused_connection() {
+  serve s -l 127.0.0.1:0 || return 1
+  stop "$SRV" || return 1 # the port is free now
+  for mode in "" --sync; do
+    tfcat $mode --data x "$ADDR" 2>"$tmp/c.err"
+    assert_eq "$?" 1 "($mode)" || return 1
+    assert_grep "$tmp/c.err" "^tfcat: $ADDR: connect: connection refused$" || return 1
+    assert_lines "$tmp/c.err" 1 || return 1
+  done
+}
+
+test_tfcat_bad_address_and_usage() {
+  local args
+  while IFS='|' read -r args want; do
+    eval "tfcat $args" </dev/null >/dev/null 2>"$tmp/c.err"
+    assert_eq "$?" 2 "(tfcat $args)" || return 1
+    assert_grep "$tmp/c.err" "$want" || return 1
+  done <<'EOF'
+127.0.0.1|bad address "127.0.0.1"
+-l 127.0.0.1:99999|"127.0.0.1:99999"
+-l '[::1'|"\[::1"
+host.invalid:7|"host.invalid:7"
+--bogus 127.0.0.1:1|unknown option "--bogus"
+--count x 127.0.0.1:1|--count: bad value "x"
+--max-frame 5G 127.0.0.1:1|--max-frame: bad value
+|missing ADDR
+-l 127.0.0.1:0 --recv|for connecting
+--echo 127.0.0.1:1|--echo is for listening
+EOF
+  tfcat --help >"$tmp/h" || return 1
+  assert_grep "$tmp/h" 'one thread per client' || return 1
+  tfcat --version | grep -q '^tfcat (tcpframe) [0-9]' || { say "--version"; return 1; }
+}
+
+test_tfcat_ipv6_and_families() {
+  serve s -l '[::1]:0' || return 1
+  case $ADDR in "[::1]:"[0-9]*) ;; *) say "bound address [$ADDR]"; return 1 ;; esac
+  echo six | tfcat "$ADDR" || return 1
+  echo sync six | tfcat --sync "[::1]:$PORT" || return 1
+  wait_for "$tmp/s.out" '^sync six$' || return 1
+  stop "$SRV" || return 1
+  assert_eq "$(cat "$tmp/s.out")" "$(printf 'six\nsync six')" || return 1
+  serve s4 -4 -l :0 || return 1
+  case $ADDR in 0.0.0.0:*) ;; *) say "-4 wildcard bound [$ADDR]"; return 1 ;; esac
+  echo four | tfcat -4 "127.0.0.1:$PORT" || return 1
+  wait_for "$tmp/s4.out" '^four$' || return 1
+  stop "$SRV"
+}
+
+# SIGTERM with a client connected (idle) and SIGINT: exit 0, promptly.
+test_tfcat_sigterm_with_live_client() {
+  for mode in "" --sync; do
+    serve s $mode -v -l 127.0.0.1:0 || return 1
+    rm -f "$tmp/fifo"; mkfifo "$tmp/fifo"
+    tfcat "$ADDR" <"$tmp/fifo" >/dev/null 2>&1 & # its stdin stays open while we hold $w
+    local cli=$!
+    bg+=("$cli")
+    exec {w}>"$tmp/fifo"
+    echo hi >&$w
+    wait_for "$tmp/s.out" '^hi$' || return 1
+    local t0=$SECONDS
+    stop "$SRV" TERM || return 1
+    [ $((SECONDS - t0)) -le 10 ] || { say "took $((SECONDS - t0)) s to exit"; return 1; }
+    exec {w}>&-
+  done
+}
+
+test_tfcat_count() {
+  for mode in "" --sync; do
+    serve s $mode --count 3 -l 127.0.0.1:0 || return 1
+    seq 1 3 | tfcat "$ADDR" || return 1
+    reap "$SRV"
+    assert_eq "$RC" 0 "(--count 3 $mode)" || return 1
+    assert_eq "$(cat "$tmp/s.out")" "$(seq 1 3)" || return 1
+    serve e $mode --echo --count 2 -l 127.0.0.1:0 || return 1
+    printf 'a\nb\n' | tfcat --recv "$ADDR" >"$tmp/got" || return 1
+    reap "$SRV"
+    assert_eq "$RC" 0 "(--echo --count 2 $mode)" || return 1
+    assert_eq "$(cat "$tmp/got")" "$(printf 'a\nb')" || return 1
+  done
+  seq 1 10 >"$tmp/in"
+  serve e --echo -l 127.0.0.1:0 || return 1
+  tfcat --recv --count 4 "$ADDR" <"$tmp/in" >"$tmp/got" || return 1
+  assert_eq "$(cat "$tmp/got")" "$(seq 1 4)" || return 1
+  stop "$SRV"
+}
+
+# stdout closed early: no death by SIGPIPE, no message, exit 0.
+test_tfcat_stdout_closed_early() {
+  serve e --echo -l 127.0.0.1:0 || return 1
+  seq 1 100000 | tfcat --recv "$ADDR" 2>"$tmp/c.err" | head -1 >/dev/null
+  local st=("${PIPESTATUS[@]}")
+  assert_eq "${st[1]}" 0 "(client status, stdout closed by head)" || return 1
+  [ ! -s "$tmp/c.err" ] || { say "client complained:"; show "$tmp/c.err"; return 1; }
+  stop "$SRV" || return 1
+  # a server whose stdout reader leaves after one byte: it exits 0 at its next message
+  "$TFCAT" -l 127.0.0.1:0 2>"$tmp/p.err" > >(head -c 1 >/dev/null) &
+  local srv=$!
+  bg+=("$srv")
+  wait_for "$tmp/p.err" '^listening on ' || return 1
+  local a; a=$(sed -n '1s/^listening on //p' "$tmp/p.err")
+  local i
+  for i in $(seq 1 50); do
+    echo "$i" | tfcat "$a" 2>/dev/null || break # refused once the server is gone
+    kill -0 "$srv" 2>/dev/null || break
+  done
+  reap "$srv"
+  assert_eq "$RC" 0 "(server exit status, stdout closed)" || return 1
+  assert_lines "$tmp/p.err" 1
+}
+
+# ---------------------------------------------------------------- runner
+
+tests=$(declare -F | sed -n 's/^declare -f \(test_tfcat_.*\)/\1/p')
+filter=${TF_TEST_FILTER:-*}
+passed=0 failed=0 failed_names=()
+echo "[==========] tfcat end to end: $TFCAT"
+for t in $tests; do
+  # shellcheck disable=SC2053
+  [[ $t == $filter ]] || continue
+  echo "[ RUN      ] $t"
+  bg=()
+  rm -f "$tmp"/*.out "$tmp"/*.err
+  t0=$(date +%s%N)
+  if $t; then
+    echo "[       OK ] $t ($(( ($(date +%s%N) - t0) / 1000000 )) ms)"
+    passed=$((passed + 1))
+  else
+    echo "[  FAILED  ] $t"
+    failed=$((failed + 1))
+    failed_names+=("$t")
+  fi
+  for p in "${bg[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+done
+echo "[==========] $((passed + failed)) test(s) run."
+echo "[  PASSED  ] $passed test(s)."
+if [ $failed -gt 0 ]; then
+  echo "[  FAILED  ] $failed test(s), listed below:"
+  for t in "${failed_names[@]}"; do echo "[  FAILED  ] $t"; done
+  exit 1
+fi
+exit 0
