@@ -7,5 +7,5 @@ void *(*tf__malloc_hook)(size_t n) = NULL;
 
 void *tf__malloc(size_t n)
 {
-    return tf__malloc_hook ? tf__malloc_hook(n) : malloc(n);
+    return tf__malloc_hook ? tf__malloc_hook(n) : tf__alloc(n);
 }

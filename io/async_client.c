@@ -255,7 +255,7 @@ tf_err tf_async_client_new(tf_evb *evb, const tf_tcp_config *cfg, tf_async_clien
         *out = NULL;
     if (!evb || !out)
         return TF_ERR_INVALID_ARGUMENT;
-    tf_async_client *cl = calloc(1, sizeof *cl);
+    tf_async_client *cl = tf__calloc(1, sizeof *cl);
     if (!cl)
         return TF_ERR_NOMEM;
     tf_err rc = tf__config_load(&cl->cfg, cfg, msg);
@@ -286,7 +286,7 @@ tf_err tf_async_client_connect(tf_async_client *cl, const char *addr, tf_future 
     }
     if (tf__evb_stopping(cl->evb))
         return TF_ERR_SHUTDOWN;
-    attempt *at = calloc(1, sizeof *at);
+    attempt *at = tf__calloc(1, sizeof *at);
     tf_future *f = NULL;
     if (!at || tf_promise_new(&at->p, &f) != TF_OK) {
         free(at);

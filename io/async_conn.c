@@ -417,7 +417,7 @@ static void do_write(tf_async_conn *c)
             }
         }
         struct msghdr mh = {.msg_iov = v, .msg_iovlen = (size_t)k};
-        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        ssize_t n = tf__sys_sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -499,7 +499,7 @@ static bool bind_target(tf_async_conn *c)
     size_t cap = len;
     bool ours = true;
     if (c->stream_cb) {
-        buf = malloc(len);
+        buf = tf__alloc(len);
         c->rx_stream_cb = c->stream_cb;
         c->rx_stream_arg = c->stream_arg;
     } else if (c->rq_head) {
@@ -606,7 +606,7 @@ static void do_read(tf_async_conn *c)
         if (c->rx_buf) {
             size_t want = tf_rx_next(&c->rx, &dst);
             if (want >= rbuf / 2) {
-                ssize_t n = read(c->fd, dst, want);
+                ssize_t n = tf__sys_read(c->fd, dst, want);
                 if (n <= 0) {
                     if (n == 0)
                         on_eof(c);
@@ -629,7 +629,7 @@ static void do_read(tf_async_conn *c)
             pump_later(c); /* another connection up this thread's stack reads into it */
             return;
         }
-        ssize_t n = read(c->fd, s->buf, rbuf);
+        ssize_t n = tf__sys_read(c->fd, s->buf, rbuf);
         if (n <= 0) {
             if (n == 0)
                 on_eof(c);
@@ -741,8 +741,7 @@ static void on_fd(tf_evb *evb, int fd, unsigned events, void *arg)
         /* Nothing to read or write, yet an error or hang-up: its reason comes from SO_ERROR or
          * from the read the pump makes. */
         int e = 0;
-        socklen_t l = sizeof e;
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &l) == 0 && e != 0)
+        if (tf__sys_so_error(c->fd, &e) == 0 && e != 0)
             tf__async_fail(c, TF_ERR_IO, e);
     }
     pump(c);
@@ -927,7 +926,7 @@ static tf_err submit_future(tf_async_conn *c, int kind, const void *buf, size_t 
         *out = NULL;
     if (!c || !out || (!buf && len > 0))
         return TF_ERR_INVALID_ARGUMENT;
-    tf_async_op *op = malloc(sizeof *op);
+    tf_async_op *op = tf__alloc(sizeof *op);
     if (!op)
         return TF_ERR_NOMEM;
     tf_future *f = NULL;
@@ -1061,7 +1060,7 @@ static tf_err set_on_loop(tf_async_conn *c, int what, void *cb, void *arg)
         leave(c);
         return TF_OK;
     }
-    setting *s = malloc(sizeof *s);
+    setting *s = tf__alloc(sizeof *s);
     if (!s)
         return TF_ERR_NOMEM;
     *s = local;
@@ -1282,7 +1281,7 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__asy
                           void *arg, tf_async_conn **out)
 {
     *out = NULL;
-    tf_async_conn *c = calloc(1, sizeof *c);
+    tf_async_conn *c = tf__calloc(1, sizeof *c);
     if (!c)
         return TF_ERR_NOMEM;
     c->base.ops = &async_ops;

@@ -118,7 +118,7 @@ static void deliver(tf_async_server *s, tf_async_conn *c)
         free(w);
         return;
     }
-    item *it = malloc(sizeof *it);
+    item *it = tf__alloc(sizeof *it);
     if (!it) {
         tf_async_conn_free(c);
         return;
@@ -182,7 +182,7 @@ static void rest(tf_async_server *s)
 
 static void take(tf_async_server *s, int fd)
 {
-    hsnode *n = calloc(1, sizeof *n);
+    hsnode *n = tf__calloc(1, sizeof *n);
     int os = 0;
     if (!n || tf__sock_apply(fd, &s->cfg, true, &os, NULL) != TF_OK) {
         free(n);
@@ -210,7 +210,7 @@ static void on_listen(tf_evb *evb, int fd, unsigned events, void *arg)
     (void)events;
     tf_async_server *s = arg;
     for (int i = 0; i < ACCEPT_BATCH && s->watching; i++) {
-        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int cfd = tf__sys_accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd >= 0) {
             s->rest_ms = 0;
             take(s, cfd);
@@ -293,7 +293,7 @@ tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out)
         *out = NULL;
     if (!evb || !out)
         return TF_ERR_INVALID_ARGUMENT;
-    tf_async_server *s = calloc(1, sizeof *s);
+    tf_async_server *s = tf__calloc(1, sizeof *s);
     if (!s)
         return TF_ERR_NOMEM;
     s->evb = evb;
@@ -396,7 +396,7 @@ tf_err tf_async_server_accept(tf_async_server *s, tf_future **out)
         return TF_ERR_SHUTDOWN;
     if (st != SV_LISTENING || s->acb)
         return TF_ERR_BAD_STATE;
-    item *w = malloc(sizeof *w);
+    item *w = tf__alloc(sizeof *w);
     tf_future *f = NULL;
     if (!w || tf_promise_new(&w->p, &f) != TF_OK) {
         free(w);

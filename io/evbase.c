@@ -120,9 +120,8 @@ static void set_state(tf_evb *evb, int st)
 
 static void wake(tf_evb *evb)
 {
-    uint64_t one = 1;
     atomic_fetch_add_explicit(&evb->wakes, 1u, memory_order_relaxed);
-    while (write(evb->wakefd, &one, sizeof one) < 0 && errno == EINTR) {
+    while (tf__sys_eventfd_write(evb->wakefd) < 0 && errno == EINTR) {
     }
 }
 
@@ -355,7 +354,7 @@ static void drop_watch(tf_evb *evb, int fd)
     if (!s->active)
         return;
     /* Fails harmlessly (EBADF/ENOENT) if the caller closed the fd first. */
-    epoll_ctl(evb->epfd, EPOLL_CTL_DEL, fd, NULL);
+    tf__sys_epoll_ctl(evb->epfd, EPOLL_CTL_DEL, fd, NULL);
     s->active = false;
     s->gen++;
 }
@@ -377,10 +376,10 @@ static tf_err apply_fd(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, vo
     uint32_t gen = s->gen + 1;
     struct epoll_event ev = {.events = to_epoll(events),
                              .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd};
-    int rc = epoll_ctl(evb->epfd, s->active ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+    int rc = tf__sys_epoll_ctl(evb->epfd, s->active ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
     /* The fd number may have been closed and reused behind our back: fall over to the other op. */
     if (rc < 0 && (errno == ENOENT || errno == EEXIST))
-        rc = epoll_ctl(evb->epfd, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+        rc = tf__sys_epoll_ctl(evb->epfd, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
     if (rc < 0) {
         int e = errno;
         drop_watch(evb, fd);
@@ -501,7 +500,7 @@ tf_err tf_evb_new(tf_evb **out)
     evb->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_ID};
     if (evb->epfd < 0 || evb->wakefd < 0 ||
-        epoll_ctl(evb->epfd, EPOLL_CTL_ADD, evb->wakefd, &ev) < 0) {
+        tf__sys_epoll_ctl(evb->epfd, EPOLL_CTL_ADD, evb->wakefd, &ev) < 0) {
         int e = errno;
         if (evb->epfd >= 0)
             close(evb->epfd);
@@ -689,7 +688,7 @@ static tf_err fd_call(tf_evb *evb, int fd, unsigned events, tf_evb_fd_cb cb, voi
             return TF_ERR_SHUTDOWN;
         return apply_fd(evb, fd, events, cb, arg, ticket);
     }
-    fdop *op = malloc(sizeof *op);
+    fdop *op = tf__alloc(sizeof *op);
     if (!op)
         return TF_ERR_NOMEM;
     *op = (fdop){evb, fd, cb != NULL, events, cb, arg, ticket};
@@ -742,7 +741,7 @@ tf_err tf_evb_timer_after(tf_evb *evb, uint64_t ms, tf_evb_timer_cb cb, void *ar
         *out = NULL;
     if (!evb || !cb)
         return TF_ERR_INVALID_ARGUMENT;
-    tf_evb_timer *t = malloc(sizeof *t);
+    tf_evb_timer *t = tf__alloc(sizeof *t);
     if (!t)
         return TF_ERR_NOMEM;
     uint64_t now = tf__now_ns();

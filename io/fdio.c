@@ -36,7 +36,7 @@ static long fd_read(void *ctx, uint8_t *buf, size_t len, int *os_err)
     const tf_fdio *f = ctx;
     if (len > (size_t)SSIZE_MAX)
         len = (size_t)SSIZE_MAX;
-    ssize_t n = read(f->rfd, buf, len);
+    ssize_t n = tf__sys_read(f->rfd, buf, len);
     if (n >= 0)
         return (long)n;
     return fail_answer(errno, os_err);
@@ -68,13 +68,13 @@ static long fd_write(void *ctx, const tf_iov *iov, size_t cnt, int *os_err)
         struct msghdr mh = {0};
         mh.msg_iov = v;
         mh.msg_iovlen = (size_t)k;
-        n = sendmsg(f->wfd, &mh, MSG_NOSIGNAL);
+        n = tf__sys_sendmsg(f->wfd, &mh, MSG_NOSIGNAL);
         if (n < 0 && errno == ENOTSOCK) {
             f->wmode = WMODE_WRITEV; /* a pipe, tty or file: plain gather write from now on */
-            n = writev(f->wfd, v, k);
+            n = tf__sys_writev(f->wfd, v, k);
         }
     } else {
-        n = writev(f->wfd, v, k);
+        n = tf__sys_writev(f->wfd, v, k);
     }
     if (n >= 0)
         return (long)n;

@@ -116,7 +116,7 @@ static void fs_unref(struct fstate *s)
 
 static struct fstate *fs_new(unsigned refs)
 {
-    struct fstate *s = calloc(1, sizeof *s);
+    struct fstate *s = tf__calloc(1, sizeof *s);
     if (s)
         atomic_init(&s->refs, refs);
     return s;

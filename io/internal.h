@@ -122,9 +122,54 @@ tf_err tf__sock_name(int fd, bool peer, char *buf, size_t len);
 bool tf__accept_transient(int os_err);
 
 
-/* Allocation of buffers handed to users (received messages): malloc unless a test replaced it
+/* Allocation of buffers handed to users (received messages): tf__alloc unless a test replaced it
  * (the seam counts allocations and injects failures). Memory from it is released with free(). */
 extern void *(*tf__malloc_hook)(size_t n);
 void *tf__malloc(size_t n);
+
+/* ---------------------------------------------------------------- syscall seam (io/sys.c) */
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+struct iovec;
+struct epoll_event;
+
+/* The calls of io/ that a test may intercept. */
+typedef enum tf__sys_op {
+    TF__SYS_READ,
+    TF__SYS_SENDMSG,
+    TF__SYS_WRITEV,
+    TF__SYS_ACCEPT4,
+    TF__SYS_CONNECT,
+    TF__SYS_SO_ERROR,
+    TF__SYS_EPOLL_CTL,
+    TF__SYS_EVENTFD_WRITE,
+    TF__SYS_MALLOC,
+    TF__SYS_NOPS
+} tf__sys_op;
+
+/* A test's hook, asked before each wrapped call (any thread; NULL in production). fd is the
+ * call's file descriptor (epoll_ctl: the watched fd; malloc: -1). len (NULL for calls that move
+ * no bytes) is the byte count about to be moved or allocated. Returns 0 to make the real call
+ * (read, sendmsg, writev: moving at most *len bytes, which the hook may lower to make a short
+ * transfer) or an errno value to fail it with (SO_ERROR: reported as the socket's pending error;
+ * malloc: NULL) without making it. */
+typedef int (*tf__sys_hook_fn)(tf__sys_op op, int fd, size_t *len);
+extern _Atomic(tf__sys_hook_fn) tf__sys_hook;
+
+ssize_t tf__sys_read(int fd, void *buf, size_t len);
+ssize_t tf__sys_sendmsg(int fd, const struct msghdr *mh, int flags);
+ssize_t tf__sys_writev(int fd, const struct iovec *iov, int cnt);
+int tf__sys_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags);
+int tf__sys_connect(int fd, const struct sockaddr *addr, socklen_t alen);
+/* getsockopt(SO_ERROR) into *err: 0, or -1 with errno. */
+int tf__sys_so_error(int fd, int *err);
+int tf__sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+/* Add 1 to the eventfd |fd|: 0, or -1 with errno. */
+int tf__sys_eventfd_write(int fd);
+/* The library's own allocations (released with free()). */
+void *tf__alloc(size_t n);
+void *tf__calloc(size_t n, size_t size);
 
 #endif /* TCPFRAME_IO_INTERNAL_H */

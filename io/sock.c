@@ -175,7 +175,7 @@ tf_err tf__sock_connect_start(const tf_addr *a, const tf_tcp_config *c, int *fd,
             *os_err = err;
         return TF_ERR_IO;
     }
-    if (connect(s, (const struct sockaddr *)&a->ss, a->len) == 0) {
+    if (tf__sys_connect(s, (const struct sockaddr *)&a->ss, a->len) == 0) {
         *connected = true;
     } else if (errno != EINPROGRESS && errno != EINTR) {
         /* EINTR on a non-blocking connect: it goes on in the background, as EINPROGRESS. */
@@ -196,8 +196,7 @@ tf_err tf__sock_connect_finish(int fd, int *os_err)
     if (fd < 0)
         return TF_ERR_INVALID_ARGUMENT;
     int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+    if (tf__sys_so_error(fd, &err) != 0)
         err = errno;
     if (err == 0) {
         /* SO_ERROR is 0 both when connected and while still in progress: tell them apart. */

@@ -150,7 +150,7 @@ tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns
 {
     *out = NULL;
     *os_err = 0;
-    tf_sync_conn *c = calloc(1, sizeof *c);
+    tf_sync_conn *c = tf__calloc(1, sizeof *c);
     if (!c) {
         close(fd);
         return TF_ERR_NOMEM;

@@ -39,7 +39,7 @@ tf_err tf_sync_server_new(tf_sync_server **out)
     if (!out)
         return TF_ERR_INVALID_ARGUMENT;
     *out = NULL;
-    tf_sync_server *s = calloc(1, sizeof *s);
+    tf_sync_server *s = tf__calloc(1, sizeof *s);
     if (!s)
         return TF_ERR_NOMEM;
     if (pthread_mutex_init(&s->mu, NULL) != 0) {
@@ -146,8 +146,7 @@ tf_err tf_sync_server_shutdown(tf_sync_server *s)
         s->state = S_SHUT;
         if (s->efd >= 0) {
             /* Never read: the eventfd stays readable, so every poll on it wakes, now or later. */
-            uint64_t one = 1;
-            (void)!write(s->efd, &one, sizeof one);
+            (void)tf__sys_eventfd_write(s->efd);
         }
         if (s->inflight == 0)
             close_fds(s);
@@ -277,7 +276,7 @@ static tf_err accept_loop(tf_sync_server *s, tf_sync_conn **out, int *os_err, tf
         tf_addr peer;
         peer.len = sizeof peer.ss;
         int fd =
-            accept4(s->lfd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            tf__sys_accept4(s->lfd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             e = accept_failed(s, errno, &fails, &seed, os_err, msg);
             if (e != TF_OK)

@@ -87,7 +87,7 @@ $clear#test_evbase#*1m_round_trips *two_threads"
         return TF_IO_INTR;#    (void)0;#test_fdio#*eintr_maps_to_intr"
   "fdio-eagain-is-fail#fdio.c#    if (e == EAGAIN)
         return TF_IO_AGAIN;#    (void)0;#test_fdio#*read_maps_bytes_eof_again_errno *full_socket_buffer_again"
-  "fdio-sigpipe#fdio.c#n = sendmsg(f->wfd, &mh, MSG_NOSIGNAL);#n = sendmsg(f->wfd, &mh, 0);#test_fdio#*epipe_no_sigpipe"
+  "fdio-sigpipe#fdio.c#n = tf__sys_sendmsg(f->wfd, &mh, MSG_NOSIGNAL);#n = tf__sys_sendmsg(f->wfd, &mh, 0);#test_fdio#*epipe_no_sigpipe"
   "fdio-no-pipe-fallback#fdio.c#if (n < 0 && errno == ENOTSOCK) {#if (0) {#test_fdio#*pipe_enotsock_fallback *messages_pipes_span"
   "fd-wait-eintr-fails#fdio.c#        if (errno != EINTR)
             return TF_ERR_IO;#        return TF_ERR_IO;#test_fdio#*wait_retries_eintr"
