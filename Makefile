@@ -4,6 +4,8 @@
 #   make run             build and run the main job (see README)
 #   make check           every test: plain, ASan+UBSan, TSan (io), purity, proof, corpus replay
 #   make install PREFIX=/usr/local [DESTDIR=...]
+#   make abi-check       the .so exports exactly the TF_API functions; struct sizes (mk/abi.mk)
+#   make install-test    install into a scratch DESTDIR, build examples/ against it (mk/abi.mk)
 #
 # Variants: V=plain (default), V=asan (ASan+UBSan), V=tsan. Objects go to build/$(V)/.
 # Module fragments in mk/*.mk add their own targets (verify, fuzz, bench, ...).
@@ -13,7 +15,12 @@ O       := build/$(V)
 CC      ?= cc
 AR      ?= ar
 PREFIX  ?= /usr/local
-VERSION := 0.1.0
+# The version lives in include/tcpframe/version.h only; the soname follows its major.
+vpart = $(shell sed -n 's/^\#define TF_VERSION_$(1) \([0-9]*\)$$/\1/p' include/tcpframe/version.h)
+VERSION_MAJOR := $(call vpart,MAJOR)
+VERSION := $(VERSION_MAJOR).$(call vpart,MINOR).$(call vpart,PATCH)
+SONAME  := libtcpframe.so.$(VERSION_MAJOR)
+LIBDIR  ?= $(PREFIX)/lib
 
 WARN := -Wall -Wextra -Wconversion -Wsign-conversion -Wshadow -Wstrict-prototypes \
         -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wundef -Wvla -Wformat=2
@@ -36,6 +43,13 @@ CFLAGS_ALL := -std=c11 $(OPT_$(V)) -g $(WARN) -Iinclude -fPIC $(SAN) $(CFLAGS)
 # and checks that its objects need nothing else.
 PROTO_CFLAGS := -Iproto
 IO_CFLAGS    := -D_GNU_SOURCE -pthread
+# Library objects: only TF_API declarations are visible outside the .so (include/tcpframe/
+# export.h); the version script says the same at link time. Hidden symbols still link statically,
+# so the tests reach the tf__ internals through libtcpframe.a. -MMD -MP: each object's .d file
+# lists the headers it includes (make rebuilds what uses a changed header, nothing else).
+LIB_CFLAGS   := -fvisibility=hidden
+DEPFLAGS      = -MMD -MP
+LIB_MAP      := scripts/tcpframe.map
 LDLIBS_ALL   := -pthread $(LDLIBS)
 
 PROTO_SRC := $(sort $(wildcard proto/*.c))
@@ -56,37 +70,41 @@ CHECK_EXTRA :=
 all: lib
 lib: $(O)/libtcpframe.a $(O)/libtcpframe.so
 
-$(O)/proto/%.o: proto/%.c $(HEADERS) $(wildcard proto/*.h)
+# An object whose .d file is missing (first build, or built before the .d files existed) is
+# rebuilt: the empty rules for $(DEP_FILES) at the end make a missing .d count as new.
+$(O)/proto/%.o: proto/%.c $(O)/proto/%.d
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(PROTO_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(LIB_CFLAGS) $(DEPFLAGS) $(PROTO_CFLAGS) -c $< -o $@
 
-$(O)/io/%.o: io/%.c $(HEADERS) $(wildcard io/*.h)
+$(O)/io/%.o: io/%.c $(O)/io/%.d
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(LIB_CFLAGS) $(DEPFLAGS) $(IO_CFLAGS) -c $< -o $@
 
 $(O)/libtcpframe.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(O)/libtcpframe.so: $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libtcpframe.so.0 $(SAN) -o $@ $^ $(LDLIBS_ALL)
+$(O)/libtcpframe.so: $(LIB_OBJ) $(LIB_MAP)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(LIB_MAP) $(SAN) -o $@ \
+	  $(LIB_OBJ) $(LDLIBS_ALL)
 
 # Shared test helpers: tests/tu_*.c (one prefix, tu_), compiled once into a small archive.
 TU_SRC := $(sort $(wildcard tests/tu_*.c))
 TU_OBJ := $(TU_SRC:%.c=$(O)/%.o)
 
-$(O)/tests/tu_%.o: tests/tu_%.c tests/*.h $(HEADERS)
+$(O)/tests/tu_%.o: tests/tu_%.c $(O)/tests/tu_%.d
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -Itests -Iio -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(DEPFLAGS) $(IO_CFLAGS) -Itests -Iio -c $< -o $@
 
 $(O)/tests/libtu.a: $(TU_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
 # Every test links the static library, so it sees internal tf__ symbols too.
-$(O)/tests/%: tests/%.c tests/*.h $(O)/libtcpframe.a $(O)/tests/libtu.a
+# (Compiled and linked in one step: gcc writes the dependencies to $@.d.)
+$(O)/tests/%: tests/%.c $(O)/tests/%.d $(O)/libtcpframe.a $(O)/tests/libtu.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -Itests -Iio -o $@ $< $(O)/tests/libtu.a $(O)/libtcpframe.a -lcmocka $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) $(DEPFLAGS) $(IO_CFLAGS) -Itests -Iio -o $@ $< $(O)/tests/libtu.a $(O)/libtcpframe.a -lcmocka $(LDLIBS_ALL)
 
 # Install missing Debian packages (idempotent; a no-op when everything is there).
 deps:
@@ -117,23 +135,32 @@ check: deps-check
 	scripts/summary.sh build/results || status=1; \
 	exit $$status
 
+# Headers, libtcpframe.a, libtcpframe.so.X.Y.Z with its soname link (.so.X, what programs load)
+# and its development link (.so, what -ltcpframe finds), tcpframe.pc; mk/run.mk adds tfcat and
+# its man page (install-tools).
 install: lib
-	install -d $(DESTDIR)$(PREFIX)/include/tcpframe $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/include/tcpframe $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/tcpframe/
-	install -m 644 $(O)/libtcpframe.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(O)/libtcpframe.so $(DESTDIR)$(PREFIX)/lib/libtcpframe.so.$(VERSION)
-	ln -sf libtcpframe.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libtcpframe.so.0
-	ln -sf libtcpframe.so.0 $(DESTDIR)$(PREFIX)/lib/libtcpframe.so
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/tcpframe.pc.in \
-	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tcpframe.pc
+	install -m 644 $(O)/libtcpframe.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(O)/libtcpframe.so $(DESTDIR)$(LIBDIR)/libtcpframe.so.$(VERSION)
+	ln -sf libtcpframe.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libtcpframe.so
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	  scripts/tcpframe.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/tcpframe.pc
 
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/include/tcpframe $(DESTDIR)$(PREFIX)/lib/pkgconfig/tcpframe.pc
-	rm -f $(DESTDIR)$(PREFIX)/lib/libtcpframe.a $(DESTDIR)$(PREFIX)/lib/libtcpframe.so*
+	rm -rf $(DESTDIR)$(PREFIX)/include/tcpframe $(DESTDIR)$(LIBDIR)/pkgconfig/tcpframe.pc
+	rm -f $(DESTDIR)$(LIBDIR)/libtcpframe.a $(DESTDIR)$(LIBDIR)/libtcpframe.so*
 
 clean:
 	rm -rf build
 
 distclean: clean
+
+# The generated header dependencies of this variant's objects and tests. Named as targets (empty
+# rules), so that a missing one is not an intermediate file and forces its object's rebuild.
+DEP_FILES := $(LIB_OBJ:.o=.d) $(TU_OBJ:.o=.d) $(TESTS:%=$(O)/tests/%.d)
+$(DEP_FILES):
+-include $(wildcard $(DEP_FILES))
 
 -include $(sort $(wildcard mk/*.mk))
