@@ -1,33 +1,38 @@
-/* tools/tfdemo.c -- `make run`: tcpframe end to end over a pipe pair between a parent and a
- * forked child, through the real library (proto/ try-steps over io/fdio, tf_fd_wait).
+/* tools/tfdemo.c -- `make run`: tcpframe over loopback TCP, end to end, in a few seconds.
  *
- * Both sides handshake; the parent sends COUNT messages of assorted sizes (0 bytes, MAXSIZE,
- * and a log-spread of sizes in between), the child echoes each one back, and the parent checks
- * every byte. Then it shows one error path: an over-long length refused with tf_strerror text.
- * Exit status 0 only if every message came back intact and the child exited cleanly.
+ * An async echo server (tf_async_server on a tf_evb loop, message-stream mode: what
+ * `tfcat --echo -l 127.0.0.1:0` does) on an ephemeral port; then a sync client
+ * (tf_sync_connect) and an async client (tf_async_client, futures) exchange messages of
+ * 0 B, 64 B, 64 KiB and 16 MiB with it, one round trip at a time, and the async client also
+ * pipelines a burst of 64 KiB messages; a raw client that sends "HTTP" instead of the magic is
+ * rejected by the server. Every echo is compared byte for byte. Prints what happened and a table
+ * (messages, bytes, median round trip, throughput). Exit status 0 only if every message came
+ * back byte-exact and the bad client was rejected.
  *
- *   tfdemo [-n COUNT] [-s MAXSIZE]     MAXSIZE may end in K or M (binary); defaults 200, 4M
+ *   tfdemo [-r ROUNDS]     round trips per small size (default 200; 16 MiB: ROUNDS / 40)
  */
+#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
-#include <stdint.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "tcpframe/err.h"
-#include "tcpframe/fdio.h"
-#include "tcpframe/proto.h"
+#include "tcpframe/async.h"
+#include "tcpframe/sync.h"
 
-#define STALL_MS 10000 /* a peer that makes no progress this long is reported as stalled */
+#define OP_TIMEOUT_MS 30000 /* any single operation; a slow machine is not a failure */
 
-static const char *who = "tfdemo";
+static int failures;
 
 static double now_ms(void)
 {
@@ -36,344 +41,501 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Wait for readiness; false (with a message) on timeout or poll failure. */
-static int wait_fd(int fd, short ev, const char *what)
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
 {
-    tf_err e = tf_fd_wait(fd, ev, STALL_MS);
-    if (e == TF_OK)
-        return 1;
-    fprintf(stderr, "%s: waiting to %s: %s (%s)\n", who, what, tf_err_name(e),
-            e == TF_ERR_IO ? strerror(errno) : tf_strerror(e));
-    return 0;
-}
-
-static void report(const char *what, tf_err e, int os)
-{
-    fprintf(stderr, "%s: %s failed: %s: %s%s%s\n", who, what, tf_err_name(e), tf_strerror(e),
-            os ? ": " : "", os ? strerror(os) : "");
-}
-
-static int handshake(const tf_io *io, int rfd, int wfd)
-{
-    tf_hs hs;
-    tf_hs_init(&hs);
-    for (;;) {
-        tf_step s = tf_hs_try(&hs, io);
-        if (s == TF_DONE)
-            return 1;
-        if (s == TF_ERROR) {
-            int os;
-            tf_err e = tf_hs_error(&hs, &os);
-            report("handshake", e, os);
-            return 0;
-        }
-        const uint8_t *out;
-        int ok = tf_hs_out(&hs, &out) > 0 ? wait_fd(wfd, POLLOUT, "send the magic")
-                                          : wait_fd(rfd, POLLIN, "receive the magic");
-        if (!ok)
-            return 0;
-    }
-}
-
-/* Send one whole message. */
-static int send_msg(tf_tx *tx, const tf_io *io, int wfd, const uint8_t *p, size_t len)
-{
-    tf_err e = tf_tx_begin(tx, p, len);
-    if (e != TF_OK) {
-        report("send", e, 0);
-        return 0;
-    }
-    for (;;) {
-        tf_step s = tf_tx_try(tx, io);
-        if (s == TF_DONE)
-            return 1;
-        if (s == TF_ERROR) {
-            int os;
-            e = tf_tx_error(tx, &os);
-            report("send", e, os);
-            return 0;
-        }
-        if (!wait_fd(wfd, POLLOUT, "send"))
-            return 0;
-    }
-}
-
-/* Receive one whole message; *err gets the reason on failure (CLOSED at a clean end). */
-static int recv_msg(tf_rx *rx, const tf_io *io, int rfd, const tf_sink *sink, tf_msg *msg,
-                    tf_err *err, int *os)
-{
-    *err = TF_OK;
-    *os = 0;
-    for (;;) {
-        tf_step s = tf_rx_try(rx, io, sink, msg);
-        if (s == TF_DONE)
-            return 1;
-        if (s == TF_ERROR) {
-            *err = tf_rx_error(rx, os);
-            return 0;
-        }
-        if (!wait_fd(rfd, POLLIN, "receive")) {
-            *err = TF_ERR_TIMEOUT;
-            return 0;
-        }
-    }
-}
-
-static uint8_t *alloc_malloc(void *ctx, size_t len)
-{
-    (void)ctx;
-    return malloc(len);
-}
-
-/* The child: echo every message until the parent closes its end (CLOSED). */
-static int child_main(int rfd, int wfd, uint32_t max)
-{
-    who = "tfdemo[child]";
-    tf_fdio f;
-    tf_fdio_init(&f, rfd, wfd);
-    const tf_io *io = tf_fdio_io(&f);
-    if (!handshake(io, rfd, wfd))
-        return 2;
-    tf_rx rx;
-    tf_tx tx;
-    tf_rx_init(&rx, max);
-    tf_tx_init(&tx, max);
-    tf_sink sink = {NULL, 0, alloc_malloc, NULL};
-    for (;;) {
-        tf_msg m;
-        tf_err e;
-        int os;
-        if (!recv_msg(&rx, io, rfd, &sink, &m, &e, &os)) {
-            if (e == TF_ERR_CLOSED)
-                return 0; /* the parent is done */
-            report("receive", e, os);
-            free(tf_rx_abandon(&rx));
-            return 2;
-        }
-        int ok = send_msg(&tx, io, wfd, m.data, m.len);
-        free(m.data);
-        if (!ok)
-            return 2;
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("tfdemo: FAILED: ", stdout);
+    vprintf(fmt, ap);
+    fputc('\n', stdout);
+    va_end(ap);
+    failures++;
 }
 
 /* xorshift64*: payload bytes that depend on the message number. */
 static void fill(uint8_t *p, size_t len, uint64_t seed)
 {
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len; i += 8) {
         s ^= s >> 12;
         s ^= s << 25;
         s ^= s >> 27;
-        p[i] = (uint8_t)((s * 2685821657736338717ull) >> 56);
+        uint64_t v = s * 2685821657736338717ull;
+        size_t k = len - i < 8 ? len - i : 8;
+        memcpy(p + i, &v, k);
     }
 }
 
-/* Size of message i: first the edge cases, then a log-spread (uniform bit length). */
-static size_t size_of(long i, size_t max, uint64_t *rng)
-{
-    static const size_t fixed[] = {0, SIZE_MAX, 1, 4095, 4096, 65536 + 7, 1048576 + 3};
-    if ((size_t)i < sizeof fixed / sizeof fixed[0])
-        return fixed[i] < max ? fixed[i] : max;
-    *rng ^= *rng >> 12;
-    *rng ^= *rng << 25;
-    *rng ^= *rng >> 27;
-    uint64_t r = *rng * 2685821657736338717ull;
-    unsigned bits = 0;
-    while (bits < 63 && ((uint64_t)1 << bits) <= max)
-        bits++; /* max < 2^bits */
-    unsigned b = (unsigned)(r % (bits + 1u));
-    uint64_t lim = b ? ((uint64_t)1 << b) : 1; /* size in [0, 2^b) */
-    uint64_t sz = (r >> 8) % lim;
-    return sz < max ? (size_t)sz : max;
-}
+/* ---------------------------------------------------------------- the server (loop thread) */
 
-static int parse_size(const char *s, size_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || s[0] == '-')
-        return 0;
-    if (*end == 'K' || *end == 'k')
-        v <<= 10, end++;
-    else if (*end == 'M' || *end == 'm')
-        v <<= 20, end++;
-    if (*end || v > (1ull << 30))
-        return 0;
-    *out = (size_t)v;
-    return 1;
-}
+typedef struct server_stats {
+    atomic_ulong echoed, rejected;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    tf_err reject_err;
+    char reject_peer[TF_ADDRSTR_LEN];
+} server_stats;
 
-static void usage(void)
-{
-    fprintf(stderr, "usage: tfdemo [-n COUNT] [-s MAXSIZE]\n"
-                    "  -n COUNT    messages to echo (1..1000000, default 200)\n"
-                    "  -s MAXSIZE  largest payload in bytes, K/M suffix ok (0..1G, default 4M);\n"
-                    "              one message has exactly this size, one is empty\n");
-}
+static server_stats st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
-/* The error path: a receiver whose maximum is 1 KiB reads a prefix announcing 4 KiB. */
-static int error_demo(size_t max)
+/* Every message goes back to its sender: the view is valid only during the call, so copy it
+ * into a buffer the connection owns until it is sent. */
+static void echo_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                     void *arg)
 {
-    printf("error path:\n");
-    tf_tx tx;
-    tf_tx_init(&tx, (uint32_t)max);
-    static uint8_t big[4096];
-    tf_err e = tf_tx_begin(&tx, big, max + 1); /* refused on the length alone, big is not read */
-    printf("  sender (max %zu) asked to send %zu bytes: %s: \"%s\"; nothing sent\n", max, max + 1,
-           tf_err_name(e), tf_strerror(e));
-    int ok1 = e == TF_ERR_TOO_LARGE;
-
-    int p[2];
-    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
-        perror("tfdemo: pipe2");
-        return 0;
+    (void)os_err;
+    (void)arg;
+    if (err != TF_OK) { /* CLOSED when the client leaves; SHUTDOWN when the loop stops */
+        tf_async_conn_free(c);
+        return;
     }
-    tf_fdio f;
-    tf_fdio_init(&f, p[0], p[1]);
-    tf_tx lax;
-    tf_tx_init(&lax, sizeof big);
-    int ok2 = send_msg(&lax, tf_fdio_io(&f), p[1], big, sizeof big);
-    tf_rx rx;
-    tf_rx_init(&rx, 1024);
-    tf_sink sink = {NULL, 0, alloc_malloc, NULL};
-    tf_msg m;
-    int os;
-    ok2 = ok2 && !recv_msg(&rx, tf_fdio_io(&f), p[0], &sink, &m, &e, &os);
-    ssize_t left = read(p[0], big, sizeof big);
-    printf("  receiver (max 1024) reads a prefix announcing %zu bytes: %s: \"%s\"; "
-           "refused after the 4-byte prefix (%zd payload bytes left unread, nothing allocated)\n",
-           sizeof big, tf_err_name(e), tf_strerror(e), left);
-    ok2 = ok2 && e == TF_ERR_TOO_LARGE && left == (ssize_t)sizeof big;
-    close(p[0]);
-    close(p[1]);
-    return ok1 && ok2;
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) {
+        tf_async_conn_abort(c);
+        return;
+    }
+    if (len)
+        memcpy(copy, data, len);
+    tf_future *f = NULL;
+    if (tf_async_conn_send_owned(c, copy, len, free, -1, &f) != TF_OK) {
+        free(copy);
+        tf_async_conn_abort(c);
+        return;
+    }
+    tf_future_free(f);
+    atomic_fetch_add(&st.echoed, 1);
+}
+
+static void on_accept(tf_async_server *s, tf_async_conn *c, void *arg)
+{
+    (void)s;
+    (void)arg;
+    if (tf_async_conn_stream(c, echo_msg, NULL) != TF_OK)
+        tf_async_conn_free(c);
+}
+
+static void on_reject(tf_async_server *s, const char *peer, tf_err err, int os_err, void *arg)
+{
+    (void)s;
+    (void)os_err;
+    (void)arg;
+    pthread_mutex_lock(&st.mu);
+    st.reject_err = err;
+    snprintf(st.reject_peer, sizeof st.reject_peer, "%s", peer);
+    atomic_fetch_add(&st.rejected, 1);
+    pthread_cond_broadcast(&st.cv);
+    pthread_mutex_unlock(&st.mu);
+}
+
+/* ---------------------------------------------------------------- measurements */
+
+typedef struct row {
+    const char *client;
+    const char *what;
+    size_t size;
+    long msgs;
+    double *rtt; /* per round trip, ms; NULL for a pipelined burst */
+    double total_ms;
+} row;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void fmt_bytes(char *buf, size_t len, double b)
+{
+    if (b < 1024)
+        snprintf(buf, len, "%.0f B", b);
+    else if (b < 1048576)
+        snprintf(buf, len, "%.1f KiB", b / 1024);
+    else if (b < 1073741824.0)
+        snprintf(buf, len, "%.1f MiB", b / 1048576);
+    else
+        snprintf(buf, len, "%.2f GiB", b / 1073741824.0);
+}
+
+static void fmt_size(char *buf, size_t len, size_t n)
+{
+    if (n >= 1048576 && n % 1048576 == 0)
+        snprintf(buf, len, "%zu MiB", n / 1048576);
+    else if (n >= 1024 && n % 1024 == 0)
+        snprintf(buf, len, "%zu KiB", n / 1024);
+    else
+        snprintf(buf, len, "%zu B", n);
+}
+
+static void print_row(const row *r)
+{
+    char size[32], bytes[32], med[32], tput[32];
+    fmt_size(size, sizeof size, r->size);
+    double total = (double)r->size * (double)r->msgs;
+    fmt_bytes(bytes, sizeof bytes, total);
+    if (r->rtt && r->msgs > 0) {
+        qsort(r->rtt, (size_t)r->msgs, sizeof *r->rtt, cmp_double);
+        double m = r->rtt[r->msgs / 2];
+        if (m < 1)
+            snprintf(med, sizeof med, "%.0f us", m * 1000);
+        else
+            snprintf(med, sizeof med, "%.2f ms", m);
+    } else {
+        snprintf(med, sizeof med, "-");
+    }
+    if (r->size && r->total_ms > 0)
+        snprintf(tput, sizeof tput, "%.0f MB/s", total / 1e3 / r->total_ms);
+    else
+        snprintf(tput, sizeof tput, "-");
+    printf("  %-6s %-10s %-9s %8ld %11s %11s %12s\n", r->client, r->what, size, r->msgs, bytes,
+           med, tput);
+}
+
+/* ---------------------------------------------------------------- the clients */
+
+static uint8_t *src, *dst; /* big enough for the largest message */
+
+static bool check(const char *who, size_t want, size_t got, uint64_t seed)
+{
+    if (got != want) {
+        fail("%s: a %zu-byte message came back with %zu bytes", who, want, got);
+        return false;
+    }
+    if (want && memcmp(src, dst, want) != 0) {
+        fail("%s: a %zu-byte message came back different (seed %" PRIu64 ")", who, want, seed);
+        return false;
+    }
+    return true;
+}
+
+/* Round trips of |r->size| bytes over a sync connection. */
+static void sync_rounds(tf_sync_conn *c, row *r, uint64_t *seed)
+{
+    r->total_ms = 0;
+    for (long i = 0; i < r->msgs; i++) {
+        fill(src, r->size, ++*seed);
+        double a = now_ms();
+        size_t n = 0;
+        tf_err e = tf_sync_conn_send(c, src, r->size, OP_TIMEOUT_MS);
+        if (e == TF_OK)
+            e = tf_sync_conn_recv(c, dst, r->size, &n, OP_TIMEOUT_MS);
+        r->rtt[i] = now_ms() - a;
+        r->total_ms += r->rtt[i];
+        if (e != TF_OK) {
+            int os = 0;
+            tf_sync_conn_error(c, &os);
+            fail("sync client: %zu-byte round trip: %s%s%s", r->size, tf_strerror(e),
+                 os ? ": " : "", os ? strerror(os) : "");
+            r->msgs = i;
+            break;
+        }
+        if (!check("sync client", r->size, n, *seed)) {
+            r->msgs = i;
+            break;
+        }
+    }
+}
+
+static tf_err wait_take(tf_future *f, size_t *size, void **owned, int *os)
+{
+    tf_err e = tf_future_wait_for(f, OP_TIMEOUT_MS);
+    if (e == TF_OK)
+        e = tf_future_get(f, size, owned);
+    if (os)
+        *os = tf_future_os_err(f);
+    tf_future_free(f);
+    return e;
+}
+
+/* Round trips over an async connection: the receive is posted before the send, both futures. */
+static void async_rounds(tf_async_conn *c, row *r, uint64_t *seed)
+{
+    r->total_ms = 0;
+    for (long i = 0; i < r->msgs; i++) {
+        fill(src, r->size, ++*seed);
+        double a = now_ms();
+        tf_future *rf = NULL, *sf = NULL;
+        size_t n = 0;
+        int os = 0;
+        tf_err e = tf_async_conn_recv(c, dst, r->size, OP_TIMEOUT_MS, &rf);
+        if (e == TF_OK)
+            e = tf_async_conn_send(c, src, r->size, OP_TIMEOUT_MS, &sf);
+        if (e == TF_OK)
+            e = wait_take(sf, NULL, NULL, &os);
+        if (e == TF_OK)
+            e = wait_take(rf, &n, NULL, &os);
+        else
+            tf_future_free(rf);
+        r->rtt[i] = now_ms() - a;
+        r->total_ms += r->rtt[i];
+        if (e != TF_OK) {
+            fail("async client: %zu-byte round trip: %s%s%s", r->size, tf_strerror(e),
+                 os ? ": " : "", os ? strerror(os) : "");
+            r->msgs = i;
+            break;
+        }
+        if (!check("async client", r->size, n, *seed)) {
+            r->msgs = i;
+            break;
+        }
+    }
+}
+
+/* A burst: every receive and send queued at once, then every echo checked in order. */
+static void async_burst(tf_async_conn *c, row *r, uint64_t seed0)
+{
+    long n = r->msgs;
+    uint8_t **bufs = calloc((size_t)n, sizeof *bufs);
+    tf_future **rf = calloc((size_t)n, sizeof *rf), **sf = calloc((size_t)n, sizeof *sf);
+    if (!bufs || !rf || !sf) {
+        fail("async burst: out of memory");
+        r->msgs = 0;
+        free(bufs);
+        free(rf);
+        free(sf);
+        return;
+    }
+    for (long i = 0; i < n; i++) {
+        bufs[i] = malloc(r->size);
+        if (bufs[i])
+            fill(bufs[i], r->size, seed0 + (uint64_t)i);
+    }
+    double t0 = now_ms();
+    long ok = 0;
+    tf_err e = TF_OK;
+    for (long i = 0; i < n && e == TF_OK; i++) {
+        e = bufs[i] ? tf_async_conn_recv_alloc(c, OP_TIMEOUT_MS, &rf[i]) : TF_ERR_NOMEM;
+        if (e == TF_OK)
+            e = tf_async_conn_send(c, bufs[i], r->size, OP_TIMEOUT_MS, &sf[i]);
+    }
+    for (long i = 0; i < n; i++) {
+        int os = 0;
+        tf_err se = sf[i] ? wait_take(sf[i], NULL, NULL, &os) : e;
+        void *got = NULL;
+        size_t len = 0;
+        tf_err re = rf[i] ? wait_take(rf[i], &len, &got, &os) : e;
+        if (se != TF_OK || re != TF_OK) {
+            if (ok == i) /* report the first failure only */
+                fail("async burst: message %ld: %s%s%s", i,
+                     tf_strerror(se != TF_OK ? se : re), os ? ": " : "", os ? strerror(os) : "");
+        } else if (len != r->size || memcmp(got, bufs[i], len) != 0) {
+            if (ok == i)
+                fail("async burst: message %ld came back different", i);
+        } else if (ok == i) {
+            ok++;
+        }
+        free(got);
+    }
+    r->total_ms = now_ms() - t0;
+    r->msgs = ok;
+    for (long i = 0; i < n; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(rf);
+    free(sf);
+}
+
+/* A raw TCP client (plain syscalls) that answers the magic with "HTTP". True if the server
+ * closed it and reported the rejection. */
+static bool bad_client(const char *addr, char *what, size_t len)
+{
+    const char *colon = strrchr(addr, ':');
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        snprintf(what, len, "could not connect: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    char got[8];
+    size_t n = 0;
+    if (send(fd, "HTTP", 4, MSG_NOSIGNAL) != 4) {
+        snprintf(what, len, "send failed: %s", strerror(errno));
+        close(fd);
+        return false;
+    }
+    /* The server's magic, then its close. */
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, OP_TIMEOUT_MS) != 1)
+            break;
+        ssize_t k = recv(fd, got + n, sizeof got - n, 0);
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+        if (n == sizeof got)
+            break;
+    }
+    close(fd);
+    pthread_mutex_lock(&st.mu);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += OP_TIMEOUT_MS / 1000;
+    while (atomic_load(&st.rejected) == 0)
+        if (pthread_cond_timedwait(&st.cv, &st.mu, &dl) == ETIMEDOUT)
+            break;
+    bool ok = atomic_load(&st.rejected) == 1 && st.reject_err == TF_ERR_BAD_MAGIC;
+    snprintf(what, len,
+             "it read %.*s%s, then %s;\n           the server reported %s (%s) from %s",
+             (int)n, got, n == 4 && memcmp(got, "UNIF", 4) == 0 ? " (the server's magic)" : "",
+             n <= 4 ? "the server's close" : "more data (!)",
+             ok ? tf_err_name(st.reject_err) : "no rejection",
+             ok ? "wrong magic" : "?", st.reject_peer[0] ? st.reject_peer : "?");
+    pthread_mutex_unlock(&st.mu);
+    return ok && n == 4;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static const size_t sizes[] = {0, 64, 64 << 10, 16 << 20};
+enum { NSIZES = sizeof sizes / sizeof sizes[0], BIG = 16 << 20, BURST = 256 };
+
+static long rounds_for(size_t size, long rounds)
+{
+    if (size >= (1u << 20)) {
+        long r = rounds / 40;
+        return r < 2 ? 2 : r;
+    }
+    return rounds;
 }
 
 int main(int argc, char **argv)
 {
-    long count = 200;
-    size_t max = 4u << 20;
-    int c;
-    while ((c = getopt(argc, argv, "n:s:h")) != -1) {
-        if (c == 'n') {
-            char *end;
-            count = strtol(optarg, &end, 10);
-            if (*end || count < 1 || count > 1000000) {
-                usage();
-                return 2;
-            }
-        } else if (c == 's') {
-            if (!parse_size(optarg, &max)) {
-                usage();
-                return 2;
-            }
-        } else {
-            usage();
-            return c == 'h' ? 0 : 2;
-        }
+    long rounds = 200;
+    int opt;
+    while ((opt = getopt(argc, argv, "r:h")) != -1) {
+        char *end;
+        if (opt == 'r' && (rounds = strtol(optarg, &end, 10), *end == '\0') && rounds >= 1 &&
+            rounds <= 100000)
+            continue;
+        fprintf(stderr, "usage: tfdemo [-r ROUNDS]   round trips per small size (1..100000, "
+                        "default 200; 16 MiB: ROUNDS/40, at least 2)\n");
+        return opt == 'h' ? 0 : 2;
     }
-    if (optind != argc) {
-        usage();
-        return 2;
-    }
-
-    /* Pipes have no MSG_NOSIGNAL (fdio.h): a vanished peer must give EPIPE, not kill us. */
     signal(SIGPIPE, SIG_IGN);
-    int p2c[2], c2p[2];
-    if (pipe2(p2c, O_NONBLOCK | O_CLOEXEC) != 0 || pipe2(c2p, O_NONBLOCK | O_CLOEXEC) != 0) {
-        perror("tfdemo: pipe2");
+    src = malloc(BIG);
+    dst = malloc(BIG);
+    if (!src || !dst) {
+        fprintf(stderr, "tfdemo: out of memory\n");
         return 1;
     }
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("tfdemo: fork");
-        return 1;
-    }
-    if (pid == 0) {
-        close(p2c[1]);
-        close(c2p[0]);
-        _exit(child_main(p2c[0], c2p[1], (uint32_t)max));
-    }
-    close(p2c[0]);
-    close(c2p[1]);
-    int rfd = c2p[0], wfd = p2c[1];
+    double t_start = now_ms();
+    printf("tfdemo: tcpframe over loopback TCP\n");
 
-    uint8_t *out = malloc(max ? max : 1), *in = malloc(max ? max : 1);
-    if (!out || !in) {
-        fprintf(stderr, "tfdemo: out of memory for %zu-byte buffers\n", max);
+    /* The server. */
+    tf_evb *evb = NULL;
+    tf_async_server *srv = NULL;
+    tf_errmsg msg;
+    char addr[TF_ADDRSTR_LEN];
+    if (tf_evb_new(&evb) != TF_OK || tf_evb_start(evb) != TF_OK ||
+        tf_async_server_new(evb, &srv) != TF_OK) {
+        fprintf(stderr, "tfdemo: cannot start the event loop\n");
         return 1;
     }
-    tf_fdio f;
-    tf_fdio_init(&f, rfd, wfd);
-    const tf_io *io = tf_fdio_io(&f);
-    tf_tx tx;
-    tf_rx rx;
-    tf_tx_init(&tx, (uint32_t)max);
-    tf_rx_init(&rx, (uint32_t)max);
-    tf_sink sink = {in, max, NULL, NULL};
+    tf_async_server_on_accept(srv, on_accept, NULL);
+    tf_async_server_on_reject(srv, on_reject, NULL);
+    if (tf_async_server_init(srv, "127.0.0.1:0", NULL, &msg) != TF_OK ||
+        tf_async_server_addr(srv, addr, sizeof addr) != TF_OK) {
+        fprintf(stderr, "tfdemo: server: %s\n", msg.text);
+        return 1;
+    }
+    printf("  server   async echo server (tf_async_server, message stream, one tf_evb loop "
+           "thread)\n           listening on %s\n",
+           addr);
 
-    double t0 = now_ms();
-    int hs_ok = handshake(io, rfd, wfd), ok = hs_ok;
-    double t_hs = now_ms();
-    long done = 0, bad = 0, empty = 0, mib = 0;
-    uint64_t bytes = 0, rng = 0x5EEDull;
-    size_t smallest = SIZE_MAX, largest = 0;
-    for (long i = 0; ok && i < count; i++) {
-        size_t len = size_of(i, max, &rng);
-        fill(out, len, (uint64_t)i);
-        tf_msg m;
-        tf_err e;
-        int os;
-        if (!send_msg(&tx, io, wfd, out, len))
-            ok = 0;
-        else if (!recv_msg(&rx, io, rfd, &sink, &m, &e, &os)) {
-            report("receive of the echo", e, os);
-            ok = 0;
-        } else if (m.len != len || (len && memcmp(m.data, out, len) != 0)) {
-            fprintf(stderr, "tfdemo: message %ld (%zu bytes) came back different (%zu bytes)\n", i,
-                    len, m.len);
-            bad++;
+    /* The sync client. */
+    row rows[2 * NSIZES + 1];
+    int nrows = 0;
+    uint64_t seed = 0;
+    double a = now_ms();
+    tf_sync_conn *sc = NULL;
+    int os = 0;
+    if (tf_sync_connect(addr, NULL, &sc, &os, &msg) != TF_OK) {
+        fail("sync client: %s", msg.text);
+    } else {
+        printf("  sync     tf_sync_connect: connected and handshaken in %.2f ms\n", now_ms() - a);
+        for (int i = 0; i < NSIZES; i++) {
+            row *r = &rows[nrows++];
+            *r = (row){"sync", "1 by 1", sizes[i], rounds_for(sizes[i], rounds), NULL, 0};
+            r->rtt = calloc((size_t)r->msgs, sizeof *r->rtt);
+            sync_rounds(sc, r, &seed);
         }
-        if (!ok)
-            break;
-        done++;
-        bytes += len;
-        empty += len == 0;
-        mib += len >= 1048576;
-        smallest = len < smallest ? len : smallest;
-        largest = len > largest ? len : largest;
+        tf_sync_conn_free(sc);
     }
-    double t1 = now_ms();
 
-    /* Clean end: close our sending side; the child sees CLOSED between messages and exits 0. */
-    close(wfd);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    int child_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    close(rfd);
-    free(out);
-    free(in);
+    /* The async client. */
+    tf_async_client *cl = NULL;
+    tf_future *cf = NULL;
+    a = now_ms();
+    if (tf_async_client_new(evb, NULL, &cl, &msg) != TF_OK ||
+        tf_async_client_connect(cl, addr, &cf, &msg) != TF_OK) {
+        fail("async client: %s", msg.text);
+    } else {
+        void *ac = NULL;
+        tf_err e = wait_take(cf, NULL, &ac, &os);
+        if (e != TF_OK) {
+            fail("async client: connect %s: %s%s%s", addr, tf_strerror(e), os ? ": " : "",
+                 os ? strerror(os) : "");
+        } else {
+            printf("  async    tf_async_client_connect: connected and handshaken in %.2f ms\n",
+                   now_ms() - a);
+            for (int i = 0; i < NSIZES; i++) {
+                row *r = &rows[nrows++];
+                *r = (row){"async", "1 by 1", sizes[i], rounds_for(sizes[i], rounds), NULL, 0};
+                r->rtt = calloc((size_t)r->msgs, sizeof *r->rtt);
+                async_rounds(ac, r, &seed);
+            }
+            row *r = &rows[nrows++];
+            *r = (row){"async", "pipelined", 64 << 10, BURST, NULL, 0};
+            async_burst(ac, r, 1000000);
+            printf("           then a burst: %d messages of 64 KiB queued at once\n", BURST);
+            /* Graceful close: flushed, FIN, the server sees CLOSED and frees its end. */
+            tf_future *xf = NULL;
+            if (tf_async_conn_close(ac, &xf) == TF_OK)
+                wait_take(xf, NULL, NULL, NULL);
+            tf_async_conn_free(ac);
+        }
+    }
+    tf_async_client_free(cl);
 
-    double ms = t1 - t0;
-    printf("tfdemo: parent %d <-> child %d over two non-blocking pipes (tf_fdio + tf_fd_wait)\n",
-           (int)getpid(), (int)pid);
-    printf("  handshake   %s in %.2f ms\n", hs_ok ? "done" : "FAILED", t_hs - t0);
-    printf("  messages    %ld of %ld echoed, %ld mismatched\n", done, count, bad);
-    if (done)
-        printf("  sizes       %zu .. %zu bytes (%ld empty, %ld of 1 MiB or more)\n", smallest,
-               largest, empty, mib);
-    printf("  payload     %" PRIu64 " bytes each way, %" PRIu64
-           " total (+ %ld bytes of prefixes)\n",
-           bytes, 2 * bytes, 8 * done);
-    printf("  elapsed     %.1f ms, %.1f MB/s of payload through the pipes (both ways)\n", ms,
-           ms > 0 ? (double)(2 * bytes) / 1e3 / ms : 0.0);
-    printf("  child       %s\n", child_ok ? "exited 0 after CLOSED (clean end of stream)"
-                                          : "FAILED (see its messages above)");
-    int all = ok && bad == 0 && done == count && child_ok;
-    int err_ok = error_demo(max);
-    printf("tfdemo: %s\n", all && err_ok ? "OK, every byte matched" : "FAILED");
-    return all && err_ok ? 0 : 1;
+    /* The bad client. */
+    char what[256];
+    bool rejected = bad_client(addr, what, sizeof what);
+    printf("  bad      a raw client answers the magic with \"HTTP\":\n           %s\n", what);
+    if (!rejected)
+        fail("the client with the wrong magic was not rejected as expected");
+
+    /* The table. */
+    printf("\n  %-6s %-10s %-9s %8s %11s %11s %12s\n", "client", "exchange", "size", "messages",
+           "bytes", "median RTT", "throughput");
+    long total_msgs = 0;
+    double total_bytes = 0;
+    for (int i = 0; i < nrows; i++) {
+        print_row(&rows[i]);
+        total_msgs += rows[i].msgs;
+        total_bytes += (double)rows[i].size * (double)rows[i].msgs;
+        free(rows[i].rtt);
+    }
+    char tb[32];
+    fmt_bytes(tb, sizeof tb, total_bytes);
+    printf("  (bytes: payload sent and echoed back; RTT: send + echo of one message; throughput:\n"
+           "   payload bytes per second of round-trip time, each byte going out and back)\n\n");
+
+    tf_async_server_shutdown(srv);
+    tf_async_server_free(srv);
+    tf_evb_free(evb);
+    free(src);
+    free(dst);
+    unsigned long echoed = atomic_load(&st.echoed);
+    printf("tfdemo: %ld messages (%s) came back byte-exact; the server echoed %lu and "
+           "rejected %lu; %.1f s\n",
+           total_msgs, tb, echoed, atomic_load(&st.rejected), (now_ms() - t_start) / 1e3);
+    if (failures || echoed != (unsigned long)total_msgs) {
+        printf("tfdemo: FAILED (%d problem%s above)\n", failures, failures == 1 ? "" : "s");
+        return 1;
+    }
+    printf("tfdemo: OK\n");
+    return 0;
 }
