@@ -21,4 +21,4 @@ install-test:
 	@$(MAKE) --no-print-directory V=plain lib
 	@scripts/install-test.sh build/results/install-test
 
-CHECK_EXTRA += abi-check
+CHECK_EXTRA += abi-check install-test

@@ -7,7 +7,7 @@ set -euo pipefail
 group=${1:-check}
 pkgs=(gcc make libc6-dev)
 if [ "$group" = check ]; then
-  pkgs+=(python3 libcmocka-dev pkg-config clang libclang-rt-14-dev llvm frama-c-base why3 z3 cvc4 cvc5)
+  pkgs+=(python3 libcmocka-dev pkg-config g++ clang libclang-rt-14-dev llvm frama-c-base why3 z3 cvc4 cvc5)
 fi
 if [ "$group" = bench ]; then
   pkgs+=(pkg-config libzmq3-dev)

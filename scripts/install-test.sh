@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# install-test.sh RESULTFILE -- the installed package, tested as a user would (SPEC.md 10):
+#   1. `make install` into a scratch DESTDIR with PREFIX=/usr/local: the headers, libtcpframe.a,
+#      libtcpframe.so.X.Y.Z with its links .so.X (the soname) and .so, tcpframe.pc, tfcat and its
+#      man page are where they belong;
+#   2. every installed header compiles alone, as C11 (-pedantic) and as C++11;
+#   3. every examples/*.c is built from a directory outside the tree with only
+#      `pkg-config --cflags --libs tcpframe` (PKG_CONFIG_SYSROOT_DIR points pkg-config into the
+#      DESTDIR): linked against the .so (NEEDED libtcpframe.so.X, loaded from the DESTDIR) and
+#      against the .a (`pkg-config --static`; no libtcpframe.so needed at run time), and
+#      examples/headers.cpp with c++;
+#   4. the programs run: custom_transport and headers both ways, and the async echo_server with
+#      the sync client (a shared server with a static client and the other way round);
+#   5. `make uninstall` leaves no file behind.
+# Each numbered step's checks count as passed or failed in RESULTFILE ("passed failed").
+set -u
+out=$1
+mkdir -p "$(dirname "$out")"
+out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out") # the steps below change directory
+cd "$(dirname "$0")/.."
+top=$PWD
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"; [ -n "${srv:-}" ] && kill "$srv" 2>/dev/null' EXIT
+dest=$tmp/dest prefix=/usr/local
+log=$out.log
+: >"$log"
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "install-test: FAILED: $*" | tee -a "$log"; }
+run() { echo "+ $*" >>"$log"; "$@" >>"$log" 2>&1; }
+
+major=$(sed -n 's/^#define TF_VERSION_MAJOR \([0-9]*\)$/\1/p' include/tcpframe/version.h)
+minor=$(sed -n 's/^#define TF_VERSION_MINOR \([0-9]*\)$/\1/p' include/tcpframe/version.h)
+patch=$(sed -n 's/^#define TF_VERSION_PATCH \([0-9]*\)$/\1/p' include/tcpframe/version.h)
+version=$major.$minor.$patch
+
+# 1. Install.
+if run make --no-print-directory V=plain install DESTDIR="$dest" PREFIX=$prefix; then ok
+else bad "make install DESTDIR=$dest PREFIX=$prefix"; fi
+lib=$dest$prefix/lib inc=$dest$prefix/include/tcpframe
+for h in include/tcpframe/*.h; do
+  cmp -s "$h" "$inc/$(basename "$h")" && ok || bad "header $(basename "$h") not installed"
+done
+[ -f "$lib/libtcpframe.a" ] && ok || bad "libtcpframe.a not installed"
+[ -f "$lib/libtcpframe.so.$version" ] && ok || bad "libtcpframe.so.$version not installed"
+[ "$(readlink "$lib/libtcpframe.so.$major")" = "libtcpframe.so.$version" ] && ok ||
+  bad "libtcpframe.so.$major is not a link to libtcpframe.so.$version"
+[ "$(readlink "$lib/libtcpframe.so")" = "libtcpframe.so.$major" ] && ok ||
+  bad "libtcpframe.so is not a link to libtcpframe.so.$major"
+[ -f "$lib/pkgconfig/tcpframe.pc" ] && ok || bad "tcpframe.pc not installed"
+if [ -f tools/tfcat.1 ]; then
+  [ -x "$dest$prefix/bin/tfcat" ] && ok || bad "bin/tfcat not installed"
+  [ -f "$dest$prefix/share/man/man1/tfcat.1" ] && ok || bad "tfcat.1 not installed"
+  run "$dest$prefix/bin/tfcat" --help && ok || bad "the installed tfcat --help fails"
+fi
+
+export PKG_CONFIG_PATH=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$dest PKG_CONFIG_LIBDIR=$lib/pkgconfig
+[ "$(pkg-config --modversion tcpframe 2>>"$log")" = "$version" ] && ok ||
+  bad "pkg-config --modversion tcpframe is not $version"
+cflags=$(pkg-config --cflags tcpframe) libs=$(pkg-config --libs tcpframe)
+slibs=$(pkg-config --static --libs tcpframe | sed 's/-ltcpframe\b/-l:libtcpframe.a/')
+echo "cflags: $cflags; libs: $libs; static: $slibs" >>"$log"
+case "$cflags $libs" in *"$top"*) bad "pkg-config points into the source tree" ;; *) ok ;; esac
+
+# Everything from here is built outside the tree, with only the installed files.
+mkdir -p "$tmp/work/shared" "$tmp/work/static"
+cp examples/*.c examples/*.cpp "$tmp/work/"
+cd "$tmp/work"
+
+# 2. Each header alone, as C and as C++.
+for h in "$inc"/*.h; do
+  hn=tcpframe/$(basename "$h")
+  printf '#include <%s>\ntypedef int tf_install_test_nonempty;\n' "$hn" >"$tmp/one.c"
+  run ${CC:-cc} -std=c11 -pedantic -Wall -Wextra -Werror $cflags -fsyntax-only "$tmp/one.c" && ok ||
+    bad "$hn does not compile alone as C11"
+  run ${CXX:-c++} -std=c++11 -pedantic -Wall -Wextra -Werror $cflags -fsyntax-only -x c++ "$tmp/one.c" &&
+    ok || bad "$hn does not compile alone as C++11"
+done
+
+# 3. The examples, shared and static.
+progs=()
+for src in *.c; do
+  p=${src%.c}; progs+=("$p")
+  run ${CC:-cc} -std=c11 -O2 -Wall -Wextra -Werror $cflags "$src" -o "shared/$p" $libs && ok ||
+    bad "examples/$src does not build against the .so"
+  run ${CC:-cc} -std=c11 -O2 -Wall -Wextra -Werror $cflags "$src" -o "static/$p" $slibs && ok ||
+    bad "examples/$src does not build against the .a"
+done
+for src in *.cpp; do
+  p=${src%.cpp}; progs+=("$p")
+  run ${CXX:-c++} -std=c++11 -O2 -Wall -Wextra -Werror $cflags "$src" -o "shared/$p" $libs && ok ||
+    bad "examples/$src does not build with c++ against the .so"
+  run ${CXX:-c++} -std=c++11 -O2 -Wall -Wextra -Werror $cflags "$src" -o "static/$p" $slibs && ok ||
+    bad "examples/$src does not build with c++ against the .a"
+done
+for p in "${progs[@]}"; do
+  [ -x "shared/$p" ] && [ -x "static/$p" ] || continue
+  readelf -d "shared/$p" | grep -q "NEEDED.*\[libtcpframe.so.$major\]" && ok ||
+    bad "shared/$p does not need libtcpframe.so.$major"
+  readelf -d "static/$p" | grep -q "NEEDED.*libtcpframe" && bad "static/$p needs libtcpframe.so" || ok
+done
+
+# 4. Run them. The shared builds find the library in the DESTDIR only.
+export LD_LIBRARY_PATH=$lib
+if [ -x shared/custom_transport ]; then
+  LD_DEBUG=libs shared/custom_transport >>"$log" 2>"$tmp/ld.txt" && ok || bad "shared custom_transport fails"
+  grep -q "calling init: $lib/libtcpframe.so.$major" "$tmp/ld.txt" && ok ||
+    bad "shared custom_transport did not load $lib/libtcpframe.so.$major"
+fi
+for kind in shared static; do
+  for p in custom_transport headers; do
+    [ -x "$kind/$p" ] || continue
+    run timeout 60 "$kind/$p" && ok || bad "$kind/$p fails"
+  done
+done
+# echo_server (async) and client (sync): each build of the server with the other's client.
+for pair in "shared static" "static shared"; do
+  set -- $pair
+  [ -x "$1/echo_server" ] && [ -x "$2/client" ] || continue
+  rm -f srv.out
+  timeout 60 "$1/echo_server" 127.0.0.1:0 2 >srv.out 2>>"$log" &
+  srv=$!
+  addr=
+  for _ in $(seq 100); do
+    addr=$(sed -n 's/^listening on //p' srv.out 2>/dev/null)
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
+  if [ -z "$addr" ]; then bad "$1/echo_server did not start"; kill $srv; wait $srv; srv=; continue; fi
+  got=$(timeout 30 "$2/client" "$addr" hello "" "framed world" 2>>"$log")
+  [ "$got" = "$(printf 'hello\n\nframed world')" ] && ok || bad "$2/client against $1/echo_server: '$got'"
+  run timeout 30 "$2/client" "$addr" again && ok || bad "$2/client (second) against $1/echo_server"
+  wait $srv && ok || bad "$1/echo_server did not exit 0 after its 2 clients"
+  srv=
+done
+
+# 5. Uninstall.
+cd "$top"
+if run make --no-print-directory V=plain uninstall DESTDIR="$dest" PREFIX=$prefix; then ok
+else bad "make uninstall"; fi
+left=$(find "$dest" -type f -o -type l)
+[ -z "$left" ] && ok || bad "make uninstall left: $(echo $left)"
+
+echo "$pass $fail" >"$out"
+if [ $fail -eq 0 ]; then
+  echo "install-test: OK: $pass checks (install, headers alone as C and C++, examples shared and static, runs, uninstall)"
+else
+  echo "install-test: $fail of $((pass + fail)) checks FAILED (log $log)"
+fi
+[ $fail -eq 0 ]
