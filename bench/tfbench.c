@@ -427,6 +427,10 @@ static void print_table(void)
             printf("%-13s %-13s %-6s %10s %10s %10s %7s\n", wname[w], systems[s]->name, wunit[w],
                    a, b, c, r);
         }
+    if (quick) {
+        printf("\ntargets: not judged (--quick is a smoke test, not a measurement)\n");
+        return;
+    }
     printf("\ntargets (ratios of medians within this run, %d repetition%s):\n", reps,
            reps == 1 ? "" : "s");
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
