@@ -383,35 +383,51 @@ static tf_sync_conn *of(tf_conn *b)
     return (tf_sync_conn *)(void *)b; /* base is the first member */
 }
 
-/* A ready future with the outcome; an owned buffer goes with it (freed by the future), or is
- * freed here if no future could be made. */
-static tf_err ready(tf_future **out, tf_err e, size_t size, void *owned)
+/* The generic view's operations run the blocking call, then hand its outcome to a future made
+ * BEFORE the call: if no future can be made the operation is not started (conn.h: NOMEM means
+ * the call did not start), never done with its outcome lost (a message sent but reported as
+ * failed, or received and dropped). */
+static tf_err begin(tf_promise **p, tf_future **out)
 {
-    tf_err fe = tf_future_new_ready(out, e, size, owned, owned ? free : NULL);
-    if (fe != TF_OK)
-        free(owned);
-    return fe;
+    return tf_promise_new(p, out) == TF_OK ? TF_OK : TF_ERR_NOMEM;
+}
+
+/* Settle the promise with the outcome; an owned buffer goes with it (freed by the future). */
+static tf_err settle(tf_promise *p, tf_err e, size_t size, void *owned)
+{
+    tf_promise_set(p, e, size, owned, owned ? free : NULL);
+    tf_promise_free(p);
+    return TF_OK;
 }
 
 static tf_err op_send(tf_conn *b, const void *buf, size_t len, tf_future **out)
 {
+    tf_promise *p;
+    if (begin(&p, out) != TF_OK)
+        return TF_ERR_NOMEM;
     tf_err e = tf_sync_conn_send(of(b), buf, len, -1);
-    return ready(out, e, e == TF_OK ? len : 0, NULL);
+    return settle(p, e, e == TF_OK ? len : 0, NULL);
 }
 
 static tf_err op_recv(tf_conn *b, void *buf, size_t cap, tf_future **out)
 {
+    tf_promise *p;
+    if (begin(&p, out) != TF_OK)
+        return TF_ERR_NOMEM;
     size_t n = 0;
     tf_err e = tf_sync_conn_recv(of(b), buf, cap, &n, -1);
-    return ready(out, e, n, NULL);
+    return settle(p, e, n, NULL);
 }
 
 static tf_err op_recv_alloc(tf_conn *b, tf_future **out)
 {
-    void *p = NULL;
+    tf_promise *p;
+    if (begin(&p, out) != TF_OK)
+        return TF_ERR_NOMEM;
+    void *data = NULL;
     size_t n = 0;
-    tf_err e = tf_sync_conn_recv_alloc(of(b), &p, &n, -1);
-    return ready(out, e, n, p);
+    tf_err e = tf_sync_conn_recv_alloc(of(b), &data, &n, -1);
+    return settle(p, e, n, data);
 }
 
 /* A sync send is complete when it returns, so there is nothing to flush: our FIN goes out
@@ -424,7 +440,8 @@ static tf_err op_close(tf_conn *b, tf_future **out)
     if (e == TF_ERR_BAD_STATE)
         e = TF_OK; /* already half-closed: nothing left to flush */
     poison(c, TF_ERR_NOT_CONNECTED, 0);
-    return ready(out, e, 0, NULL);
+    tf_err fe = tf_future_new_ready(out, e, 0, NULL, NULL);
+    return fe == TF_OK ? TF_OK : TF_ERR_NOMEM;
 }
 
 static tf_err op_error(const tf_conn *b, int *os_err)

@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "internal.h"
 #include "tcpframe/proto.h"
 #include "tcpframe/sync.h"
 #include "test_io_util.h"
@@ -691,6 +692,80 @@ static void test_from_fd_socketpair(void **state)
     tf_sync_conn_free(f.c);
 }
 
+/* Regression (issue 15, found by tests/test_faults.c): the generic view's send and receive
+ * made their future AFTER the blocking call, so when that allocation failed the message had
+ * been sent (or received and dropped) while the call said NOMEM, "did not start". Now the
+ * future comes first: a refused call moves nothing, and the next one carries on in step. */
+static atomic_long fail_allocs; /* library allocations to refuse from now on */
+
+static int refuse_alloc(tf__sys_op op, int fd, size_t *len)
+{
+    (void)fd;
+    (void)len;
+    if (op == TF__SYS_MALLOC && atomic_load(&fail_allocs) > 0) {
+        atomic_fetch_sub(&fail_allocs, 1);
+        return ENOMEM;
+    }
+    return 0;
+}
+
+static void test_generic_nomem_moves_nothing(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    tf_tcp_config cfg;
+    tf_tcp_config_init(&cfg);
+    cfg.handshake = false;
+    tf_sync_conn *a;
+    assert_int_equal(tf_sync_conn_from_fd(sv[0], &cfg, &a, NULL, NULL), TF_OK);
+    tf_conn *c = tf_sync_conn_base(a);
+    atomic_store(&tf__sys_hook, refuse_alloc);
+
+    /* a refused send sends nothing */
+    atomic_store(&fail_allocs, 1);
+    tf_future *fu = (tf_future *)&fu;
+    assert_int_equal(tf_conn_send(c, "one", 3, &fu), TF_ERR_NOMEM);
+    assert_null(fu);
+    assert_false(tu_readable(sv[1], 0));
+    assert_int_equal(tf_conn_send(c, "two", 3, &fu), TF_OK);
+    assert_int_equal(tf_future_get(fu, NULL, NULL), TF_OK);
+    tf_future_free(fu);
+    char buf[8];
+    uint32_t len = 0;
+    assert_true(tu_read_frame(sv[1], buf, sizeof buf, &len));
+    assert_int_equal(len, 3);
+    assert_memory_equal(buf, "two", 3);
+
+    /* a refused receive (span or allocating) leaves the message for the next one */
+    assert_true(tu_write_frame(sv[1], "abc", 3));
+    assert_true(tu_write_frame(sv[1], "defg", 4));
+    atomic_store(&fail_allocs, 1);
+    assert_int_equal(tf_conn_recv(c, buf, sizeof buf, &fu), TF_ERR_NOMEM);
+    assert_null(fu);
+    atomic_store(&fail_allocs, 1);
+    assert_int_equal(tf_conn_recv_alloc(c, &fu), TF_ERR_NOMEM);
+    assert_null(fu);
+    size_t n = 0;
+    assert_int_equal(tf_conn_recv(c, buf, sizeof buf, &fu), TF_OK);
+    assert_int_equal(tf_future_get(fu, &n, NULL), TF_OK);
+    tf_future_free(fu);
+    assert_int_equal(n, 3);
+    assert_memory_equal(buf, "abc", 3);
+    void *owned = NULL;
+    assert_int_equal(tf_conn_recv_alloc(c, &fu), TF_OK);
+    assert_int_equal(tf_future_get(fu, &n, &owned), TF_OK);
+    tf_future_free(fu);
+    assert_int_equal(n, 4);
+    assert_memory_equal(owned, "defg", 4);
+    free(owned);
+    assert_int_equal(tf_sync_conn_error(a, NULL), TF_OK);
+
+    atomic_store(&tf__sys_hook, NULL);
+    tf_conn_free(c);
+    close(sv[1]);
+}
+
 /* from_fd's failures close the fd (the teardown counts): a bad magic, a bad argument. */
 static void test_from_fd_errors_close_fd(void **state)
 {
@@ -800,6 +875,7 @@ int main(void)
         T(test_from_fd_socketpair, NULL),
         T(test_from_fd_errors_close_fd, NULL),
         T2(test_generic_conn_interface),
+        T(test_generic_nomem_moves_nothing, NULL),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
