@@ -27,7 +27,7 @@ run: deps
 
 $(O)/tools/%: tools/%.c $(HEADERS) $(O)/libtcpframe.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -DTFCAT_VERSION='"$(VERSION)"' -o $@ $< \
+	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -o $@ $< \
 	  $(O)/libtcpframe.a $(LDLIBS_ALL)
 
 ifeq ($(V),plain)

@@ -224,6 +224,18 @@ test_tfcat_many_clients_at_once() {
   done
 }
 
+# A client that sends much faster than it reads its echoes (it reads them only to drop them):
+# the async echo server pauses reading instead of queueing without bound or dropping it.
+test_tfcat_echo_backpressure() {
+  serve s -v --echo -l 127.0.0.1:0 || return 1
+  seq 1 1500000 | tfcat "$ADDR" || { say "async client"; show "$tmp/s.err"; return 1; }
+  seq 1 1500000 | tfcat --sync "$ADDR" || { say "sync client"; show "$tmp/s.err"; return 1; }
+  wait_for "$tmp/s.err" 'closed after 1500000 messages' || return 1
+  stop "$SRV" || return 1
+  if grep dropped "$tmp/s.err"; then return 1; fi
+  grep 'reading paused' "$tmp/s.err" | head -2 | sed 's/^/    (/; s/$/)/'
+}
+
 # Bad clients are dropped with one line each; a good client still gets through.
 test_tfcat_bad_clients_dropped_server_goes_on() {
   for mode in "" --sync; do

@@ -20,15 +20,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "tcpframe/async.h"
 #include "tcpframe/sync.h"
-
-#ifndef TFCAT_VERSION
-#define TFCAT_VERSION "0.1.0"
-#endif
+#include "tcpframe/version.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -348,10 +346,47 @@ static void rejected(const char *peer, tf_err e, int os)
 
 /* ---------------------------------------------------------------- listen: async */
 
+/* An echo waiting for room in the send queue. */
+typedef struct held {
+    struct held *next;
+    uint8_t *p;
+    size_t len;
+    bool last; /* the --count-th message */
+} held;
+
+/* One client of the async server. Everything here lives on the loop thread. */
 typedef struct aclient {
+    struct aclient *prev, *next; /* every live client, for the teardown */
+    tf_async_conn *c;
     char peer[TF_ADDRSTR_LEN];
     long long msgs;
+    held *head, *tail; /* echoes refused with BUSY, in order; the stream is paused meanwhile */
+    bool closing;      /* freed by the teardown: ignore the stream's end call */
+    long long pauses;  /* times reading paused for a full send queue (-v) */
 } aclient;
+
+static aclient *clients;
+
+/* Forget the client and free its connection (also from the connection's own callbacks). */
+static void client_free(aclient *a)
+{
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        clients = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    a->closing = true;
+    tf_async_conn_free(a->c);
+    while (a->head) {
+        held *h = a->head;
+        a->head = h->next;
+        count_finish(h->last);
+        free(h->p);
+        free(h);
+    }
+    free(a);
+}
 
 static void echo_sent(tf_future *f, void *arg)
 {
@@ -360,14 +395,61 @@ static void echo_sent(tf_future *f, void *arg)
     count_finish(last);
 }
 
+/* Queue the echo of |p| (owned: passed on or freed). TF_OK, TF_ERR_BUSY (p not consumed), or
+ * the reason the connection cannot send. */
+static tf_err echo_send(aclient *a, uint8_t *p, size_t len, bool last)
+{
+    tf_future *f = NULL;
+    tf_err e = tf_async_conn_send_owned(a->c, p, len, free, -1, &f);
+    if (e == TF_OK)
+        tf_future_then(f, echo_sent, last ? f : NULL);
+    return e;
+}
+
+static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                   void *arg);
+
+/* The send queue drained after a BUSY: send the held echoes, then read again. */
+static void on_drained(tf_async_conn *c, void *arg)
+{
+    aclient *a = arg;
+    while (a->head) {
+        held *h = a->head;
+        tf_err e = echo_send(a, h->p, h->len, h->last);
+        if (e == TF_ERR_BUSY)
+            return; /* wait for the next drain */
+        a->head = h->next;
+        if (e != TF_OK) {
+            client_gone(a->peer, e, 0, a->msgs);
+            free(h->p);
+            count_finish(h->last);
+            free(h);
+            client_free(a);
+            return;
+        }
+        free(h);
+    }
+    a->tail = NULL;
+    tf_async_conn_on_writable(c, NULL, NULL);
+    tf_err e = tf_async_conn_stream(c, on_msg, a);
+    if (e != TF_OK) {
+        client_gone(a->peer, e, 0, a->msgs);
+        client_free(a);
+    }
+}
+
 static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
                    void *arg)
 {
     aclient *a = arg;
     if (err != TF_OK) {
-        client_gone(a->peer, err, os_err, a->msgs);
-        free(a);
-        tf_async_conn_free(c); /* allowed from its own callback */
+        if (!a->closing) {
+            if (o.verbose && a->pauses)
+                say("%s: reading paused %lld time%s (it read its echoes slower than it sent)",
+                    a->peer, a->pauses, a->pauses == 1 ? "" : "s");
+            client_gone(a->peer, err, os_err, a->msgs);
+            client_free(a); /* frees c: allowed from its own callback */
+        }
         return;
     }
     a->msgs++;
@@ -379,29 +461,45 @@ static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data
         count_finish(last);
         return;
     }
+    /* The view is valid only during this call: the echo gets its own copy. */
     uint8_t *copy = malloc(len ? len : 1);
-    if (!copy) {
+    held *h = malloc(sizeof *h);
+    if (!copy || !h) {
         say("%s: dropped: out of memory for a %zu-byte echo", a->peer, len);
-        tf_async_conn_abort(c);
+        free(copy);
+        free(h);
         count_finish(last);
+        client_free(a);
         return;
     }
     if (len)
         memcpy(copy, data, len);
-    tf_future *f = NULL;
-    tf_err e = tf_async_conn_send_owned(c, copy, len, free, -1, &f);
+    tf_err e = a->head ? TF_ERR_BUSY : echo_send(a, copy, len, last);
     if (e == TF_OK) {
-        tf_future_then(f, echo_sent, last ? f : NULL);
+        free(h);
         return;
     }
-    free(copy);
-    if (e == TF_ERR_BUSY)
-        say("%s: dropped: it does not read its echoes (send queue full)", a->peer);
-    else if (e != TF_ERR_SHUTDOWN)
-        say("%s: dropped: echo: %s", a->peer, tf_strerror(e));
-    /* Poisoned or aborted: the stream ends with its reason and frees the connection. */
-    tf_async_conn_abort(c);
-    count_finish(last);
+    if (e != TF_ERR_BUSY) {
+        client_gone(a->peer, e, 0, a->msgs);
+        free(copy);
+        free(h);
+        count_finish(last);
+        client_free(a);
+        return;
+    }
+    /* The peer reads its echoes slower than it sends: hold this one and stop reading until
+     * the send queue drains (messages already read ahead may still arrive: held too). */
+    *h = (held){NULL, copy, len, last};
+    if (a->tail)
+        a->tail->next = h;
+    else
+        a->head = h;
+    a->tail = h;
+    if (a->head == h) {
+        a->pauses++;
+        tf_async_conn_stream(c, NULL, NULL);
+        tf_async_conn_on_writable(c, on_drained, a);
+    }
 }
 
 static void on_accept(tf_async_server *s, tf_async_conn *c, void *arg)
@@ -413,6 +511,11 @@ static void on_accept(tf_async_server *s, tf_async_conn *c, void *arg)
         tf_async_conn_free(c);
         return;
     }
+    a->c = c;
+    a->next = clients;
+    if (clients)
+        clients->prev = a;
+    clients = a;
     if (tf_async_conn_peer(c, a->peer, sizeof a->peer) != TF_OK)
         snprintf(a->peer, sizeof a->peer, "?");
     if (o.verbose)
@@ -420,9 +523,16 @@ static void on_accept(tf_async_server *s, tf_async_conn *c, void *arg)
     tf_err e = tf_async_conn_stream(c, on_msg, a);
     if (e != TF_OK) {
         client_gone(a->peer, e, 0, 0);
-        free(a);
-        tf_async_conn_free(c);
+        client_free(a);
     }
+}
+
+/* The teardown, on the loop thread: free every client still connected. */
+static void free_clients(void *arg)
+{
+    (void)arg;
+    while (clients)
+        client_free(clients);
 }
 
 static void on_reject(tf_async_server *s, const char *peer, tf_err err, int os_err, void *arg)
@@ -472,9 +582,9 @@ static int listen_async(const char *addr, const tf_tcp_config *cfg, const sigset
     pthread_mutex_unlock(&err_mu);
 
     wait_for_end(set);
-    /* Stop accepting, then stop the loop: every connection's stream ends with SHUTDOWN there,
-     * which frees it (on_msg), before the loop is freed. */
+    /* Stop accepting, free every client on the loop, then stop the loop. */
     tf_async_server_shutdown(srv);
+    tf_evb_dispatch_and_wait(evb, free_clients, NULL);
     tf_evb_stop(evb);
     tf_async_server_free(srv);
     tf_evb_free(evb);
@@ -610,7 +720,27 @@ typedef struct session {
     tf_async_conn *a;
     tf_future *last_send; /* async: the newest send's future */
     long long sent, received;
+    bool reader;          /* sync without --recv: a thread discards what the peer sends */
+    pthread_t reader_thread;
 } session;
+
+/* Without --recv nobody waits for replies, yet a peer may send some (an echo server): they are
+ * read and dropped as they come, so the peer never stalls on a full socket. */
+static void discard_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data,
+                        size_t len, void *arg)
+{
+    (void)c, (void)err, (void)os_err, (void)data, (void)len, (void)arg;
+}
+
+static void *discard_sync(void *arg)
+{
+    tf_sync_conn *c = arg;
+    void *m;
+    size_t n;
+    while (tf_sync_conn_recv_alloc(c, &m, &n, -1) == TF_OK) /* until the peer closes or fails */
+        free(m);
+    return NULL;
+}
 
 static int fail_at(const session *l, const char *what, tf_err e, int os)
 {
@@ -647,6 +777,14 @@ static int link_connect(session *l, const char *addr, const tf_tcp_config *cfg)
         }
         if (e == TF_ERR_BAD_MAGIC || e == TF_ERR_CLOSED || e == TF_ERR_TRUNCATED)
             stage = "handshake";
+    }
+    if (e == TF_OK && !o.recv) {
+        if (l->a)
+            e = tf_async_conn_stream(l->a, discard_msg, NULL);
+        else
+            l->reader = pthread_create(&l->reader_thread, NULL, discard_sync, l->s) == 0;
+        if (e != TF_OK)
+            return fail_at(l, "receive", e, 0);
     }
     if (e == TF_OK) {
         if (o.verbose) {
@@ -688,7 +826,8 @@ static int link_send(session *l, uint8_t *buf, size_t len)
         }
     } else {
         tf_future *f = NULL;
-        while ((e = tf_async_conn_send_owned(l->a, buf, len, free, -1, &f)) == TF_ERR_BUSY)
+        while ((e = tf_async_conn_send_owned(l->a, buf, len, free, -1, &f)) == TF_ERR_BUSY &&
+               l->last_send)
             tf_future_wait(l->last_send); /* the queue is full: let it drain */
         if (e != TF_OK) {
             free(buf);
@@ -746,9 +885,18 @@ static int link_close(session *l)
             int os = 0;
             tf_sync_conn_error(l->s, &os);
             rc = fail_at(l, "close", e, os);
+        } else if (l->reader) {
+            /* The reader drains what the peer still sends until it closes too (so that our
+             * close is a FIN, never a reset that could destroy data in flight). A peer that
+             * keeps the connection open is left behind after the linger time: we exit. */
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += LINGER_MS / 1000;
+            if (pthread_timedjoin_np(l->reader_thread, NULL, &dl) != 0)
+                l->s = NULL; /* still in use by the reader: not freed */
+            l->reader = false;
         } else {
-            /* Drain what the peer still sends (unread echoes) until it closes too, so that our
-             * close is a FIN, never a reset that could destroy data in flight. */
+            /* Drain as above, on this thread. */
             for (;;) {
                 void *m = NULL;
                 size_t n;
@@ -783,6 +931,10 @@ static int link_close(session *l)
 
 static void link_free(session *l)
 {
+    if (l->reader) { /* an early exit: wake the reader (shut the socket down) and wait for it */
+        shutdown(tf_sync_conn_fd(l->s), SHUT_RDWR);
+        pthread_join(l->reader_thread, NULL);
+    }
     tf_future_free(l->last_send);
     tf_sync_conn_free(l->s);
     tf_async_conn_free(l->a);
@@ -983,7 +1135,7 @@ static void parse_args(int argc, char **argv)
         case '4': o.family = TF_FAMILY_V4; break;
         case '6': o.family = TF_FAMILY_V6; break;
         case 'v': o.verbose = true; break;
-        case OPT_VERSION: printf("tfcat (tcpframe) %s\n", TFCAT_VERSION); exit(0);
+        case OPT_VERSION: printf("tfcat (tcpframe) %s\n", tf_version_string()); exit(0);
         case 'h': fputs(help, stdout); exit(0);
         case ':': usage_fail("option \"%s\" needs a value", argv[optind - 1]);
         default: usage_fail("unknown option \"%s\"", argv[optind - 1]);
