@@ -2,9 +2,10 @@
  * (issue 12; bench/README.md has the method and the figures).
  *
  *   make bench                          deps (ZeroMQ), build, run: the table on stdout
- *   build/bin/tfbench [--json] [--quick] [--reps N] [--conns N]
+ *   build/bin/tfbench [--json] [--json-file PATH] [--quick] [--reps N] [--conns N]
  *                     [--workload rtt_64,stream_64,...] [--system raw,sync,...]
  *
+ * --json prints JSON instead of the table; --json-file PATH writes it besides the table.
  * Workloads: rtt_64 (64 B ping-pong, us per round trip), stream_64 (64 B one way, messages/s,
  * the receiver counts and checksums), stream_1m (1 MiB one way, GB/s), conns_1k (1000
  * connections ping-ponging at once on one loop per side, round trips/s in all), mem_per_conn
@@ -142,6 +143,7 @@ typedef struct cell {
 static cell res[NW][8];
 static int reps = 7, nconns = 1000;
 static bool quick, json;
+static const char *json_file;
 static bool want_w[NW], want_s[8];
 
 static int cmp_d(const void *a, const void *b)
@@ -457,35 +459,35 @@ static void print_table(void)
     }
 }
 
-static void print_json(void)
+static void print_json(FILE *out)
 {
-    printf("{\"version\": 1, \"reps\": %d,\n \"results\": [", reps);
+    fprintf(out, "{\"version\": 1, \"reps\": %d,\n \"results\": [", reps);
     bool first = true;
     for (int w = 0; w < NW; w++)
         for (int s = 0; s < NSYS; s++) {
             if (!have(w, s))
                 continue;
-            printf("%s\n  {\"workload\": \"%s\", \"system\": \"%s\", \"unit\": \"%s\", "
+            fprintf(out, "%s\n  {\"workload\": \"%s\", \"system\": \"%s\", \"unit\": \"%s\", "
                    "\"min\": %.6g, \"median\": %.6g, \"max\": %.6g}",
                    first ? "" : ",", wname[w], systems[s]->name, wunit[w], res[w][s].min,
                    res[w][s].med, res[w][s].max);
             first = false;
         }
-    printf("],\n \"ratios\": {");
+    fprintf(out, "],\n \"ratios\": {");
     first = true;
     for (int w = 0; w < W_MEM; w++) /* memory: raw's figure is the bench's own record */
         for (int s = 1; s < NSYS; s++) {
             double x;
             if (!ratio(w, s, 0, &x))
                 continue;
-            printf("%s\n  \"%s/raw %s\": %.4g", first ? "" : ",", systems[s]->name, wname[w], x);
+            fprintf(out, "%s\n  \"%s/raw %s\": %.4g", first ? "" : ",", systems[s]->name, wname[w], x);
             first = false;
         }
     int a = sys_index("async_cb"), z = sys_index("zmq");
     double x;
     if (ratio(W_S64, a, z, &x))
-        printf("%s\n  \"async_cb/zmq stream_64\": %.4g", first ? "" : ",", x);
-    printf("}}\n");
+        fprintf(out, "%s\n  \"async_cb/zmq stream_64\": %.4g", first ? "" : ",", x);
+    fprintf(out, "}}\n");
 }
 
 /* ---------------------------------------------------------------- main */
@@ -509,7 +511,7 @@ static void pick(const char *list, const char *const *names, int n, bool *want,
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: tfbench [--json] [--quick] [--reps N] [--conns N] "
+    fprintf(stderr, "usage: tfbench [--json] [--json-file PATH] [--quick] [--reps N] [--conns N] "
                     "[--workload LIST] [--system LIST]\n");
     exit(2);
 }
@@ -536,6 +538,8 @@ int main(int argc, char **argv)
         const char *a = argv[i];
         if (strcmp(a, "--json") == 0)
             json = true;
+        else if (strcmp(a, "--json-file") == 0 && i + 1 < argc)
+            json_file = argv[++i];
         else if (strcmp(a, "--quick") == 0)
             quick = true;
         else if (strcmp(a, "--reps") == 0 && i + 1 < argc) {
@@ -571,9 +575,17 @@ int main(int argc, char **argv)
             if (res[w][s].n)
                 summarise(&res[w][s]);
     if (json)
-        print_json();
+        print_json(stdout);
     else
         print_table();
+    if (json_file) {
+        FILE *f = fopen(json_file, "w");
+        if (!f)
+            tfb_die("%s: %s", json_file, strerror(errno));
+        print_json(f);
+        if (fclose(f) != 0)
+            tfb_die("%s: %s", json_file, strerror(errno));
+    }
     note("tfbench: %.1f s%s\n", tfb_now() - t0,
          quick ? " (--quick: a smoke test, not a measurement)" : "");
     return 0;

@@ -1,7 +1,8 @@
 # mk/bench.mk -- benchmarks (issue 12); -included by the top Makefile.
 #
 #   make bench                      installs what is missing (scripts/deps.sh bench: ZeroMQ), builds
-#                                   build/bin/tfbench and runs it (the table on stdout), then
+#                                   build/bin/tfbench and runs it (the table on stdout, the same
+#                                   figures as JSON in build/bench/tfbench.json), then
 #                                   bench_dispatch (the loop's hand-off figures, SPEC 8.6)
 #   make bench BENCH_ARGS=--json    tfbench's options (see bench/README.md)
 #   make tfbench-quick              `tfbench --quick` as a smoke test: part of `make check`
@@ -24,7 +25,8 @@ TFBENCH_QUICK_TIMEOUT ?= 300
 bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory V=plain $(TFBENCH) build/plain/bench/bench_dispatch
-	$(TFBENCH) $(BENCH_ARGS)
+	@mkdir -p build/bench
+	$(TFBENCH) --json-file build/bench/tfbench.json $(BENCH_ARGS)
 	build/plain/bench/bench_dispatch
 
 # Records whether ZeroMQ was found; rewritten only when that changes.
