@@ -880,12 +880,14 @@ static int link_close(session *l)
 {
     int rc = 0;
     if (l->s) {
+        /* CLOSED: the peer closed first (a --count server); every send had completed. */
         tf_err e = tf_sync_conn_shutdown(l->s);
-        if (e != TF_OK) {
+        if (e != TF_OK && e != TF_ERR_CLOSED) {
             int os = 0;
             tf_sync_conn_error(l->s, &os);
             rc = fail_at(l, "close", e, os);
-        } else if (l->reader) {
+        }
+        if (l->reader) {
             /* The reader drains what the peer still sends until it closes too (so that our
              * close is a FIN, never a reset that could destroy data in flight). A peer that
              * keeps the connection open is left behind after the linger time: we exit. */
@@ -895,7 +897,7 @@ static int link_close(session *l)
             if (pthread_timedjoin_np(l->reader_thread, NULL, &dl) != 0)
                 l->s = NULL; /* still in use by the reader: not freed */
             l->reader = false;
-        } else {
+        } else if (e == TF_OK) {
             /* Drain as above, on this thread. */
             for (;;) {
                 void *m = NULL;
@@ -917,6 +919,11 @@ static int link_close(session *l)
             os = tf_future_os_err(f);
             tf_future_free(f);
         }
+        /* The peer closed first (a --count server, say): fine if our last send had completed
+         * (sends complete in order, so all had). */
+        if (e == TF_ERR_CLOSED && l->last_send && tf_future_wait(l->last_send) == TF_OK &&
+            tf_future_get(l->last_send, NULL, NULL) == TF_OK)
+            e = TF_OK;
         if (e != TF_OK && e != TF_ERR_TIMEOUT) /* TIMEOUT: flushed, the peer kept it open */
             rc = fail_at(l, "close", e, os);
         tf_future_free(l->last_send);
