@@ -14,7 +14,8 @@
 
 #include "internal.h"
 
-_Atomic(tf__sys_hook_fn) tf__sys_hook = NULL;
+/* NULL (zero-initialised): production. */
+_Atomic(tf__sys_hook_fn) tf__sys_hook;
 
 /* Ask the hook about one call: 0 to make it (with *len possibly lowered), else the errno. */
 static inline int ask(tf__sys_op op, int fd, size_t *len)
