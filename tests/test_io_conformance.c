@@ -158,5 +158,8 @@ int main(void)
     for (size_t i = 0; i < N; i++)
         n += tu_ioc_tests(adapters[i], tests + n, tio_watchdog_setup, tio_watchdog_teardown);
     tio_filter_from_env();
-    return _cmocka_run_group_tests("tf_io conformance", tests, n, NULL, NULL);
+    int rc = _cmocka_run_group_tests("tf_io conformance", tests, n, NULL, NULL);
+    for (size_t i = 0; i < n; i++)
+        free((char *)(uintptr_t)tests[i].name);
+    return rc;
 }

@@ -70,8 +70,8 @@ struct tu_ioc_adapter {
 #define TU_IOC_NCASES 10
 
 /* Fill tests[0..TU_IOC_NCASES) with the suite's cases for |ad| (names "<ad->name>: <case>",
- * allocated and never freed), each with |setup| / |teardown| (e.g. a watchdog; they must leave
- * *state alone: it is the adapter). Returns TU_IOC_NCASES. */
+ * malloc()'d: free((char *)tests[i].name) after the run), each with |setup| / |teardown| (e.g. a
+ * watchdog; they must leave *state alone: it is the adapter). Returns TU_IOC_NCASES. */
 size_t tu_ioc_tests(const tu_ioc_adapter *ad, struct CMUnitTest *tests, CMFixtureFunction setup,
                     CMFixtureFunction teardown);
 
