@@ -484,6 +484,12 @@ static void deliver_bound(tf_async_conn *c, const tf_msg *msg)
         free(buf);
         return;
     }
+    if (!buf && c->stream_cb) {
+        /* An empty frame whose prefix was cut between reads completes in rx without a target
+         * ever bound: it is the stream's (there is no receive to pop). */
+        c->stream_cb(c, TF_OK, 0, NULL, 0, c->stream_arg);
+        return;
+    }
     tf_async_op *op = queue_pop(&c->rq_head, &c->rq_tail);
     op_done(c, op, TF_OK, 0, msg->data, msg->len);
 }

@@ -509,6 +509,65 @@ static void test_async_conn_stream_100k_random_writes(void **state)
     fx_end(&f);
 }
 
+/* Regression (issue 15, found by fuzz/fuzz_conn.c): in stream mode, an empty frame whose
+ * 4-byte prefix was cut between two reads completes in the rx machine without a target ever
+ * bound, and was then handed to the head receive -- there is none in stream mode: a NULL
+ * dereference on the loop thread. A 7-byte read buffer cuts "00 00 00 02 a b | 00 00 00 00"
+ * after the first prefix byte of the empty frame. */
+typedef struct collector {
+    tio_ctr done;
+    int n;
+    size_t len[4];
+    char data[4][8];
+    tf_err end;
+} collector;
+
+static void collect(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                    void *arg)
+{
+    (void)c;
+    (void)os_err;
+    collector *k = arg;
+    if (err != TF_OK) {
+        k->end = err;
+        tio_ctr_add(&k->done, 1);
+        return;
+    }
+    if (k->n < 4 && len <= 8) {
+        k->len[k->n] = len;
+        if (len)
+            memcpy(k->data[k->n], data, len);
+    }
+    k->n++;
+}
+
+static void test_async_conn_stream_empty_frame_cut_in_prefix(void **state)
+{
+    (void)state;
+    fx f;
+    fx_start(&f);
+    tf_tcp_config cfg = cfg_default();
+    cfg.handshake = false;
+    cfg.read_buffer = 7;
+    int raw;
+    tf_async_conn *c = pair_raw(&f, &cfg, &raw);
+    collector k = {.end = TF_OK};
+    tio_ctr_init(&k.done);
+    assert_int_equal(tf_async_conn_stream(c, collect, &k), TF_OK);
+    static const uint8_t wire[10] = {0, 0, 0, 2, 'a', 'b', 0, 0, 0, 0};
+    assert_true(tu_write_all(raw, wire, sizeof wire));
+    close(raw);
+    assert_true(tio_ctr_wait(&k.done, 1, 60000));
+    assert_int_equal(k.n, 2);
+    assert_int_equal(k.len[0], 2);
+    assert_memory_equal(k.data[0], "ab", 2);
+    assert_int_equal(k.len[1], 0);
+    assert_int_equal(k.end, TF_ERR_CLOSED);
+    tio_ctr_destroy(&k.done);
+    tf_async_conn_free(c);
+    fx_end(&f);
+}
+
 /* A stream and pending receives exclude each other. */
 static void test_async_conn_stream_excludes_recv(void **state)
 {
@@ -1117,6 +1176,7 @@ int main(void)
         TIO_TEST(test_async_conn_handshake_off_talks_plain_frames),
         TIO_TEST(test_async_conn_send_to_dead_peer_no_sigpipe),
         TIO_TEST(test_async_conn_stream_100k_random_writes),
+        TIO_TEST(test_async_conn_stream_empty_frame_cut_in_prefix),
         TIO_TEST(test_async_conn_stream_excludes_recv),
         TIO_TEST(test_async_conn_busy_at_bound_then_writable),
         TIO_TEST(test_async_conn_recv_queue_bound),
