@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail=0
 bad() { echo "abi-check: $*"; fail=1; }
-CC=${CC:-cc}
+CC=${ABI_CC:-gcc} # -aux-info is a gcc option
 
 major=$(sed -n 's/^#define TF_VERSION_MAJOR \([0-9]*\)$/\1/p' include/tcpframe/version.h)
 [ -n "$major" ] || bad "no TF_VERSION_MAJOR in include/tcpframe/version.h"
