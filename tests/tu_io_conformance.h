@@ -17,7 +17,8 @@
  *                                       EPIPE, my_interrupted, my_free};
  *   struct CMUnitTest tests[TU_IOC_NCASES];
  *   size_t n = tu_ioc_tests(&mine, tests, setup, teardown);   // one cmocka test per case
- *   cmocka_run_group_tests(tests, NULL, NULL);   // (an array sized for n)
+ *   int rc = _cmocka_run_group_tests("mine", tests, n, NULL, NULL);
+ *   for (size_t i = 0; i < n; i++) free((char *)tests[i].name);
  */
 #ifndef TCPFRAME_TU_IO_CONFORMANCE_H
 #define TCPFRAME_TU_IO_CONFORMANCE_H
