@@ -5,7 +5,8 @@
 #                        build/plain/tools/tfdemo: the loopback TCP demo (tools/tfdemo.c)
 #   make run RUN_ARGS="-r 50"    options passed to the demo (tfdemo -h)
 #   make install         also installs bin/tfcat and share/man/man1/tfcat.1 (install-tools)
-#   make check           also runs tests/test_tfcat.sh against build/bin/tfcat (check-tfcat)
+#   make check           also runs tests/test_tfcat.sh against build/bin/tfcat (check-tfcat) and
+#                        an ASan+UBSan build of it (check-tfcat-asan)
 #
 # tfcat and the demo link only libtcpframe.a and libc (no cmocka): `make run` works on a box
 # with nothing but gcc, make and libc6-dev. Both are always the optimised plain build.
@@ -15,7 +16,7 @@ TFCAT    := build/bin/tfcat
 RUN_ARGS ?=
 MANDIR   ?= $(PREFIX)/share/man
 
-.PHONY: install-tools uninstall-tools check-tfcat FORCE
+.PHONY: install-tools uninstall-tools check-tfcat check-tfcat-asan FORCE
 
 all: $(TFCAT)
 install: install-tools
@@ -50,7 +51,13 @@ uninstall-tools:
 
 # End-to-end tests of tfcat over loopback (a shell suite; it prints cmocka's summary lines so
 # that scripts/run-test.sh records its counts in build/results like any test binary).
+# check-tfcat-asan: the same suite against an ASan+UBSan build of tfcat.
 check-tfcat: $(TFCAT)
 	@mkdir -p build/results
 	@TFCAT=$(TFCAT) scripts/run-test.sh plain tests/test_tfcat.sh build/results/plain-test_tfcat
-CHECK_EXTRA += check-tfcat
+check-tfcat-asan:
+	@$(MAKE) --no-print-directory V=asan build/asan/tools/tfcat
+	@mkdir -p build/results
+	@TFCAT=build/asan/tools/tfcat scripts/run-test.sh asan tests/test_tfcat.sh \
+	  build/results/asan-test_tfcat
+CHECK_EXTRA += check-tfcat check-tfcat-asan
