@@ -574,8 +574,7 @@ static int listen_async(const char *addr, const tf_tcp_config *cfg, const sigset
         pthread_mutex_unlock(&err_mu);
         tf_async_server_free(srv);
         tf_evb_free(evb);
-        return e == TF_ERR_BAD_ADDRESS || e == TF_ERR_INVALID_ARGUMENT ? EXIT_USAGE
-                                                                       : EXIT_RUNTIME;
+        return e == TF_ERR_BAD_ADDRESS || e == TF_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_RUNTIME;
     }
     fprintf(stderr, "listening on %s\n", bound);
     fflush(stderr);
@@ -688,8 +687,7 @@ static int listen_sync(const char *addr, const tf_tcp_config *cfg, const sigset_
         fprintf(stderr, "tfcat: %s\n", msg.text[0] ? msg.text : tf_strerror(e));
         pthread_mutex_unlock(&err_mu);
         tf_sync_server_free(s.srv);
-        return e == TF_ERR_BAD_ADDRESS || e == TF_ERR_INVALID_ARGUMENT ? EXIT_USAGE
-                                                                       : EXIT_RUNTIME;
+        return e == TF_ERR_BAD_ADDRESS || e == TF_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_RUNTIME;
     }
     fprintf(stderr, "listening on %s\n", bound);
     fflush(stderr);
@@ -720,14 +718,14 @@ typedef struct session {
     tf_async_conn *a;
     tf_future *last_send; /* async: the newest send's future */
     long long sent, received;
-    bool reader;          /* sync without --recv: a thread discards what the peer sends */
+    bool reader; /* sync without --recv: a thread discards what the peer sends */
     pthread_t reader_thread;
 } session;
 
 /* Without --recv nobody waits for replies, yet a peer may send some (an echo server): they are
  * read and dropped as they come, so the peer never stalls on a full socket. */
-static void discard_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data,
-                        size_t len, void *arg)
+static void discard_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                        void *arg)
 {
     (void)c, (void)err, (void)os_err, (void)data, (void)len, (void)arg;
 }
@@ -1075,8 +1073,7 @@ enum {
     OPT_VERSION
 };
 
-static long long parse_num(const char *opt, const char *s, long long lo, long long hi,
-                           bool suffix)
+static long long parse_num(const char *opt, const char *s, long long lo, long long hi, bool suffix)
 {
     char *end;
     errno = 0;
@@ -1120,15 +1117,33 @@ static void parse_args(int argc, char **argv)
             o.listen = true;
             o.addr = optarg;
             break;
-        case OPT_ECHO: o.echo = true; break;
-        case OPT_RECV: o.recv = true; break;
-        case OPT_SYNC: o.sync = true; break;
-        case OPT_RAW: o.raw = true; break;
-        case OPT_HEX: o.hex = true; break;
-        case '0': o.nul = true; break;
-        case OPT_DATA: o.data = optarg; break;
-        case OPT_FILE: o.file = optarg; break;
-        case OPT_COUNT: o.count = parse_num("--count", optarg, 1, INT64_MAX, false); break;
+        case OPT_ECHO:
+            o.echo = true;
+            break;
+        case OPT_RECV:
+            o.recv = true;
+            break;
+        case OPT_SYNC:
+            o.sync = true;
+            break;
+        case OPT_RAW:
+            o.raw = true;
+            break;
+        case OPT_HEX:
+            o.hex = true;
+            break;
+        case '0':
+            o.nul = true;
+            break;
+        case OPT_DATA:
+            o.data = optarg;
+            break;
+        case OPT_FILE:
+            o.file = optarg;
+            break;
+        case OPT_COUNT:
+            o.count = parse_num("--count", optarg, 1, INT64_MAX, false);
+            break;
         case OPT_INTERVAL:
             o.interval_ms = parse_num("--interval", optarg, 0, 86400000, false);
             break;
@@ -1138,14 +1153,28 @@ static void parse_args(int argc, char **argv)
         case OPT_TIMEOUT:
             o.timeout_ms = parse_num("--timeout", optarg, 1, INT32_MAX, false);
             break;
-        case OPT_NOHS: o.handshake = false; break;
-        case '4': o.family = TF_FAMILY_V4; break;
-        case '6': o.family = TF_FAMILY_V6; break;
-        case 'v': o.verbose = true; break;
-        case OPT_VERSION: printf("tfcat (tcpframe) %s\n", tf_version_string()); exit(0);
-        case 'h': fputs(help, stdout); exit(0);
-        case ':': usage_fail("option \"%s\" needs a value", argv[optind - 1]);
-        default: usage_fail("unknown option \"%s\"", argv[optind - 1]);
+        case OPT_NOHS:
+            o.handshake = false;
+            break;
+        case '4':
+            o.family = TF_FAMILY_V4;
+            break;
+        case '6':
+            o.family = TF_FAMILY_V6;
+            break;
+        case 'v':
+            o.verbose = true;
+            break;
+        case OPT_VERSION:
+            printf("tfcat (tcpframe) %s\n", tf_version_string());
+            exit(0);
+        case 'h':
+            fputs(help, stdout);
+            exit(0);
+        case ':':
+            usage_fail("option \"%s\" needs a value", argv[optind - 1]);
+        default:
+            usage_fail("unknown option \"%s\"", argv[optind - 1]);
         }
     }
     if (o.listen) {

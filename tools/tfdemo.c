@@ -187,8 +187,8 @@ static void print_row(const row *r)
         snprintf(tput, sizeof tput, "%.0f MB/s", total / 1e3 / r->total_ms);
     else
         snprintf(tput, sizeof tput, "-");
-    printf("  %-6s %-10s %-9s %8ld %11s %11s %12s\n", r->client, r->what, size, r->msgs, bytes,
-           med, tput);
+    printf("  %-6s %-10s %-9s %8ld %11s %11s %12s\n", r->client, r->what, size, r->msgs, bytes, med,
+           tput);
 }
 
 /* ---------------------------------------------------------------- the clients */
@@ -316,8 +316,8 @@ static void async_burst(tf_async_conn *c, row *r, uint64_t seed0)
         tf_err re = rf[i] ? wait_take(rf[i], &len, &got, &os) : e;
         if (se != TF_OK || re != TF_OK) {
             if (ok == i) /* report the first failure only */
-                fail("async burst: message %ld: %s%s%s", i,
-                     tf_strerror(se != TF_OK ? se : re), os ? ": " : "", os ? strerror(os) : "");
+                fail("async burst: message %ld: %s%s%s", i, tf_strerror(se != TF_OK ? se : re),
+                     os ? ": " : "", os ? strerror(os) : "");
         } else if (len != r->size || memcmp(got, bufs[i], len) != 0) {
             if (ok == i)
                 fail("async burst: message %ld came back different", i);
@@ -377,12 +377,11 @@ static bool bad_client(const char *addr, char *what, size_t len)
         if (pthread_cond_timedwait(&st.cv, &st.mu, &dl) == ETIMEDOUT)
             break;
     bool ok = atomic_load(&st.rejected) == 1 && st.reject_err == TF_ERR_BAD_MAGIC;
-    snprintf(what, len,
-             "it read %.*s%s, then %s;\n           the server reported %s (%s) from %s",
+    snprintf(what, len, "it read %.*s%s, then %s;\n           the server reported %s (%s) from %s",
              (int)n, got, n == 4 && memcmp(got, "UNIF", 4) == 0 ? " (the server's magic)" : "",
              n <= 4 ? "the server's close" : "more data (!)",
-             ok ? tf_err_name(st.reject_err) : "no rejection",
-             ok ? "wrong magic" : "?", st.reject_peer[0] ? st.reject_peer : "?");
+             ok ? tf_err_name(st.reject_err) : "no rejection", ok ? "wrong magic" : "?",
+             st.reject_peer[0] ? st.reject_peer : "?");
     pthread_mutex_unlock(&st.mu);
     return ok && n == 4;
 }
