@@ -224,6 +224,28 @@ test_tfcat_many_clients_at_once() {
   done
 }
 
+# The bytes on the wire, written and read by bash itself (not the library): the magic each way,
+# then a 4-byte big-endian length and the payload; and the same without the handshake.
+test_tfcat_wire_bytes_and_no_handshake() {
+  serve s --echo -l 127.0.0.1:0 || return 1
+  exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+  local m; read -r -N 4 -t 30 -u $fd m
+  assert_eq "$m" UNIF "(the server's magic)" || return 1
+  printf 'UNIF\0\0\0\2hi' >&$fd
+  timeout 30 head -c 6 <&$fd | od -An -c | tr -s ' ' >"$tmp/wire"
+  exec {fd}>&-
+  assert_eq "$(cat "$tmp/wire")" " \0 \0 \0 002 h i" "(the echo frame)" || return 1
+  stop "$SRV" || return 1
+  serve n --no-handshake -l 127.0.0.1:0 || return 1
+  exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"
+  printf '\0\0\0\3abc' >&$fd
+  wait_for "$tmp/n.out" '^abc$' || return 1
+  exec {fd}>&-
+  echo plain | tfcat --no-handshake "$ADDR" || return 1
+  wait_for "$tmp/n.out" '^plain$' || return 1
+  stop "$SRV"
+}
+
 # A client that sends much faster than it reads its echoes (it reads them only to drop them):
 # the async echo server pauses reading instead of queueing without bound or dropping it.
 test_tfcat_echo_backpressure() {
