@@ -50,7 +50,7 @@ static pthread_mutex_t err_mu = PTHREAD_MUTEX_INITIALIZER;
 /* Whole messages on stdout, whatever thread prints them (sync server). */
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void say_locked(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static void say_locked(const char *fmt, va_list ap)
 {
     fputs("tfcat: ", stderr);
     vfprintf(stderr, fmt, ap);
