@@ -249,6 +249,7 @@ test_tfcat_wire_bytes_and_no_handshake() {
 # A client that sends much faster than it reads its echoes (it reads them only to drop them):
 # the async echo server pauses reading instead of queueing without bound or dropping it.
 test_tfcat_echo_backpressure() {
+  local LIMIT=300 # 3 million messages: slow under ASan on a busy machine
   serve s -v --echo -l 127.0.0.1:0 || return 1
   seq 1 1500000 | tfcat "$ADDR" || { say "async client"; show "$tmp/s.err"; return 1; }
   seq 1 1500000 | tfcat --sync "$ADDR" || { say "sync client"; show "$tmp/s.err"; return 1; }
