@@ -383,14 +383,20 @@ static double fut_rtt(void *arg, long n)
     return fut_run(arg, n);
 }
 
-/* The server end counts n messages of len bytes. */
+static void sink_arm_task(void *arg)
+{
+    env *e = arg;
+    e->sink_got = 0;
+    e->sink_sum = 0;
+    atomic_store(&e->mode, 2);
+}
+
+/* The server end counts n messages of len bytes (armed on its loop: no race with it). */
 static void sink_arm(env *e, long n, size_t len)
 {
     e->sink_target = n;
     e->sink_len = len;
-    e->sink_got = 0;
-    e->sink_sum = 0;
-    atomic_store(&e->mode, 2);
+    tfb_check(tf_evb_dispatch_and_wait(e->sevb, sink_arm_task, e), "dispatch_and_wait");
 }
 
 static void st_sent_cb(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, uint8_t *data,
