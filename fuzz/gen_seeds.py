@@ -256,3 +256,70 @@ codes = list(range(0, 12)) + list(range(62, 72)) + [-1, 0x7FFFFFFF, -0x80000000,
 write("fuzz_err", "all-codes-and-neighbours", b"".join(struct.pack("<i", c) for c in codes))
 write("fuzz_err", "empty", b"")
 write("fuzz_err", "odd-length", b"\x05\x00\x00\x00\x41\x00")
+
+# ---------------------------------------------------------------- fuzz_conn
+# Config byte: bit 0 handshake, bits 1-2 read_buffer (7, 64, 4096, 65536), bit 3 max_recv 300,
+# bit 4 send_queue_msgs 3, bit 5 the peer sends the magic first. Steps: opcode byte + arguments.
+C_RAW, C_FRAME, C_BIGFRAME, C_PAUSE, C_SEND, C_RECV, C_RALLOC = 0, 1, 2, 3, 4, 5, 6
+C_STREAM, C_UNSTREAM, C_CLOSE, C_ABORT, C_FREE, C_SHUTWR, C_PEERCLOSE = 7, 8, 9, 10, 11, 12, 13
+
+
+def cf(hs=True, rbuf=3, max300=False, q3=False, magic=True):
+    return bytes([int(hs) | rbuf << 1 | int(max300) << 3 | int(q3) << 4 | int(magic) << 5])
+
+
+def c_raw(b):
+    return bytes([C_RAW, len(b)]) + b
+
+
+def c_frame(n, big=False):
+    return bytes([C_BIGFRAME if big else C_FRAME]) + u16(n)
+
+
+def c_pause(n=6):
+    return bytes([C_PAUSE, n - 1])
+
+
+def c_send(n, fut=False, timeout=False, owned=False, big=False):
+    return bytes([C_SEND, int(fut) | int(timeout) << 1 | int(owned) << 2 | int(big) << 3]) + u16(n)
+
+
+def c_recv(cap, fut=False, timeout=False, alloc=False):
+    return bytes([C_RALLOC if alloc else C_RECV, int(fut) | int(timeout) << 1]) + u16(cap)
+
+
+def cn(name, data):
+    write("fuzz_conn", name, data)
+
+
+P = c_pause()
+for rb in range(4):
+    cn(f"echo-rbuf{rb}", cf(rbuf=rb) + c_recv(1000) + c_recv(0, alloc=True) + c_frame(5) + P +
+       c_frame(300) + P + c_send(17) + c_send(0, fut=True) + P + P)
+    cn(f"stream-rbuf{rb}", cf(rbuf=rb) + bytes([C_STREAM]) + c_frame(2) + c_frame(0) + P +
+       c_frame(0) + c_frame(390) + P + c_frame(5000, big=True) + P + bytes([C_SHUTWR]) + P + P)
+cn("no-handshake-raw-frames", cf(hs=False, rbuf=0) + c_recv(64) + c_recv(64, fut=True) +
+   c_raw(b"\x00\x00\x00\x02ab\x00") + P + c_raw(b"\x00\x00\x00") + P + P)
+cn("bad-magic", cf(magic=False) + c_recv(10) + c_raw(b"UNIX") + P + P)
+cn("magic-cut", cf(magic=False) + c_recv(10, alloc=True) + c_raw(b"UN") + P + c_raw(b"IF") + P +
+   c_frame(3) + P + P)
+cn("too-large", cf(max300=True) + c_recv(4000, alloc=True) + c_frame(10) + c_frame(5000, big=True) +
+   P + P)
+cn("span-too-small", cf() + c_recv(3) + c_frame(10) + P + P)
+cn("truncated", cf(rbuf=1) + c_recv(100) + c_raw(b"\x00\x00\x00\x09abc") + bytes([C_SHUTWR]) + P + P)
+cn("closed", cf() + c_recv(100) + c_recv(100) + c_frame(1) + bytes([C_SHUTWR]) + P + P)
+cn("big-sends-partial", cf() + c_send(1000, big=True) + c_send(2000, big=True, owned=True, fut=True) +
+   c_send(5, timeout=True) + P + P + P + P)
+cn("send-timeout-0", cf() + c_send(10, big=True, timeout=True) + c_send(3, timeout=True, fut=True) + P)
+cn("recv-timeout-0", cf() + c_recv(100, timeout=True) + P + c_frame(4) + c_recv(10, fut=True) + P + P)
+cn("queue-bound", cf(q3=True) + c_send(1) * 5 + P + P)
+cn("graceful-close", cf() + c_send(100) + c_recv(100) + bytes([C_CLOSE]) + c_frame(7) + P +
+   bytes([C_SHUTWR]) + P + P)
+cn("abort-pending", cf() + c_send(100, big=True) + c_recv(10) + c_recv(0, alloc=True) + P +
+   bytes([C_ABORT]) + P)
+cn("free-pending", cf() + c_recv(10, fut=True) + c_send(5, fut=True, owned=True) + bytes([C_FREE]))
+cn("peer-close-then-send", cf() + bytes([C_PEERCLOSE]) + c_send(10) + c_recv(10) + P + P)
+cn("stream-off-mid-frame", cf(rbuf=0) + bytes([C_STREAM]) + c_raw(b"\x00\x00\x00\x05ab") + P +
+   bytes([C_UNSTREAM]) + c_raw(b"cde") + c_recv(10) + P + P)
+cn("stream-empty-cut-in-prefix", cf(hs=False, rbuf=0) + bytes([C_STREAM]) +
+   c_raw(b"\x00\x00\x00\x02ab\x00\x00\x00\x00") + P + P)

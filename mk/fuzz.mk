@@ -35,9 +35,14 @@ fuzz: $(FUZZ_TARGETS:%=$(FUZZ_OUT)/bin/%)
 # fuzz_addr compiles the address parser of io/ into itself (#include): rebuild it when it changes.
 $(FUZZ_OUT)/bin/fuzz_addr $(FUZZ_OUT)/replay/fuzz_addr $(FUZZ_OUT)/cov/fuzz_addr: io/addr.c io/errmsg.c io/internal.h
 
+# fuzz_conn drives the whole async connection: it links every io/ source (FUZZ_EXTRA).
+FUZZ_CONN_BINS := $(FUZZ_OUT)/bin/fuzz_conn $(FUZZ_OUT)/replay/fuzz_conn $(FUZZ_OUT)/cov/fuzz_conn
+$(FUZZ_CONN_BINS): $(IO_SRC) $(wildcard io/*.h)
+$(FUZZ_CONN_BINS): FUZZ_EXTRA = -D_GNU_SOURCE -pthread -Iio $(IO_SRC)
+
 $(FUZZ_OUT)/bin/%: fuzz/%.c $(FUZZ_DEPS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_COMMON) -O2 $(FUZZ_SAN) $< $(PROTO_SRC) -o $@
+	$(FUZZ_CC) $(FUZZ_COMMON) -O2 $(FUZZ_SAN) $< $(PROTO_SRC) $(FUZZ_EXTRA) -o $@
 
 # Scratch corpus FIRST (libFuzzer writes new inputs into the first directory), seeds after.
 fuzz-smoke: fuzz
@@ -60,7 +65,7 @@ fuzz-smoke: fuzz
 
 $(FUZZ_OUT)/replay/%: fuzz/%.c fuzz/replay.c $(FUZZ_DEPS)
 	@mkdir -p $(@D)
-	$(REPLAY_CC) $(FUZZ_COMMON) -D_DEFAULT_SOURCE -O1 $(REPLAY_SAN) fuzz/replay.c $< $(PROTO_SRC) -o $@
+	$(REPLAY_CC) $(FUZZ_COMMON) -D_DEFAULT_SOURCE -O1 $(REPLAY_SAN) fuzz/replay.c $< $(PROTO_SRC) $(FUZZ_EXTRA) -o $@
 
 # Fast path: one process per target; if it fails, one process per file to name the culprits.
 replay: $(FUZZ_TARGETS:%=$(FUZZ_OUT)/replay/%)
@@ -84,7 +89,7 @@ replay: $(FUZZ_TARGETS:%=$(FUZZ_OUT)/replay/%)
 $(FUZZ_OUT)/cov/%: fuzz/%.c fuzz/replay.c $(FUZZ_DEPS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_COMMON) -D_DEFAULT_SOURCE -O0 -fprofile-instr-generate -fcoverage-mapping \
-	  fuzz/replay.c $< $(PROTO_SRC) -o $@
+	  fuzz/replay.c $< $(PROTO_SRC) $(FUZZ_EXTRA) -o $@
 
 # Line and branch coverage of proto/ (its .c and .h files) reached by replaying the corpus:
 # llvm-cov's table, then the figures of fuzz/cov-summary.sh (annotated source in show.txt).

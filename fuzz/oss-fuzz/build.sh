@@ -41,12 +41,22 @@ for f in proto/*.c; do
   objs+=("$o")
 done
 
+# The OS side (io/), for the targets that drive a connection (fuzz_conn).
+ioobjs=()
+for f in io/*.c; do
+  o="$OBJ/io_$(basename "$f" .c).o"
+  $CC $CFLAGS -std=c11 -g -D_GNU_SOURCE -pthread -Iinclude -Iio -c "$f" -o "$o"
+  ioobjs+=("$o")
+done
+
 for src in fuzz/fuzz_*.c; do
   t=$(basename "$src" .c)
-  $CC $CFLAGS -std=c11 -g -Iinclude -Iproto -Ifuzz -c "$src" -o "$OBJ/$t.o"
+  extra=() defs=()
+  [ "$t" = fuzz_conn ] && extra=("${ioobjs[@]}" -pthread) defs=(-D_GNU_SOURCE -Iio)
+  $CC $CFLAGS -std=c11 -g "${defs[@]}" -Iinclude -Iproto -Ifuzz -c "$src" -o "$OBJ/$t.o"
   # Link with the C++ driver and its flags: $LIB_FUZZING_ENGINE may be a C++ archive (libFuzzer,
   # AFL, honggfuzz), and OSS-Fuzz puts the sanitizer and C++ runtime flags in $CXXFLAGS.
-  $CXX $CXXFLAGS "$OBJ/$t.o" "${objs[@]}" $LIB_FUZZING_ENGINE -o "$OUT/$t"
+  $CXX $CXXFLAGS "$OBJ/$t.o" "${objs[@]}" "${extra[@]}" $LIB_FUZZING_ENGINE -o "$OUT/$t"
   rm -f "$OUT/${t}_seed_corpus.zip"
   if [ -d "fuzz/corpus/$t" ] && [ -n "$(ls -A "fuzz/corpus/$t")" ]; then
     (cd "fuzz/corpus/$t" && zip -q -j "$OUT/${t}_seed_corpus.zip" ./*)
