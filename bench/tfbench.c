@@ -141,6 +141,18 @@ typedef struct cell {
 } cell;
 
 static cell res[NW][8];
+/* CPU time of the whole process (every thread: both ends, loops, ZeroMQ's I/O thread) per
+ * message (per round trip for rtt_64 and conns_1k), in microseconds: unlike the times, it
+ * hardly moves when other processes take the cores. */
+static cell cpu[NW][8];
+
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
 static int reps = 7, nconns = 1000;
 static bool quick, json;
 static const char *json_file;
@@ -182,17 +194,25 @@ static long sized(long pilot_n, double pilot_s, long min_n)
     return n < (double)min_n ? min_n : (long)n;
 }
 
-/* One run of workload w on system s with size n (messages, or rounds for conns_1k). */
-static double run_pair(int w, const tfb_sys *s, void *h, long n)
+/* One run of workload w on system s with size n (messages): its figure, and its CPU time per
+ * message in cpu[w][si]. */
+static double run_pair(int w, int si, void *h, long n)
 {
+    const tfb_sys *s = systems[si];
+    double c0 = cpu_s(), v;
     switch (w) {
     case W_RTT:
-        return s->rtt(h, n) / (double)n * 1e6;
+        v = s->rtt(h, n) / (double)n * 1e6;
+        break;
     case W_S64:
-        return (double)n / s->stream(h, n, TFB_SMALL);
+        v = (double)n / s->stream(h, n, TFB_SMALL);
+        break;
     default:
-        return (double)n * TFB_BIG / s->stream(h, n, TFB_BIG) / 1e9;
+        v = (double)n * TFB_BIG / s->stream(h, n, TFB_BIG) / 1e9;
+        break;
     }
+    cpu[w][si].v[cpu[w][si].n++] = (cpu_s() - c0) / (double)n * 1e6;
+    return v;
 }
 
 static void pair_workloads(void)
@@ -215,7 +235,7 @@ static void pair_workloads(void)
             if (!h[s])
                 continue;
             if (quick) { /* one short run: the only repetition */
-                res[w][s].v[res[w][s].n++] = run_pair(w, systems[s], h[s], pilot);
+                res[w][s].v[res[w][s].n++] = run_pair(w, s, h[s], pilot);
                 continue;
             }
             double t0 = tfb_now();
@@ -231,7 +251,7 @@ static void pair_workloads(void)
             note("\r%s: repetition %d/%d", wname[w], r + 1, reps);
             for (int s = 0; s < NSYS; s++)
                 if (h[s])
-                    res[w][s].v[res[w][s].n++] = run_pair(w, systems[s], h[s], n[s]);
+                    res[w][s].v[res[w][s].n++] = run_pair(w, s, h[s], n[s]);
         }
         note("\n");
     }
@@ -264,8 +284,10 @@ static void conns_workload(void)
             note("\r%s: repetition %d/%d", wname[W_CONNS], r + 1, reps);
         for (int s = 0; s < NSYS; s++)
             if (h[s]) {
-                double t = systems[s]->env_run(h[s], n[s]);
-                res[W_CONNS][s].v[res[W_CONNS][s].n++] = (double)nconns * (double)n[s] / t;
+                double c0 = cpu_s(), t = systems[s]->env_run(h[s], n[s]);
+                double msgs = (double)nconns * (double)n[s];
+                res[W_CONNS][s].v[res[W_CONNS][s].n++] = msgs / t;
+                cpu[W_CONNS][s].v[cpu[W_CONNS][s].n++] = (cpu_s() - c0) / msgs * 1e6;
             }
     }
     if (!quick)
@@ -413,8 +435,8 @@ static void fmt(char *buf, size_t len, double v)
 
 static void print_table(void)
 {
-    printf("%-13s %-13s %-6s %10s %10s %10s %7s\n", "workload", "system", "unit", "min",
-           "median", "max", "/raw");
+    printf("%-13s %-13s %-6s %10s %10s %10s %7s %9s %7s\n", "workload", "system", "unit", "min",
+           "median", "max", "/raw", "cpu_us", "/raw");
     for (int w = 0; w < NW; w++)
         for (int s = 0; s < NSYS; s++) {
             if (!have(w, s))
@@ -426,8 +448,14 @@ static void print_table(void)
             double x;
             if (ratio(w, s, 0, &x) && w != W_MEM)
                 snprintf(r, sizeof r, "%.2f", x);
-            printf("%-13s %-13s %-6s %10s %10s %10s %7s\n", wname[w], systems[s]->name, wunit[w],
-                   a, b, c, r);
+            char cu[32] = "-", cr[32] = "-";
+            if (cpu[w][s].n) {
+                snprintf(cu, sizeof cu, "%.3g", cpu[w][s].med);
+                if (cpu[w][0].n && cpu[w][0].med > 0)
+                    snprintf(cr, sizeof cr, "%.2f", cpu[w][s].med / cpu[w][0].med);
+            }
+            printf("%-13s %-13s %-6s %10s %10s %10s %7s %9s %7s\n", wname[w], systems[s]->name,
+                   wunit[w], a, b, c, r, cu, cr);
         }
     if (quick) {
         printf("\ntargets: not judged (--quick is a smoke test, not a measurement)\n");
@@ -476,9 +504,12 @@ static void print_json(FILE *out)
             if (!have(w, s))
                 continue;
             fprintf(out, "%s\n  {\"workload\": \"%s\", \"system\": \"%s\", \"unit\": \"%s\", "
-                   "\"min\": %.6g, \"median\": %.6g, \"max\": %.6g}",
+                   "\"min\": %.6g, \"median\": %.6g, \"max\": %.6g",
                    first ? "" : ",", wname[w], systems[s]->name, wunit[w], res[w][s].min,
                    res[w][s].med, res[w][s].max);
+            if (cpu[w][s].n)
+                fprintf(out, ", \"cpu_us_per_msg\": %.4g", cpu[w][s].med);
+            fprintf(out, "}");
             first = false;
         }
     fprintf(out, "],\n \"ratios\": {");
@@ -580,8 +611,11 @@ int main(int argc, char **argv)
     mem_workload();
     for (int w = 0; w < NW; w++)
         for (int s = 0; s < NSYS; s++)
-            if (res[w][s].n)
+            if (res[w][s].n) {
                 summarise(&res[w][s]);
+                if (cpu[w][s].n)
+                    summarise(&cpu[w][s]);
+            }
     if (json)
         print_json(stdout);
     else
