@@ -69,6 +69,9 @@ struct tf_async_conn {
 tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__async_ready_fn fn,
                           void *arg, tf_async_conn **out);
 
+/* Test introspection (any thread): accept4 calls the server made so far. */
+uint64_t tf__async_server_accept_calls(const tf_async_server *s);
+
 /* Poison (loop thread): record the reason, shut the socket down, fail everything queued. */
 void tf__async_fail(tf_async_conn *c, tf_err err, int os_err);
 

@@ -44,6 +44,7 @@ struct tf_async_server {
     tf_tcp_config cfg;
     _Atomic int state;
     atomic_uint_fast64_t rejected;
+    atomic_uint_fast64_t accept_calls; /* accept4 calls, for tests (no busy loop) */
     int lfd;
     char addr[TF_ADDRSTR_LEN];
     /* loop thread only */
@@ -210,6 +211,7 @@ static void on_listen(tf_evb *evb, int fd, unsigned events, void *arg)
     (void)events;
     tf_async_server *s = arg;
     for (int i = 0; i < ACCEPT_BATCH && s->watching; i++) {
+        atomic_fetch_add_explicit(&s->accept_calls, 1u, memory_order_relaxed);
         int cfd = tf__sys_accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd >= 0) {
             s->rest_ms = 0;
@@ -452,4 +454,9 @@ void tf_async_server_free(tf_async_server *s)
         return;
     tf_async_server_shutdown(s);
     free(s);
+}
+
+uint64_t tf__async_server_accept_calls(const tf_async_server *s)
+{
+    return atomic_load_explicit(&s->accept_calls, memory_order_relaxed);
 }
