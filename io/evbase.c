@@ -75,6 +75,11 @@ struct tf_evb {
     tf_evb_timer **heap;
     size_t nheap, capheap;
     tf__evb_hook *hooks; /* stop hooks (internal.h) */
+    /* The struct's memory (and mu, cv) outlives tf_evb_free while timers exist: one reference
+     * for the owner and one per timer, so a cancel from another thread that won its state
+     * change just before the loop stopped can still take mu safely (it then finds the loop
+     * stopped and queues nothing). */
+    atomic_uint mem_refs;
 };
 
 /* A fd watch request queued from another thread. */
@@ -252,10 +257,22 @@ static void heap_remove(tf_evb *evb, tf_evb_timer *t)
         sift_down(evb, i);
 }
 
+static void evb_mem_unref(tf_evb *evb)
+{
+    if (atomic_fetch_sub_explicit(&evb->mem_refs, 1u, memory_order_acq_rel) != 1u)
+        return;
+    pthread_cond_destroy(&evb->cv);
+    pthread_mutex_destroy(&evb->mu);
+    free(evb);
+}
+
 static void timer_unref(tf_evb_timer *t)
 {
-    if (atomic_fetch_sub_explicit(&t->refs, 1u, memory_order_acq_rel) == 1u)
+    if (atomic_fetch_sub_explicit(&t->refs, 1u, memory_order_acq_rel) == 1u) {
+        tf_evb *evb = t->evb;
         free(t);
+        evb_mem_unref(evb);
+    }
 }
 
 static bool timer_cas(tf_evb_timer *t, uint32_t to)
@@ -513,6 +530,7 @@ tf_err tf_evb_new(tf_evb **out)
     pthread_mutex_init(&evb->mu, NULL);
     pthread_cond_init(&evb->cv, NULL);
     atomic_init(&evb->state, ST_INIT);
+    atomic_init(&evb->mem_refs, 1u);
     *out = evb;
     return TF_OK;
 }
@@ -526,13 +544,15 @@ tf_err tf_evb_free(tf_evb *evb)
     tf_evb_stop(evb);
     close(evb->epfd);
     close(evb->wakefd);
-    pthread_cond_destroy(&evb->cv);
-    pthread_mutex_destroy(&evb->mu);
+    pthread_mutex_lock(&evb->mu); /* a late cancel may be inside enqueue (it queues nothing) */
     free(evb->q.v);
+    evb->q.v = NULL;
+    evb->q.n = evb->q.cap = 0;
+    pthread_mutex_unlock(&evb->mu);
     free(evb->run.v);
     free(evb->slots);
     free(evb->heap);
-    free(evb);
+    evb_mem_unref(evb);
     return TF_OK;
 }
 
@@ -754,6 +774,7 @@ tf_err tf_evb_timer_after(tf_evb *evb, uint64_t ms, tf_evb_timer_cb cb, void *ar
     t->idx = NO_IDX;
     atomic_init(&t->state, T_ARMED);
     atomic_init(&t->refs, out ? 2u : 1u);
+    atomic_fetch_add_explicit(&evb->mem_refs, 1u, memory_order_relaxed);
     tf_err rc = TF_OK;
     if (cur == evb) {
         if (state_of(evb) >= ST_STOPPING)
@@ -764,6 +785,7 @@ tf_err tf_evb_timer_after(tf_evb *evb, uint64_t ms, tf_evb_timer_cb cb, void *ar
         rc = enqueue(evb, timer_insert_task, t);
     if (rc != TF_OK) {
         free(t);
+        evb_mem_unref(evb);
         return rc;
     }
     if (out)
