@@ -63,6 +63,7 @@ struct tf_async_server {
 };
 
 static void on_listen(tf_evb *evb, int fd, unsigned events, void *arg);
+static void rest(tf_async_server *s);
 
 static void watch(tf_async_server *s, bool on)
 {
@@ -71,6 +72,8 @@ static void watch(tf_async_server *s, bool on)
     tf_err rc = on ? tf_evb_register_fd(s->evb, s->lfd, TF_EVB_READ, on_listen, s)
                    : tf_evb_unregister_fd(s->evb, s->lfd);
     s->watching = on && rc == TF_OK;
+    if (on && rc != TF_OK && rc != TF_ERR_SHUTDOWN && !s->resting)
+        rest(s); /* no memory for the watch: try again after a pause, never go deaf */
 }
 
 /* Watch the listen socket unless resting or the ready queue is full. */
@@ -208,8 +211,14 @@ static void take(tf_async_server *s, int fd)
 static void on_listen(tf_evb *evb, int fd, unsigned events, void *arg)
 {
     (void)evb;
-    (void)events;
     tf_async_server *s = arg;
+    if ((events & TF_EVB_ERROR) && !(events & TF_EVB_READ)) {
+        /* The watch could not be set up (epoll_ctl failed: out of memory) or the socket is in
+         * error: without this the server would never accept again. Rest (the unregister is
+         * harmless for a watch that failed), then watch anew. */
+        rest(s);
+        return;
+    }
     for (int i = 0; i < ACCEPT_BATCH && s->watching; i++) {
         atomic_fetch_add_explicit(&s->accept_calls, 1u, memory_order_relaxed);
         int cfd = tf__sys_accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);

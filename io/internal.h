@@ -154,7 +154,8 @@ typedef enum tf__sys_op {
  * no bytes) is the byte count about to be moved or allocated. Returns 0 to make the real call
  * (read, sendmsg, writev: moving at most *len bytes, which the hook may lower to make a short
  * transfer) or an errno value to fail it with (SO_ERROR: reported as the socket's pending error;
- * malloc: NULL) without making it. */
+ * malloc: NULL) without making it -- except EINTR for connect, which is made (an interrupted
+ * connect goes on in the background) and then reported as EINTR. */
 typedef int (*tf__sys_hook_fn)(tf__sys_op op, int fd, size_t *len);
 extern _Atomic(tf__sys_hook_fn) tf__sys_hook;
 

@@ -107,6 +107,14 @@ int tf__sys_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
 int tf__sys_connect(int fd, const struct sockaddr *addr, socklen_t alen)
 {
     int e = ask(TF__SYS_CONNECT, fd, NULL);
+    if (e == EINTR) {
+        /* An interrupted connect goes on in the background (connect(2)): make it, then say
+         * EINTR, unless it failed at once. */
+        int rc = connect(fd, addr, alen);
+        if (rc == 0 || errno == EINPROGRESS)
+            errno = EINTR;
+        return -1;
+    }
     if (e) {
         errno = e;
         return -1;

@@ -338,6 +338,47 @@ static void test_async_server_silent_client_dropped_at_deadline(void **state)
     tio_ctr_destroy(&r.n);
 }
 
+/* ---------------------------------------------------------------- a failed listen watch */
+
+/* Regression (issue 15, found by tests/test_faults.c): when epoll_ctl could not register the
+ * listen socket (ENOMEM), the server recorded "not watching" and never tried again: it was
+ * deaf for good while clients' connects sat in the kernel backlog until their deadline. Now
+ * it rests on a timer and watches anew. The hook fails the first epoll_ctl on a listening
+ * socket. */
+static atomic_int listen_watch_fails;
+
+static int fail_listen_watch(tf__sys_op op, int fd, size_t *len)
+{
+    (void)len;
+    if (op != TF__SYS_EPOLL_CTL || fd < 0)
+        return 0;
+    int acc = 0;
+    socklen_t l = sizeof acc;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &l) != 0 || !acc)
+        return 0;
+    int left = atomic_load(&listen_watch_fails);
+    if (left > 0 && atomic_compare_exchange_strong(&listen_watch_fails, &left, left - 1))
+        return ENOMEM;
+    return 0;
+}
+
+static void test_async_server_listen_watch_fails_then_recovers(void **state)
+{
+    (void)state;
+    atomic_store(&listen_watch_fails, 1);
+    atomic_store(&tf__sys_hook, fail_listen_watch);
+    fx f;
+    fx_start(&f, "127.0.0.1:0");
+    tf_async_conn *c = connect_ok(&f); /* before the fix: TIMEOUT after connect_timeout_ms */
+    tf_async_conn *s = accept_ok(&f);
+    assert_int_equal(atomic_load(&listen_watch_fails), 0); /* the fault did hit */
+    exchange(c, s, 10, 7);
+    atomic_store(&tf__sys_hook, NULL);
+    tf_async_conn_free(c);
+    tf_async_conn_free(s);
+    fx_end(&f);
+}
+
 /* ---------------------------------------------------------------- callback mode: echo */
 
 static void echo_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
@@ -828,6 +869,7 @@ int main(void)
         TIO_TEST(test_async_server_rejects_bad_clients_and_goes_on),
         TIO_TEST(test_async_server_silent_clients_do_not_delay),
         TIO_TEST(test_async_server_silent_client_dropped_at_deadline),
+        TIO_TEST(test_async_server_listen_watch_fails_then_recovers),
         TIO_TEST(test_async_server_callback_echo),
         TIO_TEST(test_async_client_refused_after_retries),
         TIO_TEST(test_async_client_timeout_and_cancel),

@@ -35,8 +35,9 @@
 
 /* ---------------------------------------------------------------- the hook */
 
-enum { A_NONE, A_EINTR, A_EAGAIN, A_SHORT, A_FATAL };
-static const char *const answer_name[] = {"none", "EINTR", "EAGAIN", "short", "fatal"};
+enum { A_NONE, A_EINTR, A_EAGAIN, A_SHORT, A_FATAL, A_ABORTED, A_EMFILE, A_REFUSED };
+static const char *const answer_name[] = {"none",  "EINTR",        "EAGAIN", "short",
+                                          "fatal", "ECONNABORTED", "EMFILE", "ECONNREFUSED"};
 static const char *const op_name[TF__SYS_NOPS] = {
     "read", "sendmsg", "writev", "accept4", "connect", "SO_ERROR", "epoll_ctl", "eventfd", "malloc"};
 
@@ -47,6 +48,7 @@ static int hk_op = -1;          /* the kind to fault */
 static long hk_at = -1;         /* its call index */
 static int hk_answer;
 static atomic_int hk_hit;       /* the fault was injected */
+static bool hk_trace;           /* TF_FAULTS_TRACE=1: print every call the hook sees */
 
 /* The errno a fatal answer gives for each kind. */
 static int fatal_errno(int op)
@@ -67,9 +69,12 @@ static int hook(tf__sys_op op, int fd, size_t *len)
 {
     if (!atomic_load_explicit(&hk_armed, memory_order_acquire))
         return 0;
-    if (op != TF__SYS_MALLOC && op != TF__SYS_EVENTFD_WRITE && fd != hk_fd)
+    if (op != TF__SYS_MALLOC && op != TF__SYS_EVENTFD_WRITE && hk_fd >= 0 && fd != hk_fd)
         return 0;
     long k = atomic_fetch_add(&hk_calls[op], 1);
+    if (hk_trace)
+        fprintf(stderr, "  sys: %s #%ld fd %d%s\n", op_name[op], k, fd,
+                (int)op == hk_op && k == hk_at ? " <- fault" : "");
     if ((int)op != hk_op || k != hk_at)
         return 0;
     atomic_store(&hk_hit, 1);
@@ -84,6 +89,12 @@ static int hook(tf__sys_op op, int fd, size_t *len)
         return 0;
     case A_FATAL:
         return fatal_errno(op);
+    case A_ABORTED:
+        return ECONNABORTED;
+    case A_EMFILE:
+        return EMFILE;
+    case A_REFUSED:
+        return ECONNREFUSED;
     default:
         return 0;
     }
@@ -434,6 +445,282 @@ static void run_matrix(const scen *sc)
     printf("faults: %s: calls:%s; %ld points, %ld runs\n", sc->name, counts, points, runs);
 }
 
+/* ---------------------------------------------------------------- connect and accept */
+
+/* An async server and a client (the async client on the same loop, or the sync connect on the
+ * test thread) over loopback: connect, handshake, 3 messages each way through the generic view.
+ * Faults hit every fd (both ends). Answers that a connect or an accept must survive (EINTR,
+ * EAGAIN, ECONNABORTED and EMFILE from accept4 -- the server backs off and resumes --,
+ * ECONNREFUSED from connect or SO_ERROR during the connect -- retried --, short transfers)
+ * must leave the exchange complete and byte-exact. Fatal answers on the byte path (read,
+ * sendmsg, SO_ERROR on an event, epoll_ctl, malloc) may fail operations, with the reasons such
+ * faults have on either end: IO, CLOSED, TRUNCATED, NOMEM, BAD_MAGIC (a handshake cut), the
+ * client's TIMEOUT never. */
+enum { NET_MSGS = 3 };
+
+static bool may_fail(int op, int answer)
+{
+    if (answer == A_FATAL)
+        return op != TF__SYS_ACCEPT4 && op != TF__SYS_CONNECT;
+    return false;
+}
+
+static int net_answers(int op, int out[4])
+{
+    int n = 0;
+    switch (op) {
+    case TF__SYS_READ:
+    case TF__SYS_SENDMSG:
+        out[n++] = A_EINTR;
+        out[n++] = A_EAGAIN;
+        out[n++] = A_SHORT;
+        out[n++] = A_FATAL;
+        break;
+    case TF__SYS_ACCEPT4:
+        out[n++] = A_EINTR;
+        out[n++] = A_EAGAIN;
+        out[n++] = A_ABORTED;
+        out[n++] = A_EMFILE;
+        break;
+    case TF__SYS_CONNECT:
+        out[n++] = A_EINTR;
+        out[n++] = A_REFUSED;
+        break;
+    case TF__SYS_SO_ERROR:
+        out[n++] = A_FATAL; /* ECONNRESET as a pending error */
+        break;
+    case TF__SYS_EVENTFD_WRITE:
+        out[n++] = A_EINTR;
+        break;
+    case TF__SYS_EPOLL_CTL:
+    case TF__SYS_MALLOC:
+        out[n++] = A_FATAL;
+        break;
+    default:
+        break;
+    }
+    return n;
+}
+
+static bool net_reason_ok(tf_err e)
+{
+    return e == TF_ERR_IO || e == TF_ERR_CLOSED || e == TF_ERR_TRUNCATED || e == TF_ERR_NOMEM ||
+           e == TF_ERR_BAD_MAGIC || e == TF_ERR_SHUTDOWN || e == TF_ERR_CANCELLED;
+}
+
+static tf_err fut_done(tf_future *fu, size_t *size, void **owned, const char *what,
+                       const char *name)
+{
+    if (tf_future_wait_for(fu, 30000) != TF_OK)
+        fail_msg("%s: %s never resolved", what, name);
+    tf_err e = tf_future_get(fu, size, owned);
+    tf_future_free(fu);
+    return e;
+}
+
+static void net_one(bool sync_client, const char *what)
+{
+    const int fds0 = tu_fd_count();
+    tf_evb *evb;
+    assert_int_equal(tf_evb_new(&evb), TF_OK);
+    assert_int_equal(tf_evb_start(evb), TF_OK);
+    tf_tcp_config cfg;
+    tf_tcp_config_init(&cfg);
+    cfg.retry_delay_ms = 5; /* an injected refusal is retried at once */
+    cfg.retry_max_delay_ms = 20;
+    cfg.connect_timeout_ms = 60000;
+    cfg.handshake_timeout_ms = 60000;
+    tf_async_server *srv;
+    assert_int_equal(tf_async_server_new(evb, &srv), TF_OK);
+    assert_int_equal(tf_async_server_init(srv, "127.0.0.1:0", &cfg, NULL), TF_OK);
+    char addr[TF_ADDRSTR_LEN];
+    assert_int_equal(tf_async_server_addr(srv, addr, sizeof addr), TF_OK);
+    tf_async_client *cl;
+    assert_int_equal(tf_async_client_new(evb, &cfg, &cl, NULL), TF_OK);
+
+    for (int i = 0; i < TF__SYS_NOPS; i++)
+        atomic_store(&hk_calls[i], 0);
+    atomic_store(&hk_hit, 0);
+    hk_fd = -1;
+    atomic_store_explicit(&hk_armed, 1, memory_order_release);
+
+    const bool tolerant = may_fail(hk_op, hk_answer);
+    const uint64_t rej0 = tf_async_server_rejected(srv); /* before the client comes */
+    tf_future *af = NULL, *cf = NULL;
+    tf_err arc = tf_async_server_accept(srv, &af);
+    tf_conn *a = NULL, *b = NULL; /* client end, server end */
+    tf_sync_conn *sc = NULL;
+    tf_err crc;
+    if (sync_client) {
+        crc = tf_sync_connect(addr, &cfg, &sc, NULL, NULL);
+        a = sc ? tf_sync_conn_base(sc) : NULL;
+    } else {
+        crc = tf_async_client_connect(cl, addr, &cf, NULL);
+        if (crc == TF_OK) {
+            void *c = NULL;
+            crc = fut_done(cf, NULL, &c, what, "connect");
+            a = c ? tf_async_conn_base(c) : NULL;
+        }
+    }
+    if (crc != TF_OK && !(tolerant && net_reason_ok(crc)))
+        fail_msg("%s: connect: %s", what, tf_err_name(crc));
+    bool take = arc == TF_OK && a;
+    if (take && tolerant) {
+        /* the server may have dropped this client in its handshake (a fault on its side):
+         * then the accept rightly waits for another client */
+        const long long t0 = tio_now_ms();
+        while (tf_future_wait_for(af, 5) != TF_OK && tf_async_server_rejected(srv) == rej0)
+            if (tio_now_ms() - t0 > 30000)
+                fail_msg("%s: accept never resolved, no client rejected", what);
+        take = tf_future_is_ready(af);
+    }
+    if (take) {
+        void *c = NULL;
+        arc = fut_done(af, NULL, &c, what, "accept");
+        af = NULL;
+        b = c ? tf_async_conn_base(c) : NULL;
+        if (arc != TF_OK && !(tolerant && net_reason_ok(arc)))
+            fail_msg("%s: accept: %s", what, tf_err_name(arc));
+    } else if (arc != TF_OK && !(tolerant && net_reason_ok(arc))) {
+        fail_msg("%s: accept refused: %s", what, tf_err_name(arc));
+    }
+    tf_future *left[2 * NET_MSGS];
+    int nleft = 0;
+    if (a && b) {
+        /* client -> server, then server -> client; each op OK and exact, or (fatal answers
+         * only) failed with a reason such a fault has */
+        tf_conn *from[2] = {a, b}, *to[2] = {b, a};
+        for (int d = 0; d < 2; d++) {
+            uint8_t *msg[NET_MSGS];
+            tf_future *sf[NET_MSGS] = {0}, *rf[NET_MSGS] = {0};
+            tf_err src[NET_MSGS], rrc[NET_MSGS];
+            /* receives first, unless the receiver is the sync end (its calls block): then the
+             * (async) sends first */
+            const bool sync_rx = sync_client && d == 1;
+            for (int i = 0; i < NET_MSGS; i++) {
+                size_t len = (size_t)(i == 1 ? 100000 : 10 * i);
+                msg[i] = malloc(len ? len : 1);
+                tu_fill(msg[i], len, (uint32_t)(d * 10 + i));
+                if (!sync_rx)
+                    rrc[i] = tf_conn_recv_alloc(to[d], &rf[i]);
+            }
+            for (int i = 0; i < NET_MSGS; i++)
+                src[i] = tf_conn_send(from[d], msg[i], (size_t)(i == 1 ? 100000 : 10 * i), &sf[i]);
+            if (sync_rx) {
+                int accepted = 0;
+                for (int i = 0; i < NET_MSGS; i++)
+                    accepted += src[i] == TF_OK;
+                /* a blocking receive with no message coming would wait for ever: only as many
+                 * as sends were accepted */
+                for (int i = 0; i < NET_MSGS; i++)
+                    rrc[i] = i < accepted ? tf_conn_recv_alloc(to[d], &rf[i]) : TF_ERR_NOMEM;
+            }
+            /* a refused submission (NOMEM) moves nothing: receive j gets the j-th accepted
+             * send */
+            int sent_idx[NET_MSGS], nsent = 0, j = 0;
+            for (int i = 0; i < NET_MSGS; i++)
+                if (src[i] == TF_OK)
+                    sent_idx[nsent++] = i;
+            for (int i = 0; i < NET_MSGS; i++) {
+                size_t n = 0;
+                void *got = NULL;
+                tf_err se = src[i] == TF_OK ? fut_done(sf[i], NULL, NULL, what, "send") : src[i];
+                if (rrc[i] == TF_OK && j >= nsent) {
+                    /* a send was refused: no message for this receive; the free ends it */
+                    left[nleft++] = rf[i];
+                    free(msg[i]);
+                    continue;
+                }
+                tf_err re = rrc[i] == TF_OK ? fut_done(rf[i], &n, &got, what, "recv") : rrc[i];
+                if (se != TF_OK && !(tolerant && net_reason_ok(se)))
+                    fail_msg("%s: send %d/%d: %s", what, d, i, tf_err_name(se));
+                if (re != TF_OK && !(tolerant && net_reason_ok(re)))
+                    fail_msg("%s: recv %d/%d: %s", what, d, i, tf_err_name(re));
+                if (re == TF_OK) {
+                    if (j >= nsent)
+                        fail_msg("%s: recv %d/%d: a message nobody sent", what, d, i);
+                    int k = sent_idx[j];
+                    size_t len = (size_t)(k == 1 ? 100000 : 10 * k);
+                    if (n != len || !tu_check(got, n, (uint32_t)(d * 10 + k)))
+                        fail_msg("%s: recv %d/%d: wrong message (%zu bytes)", what, d, i, n);
+                }
+                if (rrc[i] == TF_OK)
+                    j++;
+                free(got);
+                free(msg[i]);
+            }
+        }
+    }
+    tf_conn_free(a);
+    tf_conn_free(b);
+    for (int i = 0; i < nleft; i++) {
+        tf_err e = fut_done(left[i], NULL, NULL, what, "receive left without a message");
+        if (e == TF_OK)
+            fail_msg("%s: a receive without a message succeeded", what);
+    }
+    if (af) { /* the accept still pending: the server's shutdown resolves it */
+        tf_async_server_shutdown(srv);
+        tf_err e = fut_done(af, NULL, NULL, what, "pending accept");
+        if (e != TF_OK && e != TF_ERR_SHUTDOWN && !(tolerant && net_reason_ok(e)))
+            fail_msg("%s: pending accept: %s", what, tf_err_name(e));
+    }
+    atomic_store_explicit(&hk_armed, 0, memory_order_release);
+    tf_async_client_free(cl);
+    tf_async_server_free(srv);
+    assert_int_equal(tf_evb_free(evb), TF_OK);
+    if (tu_fd_count() != fds0)
+        fail_msg("%s: %d fds before, %d after", what, fds0, tu_fd_count());
+}
+
+static void net_matrix(bool sync_client)
+{
+    const char *name = sync_client ? "sync connect to async server" : "async client and server";
+    char what[160];
+    long count[TF__SYS_NOPS] = {0};
+    hk_op = -1;
+    hk_at = -1;
+    hk_answer = A_NONE;
+    for (int r = 0; r < 3; r++) {
+        snprintf(what, sizeof what, "%s, counting run %d", name, r + 1);
+        net_one(sync_client, what);
+        for (int i = 0; i < TF__SYS_NOPS; i++)
+            if (atomic_load(&hk_calls[i]) > count[i])
+                count[i] = atomic_load(&hk_calls[i]);
+    }
+    const long stride = tio_iters("TF_FAULTS_STRIDE", 1, 1, 1);
+    long points = 0, runs = 0;
+    char counts[256] = "";
+    for (int op = 0; op < TF__SYS_NOPS; op++) {
+        int ans[4];
+        int na = net_answers(op, ans);
+        if (count[op] == 0 || na == 0)
+            continue;
+        size_t l = strlen(counts);
+        snprintf(counts + l, sizeof counts - l, " %s %ld", op_name[op], count[op]);
+        for (long k = 0; k < count[op] + 2; k++) {
+            if (k >= 24 && (k % stride) != 0 && k != count[op] - 1)
+                continue;
+            points++;
+            for (int a = 0; a < na; a++) {
+                hk_op = op;
+                hk_at = k;
+                hk_answer = ans[a];
+                snprintf(what, sizeof what, "%s, %s call %ld: %s", name, op_name[op], k,
+                         answer_name[ans[a]]);
+                net_one(sync_client, what);
+                runs++;
+                tio_tick();
+            }
+        }
+    }
+    hk_op = -1;
+    matrix_total += runs;
+    printf("faults: %s: calls:%s; %ld points, %ld runs\n", name, counts, points, runs);
+}
+
+static void test_faults_async_connect_accept(void **s) { (void)s; net_matrix(false); }
+static void test_faults_sync_connect_accept(void **s) { (void)s; net_matrix(true); }
+
 static const scen SCEN[] = {
     {"sync small span", false, false, 6, {0, 1, 5, 100, 1000, 4000}},
     {"sync small alloc", false, true, 6, {0, 1, 5, 100, 1000, 4000}},
@@ -454,10 +741,20 @@ static void test_faults_async_small_alloc(void **s) { (void)s; run_matrix(&SCEN[
 static void test_faults_async_large_span(void **s) { (void)s; run_matrix(&SCEN[6]); }
 static void test_faults_async_large_alloc(void **s) { (void)s; run_matrix(&SCEN[7]); }
 
+/* A failed test may leave the hook armed: disarm it before the next one. */
+static int setup(void **state)
+{
+    atomic_store(&hk_armed, 0);
+    hk_op = -1;
+    return tio_watchdog_setup(state);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, tio_watchdog_teardown)
+
 static int print_total(void **s)
 {
     (void)s;
-    printf("faults: matrix: %zu scenarios, %ld runs in all\n", sizeof SCEN / sizeof SCEN[0],
+    printf("faults: matrix: %zu scenarios, %ld runs in all\n", sizeof SCEN / sizeof SCEN[0] + 2,
            matrix_total);
     return 0;
 }
@@ -465,12 +762,14 @@ static int print_total(void **s)
 int main(void)
 {
     tio_filter_from_env();
+    hk_trace = getenv("TF_FAULTS_TRACE") && atoi(getenv("TF_FAULTS_TRACE")) > 0;
     atomic_store(&tf__sys_hook, hook);
     const struct CMUnitTest tests[] = {
-        TIO_TEST(test_faults_sync_small_span),   TIO_TEST(test_faults_sync_small_alloc),
-        TIO_TEST(test_faults_sync_large_span),   TIO_TEST(test_faults_sync_large_alloc),
-        TIO_TEST(test_faults_async_small_span),  TIO_TEST(test_faults_async_small_alloc),
-        TIO_TEST(test_faults_async_large_span),  TIO_TEST(test_faults_async_large_alloc),
+        T(test_faults_sync_small_span),   T(test_faults_sync_small_alloc),
+        T(test_faults_sync_large_span),   T(test_faults_sync_large_alloc),
+        T(test_faults_async_small_span),  T(test_faults_async_small_alloc),
+        T(test_faults_async_large_span),  T(test_faults_async_large_alloc),
+        T(test_faults_async_connect_accept), T(test_faults_sync_connect_accept),
     };
     return cmocka_run_group_tests(tests, NULL, print_total);
 }
