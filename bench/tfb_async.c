@@ -87,7 +87,7 @@ struct env {
     long st_n, st_sent;
     int st_inflight; /* records submitted and not completed */
     sop *st_free;
-    sem_t st_done;   /* posted when the last record completed */
+    sem_t st_done; /* posted when the last record completed */
     size_t st_len;
     uint8_t msg[TFB_SMALL];
     uint8_t *big;

@@ -51,8 +51,8 @@ static int listen_any(uint16_t *port)
 static int connect_to(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0)
         tfb_die("raw: socket: %s", strerror(errno));
     opts(fd);
@@ -383,7 +383,7 @@ static void *env_server(void *arg)
 {
     env *e = arg;
     struct epoll_event evs[256];
-    uint8_t out[sizeof ((ep_conn *)0)->buf];
+    uint8_t out[sizeof((ep_conn *)0)->buf];
     for (;;) {
         int k = epoll_wait(e->sep, evs, 256, -1);
         if (k < 0 && errno == EINTR)

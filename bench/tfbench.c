@@ -228,7 +228,7 @@ static void pair_workloads(void)
         if (!want_w[w])
             continue;
         long n[8];
-        const long pilot = w == W_RTT ? (quick ? 200 : 1000)
+        const long pilot = w == W_RTT   ? (quick ? 200 : 1000)
                            : w == W_S64 ? (quick ? 20000 : 50000)
                                         : (quick ? 16 : 64);
         for (int s = 0; s < NSYS; s++) {
@@ -394,9 +394,9 @@ typedef struct target {
 } target;
 
 static const target targets[] = {
-    {W_RTT, "sync", "raw", true, 1.10},        {W_RTT, "async_cb", "raw", true, 1.20},
-    {W_RTT, "async_future", "raw", true, 1.60}, {W_S64, "async_cb", "zmq", false, 1.5},
-    {W_S1M, "sync", "raw", false, 0.90},       {W_S1M, "async_cb", "raw", false, 0.90},
+    {W_RTT, "sync", "raw", true, 1.10},          {W_RTT, "async_cb", "raw", true, 1.20},
+    {W_RTT, "async_future", "raw", true, 1.60},  {W_S64, "async_cb", "zmq", false, 1.5},
+    {W_S1M, "sync", "raw", false, 0.90},         {W_S1M, "async_cb", "raw", false, 0.90},
     {W_S1M, "async_future", "raw", false, 0.90}, {W_CONNS, "async_cb", "raw", false, 0.80},
     {W_MEM, "async_cb", NULL, true, 4.0},
 };
@@ -503,10 +503,11 @@ static void print_json(FILE *out)
         for (int s = 0; s < NSYS; s++) {
             if (!have(w, s))
                 continue;
-            fprintf(out, "%s\n  {\"workload\": \"%s\", \"system\": \"%s\", \"unit\": \"%s\", "
-                   "\"min\": %.6g, \"median\": %.6g, \"max\": %.6g",
-                   first ? "" : ",", wname[w], systems[s]->name, wunit[w], res[w][s].min,
-                   res[w][s].med, res[w][s].max);
+            fprintf(out,
+                    "%s\n  {\"workload\": \"%s\", \"system\": \"%s\", \"unit\": \"%s\", "
+                    "\"min\": %.6g, \"median\": %.6g, \"max\": %.6g",
+                    first ? "" : ",", wname[w], systems[s]->name, wunit[w], res[w][s].min,
+                    res[w][s].med, res[w][s].max);
             if (cpu[w][s].n)
                 fprintf(out, ", \"cpu_us_per_msg\": %.4g", cpu[w][s].med);
             fprintf(out, "}");
@@ -519,7 +520,8 @@ static void print_json(FILE *out)
             double x;
             if (!ratio(w, s, 0, &x))
                 continue;
-            fprintf(out, "%s\n  \"%s/raw %s\": %.4g", first ? "" : ",", systems[s]->name, wname[w], x);
+            fprintf(out, "%s\n  \"%s/raw %s\": %.4g", first ? "" : ",", systems[s]->name, wname[w],
+                    x);
             first = false;
         }
     int a = sys_index("async_cb"), z = sys_index("zmq");
@@ -531,8 +533,7 @@ static void print_json(FILE *out)
 
 /* ---------------------------------------------------------------- main */
 
-static void pick(const char *list, const char *const *names, int n, bool *want,
-                 const char *what)
+static void pick(const char *list, const char *const *names, int n, bool *want, const char *what)
 {
     for (int i = 0; i < n; i++)
         want[i] = false;
