@@ -195,6 +195,8 @@ static void *hs_thread(void *arg)
 static void *raw_pair_new(void)
 {
     pair *p = calloc(1, sizeof *p);
+    if (!p)
+        tfb_die("raw: no memory");
     p->crd = malloc(sizeof *p->crd);
     p->srd = malloc(sizeof *p->srd);
     p->big = malloc(TFB_BIG);
@@ -441,6 +443,8 @@ static void *env_server(void *arg)
 static void *raw_env_new(void)
 {
     env *e = calloc(1, sizeof *e);
+    if (!e)
+        tfb_die("raw: no memory");
     e->lfd = listen_any(&e->port);
     nonblock(e->lfd);
     e->sep = epoll_create1(EPOLL_CLOEXEC);

@@ -65,8 +65,7 @@ static void connect_n(tf_sync_server *srv, const char *addr, int n, tf_sync_conn
 static void *sync_pair_new(void)
 {
     pair *p = calloc(1, sizeof *p);
-    p->big = malloc(TFB_BIG);
-    if (!p || !p->big)
+    if (!p || !(p->big = malloc(TFB_BIG)))
         tfb_die("sync: no memory");
     p->srv = server_new(p->addr);
     connect_n(p->srv, p->addr, 1, &p->c, &p->s);
