@@ -373,7 +373,12 @@ static void linger_timeout(tf_evb *evb, void *arg);
 static void start_linger(tf_async_conn *c)
 {
     if (shutdown(c->fd, SHUT_WR) != 0) {
-        tf__async_fail(c, TF_ERR_IO, errno);
+        /* ENOTCONN: the peer reset the connection before we noticed; SO_ERROR says so. */
+        int e = errno, so = 0;
+        socklen_t l = sizeof so;
+        if (e == ENOTCONN && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &so, &l) == 0 && so != 0)
+            e = so;
+        tf__async_fail(c, TF_ERR_IO, e);
         return;
     }
     c->phase = PH_LINGER;
@@ -1114,9 +1119,16 @@ static void close_task(void *arg)
     tf_promise *p = c->close_req;
     c->close_req = NULL;
     if (failed(c)) {
+        /* Failed before the close: the socket is released now. A peer that closed cleanly
+         * between messages (CLOSED) left nothing undone: that close succeeds. */
         int os = 0;
         tf_err e = c->dead ? TF_ERR_CANCELLED : tf_async_conn_error(c, &os);
-        tf_promise_fail(p, e, os);
+        if (!c->dead)
+            close_fd(c);
+        if (e == TF_ERR_CLOSED)
+            tf_promise_set(p, TF_OK, 0, NULL, NULL);
+        else
+            tf_promise_fail(p, e, os);
         tf_promise_free(p);
     } else {
         c->close_promise = p;

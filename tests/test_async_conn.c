@@ -750,6 +750,41 @@ static void test_async_conn_graceful_close_flushes(void **state)
     fx_end(&f);
 }
 
+/* Regression (found by tfcat): closing after the peer's clean close was seen gives OK, not
+ * CLOSED: nothing was left unsent. Both for a receive and for a stream that saw the close. */
+static void test_async_conn_close_after_peer_closed_is_ok(void **state)
+{
+    (void)state;
+    fx f;
+    fx_start(&f);
+    for (int stream = 0; stream < 2; stream++) {
+        tf_async_conn *a, *b;
+        pair_async(&f, NULL, &a, &b);
+        assert_int_equal(send_wait(b, "hi", 2), TF_OK);
+        streamer s = {.order_ok = true};
+        tio_ctr_init(&s.done);
+        tf_future *r = NULL, *ca, *cb;
+        if (stream)
+            assert_int_equal(tf_async_conn_stream(b, on_msg, &s), TF_OK);
+        else
+            assert_int_equal(tf_async_conn_recv_alloc(b, -1, &r), TF_OK);
+        assert_int_equal(tf_async_conn_close(a, &ca), TF_OK);
+        if (stream) {
+            assert_true(tio_ctr_wait(&s.done, 1, 30000));
+            assert_int_equal(s.end, TF_ERR_CLOSED);
+        } else {
+            assert_int_equal(fut_result(r, NULL, NULL), TF_ERR_CLOSED);
+        }
+        assert_int_equal(tf_async_conn_close(b, &cb), TF_OK);
+        assert_int_equal(fut_result(cb, NULL, NULL), TF_OK);
+        assert_int_equal(fut_result(ca, NULL, NULL), TF_OK);
+        tio_ctr_destroy(&s.done);
+        tf_async_conn_free(a);
+        tf_async_conn_free(b);
+    }
+    fx_end(&f);
+}
+
 static void test_async_conn_close_linger_timeout(void **state)
 {
     (void)state;
@@ -1183,6 +1218,7 @@ int main(void)
         TIO_TEST(test_async_conn_recv_timeout_keeps_connection),
         TIO_TEST(test_async_conn_recv_timeout_mid_frame_poisons),
         TIO_TEST(test_async_conn_graceful_close_flushes),
+        TIO_TEST(test_async_conn_close_after_peer_closed_is_ok),
         TIO_TEST(test_async_conn_close_linger_timeout),
         TIO_TEST(test_async_conn_abort_resets),
         TIO_TEST(test_async_conn_free_with_ops_in_flight),
