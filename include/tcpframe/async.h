@@ -161,7 +161,10 @@ TF_API tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb c
  * down (SHUT_WR), then the connection waits up to cfg->linger_ms for the peer to close (pending
  * receives still complete; unclaimed incoming data is discarded), then the socket is closed.
  * The future: TF_OK (flushed, peer closed), TF_ERR_TIMEOUT (flushed, the peer did not close
- * within the linger time), or the reason the flush failed. The connection must still be freed.
+ * within the linger time), or the reason the flush failed. On a connection that had already
+ * failed, the socket is released at once and the future gives TF_OK if the failure was the
+ * peer's clean close (CLOSED: nothing was left undone), else that reason. The connection must
+ * still be freed.
  *   TF_OK; TF_ERR_BAD_STATE (close already called); TF_ERR_SHUTDOWN; TF_ERR_NOMEM;
  *   TF_ERR_INVALID_ARGUMENT. */
 TF_API tf_err tf_async_conn_close(tf_async_conn *c, tf_future **out);
