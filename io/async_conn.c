@@ -540,9 +540,9 @@ static size_t consume(tf_async_conn *c, const uint8_t *in, size_t n)
     while (used < n && !failed(c)) {
         if (c->phase == PH_LINGER && !consumer(c) && !c->rx_buf)
             return n; /* closing: what nobody asked for is dropped */
+        if (!c->rx_buf && !consumer(c))
+            break; /* keep the rest (even a cut prefix) until someone wants a message */
         if (!c->rx_buf && rx_at_boundary(&c->rx)) {
-            if (!consumer(c))
-                break;
             const uint8_t *p = NULL;
             size_t plen = 0, u = 0;
             tf_step st = tf_frame_split(in + used, n - used, c->cfg.max_recv_len, &p, &plen, &u);
