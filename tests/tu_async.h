@@ -1,0 +1,31 @@
+/* tests/tu_async.h -- the fixture of the async connection tests (tests/tu_async.c): a started
+ * loop with an fd count taken, connection pairs over socketpairs, waiting on futures. Failures
+ * are cmocka assertions: call these on the test's main thread only. */
+#ifndef TCPFRAME_TU_ASYNC_H
+#define TCPFRAME_TU_ASYNC_H
+
+#include <stddef.h>
+
+#include "tcpframe/async.h"
+
+typedef struct tu_fx {
+    tf_evb *evb;
+    int fds0;
+} tu_fx;
+
+/* Count fds, create and start a loop. */
+void tu_fx_start(tu_fx *f);
+/* Free the loop and check that no fd leaked. */
+void tu_fx_end(tu_fx *f);
+/* tf_tcp_config_init's defaults. */
+tf_tcp_config tu_cfg_default(void);
+/* Two async connections over a socketpair (both run the handshake unless cfg says not). */
+void tu_pair_async(tu_fx *f, const tf_tcp_config *cfg, tf_async_conn **a, tf_async_conn **b);
+/* An async connection and the raw socket at the other end (*raw: the test closes it). */
+tf_async_conn *tu_pair_raw(tu_fx *f, const tf_tcp_config *cfg, int *raw);
+/* Wait for |fu|, read its result (size, owned pointer), free it; returns its tf_err. */
+tf_err tu_fut_result(tf_future *fu, size_t *size, void **owned);
+/* Send one message and wait for its future. */
+tf_err tu_send_wait(tf_async_conn *c, const void *buf, size_t len);
+
+#endif /* TCPFRAME_TU_ASYNC_H */
