@@ -399,7 +399,9 @@ def mode_fuzz(mutants, logf, work):
             rows.append((m, None, str(e)))
             log(logf, f"mutant {m.name}: {e}")
             continue
-        order = m.fuzz + [f for f in FUZZERS if f not in m.fuzz]
+        # From seeds every fuzzer is a fall-back; from nothing only the table's own (a fuzzer
+        # that cannot reach the mutated code would spend its full budget for nothing).
+        order = m.fuzz + ([f for f in FUZZERS if f not in m.fuzz] if FUZZ_CORPUS == "seeds" else [])
         tried, killer = [], None
         for f in order:
             b = link("clang", CLANG_FLAGS, [objs[f"fuzz/{f}.c"]] + [objs[s] for s in PROTO_C],
@@ -466,8 +468,9 @@ def main():
                     else:
                         killed += 1
                         f, dt, n, at_seed, why = killer
-                        lines.append(f"{m.name:<{w}}  killed: {f} {dt:.1f} s, {n} execs"
-                                     f"{' (seed)' if at_seed else ''}: {why}")
+                        tag = (" (a seed)" if FUZZ_CORPUS == "seeds" else " (the empty input)") \
+                            if at_seed else ""
+                        lines.append(f"{m.name:<{w}}  killed: {f} {dt:.1f} s, {n} execs{tag}: {why}")
             for l in lines:
                 print(l)
                 log(logf, l)
