@@ -175,6 +175,10 @@ MUTANTS = [
     M("hs-wrong-magic", "our magic is 'UNIG' (and the peer's is checked against it)",
       [("proto/hs.c", "hs->out[3] = 0x46;", "hs->out[3] = 0x47;")],
       ["fuzz_handshake"]),
+    M("hs-wants-wrong-counter", "tf_hs_wants says READ from our send counter",
+      [("proto/hs.c", "    if (hs->got < 4u)\n        w += TF_WANT_READ;",
+        "    if (hs->sent < 4u)\n        w += TF_WANT_READ;")],
+      ["fuzz_handshake"]),
     # ---------------------------------------------------------------- interrupt counting
     M("rx-intr-one-more", "the receiver retries TF_MAX_INTR + 1 interrupts",
       [("proto/rx.c", "if (r == TF_IO_AGAIN || ++intr >= TF_MAX_INTR)", "if (r == TF_IO_AGAIN || intr++ >= TF_MAX_INTR)")],
