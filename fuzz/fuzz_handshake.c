@@ -12,8 +12,9 @@
  * after it, the same reason from tf_hs_error. DONE iff our 4 bytes went out and the peer's first
  * 4 bytes are the magic; our output is exactly the magic; the core never reads past the magic;
  * AGAIN only when both directions would block (or are finished) or after TF_MAX_INTR
- * consecutive interrupts (of either direction, none more); DONE and ERROR are sticky and do no I/O. tf_err_name/tf_strerror of
- * the outcome are checked against the X-macro list too. */
+ * consecutive interrupts (of either direction, none more); DONE and ERROR are sticky and do no
+ * I/O; tf_hs_wants says READ while peer bytes are expected and WRITE while ours remain, 0 once
+ * done or failed; tf_err_name/tf_strerror of the outcome equal the hand-written table. */
 #include "fuzz_common.h"
 
 static const uint8_t MAGIC[4] = {'U', 'N', 'I', 'F'};
@@ -157,6 +158,18 @@ FZ_NOCOV static void check_final(hs_h *h, const tf_io *io, tf_step st)
     h->fatal = fatal;
 }
 
+/* tf_hs_wants from what the harness saw: while running, READ as long as peer bytes are still
+ * expected and WRITE as long as ours remain; 0 once done or failed. */
+FZ_NOCOV static void check_wants(hs_h *h, int running)
+{
+    unsigned w = tf_hs_wants(h->hs);
+    if (!running) {
+        CHECK(w == 0);
+        return;
+    }
+    CHECK(w == ((h->accepted < 4 ? TF_WANT_READ : 0u) | (h->written < 4 ? TF_WANT_WRITE : 0u)));
+}
+
 /* The outcome: st is DONE or ERROR. */
 FZ_NOCOV static void check_outcome(hs_h *h, tf_step st)
 {
@@ -164,6 +177,7 @@ FZ_NOCOV static void check_outcome(hs_h *h, tf_step st)
     int os = -1;
     tf_err e = tf_hs_error(hs, &os);
     fz_check_err_text(e);
+    check_wants(h, 0);
     if (st == TF_DONE) {
         CHECK(!h->fatal);
         CHECK(e == TF_OK && os == 0);
@@ -201,6 +215,7 @@ static void run_try(hs_h *h)
             break;
         CHECK(!h->fatal);
         CHECK(h->hs->state == TF_HS_RUNNING);
+        check_wants(h, 1);
         CHECK(h->intr_seq >= TF_MAX_INTR ||
               ((h->written == 4 || h->last_w == FZ_ANS_AGAIN) &&
                (h->accepted == 4 || h->last_r == FZ_ANS_AGAIN)));
@@ -253,8 +268,10 @@ static void run_sansio(hs_h *h, uint32_t rng)
             st = tf_hs_received(hs, m);
         }
         memcpy(h->out, MAGIC, h->written);
-        if (st == TF_AGAIN)
+        if (st == TF_AGAIN) {
             CHECK(!h->fatal && hs->state == TF_HS_RUNNING);
+            check_wants(h, 1);
+        }
     }
     if (st == TF_AGAIN) {
         /* stopped for want of peer bytes: still running, everything so far was right */
@@ -286,6 +303,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tf_hs_init(&hs);
     h.hs = &hs;
     CHECK(tf_hs_error(&hs, NULL) == TF_OK);
+    check_wants(&h, 1);
     if (flags & 1)
         run_sansio(&h, flags);
     else

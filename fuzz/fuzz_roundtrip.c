@@ -13,17 +13,16 @@
  *
  * Oracles: every byte written equals the wire image the harness builds itself (4-byte
  * big-endian length written with shifts, not the library's helper, + payload per accepted
- * message, SPEC 2) at the moment it is written; the
- * gather list is 1..2 non-empty pieces totalling tf_tx_pending; tf_tx_try returns AGAIN only
- * after a would-block or TF_MAX_INTR consecutive interrupts (progress resets the count) and
- * never writes after them; tf_tx_begin refuses
- * (TOO_LARGE, INVALID_ARGUMENT, BAD_STATE) without changing anything and the sender stays
- * usable; payloads are released at DONE (they are freed there, ASan watches); the receiver
- * returns the original messages byte for byte, in order, none lost or extra (the tf_msg is
- * poisoned before every receive step, so a DONE that fills nothing is caught), and ends with
- * the error a reference decoder gives for the bytes the pipe carried (CLOSED after the last message, or
- * TOO_LARGE / BUFFER_TOO_SMALL / TRUNCATED). Finally advance past pending is INVALID_ARGUMENT
- * and sticky.
+ * message, SPEC 2) at the moment it is written; the gather list is 1..2 non-empty pieces
+ * totalling tf_tx_pending; tf_tx_try returns AGAIN only after a would-block or TF_MAX_INTR
+ * consecutive interrupts (progress resets the count) and never writes after them; tf_tx_begin
+ * refuses (TOO_LARGE, INVALID_ARGUMENT, BAD_STATE) without changing anything and the sender
+ * stays usable; payloads are released at DONE (they are freed there, ASan watches); the
+ * receiver returns the original messages byte for byte, in order, none lost or extra (the
+ * tf_msg is poisoned before every receive step, so a DONE that fills nothing is caught), and
+ * ends with the error a reference decoder gives for the bytes the pipe carried (CLOSED after
+ * the last message, or TOO_LARGE / BUFFER_TOO_SMALL / TRUNCATED). Finally advance past pending
+ * is INVALID_ARGUMENT and sticky.
  *
  * Header probe (flags bit 3): a sender of the same max is given a length of any 32-bit value
  * (the payload is never read): TOO_LARGE exactly when it is over max, else the gather list

@@ -80,7 +80,7 @@ $clear#test_evbase#*1m_round_trips *two_threads"
   "future-waiter-not-woken#future.c#    if (old & F_WAITERS)
         tf__futex_wake(&s->state);#    if (0)
         tf__futex_wake(&s->state);#test_future#*wait_asleep_is_woken"
-  "baton-post-no-wake#future.c#    if (atomic_exchange_explicit(b, 1u, memory_order_acq_rel) == 2u)#    if (atomic_exchange_explicit(b, 1u, memory_order_acq_rel) == 3u)#test_evbase#*dispatch_and_wait_1m_round_trips"
+  "baton-post-no-wake#future.c#    if (atomic_exchange_explicit(b, 1u, memory_order_acq_rel) == 2u)#    if (atomic_exchange_explicit(b, 1u, memory_order_acq_rel) == 3u)#test_evbase#*1m_round_trips"
   "unread-owned-leaks#future.c#    if (s->owned && s->dtor && !atomic_load_explicit(&s->taken, memory_order_relaxed))#    if (0)#test_future#*dropped_unread_frees_owned"
   # ---- fdio
   "fdio-eintr-is-fail#fdio.c#    if (e == EINTR)

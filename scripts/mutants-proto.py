@@ -136,9 +136,26 @@ MUTANTS = [
     M("rx-empty-not-done", "a zero-length frame does not complete at once (a target is wanted)",
       [("proto/rx.c", "if (rx->len == 0)\n            return rx_done(rx, msg);\n", "")],
       ["fuzz_split", "fuzz_rx"]),
+    M("rx-done-late", "the receiver never completes a non-empty message",
+      [("proto/rx.c", "if (rx->state == TF_RX_BODY && rx->got == rx->len)",
+        "if (rx->state == TF_RX_BODY && rx->got > rx->len)")],
+      ["fuzz_split", "fuzz_rx"]),
+    M("hs-done-before-peer", "the handshake is DONE once our magic is out, the peer's unread",
+      [("proto/hs.c", "    if (hs->sent == 4 && hs->got == 4) {", "    if (hs->sent == 4) {")],
+      ["fuzz_handshake"]),
     M("tx-done-early", "the sender says DONE one byte early",
       [("proto/tx.c", "if (tx->done < TF_HDR_LEN + tx->len)", "if (tx->done + 1u < TF_HDR_LEN + tx->len)")],
       ["fuzz_roundtrip"]),
+    M("tx-done-late", "the sender is DONE only one byte after the frame",
+      [("proto/tx.c", "if (tx->done < TF_HDR_LEN + tx->len)", "if (tx->done <= TF_HDR_LEN + tx->len)")],
+      ["fuzz_roundtrip"]),
+    M("tx-advance-overrun-accepted", "advance accepts one byte more than is pending",
+      [("proto/tx.c", "if (n > tf_tx_pending(tx))", "if (n > tf_tx_pending(tx) + 1u)")],
+      ["fuzz_roundtrip"]),
+    M("hs-reads-past-magic", "the handshake asks for one byte past the magic",
+      [("proto/hs.c", "return hs->state == TF_HS_FAILED ? 0 : 4u - hs->got;",
+        "return hs->state == TF_HS_FAILED ? 0 : 5u - hs->got;")],
+      ["fuzz_handshake"]),
     # ---------------------------------------------------------------- used / msg
     M("feed-used-short", "tf_rx_feed's *used is one short after a payload piece of 2+ bytes",
       [("proto/rx.c", "*used += n;", "*used += n - (n > 1 && rx->state == TF_RX_BODY);")],
@@ -160,6 +177,10 @@ MUTANTS = [
       ["fuzz_handshake"]),
     M("hs-wrong-magic", "our magic is 'UNIG' (and the peer's is checked against it)",
       [("proto/hs.c", "hs->out[3] = 0x46;", "hs->out[3] = 0x47;")],
+      ["fuzz_handshake"]),
+    M("hs-wants-wrong-counter", "tf_hs_wants says READ from our send counter",
+      [("proto/hs.c", "    if (hs->got < 4u)\n        w += TF_WANT_READ;",
+        "    if (hs->sent < 4u)\n        w += TF_WANT_READ;")],
       ["fuzz_handshake"]),
     # ---------------------------------------------------------------- interrupt counting
     M("rx-intr-one-more", "the receiver retries TF_MAX_INTR + 1 interrupts",
@@ -402,7 +423,9 @@ def mode_fuzz(mutants, logf, work):
             rows.append((m, None, str(e)))
             log(logf, f"mutant {m.name}: {e}")
             continue
-        order = m.fuzz + [f for f in FUZZERS if f not in m.fuzz]
+        # From seeds every fuzzer is a fall-back; from nothing only the table's own (a fuzzer
+        # that cannot reach the mutated code would spend its full budget for nothing).
+        order = m.fuzz + ([f for f in FUZZERS if f not in m.fuzz] if FUZZ_CORPUS == "seeds" else [])
         tried, killer = [], None
         for f in order:
             b = link("clang", CLANG_FLAGS, [objs[f"fuzz/{f}.c"]] + [objs[s] for s in PROTO_C],
@@ -469,8 +492,9 @@ def main():
                     else:
                         killed += 1
                         f, dt, n, at_seed, why = killer
-                        lines.append(f"{m.name:<{w}}  killed: {f} {dt:.1f} s, {n} execs"
-                                     f"{' (seed)' if at_seed else ''}: {why}")
+                        tag = (" (a seed)" if FUZZ_CORPUS == "seeds" else " (the empty input)") \
+                            if at_seed else ""
+                        lines.append(f"{m.name:<{w}}  killed: {f} {dt:.1f} s, {n} execs{tag}: {why}")
             for l in lines:
                 print(l)
                 log(logf, l)
