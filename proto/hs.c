@@ -119,7 +119,7 @@ size_t tf_hs_in(tf_hs *hs, uint8_t **in)
       assumes hs->state != TF_HS_FAILED && n > 4 - hs->got;
       ensures \result == TF_ERROR && hs->state == TF_HS_FAILED;
       ensures hs->err == TF_ERR_INVALID_ARGUMENT && hs->got == \old(hs->got);
-    behavior check:
+    behavior compare:
       assumes hs->state != TF_HS_FAILED && n <= 4 - hs->got;
       ensures bad_magic: \result == TF_ERROR <==>
         (\exists integer i; \old(hs->got) <= i < \old(hs->got) + n && hs->in[i] != hs->out[i]);
