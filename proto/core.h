@@ -23,6 +23,7 @@
       ensures \result == -1 && tf_proto_err(*err);
       ensures r == 0 ==> *err == eof;
       ensures r == TF_IO_FAIL ==> *err == TF_ERR_IO;
+      ensures r != 0 && r != TF_IO_FAIL ==> *err == TF_ERR_INVALID_ARGUMENT;
     complete behaviors;
     disjoint behaviors;
 */

@@ -23,7 +23,7 @@ void tf_hs_init(tf_hs *hs)
 
 /*@ requires tf_hs_shape(hs) && tf_proto_err(err);
     assigns hs->state, hs->err, hs->os_err;
-    ensures tf_hs_valid(hs) && hs->state == TF_HS_FAILED && hs->err == err;
+    ensures tf_hs_valid(hs) && hs->state == TF_HS_FAILED && hs->err == err && hs->os_err == os_err;
     ensures \result == TF_ERROR;
 */
 static tf_step hs_fail(tf_hs *hs, tf_err err, int os_err)
@@ -119,11 +119,12 @@ size_t tf_hs_in(tf_hs *hs, uint8_t **in)
       assumes hs->state != TF_HS_FAILED && n > 4 - hs->got;
       ensures \result == TF_ERROR && hs->state == TF_HS_FAILED;
       ensures hs->err == TF_ERR_INVALID_ARGUMENT && hs->got == \old(hs->got);
-    behavior check:
+    behavior compare:
       assumes hs->state != TF_HS_FAILED && n <= 4 - hs->got;
       ensures bad_magic: \result == TF_ERROR <==>
         (\exists integer i; \old(hs->got) <= i < \old(hs->got) + n && hs->in[i] != hs->out[i]);
       ensures reason: \result == TF_ERROR ==> hs->err == TF_ERR_BAD_MAGIC;
+      ensures first: \result == TF_ERROR ==> hs->got < 4 && hs->in[hs->got] != hs->out[hs->got];
       ensures failed: \result == TF_ERROR <==> hs->state == TF_HS_FAILED;
       ensures accepted: \result != TF_ERROR ==> hs->got == \old(hs->got) + n;
       ensures monotone: hs->got >= \old(hs->got);
@@ -159,8 +160,20 @@ enum { HS_FAILED = -1, HS_IDLE = 0, HS_MOVED = 1, HS_INTR = 2 };
  * HS_IDLE if there was nothing to send or it would block, HS_FAILED if the handshake failed. */
 /*@ requires tf_hs_valid(hs) && hs->state == TF_HS_RUNNING;
     requires tf_io_write_ok(io) && \separated(hs, io);
-    assigns *hs;
+    requires room: tf_wire_out_len + 4 <= 1099511627776;
+    assigns *hs, tf_wire_out_len, tf_wire_out[tf_wire_out_len .. 1099511627775], tf_io_last,
+            tf_io_last_os_err;
     ensures valid: tf_hs_valid(hs);
+    ensures log: tf_wire_out_len == \old(tf_wire_out_len) + (hs->sent - \old(hs->sent));
+    ensures wire: \forall integer j; \old(tf_wire_out_len) <= j < tf_wire_out_len ==>
+              tf_wire_out[j] == tf_magic_byte(\old(hs->sent) + (j - \old(tf_wire_out_len)));
+    ensures reason: \result == HS_FAILED ==>
+              (hs->err == TF_ERR_IO && tf_io_last == TF_IO_FAIL &&
+               hs->os_err == tf_io_last_os_err) ||
+              (hs->err == TF_ERR_CLOSED && tf_io_last == 0 && hs->got == 0) ||
+              (hs->err == TF_ERR_TRUNCATED && tf_io_last == 0 && hs->got > 0) ||
+              (hs->err == TF_ERR_INVALID_ARGUMENT &&
+               (tf_io_last < TF_IO_FAIL || tf_io_last > 4 - hs->sent));
     ensures half: hs->got == \old(hs->got) && hs->sent >= \old(hs->sent);
     ensures range: HS_FAILED <= \result <= HS_INTR;
     ensures failed: \result == HS_FAILED <==> hs->state == TF_HS_FAILED;
@@ -193,8 +206,21 @@ static int hs_write_once(tf_hs *hs, const tf_io *io)
 /* One read of the rest of the peer's magic; answers as hs_write_once. */
 /*@ requires tf_hs_valid(hs) && hs->state == TF_HS_RUNNING;
     requires tf_io_read_ok(io) && \separated(hs, io);
-    assigns *hs;
+    requires room: tf_wire_in_len + 4 <= 1099511627776;
+    assigns *hs, tf_wire_in_len, tf_wire_in[tf_wire_in_len .. 1099511627775], tf_io_last,
+            tf_io_last_os_err;
     ensures valid: tf_hs_valid(hs);
+    ensures log: \result != HS_FAILED ==>
+              tf_wire_in_len == \old(tf_wire_in_len) + (hs->got - \old(hs->got));
+    ensures reason: \result == HS_FAILED ==>
+              (hs->err == TF_ERR_BAD_MAGIC && hs->got < 4 &&
+               hs->in[hs->got] != tf_magic_byte(hs->got)) ||
+              (hs->err == TF_ERR_IO && tf_io_last == TF_IO_FAIL &&
+               hs->os_err == tf_io_last_os_err) ||
+              (hs->err == TF_ERR_CLOSED && tf_io_last == 0 && hs->got == 0) ||
+              (hs->err == TF_ERR_TRUNCATED && tf_io_last == 0 && hs->got > 0) ||
+              (hs->err == TF_ERR_INVALID_ARGUMENT &&
+               (tf_io_last < TF_IO_FAIL || tf_io_last > 4 - hs->got));
     ensures half: hs->sent == \old(hs->sent) && hs->got >= \old(hs->got);
     ensures range: HS_FAILED <= \result <= HS_INTR;
     ensures failed: \result == HS_FAILED <==> hs->state == TF_HS_FAILED;
@@ -224,22 +250,57 @@ static int hs_read_once(tf_hs *hs, const tf_io *io)
     return a == 1 ? HS_INTR : HS_IDLE;
 }
 
-/*@ requires tf_hs_valid(hs);
-    requires tf_io_read_ok(io) && tf_io_write_ok(io) && \separated(hs, io);
-    assigns *hs;
+/* The ghost wire: this call's log tf_wire_out holds exactly the magic bytes it sent. */
+/*@ requires valid: tf_hs_valid(hs);
+    requires io: tf_io_read_ok(io) && tf_io_write_ok(io) && \separated(hs, io);
+    assigns *hs, tf_wire_out_len, tf_wire_out[0 .. 1099511627775], tf_wire_in_len,
+            tf_wire_in[0 .. 1099511627775], tf_io_last, tf_io_last_os_err;
     ensures valid: tf_hs_valid(hs);
-    ensures done: \result == TF_DONE <==> hs->state == TF_HS_DONE;
-    ensures error: \result == TF_ERROR <==> hs->state == TF_HS_FAILED;
-    ensures accepted: \result == TF_DONE ==> tf_is_magic(&hs->in[0]);
+    behavior failed:
+      assumes hs->state == TF_HS_FAILED;
+      assigns \nothing;
+      ensures \result == TF_ERROR;
+    behavior done:
+      assumes hs->state == TF_HS_DONE;
+      assigns \nothing;
+      ensures \result == TF_DONE;
+    behavior running:
+      assumes hs->state == TF_HS_RUNNING;
+      ensures done: \result == TF_DONE <==> hs->state == TF_HS_DONE;
+      ensures error: \result == TF_ERROR <==> hs->state == TF_HS_FAILED;
+      ensures again: \result == TF_AGAIN ==> hs->state == TF_HS_RUNNING;
+      ensures accepted: \result == TF_DONE ==> tf_is_magic(&hs->in[0]);
+      ensures sent: tf_wire_out_len == hs->sent - \old(hs->sent);
+      ensures wire: \forall integer k; 0 <= k < tf_wire_out_len ==>
+                tf_wire_out[k] == tf_magic_byte(\old(hs->sent) + k);
+      ensures reason: \result == TF_ERROR ==>
+                (hs->err == TF_ERR_BAD_MAGIC && hs->got < 4 &&
+                 hs->in[hs->got] != tf_magic_byte(hs->got)) ||
+                (hs->err == TF_ERR_IO && tf_io_last == TF_IO_FAIL &&
+                 hs->os_err == tf_io_last_os_err) ||
+                (hs->err == TF_ERR_CLOSED && tf_io_last == 0 && hs->got == 0) ||
+                (hs->err == TF_ERR_TRUNCATED && tf_io_last == 0 && hs->got > 0) ||
+                (hs->err == TF_ERR_INVALID_ARGUMENT &&
+                 (tf_io_last < TF_IO_FAIL || tf_io_last > 4 - hs->sent ||
+                  tf_io_last > 4 - hs->got));
+    complete behaviors;
+    disjoint behaviors;
 */
 tf_step tf_hs_try(tf_hs *hs, const tf_io *io)
 {
     if (hs->state != TF_HS_RUNNING)
         return hs->state == TF_HS_DONE ? TF_DONE : TF_ERROR;
     unsigned intr = 0;
+    /*@ ghost tf_wire_out_len = 0;
+        tf_wire_in_len = 0; */
     /*@ loop invariant tf_hs_valid(hs) && hs->state == TF_HS_RUNNING;
         loop invariant intr < TF_MAX_INTR;
-        loop assigns *hs, intr;
+        loop invariant log: tf_wire_out_len == hs->sent - \at(hs->sent, Pre);
+        loop invariant wire: \forall integer k; 0 <= k < tf_wire_out_len ==>
+                         tf_wire_out[k] == tf_magic_byte(\at(hs->sent, Pre) + k);
+        loop invariant log_in: tf_wire_in_len == hs->got - \at(hs->got, Pre);
+        loop assigns *hs, intr, tf_wire_out_len, tf_wire_out[0 .. 1099511627775], tf_wire_in_len,
+                     tf_wire_in[0 .. 1099511627775], tf_io_last, tf_io_last_os_err;
         loop variant (8 - hs->sent - hs->got) * (TF_MAX_INTR + 1) + (TF_MAX_INTR - intr);
     */
     for (;;) {

@@ -21,7 +21,7 @@ void tf_rx_init(tf_rx *rx, uint32_t max_len)
 
 /*@ requires \valid(rx) && tf_proto_err(err);
     assigns rx->state, rx->err, rx->os_err;
-    ensures tf_rx_valid(rx) && rx->state == TF_RX_FAILED && rx->err == err;
+    ensures tf_rx_valid(rx) && rx->state == TF_RX_FAILED && rx->err == err && rx->os_err == os_err;
     ensures \result == TF_ERROR;
 */
 static tf_step rx_fail(tf_rx *rx, tf_err err, int os_err)
@@ -96,6 +96,11 @@ size_t tf_rx_next(tf_rx *rx, uint8_t **buf)
               msg->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) &&
               msg->len <= rx->max_len && rx->state == TF_RX_LEN && rx->got == 0;
     ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
+    ensures reason: \result == TF_ERROR && \old(rx->state) != TF_RX_FAILED ==>
+              (rx->err == TF_ERR_TOO_LARGE &&
+               tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) > rx->max_len) ||
+              (rx->err == TF_ERR_INVALID_ARGUMENT && n > \old(tf_rx_want(rx)) &&
+               rx->got == \old(rx->got) && rx->target == \old(rx->target));
     ensures moved: \result == TF_AGAIN ==>
               (\old(rx->state) == TF_RX_LEN &&
                ((rx->state == TF_RX_LEN && rx->got == \old(rx->got) + n) ||
@@ -129,10 +134,10 @@ size_t tf_rx_next(tf_rx *rx, uint8_t **buf)
       ensures \result == TF_AGAIN && rx->state == TF_RX_TARGET && rx->len == \old(rx->len);
     behavior payload:
       assumes rx->state == TF_RX_BODY && n <= rx->len - rx->got;
-      ensures partial: \old(rx->got) + n < rx->len ==>
+      ensures partial: \old(rx->got) + n < \old(rx->len) ==>
                 \result == TF_AGAIN && rx->state == TF_RX_BODY && rx->got == \old(rx->got) + n &&
                 rx->len == \old(rx->len);
-      ensures whole: \old(rx->got) + n == rx->len ==>
+      ensures whole: \old(rx->got) + n == \old(rx->len) ==>
                 \result == TF_DONE && msg->data == \old(rx->target) && msg->len == \old(rx->len);
     complete behaviors;
     disjoint behaviors;
@@ -195,11 +200,11 @@ int tf_rx_wants_target(const tf_rx *rx, size_t *len)
       ensures \result == TF_ERR_BAD_STATE;
     behavior too_small:
       assumes rx->state == TF_RX_TARGET && cap < rx->len;
-      ensures \result == TF_ERR_BUFFER_TOO_SMALL && rx->state == TF_RX_FAILED;
+      ensures \result == TF_ERR_BUFFER_TOO_SMALL && rx->state == TF_RX_FAILED && rx->err == \result;
       ensures rx->target == \null;
     behavior no_memory:
       assumes rx->state == TF_RX_TARGET && cap >= rx->len && buf == \null;
-      ensures \result == TF_ERR_NOMEM && rx->state == TF_RX_FAILED;
+      ensures \result == TF_ERR_NOMEM && rx->state == TF_RX_FAILED && rx->err == \result;
     behavior accepted:
       assumes rx->state == TF_RX_TARGET && cap >= rx->len && buf != \null;
       ensures \result == TF_OK && rx->state == TF_RX_BODY && rx->got == 0;
@@ -256,37 +261,61 @@ static void copy(uint8_t *restrict dst, const uint8_t *restrict src, size_t n)
     assigns *rx, *used, *msg, rx->target[0 .. rx->cap - 1];
     ensures valid: tf_rx_valid(rx) && tf_rx_target_ok(rx);
     ensures bound: *used <= len;
-    ensures length: \result == TF_DONE ==>
-              msg->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]);
     ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
-    ensures again: \result == TF_AGAIN ==> *used == len || rx->state == TF_RX_TARGET;
+    behavior failed:
+      assumes rx->state == TF_RX_FAILED;
+      assigns *used;
+      ensures \result == TF_ERROR && *used == 0;
+    behavior wants_target:
+      assumes rx->state == TF_RX_TARGET;
+      ensures \result == TF_AGAIN && *used == 0;
+      ensures rx->state == TF_RX_TARGET && rx->len == \old(rx->len);
+    behavior prefix:
+      assumes rx->state == TF_RX_LEN;
+      ensures used: *used == \min(len, 4 - \old(rx->got));
+      ensures stored: \forall integer k; 0 <= k < *used ==> rx->hdr[\old(rx->got) + k] == in[k];
+      ensures partial: \old(rx->got) + len < 4 ==>
+                \result == TF_AGAIN && rx->state == TF_RX_LEN && rx->got == \old(rx->got) + len;
+      ensures too_large: \old(rx->got) + len >= 4 &&
+                tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) > rx->max_len ==>
+                \result == TF_ERROR && rx->err == TF_ERR_TOO_LARGE;
+      ensures empty: \old(rx->got) + len >= 4 &&
+                tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) == 0 ==>
+                \result == TF_DONE && msg->len == 0 && msg->data == \null &&
+                rx->state == TF_RX_LEN && rx->got == 0;
+      ensures wants_target: \old(rx->got) + len >= 4 &&
+                0 < tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) <= rx->max_len ==>
+                \result == TF_AGAIN && rx->state == TF_RX_TARGET &&
+                rx->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]);
+    behavior payload:
+      assumes rx->state == TF_RX_BODY;
+      ensures used: *used == \min(len, \old(rx->len) - \old(rx->got));
+      ensures stored: \forall integer k; 0 <= k < *used ==>
+                \old(rx->target)[\old(rx->got) + k] == in[k];
+      ensures partial: \old(rx->got) + len < \old(rx->len) ==>
+                \result == TF_AGAIN && rx->state == TF_RX_BODY &&
+                rx->got == \old(rx->got) + len && rx->target == \old(rx->target);
+      ensures whole: \old(rx->got) + len >= \old(rx->len) ==>
+                \result == TF_DONE && msg->data == \old(rx->target) && msg->len == \old(rx->len) &&
+                rx->state == TF_RX_LEN && rx->got == 0;
+    complete behaviors;
+    disjoint behaviors;
 */
 tf_step tf_rx_feed(tf_rx *rx, const uint8_t *in, size_t len, size_t *used, tf_msg *msg)
 {
     uint8_t *dst;
-    size_t want, n;
-    tf_step st;
     *used = 0;
-    /*@ loop invariant tf_rx_valid(rx) && tf_rx_target_ok(rx) && *used <= len;
-        loop invariant rx->state == TF_RX_BODY ==> \at(rx->state, Pre) == TF_RX_BODY &&
-                       rx->target == \at(rx->target, Pre) && rx->cap == \at(rx->cap, Pre);
-        loop assigns *rx, *used, *msg, \at(rx->target, Pre)[0 .. \at(rx->cap, Pre) - 1],
-                     dst, want, n, st;
-        loop variant len - *used;
-    */
-    for (;;) {
-        if (rx->state == TF_RX_FAILED)
-            return TF_ERROR;
-        want = tf_rx_next(rx, &dst);
-        if (want == 0 || *used == len)
-            return TF_AGAIN;
-        n = want < len - *used ? want : len - *used;
-        copy(dst, in + *used, n);
-        *used += n;
-        st = tf_rx_advance(rx, n, msg);
-        if (st != TF_AGAIN)
-            return st;
-    }
+    if (rx->state == TF_RX_FAILED)
+        return TF_ERROR; /* sticky: nothing consumed, nothing written */
+    /* One copy is all there is to do: the receiver asks for the rest of the current unit only,
+     * and a completed prefix either ends the call (error, empty message) or wants a target. */
+    size_t want = tf_rx_next(rx, &dst);
+    if (want == 0 || len == 0)
+        return TF_AGAIN;
+    size_t n = want < len ? want : len;
+    copy(dst, in, n);
+    *used = n;
+    return tf_rx_advance(rx, n, msg);
 }
 
 /* Ask the sink for the target of a message whose length is known. */
@@ -294,15 +323,19 @@ tf_step tf_rx_feed(tf_rx *rx, const uint8_t *in, size_t len, size_t *used, tf_ms
     requires tf_sink_ok(sink) && \separated(sink, rx);
     requires sink->alloc == \null ==> \separated(sink->buf + (0 .. sink->cap - 1), rx);
     requires \separated(&tf_heap_model[0 .. 1099511627775], rx);
-    assigns rx->target, rx->cap, rx->got, rx->state, rx->err, rx->os_err;
+    assigns rx->target, rx->cap, rx->got, rx->state, rx->err, rx->os_err, tf_alloc_last;
     ensures valid: tf_rx_valid(rx) && tf_rx_target_ok(rx);
     ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
     ensures outcome: \result == TF_AGAIN || \result == TF_ERROR;
+    ensures reason: \result == TF_ERROR ==>
+              (rx->err == TF_ERR_BUFFER_TOO_SMALL && sink->alloc == \null && sink->cap < rx->len) ||
+              (rx->err == TF_ERR_NOMEM &&
+               (sink->alloc == \null ? sink->buf == \null : tf_alloc_last == \null));
     ensures ok: \result == TF_AGAIN ==>
               rx->state == TF_RX_BODY && rx->got == 0 && rx->len == \old(rx->len);
     ensures from_sink: rx->state == TF_RX_BODY ==>
               (sink->alloc == \null && rx->target == sink->buf && rx->cap == sink->cap) ||
-              (sink->alloc != \null &&
+              (sink->alloc != \null && rx->target == tf_alloc_last &&
                \subset(rx->target + (0 .. rx->cap - 1), &tf_heap_model[0 .. 1099511627775]));
 */
 static tf_step rx_obtain_target(tf_rx *rx, const tf_sink *sink)
@@ -325,12 +358,46 @@ static tf_step rx_obtain_target(tf_rx *rx, const tf_sink *sink)
     requires out: \valid(msg);
     requires sep: tf_rx_try_sep(rx, io, sink, msg);
     assigns *rx, *msg, sink->buf[0 .. sink->cap - 1], rx->target[0 .. rx->cap - 1],
-            tf_heap_model[0 .. 1099511627775];
+            tf_heap_model[0 .. 1099511627775], tf_wire_in_len, tf_wire_in[0 .. 1099511627775],
+            tf_io_last, tf_io_last_os_err, tf_alloc_last;
     ensures valid: tf_rx_valid(rx);
-    ensures length: \result == TF_DONE ==>
-              msg->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) &&
-              msg->len <= rx->max_len;
-    ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
+    behavior failed:
+      assumes rx->state == TF_RX_FAILED;
+      assigns \nothing;
+      ensures \result == TF_ERROR;
+    behavior live:
+      assumes rx->state != TF_RX_FAILED;
+      ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
+      ensures length: \result == TF_DONE ==>
+                msg->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) &&
+                msg->len <= rx->max_len;
+      ensures next: \result == TF_DONE ==>
+                rx->state == TF_RX_LEN && rx->got == 0 && rx->target == \null;
+      ensures empty: \result == TF_DONE && msg->len == 0 ==> msg->data == \null;
+      ensures where: \result == TF_DONE && msg->len > 0 ==>
+                (\old(rx->state) == TF_RX_BODY && msg->data == \old(rx->target)) ||
+                (sink->alloc == \null && msg->data == sink->buf) ||
+                (sink->alloc != \null && msg->data == tf_alloc_last);
+      ensures again: \result == TF_AGAIN ==>
+                (rx->state == TF_RX_LEN || rx->state == TF_RX_BODY) &&
+                (tf_io_last == TF_IO_AGAIN || tf_io_last == TF_IO_INTR);
+      ensures reason: \result == TF_ERROR ==>
+                (rx->err == TF_ERR_TOO_LARGE &&
+                 tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) > rx->max_len) ||
+                (rx->err == TF_ERR_BUFFER_TOO_SMALL && sink->alloc == \null &&
+                 sink->cap < rx->len) ||
+                (rx->err == TF_ERR_NOMEM &&
+                 (sink->alloc == \null ? sink->buf == \null : tf_alloc_last == \null)) ||
+                (rx->err == TF_ERR_CLOSED && tf_io_last == 0 &&
+                 rx->target == \null && rx->got == 0) ||
+                (rx->err == TF_ERR_TRUNCATED && tf_io_last == 0 &&
+                 (rx->target != \null || rx->got > 0)) ||
+                (rx->err == TF_ERR_IO && tf_io_last == TF_IO_FAIL &&
+                 rx->os_err == tf_io_last_os_err) ||
+                (rx->err == TF_ERR_INVALID_ARGUMENT &&
+                 (tf_io_last < TF_IO_FAIL || tf_io_last > 0));
+    complete behaviors;
+    disjoint behaviors;
 */
 tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg)
 {
@@ -347,13 +414,15 @@ tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg)
         loop invariant tf_rx_try_sep(rx, io, sink, msg);
         loop invariant intr < TF_MAX_INTR;
         loop invariant rx->state == TF_RX_BODY ==>
-          (rx->target == \at(rx->target, Pre) && rx->cap == \at(rx->cap, Pre)) ||
+          (\at(rx->state, Pre) == TF_RX_BODY &&
+           rx->target == \at(rx->target, Pre) && rx->cap == \at(rx->cap, Pre)) ||
           (sink->alloc == \null && rx->target == sink->buf && rx->cap == sink->cap) ||
-          (sink->alloc != \null &&
+          (sink->alloc != \null && rx->target == tf_alloc_last &&
            \subset(rx->target + (0 .. rx->cap - 1), &tf_heap_model[0 .. 1099511627775]));
         loop assigns *rx, *msg, sink->buf[0 .. sink->cap - 1],
                      \at(rx->target, Pre)[0 .. \at(rx->cap, Pre) - 1], tf_heap_model[0 .. 1099511627775],
-                     intr, dst, want, os_err, err, eof, r, st;
+                     intr, dst, want, os_err, err, eof, r, st, tf_wire_in_len,
+                     tf_wire_in[0 .. 1099511627775], tf_io_last, tf_io_last_os_err, tf_alloc_last;
         loop variant (rx->state == TF_RX_LEN ? 4294967301 - rx->got :
                       rx->state == TF_RX_TARGET ? 4294967296 : rx->len - rx->got)
                      * (TF_MAX_INTR + 1) + (TF_MAX_INTR - intr);

@@ -54,6 +54,10 @@
     logic integer tf_tx_left{L}(tf_tx *tx) =
       tx->state == TF_TX_SENDING ? 4 + tx->len - tx->done : 0;
 
+    // The i-th byte of the frame in flight: its length prefix, then its payload.
+    logic integer tf_tx_byte{L}(tf_tx *tx, integer i) =
+      i < 4 ? tx->hdr[i] : tx->payload[i - 4];
+
     predicate tf_rx_valid{L}(tf_rx *rx) =
       \valid(rx) &&
       (rx->state == TF_RX_LEN || rx->state == TF_RX_TARGET || rx->state == TF_RX_BODY ||
@@ -82,12 +86,44 @@
 */
 
 #ifdef __FRAMAC__
+/* The ghost wire (ghost code: never compiled). A try-step starts each of its logs empty, the
+ * write model appends every byte it reports sent to tf_wire_out, the read model every byte it
+ * reports delivered to tf_wire_in; the last answer of any callback (and the OS error number it
+ * stored) and the last buffer the allocation hook returned are kept too. The try-steps' contracts
+ * state their output and their error reasons in terms of these. */
+/*@ ghost extern uint8_t tf_wire_out[1099511627776]; */
+/*@ ghost extern size_t tf_wire_out_len; */
+/*@ ghost extern uint8_t tf_wire_in[1099511627776]; */
+/*@ ghost extern size_t tf_wire_in_len; */
+/*@ ghost extern long tf_io_last; */
+/*@ ghost extern int tf_io_last_os_err; */
+/*@ ghost extern uint8_t *tf_alloc_last; */
+
+/*@ // Bytes offered by a gather list of cnt (1 or 2) pieces, and its k-th byte.
+    logic integer tf_iov_total{L}(tf_iov *iov, integer cnt) =
+      cnt == 1 ? iov[0].len : iov[0].len + iov[1].len;
+    logic uint8_t tf_iov_byte{L}(tf_iov *iov, integer k) =
+      k < iov[0].len ? iov[0].base[k] : iov[1].base[k - iov[0].len];
+    // The i-th byte of the magic (SPEC 4.1).
+    logic integer tf_magic_byte(integer i) =
+      i == 0 ? 0x55 : i == 1 ? 0x4E : i == 2 ? 0x49 : 0x46;
+*/
+
 /* The callback models: the I/O contract of tf_io and tf_sink (proto.h). They bound what a
  * callback may write; they promise nothing about what it returns, so the proof covers the
- * defensive checks of contract-breaking answers too. */
+ * defensive checks of contract-breaking answers too. What they add to the ghost wire is what the
+ * answer says moved: a read of r in 1..len delivered buf[0 .. r), a write of r in 1..total sent
+ * the first r bytes of iov[0] ++ iov[1]. */
 
 /*@ requires len > 0 && \valid(buf + (0 .. len - 1)) && \valid(os_err);
-    assigns buf[0 .. len - 1], *os_err;
+    assigns buf[0 .. len - 1], *os_err, tf_io_last, tf_io_last_os_err, tf_wire_in_len,
+            tf_wire_in[tf_wire_in_len .. 1099511627775];
+    ensures answer: tf_io_last == \result && tf_io_last_os_err == *os_err;
+    ensures delivered: 0 < \result <= len && \old(tf_wire_in_len) + len <= 1099511627776 ==>
+              tf_wire_in_len == \old(tf_wire_in_len) + \result &&
+              (\forall integer j; \old(tf_wire_in_len) <= j < tf_wire_in_len ==>
+                 tf_wire_in[j] == buf[j - \old(tf_wire_in_len)]);
+    ensures nothing: !(0 < \result <= len) ==> tf_wire_in_len == \old(tf_wire_in_len);
 */
 long tf_io_read_model(void *ctx, uint8_t *buf, size_t len, int *os_err);
 
@@ -96,7 +132,16 @@ long tf_io_read_model(void *ctx, uint8_t *buf, size_t len, int *os_err);
     requires \forall integer i; 0 <= i < cnt ==>
                iov[i].len > 0 && \valid_read(iov[i].base + (0 .. iov[i].len - 1));
     requires \valid(os_err);
-    assigns *os_err;
+    requires room: tf_wire_out_len + tf_iov_total(iov, cnt) <= 1099511627776;
+    assigns *os_err, tf_io_last, tf_io_last_os_err, tf_wire_out_len,
+            tf_wire_out[tf_wire_out_len .. 1099511627775];
+    ensures answer: tf_io_last == \result && tf_io_last_os_err == *os_err;
+    ensures sent: 0 < \result <= tf_iov_total(iov, cnt) ==>
+              tf_wire_out_len == \old(tf_wire_out_len) + \result &&
+              (\forall integer j; \old(tf_wire_out_len) <= j < tf_wire_out_len ==>
+                 tf_wire_out[j] == tf_iov_byte(iov, j - \old(tf_wire_out_len)));
+    ensures nothing: !(0 < \result <= tf_iov_total(iov, cnt)) ==>
+              tf_wire_out_len == \old(tf_wire_out_len);
 */
 long tf_io_write_model(void *ctx, const tf_iov *iov, size_t cnt, int *os_err);
 
@@ -106,7 +151,8 @@ long tf_io_write_model(void *ctx, const tf_iov *iov, size_t cnt, int *os_err);
 extern uint8_t tf_heap_model[1099511627776]; /* 1 TiB: larger than any message */
 
 /*@ requires len > 0;
-    assigns \nothing;
+    assigns tf_alloc_last;
+    ensures tf_alloc_last == \result;
     ensures \result == \null ||
             (\valid(\result + (0 .. len - 1)) &&
              \subset(\result + (0 .. len - 1), &tf_heap_model[0 .. ]));

@@ -20,7 +20,7 @@ void tf_tx_init(tf_tx *tx, uint32_t max_len)
 
 /*@ requires \valid(tx) && tf_proto_err(err);
     assigns tx->state, tx->err, tx->os_err;
-    ensures tf_tx_valid(tx) && tx->state == TF_TX_FAILED && tx->err == err;
+    ensures tf_tx_valid(tx) && tx->state == TF_TX_FAILED && tx->err == err && tx->os_err == os_err;
     ensures \result == TF_ERROR;
 */
 static tf_step tx_fail(tf_tx *tx, tf_err err, int os_err)
@@ -88,6 +88,8 @@ tf_err tf_tx_begin(tf_tx *tx, const uint8_t *payload, size_t len)
     ensures count: 0 <= \result <= 2;
     ensures readable: \forall integer i; 0 <= i < \result ==>
               iov[i].len > 0 && \valid_read(iov[i].base + (0 .. iov[i].len - 1));
+    ensures frame: \result > 0 ==> \forall integer m; 0 <= m < tf_tx_left(tx) ==>
+              tf_iov_byte(iov, m) == tf_tx_byte(tx, tx->done + m);
     behavior idle:
       assumes tx->state != TF_TX_SENDING;
       ensures \result == 0;
@@ -173,13 +175,40 @@ tf_step tf_tx_advance(tf_tx *tx, size_t n)
     return TF_DONE;
 }
 
+/* The ghost wire: this call's log tf_wire_out holds exactly the bytes it sent. */
 /*@ requires valid: tf_tx_valid(tx) && tf_tx_payload_ok(tx);
     requires io: tf_io_write_ok(io) && \separated(tx, io);
-    assigns *tx;
+    assigns *tx, tf_wire_out_len, tf_wire_out[0 .. 1099511627775], tf_io_last, tf_io_last_os_err;
     ensures valid: tf_tx_valid(tx);
-    ensures done: \result == TF_DONE <==> tx->state == TF_TX_IDLE;
-    ensures error: \result == TF_ERROR <==> tx->state == TF_TX_FAILED;
-    ensures again: \result == TF_AGAIN <==> tx->state == TF_TX_SENDING;
+    behavior failed:
+      assumes tx->state == TF_TX_FAILED;
+      assigns \nothing;
+      ensures \result == TF_ERROR;
+    behavior idle:
+      assumes tx->state == TF_TX_IDLE;
+      assigns \nothing;
+      ensures \result == TF_DONE;
+    behavior sending:
+      assumes tx->state == TF_TX_SENDING;
+      ensures same: tx->len == \old(tx->len);
+      ensures done: \result == TF_DONE ==>
+                tx->state == TF_TX_IDLE && tf_wire_out_len == 4 + tx->len - \old(tx->done);
+      ensures again: \result == TF_AGAIN ==>
+                tx->state == TF_TX_SENDING && tx->payload == \old(tx->payload) &&
+                tf_wire_out_len == tx->done - \old(tx->done) &&
+                (tf_io_last == TF_IO_AGAIN || tf_io_last == TF_IO_INTR);
+      ensures error: \result == TF_ERROR ==>
+                tx->state == TF_TX_FAILED && tf_wire_out_len == tx->done - \old(tx->done);
+      ensures wire: \forall integer k; 0 <= k < tf_wire_out_len ==>
+                tf_wire_out[k] == \at(tf_tx_byte(tx, tx->done + k), Pre);
+      ensures reason: \result == TF_ERROR ==>
+                (tx->err == TF_ERR_IO && tf_io_last == TF_IO_FAIL &&
+                 tx->os_err == tf_io_last_os_err) ||
+                (tx->err == TF_ERR_CLOSED && tf_io_last == 0) ||
+                (tx->err == TF_ERR_INVALID_ARGUMENT &&
+                 (tf_io_last < TF_IO_FAIL || tf_io_last > 4 + tx->len - tx->done));
+    complete behaviors;
+    disjoint behaviors;
 */
 tf_step tf_tx_try(tf_tx *tx, const tf_io *io)
 {
@@ -191,11 +220,19 @@ tf_step tf_tx_try(tf_tx *tx, const tf_io *io)
     tf_iov iov[2];
     int os_err;
     tf_err err;
+    //@ ghost tf_wire_out_len = 0;
     /*@ loop invariant tf_tx_valid(tx) && tx->state == TF_TX_SENDING;
         loop invariant tx->payload == \at(tx->payload, Pre) && tx->len == \at(tx->len, Pre);
+        loop invariant hdr: \forall integer i; 0 <= i < 4 ==> tx->hdr[i] == \at(tx->hdr[i], Pre);
         loop invariant tf_tx_payload_ok(tx);
+        loop invariant stable: \forall integer i; 0 <= i < 4 + tx->len ==>
+                         tf_tx_byte(tx, i) == \at(tf_tx_byte(tx, i), Pre);
         loop invariant intr < TF_MAX_INTR;
-        loop assigns *tx, intr, iov[0 .. 1], os_err, err;
+        loop invariant log: tf_wire_out_len == tx->done - \at(tx->done, Pre);
+        loop invariant wire: \forall integer k; 0 <= k < tf_wire_out_len ==>
+                         tf_wire_out[k] == \at(tf_tx_byte(tx, tx->done + k), Pre);
+        loop assigns *tx, intr, iov[0 .. 1], os_err, err, tf_wire_out_len,
+                     tf_wire_out[0 .. 1099511627775], tf_io_last, tf_io_last_os_err;
         loop variant (4 + tx->len - tx->done) * (TF_MAX_INTR + 1) + (TF_MAX_INTR - intr);
     */
     for (;;) {
@@ -206,6 +243,9 @@ tf_step tf_tx_try(tf_tx *tx, const tf_io *io)
         //@ calls tf_io_write_model;
         r = io->write(io->ctx, iov, cnt, &os_err);
         //@ assert kept: tf_tx_valid(tx) && tx->state == TF_TX_SENDING && tf_tx_payload_ok(tx);
+        /*@ assert appended: 0 < r <= tf_tx_left(tx) ==>
+              \forall integer j; 0 <= j < tf_wire_out_len ==>
+                tf_wire_out[j] == \at(tf_tx_byte(tx, tx->done + j), Pre); */
         if (r > 0) {
             tf_step st = tf_tx_advance(tx, (size_t)r);
             if (st != TF_AGAIN)

@@ -60,7 +60,9 @@ typedef struct tf_iov {
 #define TF_IO_FAIL (-3L)  /* failed: the callback stored the OS error number in *os_err */
 
 /* The transport the try-steps drive. Both callbacks must honour this contract (the proof of
- * the try-steps assumes it, and the steps re-check the count defensively):
+ * the try-steps assumes it, and the steps re-check the count defensively). A callback must not
+ * call into the machine that is calling it, nor change that machine, its tf_io, tf_sink or
+ * tf_msg: it may write only the buffer it is handed and *os_err (SPEC 3.2).
  *   read(ctx, buf, len, os_err): len > 0; writes at most len bytes into buf[0..len) and returns
  *     their count (1..len), 0 if the peer closed the stream, or TF_IO_AGAIN / TF_IO_INTR /
  *     TF_IO_FAIL (then *os_err holds the OS error number).
@@ -107,10 +109,18 @@ TF_API size_t tf_hs_in(tf_hs *hs, uint8_t **in);
 TF_API tf_step tf_hs_received(tf_hs *hs, size_t n);
 
 /* Drive both halves over |io| (which needs read and write). Reads are tried even while the
- * write would block, so two peers over small buffers cannot deadlock.
- * DONE: magic sent and the peer's magic checked. AGAIN: call again when ready.
- * ERROR: BAD_MAGIC, CLOSED (peer closed before sending a byte), TRUNCATED (closed after 1..3),
- * IO (tf_hs_error gives the OS error), INVALID_ARGUMENT (the io broke its contract). */
+ * write would block, so two peers over small buffers cannot deadlock. Writes send only our
+ * magic bytes not yet sent (proved: verify/README.md).
+ * Returns:
+ *   DONE    magic sent and the peer's magic checked (also on a handshake already done)
+ *   AGAIN   the I/O would block, or TF_MAX_INTR interrupted answers in a row: call again
+ *   ERROR   sticky; the reason (tf_hs_error) is one of
+ *           BAD_MAGIC         a received byte differs from the magic
+ *           CLOSED            a 0 answer before the peer sent a byte
+ *           TRUNCATED         a 0 answer after 1..3 peer bytes
+ *           IO                TF_IO_FAIL; the OS error number is kept
+ *           INVALID_ARGUMENT  the io broke its contract (count over what was asked, unknown answer)
+ *           or, on an already failed handshake, its first reason (nothing is done). */
 TF_API tf_step tf_hs_try(tf_hs *hs, const tf_io *io);
 
 /* Bits of tf_hs_wants(): which way a handshake waits. */
@@ -162,8 +172,16 @@ TF_API size_t tf_tx_next(const tf_tx *tx, tf_iov iov[2]);
  * INVALID_ARGUMENT (sticky) if n exceeds what remains. advance(0) when idle is DONE. */
 TF_API tf_step tf_tx_advance(tf_tx *tx, size_t n);
 
-/* Send what remains over io->write until DONE, AGAIN or ERROR. On an idle sender: DONE.
- * ERROR: IO (OS error kept), CLOSED (write returned 0), INVALID_ARGUMENT (io broke contract). */
+/* Send what remains over io->write. The bytes written are exactly the rest of the frame,
+ * be32(len) ++ payload, in order (proved: verify/README.md).
+ * Returns:
+ *   DONE    the frame is out and the sender idle (also on an idle sender: nothing is written)
+ *   AGAIN   the write would block, or TF_MAX_INTR interrupted answers in a row: call again
+ *   ERROR   sticky; the reason (tf_tx_error) is one of
+ *           IO                TF_IO_FAIL; the OS error number is kept
+ *           CLOSED            the write returned 0
+ *           INVALID_ARGUMENT  the io broke its contract (count over what was offered, unknown answer)
+ *           or, on an already failed sender, its first reason (nothing is written). */
 TF_API tf_step tf_tx_try(tf_tx *tx, const tf_io *io);
 
 /* Bytes of the current frame not yet sent (0 when idle or failed). */
@@ -197,7 +215,8 @@ typedef struct tf_msg {
 /* Where tf_rx_try puts payloads. Span mode (alloc == NULL): every payload goes to buf, and a
  * payload longer than cap fails with BUFFER_TOO_SMALL. Alloc mode: alloc(ctx, len) is called
  * once per non-empty message with its exact length, after the length passed the max_len check;
- * it returns len writable bytes the caller then owns, or NULL (the receive fails with NOMEM).
+ * it returns len writable bytes the caller then owns, not overlapping the receiver, its tf_io,
+ * tf_sink or tf_msg, or NULL (the receive fails with NOMEM).
  * The core never allocates or frees. */
 typedef struct tf_sink {
     uint8_t *buf;
@@ -230,14 +249,30 @@ TF_API int tf_rx_wants_target(const tf_rx *rx, size_t *len);
  * reason if the receiver had already failed. */
 TF_API tf_err tf_rx_set_target(tf_rx *rx, uint8_t *buf, size_t cap);
 
-/* Push |len| bytes already read (batched reads). Copies them into the prefix and target and
- * stops at the first completed message (DONE, *msg set), when a target is wanted or the input
- * is used up (AGAIN), or at an error. *used is always the count of bytes consumed. */
+/* Push |len| bytes already read (batched reads). Copies the first *used of them into the rest
+ * of the prefix or of the payload (never past the current unit) and stops:
+ *   DONE    a message completed (*msg set; an empty message has data NULL)
+ *   AGAIN   the input is used up (*used == len), or a target is wanted (tf_rx_set_target)
+ *   ERROR   TOO_LARGE as the 4th prefix byte lands; on a failed receiver, ERROR with *used 0
+ * *used is always the count of bytes consumed: min(len, bytes left in the current unit), and 0
+ * when a target is wanted or the receiver failed. */
 TF_API tf_step tf_rx_feed(tf_rx *rx, const uint8_t *in, size_t len, size_t *used, tf_msg *msg);
 
-/* Receive one message over io->read into |sink|. DONE: *msg is the message. AGAIN: call again.
- * ERROR: TOO_LARGE, BUFFER_TOO_SMALL, NOMEM, CLOSED (peer closed between messages),
- * TRUNCATED (closed inside one), IO (OS error kept), INVALID_ARGUMENT (io broke contract). */
+/* Receive one message over io->read into |sink|.
+ * Returns:
+ *   DONE    *msg is the message: data is NULL for an empty one, else the sink's span, the
+ *           buffer the allocation hook returned, or the target given before this call; the
+ *           receiver then waits for the next length prefix
+ *   AGAIN   the read would block, or TF_MAX_INTR interrupted answers in a row: call again
+ *   ERROR   sticky; the reason (tf_rx_error) is one of
+ *           TOO_LARGE         the length prefix is over max_len (before any target is asked for)
+ *           BUFFER_TOO_SMALL  span mode, cap smaller than the length
+ *           NOMEM             span mode with a NULL buf, or the allocation hook returned NULL
+ *           CLOSED            a 0 answer before any byte of a frame (a clean close)
+ *           TRUNCATED         a 0 answer inside a frame (prefix or payload)
+ *           IO                TF_IO_FAIL; the OS error number is kept
+ *           INVALID_ARGUMENT  the io broke its contract (count over what was asked, unknown answer)
+ *           or, on an already failed receiver, its first reason (nothing is read). */
 TF_API tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg);
 
 /* Give up on the receiver: return the target of the unfinished message (or NULL) and forget
