@@ -152,6 +152,8 @@ static void set_interest(tf_async_conn *c, unsigned want)
     tf_err rc = want ? tf_evb_register_fd(c->evb, c->fd, want, on_fd, c)
                      : tf_evb_unregister_fd(c->evb, c->fd);
     int e = errno;
+    if (rc == TF_OK && (want & TF_EVB_READ) && !(c->interest & TF_EVB_READ))
+        c->drained = false; /* a new watch: let the next pump look */
     c->interest = rc == TF_OK ? want : 0;
     if (rc != TF_OK && want)
         tf__async_fail(c, rc, rc == TF_ERR_IO ? e : 0);
@@ -613,6 +615,8 @@ static void do_read(tf_async_conn *c)
                 return;
             continue;
         }
+        if (c->drained)
+            return; /* nothing new since the last short read: epoll will say when */
         uint8_t *dst = NULL;
         if (c->rx_buf) {
             size_t want = tf_rx_next(&c->rx, &dst);
@@ -621,7 +625,9 @@ static void do_read(tf_async_conn *c)
                 if (n <= 0) {
                     if (n == 0)
                         on_eof(c);
-                    else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+                    else if (errno == EAGAIN || errno == EWOULDBLOCK)
+                        c->drained = true;
+                    else if (errno != EINTR)
                         tf__async_fail(c, TF_ERR_IO, errno);
                     if (n == 0 || errno != EINTR)
                         return;
@@ -630,8 +636,10 @@ static void do_read(tf_async_conn *c)
                 tf_msg msg = {NULL, 0};
                 if (tf_rx_advance(&c->rx, (size_t)n, &msg) == TF_DONE)
                     deliver_bound(c, &msg);
-                if ((size_t)n < want)
+                if ((size_t)n < want) {
+                    c->drained = true;
                     return;
+                }
                 continue;
             }
         }
@@ -644,7 +652,9 @@ static void do_read(tf_async_conn *c)
         if (n <= 0) {
             if (n == 0)
                 on_eof(c);
-            else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            else if (errno == EAGAIN || errno == EWOULDBLOCK)
+                c->drained = true;
+            else if (errno != EINTR)
                 tf__async_fail(c, TF_ERR_IO, errno);
             if (n == 0 || errno != EINTR)
                 return;
@@ -659,8 +669,10 @@ static void do_read(tf_async_conn *c)
             tf__async_fail(c, TF_ERR_NOMEM, 0);
             return;
         }
-        if ((size_t)n < rbuf)
-            return; /* drained (a full read may have left more) */
+        if ((size_t)n < rbuf) {
+            c->drained = true; /* a full read may have left more; a short one did not */
+            return;
+        }
     }
 }
 
@@ -747,6 +759,7 @@ static void on_fd(tf_evb *evb, int fd, unsigned events, void *arg)
     (void)fd;
     tf_async_conn *c = arg;
     enter(c);
+    c->drained = false;
     if ((events & (TF_EVB_ERROR | TF_EVB_HUP)) && !(events & (TF_EVB_READ | TF_EVB_WRITE)) &&
         c->phase != PH_HANDSHAKE) {
         /* Nothing to read or write, yet an error or hang-up: its reason comes from SO_ERROR or

@@ -38,6 +38,8 @@ struct tf_async_conn {
     bool in_pump, repump;
     bool pump_queued;            /* a pump task is dispatched */
     bool flushing;               /* close: shut down once the send queue is empty */
+    bool drained;                /* the last socket read came back short (or EAGAIN): read
+                                  * again only after epoll says so (level-triggered) */
     int depth;                   /* nesting of enter() */
     unsigned interest;           /* TF_EVB_* bits registered now */
     tf__evb_hook hook;
