@@ -3,7 +3,8 @@
  * socketpair whose other end is a raw peer.
  *
  * Input: byte 0 is the config (bit 0 handshake, bits 1-2 read_buffer 7/64/4096/65536, bit 3
- * max_recv_len 300 instead of 64 MiB, bit 4 send_queue_msgs 3). Then a script of steps, each an
+ * max_recv_len 300 instead of 64 MiB, bit 4 send_queue_msgs 3, bit 5 the peer sends the magic
+ * at once, bit 6 socket buffers of 4 KiB instead of 1 MiB). Then a script of steps, each an
  * opcode byte and its arguments:
  *   peer writes raw bytes (n, bytes), peer writes a well-formed frame (length, pattern),
  *   pause (loop iterations), send (size, timeout 0 or none, future or callback, owned or
@@ -560,6 +561,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (conf & 16)
         cfg.send_queue_msgs = 3;
     cfg.linger_ms = 0;
+    /* TCP options do not apply to a UNIX socket (each would be a failing setsockopt per input) */
+    cfg.nodelay = cfg.keepalive = TF_UNSET;
+    cfg.keepalive_idle_s = cfg.keepalive_intvl_s = cfg.keepalive_cnt = TF_UNSET;
+    cfg.user_timeout_ms = TF_UNSET;
+    if (conf & 64)
+        cfg.sndbuf = cfg.rcvbuf = 4096; /* small socket buffers: partial writes */
 
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)

@@ -259,13 +259,14 @@ write("fuzz_err", "odd-length", b"\x05\x00\x00\x00\x41\x00")
 
 # ---------------------------------------------------------------- fuzz_conn
 # Config byte: bit 0 handshake, bits 1-2 read_buffer (7, 64, 4096, 65536), bit 3 max_recv 300,
-# bit 4 send_queue_msgs 3, bit 5 the peer sends the magic first. Steps: opcode byte + arguments.
+# bit 4 send_queue_msgs 3, bit 5 the peer sends the magic first, bit 6 4 KiB socket buffers. Steps: opcode byte + arguments.
 C_RAW, C_FRAME, C_BIGFRAME, C_PAUSE, C_SEND, C_RECV, C_RALLOC = 0, 1, 2, 3, 4, 5, 6
 C_STREAM, C_UNSTREAM, C_CLOSE, C_ABORT, C_FREE, C_SHUTWR, C_PEERCLOSE = 7, 8, 9, 10, 11, 12, 13
 
 
-def cf(hs=True, rbuf=3, max300=False, q3=False, magic=True):
-    return bytes([int(hs) | rbuf << 1 | int(max300) << 3 | int(q3) << 4 | int(magic) << 5])
+def cf(hs=True, rbuf=3, max300=False, q3=False, magic=True, small=False):
+    return bytes([int(hs) | rbuf << 1 | int(max300) << 3 | int(q3) << 4 | int(magic) << 5 |
+                  int(small) << 6])
 
 
 def c_raw(b):
@@ -323,3 +324,7 @@ cn("stream-off-mid-frame", cf(rbuf=0) + bytes([C_STREAM]) + c_raw(b"\x00\x00\x00
    bytes([C_UNSTREAM]) + c_raw(b"cde") + c_recv(10) + P + P)
 cn("stream-empty-cut-in-prefix", cf(hs=False, rbuf=0) + bytes([C_STREAM]) +
    c_raw(b"\x00\x00\x00\x02ab\x00\x00\x00\x00") + P + P)
+cn("big-sends-small-buffers", cf(small=True) + c_send(100, big=True) +
+   c_send(3000, big=True, fut=True, owned=True) + c_send(7) + P + P + P + P + P + P + P + P)
+cn("big-frames-small-buffers", cf(small=True, rbuf=2) + c_recv(0, alloc=True) + c_recv(4095) +
+   c_frame(5999, big=True) + c_frame(4000, big=True) + P + P + P + P)
