@@ -518,8 +518,26 @@ static tf_err fut_done(tf_future *fu, size_t *size, void **owned, const char *wh
     return e;
 }
 
-static void net_one(bool sync_client, const char *what)
+typedef struct sacc {
+    tf_sync_server *s;
+    tf_sync_conn *c;
+    tf_err e;
+    tio_ctr done;
+} sacc;
+
+static void *sacc_main(void *p)
 {
+    sacc *x = p;
+    x->e = tf_sync_server_accept(x->s, &x->c, NULL, NULL);
+    tio_ctr_add(&x->done, 1);
+    return NULL;
+}
+
+/* mode 0: async client and server; 1: sync connect to the async server; 2: async client to
+ * the sync server (its accept on a thread). */
+static void net_one(int mode, const char *what)
+{
+    const bool sync_client = mode == 1, sync_server = mode == 2;
     const int fds0 = tu_fd_count();
     tf_evb *evb;
     assert_int_equal(tf_evb_new(&evb), TF_OK);
@@ -530,11 +548,20 @@ static void net_one(bool sync_client, const char *what)
     cfg.retry_max_delay_ms = 20;
     cfg.connect_timeout_ms = 60000;
     cfg.handshake_timeout_ms = 60000;
-    tf_async_server *srv;
-    assert_int_equal(tf_async_server_new(evb, &srv), TF_OK);
-    assert_int_equal(tf_async_server_init(srv, "127.0.0.1:0", &cfg, NULL), TF_OK);
+    tf_async_server *srv = NULL;
+    sacc sx;
+    memset(&sx, 0, sizeof sx);
     char addr[TF_ADDRSTR_LEN];
-    assert_int_equal(tf_async_server_addr(srv, addr, sizeof addr), TF_OK);
+    if (sync_server) {
+        assert_int_equal(tf_sync_server_new(&sx.s), TF_OK);
+        assert_int_equal(tf_sync_server_init(sx.s, "127.0.0.1:0", &cfg, NULL), TF_OK);
+        assert_int_equal(tf_sync_server_addr(sx.s, addr, sizeof addr), TF_OK);
+        tio_ctr_init(&sx.done);
+    } else {
+        assert_int_equal(tf_async_server_new(evb, &srv), TF_OK);
+        assert_int_equal(tf_async_server_init(srv, "127.0.0.1:0", &cfg, NULL), TF_OK);
+        assert_int_equal(tf_async_server_addr(srv, addr, sizeof addr), TF_OK);
+    }
     tf_async_client *cl;
     assert_int_equal(tf_async_client_new(evb, &cfg, &cl, NULL), TF_OK);
 
@@ -545,9 +572,15 @@ static void net_one(bool sync_client, const char *what)
     atomic_store_explicit(&hk_armed, 1, memory_order_release);
 
     const bool tolerant = may_fail(hk_op, hk_answer);
-    const uint64_t rej0 = tf_async_server_rejected(srv); /* before the client comes */
+    const uint64_t rej0 = sync_server ? tf_sync_server_rejected(sx.s)
+                                      : tf_async_server_rejected(srv); /* before the client */
     tf_future *af = NULL, *cf = NULL;
-    tf_err arc = tf_async_server_accept(srv, &af);
+    tf_err arc = TF_OK;
+    pthread_t sat;
+    if (sync_server)
+        assert_int_equal(pthread_create(&sat, NULL, sacc_main, &sx), 0);
+    else
+        arc = tf_async_server_accept(srv, &af);
     tf_conn *a = NULL, *b = NULL; /* client end, server end */
     tf_sync_conn *sc = NULL;
     tf_err crc;
@@ -564,7 +597,22 @@ static void net_one(bool sync_client, const char *what)
     }
     if (crc != TF_OK && !(tolerant && net_reason_ok(crc)))
         fail_msg("%s: connect: %s", what, tf_err_name(crc));
-    bool take = arc == TF_OK && a;
+    bool take = arc == TF_OK && a && !sync_server;
+    bool sync_taken = false;
+    if (sync_server && a) {
+        /* as below: the sync accept may rightly wait for another client */
+        const long long t0 = tio_now_ms();
+        while (!tio_ctr_wait(&sx.done, 1, 5) &&
+               !(tolerant && tf_sync_server_rejected(sx.s) != rej0))
+            if (tio_now_ms() - t0 > 30000)
+                fail_msg("%s: sync accept never returned, no client rejected", what);
+        if (tio_ctr_get(&sx.done) > 0) {
+            sync_taken = true;
+            b = sx.c ? tf_sync_conn_base(sx.c) : NULL;
+            if (sx.e != TF_OK && !(tolerant && net_reason_ok(sx.e)))
+                fail_msg("%s: sync accept: %s", what, tf_err_name(sx.e));
+        }
+    }
     if (take && tolerant) {
         /* the server may have dropped this client in its handshake (a fault on its side):
          * then the accept rightly waits for another client */
@@ -596,7 +644,7 @@ static void net_one(bool sync_client, const char *what)
             tf_err src[NET_MSGS], rrc[NET_MSGS];
             /* receives first, unless the receiver is the sync end (its calls block): then the
              * (async) sends first */
-            const bool sync_rx = sync_client && d == 1;
+            const bool sync_rx = (sync_client && d == 1) || (sync_server && d == 0);
             for (int i = 0; i < NET_MSGS; i++) {
                 size_t len = (size_t)(i == 1 ? 100000 : 10 * i);
                 msg[i] = malloc(len ? len : 1);
@@ -658,6 +706,17 @@ static void net_one(bool sync_client, const char *what)
         if (e == TF_OK)
             fail_msg("%s: a receive without a message succeeded", what);
     }
+    if (sync_server) {
+        if (!sync_taken) { /* the accept thread still waits: the shutdown ends it */
+            tf_sync_server_shutdown(sx.s);
+            tio_ctr_wait(&sx.done, 1, 30000);
+            if (sx.c) /* it took a client after all */
+                tf_sync_conn_free(sx.c);
+            else if (sx.e != TF_ERR_SHUTDOWN && !(tolerant && net_reason_ok(sx.e)))
+                fail_msg("%s: sync accept at shutdown: %s", what, tf_err_name(sx.e));
+        }
+        pthread_join(sat, NULL);
+    }
     if (af) { /* the accept still pending: the server's shutdown resolves it */
         tf_async_server_shutdown(srv);
         tf_err e = fut_done(af, NULL, NULL, what, "pending accept");
@@ -667,14 +726,20 @@ static void net_one(bool sync_client, const char *what)
     atomic_store_explicit(&hk_armed, 0, memory_order_release);
     tf_async_client_free(cl);
     tf_async_server_free(srv);
+    if (sync_server) {
+        tf_sync_server_free(sx.s);
+        tio_ctr_destroy(&sx.done);
+    }
     assert_int_equal(tf_evb_free(evb), TF_OK);
     if (tu_fd_count() != fds0)
         fail_msg("%s: %d fds before, %d after", what, fds0, tu_fd_count());
 }
 
-static void net_matrix(bool sync_client)
+static void net_matrix(int mode)
 {
-    const char *name = sync_client ? "sync connect to async server" : "async client and server";
+    static const char *const names[] = {"async client and server", "sync connect to async server",
+                                        "async client to sync server"};
+    const char *name = names[mode];
     char what[160];
     long count[TF__SYS_NOPS] = {0};
     hk_op = -1;
@@ -682,7 +747,7 @@ static void net_matrix(bool sync_client)
     hk_answer = A_NONE;
     for (int r = 0; r < 3; r++) {
         snprintf(what, sizeof what, "%s, counting run %d", name, r + 1);
-        net_one(sync_client, what);
+        net_one(mode, what);
         for (int i = 0; i < TF__SYS_NOPS; i++)
             if (atomic_load(&hk_calls[i]) > count[i])
                 count[i] = atomic_load(&hk_calls[i]);
@@ -707,7 +772,7 @@ static void net_matrix(bool sync_client)
                 hk_answer = ans[a];
                 snprintf(what, sizeof what, "%s, %s call %ld: %s", name, op_name[op], k,
                          answer_name[ans[a]]);
-                net_one(sync_client, what);
+                net_one(mode, what);
                 runs++;
                 tio_tick();
             }
@@ -718,8 +783,9 @@ static void net_matrix(bool sync_client)
     printf("faults: %s: calls:%s; %ld points, %ld runs\n", name, counts, points, runs);
 }
 
-static void test_faults_async_connect_accept(void **s) { (void)s; net_matrix(false); }
-static void test_faults_sync_connect_accept(void **s) { (void)s; net_matrix(true); }
+static void test_faults_async_connect_accept(void **s) { (void)s; net_matrix(0); }
+static void test_faults_sync_connect_accept(void **s) { (void)s; net_matrix(1); }
+static void test_faults_sync_server_accept(void **s) { (void)s; net_matrix(2); }
 
 static const scen SCEN[] = {
     {"sync small span", false, false, 6, {0, 1, 5, 100, 1000, 4000}},
@@ -754,7 +820,7 @@ static int setup(void **state)
 static int print_total(void **s)
 {
     (void)s;
-    printf("faults: matrix: %zu scenarios, %ld runs in all\n", sizeof SCEN / sizeof SCEN[0] + 2,
+    printf("faults: matrix: %zu scenarios, %ld runs in all\n", sizeof SCEN / sizeof SCEN[0] + 3,
            matrix_total);
     return 0;
 }
@@ -770,6 +836,7 @@ int main(void)
         T(test_faults_async_small_span),  T(test_faults_async_small_alloc),
         T(test_faults_async_large_span),  T(test_faults_async_large_alloc),
         T(test_faults_async_connect_accept), T(test_faults_sync_connect_accept),
+        T(test_faults_sync_server_accept),
     };
     return cmocka_run_group_tests(tests, NULL, print_total);
 }
