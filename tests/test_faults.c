@@ -13,7 +13,9 @@
  * submission). Every run also checks: each future resolved exactly once (a then-callback
  * counter), no hang (a bounded wait per future, the watchdog around each test), no fd leaked
  * (/proc/self/fd), no memory leaked (ASan), and the peer received exactly the messages whose
- * sends succeeded, in order.
+ * sends succeeded, in order. Three more scenarios connect and accept over loopback (async client
+ * and server, sync connect to the async server, async client to the sync server): there the
+ * faults hit both ends, and those a connect or an accept must survive are checked as such.
  *
  * Every call index is tried (the whole matrix takes seconds); TF_FAULTS_STRIDE=n tries only
  * the first 24 indices and every n-th after them. The figures (calls counted, points and runs
