@@ -29,7 +29,7 @@ mkdir -p "$cachedir"
 # test that "passes" has searched as hard for an inconsistency as a proof searches for a proof.
 # The wall-clock timeouts are a safety net only, generous enough never to decide a goal that
 # would end within its steps, even on a loaded machine.
-exec frama-c -cpp-extra-args="-Iinclude -Iproto -D__FRAMAC__" -machdep "${WP_MACHDEP:-x86_64}" \
+exec frama-c -cpp-extra-args="-Iinclude -Iproto -D__FRAMAC__ -DTF_API=" -machdep "${WP_MACHDEP:-x86_64}" \
   "${files[@]}" -rte-no-pointer-call \
   -wp -wp-rte -wp-prover "${WP_PROVERS:-cvc4}" -wp-steps "${WP_STEPS:-600000}" \
   -wp-timeout "${WP_TIMEOUT:-120}" -wp-par "${WP_PAR:-$(nproc)}" \
