@@ -158,7 +158,7 @@ MUTANTS = [
       ["fuzz_handshake"]),
     # ---------------------------------------------------------------- used / msg
     M("feed-used-short", "tf_rx_feed's *used is one short after a payload piece of 2+ bytes",
-      [("proto/rx.c", "*used += n;", "*used += n - (n > 1 && rx->state == TF_RX_BODY);")],
+      [("proto/rx.c", "*used = n;", "*used = n - (n > 1 && rx->state == TF_RX_BODY);")],
       ["fuzz_split"]),
     M("empty-msg-not-filled", "an empty message leaves the caller's tf_msg as it was",
       [("proto/rx.c", "if (rx->len == 0)\n            return rx_done(rx, msg);",
