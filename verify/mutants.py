@@ -227,7 +227,7 @@ def main():
                         stderr=subprocess.DEVNULL)
     scratch = os.path.join(root, "build", "mutants")
     os.makedirs(scratch, exist_ok=True)
-    cache = os.path.join(root, "build", "wp", "cache")
+    cache = os.path.join(root, "verify", "cache")  # the committed cache (verify/wp.sh)
     os.makedirs(cache, exist_ok=True)
     os.environ["WP_CACHE_DIR"] = cache
     want = set(sys.argv[1:])
