@@ -48,20 +48,6 @@ struct tf_async_client {
 
 static void try_next(attempt *at);
 
-static void drop_timer(tf_evb_timer **t)
-{
-    if (*t) {
-        tf_evb_timer_cancel(*t);
-        tf_evb_timer_release(*t);
-        *t = NULL;
-    }
-}
-
-static void conn_dtor(void *p)
-{
-    tf_async_conn_free(p);
-}
-
 /* Resolve the attempt's future and forget it (loop thread). */
 static void finish(attempt *at, tf_err err, int os_err, tf_async_conn *c)
 {
@@ -74,8 +60,8 @@ static void finish(attempt *at, tf_err err, int os_err, tf_async_conn *c)
         if (at->next)
             at->next->prev = at->prev;
     }
-    drop_timer(&at->deadline);
-    drop_timer(&at->retry);
+    tf__evb_timer_drop(&at->deadline);
+    tf__evb_timer_drop(&at->retry);
     if (at->fd >= 0) {
         tf_evb_unregister_fd(cl->evb, at->fd);
         close(at->fd);
@@ -85,7 +71,7 @@ static void finish(attempt *at, tf_err err, int os_err, tf_async_conn *c)
         tf_async_conn_free(at->conn);
     }
     if (err == TF_OK)
-        tf_promise_set(at->p, TF_OK, 0, c, conn_dtor);
+        tf_promise_set(at->p, TF_OK, 0, c, tf__async_conn_dtor);
     else
         tf_promise_fail(at->p, err, os_err);
     tf_promise_free(at->p);

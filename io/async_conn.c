@@ -221,15 +221,6 @@ static bool queue_unlink(tf_async_op **head, tf_async_op **tail, tf_async_op *op
     return false;
 }
 
-static void timer_drop(tf_evb_timer **t)
-{
-    if (*t) {
-        tf_evb_timer_cancel(*t);
-        tf_evb_timer_release(*t);
-        *t = NULL;
-    }
-}
-
 static void writable_check(tf_async_conn *c)
 {
     if (!c->wr_cb || failed(c) || !atomic_load_explicit(&c->wr_wanted, memory_order_acquire))
@@ -246,7 +237,7 @@ static void writable_check(tf_async_conn *c)
 static void op_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, uint8_t *data,
                     size_t len)
 {
-    timer_drop(&op->timer);
+    tf__evb_timer_drop(&op->timer);
     bool send = op->kind == OP_SEND;
     if (send) {
         atomic_fetch_sub_explicit(&c->sq_bytes, op->len, memory_order_acq_rel);
@@ -300,8 +291,8 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
     if (c->fd >= 0)
         shutdown(c->fd, SHUT_RDWR);
     set_interest(c, 0);
-    timer_drop(&c->hs_timer);
-    timer_drop(&c->linger_timer);
+    tf__evb_timer_drop(&c->hs_timer);
+    tf__evb_timer_drop(&c->linger_timer);
     rx_unbind(c);
     tf_rx_abandon(&c->rx);
     c->hold_off = c->hold_len = 0;
@@ -357,7 +348,7 @@ static bool hs_step(tf_async_conn *c)
         tf__async_fail(c, e, os);
         return false;
     }
-    timer_drop(&c->hs_timer);
+    tf__evb_timer_drop(&c->hs_timer);
     c->phase = PH_OPEN;
     if (c->ready_fn) {
         tf__async_ready_fn fn = c->ready_fn;
@@ -680,7 +671,7 @@ static void finish_close(tf_async_conn *c, tf_err result)
 {
     tf_promise *p = c->close_promise;
     c->close_promise = NULL;
-    timer_drop(&c->linger_timer);
+    tf__evb_timer_drop(&c->linger_timer);
     tf__async_fail(c, TF_ERR_CLOSED, 0); /* later calls: CLOSED; pending receives fail so */
     close_fd(c);
     if (p) {
@@ -1221,8 +1212,8 @@ static void finalize(tf_async_conn *c)
     c->finalized = true;
     if (c->started && !tf__evb_stopping(c->evb))
         tf__evb_hook_remove(c->evb, &c->hook);
-    timer_drop(&c->hs_timer);
-    timer_drop(&c->linger_timer);
+    tf__evb_timer_drop(&c->hs_timer);
+    tf__evb_timer_drop(&c->linger_timer);
     rx_unbind(c);
     close_fd(c);
     conn_unref(c);
@@ -1366,6 +1357,11 @@ tf_err tf_async_conn_from_fd(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf_a
 }
 
 /* ---------------------------------------------------------------- small accessors */
+
+void tf__async_conn_dtor(void *p)
+{
+    tf_async_conn_free(p);
+}
 
 tf_err tf_async_conn_peer(const tf_async_conn *c, char *buf, size_t len)
 {

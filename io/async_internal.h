@@ -71,6 +71,9 @@ struct tf_async_conn {
 tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__async_ready_fn fn,
                           void *arg, tf_async_conn **out);
 
+/* tf_async_conn_free as a tf_dtor: the destructor of futures that carry a connection. */
+void tf__async_conn_dtor(void *p);
+
 /* Test introspection (any thread): accept4 calls the server made so far. */
 uint64_t tf__async_server_accept_calls(const tf_async_server *s);
 

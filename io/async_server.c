@@ -103,11 +103,6 @@ static item *pop(item **h, item **t)
     return it;
 }
 
-static void conn_dtor(void *p)
-{
-    tf_async_conn_free(p);
-}
-
 /* A handshaken connection: to the callback, the oldest waiting accept, or the ready queue. */
 static void deliver(tf_async_server *s, tf_async_conn *c)
 {
@@ -117,7 +112,7 @@ static void deliver(tf_async_server *s, tf_async_conn *c)
     }
     item *w = pop(&s->waiting, &s->waiting_tail);
     if (w) {
-        tf_promise_set(w->p, TF_OK, 0, c, conn_dtor);
+        tf_promise_set(w->p, TF_OK, 0, c, tf__async_conn_dtor);
         tf_promise_free(w->p);
         free(w);
         return;
@@ -247,11 +242,7 @@ static void shut_down(tf_async_server *s)
         close(s->lfd);
         s->lfd = -1;
     }
-    if (s->rest_timer) {
-        tf_evb_timer_cancel(s->rest_timer);
-        tf_evb_timer_release(s->rest_timer);
-        s->rest_timer = NULL;
-    }
+    tf__evb_timer_drop(&s->rest_timer);
     if (!tf__evb_stopping(s->evb))
         tf__evb_hook_remove(s->evb, &s->hook);
     item *it;
@@ -389,7 +380,7 @@ static void accept_task(void *arg)
         return;
     }
     s->nready--;
-    tf_promise_set(w->p, TF_OK, 0, it->c, conn_dtor);
+    tf_promise_set(w->p, TF_OK, 0, it->c, tf__async_conn_dtor);
     tf_promise_free(w->p);
     free(w);
     free(it);

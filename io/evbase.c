@@ -863,3 +863,12 @@ void tf__evb_wait_stopped(tf_evb *evb)
         pthread_cond_wait(&evb->cv, &evb->mu);
     pthread_mutex_unlock(&evb->mu);
 }
+
+void tf__evb_timer_drop(tf_evb_timer **t)
+{
+    if (*t) {
+        tf_evb_timer_cancel(*t);
+        tf_evb_timer_release(*t);
+        *t = NULL;
+    }
+}

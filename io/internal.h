@@ -44,6 +44,9 @@ typedef struct tf__evb_hook {
 } tf__evb_hook;
 void tf__evb_hook_add(tf_evb *evb, tf__evb_hook *h, tf_evb_fn fn, void *arg);
 void tf__evb_hook_remove(tf_evb *evb, tf__evb_hook *h);
+/* Cancel and release the handle in *t (if any) and clear it: a timer the caller no longer
+ * wants. */
+void tf__evb_timer_drop(tf_evb_timer **t);
 /* True once stop() was called (any thread). */
 bool tf__evb_stopping(const tf_evb *evb);
 /* Block until the loop is STOPPED (drained, hooks run). Never on the loop thread. */
