@@ -2,7 +2,7 @@
 # check.sh [--update] -- prove all of proto/ with Frama-C WP and judge the result (`make verify`).
 # The verdict is read from WP's JSON report, not from log text. Fails if frama-c fails, if any
 # goal is unproved, if any smoke test finds dead code or an inconsistent precondition, if an
-# annotation in proto/ assumes instead of proving (axiom, lemma, admit, check: verify/forbid.py),
+# annotation in proto/ assumes instead of proving (axiom, lemma, assumed clauses, check: verify/forbid.py),
 # or if the goals per function differ from verify/proved_goals.txt (a proof must never shrink
 # silently: after a deliberate change, rerun with --update, which prints what changed per
 # function, and commit the file).
