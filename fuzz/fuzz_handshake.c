@@ -184,13 +184,13 @@ FZ_NOCOV static void check_outcome(hs_h *h, tf_step st)
         CHECK(h->written == 4 && memcmp(h->out, MAGIC, 4) == 0);
         CHECK(h->accepted == 4 && h->pos == 4 && h->n >= 4);
         CHECK(memcmp(h->peer, MAGIC, 4) == 0);
-        CHECK(hs->state == TF_HS_DONE);
+        CHECK(hs->state == TF__HS_DONE);
         return;
     }
     CHECK(st == TF_ERROR);
     CHECK(h->fatal);
     CHECK(e == h->want && os == h->want_os);
-    CHECK(hs->state == TF_HS_FAILED);
+    CHECK(hs->state == TF__HS_FAILED);
     if (e == TF_ERR_BAD_MAGIC) {
         /* exactly at the first wrong byte */
         CHECK(hs->got == h->bad_at && h->bad_at < 4);
@@ -214,7 +214,7 @@ static void run_try(hs_h *h)
         if (st != TF_AGAIN)
             break;
         CHECK(!h->fatal);
-        CHECK(h->hs->state == TF_HS_RUNNING);
+        CHECK(h->hs->state == TF__HS_RUNNING);
         check_wants(h, 1);
         CHECK(h->intr_seq >= TF_MAX_INTR ||
               ((h->written == 4 || h->last_w == FZ_ANS_AGAIN) &&
@@ -269,13 +269,13 @@ static void run_sansio(hs_h *h, uint32_t rng)
         }
         memcpy(h->out, MAGIC, h->written);
         if (st == TF_AGAIN) {
-            CHECK(!h->fatal && hs->state == TF_HS_RUNNING);
+            CHECK(!h->fatal && hs->state == TF__HS_RUNNING);
             check_wants(h, 1);
         }
     }
     if (st == TF_AGAIN) {
         /* stopped for want of peer bytes: still running, everything so far was right */
-        CHECK(!h->fatal && hs->state == TF_HS_RUNNING && tf_hs_error(hs, NULL) == TF_OK);
+        CHECK(!h->fatal && hs->state == TF__HS_RUNNING && tf_hs_error(hs, NULL) == TF_OK);
         CHECK(h->accepted == h->n && h->accepted < 4);
         return;
     }

@@ -145,7 +145,7 @@ static tf_err ref_policy(void *ctx, size_t len)
 
 /* tf_tx_pending from the private fields: the harness calls into the core only where it tests
  * something (every call into instrumented code costs execs/s). */
-#define PENDING(tx) ((tx)->state == TF_TX_SENDING ? TF_HDR_LEN + (tx)->len - (tx)->done : 0)
+#define PENDING(tx) ((tx)->state == TF__TX_SENDING ? TF_HDR_LEN + (tx)->len - (tx)->done : 0)
 
 typedef struct msg_in {
     const uint8_t *p; /* in the input, or NULL: generated */
@@ -334,7 +334,7 @@ FZ_NOCOV static void run(rt_h *h, uint32_t tx_max, size_t nmsg, int tx_sansio, i
         int can_recv = h->fill > 0 || h->closed;
         int send = can_send && (!can_recv || (fz_rand(&rng) & 1));
         if (send) {
-            if (tx.state == TF_TX_IDLE) {
+            if (tx.state == TF__TX_IDLE) {
                 if (next == nmsg) {
                     h->closed = 1; /* everything is out: the sender closes */
                     continue;
@@ -349,7 +349,7 @@ FZ_NOCOV static void run(rt_h *h, uint32_t tx_max, size_t nmsg, int tx_sansio, i
                 tf_err e = tf_tx_begin(&tx, payload, m->len);
                 if (m->len > tx_max) {
                     CHECK(e == TF_ERR_TOO_LARGE);
-                    CHECK(tx.state == TF_TX_IDLE && tf_tx_pending(&tx) == 0);
+                    CHECK(tx.state == TF__TX_IDLE && tf_tx_pending(&tx) == 0);
                     CHECK(tf_tx_error(&tx, NULL) == TF_OK);
                     free(payload);
                     payload = NULL;
@@ -386,14 +386,14 @@ FZ_NOCOV static void run(rt_h *h, uint32_t tx_max, size_t nmsg, int tx_sansio, i
                     h->closed = 1;
                 } else {
                     CHECK(!h->wfatal);
-                    CHECK(st == (tx.state == TF_TX_IDLE ? TF_DONE : TF_AGAIN));
+                    CHECK(st == (tx.state == TF__TX_IDLE ? TF_DONE : TF_AGAIN));
                 }
             }
             /* the private counter (and now and then the public one) follows the bytes moved */
-            CHECK(PENDING(&tx) == (tx.state == TF_TX_SENDING ? before - (h->wpos - wpos0) : 0));
+            CHECK(PENDING(&tx) == (tx.state == TF__TX_SENDING ? before - (h->wpos - wpos0) : 0));
             if ((rng & 0xC0) == 0)
                 CHECK(tf_tx_pending(&tx) == PENDING(&tx));
-            if (tx.state != TF_TX_SENDING) {
+            if (tx.state != TF__TX_SENDING) {
                 CHECK(tx.payload == NULL || tx_failed);
                 free(payload); /* released at DONE: any later read of it is a use after free */
                 payload = NULL;
@@ -426,7 +426,7 @@ FZ_NOCOV static void run(rt_h *h, uint32_t tx_max, size_t nmsg, int tx_sansio, i
             }
             got++;
         }
-        if (rst == TF_ERROR && rx_sansio && rx.state != TF_RX_FAILED) {
+        if (rst == TF_ERROR && rx_sansio && rx.state != TF__RX_FAILED) {
             pending_target = tf_rx_abandon(&rx);
             CHECK(tf_rx_error(&rx, NULL) == TF_ERR_BAD_STATE);
         }

@@ -109,7 +109,7 @@ static uint8_t *h_alloc(void *ctx, size_t len)
     /* SPEC 6.2: the length passed the max_len check before anyone is asked for a target. */
     CHECK(len >= 1);
     CHECK(len <= h->max_len);
-    CHECK(h->rx->state == TF_RX_TARGET);
+    CHECK(h->rx->state == TF__RX_TARGET);
     CHECK(h->rx->len == len);
     CHECK(h->cur == NULL); /* one allocation per message */
     h->allocs++;
@@ -140,19 +140,19 @@ FZ_NOCOV static void check_state(rx_h *h, const fz_ref *ref, size_t got_msgs)
     uint8_t *buf = (uint8_t *)1;
     size_t want = tf_rx_next(rx, &buf);
     CHECK(!tf_rx_wants_target(rx, NULL));
-    if (rx->state == TF_RX_FAILED) {
+    if (rx->state == TF__RX_FAILED) {
         CHECK(want == 0 && buf == NULL);
         return;
     }
     CHECK(tf_rx_error(rx, NULL) == TF_OK);
     size_t start = got_msgs < ref->count ? frame_start(ref, got_msgs) : frame_start(ref, ref->count);
-    if (rx->state == TF_RX_LEN) {
+    if (rx->state == TF__RX_LEN) {
         CHECK(rx->got < TF_HDR_LEN);
         CHECK(want == TF_HDR_LEN - rx->got && buf == rx->hdr + rx->got);
         CHECK(h->pos == start + rx->got);
         CHECK(h->cur == NULL);
     } else {
-        CHECK(rx->state == TF_RX_BODY);
+        CHECK(rx->state == TF__RX_BODY);
         CHECK(rx->got < rx->len);
         CHECK(rx->len <= h->max_len);
         CHECK(rx->len == fz_be32(h->s + start));
@@ -258,11 +258,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (st == TF_ERROR)
             break;
         if (st == TF_AGAIN) {
-            CHECK(rx.state != TF_RX_FAILED);
+            CHECK(rx.state != TF__RX_FAILED);
             /* AGAIN means every possible bit of progress was made: the transport would block,
              * or it was interrupted TF_MAX_INTR times in a row. */
             CHECK(h.last == FZ_ANS_AGAIN || (h.last == FZ_ANS_INTR && h.intr_seq >= TF_MAX_INTR));
-            if (abandon_mid && rx.state == TF_RX_BODY) {
+            if (abandon_mid && rx.state == TF__RX_BODY) {
                 uint8_t *t = tf_rx_abandon(&rx);
                 CHECK(t == (h.alloc_mode ? h.cur : h.span));
                 abandoned = 1;
@@ -275,7 +275,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t off = ref_full.off[got], len = ref_full.len[got];
         CHECK(msg.len == len);
         CHECK(h.pos == off + len);
-        CHECK(rx.state == TF_RX_LEN && rx.got == 0 && rx.target == NULL);
+        CHECK(rx.state == TF__RX_LEN && rx.got == 0 && rx.target == NULL);
         if (len == 0) {
             CHECK(msg.data == NULL);
             CHECK(h.cur == NULL);

@@ -73,8 +73,8 @@ FZ_NOCOV static void check_end(sp_h *h, tf_rx *rx, tf_err err, size_t at)
     CHECK(at == h->ref->err_at);
     if (err == TF_OK) {
         /* input used up: CLOSED between frames, TRUNCATED inside one */
-        CHECK(rx->state != TF_RX_FAILED);
-        int inside = !(rx->state == TF_RX_LEN && rx->got == 0);
+        CHECK(rx->state != TF__RX_FAILED);
+        int inside = !(rx->state == TF__RX_LEN && rx->got == 0);
         CHECK(h->ref->err == (inside ? TF_ERR_TRUNCATED : TF_ERR_CLOSED));
         CHECK(tf_rx_error(rx, NULL) == TF_OK);
     } else {
@@ -142,7 +142,7 @@ FZ_NOCOV static void dec_split(sp_h *h)
         if (avail > h->n)
             avail = h->n;
         while (pos < avail) {
-            if (rx.state == TF_RX_LEN && rx.got == 0) {
+            if (rx.state == TF__RX_LEN && rx.got == 0) {
                 const uint8_t *p = NULL;
                 size_t plen = 0, used = 777;
                 tf_step st = tf_frame_split(h->s + pos, avail - pos, h->max_len, &p, &plen, &used);
@@ -209,7 +209,7 @@ FZ_NOCOV static void dec_sansio(sp_h *h)
         size_t want = tf_rx_next(&rx, &dst);
         if (want == 0) {
             CHECK(dst == NULL);
-            if (rx.state == TF_RX_FAILED) {
+            if (rx.state == TF__RX_FAILED) {
                 check_end(h, &rx, rx.err, pos);
                 return;
             }
@@ -249,7 +249,7 @@ FZ_NOCOV static void dec_sansio(sp_h *h)
     /* input used up: the same end as the others, then break the contract */
     uint8_t *tgt = h->tgt;
     CHECK(h->count == h->ref->count && pos == h->ref->err_at);
-    int inside = !(rx.state == TF_RX_LEN && rx.got == 0);
+    int inside = !(rx.state == TF__RX_LEN && rx.got == 0);
     CHECK(h->ref->err == (inside ? TF_ERR_TRUNCATED : TF_ERR_CLOSED));
     uint8_t *dst;
     size_t want = tf_rx_next(&rx, &dst);

@@ -435,7 +435,7 @@ static void do_write(tf_async_conn *c)
 
 static bool rx_at_boundary(const tf_rx *rx)
 {
-    return rx->state == TF_RX_LEN && rx->got == 0;
+    return rx->state == TF__RX_LEN && rx->got == 0;
 }
 
 static bool consumer(const tf_async_conn *c)

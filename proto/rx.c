@@ -4,7 +4,7 @@
 /*@ requires \valid(rx);
     assigns *rx;
     ensures valid: tf_rx_valid(rx);
-    ensures fresh: rx->state == TF_RX_LEN && rx->got == 0 && rx->max_len == max_len;
+    ensures fresh: rx->state == TF__RX_LEN && rx->got == 0 && rx->max_len == max_len;
 */
 void tf_rx_init(tf_rx *rx, uint32_t max_len)
 {
@@ -13,7 +13,7 @@ void tf_rx_init(tf_rx *rx, uint32_t max_len)
     rx->max_len = max_len;
     rx->len = 0;
     rx->got = 0;
-    rx->state = TF_RX_LEN;
+    rx->state = TF__RX_LEN;
     rx->err = TF_OK;
     rx->os_err = 0;
     rx->hdr[0] = rx->hdr[1] = rx->hdr[2] = rx->hdr[3] = 0;
@@ -21,12 +21,12 @@ void tf_rx_init(tf_rx *rx, uint32_t max_len)
 
 /*@ requires \valid(rx) && tf_proto_err(err);
     assigns rx->state, rx->err, rx->os_err;
-    ensures tf_rx_valid(rx) && rx->state == TF_RX_FAILED && rx->err == err && rx->os_err == os_err;
+    ensures tf_rx_valid(rx) && rx->state == TF__RX_FAILED && rx->err == err && rx->os_err == os_err;
     ensures \result == TF_ERROR;
 */
 static tf_step rx_fail(tf_rx *rx, tf_err err, int os_err)
 {
-    rx->state = TF_RX_FAILED;
+    rx->state = TF__RX_FAILED;
     rx->err = err;
     rx->os_err = os_err;
     return TF_ERROR;
@@ -36,7 +36,7 @@ static tf_step rx_fail(tf_rx *rx, tf_err err, int os_err)
 /*@ requires \valid(rx) && rx->err == TF_OK && rx->os_err == 0;
     requires \valid(msg) && \separated(msg, rx);
     assigns rx->target, rx->cap, rx->got, rx->state, *msg;
-    ensures tf_rx_valid(rx) && rx->state == TF_RX_LEN && rx->got == 0;
+    ensures tf_rx_valid(rx) && rx->state == TF__RX_LEN && rx->got == 0;
     ensures msg->data == \old(rx->target) && msg->len == rx->len;
     ensures \result == TF_DONE;
 */
@@ -47,7 +47,7 @@ static tf_step rx_done(tf_rx *rx, tf_msg *msg)
     rx->target = NULL;
     rx->cap = 0;
     rx->got = 0;
-    rx->state = TF_RX_LEN;
+    rx->state = TF__RX_LEN;
     return TF_DONE;
 }
 
@@ -59,25 +59,25 @@ static tf_step rx_done(tf_rx *rx, tf_msg *msg)
     ensures count: \result == tf_rx_want(rx);
     ensures writable: \valid(*buf + (0 .. \result - 1));
     behavior prefix:
-      assumes rx->state == TF_RX_LEN;
+      assumes rx->state == TF__RX_LEN;
       ensures *buf == &rx->hdr[0] + rx->got;
     behavior payload:
-      assumes rx->state == TF_RX_BODY;
+      assumes rx->state == TF__RX_BODY;
       ensures *buf == rx->target + rx->got;
       ensures within: \subset(*buf + (0 .. \result - 1), rx->target + (0 .. rx->cap - 1));
     behavior none:
-      assumes rx->state == TF_RX_TARGET || rx->state == TF_RX_FAILED;
+      assumes rx->state == TF__RX_TARGET || rx->state == TF__RX_FAILED;
       ensures *buf == \null;
     complete behaviors;
     disjoint behaviors;
 */
 size_t tf_rx_next(tf_rx *rx, uint8_t **buf)
 {
-    if (rx->state == TF_RX_LEN) {
+    if (rx->state == TF__RX_LEN) {
         *buf = rx->hdr + rx->got;
         return TF_HDR_LEN - rx->got;
     }
-    if (rx->state == TF_RX_BODY) {
+    if (rx->state == TF__RX_BODY) {
         *buf = rx->target + rx->got;
         return rx->len - rx->got;
     }
@@ -89,36 +89,36 @@ size_t tf_rx_next(tf_rx *rx, uint8_t **buf)
     requires out: \valid(msg) && \separated(msg, rx);
     assigns rx->got, rx->len, rx->state, rx->target, rx->cap, rx->err, rx->os_err, *msg;
     ensures valid: tf_rx_valid(rx);
-    ensures target: rx->state == TF_RX_BODY ==>
-              \old(rx->state) == TF_RX_BODY &&
+    ensures target: rx->state == TF__RX_BODY ==>
+              \old(rx->state) == TF__RX_BODY &&
               rx->target == \old(rx->target) && rx->cap == \old(rx->cap);
     ensures length: \result == TF_DONE ==>
               msg->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) &&
-              msg->len <= rx->max_len && rx->state == TF_RX_LEN && rx->got == 0;
-    ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
-    ensures reason: \result == TF_ERROR && \old(rx->state) != TF_RX_FAILED ==>
+              msg->len <= rx->max_len && rx->state == TF__RX_LEN && rx->got == 0;
+    ensures error: \result == TF_ERROR <==> rx->state == TF__RX_FAILED;
+    ensures reason: \result == TF_ERROR && \old(rx->state) != TF__RX_FAILED ==>
               (rx->err == TF_ERR_TOO_LARGE &&
                tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) > rx->max_len) ||
               (rx->err == TF_ERR_INVALID_ARGUMENT && n > \old(tf_rx_want(rx)) &&
                rx->got == \old(rx->got) && rx->target == \old(rx->target));
     ensures moved: \result == TF_AGAIN ==>
-              (\old(rx->state) == TF_RX_LEN &&
-               ((rx->state == TF_RX_LEN && rx->got == \old(rx->got) + n) ||
-                rx->state == TF_RX_TARGET)) ||
-              (\old(rx->state) == TF_RX_TARGET && rx->state == TF_RX_TARGET) ||
-              (\old(rx->state) == TF_RX_BODY && rx->state == TF_RX_BODY &&
+              (\old(rx->state) == TF__RX_LEN &&
+               ((rx->state == TF__RX_LEN && rx->got == \old(rx->got) + n) ||
+                rx->state == TF__RX_TARGET)) ||
+              (\old(rx->state) == TF__RX_TARGET && rx->state == TF__RX_TARGET) ||
+              (\old(rx->state) == TF__RX_BODY && rx->state == TF__RX_BODY &&
                rx->got == \old(rx->got) + n && rx->len == \old(rx->len));
     behavior failed:
-      assumes rx->state == TF_RX_FAILED;
+      assumes rx->state == TF__RX_FAILED;
       assigns \nothing;
       ensures \result == TF_ERROR;
     behavior overrun:
-      assumes rx->state != TF_RX_FAILED && n > tf_rx_want(rx);
+      assumes rx->state != TF__RX_FAILED && n > tf_rx_want(rx);
       ensures \result == TF_ERROR && rx->err == TF_ERR_INVALID_ARGUMENT;
     behavior prefix:
-      assumes rx->state == TF_RX_LEN && n <= 4 - rx->got;
+      assumes rx->state == TF__RX_LEN && n <= 4 - rx->got;
       ensures partial: \old(rx->got) + n < 4 ==>
-                \result == TF_AGAIN && rx->state == TF_RX_LEN && rx->got == \old(rx->got) + n;
+                \result == TF_AGAIN && rx->state == TF__RX_LEN && rx->got == \old(rx->got) + n;
       ensures too_large: \old(rx->got) + n == 4 &&
                 tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) > rx->max_len ==>
                 \result == TF_ERROR && rx->err == TF_ERR_TOO_LARGE;
@@ -127,15 +127,15 @@ size_t tf_rx_next(tf_rx *rx, uint8_t **buf)
                 \result == TF_DONE && msg->len == 0 && msg->data == \null;
       ensures wants_target: \old(rx->got) + n == 4 &&
                 0 < tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) <= rx->max_len ==>
-                \result == TF_AGAIN && rx->state == TF_RX_TARGET &&
+                \result == TF_AGAIN && rx->state == TF__RX_TARGET &&
                 rx->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]);
     behavior waiting:
-      assumes rx->state == TF_RX_TARGET && n == 0;
-      ensures \result == TF_AGAIN && rx->state == TF_RX_TARGET && rx->len == \old(rx->len);
+      assumes rx->state == TF__RX_TARGET && n == 0;
+      ensures \result == TF_AGAIN && rx->state == TF__RX_TARGET && rx->len == \old(rx->len);
     behavior payload:
-      assumes rx->state == TF_RX_BODY && n <= rx->len - rx->got;
+      assumes rx->state == TF__RX_BODY && n <= rx->len - rx->got;
       ensures partial: \old(rx->got) + n < \old(rx->len) ==>
-                \result == TF_AGAIN && rx->state == TF_RX_BODY && rx->got == \old(rx->got) + n &&
+                \result == TF_AGAIN && rx->state == TF__RX_BODY && rx->got == \old(rx->got) + n &&
                 rx->len == \old(rx->len);
       ensures whole: \old(rx->got) + n == \old(rx->len) ==>
                 \result == TF_DONE && msg->data == \old(rx->target) && msg->len == \old(rx->len);
@@ -144,15 +144,15 @@ size_t tf_rx_next(tf_rx *rx, uint8_t **buf)
 */
 tf_step tf_rx_advance(tf_rx *rx, size_t n, tf_msg *msg)
 {
-    if (rx->state == TF_RX_FAILED)
+    if (rx->state == TF__RX_FAILED)
         return TF_ERROR;
-    size_t want = rx->state == TF_RX_LEN    ? TF_HDR_LEN - rx->got
-                  : rx->state == TF_RX_BODY ? rx->len - rx->got
+    size_t want = rx->state == TF__RX_LEN    ? TF_HDR_LEN - rx->got
+                  : rx->state == TF__RX_BODY ? rx->len - rx->got
                                             : 0;
     if (n > want)
         return rx_fail(rx, TF_ERR_INVALID_ARGUMENT, 0);
     rx->got += n;
-    if (rx->state == TF_RX_LEN) {
+    if (rx->state == TF__RX_LEN) {
         if (rx->got < TF_HDR_LEN)
             return TF_AGAIN;
         rx->len = tf_be32_get(rx->hdr);
@@ -162,10 +162,10 @@ tf_step tf_rx_advance(tf_rx *rx, size_t n, tf_msg *msg)
             return rx_fail(rx, TF_ERR_TOO_LARGE, 0);
         if (rx->len == 0)
             return rx_done(rx, msg);
-        rx->state = TF_RX_TARGET;
+        rx->state = TF__RX_TARGET;
         return TF_AGAIN;
     }
-    if (rx->state == TF_RX_BODY && rx->got == rx->len)
+    if (rx->state == TF__RX_BODY && rx->got == rx->len)
         return rx_done(rx, msg);
     return TF_AGAIN;
 }
@@ -173,12 +173,12 @@ tf_step tf_rx_advance(tf_rx *rx, size_t n, tf_msg *msg)
 /*@ requires tf_rx_valid(rx);
     requires len == \null || (\valid(len) && \separated(len, rx));
     assigns *len;
-    ensures \result == (rx->state == TF_RX_TARGET ? 1 : 0);
-    ensures rx->state == TF_RX_TARGET && len != \null ==> *len == rx->len;
+    ensures \result == (rx->state == TF__RX_TARGET ? 1 : 0);
+    ensures rx->state == TF__RX_TARGET && len != \null ==> *len == rx->len;
 */
 int tf_rx_wants_target(const tf_rx *rx, size_t *len)
 {
-    if (rx->state != TF_RX_TARGET)
+    if (rx->state != TF__RX_TARGET)
         return 0;
     if (len)
         *len = rx->len;
@@ -191,32 +191,32 @@ int tf_rx_wants_target(const tf_rx *rx, size_t *len)
     assigns rx->target, rx->cap, rx->got, rx->state, rx->err, rx->os_err;
     ensures valid: tf_rx_valid(rx);
     behavior failed:
-      assumes rx->state == TF_RX_FAILED;
+      assumes rx->state == TF__RX_FAILED;
       assigns \nothing;
       ensures \result == rx->err;
     behavior unwanted:
-      assumes rx->state == TF_RX_LEN || rx->state == TF_RX_BODY;
+      assumes rx->state == TF__RX_LEN || rx->state == TF__RX_BODY;
       assigns \nothing;
       ensures \result == TF_ERR_BAD_STATE;
     behavior too_small:
-      assumes rx->state == TF_RX_TARGET && cap < rx->len;
-      ensures \result == TF_ERR_BUFFER_TOO_SMALL && rx->state == TF_RX_FAILED && rx->err == \result;
+      assumes rx->state == TF__RX_TARGET && cap < rx->len;
+      ensures \result == TF_ERR_BUFFER_TOO_SMALL && rx->state == TF__RX_FAILED && rx->err == \result;
       ensures rx->target == \null;
     behavior no_memory:
-      assumes rx->state == TF_RX_TARGET && cap >= rx->len && buf == \null;
-      ensures \result == TF_ERR_NOMEM && rx->state == TF_RX_FAILED && rx->err == \result;
+      assumes rx->state == TF__RX_TARGET && cap >= rx->len && buf == \null;
+      ensures \result == TF_ERR_NOMEM && rx->state == TF__RX_FAILED && rx->err == \result;
     behavior accepted:
-      assumes rx->state == TF_RX_TARGET && cap >= rx->len && buf != \null;
-      ensures \result == TF_OK && rx->state == TF_RX_BODY && rx->got == 0;
+      assumes rx->state == TF__RX_TARGET && cap >= rx->len && buf != \null;
+      ensures \result == TF_OK && rx->state == TF__RX_BODY && rx->got == 0;
       ensures rx->target == buf && rx->cap == cap && tf_rx_target_ok(rx);
     complete behaviors;
     disjoint behaviors;
 */
 tf_err tf_rx_set_target(tf_rx *rx, uint8_t *buf, size_t cap)
 {
-    if (rx->state == TF_RX_FAILED)
+    if (rx->state == TF__RX_FAILED)
         return rx->err;
-    if (rx->state != TF_RX_TARGET)
+    if (rx->state != TF__RX_TARGET)
         return TF_ERR_BAD_STATE;
     /* SPEC 6.3: both refusals come before any payload byte is read. */
     if (cap < rx->len) {
@@ -230,7 +230,7 @@ tf_err tf_rx_set_target(tf_rx *rx, uint8_t *buf, size_t cap)
     rx->target = buf;
     rx->cap = cap;
     rx->got = 0;
-    rx->state = TF_RX_BODY;
+    rx->state = TF__RX_BODY;
     return TF_OK;
 }
 
@@ -256,48 +256,48 @@ static void copy(uint8_t *restrict dst, const uint8_t *restrict src, size_t n)
     requires in: \valid_read(in + (0 .. len - 1));
     requires out: \valid(used) && \valid(msg);
     requires sep: \separated(used, msg, rx, in + (0 .. len - 1));
-    requires target_sep: rx->state == TF_RX_BODY ==>
+    requires target_sep: rx->state == TF__RX_BODY ==>
                \separated(rx->target + (0 .. rx->cap - 1), used, msg, in + (0 .. len - 1));
     assigns *rx, *used, *msg, rx->target[0 .. rx->cap - 1];
     ensures valid: tf_rx_valid(rx) && tf_rx_target_ok(rx);
     ensures bound: *used <= len;
-    ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
+    ensures error: \result == TF_ERROR <==> rx->state == TF__RX_FAILED;
     behavior failed:
-      assumes rx->state == TF_RX_FAILED;
+      assumes rx->state == TF__RX_FAILED;
       assigns *used;
       ensures \result == TF_ERROR && *used == 0;
     behavior wants_target:
-      assumes rx->state == TF_RX_TARGET;
+      assumes rx->state == TF__RX_TARGET;
       ensures \result == TF_AGAIN && *used == 0;
-      ensures rx->state == TF_RX_TARGET && rx->len == \old(rx->len);
+      ensures rx->state == TF__RX_TARGET && rx->len == \old(rx->len);
     behavior prefix:
-      assumes rx->state == TF_RX_LEN;
+      assumes rx->state == TF__RX_LEN;
       ensures used: *used == \min(len, 4 - \old(rx->got));
       ensures stored: \forall integer k; 0 <= k < *used ==> rx->hdr[\old(rx->got) + k] == in[k];
       ensures partial: \old(rx->got) + len < 4 ==>
-                \result == TF_AGAIN && rx->state == TF_RX_LEN && rx->got == \old(rx->got) + len;
+                \result == TF_AGAIN && rx->state == TF__RX_LEN && rx->got == \old(rx->got) + len;
       ensures too_large: \old(rx->got) + len >= 4 &&
                 tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) > rx->max_len ==>
                 \result == TF_ERROR && rx->err == TF_ERR_TOO_LARGE;
       ensures empty: \old(rx->got) + len >= 4 &&
                 tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) == 0 ==>
                 \result == TF_DONE && msg->len == 0 && msg->data == \null &&
-                rx->state == TF_RX_LEN && rx->got == 0;
+                rx->state == TF__RX_LEN && rx->got == 0;
       ensures wants_target: \old(rx->got) + len >= 4 &&
                 0 < tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) <= rx->max_len ==>
-                \result == TF_AGAIN && rx->state == TF_RX_TARGET &&
+                \result == TF_AGAIN && rx->state == TF__RX_TARGET &&
                 rx->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]);
     behavior payload:
-      assumes rx->state == TF_RX_BODY;
+      assumes rx->state == TF__RX_BODY;
       ensures used: *used == \min(len, \old(rx->len) - \old(rx->got));
       ensures stored: \forall integer k; 0 <= k < *used ==>
                 \old(rx->target)[\old(rx->got) + k] == in[k];
       ensures partial: \old(rx->got) + len < \old(rx->len) ==>
-                \result == TF_AGAIN && rx->state == TF_RX_BODY &&
+                \result == TF_AGAIN && rx->state == TF__RX_BODY &&
                 rx->got == \old(rx->got) + len && rx->target == \old(rx->target);
       ensures whole: \old(rx->got) + len >= \old(rx->len) ==>
                 \result == TF_DONE && msg->data == \old(rx->target) && msg->len == \old(rx->len) &&
-                rx->state == TF_RX_LEN && rx->got == 0;
+                rx->state == TF__RX_LEN && rx->got == 0;
     complete behaviors;
     disjoint behaviors;
 */
@@ -305,7 +305,7 @@ tf_step tf_rx_feed(tf_rx *rx, const uint8_t *in, size_t len, size_t *used, tf_ms
 {
     uint8_t *dst;
     *used = 0;
-    if (rx->state == TF_RX_FAILED)
+    if (rx->state == TF__RX_FAILED)
         return TF_ERROR; /* sticky: nothing consumed, nothing written */
     /* One copy is all there is to do: the receiver asks for the rest of the current unit only,
      * and a completed prefix either ends the call (error, empty message) or wants a target. */
@@ -319,21 +319,21 @@ tf_step tf_rx_feed(tf_rx *rx, const uint8_t *in, size_t len, size_t *used, tf_ms
 }
 
 /* Ask the sink for the target of a message whose length is known. */
-/*@ requires tf_rx_valid(rx) && rx->state == TF_RX_TARGET;
+/*@ requires tf_rx_valid(rx) && rx->state == TF__RX_TARGET;
     requires tf_sink_ok(sink) && \separated(sink, rx);
     requires sink->alloc == \null ==> \separated(sink->buf + (0 .. sink->cap - 1), rx);
     requires \separated(&tf_heap_model[0 .. 1099511627775], rx);
     assigns rx->target, rx->cap, rx->got, rx->state, rx->err, rx->os_err, tf_alloc_last;
     ensures valid: tf_rx_valid(rx) && tf_rx_target_ok(rx);
-    ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
+    ensures error: \result == TF_ERROR <==> rx->state == TF__RX_FAILED;
     ensures outcome: \result == TF_AGAIN || \result == TF_ERROR;
     ensures reason: \result == TF_ERROR ==>
               (rx->err == TF_ERR_BUFFER_TOO_SMALL && sink->alloc == \null && sink->cap < rx->len) ||
               (rx->err == TF_ERR_NOMEM &&
                (sink->alloc == \null ? sink->buf == \null : tf_alloc_last == \null));
     ensures ok: \result == TF_AGAIN ==>
-              rx->state == TF_RX_BODY && rx->got == 0 && rx->len == \old(rx->len);
-    ensures from_sink: rx->state == TF_RX_BODY ==>
+              rx->state == TF__RX_BODY && rx->got == 0 && rx->len == \old(rx->len);
+    ensures from_sink: rx->state == TF__RX_BODY ==>
               (sink->alloc == \null && rx->target == sink->buf && rx->cap == sink->cap) ||
               (sink->alloc != \null && rx->target == tf_alloc_last &&
                \subset(rx->target + (0 .. rx->cap - 1), &tf_heap_model[0 .. 1099511627775]));
@@ -362,24 +362,24 @@ static tf_step rx_obtain_target(tf_rx *rx, const tf_sink *sink)
             tf_io_last, tf_io_last_os_err, tf_alloc_last;
     ensures valid: tf_rx_valid(rx);
     behavior failed:
-      assumes rx->state == TF_RX_FAILED;
+      assumes rx->state == TF__RX_FAILED;
       assigns \nothing;
       ensures \result == TF_ERROR;
     behavior live:
-      assumes rx->state != TF_RX_FAILED;
-      ensures error: \result == TF_ERROR <==> rx->state == TF_RX_FAILED;
+      assumes rx->state != TF__RX_FAILED;
+      ensures error: \result == TF_ERROR <==> rx->state == TF__RX_FAILED;
       ensures length: \result == TF_DONE ==>
                 msg->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) &&
                 msg->len <= rx->max_len;
       ensures next: \result == TF_DONE ==>
-                rx->state == TF_RX_LEN && rx->got == 0 && rx->target == \null;
+                rx->state == TF__RX_LEN && rx->got == 0 && rx->target == \null;
       ensures empty: \result == TF_DONE && msg->len == 0 ==> msg->data == \null;
       ensures where: \result == TF_DONE && msg->len > 0 ==>
-                (\old(rx->state) == TF_RX_BODY && msg->data == \old(rx->target)) ||
+                (\old(rx->state) == TF__RX_BODY && msg->data == \old(rx->target)) ||
                 (sink->alloc == \null && msg->data == sink->buf) ||
                 (sink->alloc != \null && msg->data == tf_alloc_last);
       ensures again: \result == TF_AGAIN ==>
-                (rx->state == TF_RX_LEN || rx->state == TF_RX_BODY) &&
+                (rx->state == TF__RX_LEN || rx->state == TF__RX_BODY) &&
                 (tf_io_last == TF_IO_AGAIN || tf_io_last == TF_IO_INTR);
       ensures reason: \result == TF_ERROR ==>
                 (rx->err == TF_ERR_TOO_LARGE &&
@@ -401,7 +401,7 @@ static tf_step rx_obtain_target(tf_rx *rx, const tf_sink *sink)
 */
 tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg)
 {
-    if (rx->state == TF_RX_FAILED)
+    if (rx->state == TF__RX_FAILED)
         return TF_ERROR;
     unsigned intr = 0;
     uint8_t *dst;
@@ -410,11 +410,11 @@ tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg)
     tf_err err, eof;
     long r;
     tf_step st;
-    /*@ loop invariant tf_rx_valid(rx) && tf_rx_target_ok(rx) && rx->state != TF_RX_FAILED;
+    /*@ loop invariant tf_rx_valid(rx) && tf_rx_target_ok(rx) && rx->state != TF__RX_FAILED;
         loop invariant tf_rx_try_sep(rx, io, sink, msg);
         loop invariant intr < TF_MAX_INTR;
-        loop invariant rx->state == TF_RX_BODY ==>
-          (\at(rx->state, Pre) == TF_RX_BODY &&
+        loop invariant rx->state == TF__RX_BODY ==>
+          (\at(rx->state, Pre) == TF__RX_BODY &&
            rx->target == \at(rx->target, Pre) && rx->cap == \at(rx->cap, Pre)) ||
           (sink->alloc == \null && rx->target == sink->buf && rx->cap == sink->cap) ||
           (sink->alloc != \null && rx->target == tf_alloc_last &&
@@ -423,15 +423,15 @@ tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg)
                      \at(rx->target, Pre)[0 .. \at(rx->cap, Pre) - 1], tf_heap_model[0 .. 1099511627775],
                      intr, dst, want, os_err, err, eof, r, st, tf_wire_in_len,
                      tf_wire_in[0 .. 1099511627775], tf_io_last, tf_io_last_os_err, tf_alloc_last;
-        loop variant (rx->state == TF_RX_LEN ? 4294967301 - rx->got :
-                      rx->state == TF_RX_TARGET ? 4294967296 : rx->len - rx->got)
+        loop variant (rx->state == TF__RX_LEN ? 4294967301 - rx->got :
+                      rx->state == TF__RX_TARGET ? 4294967296 : rx->len - rx->got)
                      * (TF_MAX_INTR + 1) + (TF_MAX_INTR - intr);
     */
     for (;;) {
-        if (rx->state == TF_RX_TARGET) {
+        if (rx->state == TF__RX_TARGET) {
             if (rx_obtain_target(rx, sink) == TF_ERROR)
                 return TF_ERROR;
-            //@ assert target: rx->state == TF_RX_BODY && rx->got == 0 && rx->len < 4294967296;
+            //@ assert target: rx->state == TF__RX_BODY && rx->got == 0 && rx->len < 4294967296;
             continue;
         }
         want = tf_rx_next(rx, &dst);
@@ -444,17 +444,17 @@ tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg)
             if (st != TF_AGAIN)
                 return st;
             /*@ assert progress:
-                  (\at(rx->state, LoopCurrent) == TF_RX_LEN &&
-                   ((rx->state == TF_RX_LEN && rx->got > \at(rx->got, LoopCurrent)) ||
-                    rx->state == TF_RX_TARGET)) ||
-                  (\at(rx->state, LoopCurrent) == TF_RX_BODY && rx->state == TF_RX_BODY &&
+                  (\at(rx->state, LoopCurrent) == TF__RX_LEN &&
+                   ((rx->state == TF__RX_LEN && rx->got > \at(rx->got, LoopCurrent)) ||
+                    rx->state == TF__RX_TARGET)) ||
+                  (\at(rx->state, LoopCurrent) == TF__RX_BODY && rx->state == TF__RX_BODY &&
                    rx->got > \at(rx->got, LoopCurrent) && rx->len == \at(rx->len, LoopCurrent));
             */
             intr = 0; /* progress: TF_MAX_INTR counts consecutive interrupted answers */
             continue;
         }
         /* SPEC 6.4: a close between messages is CLOSED, inside one TRUNCATED. */
-        eof = rx->state == TF_RX_LEN && rx->got == 0 ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
+        eof = rx->state == TF__RX_LEN && rx->got == 0 ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
         if (tf__io_answer(r, eof, &err) < 0)
             return rx_fail(rx, err, os_err);
         if (r == TF_IO_AGAIN || ++intr >= TF_MAX_INTR)
@@ -464,16 +464,16 @@ tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg)
 
 /*@ requires tf_rx_valid(rx);
     assigns rx->target, rx->cap, rx->state, rx->err, rx->os_err;
-    ensures tf_rx_valid(rx) && rx->state == TF_RX_FAILED;
+    ensures tf_rx_valid(rx) && rx->state == TF__RX_FAILED;
     ensures \result == \old(rx->target) && rx->target == \null;
-    ensures \old(rx->state) == TF_RX_FAILED ==> rx->err == \old(rx->err);
+    ensures \old(rx->state) == TF__RX_FAILED ==> rx->err == \old(rx->err);
 */
 uint8_t *tf_rx_abandon(tf_rx *rx)
 {
     uint8_t *t = rx->target;
     rx->target = NULL;
     rx->cap = 0;
-    if (rx->state != TF_RX_FAILED)
+    if (rx->state != TF__RX_FAILED)
         rx_fail(rx, TF_ERR_BAD_STATE, 0);
     return t;
 }

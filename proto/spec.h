@@ -26,33 +26,33 @@
 
     predicate tf_hs_valid{L}(tf_hs *hs) =
       tf_hs_shape(hs) &&
-      (hs->state == TF_HS_RUNNING || hs->state == TF_HS_DONE || hs->state == TF_HS_FAILED) &&
-      (hs->state == TF_HS_RUNNING ==> hs->sent < 4 || hs->got < 4) &&
-      (hs->state == TF_HS_DONE ==> hs->sent == 4 && hs->got == 4) &&
-      (hs->state == TF_HS_FAILED ==> tf_proto_err(hs->err)) &&
-      (hs->state != TF_HS_FAILED ==> hs->err == TF_OK && hs->os_err == 0);
+      (hs->state == TF__HS_RUNNING || hs->state == TF__HS_DONE || hs->state == TF__HS_FAILED) &&
+      (hs->state == TF__HS_RUNNING ==> hs->sent < 4 || hs->got < 4) &&
+      (hs->state == TF__HS_DONE ==> hs->sent == 4 && hs->got == 4) &&
+      (hs->state == TF__HS_FAILED ==> tf_proto_err(hs->err)) &&
+      (hs->state != TF__HS_FAILED ==> hs->err == TF_OK && hs->os_err == 0);
 
     // Progress still possible in a running handshake: strictly decreases with every byte moved.
     logic integer tf_hs_left{L}(tf_hs *hs) = 8 - hs->sent - hs->got;
 
     predicate tf_tx_valid{L}(tf_tx *tx) =
       \valid(tx) &&
-      (tx->state == TF_TX_IDLE || tx->state == TF_TX_SENDING || tx->state == TF_TX_FAILED) &&
-      (tx->state == TF_TX_SENDING ==>
+      (tx->state == TF__TX_IDLE || tx->state == TF__TX_SENDING || tx->state == TF__TX_FAILED) &&
+      (tx->state == TF__TX_SENDING ==>
          tx->len <= tx->max_len && tx->done < 4 + tx->len &&
          tf_be32(tx->hdr[0], tx->hdr[1], tx->hdr[2], tx->hdr[3]) == tx->len) &&
-      (tx->state == TF_TX_FAILED ==> tf_proto_err(tx->err)) &&
-      (tx->state != TF_TX_FAILED ==> tx->err == TF_OK && tx->os_err == 0);
+      (tx->state == TF__TX_FAILED ==> tf_proto_err(tx->err)) &&
+      (tx->state != TF__TX_FAILED ==> tx->err == TF_OK && tx->os_err == 0);
 
     // The caller's side of tf_tx_begin: the borrowed payload stays readable until DONE.
     predicate tf_tx_payload_ok{L}(tf_tx *tx) =
-      tx->state == TF_TX_SENDING ==>
+      tx->state == TF__TX_SENDING ==>
         \valid_read(tx->payload + (0 .. tx->len - 1)) &&
         \separated(tx->payload + (0 .. tx->len - 1), tx);
 
     // Bytes of the frame in flight not yet emitted.
     logic integer tf_tx_left{L}(tf_tx *tx) =
-      tx->state == TF_TX_SENDING ? 4 + tx->len - tx->done : 0;
+      tx->state == TF__TX_SENDING ? 4 + tx->len - tx->done : 0;
 
     // The i-th byte of the frame in flight: its length prefix, then its payload.
     logic integer tf_tx_byte{L}(tf_tx *tx, integer i) =
@@ -60,28 +60,28 @@
 
     predicate tf_rx_valid{L}(tf_rx *rx) =
       \valid(rx) &&
-      (rx->state == TF_RX_LEN || rx->state == TF_RX_TARGET || rx->state == TF_RX_BODY ||
-       rx->state == TF_RX_FAILED) &&
-      (rx->state == TF_RX_LEN ==> rx->got < 4) &&
-      (rx->state == TF_RX_TARGET ==> 0 < rx->len <= rx->max_len && rx->got == 0) &&
-      (rx->state == TF_RX_BODY ==>
+      (rx->state == TF__RX_LEN || rx->state == TF__RX_TARGET || rx->state == TF__RX_BODY ||
+       rx->state == TF__RX_FAILED) &&
+      (rx->state == TF__RX_LEN ==> rx->got < 4) &&
+      (rx->state == TF__RX_TARGET ==> 0 < rx->len <= rx->max_len && rx->got == 0) &&
+      (rx->state == TF__RX_BODY ==>
          0 < rx->len <= rx->max_len && rx->got < rx->len && rx->len <= rx->cap) &&
-      ((rx->state == TF_RX_LEN || rx->state == TF_RX_TARGET) ==> rx->target == \null) &&
-      ((rx->state == TF_RX_TARGET || rx->state == TF_RX_BODY) ==>
+      ((rx->state == TF__RX_LEN || rx->state == TF__RX_TARGET) ==> rx->target == \null) &&
+      ((rx->state == TF__RX_TARGET || rx->state == TF__RX_BODY) ==>
          rx->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3])) &&
-      (rx->state == TF_RX_FAILED ==> tf_proto_err(rx->err)) &&
-      (rx->state != TF_RX_FAILED ==> rx->err == TF_OK && rx->os_err == 0);
+      (rx->state == TF__RX_FAILED ==> tf_proto_err(rx->err)) &&
+      (rx->state != TF__RX_FAILED ==> rx->err == TF_OK && rx->os_err == 0);
 
     // The caller's side of tf_rx_set_target: the target stays writable until DONE.
     predicate tf_rx_target_ok{L}(tf_rx *rx) =
-      rx->state == TF_RX_BODY ==>
+      rx->state == TF__RX_BODY ==>
         \valid(rx->target + (0 .. rx->cap - 1)) &&
         \separated(rx->target + (0 .. rx->cap - 1), rx);
 
     // Bytes the receiver asks for now (tf_rx_next's answer).
     logic integer tf_rx_want{L}(tf_rx *rx) =
-      rx->state == TF_RX_LEN ? 4 - rx->got :
-      rx->state == TF_RX_BODY ? rx->len - rx->got : 0;
+      rx->state == TF__RX_LEN ? 4 - rx->got :
+      rx->state == TF__RX_BODY ? rx->len - rx->got : 0;
 
 */
 
@@ -167,7 +167,7 @@ uint8_t *tf_alloc_model(void *ctx, size_t len);
       \separated(rx, io, sink, msg) &&
       (sink->alloc == \null ==> \separated(sink->buf + (0 .. sink->cap - 1), rx, io, sink, msg)) &&
       \separated(&tf_heap_model[0 .. 1099511627775], rx, io, sink, msg) &&
-      (rx->state == TF_RX_BODY ==> \separated(rx->target + (0 .. rx->cap - 1), io, sink, msg));
+      (rx->state == TF__RX_BODY ==> \separated(rx->target + (0 .. rx->cap - 1), io, sink, msg));
 
     predicate tf_sink_ok(tf_sink *s) =
       \valid_read(s) &&

@@ -4,7 +4,7 @@
 /*@ requires \valid(tx);
     assigns *tx;
     ensures valid: tf_tx_valid(tx);
-    ensures idle: tx->state == TF_TX_IDLE && tx->max_len == max_len;
+    ensures idle: tx->state == TF__TX_IDLE && tx->max_len == max_len;
 */
 void tf_tx_init(tf_tx *tx, uint32_t max_len)
 {
@@ -12,7 +12,7 @@ void tf_tx_init(tf_tx *tx, uint32_t max_len)
     tx->len = 0;
     tx->done = 0;
     tx->max_len = max_len;
-    tx->state = TF_TX_IDLE;
+    tx->state = TF__TX_IDLE;
     tx->err = TF_OK;
     tx->os_err = 0;
     tx->hdr[0] = tx->hdr[1] = tx->hdr[2] = tx->hdr[3] = 0;
@@ -20,12 +20,12 @@ void tf_tx_init(tf_tx *tx, uint32_t max_len)
 
 /*@ requires \valid(tx) && tf_proto_err(err);
     assigns tx->state, tx->err, tx->os_err;
-    ensures tf_tx_valid(tx) && tx->state == TF_TX_FAILED && tx->err == err && tx->os_err == os_err;
+    ensures tf_tx_valid(tx) && tx->state == TF__TX_FAILED && tx->err == err && tx->os_err == os_err;
     ensures \result == TF_ERROR;
 */
 static tf_step tx_fail(tf_tx *tx, tf_err err, int os_err)
 {
-    tx->state = TF_TX_FAILED;
+    tx->state = TF__TX_FAILED;
     tx->err = err;
     tx->os_err = os_err;
     return TF_ERROR;
@@ -37,24 +37,24 @@ static tf_step tx_fail(tf_tx *tx, tf_err err, int os_err)
     assigns tx->hdr[0 .. 3], tx->payload, tx->len, tx->done, tx->state;
     ensures valid: tf_tx_valid(tx);
     behavior failed:
-      assumes tx->state == TF_TX_FAILED;
+      assumes tx->state == TF__TX_FAILED;
       assigns \nothing;
       ensures \result == tx->err;
     behavior busy:
-      assumes tx->state == TF_TX_SENDING;
+      assumes tx->state == TF__TX_SENDING;
       assigns \nothing;
       ensures \result == TF_ERR_BAD_STATE;
     behavior too_large:
-      assumes tx->state == TF_TX_IDLE && len > tx->max_len;
+      assumes tx->state == TF__TX_IDLE && len > tx->max_len;
       assigns \nothing;
       ensures \result == TF_ERR_TOO_LARGE;
     behavior no_payload:
-      assumes tx->state == TF_TX_IDLE && len <= tx->max_len && payload == \null && len > 0;
+      assumes tx->state == TF__TX_IDLE && len <= tx->max_len && payload == \null && len > 0;
       assigns \nothing;
       ensures \result == TF_ERR_INVALID_ARGUMENT;
     behavior start:
-      assumes tx->state == TF_TX_IDLE && len <= tx->max_len && (payload != \null || len == 0);
-      ensures \result == TF_OK && tx->state == TF_TX_SENDING && tx->done == 0;
+      assumes tx->state == TF__TX_IDLE && len <= tx->max_len && (payload != \null || len == 0);
+      ensures \result == TF_OK && tx->state == TF__TX_SENDING && tx->done == 0;
       ensures tx->payload == payload && tx->len == len;
       ensures header: tf_be32(tx->hdr[0], tx->hdr[1], tx->hdr[2], tx->hdr[3]) == len;
       ensures borrowed: tf_tx_payload_ok(tx);
@@ -63,9 +63,9 @@ static tf_step tx_fail(tf_tx *tx, tf_err err, int os_err)
 */
 tf_err tf_tx_begin(tf_tx *tx, const uint8_t *payload, size_t len)
 {
-    if (tx->state == TF_TX_FAILED)
+    if (tx->state == TF__TX_FAILED)
         return tx->err;
-    if (tx->state != TF_TX_IDLE)
+    if (tx->state != TF__TX_IDLE)
         return TF_ERR_BAD_STATE;
     /* SPEC 5.2: refused before a byte is emitted, so the stream stays in step. */
     if (len > tx->max_len)
@@ -76,7 +76,7 @@ tf_err tf_tx_begin(tf_tx *tx, const uint8_t *payload, size_t len)
     tx->payload = payload;
     tx->len = len;
     tx->done = 0;
-    tx->state = TF_TX_SENDING;
+    tx->state = TF__TX_SENDING;
     return TF_OK;
 }
 
@@ -91,15 +91,15 @@ tf_err tf_tx_begin(tf_tx *tx, const uint8_t *payload, size_t len)
     ensures frame: \result > 0 ==> \forall integer m; 0 <= m < tf_tx_left(tx) ==>
               tf_iov_byte(iov, m) == tf_tx_byte(tx, tx->done + m);
     behavior idle:
-      assumes tx->state != TF_TX_SENDING;
+      assumes tx->state != TF__TX_SENDING;
       ensures \result == 0;
     behavior header:
-      assumes tx->state == TF_TX_SENDING && tx->done < 4;
+      assumes tx->state == TF__TX_SENDING && tx->done < 4;
       ensures iov[0].base == &tx->hdr[0] + tx->done && iov[0].len == 4 - tx->done;
       ensures tx->len > 0 ==> \result == 2 && iov[1].base == tx->payload && iov[1].len == tx->len;
       ensures tx->len == 0 ==> \result == 1;
     behavior body:
-      assumes tx->state == TF_TX_SENDING && tx->done >= 4;
+      assumes tx->state == TF__TX_SENDING && tx->done >= 4;
       ensures \result == 1 && iov[0].base == tx->payload + (tx->done - 4);
       ensures iov[0].len == tx->len - (tx->done - 4);
     complete behaviors;
@@ -107,7 +107,7 @@ tf_err tf_tx_begin(tf_tx *tx, const uint8_t *payload, size_t len)
 */
 size_t tf_tx_next(const tf_tx *tx, tf_iov iov[2])
 {
-    if (tx->state != TF_TX_SENDING)
+    if (tx->state != TF__TX_SENDING)
         return 0;
     size_t cnt = 0;
     if (tx->done < TF_HDR_LEN) {
@@ -130,7 +130,7 @@ size_t tf_tx_next(const tf_tx *tx, tf_iov iov[2])
 */
 size_t tf_tx_pending(const tf_tx *tx)
 {
-    return tx->state == TF_TX_SENDING ? TF_HDR_LEN + tx->len - tx->done : 0;
+    return tx->state == TF__TX_SENDING ? TF_HDR_LEN + tx->len - tx->done : 0;
 }
 
 /*@ requires valid: tf_tx_valid(tx);
@@ -138,39 +138,39 @@ size_t tf_tx_pending(const tf_tx *tx)
     ensures valid: tf_tx_valid(tx);
     ensures same: tx->len == \old(tx->len);
     behavior failed:
-      assumes tx->state == TF_TX_FAILED;
+      assumes tx->state == TF__TX_FAILED;
       assigns \nothing;
       ensures \result == TF_ERROR;
     behavior overrun:
-      assumes tx->state != TF_TX_FAILED && n > tf_tx_left(tx);
-      ensures \result == TF_ERROR && tx->state == TF_TX_FAILED;
+      assumes tx->state != TF__TX_FAILED && n > tf_tx_left(tx);
+      ensures \result == TF_ERROR && tx->state == TF__TX_FAILED;
       ensures tx->err == TF_ERR_INVALID_ARGUMENT && tx->done == \old(tx->done);
     behavior idle:
-      assumes tx->state == TF_TX_IDLE && n == 0;
+      assumes tx->state == TF__TX_IDLE && n == 0;
       assigns \nothing;
       ensures \result == TF_DONE;
     behavior progress:
-      assumes tx->state == TF_TX_SENDING && n <= tf_tx_left(tx);
+      assumes tx->state == TF__TX_SENDING && n <= tf_tx_left(tx);
       ensures done: \old(tx->done) + n == 4 + tx->len ==>
-                      \result == TF_DONE && tx->state == TF_TX_IDLE;
+                      \result == TF_DONE && tx->state == TF__TX_IDLE;
       ensures again: \old(tx->done) + n < 4 + tx->len ==>
-                      \result == TF_AGAIN && tx->state == TF_TX_SENDING &&
+                      \result == TF_AGAIN && tx->state == TF__TX_SENDING &&
                       tx->done == \old(tx->done) + n && tx->payload == \old(tx->payload);
     complete behaviors;
     disjoint behaviors;
 */
 tf_step tf_tx_advance(tf_tx *tx, size_t n)
 {
-    if (tx->state == TF_TX_FAILED)
+    if (tx->state == TF__TX_FAILED)
         return TF_ERROR;
     if (n > tf_tx_pending(tx))
         return tx_fail(tx, TF_ERR_INVALID_ARGUMENT, 0);
-    if (tx->state == TF_TX_IDLE)
+    if (tx->state == TF__TX_IDLE)
         return TF_DONE;
     tx->done += n;
     if (tx->done < TF_HDR_LEN + tx->len)
         return TF_AGAIN;
-    tx->state = TF_TX_IDLE;
+    tx->state = TF__TX_IDLE;
     tx->payload = NULL;
     return TF_DONE;
 }
@@ -181,24 +181,24 @@ tf_step tf_tx_advance(tf_tx *tx, size_t n)
     assigns *tx, tf_wire_out_len, tf_wire_out[0 .. 1099511627775], tf_io_last, tf_io_last_os_err;
     ensures valid: tf_tx_valid(tx);
     behavior failed:
-      assumes tx->state == TF_TX_FAILED;
+      assumes tx->state == TF__TX_FAILED;
       assigns \nothing;
       ensures \result == TF_ERROR;
     behavior idle:
-      assumes tx->state == TF_TX_IDLE;
+      assumes tx->state == TF__TX_IDLE;
       assigns \nothing;
       ensures \result == TF_DONE;
     behavior sending:
-      assumes tx->state == TF_TX_SENDING;
+      assumes tx->state == TF__TX_SENDING;
       ensures same: tx->len == \old(tx->len);
       ensures done: \result == TF_DONE ==>
-                tx->state == TF_TX_IDLE && tf_wire_out_len == 4 + tx->len - \old(tx->done);
+                tx->state == TF__TX_IDLE && tf_wire_out_len == 4 + tx->len - \old(tx->done);
       ensures again: \result == TF_AGAIN ==>
-                tx->state == TF_TX_SENDING && tx->payload == \old(tx->payload) &&
+                tx->state == TF__TX_SENDING && tx->payload == \old(tx->payload) &&
                 tf_wire_out_len == tx->done - \old(tx->done) &&
                 (tf_io_last == TF_IO_AGAIN || tf_io_last == TF_IO_INTR);
       ensures error: \result == TF_ERROR ==>
-                tx->state == TF_TX_FAILED && tf_wire_out_len == tx->done - \old(tx->done);
+                tx->state == TF__TX_FAILED && tf_wire_out_len == tx->done - \old(tx->done);
       ensures wire: \forall integer k; 0 <= k < tf_wire_out_len ==>
                 tf_wire_out[k] == \at(tf_tx_byte(tx, tx->done + k), Pre);
       ensures reason: \result == TF_ERROR ==>
@@ -212,8 +212,8 @@ tf_step tf_tx_advance(tf_tx *tx, size_t n)
 */
 tf_step tf_tx_try(tf_tx *tx, const tf_io *io)
 {
-    if (tx->state != TF_TX_SENDING)
-        return tx->state == TF_TX_IDLE ? TF_DONE : TF_ERROR;
+    if (tx->state != TF__TX_SENDING)
+        return tx->state == TF__TX_IDLE ? TF_DONE : TF_ERROR;
     unsigned intr = 0;
     /* Declared outside the loop: WP then need not show that the payload survives the end of
      * these locals' lifetime at every iteration. */
@@ -221,7 +221,7 @@ tf_step tf_tx_try(tf_tx *tx, const tf_io *io)
     int os_err;
     tf_err err;
     //@ ghost tf_wire_out_len = 0;
-    /*@ loop invariant tf_tx_valid(tx) && tx->state == TF_TX_SENDING;
+    /*@ loop invariant tf_tx_valid(tx) && tx->state == TF__TX_SENDING;
         loop invariant tx->payload == \at(tx->payload, Pre) && tx->len == \at(tx->len, Pre);
         loop invariant hdr: \forall integer i; 0 <= i < 4 ==> tx->hdr[i] == \at(tx->hdr[i], Pre);
         loop invariant tf_tx_payload_ok(tx);
@@ -242,7 +242,7 @@ tf_step tf_tx_try(tf_tx *tx, const tf_io *io)
         long r;
         //@ calls tf_io_write_model;
         r = io->write(io->ctx, iov, cnt, &os_err);
-        //@ assert kept: tf_tx_valid(tx) && tx->state == TF_TX_SENDING && tf_tx_payload_ok(tx);
+        //@ assert kept: tf_tx_valid(tx) && tx->state == TF__TX_SENDING && tf_tx_payload_ok(tx);
         /*@ assert appended: 0 < r <= tf_tx_left(tx) ==>
               \forall integer j; 0 <= j < tf_wire_out_len ==>
                 tf_wire_out[j] == \at(tf_tx_byte(tx, tx->done + j), Pre); */

@@ -28,10 +28,10 @@ MUTANTS = [
        "        if (cnt == 2) { tf_iov t = iov[0]; iov[0] = iov[1]; iov[1] = t; }\n")],
      "tf_tx_try writes the payload before the header (iov pieces swapped)"),
     ("tx-failed-not-sticky", "proto/tx.c", "tf_tx_try",
-     [("    if (tx->state != TF_TX_SENDING)\n"
-       "        return tx->state == TF_TX_IDLE ? TF_DONE : TF_ERROR;\n",
-       "    if (tx->state != TF_TX_SENDING) {\n"
-       "        tx->state = TF_TX_IDLE; tx->err = TF_OK; tx->os_err = 0;\n"
+     [("    if (tx->state != TF__TX_SENDING)\n"
+       "        return tx->state == TF__TX_IDLE ? TF_DONE : TF_ERROR;\n",
+       "    if (tx->state != TF__TX_SENDING) {\n"
+       "        tx->state = TF__TX_IDLE; tx->err = TF_OK; tx->os_err = 0;\n"
        "        return TF_DONE;\n    }\n")],
      "tf_tx_try on a failed sender resets it to idle and answers DONE"),
     ("hs-sends-peer-bytes", "proto/hs.c", "hs_write_once",
@@ -88,8 +88,8 @@ MUTANTS = [
      [("    if (tx->done < TF_HDR_LEN + tx->len)", "    if (tx->done + 1 < TF_HDR_LEN + tx->len)")],
      "tf_tx_advance answers DONE one byte early"),
     ("rx-done-early", "proto/rx.c", "tf_rx_advance",
-     [("rx->state == TF_RX_BODY && rx->got == rx->len)",
-       "rx->state == TF_RX_BODY && rx->got + 1 >= rx->len)")],
+     [("rx->state == TF__RX_BODY && rx->got == rx->len)",
+       "rx->state == TF__RX_BODY && rx->got + 1 >= rx->len)")],
      "tf_rx_advance answers DONE one byte early"),
     ("feed-used-wrong", "proto/rx.c", "tf_rx_feed",
      [("    *used = n;\n", "    *used = want;\n")],

@@ -78,7 +78,8 @@ typedef struct tf_io {
 
 /* ---------------------------------------------------------------- handshake */
 
-enum { TF_HS_RUNNING = 0, TF_HS_DONE = 1, TF_HS_FAILED = 2 };
+/* Internal (not API, may change in any release): the state the struct holds. */
+enum { TF__HS_RUNNING = 0, TF__HS_DONE = 1, TF__HS_FAILED = 2 };
 
 typedef struct tf_hs {
     uint8_t out[4]; /* private: our magic */
@@ -141,7 +142,8 @@ TF_API tf_err tf_hs_error(const tf_hs *hs, int *os_err);
 
 /* ---------------------------------------------------------------- sender */
 
-enum { TF_TX_IDLE = 0, TF_TX_SENDING = 1, TF_TX_FAILED = 2 };
+/* Internal (not API): the state the struct holds. */
+enum { TF__TX_IDLE = 0, TF__TX_SENDING = 1, TF__TX_FAILED = 2 };
 
 typedef struct tf_tx {
     const uint8_t *payload; /* private: borrowed from the caller until DONE */
@@ -192,7 +194,8 @@ TF_API tf_err tf_tx_error(const tf_tx *tx, int *os_err);
 
 /* ---------------------------------------------------------------- receiver */
 
-enum { TF_RX_LEN = 0, TF_RX_TARGET = 1, TF_RX_BODY = 2, TF_RX_FAILED = 3 };
+/* Internal (not API): the state the struct holds. */
+enum { TF__RX_LEN = 0, TF__RX_TARGET = 1, TF__RX_BODY = 2, TF__RX_FAILED = 3 };
 
 typedef struct tf_rx {
     uint8_t *target; /* private: payload destination (caller's) */
