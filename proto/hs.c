@@ -210,8 +210,13 @@ static int hs_write_once(tf_hs *hs, const tf_io *io)
     assigns *hs, tf_wire_in_len, tf_wire_in[tf_wire_in_len .. 1099511627775], tf_io_last,
             tf_io_last_os_err;
     ensures valid: tf_hs_valid(hs);
-    ensures log: \result != HS_FAILED ==>
+    ensures log: \result != HS_FAILED || hs->err != TF_ERR_BAD_MAGIC ==>
               tf_wire_in_len == \old(tf_wire_in_len) + (hs->got - \old(hs->got));
+    ensures log_bad: \result == HS_FAILED && hs->err == TF_ERR_BAD_MAGIC ==>
+              \old(tf_wire_in_len) + (hs->got - \old(hs->got)) < tf_wire_in_len <=
+              \old(tf_wire_in_len) + (4 - \old(hs->got));
+    ensures peer: \forall integer j; \old(tf_wire_in_len) <= j < tf_wire_in_len ==>
+              tf_wire_in[j] == hs->in[\old(hs->got) + (j - \old(tf_wire_in_len))];
     ensures reason: \result == HS_FAILED ==>
               (hs->err == TF_ERR_BAD_MAGIC && hs->got < 4 &&
                hs->in[hs->got] != tf_magic_byte(hs->got)) ||
@@ -250,7 +255,8 @@ static int hs_read_once(tf_hs *hs, const tf_io *io)
     return a == 1 ? HS_INTR : HS_IDLE;
 }
 
-/* The ghost wire: this call's log tf_wire_out holds exactly the magic bytes it sent. */
+/* The ghost wire: this call's log tf_wire_out holds exactly the magic bytes it sent, and its log
+ * tf_wire_in exactly the peer bytes it stored at in[got0 ..) and checked. */
 /*@ requires valid: tf_hs_valid(hs);
     requires io: tf_io_read_ok(io) && tf_io_write_ok(io) && \separated(hs, io);
     assigns *hs, tf_wire_out_len, tf_wire_out[0 .. 1099511627775], tf_wire_in_len,
@@ -273,6 +279,12 @@ static int hs_read_once(tf_hs *hs, const tf_io *io)
       ensures sent: tf_wire_out_len == hs->sent - \old(hs->sent);
       ensures wire: \forall integer k; 0 <= k < tf_wire_out_len ==>
                 tf_wire_out[k] == tf_magic_byte(\old(hs->sent) + k);
+      ensures peer: \result != TF_ERROR || hs->err != TF_ERR_BAD_MAGIC ==>
+                tf_wire_in_len == hs->got - \old(hs->got);
+      ensures peer_bad: \result == TF_ERROR && hs->err == TF_ERR_BAD_MAGIC ==>
+                hs->got - \old(hs->got) < tf_wire_in_len <= 4 - \old(hs->got);
+      ensures peer_bytes: \forall integer k; 0 <= k < tf_wire_in_len ==>
+                tf_wire_in[k] == hs->in[\old(hs->got) + k];
       ensures reason: \result == TF_ERROR ==>
                 (hs->err == TF_ERR_BAD_MAGIC && hs->got < 4 &&
                  hs->in[hs->got] != tf_magic_byte(hs->got)) ||
@@ -299,6 +311,8 @@ tf_step tf_hs_try(tf_hs *hs, const tf_io *io)
         loop invariant wire: \forall integer k; 0 <= k < tf_wire_out_len ==>
                          tf_wire_out[k] == tf_magic_byte(\at(hs->sent, Pre) + k);
         loop invariant log_in: tf_wire_in_len == hs->got - \at(hs->got, Pre);
+        loop invariant wire_in: \forall integer k; 0 <= k < tf_wire_in_len ==>
+                         tf_wire_in[k] == tf_magic_byte(\at(hs->got, Pre) + k);
         loop assigns *hs, intr, tf_wire_out_len, tf_wire_out[0 .. 1099511627775], tf_wire_in_len,
                      tf_wire_in[0 .. 1099511627775], tf_io_last, tf_io_last_os_err;
         loop variant (8 - hs->sent - hs->got) * (TF_MAX_INTR + 1) + (TF_MAX_INTR - intr);
