@@ -8,6 +8,12 @@
  * reads false (it writes) or true set by a later producer (who writes). Either way the eventfd
  * fires again. The write happens under |mu| so that stop()/free() (which take |mu|) cannot
  * close the eventfd under a producer that is between its append and its write.
+ *
+ * A task dispatched from the loop thread itself needs no wake-up at all: the loop is awake. It
+ * sets |self_queued| (loop thread only), and the loop runs the queue at the end of this
+ * iteration and polls (epoll_wait with timeout 0) instead of sleeping while it is set. That
+ * saves the eventfd write, the read and an epoll turn per self-dispatch (a callback that
+ * continues its work through tf_evb_dispatch).
  */
 #include <errno.h>
 #include <limits.h>
@@ -69,6 +75,7 @@ struct tf_evb {
     atomic_uint_fast64_t ticket, timer_seq;
     atomic_uint_fast64_t wakes; /* eventfd writes, for tests */
     /* loop thread only */
+    bool self_queued; /* a task was queued from the loop thread, without a wake-up */
     taskvec run;
     slot *slots;
     size_t nslots;
@@ -154,6 +161,8 @@ static tf_err enqueue(tf_evb *evb, tf_evb_fn fn, void *arg)
         rc = TF_ERR_SHUTDOWN;
     else if (!vec_push(&evb->q, fn, arg))
         rc = TF_ERR_NOMEM;
+    else if (cur == evb)
+        evb->self_queued = true; /* we are the loop: it runs the queue before it sleeps */
     /* The plain load first skips the locked exchange while a wake-up is already pending. It is
      * safe under |mu|: if the loop's clear happened before its last swap, our lock acquisition
      * orders that clear before this load, so we cannot read a stale true. */
@@ -475,7 +484,7 @@ static tf_err run_loop(tf_evb *evb)
     int err = 0;
     cur = evb;
     while (state_of(evb) == ST_RUNNING) {
-        int n = epoll_wait(evb->epfd, evs, MAX_EVENTS, next_timeout(evb));
+        int n = epoll_wait(evb->epfd, evs, MAX_EVENTS, evb->self_queued ? 0 : next_timeout(evb));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -489,6 +498,10 @@ static tf_err run_loop(tf_evb *evb)
                 on_wake(evb);
             else
                 on_fd_event(evb, &evs[i]);
+        }
+        if (evb->self_queued) {
+            evb->self_queued = false; /* tasks that run now may set it again */
+            run_queue(evb);
         }
         fire_timers(evb);
     }

@@ -39,6 +39,8 @@ $(FUZZ_OUT)/bin/fuzz_addr $(FUZZ_OUT)/replay/fuzz_addr $(FUZZ_OUT)/cov/fuzz_addr
 FUZZ_CONN_BINS := $(FUZZ_OUT)/bin/fuzz_conn $(FUZZ_OUT)/replay/fuzz_conn $(FUZZ_OUT)/cov/fuzz_conn
 $(FUZZ_CONN_BINS): $(IO_SRC) $(wildcard io/*.h)
 $(FUZZ_CONN_BINS): FUZZ_EXTRA = -D_GNU_SOURCE -pthread -Iio $(IO_SRC)
+$(FUZZ_OUT)/bin/fuzz_conn: FUZZ_EXTRA += -fsanitize-coverage-ignorelist=fuzz/fuzz_conn.ignorelist
+$(FUZZ_OUT)/bin/fuzz_conn: fuzz/fuzz_conn.ignorelist
 
 $(FUZZ_OUT)/bin/%: fuzz/%.c $(FUZZ_DEPS)
 	@mkdir -p $(@D)

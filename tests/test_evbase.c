@@ -477,6 +477,101 @@ static void test_tf_evb_stop_drains_queued_work(void **state)
     tio_ctr_destroy(&g.open);
 }
 
+/* A task dispatched from the loop thread needs no wake-up: a chain of 10,000 self-dispatches
+ * costs no eventfd write beyond the one that started it, and runs in order, every link once. */
+typedef struct selfq {
+    tf_evb *evb;
+    long left, ran;
+    tio_ctr done;
+    atomic_bool timer_fired;
+} selfq;
+
+static void selfq_link(void *arg)
+{
+    selfq *c = arg;
+    c->ran++;
+    if (--c->left > 0)
+        TIO_CHECK_EQ(tf_evb_dispatch(c->evb, selfq_link, c), TF_OK);
+    else
+        tio_ctr_add(&c->done, 1);
+}
+
+static void test_tf_evb_self_dispatch_needs_no_wakeup(void **state)
+{
+    (void)state;
+    tf_evb *evb = started();
+    selfq c = {.evb = evb, .left = 10000};
+    tio_ctr_init(&c.done);
+    uint64_t w0 = tf__evb_wake_count(evb);
+    assert_int_equal(tf_evb_dispatch(evb, selfq_link, &c), TF_OK);
+    assert_true(tio_ctr_wait(&c.done, 1, 10000));
+    assert_int_equal(c.ran, 10000);
+    assert_int_equal(tf__evb_wake_count(evb) - w0, 1);
+    tf_evb_free(evb);
+    tio_ctr_destroy(&c.done);
+}
+
+/* A task that keeps dispatching itself does not starve timers or fd events: the loop polls
+ * instead of sleeping, but still serves both. The chain runs until a 1 ms timer and a ready
+ * socket have both been seen (a starved loop would hang here: the watchdog). */
+static void selfq_timer_cb(tf_evb *evb, void *arg)
+{
+    (void)evb;
+    atomic_store(&((selfq *)arg)->timer_fired, true);
+}
+
+static atomic_bool selfq_fd_seen;
+
+static void selfq_fd_cb(tf_evb *evb, int fd, unsigned events, void *arg)
+{
+    (void)evb;
+    (void)fd;
+    (void)events;
+    (void)arg;
+    atomic_store(&selfq_fd_seen, true);
+}
+
+static void selfq_spin(void *arg)
+{
+    selfq *c = arg;
+    c->ran++;
+    if (!atomic_load(&c->timer_fired) || !atomic_load(&selfq_fd_seen)) {
+        TIO_CHECK_EQ(tf_evb_dispatch(c->evb, selfq_spin, c), TF_OK);
+        if (c->ran % 4096 == 0)
+            tio_tick();
+    } else {
+        tio_ctr_add(&c->done, 1);
+    }
+}
+
+static void selfq_arm(void *arg)
+{
+    selfq *c = arg;
+    TIO_CHECK_EQ(tf_evb_timer_after(c->evb, 1, selfq_timer_cb, c, NULL), TF_OK);
+    selfq_spin(c);
+}
+
+static void test_tf_evb_self_dispatch_does_not_starve(void **state)
+{
+    (void)state;
+    tf_evb *evb = started();
+    selfq c = {.evb = evb};
+    tio_ctr_init(&c.done);
+    atomic_store(&selfq_fd_seen, false);
+    int sv[2];
+    pair(sv);
+    assert_int_equal(tf_evb_register_fd(evb, sv[0], TF_EVB_READ, selfq_fd_cb, NULL), TF_OK);
+    assert_int_equal(tf_evb_dispatch(evb, selfq_arm, &c), TF_OK);
+    put_byte(sv[1]);
+    assert_true(tio_ctr_wait(&c.done, 1, 60000));
+    assert_true(c.ran >= 1);
+    assert_int_equal(tf_evb_unregister_fd(evb, sv[0]), TF_OK);
+    tf_evb_free(evb);
+    close(sv[0]);
+    close(sv[1]);
+    tio_ctr_destroy(&c.done);
+}
+
 /* A burst of dispatches while the loop is busy costs one eventfd write, and still all run. */
 static void test_tf_evb_dispatch_burst_coalesces_wakeups(void **state)
 {
@@ -1626,6 +1721,8 @@ int main(void)
         TIO_TEST(test_tf_evb_dispatch_and_wait_1m_round_trips),
         TIO_TEST(test_tf_evb_dispatch_future_round_trips_two_threads),
         TIO_TEST(test_tf_evb_dispatch_burst_coalesces_wakeups),
+        TIO_TEST(test_tf_evb_self_dispatch_needs_no_wakeup),
+        TIO_TEST(test_tf_evb_self_dispatch_does_not_starve),
         TIO_TEST(test_tf_evb_stop_drains_queued_work),
         TIO_TEST(test_tf_evb_dispatch_and_wait_races_stop),
         TIO_TEST(test_tf_evb_stop_unstarted_drains_on_caller),
