@@ -352,6 +352,117 @@ static tf_step rx_obtain_target(tf_rx *rx, const tf_sink *sink)
     return err == TF_OK ? TF_AGAIN : TF_ERROR;
 }
 
+/* One read into what the receiver asks for (the rest of the prefix or of the payload), and the
+ * step a positive answer makes: *r is the answer, the result tf_rx_advance's (AGAIN when nothing
+ * was read). Ghost: the tf_rx_try that calls it began in state s0 with got g0; the read appends
+ * to the log exactly the bytes it stored, so the log keeps matching the receiver (tf_rx_log). */
+/*@ requires valid: tf_rx_valid(rx) && tf_rx_target_ok(rx);
+    requires state: rx->state == TF__RX_LEN || rx->state == TF__RX_BODY;
+    requires io: tf_io_read_ok(io);
+    requires out: \valid(msg) && \valid(r) && \valid(os_err);
+    requires sep: \separated(rx, io, msg, r, os_err);
+    requires target_sep: rx->state == TF__RX_BODY ==>
+               \separated(rx->target + (0 .. rx->cap - 1), io, msg, r, os_err);
+    requires log: tf_rx_log(rx, s0, g0);
+    assigns rx->got, rx->len, rx->state, rx->target, rx->cap, rx->err, rx->os_err, rx->hdr[0 .. 3],
+            rx->target[0 .. rx->cap - 1], *msg, *r, *os_err, tf_wire_in_len,
+            tf_wire_in[tf_wire_in_len .. 1099511627775], tf_io_last, tf_io_last_os_err;
+    ensures valid: tf_rx_valid(rx) && tf_rx_target_ok(rx);
+    ensures answer: *r == tf_io_last && *os_err == tf_io_last_os_err;
+    ensures quiet: *r <= 0 ==>
+              rx->state == \old(rx->state) && rx->got == \old(rx->got) &&
+              rx->target == \old(rx->target) && rx->cap == \old(rx->cap) &&
+              rx->len == \old(rx->len) && tf_rx_log(rx, s0, g0);
+    ensures error: *r > 0 ==> (\result == TF_ERROR <==> rx->state == TF__RX_FAILED);
+    ensures reason: *r > 0 && \result == TF_ERROR ==>
+              (rx->err == TF_ERR_TOO_LARGE &&
+               tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) > rx->max_len) ||
+              (rx->err == TF_ERR_INVALID_ARGUMENT && *r > \old(tf_rx_want(rx)));
+    ensures done: *r > 0 && \result == TF_DONE ==>
+              msg->len == tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) &&
+              msg->len <= rx->max_len && rx->state == TF__RX_LEN && rx->got == 0 &&
+              (msg->len == 0 ==> msg->data == \null) &&
+              (msg->len > 0 ==> \old(rx->state) == TF__RX_BODY && msg->data == \old(rx->target));
+    ensures done_prefix: *r > 0 && \result == TF_DONE && s0 == TF__RX_LEN ==>
+              tf_wire_in_len == (4 - g0) + msg->len &&
+              (\forall integer k; 0 <= k < 4 - g0 ==> rx->hdr[g0 + k] == tf_wire_in[k]);
+    ensures done_payload: *r > 0 && \result == TF_DONE && s0 == TF__RX_LEN ==>
+              tf_wire_in_at(msg->data, msg->len, 4 - g0);
+    ensures done_target: *r > 0 && \result == TF_DONE && s0 == TF__RX_TARGET ==>
+              tf_wire_in_len == msg->len &&
+              \forall integer k; 0 <= k < msg->len ==> msg->data[k] == tf_wire_in[k];
+    ensures done_body: *r > 0 && \result == TF_DONE && s0 == TF__RX_BODY ==>
+              tf_wire_in_len == msg->len - g0 &&
+              \forall integer k; 0 <= k < msg->len - g0 ==> msg->data[g0 + k] == tf_wire_in[k];
+    ensures again: *r > 0 && \result == TF_AGAIN ==>
+              (\old(rx->state) == TF__RX_LEN &&
+               ((rx->state == TF__RX_LEN && rx->got > \old(rx->got)) ||
+                rx->state == TF__RX_TARGET)) ||
+              (\old(rx->state) == TF__RX_BODY && rx->state == TF__RX_BODY &&
+               rx->got > \old(rx->got) && rx->len == \old(rx->len) &&
+               rx->target == \old(rx->target) && rx->cap == \old(rx->cap));
+    ensures again_log: *r > 0 && \result == TF_AGAIN ==> tf_rx_log(rx, s0, g0);
+*/
+static tf_step rx_read_step(tf_rx *rx, const tf_io *io, tf_msg *msg, long *r, int *os_err)
+    /*@ ghost (int s0, size_t g0) */
+{
+    /* Stepping stones for the prover (the log before the read, one state at a time). */
+    /*@ assert pre_len: rx->state == TF__RX_LEN ==>
+          s0 == TF__RX_LEN && g0 <= rx->got && tf_wire_in_len == rx->got - g0 &&
+          \forall integer k; 0 <= k < rx->got - g0 ==> tf_wire_in[k] == rx->hdr[g0 + k]; */
+    /*@ assert pre_hdr: rx->state == TF__RX_BODY && s0 == TF__RX_LEN ==>
+          \forall integer k; 0 <= k < 4 - g0 ==> tf_wire_in[k] == rx->hdr[g0 + k]; */
+    /*@ assert pre_body: rx->state == TF__RX_BODY ==> 0 <= tf_rx_h(s0, g0) <= 4 && tf_rx_b(s0, g0) <= rx->got &&
+          tf_wire_in_len == tf_rx_h(s0, g0) + (rx->got - tf_rx_b(s0, g0)) &&
+          \forall integer k; tf_rx_b(s0, g0) <= k < rx->got ==>
+            tf_wire_in[tf_rx_h(s0, g0) + (k - tf_rx_b(s0, g0))] == rx->target[k]; */
+    uint8_t *dst;
+    size_t want = tf_rx_next(rx, &dst);
+    //@ assert room: tf_wire_in_len + want <= 1099511627776;
+    //@ ghost size_t n0 = tf_wire_in_len;
+    //@ calls tf_io_read_model;
+    *r = io->read(io->ctx, dst, want, os_err);
+    /*@ assert rx_kept: rx->state == \at(rx->state, Pre) && rx->got == \at(rx->got, Pre) &&
+          rx->target == \at(rx->target, Pre) && rx->cap == \at(rx->cap, Pre) &&
+          rx->len == \at(rx->len, Pre) && rx->err == \at(rx->err, Pre) &&
+          rx->os_err == \at(rx->os_err, Pre) && rx->max_len == \at(rx->max_len, Pre); */
+    //@ assert old_log: \forall integer k; 0 <= k < n0 ==> tf_wire_in[k] == \at(tf_wire_in[k], Pre);
+    /*@ assert len_kept: rx->state == TF__RX_LEN ==>
+          \forall integer k; 0 <= k < rx->got - g0 ==> tf_wire_in[k] == rx->hdr[g0 + k]; */
+    /*@ assert hdr_kept: rx->state == TF__RX_BODY && s0 == TF__RX_LEN ==>
+          \forall integer k; 0 <= k < 4 - g0 ==> tf_wire_in[k] == rx->hdr[g0 + k]; */
+    /*@ assert target_kept: rx->state == TF__RX_BODY ==>
+          \forall integer k; 0 <= k < rx->got ==> rx->target[k] == \at(rx->target[k], Pre); */
+    /*@ assert wire_kept: rx->state == TF__RX_BODY ==>
+          \forall integer k; tf_rx_b(s0, g0) <= k < rx->got ==>
+            tf_wire_in[tf_rx_h(s0, g0) + (k - tf_rx_b(s0, g0))] ==
+            \at(tf_wire_in[tf_rx_h(s0, g0) + (k - tf_rx_b(s0, g0))], Pre); */
+    /*@ assert body_kept: rx->state == TF__RX_BODY ==>
+          \forall integer k; tf_rx_b(s0, g0) <= k < rx->got ==>
+            tf_wire_in[tf_rx_h(s0, g0) + (k - tf_rx_b(s0, g0))] == rx->target[k]; */
+    /*@ assert read: 0 < *r <= want ==> tf_wire_in_len == n0 + *r &&
+          \forall integer j; 0 <= j < *r ==> tf_wire_in[n0 + j] == dst[j]; */
+    //@ assert none: !(0 < *r <= want) ==> tf_wire_in_len == n0;
+    //@ assert valid_kept: tf_rx_valid(rx) && tf_rx_target_ok(rx);
+    //@ assert quiet_log: !(0 < *r <= want) ==> tf_rx_log(rx, s0, g0);
+    /*@ assert grown_len: 0 < *r <= want && rx->state == TF__RX_LEN ==>
+          tf_wire_in_len == rx->got + *r - g0 &&
+          \forall integer k; 0 <= k < rx->got + *r - g0 ==> tf_wire_in[k] == rx->hdr[g0 + k]; */
+    /*@ assert grown_body: 0 < *r <= want && rx->state == TF__RX_BODY ==>
+          tf_wire_in_len == tf_rx_h(s0, g0) + (rx->got + *r - tf_rx_b(s0, g0)) &&
+          \forall integer k; tf_rx_b(s0, g0) <= k < rx->got + *r ==>
+            tf_wire_in[tf_rx_h(s0, g0) + (k - tf_rx_b(s0, g0))] == rx->target[k]; */
+    //@ assert grown: 0 < *r <= want ==> tf_rx_log_grown(rx, s0, g0, *r);
+    if (*r <= 0)
+        return TF_AGAIN;
+    //@ assert want_now: want == tf_rx_want(rx);
+    /*@ assert payload_after_prefix: *r <= tf_rx_want(rx) && rx->state == TF__RX_BODY && s0 == TF__RX_LEN ==>
+          \forall integer k; 0 <= k < rx->got + *r ==> rx->target[k] == tf_wire_in[4 - g0 + k]; */
+    tf_step st = tf_rx_advance(rx, (size_t)*r, msg);
+    //@ assert done_log: st == TF_DONE ==> tf_rx_log_done(msg, rx, s0, g0);
+    return st;
+}
+
 /*@ requires valid: tf_rx_valid(rx) && tf_rx_target_ok(rx);
     requires io: tf_io_read_ok(io);
     requires sink: tf_sink_ok(sink);
@@ -381,6 +492,20 @@ static tf_step rx_obtain_target(tf_rx *rx, const tf_sink *sink)
       ensures again: \result == TF_AGAIN ==>
                 (rx->state == TF__RX_LEN || rx->state == TF__RX_BODY) &&
                 (tf_io_last == TF_IO_AGAIN || tf_io_last == TF_IO_INTR);
+      ensures wire_prefix: \result == TF_DONE && \old(rx->state) == TF__RX_LEN ==>
+                tf_wire_in_len == (4 - \old(rx->got)) + msg->len &&
+                (\forall integer k; 0 <= k < 4 - \old(rx->got) ==>
+                   rx->hdr[\old(rx->got) + k] == tf_wire_in[k]);
+      ensures wire_payload: \result == TF_DONE && \old(rx->state) == TF__RX_LEN ==>
+                tf_wire_in_at(msg->data, msg->len, 4 - \old(rx->got));
+      ensures wire_target: \result == TF_DONE && \old(rx->state) == TF__RX_TARGET ==>
+                tf_wire_in_len == msg->len &&
+                \forall integer k; 0 <= k < msg->len ==> msg->data[k] == tf_wire_in[k];
+      ensures wire_body: \result == TF_DONE && \old(rx->state) == TF__RX_BODY ==>
+                tf_wire_in_len == msg->len - \old(rx->got) &&
+                \forall integer k; 0 <= k < msg->len - \old(rx->got) ==>
+                  msg->data[\old(rx->got) + k] == tf_wire_in[k];
+      ensures wire_again: \result == TF_AGAIN ==> tf_rx_log(rx, \old(rx->state), \old(rx->got));
       ensures reason: \result == TF_ERROR ==>
                 (rx->err == TF_ERR_TOO_LARGE &&
                  tf_be32(rx->hdr[0], rx->hdr[1], rx->hdr[2], rx->hdr[3]) > rx->max_len) ||
@@ -404,13 +529,15 @@ tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg)
     if (rx->state == TF__RX_FAILED)
         return TF_ERROR;
     unsigned intr = 0;
-    uint8_t *dst;
-    size_t want;
     int os_err;
     tf_err err, eof;
     long r;
     tf_step st;
+    /*@ ghost int s0 = rx->state;
+        size_t g0 = rx->got;
+        tf_wire_in_len = 0; */
     /*@ loop invariant tf_rx_valid(rx) && tf_rx_target_ok(rx) && rx->state != TF__RX_FAILED;
+        loop invariant log: tf_rx_log(rx, s0, g0);
         loop invariant tf_rx_try_sep(rx, io, sink, msg);
         loop invariant intr < TF_MAX_INTR;
         loop invariant rx->state == TF__RX_BODY ==>
@@ -421,7 +548,7 @@ tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg)
            \subset(rx->target + (0 .. rx->cap - 1), &tf_heap_model[0 .. 1099511627775]));
         loop assigns *rx, *msg, sink->buf[0 .. sink->cap - 1],
                      \at(rx->target, Pre)[0 .. \at(rx->cap, Pre) - 1], tf_heap_model[0 .. 1099511627775],
-                     intr, dst, want, os_err, err, eof, r, st, tf_wire_in_len,
+                     intr, os_err, err, eof, r, st, tf_wire_in_len,
                      tf_wire_in[0 .. 1099511627775], tf_io_last, tf_io_last_os_err, tf_alloc_last;
         loop variant (rx->state == TF__RX_LEN ? 4294967301 - rx->got :
                       rx->state == TF__RX_TARGET ? 4294967296 : rx->len - rx->got)
@@ -434,13 +561,10 @@ tf_step tf_rx_try(tf_rx *rx, const tf_io *io, const tf_sink *sink, tf_msg *msg)
             //@ assert target: rx->state == TF__RX_BODY && rx->got == 0 && rx->len < 4294967296;
             continue;
         }
-        want = tf_rx_next(rx, &dst);
         os_err = 0;
         err = TF_OK;
-        //@ calls tf_io_read_model;
-        r = io->read(io->ctx, dst, want, &os_err);
+        st = rx_read_step(rx, io, msg, &r, &os_err) /*@ ghost (s0, g0) */;
         if (r > 0) {
-            st = tf_rx_advance(rx, (size_t)r, msg);
             if (st != TF_AGAIN)
                 return st;
             /*@ assert progress:

@@ -109,6 +109,48 @@
       i == 0 ? 0x55 : i == 1 ? 0x4E : i == 2 ? 0x49 : 0x46;
 */
 
+/*@ // The read side of tf_rx_try. A call that began in state s0 with got g0 reads first the rest
+    // of the length prefix (tf_rx_h = 4 - g0 bytes if it began in LEN, else none), then payload
+    // bytes from offset tf_rx_b (g0 if it began in BODY, else 0) of the target.
+    logic integer tf_rx_h(integer s0, integer g0) = s0 == TF__RX_LEN ? 4 - g0 : 0;
+    logic integer tf_rx_b(integer s0, integer g0) = s0 == TF__RX_BODY ? g0 : 0;
+    // The first n bytes of this call's log are the prefix bytes hdr[g0 .. g0 + n).
+    predicate tf_rx_log_hdr{L}(tf_rx *rx, integer g0, integer n) =
+      \forall integer k; 0 <= k < n ==> tf_wire_in[k] == rx->hdr[g0 + k];
+    // After its h prefix bytes, the log holds exactly the payload bytes t[b .. got).
+    predicate tf_rx_log_body{L}(uint8_t *t, integer h, integer b, integer got) =
+      b <= got && tf_wire_in_len == h + (got - b) &&
+      \forall integer k; b <= k < got ==> tf_wire_in[h + (k - b)] == t[k];
+    // Between the reads of a tf_rx_try that began in (s0, g0), the log is what the receiver
+    // stored: the prefix bytes while in LEN or once the prefix is complete, then the payload.
+    predicate tf_rx_log{L}(tf_rx *rx, integer s0, integer g0) =
+      ((s0 == TF__RX_LEN && g0 < 4) || (s0 == TF__RX_TARGET && g0 == 0) || s0 == TF__RX_BODY) &&
+      (rx->state == TF__RX_LEN ==>
+         s0 == TF__RX_LEN && g0 <= rx->got && tf_wire_in_len == rx->got - g0 &&
+         tf_rx_log_hdr(rx, g0, rx->got - g0)) &&
+      (rx->state != TF__RX_LEN && s0 == TF__RX_LEN ==> tf_rx_log_hdr(rx, g0, 4 - g0)) &&
+      (rx->state == TF__RX_TARGET ==> s0 != TF__RX_BODY && tf_wire_in_len == tf_rx_h(s0, g0)) &&
+      (rx->state == TF__RX_BODY ==>
+         tf_rx_log_body(rx->target, tf_rx_h(s0, g0), tf_rx_b(s0, g0), rx->got));
+    // The n bytes at d are the log's bytes from index h on.
+    predicate tf_wire_in_at{L}(uint8_t *d, integer n, integer h) =
+      \forall integer k; 0 <= k < n ==> d[k] == tf_wire_in[h + k];
+    // tf_rx_log as it will be once n more bytes of the current unit (LEN or BODY) are stored.
+    predicate tf_rx_log_grown{L}(tf_rx *rx, integer s0, integer g0, integer n) =
+      (rx->state == TF__RX_LEN ==>
+         s0 == TF__RX_LEN && g0 <= rx->got && tf_wire_in_len == rx->got + n - g0 &&
+         tf_rx_log_hdr(rx, g0, rx->got + n - g0)) &&
+      (rx->state == TF__RX_BODY ==>
+         (s0 == TF__RX_LEN ==> tf_rx_log_hdr(rx, g0, 4 - g0)) &&
+         ((s0 == TF__RX_LEN && g0 < 4) || (s0 == TF__RX_TARGET && g0 == 0) || s0 == TF__RX_BODY) &&
+         tf_rx_log_body(rx->target, tf_rx_h(s0, g0), tf_rx_b(s0, g0), rx->got + n));
+    // The log of a tf_rx_try that began in (s0, g0) and delivered msg: the rest of the prefix,
+    // then the payload bytes from offset tf_rx_b(s0, g0) to its end.
+    predicate tf_rx_log_done{L}(tf_msg *msg, tf_rx *rx, integer s0, integer g0) =
+      (s0 == TF__RX_LEN ==> tf_rx_log_hdr(rx, g0, 4 - g0)) &&
+      tf_rx_log_body(msg->data, tf_rx_h(s0, g0), tf_rx_b(s0, g0), msg->len);
+*/
+
 /* The callback models: the I/O contract of tf_io and tf_sink (proto.h). They bound what a
  * callback may write; they promise nothing about what it returns, so the proof covers the
  * defensive checks of contract-breaking answers too. What they add to the ghost wire is what the

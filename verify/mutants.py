@@ -116,6 +116,20 @@ MUTANTS = [
     ("rx-span-cap+1", "proto/rx.c", "rx_obtain_target",
      [("tf_rx_set_target(rx, sink->buf, sink->cap)", "tf_rx_set_target(rx, sink->buf, sink->cap + 1)")],
      "tf_rx_try claims one byte more of the caller's span than it has"),
+    # Caught only by the read side of the ghost wire (what tf_rx_try / tf_hs_try read is where
+    # they say it is): the older contracts speak of states, lengths and pointers, not bytes.
+    ("rx-read-one-off", "proto/rx.c", "rx_read_step",
+     [("    *r = io->read(io->ctx, dst, want, os_err);\n",
+       "    *r = io->read(io->ctx, dst + (want > 1), want - (want > 1), os_err);\n")],
+     "tf_rx_try stores the bytes it reads one position off (prefix and payload)"),
+    ("rx-payload-at-start", "proto/rx.c", "rx_read_step",
+     [("    *r = io->read(io->ctx, dst, want, os_err);\n",
+       "    *r = io->read(io->ctx, rx->state == TF__RX_BODY ? rx->target : dst, want, os_err);\n")],
+     "tf_rx_try reads every piece of a payload into the start of the target"),
+    ("hs-checks-stale-byte", "proto/hs.c", "hs_read_once",
+     [("    r = io->read(io->ctx, in, want, &os_err);\n",
+       "    r = io->read(io->ctx, in + (want > 1), want - (want > 1), &os_err);\n")],
+     "the handshake stores the peer's bytes one position off and checks a stale byte"),
 ]
 
 
@@ -142,6 +156,9 @@ HINTS = {
     "tx-os-err-dropped": ["-wp-prop", "reason"],
     "rx-eof-as-io": ["-wp-prop", "reason"],
     "hs-wants-swapped": ["-wp-prop", "bits"],
+    "rx-read-one-off": ["-wp-prop", "read"],
+    "rx-payload-at-start": ["-wp-prop", "read"],
+    "hs-checks-stale-byte": ["-wp-prop", "peer"],
 }
 
 

@@ -28,7 +28,7 @@ cache=${WP_CACHE:-update} cachedir=${WP_CACHE_DIR:-$PWD/verify/cache}
 mkdir -p "$cachedir"
 # Verdicts are by prover steps, not wall-clock time (TOOLCHAIN.md): a goal proves or fails the
 # same way on an idle or a loaded machine. CVC4 counts its resource units (--rlimit) and stops at
-# WP_STEPS; the slowest goal here takes ~352k. Smoke tests get the same step budget, so a smoke
+# WP_STEPS; the slowest goal here takes ~532k. Smoke tests get the same step budget, so a smoke
 # test that "passes" has searched as hard for an inconsistency as a proof searches for a proof.
 # The wall-clock timeouts are a safety net only, generous enough never to decide a goal that
 # would end within its steps, even on a loaded machine.

@@ -111,7 +111,8 @@ TF_API tf_step tf_hs_received(tf_hs *hs, size_t n);
 
 /* Drive both halves over |io| (which needs read and write). Reads are tried even while the
  * write would block, so two peers over small buffers cannot deadlock. Writes send only our
- * magic bytes not yet sent (proved: verify/README.md).
+ * magic bytes not yet sent, and the peer bytes checked are exactly the bytes the reads
+ * delivered (proved: verify/README.md).
  * Returns:
  *   DONE    magic sent and the peer's magic checked (also on a handshake already done)
  *   AGAIN   the I/O would block, or TF_MAX_INTR interrupted answers in a row: call again
@@ -261,7 +262,8 @@ TF_API tf_err tf_rx_set_target(tf_rx *rx, uint8_t *buf, size_t cap);
  * when a target is wanted or the receiver failed. */
 TF_API tf_step tf_rx_feed(tf_rx *rx, const uint8_t *in, size_t len, size_t *used, tf_msg *msg);
 
-/* Receive one message over io->read into |sink|.
+/* Receive one message over io->read into |sink|. The payload delivered is exactly the bytes read
+ * after the length prefix (proved: verify/README.md).
  * Returns:
  *   DONE    *msg is the message: data is NULL for an empty one, else the sink's span, the
  *           buffer the allocation hook returned, or the target given before this call; the
