@@ -190,9 +190,13 @@ static int hs_write_once(tf_hs *hs, const tf_io *io)
     int os_err = 0;
     tf_err err = TF_OK;
     long r;
+    //@ assert magic_out: \forall integer k; 0 <= k < want ==> out[k] == tf_magic_byte(hs->sent + k);
     //@ calls tf_io_write_model;
     r = io->write(io->ctx, &iov, 1, &os_err);
     //@ assert kept: tf_hs_valid(hs) && hs->state == TF__HS_RUNNING;
+    /*@ assert sent_magic: 0 < r <= want ==>
+          \forall integer j; \at(tf_wire_out_len, Pre) <= j < tf_wire_out_len ==>
+            tf_wire_out[j] == tf_magic_byte(\at(hs->sent, Pre) + (j - \at(tf_wire_out_len, Pre))); */
     if (r > 0)
         return tf_hs_sent(hs, (size_t)r) == TF_ERROR ? HS_FAILED : HS_MOVED;
     int a = tf__io_answer(r, hs->got == 0 ? TF_ERR_CLOSED : TF_ERR_TRUNCATED, &err);

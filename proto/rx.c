@@ -412,6 +412,9 @@ static tf_step rx_read_step(tf_rx *rx, const tf_io *io, tf_msg *msg, long *r, in
           \forall integer k; 0 <= k < rx->got - g0 ==> tf_wire_in[k] == rx->hdr[g0 + k]; */
     /*@ assert pre_hdr: rx->state == TF__RX_BODY && s0 == TF__RX_LEN ==>
           \forall integer k; 0 <= k < 4 - g0 ==> tf_wire_in[k] == rx->hdr[g0 + k]; */
+    /*@ assert pre_body_j: rx->state == TF__RX_BODY ==>
+          \forall integer j; tf_rx_h(s0, g0) <= j < tf_wire_in_len ==>
+            tf_wire_in[j] == rx->target[tf_rx_b(s0, g0) + (j - tf_rx_h(s0, g0))]; */
     /*@ assert pre_body: rx->state == TF__RX_BODY ==> 0 <= tf_rx_h(s0, g0) <= 4 && tf_rx_b(s0, g0) <= rx->got &&
           tf_wire_in_len == tf_rx_h(s0, g0) + (rx->got - tf_rx_b(s0, g0)) &&
           \forall integer k; tf_rx_b(s0, g0) <= k < rx->got ==>
@@ -419,7 +422,7 @@ static tf_step rx_read_step(tf_rx *rx, const tf_io *io, tf_msg *msg, long *r, in
     uint8_t *dst;
     size_t want = tf_rx_next(rx, &dst);
     //@ assert room: tf_wire_in_len + want <= 1099511627776;
-    //@ ghost size_t n0 = tf_wire_in_len;
+    //@ ghost unsigned long long n0 = tf_wire_in_len;
     //@ calls tf_io_read_model;
     *r = io->read(io->ctx, dst, want, os_err);
     /*@ assert rx_kept: rx->state == \at(rx->state, Pre) && rx->got == \at(rx->got, Pre) &&
@@ -437,6 +440,9 @@ static tf_step rx_read_step(tf_rx *rx, const tf_io *io, tf_msg *msg, long *r, in
           \forall integer k; tf_rx_b(s0, g0) <= k < rx->got ==>
             tf_wire_in[tf_rx_h(s0, g0) + (k - tf_rx_b(s0, g0))] ==
             \at(tf_wire_in[tf_rx_h(s0, g0) + (k - tf_rx_b(s0, g0))], Pre); */
+    /*@ assert body_kept_j: rx->state == TF__RX_BODY ==>
+          \forall integer j; tf_rx_h(s0, g0) <= j < n0 ==>
+            tf_wire_in[j] == rx->target[tf_rx_b(s0, g0) + (j - tf_rx_h(s0, g0))]; */
     /*@ assert body_kept: rx->state == TF__RX_BODY ==>
           \forall integer k; tf_rx_b(s0, g0) <= k < rx->got ==>
             tf_wire_in[tf_rx_h(s0, g0) + (k - tf_rx_b(s0, g0))] == rx->target[k]; */

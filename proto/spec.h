@@ -39,7 +39,7 @@
       \valid(tx) &&
       (tx->state == TF__TX_IDLE || tx->state == TF__TX_SENDING || tx->state == TF__TX_FAILED) &&
       (tx->state == TF__TX_SENDING ==>
-         tx->len <= tx->max_len && tx->done < 4 + tx->len &&
+         tx->len <= tx->max_len && tx->len <= SIZE_MAX - 4 && tx->done < 4 + tx->len &&
          tf_be32(tx->hdr[0], tx->hdr[1], tx->hdr[2], tx->hdr[3]) == tx->len) &&
       (tx->state == TF__TX_FAILED ==> tf_proto_err(tx->err)) &&
       (tx->state != TF__TX_FAILED ==> tx->err == TF_OK && tx->os_err == 0);
@@ -92,9 +92,9 @@
  * stored) and the last buffer the allocation hook returned are kept too. The try-steps' contracts
  * state their output and their error reasons in terms of these. */
 /*@ ghost extern uint8_t tf_wire_out[1099511627776]; */
-/*@ ghost extern size_t tf_wire_out_len; */
+/*@ ghost extern unsigned long long tf_wire_out_len; */
 /*@ ghost extern uint8_t tf_wire_in[1099511627776]; */
-/*@ ghost extern size_t tf_wire_in_len; */
+/*@ ghost extern unsigned long long tf_wire_in_len; */
 /*@ ghost extern long tf_io_last; */
 /*@ ghost extern int tf_io_last_os_err; */
 /*@ ghost extern uint8_t *tf_alloc_last; */

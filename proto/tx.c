@@ -45,15 +45,17 @@ static tf_step tx_fail(tf_tx *tx, tf_err err, int os_err)
       assigns \nothing;
       ensures \result == TF_ERR_BAD_STATE;
     behavior too_large:
-      assumes tx->state == TF__TX_IDLE && len > tx->max_len;
+      assumes tx->state == TF__TX_IDLE && (len > tx->max_len || len > SIZE_MAX - 4);
       assigns \nothing;
       ensures \result == TF_ERR_TOO_LARGE;
     behavior no_payload:
-      assumes tx->state == TF__TX_IDLE && len <= tx->max_len && payload == \null && len > 0;
+      assumes tx->state == TF__TX_IDLE && len <= tx->max_len && len <= SIZE_MAX - 4 &&
+              payload == \null && len > 0;
       assigns \nothing;
       ensures \result == TF_ERR_INVALID_ARGUMENT;
     behavior start:
-      assumes tx->state == TF__TX_IDLE && len <= tx->max_len && (payload != \null || len == 0);
+      assumes tx->state == TF__TX_IDLE && len <= tx->max_len && len <= SIZE_MAX - 4 &&
+              (payload != \null || len == 0);
       ensures \result == TF_OK && tx->state == TF__TX_SENDING && tx->done == 0;
       ensures tx->payload == payload && tx->len == len;
       ensures header: tf_be32(tx->hdr[0], tx->hdr[1], tx->hdr[2], tx->hdr[3]) == len;
@@ -70,6 +72,11 @@ tf_err tf_tx_begin(tf_tx *tx, const uint8_t *payload, size_t len)
     /* SPEC 5.2: refused before a byte is emitted, so the stream stays in step. */
     if (len > tx->max_len)
         return TF_ERR_TOO_LARGE;
+#if SIZE_MAX - 4 < UINT32_MAX
+    /* Only with a size_t narrower than 33 bits: the frame size 4 + len must not wrap. */
+    if (len > SIZE_MAX - TF_HDR_LEN)
+        return TF_ERR_TOO_LARGE;
+#endif
     if (payload == NULL && len > 0)
         return TF_ERR_INVALID_ARGUMENT;
     tf_be32_put(tx->hdr, (uint32_t)len);
