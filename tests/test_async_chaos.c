@@ -212,7 +212,6 @@ typedef struct slot {
     int npend;
     uint32_t last_seq_loop;       /* loop thread: last delivered peer seq */
     atomic_int got[64];           /* deliveries per peer seq */
-    bool order_broken_ok;         /* a receive accepted after the close (dropped data) */
     atomic_bool wr_set;
 } slot;
 
@@ -301,10 +300,40 @@ static const char *reason_unexplained(slot *s, tf_err e)
     }
 }
 
+/* Return values per call over the whole test (TF_TEST_CHAOS_VERBOSE=1 prints them). */
+enum { NCALLS = 12, NRC = 128 };
+static const char *tally_name[NCALLS];
+static atomic_long tally_n[NCALLS][NRC];
+
+static void tally(const char *call, tf_err rc)
+{
+    int k = 0;
+    pthread_mutex_lock(&vmu);
+    while (k < NCALLS && tally_name[k] && strcmp(tally_name[k], call) != 0)
+        k++;
+    if (k < NCALLS && !tally_name[k])
+        tally_name[k] = call;
+    pthread_mutex_unlock(&vmu);
+    if (k < NCALLS && (int)rc >= 0 && (int)rc < NRC)
+        atomic_fetch_add(&tally_n[k][rc], 1);
+}
+
+static void tally_print(void)
+{
+    for (int k = 0; k < NCALLS && tally_name[k]; k++) {
+        fprintf(stderr, "chaos: %-12s", tally_name[k]);
+        for (int e = 0; e < NRC; e++)
+            if (atomic_load(&tally_n[k][e]))
+                fprintf(stderr, " %s %ld", tf_err_name((tf_err)e), atomic_load(&tally_n[k][e]));
+        fprintf(stderr, "\n");
+    }
+}
+
 /* A call's return value: TF_OK, one of |extra| (terminated by TF_OK), or a poison reason the
  * context explains. */
 static void check_ret(slot *s, const char *call, tf_err rc, const tf_err *extra)
 {
+    tally(call, rc);
     if (rc == TF_OK)
         return;
     for (const tf_err *x = extra; x && *x != TF_OK; x++)
@@ -655,6 +684,7 @@ static void op_send(slot *s, int sub, uint64_t *g)
         }
     }
     if (rc == TF_OK) {
+        tally("send", rc);
         if (len > MAX_SEND)
             violation("conn %d: a send of %zu bytes over max_send_len was accepted", s->idx, len);
         accepted(r);
@@ -681,8 +711,6 @@ static void op_recv(slot *s, int sub, uint64_t *g, bool alloc)
     r->fut = fut;
     r->timeout = timeout;
     r->after_close = atomic_load(&s->close_called);
-    if (r->after_close)
-        s->order_broken_ok = true;
     if (!alloc) {
         uint32_t pick = rndn(g, 100);
         r->len = pick < 3 ? rndn(g, 64) : pick < 50 ? 4096 : 8192;
@@ -708,6 +736,7 @@ static void op_recv(slot *s, int sub, uint64_t *g, bool alloc)
         rc = fut ? tf_async_conn_recv(s->c, r->buf, r->len, to, &fu)
                  : tf_async_conn_recv_op(s->c, &r->op, r->buf, r->len, to, op_cb, r);
     if (rc == TF_OK) {
+        tally(alloc ? "recv_alloc" : "recv", rc);
         accepted(r);
         if (fu)
             register_future(r, fu);
@@ -749,6 +778,7 @@ static void op_close(slot *s, int sub)
     tf_future *fu = NULL;
     tf_err rc = tf_async_conn_close(s->c, &fu);
     if (rc == TF_OK) {
+        tally("close", rc);
         if (atomic_exchange(&s->close_accepted, true))
             violation("conn %d: a second close accepted", s->idx);
         accepted(r);
@@ -854,7 +884,7 @@ static void one_op(int sub, uint64_t *g, int from_conn)
     int ci = (int)rndn(g, NCONN);
     slot *s = &R.s[ci];
     uint32_t w = rndn(g, 1000);
-    if (w < 8 || (w < 14 && sub == SUB_LOOP)) {
+    if (w < 3 || (w < 6 && sub == SUB_LOOP)) {
         /* free: from a user thread, or from the loop's callbacks (of this connection or of
          * another one) */
         (void)from_conn;
@@ -873,13 +903,13 @@ static void one_op(int sub, uint64_t *g, int from_conn)
         op_stream(s, true);
     else if (w < 700)
         op_stream(s, false);
-    else if (w < 720)
+    else if (w < 706)
         op_close(s, sub);
     else if (w < 780)
         op_small(s, 0, g);
     else if (w < 900)
         op_small(s, 1, g);
-    else if (w < 990)
+    else if (w < 996)
         op_small(s, 2, g);
     else
         op_small(s, 3, g);
@@ -905,7 +935,7 @@ static void *user_main(void *arg)
     uint64_t g = mix(R.seed * 131u + (uint64_t)sub + 1u);
     while (atomic_load(&R.ops_left) > 0) {
         one_op(sub, &g, -1);
-        if (chance(&g, 100))
+        if (chance(&g, 300))
             sched_yield();
     }
     return NULL;
@@ -1380,6 +1410,8 @@ static void test_async_chaos_rounds(void **state)
            run, (unsigned long long)base, total, run ? total / run : 0, total_acc,
            (unsigned long long)(tf__perturb_count() - pert0), failed);
     fflush(stdout);
+    if (env_u64("TF_TEST_CHAOS_VERBOSE", 0))
+        tally_print();
     assert_int_equal(failed, 0);
 }
 
