@@ -1000,7 +1000,7 @@ static tf_err hand_over_locked(tf_async_conn *c, tf_async_op *op)
 /* The refusals every submission shares (under c->mu). */
 static tf_err refusal_locked(const tf_async_conn *c)
 {
-    if (c->freeing)
+    if (c->freeing || c->aborted)
         return TF_ERR_CANCELLED;
     tf_err e = poison_of(c);
     if (e != TF_OK)
@@ -1340,6 +1340,9 @@ tf_err tf_async_conn_abort(tf_async_conn *c)
 {
     if (!c)
         return TF_ERR_INVALID_ARGUMENT;
+    pthread_mutex_lock(&c->mu);
+    c->aborted = true; /* from this return on, submissions fail with CANCELLED */
+    pthread_mutex_unlock(&c->mu);
     conn_ref(c);
     tf_err rc = tf_evb_dispatch_inline(c->evb, abort_task, c);
     if (rc != TF_OK)
@@ -1535,6 +1538,12 @@ tf_err tf_async_conn_peer(const tf_async_conn *c, char *buf, size_t len)
         return TF_ERR_BUFFER_TOO_SMALL;
     memcpy(buf, c->peer, n + 1);
     return TF_OK;
+}
+
+size_t tf__async_conn_held(const tf_async_conn *c, size_t *cap)
+{
+    *cap = c->hold_cap;
+    return c->hold_len;
 }
 
 tf_evb *tf_async_conn_evb(const tf_async_conn *c)

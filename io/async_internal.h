@@ -37,6 +37,7 @@ struct tf_async_conn {
     pthread_mutex_t mu;
     bool closing;                /* tf_async_conn_close accepted */
     bool freeing;                /* tf_async_conn_free called */
+    bool aborted;                /* tf_async_conn_abort called */
     bool stream_on;              /* message-stream mode (as last set by tf_async_conn_stream) */
     bool wr_wanted;              /* a send was refused with BUSY since the last writable call */
     bool inbox_queued;           /* an inbox task is dispatched and has not taken the inbox */
@@ -88,6 +89,10 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__asy
 
 /* tf_async_conn_free as a tf_dtor: the destructor of futures that carry a connection. */
 void tf__async_conn_dtor(void *p);
+
+/* Test introspection (loop thread only): bytes held for no receiver yet, and the size of the
+ * buffer that holds them (0: none allocated). */
+size_t tf__async_conn_held(const tf_async_conn *c, size_t *cap);
 
 /* Test introspection (any thread): accept4 calls the server made so far. */
 uint64_t tf__async_server_accept_calls(const tf_async_server *s);
