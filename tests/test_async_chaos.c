@@ -50,6 +50,8 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "internal.h"
@@ -1516,6 +1518,72 @@ static void test_repro_close_in_stop_drain(void **state)
     assert_int_equal(ce, TF_ERR_SHUTDOWN);
 }
 
+
+/* Wait until the other end of the socketpair |raw| has read everything we wrote (SIOCOUTQ on a
+ * UNIX stream socket: bytes the peer has not read yet). Bounded by the watchdog. */
+static void wait_read_by_conn(int raw)
+{
+    for (;;) {
+        int q = 0;
+        assert_int_equal(ioctl(raw, SIOCOUTQ, &q), 0);
+        if (q == 0)
+            return;
+        sched_yield();
+        tio_tick();
+    }
+}
+
+/* Finding 4: while the close lingers with nobody reading, the connection drops whatever it reads
+ * -- at byte granularity, so a frame cut by a read loses its first part. A receive submitted
+ * afterwards (allowed while lingering) then decodes the rest of that frame as a new length
+ * prefix: TOO_LARGE (or a garbage message), and the close future, whose flush had succeeded,
+ * reports TOO_LARGE. Either whole frames are dropped or the receive gets the next whole frame;
+ * the close future is OK, TIMEOUT or a flush failure (async.h). */
+static void test_repro_linger_drop_cuts_frame(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    int raw;
+    tf_tcp_config cfg;
+    tf_tcp_config_init(&cfg);
+    cfg.handshake = 0;
+    cfg.linger_ms = 60000;
+    tf_async_conn *c = tu_pair_raw(&f, &cfg, &raw);
+    tf_future *cf = NULL;
+    assert_int_equal(tf_async_conn_close(c, &cf), TF_OK);
+    uint8_t eof;
+    assert_int_equal(read(raw, &eof, 1), 0); /* our side's SHUT_WR: lingering now */
+    /* the first half of a 100-byte frame, while nobody wants a message: dropped */
+    uint8_t half[4 + 50];
+    memset(half, 0xFF, sizeof half);
+    put32(half, 100);
+    assert_true(tu_write_all(raw, half, sizeof half));
+    wait_read_by_conn(raw);
+    tf_future *rf = NULL;
+    assert_int_equal(tf_async_conn_recv_alloc(c, -1, &rf), TF_OK);
+    /* the frame's second half (0xFF bytes), then a whole frame "xyz" */
+    uint8_t rest[50 + 4 + 3];
+    memset(rest, 0xFF, 50);
+    put32(rest + 50, 3);
+    memcpy(rest + 54, "xyz", 3);
+    assert_true(tu_write_all(raw, rest, sizeof rest));
+    size_t len = 0;
+    void *msg = NULL;
+    tf_err re = tu_fut_result(rf, &len, &msg);
+    close(raw); /* the peer closes: the linger ends */
+    tf_err ce = tu_fut_result(cf, NULL, NULL);
+    tf_async_conn_free(c);
+    tu_fx_end(&f);
+    bool whole = re == TF_OK && len == 3 && memcmp(msg, "xyz", 3) == 0;
+    bool kept = re == TF_OK && len == 100; /* the frame was kept whole instead */
+    free(msg);
+    if (!whole && !kept)
+        fail_msg("the receive after the linger's drop got %s (%zu bytes); close %s",
+                 tf_err_name(re), len, tf_err_name(ce));
+    assert_int_equal(ce, TF_OK);
+}
+
 /* ---------------------------------------------------------------- the tests */
 
 static void put_u64(char *buf, size_t *n, uint64_t v)
@@ -1632,6 +1700,7 @@ int main(void)
         TIO_TEST(test_repro_inbox_batch_order),
         TIO_TEST(test_repro_free_in_callback_batch),
         TIO_TEST(test_repro_close_in_stop_drain),
+        TIO_TEST(test_repro_linger_drop_cuts_frame),
         TIO_TEST(test_async_chaos_rounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
