@@ -891,7 +891,7 @@ static void one_op(int sub, uint64_t *g, int from_conn)
     int ci = (int)rndn(g, NCONN);
     slot *s = &R.s[ci];
     uint32_t w = rndn(g, 1000);
-    if (w < 3 || (w < 6 && sub == SUB_LOOP)) {
+    if (w < 2 || (w < 5 && sub == SUB_LOOP)) {
         /* free: from a user thread, or from the loop's callbacks (of this connection or of
          * another one) */
         (void)from_conn;
@@ -1235,7 +1235,7 @@ static long run_round(uint64_t seed, unsigned permille)
     R.loop_rng = mix(seed ^ 0x100);
     long ops = chaos_ops();
     atomic_store(&R.ops_left, ops);
-    R.stop_at = (long)rndn(&g, (uint32_t)(ops + ops / 3));
+    R.stop_at = ops / 3 + (long)rndn(&g, (uint32_t)(ops + ops / 6)); /* half the rounds: never */
     tf__perturb_set(seed, permille);
     R.fds0 = tu_fd_count();
 
@@ -1706,7 +1706,7 @@ static void test_async_chaos_rounds(void **state)
     sigaction(SIGALRM, &sa, NULL);
 
     uint64_t base = env_u64("TF_TEST_SEED", 20);
-    long rounds = tio_iters("TF_TEST_CHAOS_ROUNDS", 24, 3, 6);
+    long rounds = tio_iters("TF_TEST_CHAOS_ROUNDS", 300, 3, 6);
     bool keep_going = env_u64("TF_TEST_CHAOS_KEEP_GOING", 0) != 0;
     /* the perturbation rate: TF_TEST_CHAOS_PERMILLE, else 0, 20, 100 per mille by round */
     const char *pe = getenv("TF_TEST_CHAOS_PERMILLE");
