@@ -54,7 +54,7 @@
 
 /* Operation kinds: the user's three, and the items the inbox also carries (library-owned
  * records: buf holds the callback, promise the close's). */
-enum { OP_SEND = 1, OP_RECV = 2, OP_RECV_ALLOC = 3, OP_STREAM, OP_WRITABLE, OP_CLOSE };
+enum { OP_SEND = 1, OP_RECV = 2, OP_RECV_ALLOC = 3, OP_STREAM, OP_WRITABLE, OP_ON_END, OP_CLOSE };
 /* Connection phases (loop thread). */
 enum { PH_NEW, PH_HANDSHAKE, PH_OPEN, PH_FLUSH, PH_LINGER, PH_DONE };
 
@@ -162,6 +162,12 @@ static bool failed(const tf_async_conn *c)
     return c->dead || poison_of(c) != TF_OK;
 }
 
+/* The receive direction's end (CLOSED after the peer's clean EOF), TF_OK while open. */
+static tf_err rx_end_of(const tf_async_conn *c)
+{
+    return (tf_err)atomic_load_explicit(&c->rx_err, memory_order_acquire);
+}
+
 /* ---------------------------------------------------------------- fd interest */
 
 static void on_fd(tf_evb *evb, int fd, unsigned events, void *arg);
@@ -184,7 +190,7 @@ static void set_interest(tf_async_conn *c, unsigned want)
 
 static bool reader_wanted(const tf_async_conn *c)
 {
-    return c->rq_head || c->stream_cb || c->phase == PH_LINGER;
+    return rx_end_of(c) == TF_OK && (c->rq_head || c->stream_cb || c->phase == PH_LINGER);
 }
 
 static void update_interest(tf_async_conn *c)
@@ -326,6 +332,32 @@ static void rx_unbind(tf_async_conn *c)
     c->rx_stream = false;
 }
 
+/* The end notification, once, for a connection that is over and not freed (loop thread). */
+static void tell_end(tf_async_conn *c)
+{
+    if (!c->end_cb || c->end_told || c->dead || poison_of(c) == TF_OK)
+        return;
+    c->end_told = true;
+    int os = 0;
+    tf_err e = tf_async_conn_error(c, &os);
+    c->end_cb(c, e, os, c->end_arg);
+}
+
+/* The peer's clean EOF between messages: the receive direction ends (pending receives and the
+ * stream with CLOSED); sends go on (SPEC 9.7, "Half-close"). */
+static void rx_close(tf_async_conn *c)
+{
+    atomic_store_explicit(&c->rx_err, (int)TF_ERR_CLOSED, memory_order_release);
+    tf_async_op *op;
+    while ((op = queue_pop(&c->rq_head, &c->rq_tail)) != NULL)
+        op_done(c, op, TF_ERR_CLOSED, 0, NULL, 0);
+    if (c->stream_cb) {
+        tf_async_msg_cb cb = c->stream_cb;
+        c->stream_cb = NULL;
+        cb(c, TF_ERR_CLOSED, 0, NULL, 0, c->stream_arg);
+    }
+}
+
 void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
 {
     if (poison_of(c) != TF_OK)
@@ -369,6 +401,7 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
         tf_promise_fail(p, err, os_err);
         tf_promise_free(p);
     }
+    tell_end(c);
 }
 
 /* Close the socket now (loop thread; after it stopped watching it). */
@@ -408,6 +441,7 @@ static bool hs_step(tf_async_conn *c)
 /* ---------------------------------------------------------------- writing */
 
 static void linger_timeout(tf_evb *evb, void *arg);
+static void finish_close(tf_async_conn *c, tf_err result, tf_err reason);
 
 /* Flush done: shut our side down and wait for the peer's close. */
 static void start_linger(tf_async_conn *c)
@@ -422,6 +456,10 @@ static void start_linger(tf_async_conn *c)
         return;
     }
     c->phase = PH_LINGER;
+    if (rx_end_of(c) != TF_OK) {
+        finish_close(c, TF_OK, rx_end_of(c)); /* the peer's EOF came first: nothing to wait for */
+        return;
+    }
     if (c->cfg.linger_ms >= 0 &&
         tf_evb_timer_after(c->evb, (uint64_t)c->cfg.linger_ms, linger_timeout, c,
                            &c->linger_timer) != TF_OK)
@@ -778,6 +816,8 @@ static void on_eof(tf_async_conn *c)
     tf_err why = clean ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
     if (c->phase == PH_LINGER)
         finish_close(c, TF_OK, why); /* our flush succeeded whatever the peer's last frame */
+    else if (clean)
+        rx_close(c); /* a half-close: what we still send goes on */
     else
         tf__async_fail(c, why, 0);
 }
@@ -916,6 +956,10 @@ static void submit_local(tf_async_conn *c, tf_async_op *op)
         op_done(c, op, e, os, NULL, 0);
         return;
     }
+    if (op->kind != OP_SEND && rx_end_of(c) != TF_OK) {
+        op_done(c, op, rx_end_of(c), 0, NULL, 0);
+        return;
+    }
     if (op->kind == OP_SEND)
         queue_push(&c->sq_head, &c->sq_tail, op);
     else
@@ -948,7 +992,7 @@ static void run_admitted(tf_async_conn *c, tf_async_op *op)
     case OP_CLOSE:
         close_local(c, op->promise);
         break;
-    default: /* OP_STREAM, OP_WRITABLE */
+    default: /* OP_STREAM, OP_WRITABLE, OP_ON_END */
         apply_setting(c, op->kind, (void *)op->buf, op->arg);
         break;
     }
@@ -1032,6 +1076,8 @@ static tf_err admit_locked(tf_async_conn *c, int kind, size_t len)
         c->sq_msgs = m;
         return TF_OK;
     }
+    if (rx_end_of(c) != TF_OK)
+        return rx_end_of(c);
     if (c->stream_on)
         return TF_ERR_BAD_STATE;
     if (c->rq_ops + 1u > (size_t)c->cfg.recv_queue_ops)
@@ -1173,12 +1219,22 @@ static void apply_setting(tf_async_conn *c, int kind, void *cb, void *arg)
         writable_check(c);
         return;
     }
+    if (kind == OP_ON_END) {
+        c->end_cb = (tf_async_end_cb)(uintptr_t)cb;
+        c->end_arg = arg;
+        c->end_told = false; /* a new callback hears of the end once too */
+        tell_end(c);         /* over already: at once */
+        return;
+    }
     c->stream_cb = (tf_async_msg_cb)(uintptr_t)cb;
     c->stream_arg = arg;
-    if (c->stream_cb && failed(c)) {
-        /* Poisoned before the stream started: it ends at once, with the reason. */
+    if (c->stream_cb && (failed(c) || rx_end_of(c) != TF_OK)) {
+        /* Poisoned (or the receive direction ended) before the stream started: it ends at
+         * once, with the reason. */
         int os = 0;
         tf_err e = c->dead ? TF_ERR_CANCELLED : tf_async_conn_error(c, &os);
+        if (e == TF_OK)
+            e = rx_end_of(c);
         tf_async_msg_cb scb = c->stream_cb;
         c->stream_cb = NULL;
         scb(c, e, os, NULL, 0, c->stream_arg);
@@ -1231,6 +1287,8 @@ static tf_err admit_item(tf_async_conn *c, int kind, void *cb, void *arg, tf_pro
 static tf_err stream_check(tf_async_conn *c, void *cb)
 {
     tf_err e = refusal_locked(c);
+    if (e == TF_OK && cb && rx_end_of(c) != TF_OK)
+        e = rx_end_of(c);
     if (e == TF_OK && cb && (c->stream_on || c->rq_ops > 0))
         e = TF_ERR_BAD_STATE;
     return e;
@@ -1254,6 +1312,13 @@ tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb cb, void
     if (!c)
         return TF_ERR_INVALID_ARGUMENT;
     return admit_item(c, OP_WRITABLE, (void *)(uintptr_t)cb, arg, NULL, NULL, NULL);
+}
+
+tf_err tf_async_conn_on_end(tf_async_conn *c, tf_async_end_cb cb, void *arg)
+{
+    if (!c)
+        return TF_ERR_INVALID_ARGUMENT;
+    return admit_item(c, OP_ON_END, (void *)(uintptr_t)cb, arg, NULL, NULL, NULL);
 }
 
 /* The close, on the loop thread, after every send admitted before it was queued. */

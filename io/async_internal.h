@@ -3,6 +3,7 @@
 #ifndef TCPFRAME_IO_ASYNC_INTERNAL_H
 #define TCPFRAME_IO_ASYNC_INTERNAL_H
 
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -30,6 +31,8 @@ struct tf_async_conn {
     atomic_uint refs;            /* owner 1 + one per task queued on the loop */
     _Atomic int err;             /* poison reason (tf_err), 0 while healthy */
     _Atomic int os_err;
+    _Atomic int rx_err;          /* the receive direction's end (CLOSED after a clean EOF; SPEC
+                                  * 9.7 "Half-close"), 0 while open; sends go on */
     /* The admission point (under mu, any thread): one lock decides every submission, counts it
      * and hands it to the loop, so "accepted" (the call returned TF_OK) and "the loop will see
      * it" are one step. Sends, receives, settings and close queue on the inbox in admission
@@ -78,6 +81,9 @@ struct tf_async_conn {
     void *stream_arg;
     tf_async_writable_cb wr_cb;
     void *wr_arg;
+    tf_async_end_cb end_cb;      /* the end notification (tf_async_conn_on_end) */
+    void *end_arg;
+    bool end_told;               /* it ran (once) */
     tf_promise *close_promise;
 };
 

@@ -26,9 +26,15 @@
  * thread's order; from several threads, the order in which the loop took them.
  *
  * Poison. A protocol error (a length over max_recv_len, BUFFER_TOO_SMALL) or an I/O failure
- * (incl. the peer's close: CLOSED between messages, TRUNCATED inside one) fails the connection
- * for good: the socket is shut down, every queued operation fails with the reason (and os_err),
- * later submissions fail at once. A TIMEOUT poisons only if a byte of that frame had moved.
+ * (incl. the peer's close inside a frame: TRUNCATED) fails the connection for good: the socket
+ * is shut down, every queued operation fails with the reason (and os_err), later submissions
+ * fail at once. A TIMEOUT poisons only if a byte of that frame had moved.
+ *
+ * Half-close. The peer's clean EOF between messages ends the receive direction only: pending and
+ * later receives fail with CLOSED, the stream ends with CLOSED, but queued and later sends go on
+ * until the write side itself fails (EPIPE, a reset: IO) or the connection is closed -- so a
+ * peer that sends its requests, shuts down its write side and reads the replies gets every one.
+ * tf_async_conn_error stays TF_OK meanwhile; a close afterwards flushes and succeeds at once.
  *
  * Lifetime. tf_async_conn_free may be called from any thread, with operations in flight, and
  * from inside the connection's own callbacks: every pending operation completes exactly once
@@ -97,6 +103,15 @@ typedef void (*tf_async_msg_cb)(tf_async_conn *c, tf_err err, int os_err, const 
  * drained to cfg->send_low_water bytes or below. */
 typedef void (*tf_async_writable_cb)(tf_async_conn *c, void *arg);
 
+/* The end notification: called once on the loop thread when the connection is over -- it
+ * failed (I/O error, reset, protocol error, TRUNCATED, a TIMEOUT that poisoned, NOMEM), was
+ * aborted (CANCELLED), its close finished (CLOSED, TRUNCATED or TIMEOUT: see
+ * tf_async_conn_close) or its loop stopped (SHUTDOWN) -- after every pending operation has
+ * completed with that reason. Never after tf_async_conn_free was called, and never for a
+ * half-close (the peer's clean EOF: SPEC 9.7), which ends only the receive direction. It may free
+ * the connection. */
+typedef void (*tf_async_end_cb)(tf_async_conn *c, tf_err err, int os_err, void *arg);
+
 /* ---------------------------------------------------------------- connection */
 
 /* Take over a connected stream socket |fd| on |evb| (e.g. a socketpair end, or a socket
@@ -162,6 +177,16 @@ TF_API tf_err tf_async_conn_stream(tf_async_conn *c, tf_async_msg_cb cb, void *a
 /* The writable callback (see tf_async_writable_cb); NULL removes it. TF_OK; INVALID_ARGUMENT;
  * SHUTDOWN. */
 TF_API tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb cb, void *arg);
+
+/* The end notification (see tf_async_end_cb); NULL removes it. Set on a connection that is over
+ * already, it runs at once (on the loop thread) with the reason. A connection that waits for
+ * nothing (a paused stream, a full send queue waiting for the writable callback) learns of its
+ * failure only through this.
+ *   TF_OK
+ *   TF_ERR_SHUTDOWN          the loop is stopping (it runs with SHUTDOWN if set before)
+ *   TF_ERR_NOMEM             off the loop thread, no memory for the hand-off
+ *   TF_ERR_INVALID_ARGUMENT  c NULL */
+TF_API tf_err tf_async_conn_on_end(tf_async_conn *c, tf_async_end_cb cb, void *arg);
 
 /* Graceful close: no new sends (BAD_STATE); the send queue is flushed, then our side is shut
  * down (SHUT_WR), then the connection waits up to cfg->linger_ms for the peer to close (pending
