@@ -1387,19 +1387,20 @@ static tf_async_conn *of_base(tf_conn *b)
     return (tf_async_conn *)(void *)b;
 }
 
-static tf_err g_send(tf_conn *b, const void *buf, size_t len, tf_future **out)
+static tf_err g_send(tf_conn *b, const void *buf, size_t len, int64_t timeout_ms,
+                     tf_future **out)
 {
-    return tf_async_conn_send(of_base(b), buf, len, -1, out);
+    return tf_async_conn_send(of_base(b), buf, len, timeout_ms, out);
 }
 
-static tf_err g_recv(tf_conn *b, void *buf, size_t cap, tf_future **out)
+static tf_err g_recv(tf_conn *b, void *buf, size_t cap, int64_t timeout_ms, tf_future **out)
 {
-    return tf_async_conn_recv(of_base(b), buf, cap, -1, out);
+    return tf_async_conn_recv(of_base(b), buf, cap, timeout_ms, out);
 }
 
-static tf_err g_recv_alloc(tf_conn *b, tf_future **out)
+static tf_err g_recv_alloc(tf_conn *b, int64_t timeout_ms, tf_future **out)
 {
-    return tf_async_conn_recv_alloc(of_base(b), -1, out);
+    return tf_async_conn_recv_alloc(of_base(b), timeout_ms, out);
 }
 
 static tf_err g_close(tf_conn *b, tf_future **out)

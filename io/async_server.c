@@ -305,26 +305,32 @@ tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out)
     return TF_OK;
 }
 
-tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_config *cfg,
-                            tf_errmsg *msg)
+/* init and init_fd: |given| < 0 binds |addr|; else |given| is taken over (closed on failure). */
+static tf_err init(tf_async_server *s, const char *addr, int given, const tf_tcp_config *cfg,
+                   tf_errmsg *msg)
 {
-    tf__errmsg_clear(msg);
-    if (!s || !addr)
-        return TF_ERR_INVALID_ARGUMENT;
     int st = atomic_load_explicit(&s->state, memory_order_acquire);
-    if (st == SV_SHUT || tf__evb_stopping(s->evb))
-        return TF_ERR_SHUTDOWN;
-    if (st != SV_NEW) {
+    tf_err rc = TF_OK;
+    if (st == SV_SHUT || tf__evb_stopping(s->evb)) {
+        rc = TF_ERR_SHUTDOWN;
+    } else if (st != SV_NEW) {
         tf__errmsg(msg, "server already listening on %s", s->addr);
-        return TF_ERR_BAD_STATE;
+        rc = TF_ERR_BAD_STATE;
+    } else {
+        rc = tf__config_load(&s->cfg, cfg, msg);
     }
-    tf_err rc = tf__config_load(&s->cfg, cfg, msg);
-    if (rc != TF_OK)
-        return rc;
     int os = 0, fd = -1;
-    rc = tf__sock_listen(addr, &s->cfg, &fd, &os, msg);
-    if (rc != TF_OK)
+    if (rc == TF_OK && given >= 0) {
+        rc = tf__sock_listen_fd(given, &s->cfg, &os, msg);
+        fd = given;
+    } else if (rc == TF_OK) {
+        rc = tf__sock_listen(addr, &s->cfg, &fd, &os, msg);
+    }
+    if (rc != TF_OK) {
+        if (given >= 0)
+            close(given);
         return rc;
+    }
     int exp = SV_NEW;
     if (!atomic_compare_exchange_strong_explicit(&s->state, &exp, SV_LISTENING,
                                                  memory_order_acq_rel, memory_order_acquire)) {
@@ -345,6 +351,28 @@ tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_c
         return rc;
     }
     return TF_OK;
+}
+
+tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_config *cfg,
+                            tf_errmsg *msg)
+{
+    tf__errmsg_clear(msg);
+    if (!s || !addr)
+        return TF_ERR_INVALID_ARGUMENT;
+    return init(s, addr, -1, cfg, msg);
+}
+
+tf_err tf_async_server_init_fd(tf_async_server *s, int fd, const tf_tcp_config *cfg,
+                               tf_errmsg *msg)
+{
+    tf__errmsg_clear(msg);
+    if (!s || fd < 0) {
+        tf__errmsg(msg, "server init: %s", s ? "fd < 0" : "the server is NULL");
+        if (fd >= 0)
+            close(fd);
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    return init(s, NULL, fd, cfg, msg);
 }
 
 void tf_async_server_on_accept(tf_async_server *s, tf_async_accept_cb cb, void *arg)

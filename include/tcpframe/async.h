@@ -213,6 +213,18 @@ TF_API tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out);
 TF_API tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_config *cfg,
                                    tf_errmsg *msg);
 
+/* As tf_async_server_init, on |fd|, a socket that is already bound and listening (inherited,
+ * passed by systemd socket activation, ...); taken over as by tf_sync_server_init_fd: the
+ * server owns fd from this call on and closes it at once if the call fails; non-blocking and
+ * close-on-exec; cfg's options applied; listen() again only with cfg->listen_backlog set.
+ *   TF_OK
+ *   TF_ERR_INVALID_ARGUMENT  s NULL, fd < 0, bad cfg (msg), or fd is not a listening IPv4/IPv6
+ *                            stream socket (msg says what it is instead)
+ *   TF_ERR_IO                fcntl, an option or listen() failed (msg names it)
+ *   TF_ERR_BAD_STATE         already initialised; TF_ERR_SHUTDOWN: server or loop shut */
+TF_API tf_err tf_async_server_init_fd(tf_async_server *s, int fd, const tf_tcp_config *cfg,
+                                      tf_errmsg *msg);
+
 /* Callbacks; set them before init (or from the loop thread). cb NULL removes one. */
 TF_API void tf_async_server_on_accept(tf_async_server *s, tf_async_accept_cb cb, void *arg);
 TF_API void tf_async_server_on_reject(tf_async_server *s, tf_async_reject_cb cb, void *arg);
