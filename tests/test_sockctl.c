@@ -401,6 +401,57 @@ static void test_sync_connect_with_local_addr(void **state)
     tf_sync_server_free(s);
 }
 
+/* The async client: local_addr and the hook go through the same socket path; the hook runs on
+ * the loop thread (tcp.h). */
+typedef struct loop_hook {
+    tf_evb *evb;
+    int calls;
+    bool on_loop;
+} loop_hook;
+
+static int loop_hook_fn(void *arg, int fd, int family, tf_sock_role role)
+{
+    (void)fd, (void)family;
+    loop_hook *h = arg;
+    h->calls++;
+    h->on_loop = tf_evb_in_loop_thread(h->evb) && role == TF_SOCK_CONNECT;
+    return 0;
+}
+
+static void test_async_client_local_addr_and_hook_on_loop(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    char addr[TF_ADDRSTR_LEN + 16];
+    tf_sync_server *s = tu_listen("127.0.0.1", NULL, addr, sizeof addr);
+    loop_hook h = {.evb = f.evb};
+    tf_tcp_config c;
+    tf_tcp_config_init(&c);
+    strcpy(c.local_addr, "127.0.0.4:0");
+    c.sock_cb = loop_hook_fn;
+    c.sock_cb_arg = &h;
+    tf_async_client *cl;
+    tf_errmsg m;
+    assert_int_equal(tf_async_client_new(f.evb, &c, &cl, &m), TF_OK);
+    tf_future *fu = NULL;
+    assert_int_equal(tf_async_client_connect(cl, addr, &fu, &m), TF_OK);
+    tf_sync_conn *srv = NULL;
+    assert_int_equal(tf_sync_server_accept(s, &srv, NULL, &m), TF_OK);
+    void *owned = NULL;
+    assert_int_equal(tu_fut_result(fu, NULL, &owned), TF_OK);
+    char peer[TF_ADDRSTR_LEN];
+    assert_int_equal(tf_sync_conn_peer(srv, peer, sizeof peer), TF_OK);
+    assert_true(strncmp(peer, "127.0.0.4:", 10) == 0);
+    assert_int_equal(h.calls, 1); /* read after the future: the loop wrote it before */
+    assert_true(h.on_loop);
+    tf_async_conn_free(owned);
+    tf_sync_conn_free(srv);
+    tf_async_client_free(cl);
+    tf_sync_server_free(s);
+    tu_fx_end(&f);
+}
+
 /* ---------------------------------------------------------------- servers on a given fd */
 
 static void test_sync_server_init_fd_serves_and_owns_fd(void **state)
@@ -569,6 +620,7 @@ int main(void)
         T(test_local_addr_is_the_peer_the_server_sees),
         T(test_local_addr_other_family_refused),
         T(test_sync_connect_with_local_addr),
+        T(test_async_client_local_addr_and_hook_on_loop),
         T(test_sync_server_init_fd_serves_and_owns_fd),
         T(test_server_init_fd_refuses_other_fds),
         T(test_async_server_init_fd_accepts),
