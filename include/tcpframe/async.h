@@ -213,10 +213,11 @@ TF_API tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out);
 TF_API tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_config *cfg,
                                    tf_errmsg *msg);
 
-/* As tf_async_server_init, on |fd|, a socket that is already bound and listening (inherited,
- * passed by systemd socket activation, ...); taken over as by tf_sync_server_init_fd: the
- * server owns fd from this call on and closes it at once if the call fails; non-blocking and
- * close-on-exec; cfg's options applied; listen() again only with cfg->listen_backlog set.
+/* Start the server on |fd|, a socket that is already bound and listening (inherited, passed
+ * by systemd socket activation, ...); otherwise as tf_async_server_init. fd is taken over as by
+ * tf_sync_server_init_fd: the server owns it from this call on and closes it at once if the
+ * call fails; non-blocking and close-on-exec; cfg's options applied; listen() again only with
+ * cfg->listen_backlog set.
  *   TF_OK
  *   TF_ERR_INVALID_ARGUMENT  s NULL, fd < 0, bad cfg (msg), or fd is not a listening IPv4/IPv6
  *                            stream socket (msg says what it is instead)

@@ -56,13 +56,14 @@ TF_API tf_err tf_conn_close(tf_conn *c, tf_future **out);
  * the OS error number of an IO failure, else 0. */
 TF_API tf_err tf_conn_error(const tf_conn *c, int *os_err);
 
-/* As tf_conn_send, tf_conn_recv and tf_conn_recv_alloc (which wait without a deadline), with
- * a deadline of |timeout_ms| milliseconds for this operation: -1 none, 0..INT_MAX. When it
- * passes first, the future fails with TF_ERR_TIMEOUT, with the rules of the connection's mode
- * (a timeout before any byte of the frame moved leaves the connection usable; after part of it
- * moved the connection is poisoned: sync.h, async.h). Sync: the call blocks at most that long
- * (0: only what can move at once) and returns a ready future. Async: the timer starts when the
- * loop takes the operation (0: TIMEOUT unless the loop's first try at it completes it).
+/* Send or receive with a deadline of its own: |timeout_ms| milliseconds (-1 none,
+ * 0..INT_MAX); otherwise as tf_conn_send, tf_conn_recv and tf_conn_recv_alloc, which wait
+ * without a deadline. When the deadline passes first, the future fails with TF_ERR_TIMEOUT,
+ * under the rules of the connection's mode (a timeout before any byte of the frame moved leaves
+ * the connection usable; after part of it moved the connection is poisoned: sync.h, async.h).
+ * Sync: the call blocks at most that long (0: only what can move at once) and returns a ready
+ * future. Async: the timer starts when the loop takes the operation (0: TIMEOUT unless the
+ * loop's first try at it completes it).
  *   TF_OK                    *out is the future; its error is the operation's outcome
  *   TF_ERR_INVALID_ARGUMENT  as the call without _for, or timeout_ms not -1..INT_MAX (*out NULL)
  *   TF_ERR_NOMEM             no future could be made (*out NULL)
