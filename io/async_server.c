@@ -362,8 +362,7 @@ tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_c
     return init(s, addr, -1, cfg, msg);
 }
 
-tf_err tf_async_server_init_fd(tf_async_server *s, int fd, const tf_tcp_config *cfg,
-                               tf_errmsg *msg)
+tf_err tf_async_server_init_fd(tf_async_server *s, int fd, const tf_tcp_config *cfg, tf_errmsg *msg)
 {
     tf__errmsg_clear(msg);
     if (!s || fd < 0) {

@@ -43,8 +43,7 @@ static void v4_any(tf_addr *a, uint16_t port)
 
 /* What the config asks of a new socket before bind / connect (SPEC 9.4): SO_BINDTODEVICE,
  * then the user's hook. 0, or an errno value with the failed step's name in *call. */
-static int prepare(int fd, int family, const tf_tcp_config *c, tf_sock_role role,
-                   const char **call)
+static int prepare(int fd, int family, const tf_tcp_config *c, tf_sock_role role, const char **call)
 {
     if (c->bind_device[0] != '\0') {
         socklen_t n = (socklen_t)strnlen(c->bind_device, sizeof c->bind_device);

@@ -152,8 +152,7 @@ tf_err tf_sync_server_init(tf_sync_server *s, const char *addr, const tf_tcp_con
     return init(s, addr, -1, cfg, msg);
 }
 
-tf_err tf_sync_server_init_fd(tf_sync_server *s, int fd, const tf_tcp_config *cfg,
-                              tf_errmsg *msg)
+tf_err tf_sync_server_init_fd(tf_sync_server *s, int fd, const tf_tcp_config *cfg, tf_errmsg *msg)
 {
     tf__errmsg_clear(msg);
     if (!s || fd < 0) {

@@ -148,14 +148,14 @@ static void defaults(tf_tcp_config *c)
 static tf_err check_strings(const tf_tcp_config *c, tf_errmsg *msg)
 {
     if (!memchr(c->bind_device, '\0', sizeof c->bind_device)) {
-        tf__errmsg(msg, "bad config: bind_device has no NUL in its %zu bytes (an interface name "
-                        "is at most %zu characters)",
+        tf__errmsg(msg,
+                   "bad config: bind_device has no NUL in its %zu bytes (an interface name "
+                   "is at most %zu characters)",
                    sizeof c->bind_device, sizeof c->bind_device - 1);
         return TF_ERR_INVALID_ARGUMENT;
     }
     if (!memchr(c->local_addr, '\0', sizeof c->local_addr)) {
-        tf__errmsg(msg, "bad config: local_addr has no NUL in its %zu bytes",
-                   sizeof c->local_addr);
+        tf__errmsg(msg, "bad config: local_addr has no NUL in its %zu bytes", sizeof c->local_addr);
         return TF_ERR_INVALID_ARGUMENT;
     }
     if (c->local_addr[0] != '\0') {
@@ -166,8 +166,10 @@ static tf_err check_strings(const tf_tcp_config *c, tf_errmsg *msg)
             return TF_ERR_INVALID_ARGUMENT;
         }
         if (!tf_addr_is_numeric(c->local_addr)) {
-            tf__errmsg(msg, "bad config: local_addr = \"%s\": must be a numeric address "
-                            "(no name resolution)", c->local_addr);
+            tf__errmsg(msg,
+                       "bad config: local_addr = \"%s\": must be a numeric address "
+                       "(no name resolution)",
+                       c->local_addr);
             return TF_ERR_INVALID_ARGUMENT;
         }
     }

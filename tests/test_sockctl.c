@@ -224,10 +224,10 @@ static void test_bind_device_unknown_fails_named(void **state)
 typedef struct hook_log {
     int calls, fd, family;
     tf_sock_role role;
-    int answer;       /* what the hook returns */
-    bool bound;       /* the socket had a local port when the hook ran */
-    bool connected;   /* ... or a peer */
-    int nodelay;      /* TCP_NODELAY as the hook saw it (the config's options come first) */
+    int answer;     /* what the hook returns */
+    bool bound;     /* the socket had a local port when the hook ran */
+    bool connected; /* ... or a peer */
+    int nodelay;    /* TCP_NODELAY as the hook saw it (the config's options come first) */
 } hook_log;
 
 static int hook(void *arg, int fd, int family, tf_sock_role role)
