@@ -54,7 +54,7 @@
 
 /* Operation kinds: the user's three, and the items the inbox also carries (library-owned
  * records: buf holds the callback, promise the close's). */
-enum { OP_SEND = 1, OP_RECV = 2, OP_RECV_ALLOC = 3, OP_STREAM, OP_WRITABLE, OP_CLOSE };
+enum { OP_SEND = 1, OP_RECV = 2, OP_RECV_ALLOC = 3, OP_STREAM, OP_WRITABLE, OP_ON_END, OP_CLOSE };
 /* Connection phases (loop thread). */
 enum { PH_NEW, PH_HANDSHAKE, PH_OPEN, PH_FLUSH, PH_LINGER, PH_DONE };
 
@@ -116,6 +116,7 @@ static void finalize(tf_async_conn *c);
 static void conn_unref(tf_async_conn *c)
 {
     if (atomic_fetch_sub_explicit(&c->refs, 1u, memory_order_acq_rel) == 1u) {
+        tf__mem_budget_unref(c->budget);
         pthread_mutex_destroy(&c->mu);
         free(c->hold);
         free(c->park);
@@ -162,6 +163,12 @@ static bool failed(const tf_async_conn *c)
     return c->dead || poison_of(c) != TF_OK;
 }
 
+/* The receive direction's end (CLOSED after the peer's clean EOF), TF_OK while open. */
+static tf_err rx_end_of(const tf_async_conn *c)
+{
+    return (tf_err)atomic_load_explicit(&c->rx_err, memory_order_acquire);
+}
+
 /* ---------------------------------------------------------------- fd interest */
 
 static void on_fd(tf_evb *evb, int fd, unsigned events, void *arg);
@@ -184,7 +191,8 @@ static void set_interest(tf_async_conn *c, unsigned want)
 
 static bool reader_wanted(const tf_async_conn *c)
 {
-    return c->rq_head || c->stream_cb || c->phase == PH_LINGER;
+    return rx_end_of(c) == TF_OK && !c->mem_wait &&
+           (c->rq_head || c->stream_cb || c->phase == PH_LINGER);
 }
 
 static void update_interest(tf_async_conn *c)
@@ -315,15 +323,195 @@ static void hold_release(tf_async_conn *c)
     c->hold_off = c->hold_len = c->hold_cap = 0;
 }
 
-/* The receive target bound to rx belongs to us (stream buffer, allocating receive): free it. */
+/* ---------------------------------------------------------------- receive memory */
+
+enum { GROW_MIN = 64 * 1024 }; /* a growing message's first allocation (if it is that long) */
+
+tf_err tf__mem_budget_new(size_t limit, tf__mem_budget **out)
+{
+    tf__mem_budget *b = tf__calloc(1, sizeof *b);
+    if (!b)
+        return TF_ERR_NOMEM;
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
+        free(b);
+        return TF_ERR_NOMEM;
+    }
+    b->limit = limit;
+    atomic_init(&b->refs, 1u);
+    *out = b;
+    return TF_OK;
+}
+
+void tf__mem_budget_unref(tf__mem_budget *b)
+{
+    if (b && atomic_fetch_sub_explicit(&b->refs, 1u, memory_order_acq_rel) == 1u) {
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+    }
+}
+
+void tf__mem_budget_use(tf__mem_budget *b, size_t *used, size_t *peak, uint64_t *waits)
+{
+    pthread_mutex_lock(&b->mu);
+    *used = b->used;
+    *peak = b->peak;
+    *waits = b->waits;
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* Take |n| more bytes of the budget (loop thread). False: it is spent and someone else holds
+ * the overdraft; the connection is then a waiter, woken (pumped) when memory frees. */
+static bool budget_take(tf_async_conn *c, size_t n)
+{
+    tf__mem_budget *b = c->budget;
+    if (!b)
+        return true;
+    pthread_mutex_lock(&b->mu);
+    bool ok = b->used + n <= b->limit || b->overdraft == c || b->overdraft == NULL;
+    if (ok) {
+        if (b->used + n > b->limit)
+            b->overdraft = c; /* past the limit, one at a time: the others wait for it */
+        b->used += n;
+        c->bheld += n;
+        if (b->used > b->peak)
+            b->peak = b->used;
+    } else {
+        b->waits++;
+        if (!c->bwaiting) {
+            c->bwaiting = true;
+            conn_ref(c);
+            c->bnext = b->waiters;
+            b->waiters = c;
+        }
+        c->mem_wait = true;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return ok;
+}
+
+static void pump(tf_async_conn *c);
+
+static void wake_task(void *arg)
+{
+    tf_async_conn *c = arg;
+    enter(c);
+    c->mem_wait = false;
+    pump(c);
+    leave(c);
+    conn_unref(c);
+}
+
+/* Give back what the connection holds, and stop waiting if it was (its loop thread, or the
+ * freeing thread after the loop stopped). Memory freed wakes every waiter on its own loop. */
+static void budget_give(tf_async_conn *c, bool leave_waiters)
+{
+    tf__mem_budget *b = c->budget;
+    if (!b)
+        return;
+    tf_async_conn *wake = NULL;
+    bool unref_self = false;
+    pthread_mutex_lock(&b->mu);
+    bool freed = c->bheld > 0 || b->overdraft == c;
+    b->used -= c->bheld;
+    c->bheld = 0;
+    if (b->overdraft == c)
+        b->overdraft = NULL;
+    if (leave_waiters && c->bwaiting) {
+        for (tf_async_conn **pp = &b->waiters; *pp; pp = &(*pp)->bnext) {
+            if (*pp == c) {
+                *pp = c->bnext;
+                break;
+            }
+        }
+        c->bwaiting = false;
+        unref_self = true;
+    }
+    if (freed) {
+        wake = b->waiters;
+        b->waiters = NULL;
+        for (tf_async_conn *w = wake; w; w = w->bnext)
+            w->bwaiting = false;
+    }
+    pthread_mutex_unlock(&b->mu);
+    while (wake) {
+        tf_async_conn *next = wake->bnext;
+        if (tf_evb_dispatch(wake->evb, wake_task, wake) != TF_OK)
+            conn_unref(wake); /* its loop is stopping: its stop hook fails it */
+        wake = next;
+    }
+    if (unref_self)
+        conn_unref(c); /* never the last: the caller holds one */
+}
+
+/* The growing message is dropped (failure, free). */
+static void grow_reset(tf_async_conn *c)
+{
+    free(c->gbuf);
+    c->gbuf = NULL;
+    c->growing = false;
+    c->gcap = c->glen = c->ggot = 0;
+    budget_give(c, false);
+}
+
+/* Room for |need| bytes in the growing message: at least need, doubling, at most its length.
+ * False: no memory (poisoned with NOMEM) or the budget is spent (c->mem_wait: woken later). */
+static bool grow_room(tf_async_conn *c, size_t need)
+{
+    if (need <= c->gcap)
+        return true;
+    size_t cap = c->gcap > need / 2 ? c->gcap * 2 : need;
+    if (cap < GROW_MIN)
+        cap = GROW_MIN;
+    if (cap > c->glen)
+        cap = c->glen;
+    if (!budget_take(c, cap - c->gcap))
+        return false;
+    uint8_t *p = tf__grow(c->gbuf, c->ggot, cap);
+    if (!p) {
+        tf__async_fail(c, TF_ERR_NOMEM, 0);
+        return false;
+    }
+    c->gbuf = p;
+    c->gcap = cap;
+    return true;
+}
+
+/* A span receive's target bound to rx is the caller's: only forget it. */
 static void rx_unbind(tf_async_conn *c)
 {
-    if (!c->rx_buf)
-        return;
-    if (c->rx_stream || (c->rq_head && c->rq_head->kind == OP_RECV_ALLOC))
-        free(c->rx_buf);
     c->rx_buf = NULL;
-    c->rx_stream = false;
+}
+
+/* A frame is under way: bound to rx (a span) or growing. */
+static bool frame_open(const tf_async_conn *c)
+{
+    return c->rx_buf || c->growing;
+}
+
+/* The end notification, once, for a connection that is over and not freed (loop thread). */
+static void tell_end(tf_async_conn *c)
+{
+    if (!c->end_cb || c->end_told || c->dead || poison_of(c) == TF_OK)
+        return;
+    c->end_told = true;
+    int os = 0;
+    tf_err e = tf_async_conn_error(c, &os);
+    c->end_cb(c, e, os, c->end_arg);
+}
+
+/* The peer's clean EOF between messages: the receive direction ends (pending receives and the
+ * stream with CLOSED); sends go on (SPEC 9.7, "Half-close"). */
+static void rx_close(tf_async_conn *c)
+{
+    atomic_store_explicit(&c->rx_err, (int)TF_ERR_CLOSED, memory_order_release);
+    tf_async_op *op;
+    while ((op = queue_pop(&c->rq_head, &c->rq_tail)) != NULL)
+        op_done(c, op, TF_ERR_CLOSED, 0, NULL, 0);
+    if (c->stream_cb) {
+        tf_async_msg_cb cb = c->stream_cb;
+        c->stream_cb = NULL;
+        cb(c, TF_ERR_CLOSED, 0, NULL, 0, c->stream_arg);
+    }
 }
 
 void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
@@ -339,6 +527,7 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
     tf__evb_timer_drop(&c->linger_timer);
     rx_unbind(c);
     tf_rx_abandon(&c->rx);
+    grow_reset(c);
     hold_release(c);
     free(c->park);
     c->park = NULL;
@@ -369,6 +558,7 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
         tf_promise_fail(p, err, os_err);
         tf_promise_free(p);
     }
+    tell_end(c);
 }
 
 /* Close the socket now (loop thread; after it stopped watching it). */
@@ -408,6 +598,7 @@ static bool hs_step(tf_async_conn *c)
 /* ---------------------------------------------------------------- writing */
 
 static void linger_timeout(tf_evb *evb, void *arg);
+static void finish_close(tf_async_conn *c, tf_err result, tf_err reason);
 
 /* Flush done: shut our side down and wait for the peer's close. */
 static void start_linger(tf_async_conn *c)
@@ -422,6 +613,10 @@ static void start_linger(tf_async_conn *c)
         return;
     }
     c->phase = PH_LINGER;
+    if (rx_end_of(c) != TF_OK) {
+        finish_close(c, TF_OK, rx_end_of(c)); /* the peer's EOF came first: nothing to wait for */
+        return;
+    }
     if (c->cfg.linger_ms >= 0 &&
         tf_evb_timer_after(c->evb, (uint64_t)c->cfg.linger_ms, linger_timeout, c,
                            &c->linger_timer) != TF_OK)
@@ -517,29 +712,42 @@ static void deliver_copy(tf_async_conn *c, const uint8_t *p, size_t len)
     op_done(c, op, TF_OK, 0, data, len);
 }
 
-/* Deliver the message rx completed in its bound target. */
+/* Deliver the message grown to its full length. */
+static void deliver_grown(tf_async_conn *c)
+{
+    uint8_t *buf = c->gbuf;
+    size_t len = c->glen;
+    bool stream = c->gstream;
+    c->gbuf = NULL;
+    c->growing = false;
+    c->gcap = c->glen = c->ggot = 0;
+    budget_give(c, false); /* handed on: no longer the connection's memory */
+    if (!stream) {
+        tf_async_op *op = queue_pop(&c->rq_head, &c->rq_tail); /* the allocating receive */
+        op_done(c, op, TF_OK, 0, buf, len);
+        return;
+    }
+    /* The frame was the stream's. It goes to the stream on now (never to a callback that was
+     * replaced or stopped meanwhile), else to the head receive, else it waits whole (parked)
+     * for whoever wants the next message. */
+    if (c->stream_cb) {
+        c->stream_cb(c, TF_OK, 0, buf, len, c->stream_arg);
+        free(buf);
+    } else if (c->rq_head) {
+        deliver_copy(c, buf, len);
+        free(buf);
+    } else {
+        c->park = buf;
+        c->park_len = len;
+        c->parked = true;
+    }
+}
+
+/* Deliver the message rx completed in its bound target (a span receive's). */
 static void deliver_bound(tf_async_conn *c, const tf_msg *msg)
 {
     uint8_t *buf = c->rx_buf;
     c->rx_buf = NULL;
-    if (c->rx_stream) {
-        /* The frame was bound for the stream. It goes to the stream on now (never to a callback
-         * that was replaced or stopped meanwhile), else to the head receive, else it waits whole
-         * (parked) for whoever wants the next message. */
-        c->rx_stream = false;
-        if (c->stream_cb) {
-            c->stream_cb(c, TF_OK, 0, msg->data, msg->len, c->stream_arg);
-            free(buf);
-        } else if (c->rq_head) {
-            deliver_copy(c, msg->data, msg->len);
-            free(buf);
-        } else {
-            c->park = buf;
-            c->park_len = msg->len;
-            c->parked = true;
-        }
-        return;
-    }
     if (!buf && c->stream_cb) {
         /* An empty frame whose prefix was cut between reads completes in rx without a target
          * ever bound: it is the stream's (there is no receive to pop). */
@@ -550,36 +758,53 @@ static void deliver_bound(tf_async_conn *c, const tf_msg *msg)
     op_done(c, op, TF_OK, 0, msg->data, msg->len);
 }
 
-/* Give rx the target for the frame whose prefix it decoded: the head receive's span or an
- * allocation of the exact length. False if nobody wants a message now, or on failure
- * (BUFFER_TOO_SMALL, NOMEM: poisoned). */
+/* The frame whose prefix rx decoded: a span receive binds rx to its span; the stream and an
+ * allocating receive grow a buffer of their own as the bytes arrive (never the declared length
+ * on the prefix alone), and rx waits for the next prefix. False if nobody wants a message now,
+ * or on failure (BUFFER_TOO_SMALL: poisoned). */
 static bool bind_target(tf_async_conn *c)
 {
     size_t len = 0;
     tf_rx_wants_target(&c->rx, &len);
-    uint8_t *buf;
-    size_t cap = len;
-    bool ours = true;
-    if (c->stream_cb) {
-        buf = tf__alloc(len);
-    } else if (c->rq_head) {
-        tf_async_op *op = c->rq_head;
-        ours = op->kind == OP_RECV_ALLOC;
-        buf = ours ? tf__malloc(len) : op->buf;
-        cap = ours ? len : op->len;
-    } else {
+    if (!c->stream_cb && !c->rq_head)
         return false;
+    if (c->stream_cb || c->rq_head->kind == OP_RECV_ALLOC) {
+        c->growing = true;
+        c->gstream = c->stream_cb != NULL;
+        c->glen = len;
+        c->ggot = c->gcap = 0;
+        tf_rx_init(&c->rx, c->cfg.max_recv_len); /* the prefix is used: the body is ours */
+        return true;
     }
-    tf_err e = tf_rx_set_target(&c->rx, buf, cap);
+    tf_async_op *op = c->rq_head;
+    tf_err e = tf_rx_set_target(&c->rx, op->buf, op->len);
     if (e != TF_OK) {
-        if (ours)
-            free(buf);
         tf__async_fail(c, e, 0);
         return false;
     }
-    c->rx_buf = buf;
-    c->rx_stream = c->stream_cb != NULL;
+    c->rx_buf = op->buf;
     return true;
+}
+
+/* Copy body bytes into the growing message; returns how many it took (0: waiting for memory,
+ * or poisoned). */
+static size_t grow_feed(tf_async_conn *c, const uint8_t *in, size_t n)
+{
+    size_t k = c->glen - c->ggot;
+    if (k > n)
+        k = n;
+    if (c->ggot + k > c->gcap && !grow_room(c, c->ggot + k)) {
+        if (failed(c))
+            return 0;
+        k = c->gcap - c->ggot; /* the budget is spent: fill what we have */
+    }
+    if (k) {
+        memcpy(c->gbuf + c->ggot, in, k);
+        c->ggot += k;
+    }
+    if (c->ggot == c->glen)
+        deliver_grown(c);
+    return k;
 }
 
 /* Hand the parked message to the consumer that now wants one (there must be one). */
@@ -597,15 +822,22 @@ static size_t consume(tf_async_conn *c, const uint8_t *in, size_t n)
 {
     size_t used = 0;
     while (used < n && !failed(c)) {
-        if (c->phase == PH_LINGER && !consumer(c) && !c->rx_buf)
+        if (c->phase == PH_LINGER && !consumer(c) && !frame_open(c))
             return n; /* closing: what nobody asked for is dropped */
+        if (c->growing) {
+            size_t k = grow_feed(c, in + used, n - used);
+            if (k == 0)
+                break;
+            used += k;
+            continue;
+        }
         if (c->parked) {
             if (!consumer(c))
                 break;
             unpark(c);
             continue;
         }
-        if (!c->rx_buf && !consumer(c))
+        if (!frame_open(c) && !consumer(c))
             break; /* keep the rest (even a cut prefix) until someone wants a message */
         if (!c->rx_buf && rx_at_boundary(&c->rx)) {
             const uint8_t *p = NULL;
@@ -621,8 +853,12 @@ static size_t consume(tf_async_conn *c, const uint8_t *in, size_t n)
                 break;
             }
         }
-        if (tf_rx_wants_target(&c->rx, NULL) && !bind_target(c))
-            break;
+        if (tf_rx_wants_target(&c->rx, NULL)) {
+            if (!bind_target(c))
+                break;
+            if (c->growing)
+                continue;
+        }
         size_t u = 0;
         tf_msg msg = {NULL, 0};
         tf_step st = tf_rx_feed(&c->rx, in + used, n - used, &u, &msg);
@@ -667,7 +903,7 @@ static void pump_later(tf_async_conn *c);
 static void do_read(tf_async_conn *c)
 {
     const size_t rbuf = (size_t)c->cfg.read_buffer;
-    while (!failed(c) && c->fd >= 0 && (reader_wanted(c) || c->rx_buf)) {
+    while (!failed(c) && c->fd >= 0 && !c->mem_wait && (reader_wanted(c) || frame_open(c))) {
         if (c->parked) {
             if (consumer(c)) {
                 unpark(c);
@@ -692,6 +928,33 @@ static void do_read(tf_async_conn *c)
         }
         if (c->drained)
             return; /* nothing new since the last short read: epoll will say when */
+        if (c->growing && c->glen - c->ggot >= rbuf / 2) {
+            /* A large rest is read straight into the growing buffer, which doubles as needed. */
+            size_t rest = c->glen - c->ggot;
+            if (c->gcap == c->ggot && !grow_room(c, c->ggot + (rest < rbuf ? rest : rbuf)))
+                return; /* no memory (poisoned), or the budget is spent (woken when it frees) */
+            size_t want = c->gcap - c->ggot;
+            ssize_t n = tf__sys_read(c->fd, c->gbuf + c->ggot, want);
+            if (n <= 0) {
+                if (n == 0)
+                    on_eof(c);
+                else if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    c->drained = true;
+                else if (errno != EINTR)
+                    tf__async_fail(c, TF_ERR_IO, errno);
+                if (n == 0 || errno != EINTR)
+                    return;
+                continue;
+            }
+            c->ggot += (size_t)n;
+            if (c->ggot == c->glen)
+                deliver_grown(c);
+            if ((size_t)n < want) {
+                c->drained = true;
+                return;
+            }
+            continue;
+        }
         uint8_t *dst = NULL;
         if (c->rx_buf) {
             size_t want = tf_rx_next(&c->rx, &dst);
@@ -774,10 +1037,12 @@ static void finish_close(tf_async_conn *c, tf_err result, tf_err reason)
 
 static void on_eof(tf_async_conn *c)
 {
-    bool clean = rx_at_boundary(&c->rx) && !c->rx_buf && c->hold_len == 0;
+    bool clean = rx_at_boundary(&c->rx) && !frame_open(c) && c->hold_len == 0;
     tf_err why = clean ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
     if (c->phase == PH_LINGER)
         finish_close(c, TF_OK, why); /* our flush succeeded whatever the peer's last frame */
+    else if (clean)
+        rx_close(c); /* a half-close: what we still send goes on */
     else
         tf__async_fail(c, why, 0);
 }
@@ -867,7 +1132,7 @@ static void op_timeout(tf_evb *evb, void *arg)
     op->timer = NULL;
     bool send = op->kind == OP_SEND;
     bool started = send ? op == c->sq_head && tf_tx_pending(&op->tx) < op->len + TF_HDR_LEN
-                        : op == c->rq_head && (c->rx_buf || !rx_at_boundary(&c->rx));
+                        : op == c->rq_head && (frame_open(c) || !rx_at_boundary(&c->rx));
     if (started) {
         tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* part of its frame moved: out of step */
     } else {
@@ -916,6 +1181,10 @@ static void submit_local(tf_async_conn *c, tf_async_op *op)
         op_done(c, op, e, os, NULL, 0);
         return;
     }
+    if (op->kind != OP_SEND && rx_end_of(c) != TF_OK) {
+        op_done(c, op, rx_end_of(c), 0, NULL, 0);
+        return;
+    }
     if (op->kind == OP_SEND)
         queue_push(&c->sq_head, &c->sq_tail, op);
     else
@@ -948,7 +1217,7 @@ static void run_admitted(tf_async_conn *c, tf_async_op *op)
     case OP_CLOSE:
         close_local(c, op->promise);
         break;
-    default: /* OP_STREAM, OP_WRITABLE */
+    default: /* OP_STREAM, OP_WRITABLE, OP_ON_END */
         apply_setting(c, op->kind, (void *)op->buf, op->arg);
         break;
     }
@@ -1032,6 +1301,8 @@ static tf_err admit_locked(tf_async_conn *c, int kind, size_t len)
         c->sq_msgs = m;
         return TF_OK;
     }
+    if (rx_end_of(c) != TF_OK)
+        return rx_end_of(c);
     if (c->stream_on)
         return TF_ERR_BAD_STATE;
     if (c->rq_ops + 1u > (size_t)c->cfg.recv_queue_ops)
@@ -1173,12 +1444,22 @@ static void apply_setting(tf_async_conn *c, int kind, void *cb, void *arg)
         writable_check(c);
         return;
     }
+    if (kind == OP_ON_END) {
+        c->end_cb = (tf_async_end_cb)(uintptr_t)cb;
+        c->end_arg = arg;
+        c->end_told = false; /* a new callback hears of the end once too */
+        tell_end(c);         /* over already: at once */
+        return;
+    }
     c->stream_cb = (tf_async_msg_cb)(uintptr_t)cb;
     c->stream_arg = arg;
-    if (c->stream_cb && failed(c)) {
-        /* Poisoned before the stream started: it ends at once, with the reason. */
+    if (c->stream_cb && (failed(c) || rx_end_of(c) != TF_OK)) {
+        /* Poisoned (or the receive direction ended) before the stream started: it ends at
+         * once, with the reason. */
         int os = 0;
         tf_err e = c->dead ? TF_ERR_CANCELLED : tf_async_conn_error(c, &os);
+        if (e == TF_OK)
+            e = rx_end_of(c);
         tf_async_msg_cb scb = c->stream_cb;
         c->stream_cb = NULL;
         scb(c, e, os, NULL, 0, c->stream_arg);
@@ -1231,6 +1512,8 @@ static tf_err admit_item(tf_async_conn *c, int kind, void *cb, void *arg, tf_pro
 static tf_err stream_check(tf_async_conn *c, void *cb)
 {
     tf_err e = refusal_locked(c);
+    if (e == TF_OK && cb && rx_end_of(c) != TF_OK)
+        e = rx_end_of(c);
     if (e == TF_OK && cb && (c->stream_on || c->rq_ops > 0))
         e = TF_ERR_BAD_STATE;
     return e;
@@ -1254,6 +1537,13 @@ tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb cb, void
     if (!c)
         return TF_ERR_INVALID_ARGUMENT;
     return admit_item(c, OP_WRITABLE, (void *)(uintptr_t)cb, arg, NULL, NULL, NULL);
+}
+
+tf_err tf_async_conn_on_end(tf_async_conn *c, tf_async_end_cb cb, void *arg)
+{
+    if (!c)
+        return TF_ERR_INVALID_ARGUMENT;
+    return admit_item(c, OP_ON_END, (void *)(uintptr_t)cb, arg, NULL, NULL, NULL);
 }
 
 /* The close, on the loop thread, after every send admitted before it was queued. */
@@ -1364,6 +1654,10 @@ static void finalize(tf_async_conn *c)
     tf__evb_timer_drop(&c->hs_timer);
     tf__evb_timer_drop(&c->linger_timer);
     rx_unbind(c);
+    grow_reset(c);
+    budget_give(c, true);
+    if (c->budget)
+        atomic_fetch_sub_explicit(&c->budget->live, 1u, memory_order_relaxed);
     close_fd(c);
     conn_unref(c);
 }
@@ -1453,8 +1747,8 @@ static void start_task(void *arg)
     conn_unref(c);
 }
 
-tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__async_ready_fn fn,
-                          void *arg, tf_async_conn **out)
+tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__mem_budget *budget,
+                          tf__async_ready_fn fn, void *arg, tf_async_conn **out)
 {
     *out = NULL;
     tf_async_conn *c = tf__calloc(1, sizeof *c);
@@ -1471,6 +1765,10 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__asy
     /* The peer's name now, while fd is surely ours: later it may be closed (and its number
      * reused) by the loop at any time. */
     c->peer_rc = tf__sock_name(fd, true, c->peer, sizeof c->peer);
+    if (budget) {
+        atomic_fetch_add_explicit(&budget->refs, 1u, memory_order_relaxed);
+        c->budget = budget;
+    }
     c->fd = fd;
     c->phase = PH_NEW;
     c->ready_fn = fn;
@@ -1489,6 +1787,7 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__asy
     tf_err rc = tf_evb_dispatch(evb, start_task, c);
     if (rc != TF_OK) {
         *out = NULL;
+        tf__mem_budget_unref(c->budget);
         pthread_mutex_destroy(&c->mu);
         free(c);
     }
@@ -1515,7 +1814,7 @@ tf_err tf_async_conn_from_fd(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf_a
     int os = 0;
     if (tf__sock_apply(fd, &conf, true, &os, msg) != TF_OK)
         return TF_ERR_INVALID_ARGUMENT;
-    return tf__async_conn_new(evb, fd, &conf, NULL, NULL, out);
+    return tf__async_conn_new(evb, fd, &conf, NULL, NULL, NULL, out);
 }
 
 /* ---------------------------------------------------------------- small accessors */
@@ -1563,19 +1862,20 @@ static tf_async_conn *of_base(tf_conn *b)
     return (tf_async_conn *)(void *)b;
 }
 
-static tf_err g_send(tf_conn *b, const void *buf, size_t len, tf_future **out)
+static tf_err g_send(tf_conn *b, const void *buf, size_t len, int64_t timeout_ms,
+                     tf_future **out)
 {
-    return tf_async_conn_send(of_base(b), buf, len, -1, out);
+    return tf_async_conn_send(of_base(b), buf, len, timeout_ms, out);
 }
 
-static tf_err g_recv(tf_conn *b, void *buf, size_t cap, tf_future **out)
+static tf_err g_recv(tf_conn *b, void *buf, size_t cap, int64_t timeout_ms, tf_future **out)
 {
-    return tf_async_conn_recv(of_base(b), buf, cap, -1, out);
+    return tf_async_conn_recv(of_base(b), buf, cap, timeout_ms, out);
 }
 
-static tf_err g_recv_alloc(tf_conn *b, tf_future **out)
+static tf_err g_recv_alloc(tf_conn *b, int64_t timeout_ms, tf_future **out)
 {
-    return tf_async_conn_recv_alloc(of_base(b), -1, out);
+    return tf_async_conn_recv_alloc(of_base(b), timeout_ms, out);
 }
 
 static tf_err g_close(tf_conn *b, tf_future **out)

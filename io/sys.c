@@ -278,6 +278,11 @@ int tf__sys_eventfd_write(int fd)
     return write(fd, &one, sizeof one) < 0 ? -1 : 0;
 }
 
+int tf__sys_hook_malloc(size_t *n)
+{
+    return ask(TF__SYS_MALLOC, -1, n);
+}
+
 void *tf__alloc(size_t n)
 {
     if (ask(TF__SYS_MALLOC, -1, &n))

@@ -1,6 +1,6 @@
 # mk/async.mk -- the async TCP layer's tests also run under TSan (threaded: callers on the test
 # thread, callbacks on the loop thread). Included at the end of the top Makefile.
-TSAN_TESTS += test_async_conn test_async_life test_async_server test_async_edges
+TSAN_TESTS += test_async_conn test_async_life test_async_server test_async_edges test_async_peers
 
 # The lifecycle chaos test (tests/test_async_chaos.c, issue 20): a short run in `make check`
 # (plain 300 rounds, ASan 100, TSan 50; TF_TEST_CHAOS_ROUNDS / _OPS change them). The long run:

@@ -26,9 +26,15 @@
  * thread's order; from several threads, the order in which the loop took them.
  *
  * Poison. A protocol error (a length over max_recv_len, BUFFER_TOO_SMALL) or an I/O failure
- * (incl. the peer's close: CLOSED between messages, TRUNCATED inside one) fails the connection
- * for good: the socket is shut down, every queued operation fails with the reason (and os_err),
- * later submissions fail at once. A TIMEOUT poisons only if a byte of that frame had moved.
+ * (incl. the peer's close inside a frame: TRUNCATED) fails the connection for good: the socket
+ * is shut down, every queued operation fails with the reason (and os_err), later submissions
+ * fail at once. A TIMEOUT poisons only if a byte of that frame had moved.
+ *
+ * Half-close. The peer's clean EOF between messages ends the receive direction only: pending and
+ * later receives fail with CLOSED, the stream ends with CLOSED, but queued and later sends go on
+ * until the write side itself fails (EPIPE, a reset: IO) or the connection is closed -- so a
+ * peer that sends its requests, shuts down its write side and reads the replies gets every one.
+ * tf_async_conn_error stays TF_OK meanwhile; a close afterwards flushes and succeeds at once.
  *
  * Lifetime. tf_async_conn_free may be called from any thread, with operations in flight, and
  * from inside the connection's own callbacks: every pending operation completes exactly once
@@ -97,6 +103,15 @@ typedef void (*tf_async_msg_cb)(tf_async_conn *c, tf_err err, int os_err, const 
  * drained to cfg->send_low_water bytes or below. */
 typedef void (*tf_async_writable_cb)(tf_async_conn *c, void *arg);
 
+/* The end notification: called once on the loop thread when the connection is over -- it
+ * failed (I/O error, reset, protocol error, TRUNCATED, a TIMEOUT that poisoned, NOMEM), was
+ * aborted (CANCELLED), its close finished (CLOSED, TRUNCATED or TIMEOUT: see
+ * tf_async_conn_close) or its loop stopped (SHUTDOWN) -- after every pending operation has
+ * completed with that reason. Never after tf_async_conn_free was called, and never for a
+ * half-close (the peer's clean EOF: SPEC 9.7), which ends only the receive direction. It may free
+ * the connection. */
+typedef void (*tf_async_end_cb)(tf_async_conn *c, tf_err err, int os_err, void *arg);
+
 /* ---------------------------------------------------------------- connection */
 
 /* Take over a connected stream socket |fd| on |evb| (e.g. a socketpair end, or a socket
@@ -163,6 +178,16 @@ TF_API tf_err tf_async_conn_stream(tf_async_conn *c, tf_async_msg_cb cb, void *a
  * SHUTDOWN. */
 TF_API tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb cb, void *arg);
 
+/* The end notification (see tf_async_end_cb); NULL removes it. Set on a connection that is over
+ * already, it runs at once (on the loop thread) with the reason. A connection that waits for
+ * nothing (a paused stream, a full send queue waiting for the writable callback) learns of its
+ * failure only through this.
+ *   TF_OK
+ *   TF_ERR_SHUTDOWN          the loop is stopping (it runs with SHUTDOWN if set before)
+ *   TF_ERR_NOMEM             off the loop thread, no memory for the hand-off
+ *   TF_ERR_INVALID_ARGUMENT  c NULL */
+TF_API tf_err tf_async_conn_on_end(tf_async_conn *c, tf_async_end_cb cb, void *arg);
+
 /* Graceful close: no new sends (BAD_STATE); the send queue is flushed, then our side is shut
  * down (SHUT_WR), then the connection waits up to cfg->linger_ms for the peer to close (pending
  * receives still complete; unclaimed incoming data is discarded), then the socket is closed.
@@ -209,8 +234,9 @@ TF_API tf_conn *tf_async_conn_base(tf_async_conn *c);
 /* A connection accepted and handshaken, handed to the callback (which owns it now). Runs on
  * the loop thread. On shutdown it is not called. */
 typedef void (*tf_async_accept_cb)(tf_async_server *s, tf_async_conn *c, void *arg);
-/* A client dropped in the handshake (wrong magic, early close, silent past the deadline): its
- * address, the reason and os_err. Runs on the loop thread. */
+/* A client dropped in the handshake (wrong magic, early close, silent past the deadline), or at
+ * once because the server is at cfg->max_conns (BUSY): its address, the reason and os_err. Runs
+ * on the loop thread. */
 typedef void (*tf_async_reject_cb)(tf_async_server *s, const char *peer, tf_err err, int os_err,
                                    void *arg);
 
@@ -229,6 +255,19 @@ TF_API tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out);
 TF_API tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_config *cfg,
                                    tf_errmsg *msg);
 
+/* Start the server on |fd|, a socket that is already bound and listening (inherited, passed
+ * by systemd socket activation, ...); otherwise as tf_async_server_init. fd is taken over as by
+ * tf_sync_server_init_fd: the server owns it from this call on and closes it at once if the
+ * call fails; non-blocking and close-on-exec; cfg's options applied; listen() again only with
+ * cfg->listen_backlog set.
+ *   TF_OK
+ *   TF_ERR_INVALID_ARGUMENT  s NULL, fd < 0, bad cfg (msg), or fd is not a listening IPv4/IPv6
+ *                            stream socket (msg says what it is instead)
+ *   TF_ERR_IO                fcntl, an option or listen() failed (msg names it)
+ *   TF_ERR_BAD_STATE         already initialised; TF_ERR_SHUTDOWN: server or loop shut */
+TF_API tf_err tf_async_server_init_fd(tf_async_server *s, int fd, const tf_tcp_config *cfg,
+                                      tf_errmsg *msg);
+
 /* Callbacks; set them before init (or from the loop thread). cb NULL removes one. */
 TF_API void tf_async_server_on_accept(tf_async_server *s, tf_async_accept_cb cb, void *arg);
 TF_API void tf_async_server_on_reject(tf_async_server *s, tf_async_reject_cb cb, void *arg);
@@ -242,8 +281,19 @@ TF_API tf_err tf_async_server_accept(tf_async_server *s, tf_future **out);
 /* The bound address with the real port. TF_OK; BAD_STATE (not listening); BUFFER_TOO_SMALL. */
 TF_API tf_err tf_async_server_addr(const tf_async_server *s, char *buf, size_t len);
 
-/* Clients dropped in the handshake so far (any thread). */
+/* Clients dropped so far (any thread): in the handshake, or over cfg->max_conns. */
 TF_API uint64_t tf_async_server_rejected(const tf_async_server *s);
+
+/* The server's connections now (any thread): in the handshake, queued, or handed out and not
+ * yet freed -- what cfg->max_conns bounds. 0 for NULL. */
+TF_API uint64_t tf_async_server_active(const tf_async_server *s);
+
+/* The receive memory of the server's connections (any thread; SPEC 9.7 "Receive memory"):
+ * bytes of partial messages held now, the most held at once, and how many times a connection
+ * had to wait because cfg->recv_mem_budget was spent. NULL outputs are skipped.
+ *   TF_OK; TF_ERR_INVALID_ARGUMENT (s NULL). */
+TF_API tf_err tf_async_server_mem_use(const tf_async_server *s, size_t *used, size_t *peak,
+                                      uint64_t *waits);
 
 /* Stop (any thread, idempotent): pending accepts resolve with SHUTDOWN, handshakes in progress
  * and unclaimed connections are closed, the listen socket is closed once. Off the loop thread
