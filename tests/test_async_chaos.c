@@ -911,6 +911,11 @@ static void op_small(slot *s, uint32_t which, uint64_t *g)
     }
 }
 
+/* The uses this thread holds (a callback the loop thread runs inside one of its own calls may
+ * free the connection that call is using: the library allows it, the freeing waits only for the
+ * other threads). */
+static _Thread_local int tl_held[NCONN];
+
 /* Take the right to use s->c now; false if it is being freed. */
 static bool use(slot *s)
 {
@@ -921,11 +926,13 @@ static bool use(slot *s)
         atomic_fetch_sub(&s->users, 1);
         return false;
     }
+    tl_held[s->idx]++;
     return true;
 }
 
 static void unuse(slot *s)
 {
+    tl_held[s->idx]--;
     atomic_fetch_sub(&s->users, 1);
 }
 
@@ -934,7 +941,7 @@ static void free_slot(slot *s)
 {
     if (atomic_exchange(&s->claimed, true))
         return;
-    while (atomic_load(&s->users) > 0)
+    while (atomic_load(&s->users) > tl_held[s->idx])
         sched_yield();
     atomic_store(&s->free_called, true);
     bool on_loop = R.evb && tf_evb_in_loop_thread(R.evb);
@@ -1864,6 +1871,34 @@ static void chaos_alarm(int sig)
     tio_on_alarm(sig);
 }
 
+/* A watchdog on a thread of its own, beside the SIGALRM one: under TSan a signal is delivered
+ * only when its thread reaches an intercepted call, so a test whose threads all spin or sleep
+ * in raw syscalls (a futex, sched_yield) was never judged (seen: 14 minutes). */
+static atomic_bool chaos_dog_stop;
+
+static void *chaos_dog(void *arg)
+{
+    (void)arg;
+    unsigned window = tio_watchdog_secs();
+    long seen = -1;
+    unsigned still = 0;
+    while (!atomic_load(&chaos_dog_stop)) {
+        struct timespec one = {1, 0};
+        nanosleep(&one, NULL);
+        long now = atomic_load_explicit(&tio_progress, memory_order_relaxed);
+        still = now == seen ? still + 1 : 0;
+        seen = now;
+        if (still >= window) {
+            fprintf(stderr,
+                    "\nchaos: WATCHDOG: no progress for %u s in round seed %llu; aborting\n",
+                    window, (unsigned long long)atomic_load(&round_seed_now));
+            tio_dump_threads();
+            _exit(99);
+        }
+    }
+    return NULL;
+}
+
 static uint64_t env_u64(const char *name, uint64_t dflt)
 {
     const char *s = getenv(name);
@@ -1887,6 +1922,9 @@ static void test_async_chaos_rounds(void **state)
     const char *pe = getenv("TF_TEST_CHAOS_PERMILLE");
     long fixed_pm = pe && *pe ? atol(pe) : -1;
     long total = 0, total_acc = 0, failed = 0;
+    pthread_t dog;
+    atomic_store(&chaos_dog_stop, false);
+    assert_int_equal(pthread_create(&dog, NULL, chaos_dog, NULL), 0);
     uint64_t pert0 = tf__perturb_count();
     long run = 0;
     for (long r = 0; r < rounds; r++, run++) {
@@ -1916,6 +1954,8 @@ static void test_async_chaos_rounds(void **state)
            run, (unsigned long long)base, total, run ? total / run : 0, total_acc,
            (unsigned long long)(tf__perturb_count() - pert0), failed);
     fflush(stdout);
+    atomic_store(&chaos_dog_stop, true);
+    pthread_join(dog, NULL);
     if (env_u64("TF_TEST_CHAOS_VERBOSE", 0)) {
         tally_print();
         fprintf(stderr, "chaos: writable callback after BUSY checked on %ld connections\n",
