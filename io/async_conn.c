@@ -112,6 +112,9 @@ static tf_err scratch_get(size_t cap, scratch **out)
 /* ---------------------------------------------------------------- references, poison */
 
 static void finalize(tf_async_conn *c);
+static void wd_arm(tf_async_conn *c);
+static void note_msg(tf_async_conn *c, bool received);
+static void note_frame(tf_async_conn *c);
 
 static void conn_unref(tf_async_conn *c)
 {
@@ -297,6 +300,8 @@ static void op_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, u
     }
     if (err != TF_OK && !send)
         len = 0;
+    if (err == TF_OK)
+        note_msg(c, !send);
     if (op->promise) {
         tf_promise *p = op->promise;
         bool owned = op->kind == OP_RECV_ALLOC && data;
@@ -525,6 +530,7 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
     set_interest(c, 0);
     tf__evb_timer_drop(&c->hs_timer);
     tf__evb_timer_drop(&c->linger_timer);
+    tf__evb_timer_drop(&c->wd_timer);
     rx_unbind(c);
     tf_rx_abandon(&c->rx);
     grow_reset(c);
@@ -587,6 +593,8 @@ static bool hs_step(tf_async_conn *c)
     }
     tf__evb_timer_drop(&c->hs_timer);
     c->phase = PH_OPEN;
+    c->last_msg_ns = tf__now_ns();
+    wd_arm(c);
     if (c->ready_fn) {
         tf__async_ready_fn fn = c->ready_fn;
         c->ready_fn = NULL;
@@ -689,6 +697,7 @@ static bool consumer(const tf_async_conn *c)
 static void deliver_copy(tf_async_conn *c, const uint8_t *p, size_t len)
 {
     if (c->stream_cb) {
+        note_msg(c, true);
         c->stream_cb(c, TF_OK, 0, len ? p : NULL, len, c->stream_arg);
         return;
     }
@@ -731,6 +740,7 @@ static void deliver_grown(tf_async_conn *c)
      * replaced or stopped meanwhile), else to the head receive, else it waits whole (parked)
      * for whoever wants the next message. */
     if (c->stream_cb) {
+        note_msg(c, true);
         c->stream_cb(c, TF_OK, 0, buf, len, c->stream_arg);
         free(buf);
     } else if (c->rq_head) {
@@ -751,6 +761,7 @@ static void deliver_bound(tf_async_conn *c, const tf_msg *msg)
     if (!buf && c->stream_cb) {
         /* An empty frame whose prefix was cut between reads completes in rx without a target
          * ever bound: it is the stream's (there is no receive to pop). */
+        note_msg(c, true);
         c->stream_cb(c, TF_OK, 0, NULL, 0, c->stream_arg);
         return;
     }
@@ -904,6 +915,10 @@ static void do_read(tf_async_conn *c)
 {
     const size_t rbuf = (size_t)c->cfg.read_buffer;
     while (!failed(c) && c->fd >= 0 && !c->mem_wait && (reader_wanted(c) || frame_open(c))) {
+        if (c->turn_bytes >= (size_t)c->cfg.io_budget) {
+            pump_later(c); /* fairness: the other connections' events first, then more */
+            return;
+        }
         if (c->parked) {
             if (consumer(c)) {
                 unpark(c);
@@ -947,6 +962,7 @@ static void do_read(tf_async_conn *c)
                 continue;
             }
             c->ggot += (size_t)n;
+            c->turn_bytes += (size_t)n;
             if (c->ggot == c->glen)
                 deliver_grown(c);
             if ((size_t)n < want) {
@@ -971,6 +987,7 @@ static void do_read(tf_async_conn *c)
                         return;
                     continue;
                 }
+                c->turn_bytes += (size_t)n;
                 tf_msg msg = {NULL, 0};
                 if (tf_rx_advance(&c->rx, (size_t)n, &msg) == TF_DONE)
                     deliver_bound(c, &msg);
@@ -1003,6 +1020,7 @@ static void do_read(tf_async_conn *c)
                 return;
             continue;
         }
+        c->turn_bytes += (size_t)n;
         s->busy = true;
         size_t u = consume(c, s->buf, (size_t)n);
         s->busy = false;
@@ -1064,6 +1082,7 @@ static void pump(tf_async_conn *c)
         return;
     }
     c->in_pump = true;
+    c->turn_bytes = 0; /* a new turn: io_budget bytes of reading before the others' turn */
     do {
         c->repump = false;
         if (failed(c) || c->fd < 0)
@@ -1074,6 +1093,8 @@ static void pump(tf_async_conn *c)
         do_read(c);
     } while (c->repump && !failed(c));
     c->in_pump = false;
+    if (!failed(c))
+        note_frame(c);
     if (!failed(c))
         update_interest(c);
 }
@@ -1143,6 +1164,75 @@ static void op_timeout(tf_evb *evb, void *arg)
         op_done(c, op, TF_ERR_TIMEOUT, 0, NULL, 0);
         pump(c);
     }
+    leave(c);
+}
+
+/* ---------------------------------------------------------------- idle and progress watchdog */
+
+static bool watched(const tf_async_conn *c)
+{
+    return c->cfg.idle_timeout_ms > 0 || c->cfg.progress_timeout_ms > 0;
+}
+
+/* A message moved (received whole, or sent): the idle clock starts again; a received one also
+ * ends the frame under way. */
+static void note_msg(tf_async_conn *c, bool received)
+{
+    if (c->cfg.idle_timeout_ms > 0)
+        c->last_msg_ns = tf__now_ns();
+    if (received)
+        c->frame_ns = 0;
+}
+
+/* After a read pass: a frame under way starts the progress clock (at most one pass late). */
+static void note_frame(tf_async_conn *c)
+{
+    if (c->cfg.progress_timeout_ms <= 0)
+        return;
+    if (!frame_open(c) && rx_at_boundary(&c->rx))
+        c->frame_ns = 0;
+    else if (!c->frame_ns)
+        c->frame_ns = tf__now_ns();
+}
+
+/* The tick: a quarter of the shorter timeout, so each fires within 1.25 times its value. */
+static uint64_t wd_period_ms(const tf_async_conn *c)
+{
+    int64_t t = INT64_MAX;
+    if (c->cfg.idle_timeout_ms > 0)
+        t = c->cfg.idle_timeout_ms;
+    if (c->cfg.progress_timeout_ms > 0 && c->cfg.progress_timeout_ms < t)
+        t = c->cfg.progress_timeout_ms;
+    return t >= 4 ? (uint64_t)t / 4 : 1;
+}
+
+static void wd_tick(tf_evb *evb, void *arg);
+
+static void wd_arm(tf_async_conn *c)
+{
+    if (!watched(c) || c->wd_timer || failed(c))
+        return;
+    if (tf_evb_timer_after(c->evb, wd_period_ms(c), wd_tick, c, &c->wd_timer) != TF_OK)
+        tf__async_fail(c, tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_ERR_NOMEM, 0);
+}
+
+static void wd_tick(tf_evb *evb, void *arg)
+{
+    (void)evb;
+    tf_async_conn *c = arg;
+    enter(c);
+    tf_evb_timer_release(c->wd_timer);
+    c->wd_timer = NULL;
+    uint64_t now = tf__now_ns();
+    uint64_t idle = (uint64_t)c->cfg.idle_timeout_ms * 1000000u;
+    uint64_t prog = (uint64_t)c->cfg.progress_timeout_ms * 1000000u;
+    if (c->phase == PH_OPEN && c->cfg.idle_timeout_ms > 0 && now - c->last_msg_ns >= idle)
+        tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* no message either way for idle_timeout_ms */
+    else if (c->phase == PH_OPEN && c->cfg.progress_timeout_ms > 0 && c->frame_ns &&
+             now - c->frame_ns >= prog)
+        tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* a frame started and stalled */
+    else
+        wd_arm(c);
     leave(c);
 }
 
@@ -1653,6 +1743,7 @@ static void finalize(tf_async_conn *c)
         tf__evb_hook_remove(c->evb, &c->hook);
     tf__evb_timer_drop(&c->hs_timer);
     tf__evb_timer_drop(&c->linger_timer);
+    tf__evb_timer_drop(&c->wd_timer);
     rx_unbind(c);
     grow_reset(c);
     budget_give(c, true);
@@ -1726,6 +1817,8 @@ static void start(tf_async_conn *c)
         }
     } else {
         c->phase = PH_OPEN;
+        c->last_msg_ns = tf__now_ns();
+        wd_arm(c);
         if (c->ready_fn) {
             tf__async_ready_fn fn = c->ready_fn;
             c->ready_fn = NULL;

@@ -86,6 +86,10 @@ struct tf_async_conn {
     tf_fdio fdio;                /* for the handshake's try-step */
     tf_hs hs;
     tf_evb_timer *hs_timer, *linger_timer;
+    tf_evb_timer *wd_timer;      /* idle / progress watchdog tick (cfg timeouts), or NULL */
+    uint64_t last_msg_ns;        /* a message was received or sent (idle_timeout_ms) */
+    uint64_t frame_ns;           /* a frame has been under way since (progress_timeout_ms), 0 */
+    size_t turn_bytes;           /* read in this turn (io_budget) */
     tf__async_ready_fn ready_fn;
     void *ready_arg;
     /* A message grown as its bytes arrive (stream or allocating receive; SPEC 9.7 "Receive
