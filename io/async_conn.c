@@ -611,6 +611,10 @@ static void finish_close(tf_async_conn *c, tf_err result, tf_err reason);
 /* Flush done: shut our side down and wait for the peer's close. */
 static void start_linger(tf_async_conn *c)
 {
+    if (tf__evb_stopping(c->evb)) {
+        tf__async_fail(c, TF_ERR_SHUTDOWN, 0); /* in the stop drain: no FIN, no timer */
+        return;
+    }
     if (shutdown(c->fd, SHUT_WR) != 0) {
         /* ENOTCONN: the peer reset the connection before we noticed; SO_ERROR says so. */
         int e = errno, so = 0;
@@ -628,22 +632,27 @@ static void start_linger(tf_async_conn *c)
     if (c->cfg.linger_ms >= 0 &&
         tf_evb_timer_after(c->evb, (uint64_t)c->cfg.linger_ms, linger_timeout, c,
                            &c->linger_timer) != TF_OK)
-        tf__async_fail(c, TF_ERR_NOMEM, 0);
+        tf__async_fail(c, tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_ERR_NOMEM, 0);
 }
 
 /* Hand the bytes the kernel took to the queued frames, completing those that are out. */
 static void write_advance(tf_async_conn *c, size_t n)
 {
-    while (n > 0 && c->sq_head && !failed(c)) {
+    /* First take every frame the kernel took whole off the queue, then complete them: a
+     * completion callback that fails or frees the connection must not turn a sent frame into a
+     * cancelled one (a sender that retries would duplicate it). */
+    tf_async_op *done = NULL, *done_tail = NULL;
+    while (n > 0 && c->sq_head) {
         tf_async_op *op = c->sq_head;
         size_t p = tf_tx_pending(&op->tx);
         size_t k = p < n ? p : n;
         n -= k;
-        if (tf_tx_advance(&op->tx, k) == TF_DONE) {
-            queue_pop(&c->sq_head, &c->sq_tail);
-            op_done(c, op, TF_OK, 0, NULL, 0);
-        }
+        if (tf_tx_advance(&op->tx, k) == TF_DONE)
+            queue_push(&done, &done_tail, queue_pop(&c->sq_head, &c->sq_tail));
     }
+    tf_async_op *op;
+    while ((op = queue_pop(&done, &done_tail)) != NULL)
+        op_done(c, op, TF_OK, 0, NULL, 0);
 }
 
 /* Write queued frames until the queue is empty or the socket is full: one sendmsg gathers the
@@ -828,13 +837,44 @@ static void unpark(tf_async_conn *c)
     free(p);
 }
 
+/* Closing, and nobody wants a message: skip what arrives, but whole frames only (the rest of a
+ * cut frame is skipped as it arrives), so that a receive made later still starts at a frame
+ * boundary. Returns the bytes skipped; 0 when a cut prefix waits for its rest. */
+static size_t linger_skip(tf_async_conn *c, const uint8_t *in, size_t n)
+{
+    size_t u = 0;
+    tf_msg msg = {NULL, 0};
+    tf_step st = tf_rx_feed(&c->rx, in, n, &u, &msg); /* the prefix only: no target is bound */
+    size_t len = 0;
+    if (st == TF_ERROR) {
+        int os = 0;
+        tf_err e = tf_rx_error(&c->rx, &os);
+        tf__async_fail(c, e, os);
+    } else if (tf_rx_wants_target(&c->rx, &len)) {
+        c->skip = len;
+        tf_rx_init(&c->rx, c->cfg.max_recv_len);
+    }
+    return u;
+}
+
 /* Deliver every message in in[0..n) that someone wants; returns the bytes used. */
 static size_t consume(tf_async_conn *c, const uint8_t *in, size_t n)
 {
     size_t used = 0;
     while (used < n && !failed(c)) {
-        if (c->phase == PH_LINGER && !consumer(c) && !frame_open(c))
-            return n; /* closing: what nobody asked for is dropped */
+        if (c->skip > 0) {
+            size_t k = c->skip < n - used ? c->skip : n - used;
+            c->skip -= k;
+            used += k;
+            continue;
+        }
+        if (c->phase == PH_LINGER && !consumer(c) && !frame_open(c)) {
+            size_t k = linger_skip(c, in + used, n - used);
+            if (k == 0)
+                break; /* a cut prefix: kept until its rest comes */
+            used += k;
+            continue;
+        }
         if (c->growing) {
             size_t k = grow_feed(c, in + used, n - used);
             if (k == 0)
@@ -1055,7 +1095,7 @@ static void finish_close(tf_async_conn *c, tf_err result, tf_err reason)
 
 static void on_eof(tf_async_conn *c)
 {
-    bool clean = rx_at_boundary(&c->rx) && !frame_open(c) && c->hold_len == 0;
+    bool clean = rx_at_boundary(&c->rx) && !frame_open(c) && c->hold_len == 0 && c->skip == 0;
     tf_err why = clean ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
     if (c->phase == PH_LINGER)
         finish_close(c, TF_OK, why); /* our flush succeeded whatever the peer's last frame */
@@ -1189,8 +1229,9 @@ static void note_frame(tf_async_conn *c)
 {
     if (c->cfg.progress_timeout_ms <= 0)
         return;
-    if (!frame_open(c) && rx_at_boundary(&c->rx))
-        c->frame_ns = 0;
+    bool mid = frame_open(c) || !rx_at_boundary(&c->rx);
+    if (!mid || !reader_wanted(c))
+        c->frame_ns = 0; /* no frame, or we are not reading it (paused, waiting for memory) */
     else if (!c->frame_ns)
         c->frame_ns = tf__now_ns();
 }
@@ -1314,19 +1355,21 @@ static void run_admitted(tf_async_conn *c, tf_async_op *op)
     free(op);
 }
 
-/* Take everything other threads admitted so far, in admission order (loop thread). */
+/* Run everything other threads admitted so far, in admission order (loop thread). One item is
+ * taken at a time, under the lock: a callback run by one item that takes the inbox again (a
+ * loop-thread close, stream or free) continues with the next item in order, so nothing
+ * admitted later can overtake it, and a free inside a callback cancels the rest at once. */
 static void take_inbox(tf_async_conn *c)
 {
-    pthread_mutex_lock(&c->mu);
-    tf_async_op *op = c->in_head;
-    c->in_head = c->in_tail = NULL;
-    c->inbox_queued = false;
-    pthread_mutex_unlock(&c->mu);
-    while (op) {
-        tf_async_op *next = op->next;
-        op->next = NULL;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        tf_async_op *op = queue_pop(&c->in_head, &c->in_tail);
+        if (!op)
+            c->inbox_queued = false;
+        pthread_mutex_unlock(&c->mu);
+        if (!op)
+            return;
         run_admitted(c, op);
-        op = next;
     }
 }
 
@@ -1812,7 +1855,7 @@ static void start(tf_async_conn *c)
         if (c->cfg.handshake_timeout_ms >= 0 &&
             tf_evb_timer_after(c->evb, (uint64_t)c->cfg.handshake_timeout_ms, hs_timeout, c,
                                &c->hs_timer) != TF_OK) {
-            tf__async_fail(c, TF_ERR_NOMEM, 0);
+            tf__async_fail(c, tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_ERR_NOMEM, 0);
             return;
         }
     } else {

@@ -110,6 +110,7 @@ struct tf_async_conn {
     uint8_t *park;               /* a whole message read for a stream that stopped meanwhile: */
     size_t park_len;             /* the next consumer's first (park NULL: none) */
     bool parked;
+    size_t skip;                 /* closing: bytes of a frame nobody wanted still to drop */
     uint8_t *hold;               /* read bytes nobody asked for yet (freed when empty) */
     size_t hold_off, hold_len, hold_cap;
     tf_async_msg_cb stream_cb;

@@ -46,6 +46,8 @@ typedef struct opts {
     int listen_fd;             /* -l fd:N or -l systemd: the inherited socket; else -1 */
     const char *device, *local; /* --device, --local */
     long long tos;             /* --tos; -1: not given */
+    /* a public-facing listener's limits (listen only; 0: off) */
+    long long mem_budget, idle_ms, progress_ms, max_conns;
 } opts;
 
 static opts o = {.count = -1,
@@ -53,7 +55,11 @@ static opts o = {.count = -1,
                  .handshake = true,
                  .max_frame = 64u << 20,
                  .listen_fd = -1,
-                 .tos = -1};
+                 .tos = -1,
+                 .mem_budget = 1ll << 30,
+                 .idle_ms = 300000,
+                 .progress_ms = 60000,
+                 .max_conns = 4096};
 
 /* One line at a time on stderr, and nothing before "listening on" (main holds the lock until it
  * has printed that line). */
@@ -286,6 +292,12 @@ static void make_config(tf_tcp_config *cfg)
     }
     if (o.tos >= 0)
         cfg->ip_tos = o.tos;
+    if (o.listen) {
+        cfg->recv_mem_budget = o.mem_budget > 0 ? o.mem_budget : TF_UNSET;
+        cfg->idle_timeout_ms = o.idle_ms > 0 ? o.idle_ms : TF_UNSET;
+        cfg->progress_timeout_ms = o.progress_ms > 0 ? o.progress_ms : TF_UNSET;
+        cfg->max_conns = o.max_conns > 0 ? o.max_conns : TF_UNSET;
+    }
     if (o.device && strlen(o.device) >= sizeof cfg->bind_device)
         usage_fail("--device \"%s\": an interface name is at most %zu characters", o.device,
                    sizeof cfg->bind_device - 1);
@@ -1116,6 +1128,14 @@ static const char help[] =
     "      --device IF     bind the socket to network interface IF (SO_BINDTODEVICE)\n"
     "      --local ADDR    (connect) from this local numeric HOST:PORT (port 0: any)\n"
     "      --tos N         IP TOS / IPv6 traffic class byte, 0..255 (e.g. 0x28 DSCP AF11)\n"
+    "      --mem-budget N  (listen) bytes of partial messages of all clients together, K/M/G\n"
+    "                      suffix; past it clients are read in turns (default 1G; 0: none)\n"
+    "      --idle-timeout MS      (listen) drop a client that sent and got nothing for MS\n"
+    "                             (default 300000; 0: never)\n"
+    "      --progress-timeout MS  (listen) drop a client whose message stalls half sent for\n"
+    "                             MS (default 60000; 0: never)\n"
+    "      --max-conns N   (listen) clients at once; more are closed at once (default 4096;\n"
+    "                      0: no cap)\n"
     "  -4, -6              IPv4 / IPv6 addresses only\n"
     "  -v, --verbose       one line on stderr per connection event\n"
     "      --version       print the version and exit\n"
@@ -1138,6 +1158,10 @@ enum {
     OPT_MAXFRAME,
     OPT_TIMEOUT,
     OPT_NOHS,
+    OPT_MEMBUDGET,
+    OPT_IDLE,
+    OPT_PROGRESS,
+    OPT_MAXCONNS,
     OPT_DEVICE,
     OPT_LOCAL,
     OPT_TOS,
@@ -1153,6 +1177,8 @@ static long long parse_num(const char *opt, const char *s, long long lo, long lo
         v *= 1024, end++;
     else if (suffix && end != s && (*end == 'M' || *end == 'm') && v <= hi / 1048576)
         v *= 1048576, end++;
+    else if (suffix && end != s && (*end == 'G' || *end == 'g') && v <= hi / 1073741824)
+        v *= 1073741824, end++;
     if (errno || end == s || *end || v < lo || v > hi)
         usage_fail("%s: bad value \"%s\" (expected %lld..%lld)", opt, s, lo, hi);
     return v;
@@ -1213,6 +1239,10 @@ static void parse_args(int argc, char **argv)
         {"max-frame", required_argument, NULL, OPT_MAXFRAME},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"no-handshake", no_argument, NULL, OPT_NOHS},
+        {"mem-budget", required_argument, NULL, OPT_MEMBUDGET},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE},
+        {"progress-timeout", required_argument, NULL, OPT_PROGRESS},
+        {"max-conns", required_argument, NULL, OPT_MAXCONNS},
         {"device", required_argument, NULL, OPT_DEVICE},
         {"local", required_argument, NULL, OPT_LOCAL},
         {"tos", required_argument, NULL, OPT_TOS},
@@ -1267,6 +1297,18 @@ static void parse_args(int argc, char **argv)
             break;
         case OPT_NOHS:
             o.handshake = false;
+            break;
+        case OPT_MEMBUDGET:
+            o.mem_budget = parse_num("--mem-budget", optarg, 0, INT64_MAX, true);
+            break;
+        case OPT_IDLE:
+            o.idle_ms = parse_num("--idle-timeout", optarg, 0, INT32_MAX, false);
+            break;
+        case OPT_PROGRESS:
+            o.progress_ms = parse_num("--progress-timeout", optarg, 0, INT32_MAX, false);
+            break;
+        case OPT_MAXCONNS:
+            o.max_conns = parse_num("--max-conns", optarg, 0, INT32_MAX, false);
             break;
         case OPT_DEVICE:
             o.device = optarg;
