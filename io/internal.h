@@ -193,4 +193,19 @@ int tf__sys_hook_malloc(size_t *n);
 void *tf__alloc(size_t n);
 void *tf__calloc(size_t n, size_t size);
 
+/* Schedule perturbation (test builds and test runs; SPEC 9.8). Off unless the environment
+ * variable TF_PERTURB is "SEED" or "SEED:PERMILLE" (SEED a non-zero number, decimal or 0x-hex;
+ * PERMILLE 1-1000, default 50) at the first call, or a test switched it on with
+ * tf__perturb_set. When on, each wrapped call above (before it is made) and each tf__perturb()
+ * call, with probability PERMILLE/1000, yields the CPU (sched_yield) or pauses for 1-16 us
+ * (nanosleep), to widen race windows. Each thread draws from its own xorshift generator,
+ * seeded from SEED and the order in which threads first perturb (no shared state but the
+ * settings). Off: one relaxed atomic load and a predictable branch. Any thread. */
+void tf__perturb(void);
+/* Switch the perturbation on with |seed| and |permille| (0 switches it off; above 1000: 1000),
+ * overriding TF_PERTURB. Threads reseed from |seed| at their next perturbation. Any thread. */
+void tf__perturb_set(uint64_t seed, unsigned permille);
+/* Perturbations made so far (yields + pauses, all threads), for tests. */
+uint64_t tf__perturb_count(void);
+
 #endif /* TCPFRAME_IO_INTERNAL_H */
