@@ -519,6 +519,41 @@ static void rx_close(tf_async_conn *c)
     }
 }
 
+/* Complete the sends the kernel took whole (TF_OK), in order. */
+static void complete_sent(tf_async_conn *c)
+{
+    tf_async_op *op;
+    while ((op = queue_pop(&c->sent_head, &c->sent_tail)) != NULL)
+        op_done(c, op, TF_OK, 0, NULL, 0);
+}
+
+/* Complete everything pending with |err|: queued operations, the stream (its end call), the
+ * close future. A callback may free the connection: the free completes whatever is still
+ * pending itself (CANCELLED, inside the free call), so nothing here runs after it returned. */
+static void fail_pending(tf_async_conn *c, tf_err err, int os_err)
+{
+    complete_sent(c); /* those went out whole: OK, whatever came after */
+    tf_async_op *op;
+    while ((op = queue_pop(&c->sq_head, &c->sq_tail)) != NULL)
+        op_done(c, op, err, os_err, NULL, 0);
+    while ((op = queue_pop(&c->rq_head, &c->rq_tail)) != NULL)
+        op_done(c, op, err, os_err, NULL, 0);
+    if (c->stream_cb) {
+        tf_async_msg_cb cb = c->stream_cb;
+        c->stream_cb = NULL;
+        cb(c, err, os_err, NULL, 0, c->stream_arg);
+    }
+    if (c->close_promise) {
+        tf_promise *p = c->close_promise;
+        c->close_promise = NULL;
+        if (c->close_over)
+            tf_promise_set(p, c->close_result, 0, NULL, NULL); /* the close itself ended */
+        else
+            tf_promise_fail(p, err, os_err);
+        tf_promise_free(p);
+    }
+}
+
 void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
 {
     if (poison_of(c) != TF_OK)
@@ -548,22 +583,7 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
         c->ready_fn = NULL;
         fn(c, err, os_err, c->ready_arg);
     }
-    tf_async_op *op;
-    while ((op = queue_pop(&c->sq_head, &c->sq_tail)) != NULL)
-        op_done(c, op, err, os_err, NULL, 0);
-    while ((op = queue_pop(&c->rq_head, &c->rq_tail)) != NULL)
-        op_done(c, op, err, os_err, NULL, 0);
-    if (c->stream_cb) {
-        tf_async_msg_cb cb = c->stream_cb;
-        c->stream_cb = NULL;
-        cb(c, err, os_err, NULL, 0, c->stream_arg);
-    }
-    if (c->close_promise) {
-        tf_promise *p = c->close_promise;
-        c->close_promise = NULL;
-        tf_promise_fail(p, err, os_err);
-        tf_promise_free(p);
-    }
+    fail_pending(c, err, os_err);
     tell_end(c);
 }
 
@@ -641,18 +661,15 @@ static void write_advance(tf_async_conn *c, size_t n)
     /* First take every frame the kernel took whole off the queue, then complete them: a
      * completion callback that fails or frees the connection must not turn a sent frame into a
      * cancelled one (a sender that retries would duplicate it). */
-    tf_async_op *done = NULL, *done_tail = NULL;
     while (n > 0 && c->sq_head) {
         tf_async_op *op = c->sq_head;
         size_t p = tf_tx_pending(&op->tx);
         size_t k = p < n ? p : n;
         n -= k;
         if (tf_tx_advance(&op->tx, k) == TF_DONE)
-            queue_push(&done, &done_tail, queue_pop(&c->sq_head, &c->sq_tail));
+            queue_push(&c->sent_head, &c->sent_tail, queue_pop(&c->sq_head, &c->sq_tail));
     }
-    tf_async_op *op;
-    while ((op = queue_pop(&done, &done_tail)) != NULL)
-        op_done(c, op, TF_OK, 0, NULL, 0);
+    complete_sent(c);
 }
 
 /* Write queued frames until the queue is empty or the socket is full: one sendmsg gathers the
@@ -1082,15 +1099,13 @@ static void do_read(tf_async_conn *c)
  * between messages; TRUNCATED: inside one; TIMEOUT: it never closed). */
 static void finish_close(tf_async_conn *c, tf_err result, tf_err reason)
 {
-    tf_promise *p = c->close_promise;
-    c->close_promise = NULL;
+    /* The close future gets |result| with everything else pending (fail_pending), also when a
+     * callback of that frees the connection first. */
+    c->close_over = true;
+    c->close_result = result;
     tf__evb_timer_drop(&c->linger_timer);
     tf__async_fail(c, reason, 0);
     close_fd(c);
-    if (p) {
-        tf_promise_set(p, result, 0, NULL, NULL);
-        tf_promise_free(p);
-    }
 }
 
 static void on_eof(tf_async_conn *c)
@@ -1802,6 +1817,9 @@ static void free_task(void *arg)
     enter(c);
     c->dead = true;
     tf__async_fail(c, TF_ERR_CANCELLED, 0);
+    /* Failed before (maybe this free runs inside a callback of that failure, whose loop still
+     * holds operations): complete them now, inside the free. */
+    fail_pending(c, TF_ERR_CANCELLED, 0);
     take_inbox(c); /* admitted but not yet taken: each completes with CANCELLED */
     leave(c);
 }

@@ -104,6 +104,7 @@ struct tf_async_conn {
     bool mem_wait;               /* loop thread: the budget is spent, reading waits for memory */
     tf_async_conn *bnext;        /* next waiter (under budget->mu) */
     tf_async_op *sq_head, *sq_tail;
+    tf_async_op *sent_head, *sent_tail; /* sent whole, completion (OK) not yet called */
     tf_async_op *rq_head, *rq_tail;
     tf_rx rx;                    /* a frame cut between reads */
     uint8_t *rx_buf;             /* the target bound to rx: the head span receive's span */
@@ -121,6 +122,8 @@ struct tf_async_conn {
     void *end_arg;
     bool end_told;               /* it ran (once) */
     tf_promise *close_promise;
+    bool close_over;             /* the linger ended: close_promise gets close_result */
+    tf_err close_result;
 };
 
 /* A connection over a connected socket |fd| (already non-blocking, options applied) on |evb|,
