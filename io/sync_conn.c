@@ -44,8 +44,7 @@ uint64_t tf__deadline_ms(int64_t ms)
     return now + add;
 }
 
-/* poll()'s timeout for |deadline|, rounded up so that poll never returns before it. */
-static int poll_ms(uint64_t deadline)
+int tf__poll_ms(uint64_t deadline)
 {
     if (deadline == TF__FOREVER)
         return -1;
@@ -62,7 +61,7 @@ tf_err tf__sync_wait(int fd, short events, int cancel_fd, uint64_t deadline_ns, 
                           {.fd = cancel_fd, .events = POLLIN, .revents = 0}};
     nfds_t n = cancel_fd >= 0 ? 2 : 1;
     for (;;) {
-        int rc = poll(p, n, poll_ms(deadline_ns));
+        int rc = poll(p, n, tf__poll_ms(deadline_ns));
         if (rc < 0 && errno != EINTR) {
             *os_err = errno;
             return TF_ERR_IO;
@@ -145,11 +144,9 @@ static tf_err handshake(tf_sync_conn *c, uint64_t deadline_ns, int cancel_fd, in
     }
 }
 
-tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns, int cancel_fd,
-                          tf_sync_conn **out, int *os_err)
+tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, tf_sync_conn **out)
 {
     *out = NULL;
-    *os_err = 0;
     tf_sync_conn *c = tf__calloc(1, sizeof *c);
     if (!c) {
         close(fd);
@@ -164,8 +161,21 @@ tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns
     tf_rx_init(&c->rx, cfg->max_recv_len);
     atomic_init(&c->poison, 0);
     atomic_init(&c->wr_shut, false);
+    *out = c;
+    return TF_OK;
+}
+
+tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns, int cancel_fd,
+                          tf_sync_conn **out, int *os_err)
+{
+    *os_err = 0;
+    tf_sync_conn *c;
+    tf_err e = tf__sync_conn_wrap(fd, cfg, &c);
+    *out = NULL;
+    if (e != TF_OK)
+        return e;
     if (cfg->handshake) {
-        tf_err e = handshake(c, deadline_ns, cancel_fd, os_err);
+        e = handshake(c, deadline_ns, cancel_fd, os_err);
         if (e != TF_OK) {
             tf_sync_conn_free(c);
             return e;

@@ -132,8 +132,14 @@ TF_API tf_conn *tf_sync_conn_base(tf_sync_conn *c);
 
 /* ---------------------------------------------------------------- server */
 
+/* The most handshakes a server's accept drives at once (SPEC 9.6). While that many clients are
+ * in their handshake, accept leaves further clients queued in the listen backlog until one of
+ * them completes, fails or passes its deadline. */
+#define TF_SYNC_HANDSHAKES 128
+
 /* A handshake that failed in accept (wrong magic, early close, silent past the deadline):
- * called on the accepting thread with the client's address, the reason and its os_err. */
+ * called on the accepting thread with the client's address (taken at accept), the reason and
+ * its os_err. */
 typedef void (*tf_reject_cb)(void *arg, const char *peer, tf_err err, int os_err);
 
 /* A server object, not yet listening. TF_OK; TF_ERR_INVALID_ARGUMENT; TF_ERR_NOMEM. */
@@ -157,12 +163,18 @@ TF_API tf_err tf_sync_server_addr(const tf_sync_server *s, char *buf, size_t len
 
 /* Block until a client has connected and completed the handshake (under
  * cfg->handshake_timeout_ms), or until tf_sync_server_shutdown. The socket options of cfg are
- * applied to the accepted socket first. A client that fails the handshake is closed, counted and
- * reported (on_reject), and accept goes on waiting. Handshakes run one at a time: a silent client
- * delays the next queued one by at most handshake_timeout_ms (TF_UNSET: until it speaks, closes
- * or the server is shut down). ECONNABORTED and the other per-connection errors of accept(2) are
- * retried at once; fd or memory exhaustion (EMFILE, ENFILE, ENOBUFS, ENOMEM) with a back-off
- * pause (never a busy loop; the client stays queued), up to cfg->accept_retries pauses in a row.
+ * applied to the accepted socket first. Handshakes run side by side: accept takes new clients
+ * while earlier ones are still in their handshake (up to TF_SYNC_HANDSHAKES at once, each with
+ * its own deadline from its accept, all in one poll with the listen socket) and returns the
+ * first client to complete; the others stay in progress in the server and the next accept
+ * goes on with them, so a silent client delays nobody (it holds one of the TF_SYNC_HANDSHAKES
+ * places until its deadline; TF_UNSET: until it speaks, closes or the server is shut down). A
+ * client that fails the handshake (BAD_MAGIC, CLOSED, TRUNCATED, IO, TIMEOUT) is closed,
+ * counted and reported (on_reject), and accept goes on waiting. Clients still in their
+ * handshake when the server is shut down are closed (not reported). ECONNABORTED and the other
+ * per-connection errors of accept(2) are retried at once; fd or memory exhaustion (EMFILE,
+ * ENFILE, ENOBUFS, ENOMEM) with a back-off pause (never a busy loop; the client stays queued,
+ * the handshakes in progress go on), up to cfg->accept_retries pauses in a row.
  *   TF_OK                    *out is the connection
  *   TF_ERR_BAD_STATE         not initialised (accept before init)
  *   TF_ERR_SHUTDOWN          shut down (before or during the call, also mid-handshake)
@@ -171,7 +183,8 @@ TF_API tf_err tf_sync_server_addr(const tf_sync_server *s, char *buf, size_t len
  *                            msg names it
  *   TF_ERR_NOMEM             no memory for the connection (that client is closed)
  *   TF_ERR_INVALID_ARGUMENT  NULL arguments
- * Several threads may accept at once. */
+ * Several threads may accept at once: one of them drives the handshakes, the others wait for
+ * its return (shutdown wakes them too), and each client goes to exactly one of them. */
 TF_API tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err,
                                     tf_errmsg *msg);
 
