@@ -292,6 +292,17 @@ static tf_err recv_fail(tf_sync_conn *c, const tf_sink *sink, tf_err err, int os
     return poison(c, err, os_err);
 }
 
+/* The peer closed between messages (the receiver's CLOSED is sticky, so every later receive
+ * comes here too). A clean EOF closes the receive direction only: nothing is poisoned and
+ * sends go on until the write side itself fails (SPEC 9.6). Unless the EOF is our own
+ * shutdown(SHUT_RDWR) after a failure of the other direction: the poison is recorded before
+ * that shutdown, so it is seen here and reported instead. */
+static tf_err closed(const tf_sync_conn *c)
+{
+    tf_err e = poisoned(c, NULL);
+    return e != TF_OK ? e : TF_ERR_CLOSED;
+}
+
 static tf_err recv_msg(tf_sync_conn *c, const tf_sink *sink, tf_msg *msg, int timeout_ms)
 {
     tf_err e = poisoned(c, NULL);
@@ -306,6 +317,8 @@ static tf_err recv_msg(tf_sync_conn *c, const tf_sink *sink, tf_msg *msg, int ti
             return TF_OK;
         if (st == TF_ERROR) {
             e = tf_rx_error(&c->rx, &os);
+            if (e == TF_ERR_CLOSED)
+                return closed(c);
             return recv_fail(c, sink, e, os);
         }
         e = tf__sync_wait(c->fd, POLLIN, -1, dl, &os);

@@ -186,7 +186,8 @@ static void test_send_recv_large_64mib(void **state)
 
 /* Many messages of varying sizes (0..1499), then the sender half-closes: the receiver gets
  * every one in order, then CLOSED. Meanwhile the other direction carries its own stream (one
- * sending and one receiving thread on each connection at once). */
+ * sending and one receiving thread on each connection at once), which the CLOSED does not
+ * cut short. */
 static void test_send_recv_many_then_close(void **state)
 {
     tf_sync_conn *a, *b;
@@ -198,13 +199,15 @@ static void test_send_recv_many_then_close(void **state)
     assert_int_equal(pthread_create(&ts, NULL, send_main, &s), 0);
     assert_int_equal(pthread_create(&tr, NULL, send_main, &r), 0);
     recv_checked(a, &s, false);
-    recv_checked(b, &r, true); /* b shut down its sending side only: it still receives */
-    pthread_join(ts, NULL);
-    pthread_join(tr, NULL);
-    /* Only now: CLOSED poisons a (both ways), which would cut r's stream short. */
+    /* b's half-close reaches a as CLOSED, which closes a's receive direction only: r's stream
+     * from a (still running, most likely) goes on. */
     size_t len;
     char buf[8];
     assert_int_equal(tf_sync_conn_recv(a, buf, sizeof buf, &len, 10000), TF_ERR_CLOSED);
+    assert_int_equal(tf_sync_conn_error(a, NULL), TF_OK);
+    recv_checked(b, &r, true); /* b shut down its sending side only: it still receives */
+    pthread_join(ts, NULL);
+    pthread_join(tr, NULL);
     assert_int_equal(s.err, TF_OK);
     assert_int_equal(r.err, TF_OK);
     assert_int_equal(s.sent, (size_t)n);
@@ -214,25 +217,97 @@ static void test_send_recv_many_then_close(void **state)
 
 /* ---------------------------------------------------------------- closes and the poison */
 
+/* The peer half-closes after a message: we read it, then CLOSED, sticky (every later receive,
+ * at once, also without a timeout); the connection is not poisoned and our sends still reach
+ * the peer, then our own half-close ends the exchange. */
 static void test_closed_between_frames(void **state)
 {
     int raw;
     tf_sync_conn *c = tu_raw_pair(tu_host(state), NULL, &raw);
     assert_true(tu_write_frame(raw, "last", 4));
-    close(raw);
+    assert_int_equal(shutdown(raw, SHUT_WR), 0);
     char buf[8];
     size_t len;
     assert_int_equal(tf_sync_conn_recv(c, buf, sizeof buf, &len, 5000), TF_OK);
     assert_int_equal(len, 4);
     assert_int_equal(tf_sync_conn_recv(c, buf, sizeof buf, &len, 5000), TF_ERR_CLOSED);
-    /* Poisoned: every later call fails at once with the same reason, both directions. */
     int os = -1;
-    assert_int_equal(tf_sync_conn_error(c, &os), TF_ERR_CLOSED);
+    assert_int_equal(tf_sync_conn_error(c, &os), TF_OK); /* the receive direction only */
     assert_int_equal(os, 0);
     assert_int_equal(tf_sync_conn_recv(c, buf, sizeof buf, &len, -1), TF_ERR_CLOSED);
-    assert_int_equal(tf_sync_conn_send(c, "x", 1, -1), TF_ERR_CLOSED);
-    assert_int_equal(tf_sync_conn_shutdown(c), TF_ERR_CLOSED);
+    void *p = &raw;
+    assert_int_equal(tf_sync_conn_recv_alloc(c, &p, &len, -1), TF_ERR_CLOSED);
+    assert_null(p);
+    assert_int_equal(tf_sync_conn_send(c, "reply", 5, 5000), TF_OK);
+    assert_int_equal(tf_sync_conn_shutdown(c), TF_OK);
+    uint32_t n;
+    assert_true(tu_read_frame(raw, buf, sizeof buf, &n));
+    assert_int_equal(n, 5);
+    assert_memory_equal(buf, "reply", 5);
+    assert_int_equal(read(raw, buf, 1), 0); /* then our FIN */
+    close(raw);
     tf_sync_conn_free(c);
+}
+
+/* Issue 25 item 1, sync side: a client sends an 8 MiB request and half-closes, then reads to
+ * EOF. The server reads the request, then CLOSED, and only then sends its reply (the request
+ * echoed: 8 MiB, far more than the socket buffers hold) and closes: the client gets every
+ * byte, then EOF. Under the old rule (CLOSED poisoned both ways) the reply failed with CLOSED
+ * and the client read 0 bytes. */
+typedef struct replier {
+    tf_sync_conn *c;
+    tf_err req, eof, reply, shut;
+    size_t len;
+} replier;
+
+static void *reply_main(void *arg)
+{
+    replier *r = arg;
+    void *m = NULL;
+    r->req = tf_sync_conn_recv_alloc(r->c, &m, &r->len, 30000);
+    size_t n;
+    void *none = NULL;
+    r->eof = tf_sync_conn_recv_alloc(r->c, &none, &n, 30000);
+    r->reply = r->req == TF_OK ? tf_sync_conn_send(r->c, m, r->len, 30000) : r->req;
+    r->shut = tf_sync_conn_shutdown(r->c);
+    free(m);
+    return NULL;
+}
+
+static void test_half_close_reply_after_closed(void **state)
+{
+    const size_t big = 8 * MIB;
+    int raw;
+    replier r = {.c = tu_raw_pair(tu_host(state), NULL, &raw)};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, reply_main, &r), 0);
+    uint8_t *req = malloc(big), *got = malloc(big + 64);
+    tu_fill(req, big, 25);
+    assert_true(tu_write_frame(raw, req, (uint32_t)big));
+    assert_int_equal(shutdown(raw, SHUT_WR), 0);
+    size_t total = 0;
+    for (;;) { /* to EOF, whatever the server sends */
+        ssize_t k = read(raw, got + total, big + 64 - total);
+        if (k <= 0)
+            break;
+        total += (size_t)k;
+        tio_tick();
+    }
+    pthread_join(t, NULL);
+    printf("# request 8 MiB, half-close: %zu reply bytes read before EOF (of %zu)\n", total,
+           big + 4);
+    assert_int_equal(r.req, TF_OK);
+    assert_int_equal(r.len, big);
+    assert_int_equal(r.eof, TF_ERR_CLOSED);
+    assert_int_equal(r.reply, TF_OK);
+    assert_int_equal(r.shut, TF_OK);
+    assert_int_equal(total, big + 4);
+    assert_int_equal(tf_be32_get(got), (uint32_t)big);
+    assert_true(tu_check(got + 4, big, 25));
+    free(req);
+    free(got);
+    close(raw);
+    tf_sync_conn_free(r.c);
 }
 
 static void test_closed_inside_frame(void **state)
@@ -582,8 +657,15 @@ static void test_half_close(void **state)
     assert_int_equal(tf_sync_conn_recv(a, buf, sizeof buf, &len, 5000), TF_OK);
     assert_int_equal(len, 3);
     assert_int_equal(tf_sync_conn_recv(a, buf, sizeof buf, &len, 5000), TF_ERR_CLOSED);
-    /* a is poisoned (CLOSED) and shut down, so b reads EOF as well: CLOSED. */
+    /* CLOSED closed a's receive direction only: a still replies, then half-closes too. */
+    assert_int_equal(tf_sync_conn_send(a, "back", 4, 5000), TF_OK);
+    assert_int_equal(tf_sync_conn_shutdown(a), TF_OK);
+    assert_int_equal(tf_sync_conn_recv(b, buf, sizeof buf, &len, 5000), TF_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "back", 4);
     assert_int_equal(tf_sync_conn_recv(b, buf, sizeof buf, &len, 5000), TF_ERR_CLOSED);
+    assert_int_equal(tf_sync_conn_error(a, NULL), TF_OK);
+    assert_int_equal(tf_sync_conn_error(b, NULL), TF_OK);
     tf_sync_conn_free(a);
     tf_sync_conn_free(b);
 }
@@ -830,7 +912,7 @@ static void test_generic_conn_interface(void **state)
     assert_int_equal(tf_future_get(f, &size, NULL), TF_ERR_CLOSED);
     tf_future_free(f);
     int os = -1;
-    assert_int_equal(tf_conn_error(ga, &os), TF_ERR_CLOSED);
+    assert_int_equal(tf_conn_error(ga, &os), TF_OK); /* CLOSED: the receive direction only */
     assert_int_equal(os, 0);
     assert_int_equal(tf_conn_error(gb, NULL), TF_ERR_NOT_CONNECTED);
     assert_int_equal(tf_conn_send(gb, "x", 1, &f), TF_OK);
@@ -856,6 +938,7 @@ int main(void)
         T2(test_send_recv_large_64mib),
         T2(test_send_recv_many_then_close),
         T2(test_closed_between_frames),
+        T2(test_half_close_reply_after_closed),
         T2(test_closed_inside_frame),
         T2(test_send_on_closed),
         T(test_sigpipe_default_disposition, V4),

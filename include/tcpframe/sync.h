@@ -12,13 +12,17 @@
  * timeout is real. A timeout argument is in milliseconds, -1 = none.
  *
  * Poison. Any protocol error (TOO_LARGE from the peer, BUFFER_TOO_SMALL, a bad magic) or I/O
- * failure (incl. CLOSED and TRUNCATED) makes the connection failed for good: the socket is shut
- * down both ways, and every later send/recv returns the recorded reason at once (and
- * tf_sync_conn_error gives it with its os_err). Refusals that move no byte do not poison:
+ * failure (incl. TRUNCATED, a close inside a frame) makes the connection failed for good: the
+ * socket is shut down both ways, and every later send/recv returns the recorded reason at once
+ * (and tf_sync_conn_error gives it with its os_err). Refusals that move no byte do not poison:
  * INVALID_ARGUMENT, a send over max_send_len (TOO_LARGE), a TIMEOUT before any byte of the frame
- * moved. A TIMEOUT after part of a frame moved poisons (the stream is out of step). As CLOSED
- * poisons too, a side that has received the peer's CLOSED can no longer send: in a request /
- * half-close / reply exchange, reply before receiving the CLOSED (SPEC 9.6).
+ * moved. A TIMEOUT after part of a frame moved poisons (the stream is out of step).
+ *
+ * Half-close. A clean close by the peer between messages (CLOSED) is not a failure: it closes
+ * the receive direction only. That receive and every later one return CLOSED, while sends go
+ * on until the write side itself fails (EPIPE, a reset: IO) or we close. So a request /
+ * half-close / reply exchange works in any order: read the requests up to CLOSED, then send the
+ * replies (SPEC 9.6).
  *
  * Threads. A connection may be used by one sending thread and one receiving thread at the same
  * time (the two directions share nothing but the fd and the poison, which is atomic); two
@@ -93,7 +97,9 @@ TF_API tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, in
  *   TF_OK                    *len bytes in buf
  *   TF_ERR_BUFFER_TOO_SMALL  the message is longer than cap: poisoned (stream out of step)
  *   TF_ERR_TOO_LARGE         the peer's length is over cfg->max_recv_len: poisoned
- *   TF_ERR_CLOSED            the peer closed between messages: poisoned
+ *   TF_ERR_CLOSED            the peer closed between messages: the receive direction is
+ *                            closed (this and every later receive: CLOSED at once), not
+ *                            poisoned: sends go on
  *   TF_ERR_TRUNCATED         the peer closed inside a message: poisoned
  *   TF_ERR_TIMEOUT           as for send (no byte of the frame read: still usable)
  *   TF_ERR_IO                poisoned; os_err kept
@@ -109,7 +115,7 @@ TF_API tf_err tf_sync_conn_recv(tf_sync_conn *c, void *buf, size_t cap,
 TF_API tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int timeout_ms);
 
 /* Half-close: shut our sending side down (the peer's next receive after our last message
- * gives CLOSED); receiving goes on.
+ * gives CLOSED); receiving goes on. Also after we received the peer's CLOSED.
  *   TF_OK; TF_ERR_BAD_STATE (already shut down); TF_ERR_IO (shutdown failed); the poison
  *   reason if poisoned; TF_ERR_INVALID_ARGUMENT (NULL). */
 TF_API tf_err tf_sync_conn_shutdown(tf_sync_conn *c);
@@ -118,7 +124,8 @@ TF_API tf_err tf_sync_conn_shutdown(tf_sync_conn *c);
  * the same connection. */
 TF_API void tf_sync_conn_free(tf_sync_conn *c);
 
-/* The poison reason (TF_OK while healthy); *os_err (if non-NULL) its OS error number or 0. */
+/* The poison reason (TF_OK while healthy, also after the peer's clean close: CLOSED is not a
+ * poison); *os_err (if non-NULL) its OS error number or 0. */
 TF_API tf_err tf_sync_conn_error(const tf_sync_conn *c, int *os_err);
 
 /* The socket (for poll, getsockopt, ...); it stays the connection's: do not close it. */
