@@ -129,6 +129,10 @@ bool tf__accept_transient(int os_err);
  * (the seam counts allocations and injects failures). Memory from it is released with free(). */
 extern void *(*tf__malloc_hook)(size_t n);
 void *tf__malloc(size_t n);
+/* Grow a user buffer from tf__malloc to |n| bytes, keeping its first |old|: tf__realloc, or,
+ * with the hook set, a new buffer from the hook, a copy and a free of the old one. NULL: no
+ * memory, and |p| is unchanged (still the caller's). */
+void *tf__grow(void *p, size_t old, size_t n);
 
 /* ---------------------------------------------------------------- syscall seam (io/sys.c) */
 
@@ -175,5 +179,7 @@ int tf__sys_eventfd_write(int fd);
 /* The library's own allocations (released with free()). */
 void *tf__alloc(size_t n);
 void *tf__calloc(size_t n, size_t size);
+/* realloc(p, n) behind the seam's malloc question (a failure leaves p as it was). */
+void *tf__realloc(void *p, size_t n);
 
 #endif /* TCPFRAME_IO_INTERNAL_H */

@@ -25,7 +25,7 @@ struct tf_sync_conn {
     size_t rx_moved; /* receiving thread: bytes read by the current receive call */
     tf_tx tx;        /* sending thread only */
     tf_rx rx;        /* receiving thread only */
-    uint32_t max_send_len;
+    uint32_t max_send_len, max_recv_len;
     /* The poison: 0 while healthy, else the tf_err in the low half and the os_err in the high
      * half, so one CAS records both and the first failure wins across the two threads. */
     _Atomic uint64_t poison;
@@ -157,6 +157,7 @@ tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, tf_sync_conn **out)
     tf_fdio_init(&c->fdio, fd, fd);
     c->rio = (tf_io){.ctx = c, .read = count_read, .write = NULL};
     c->max_send_len = cfg->max_send_len;
+    c->max_recv_len = cfg->max_recv_len;
     tf_tx_init(&c->tx, cfg->max_send_len);
     tf_rx_init(&c->rx, cfg->max_recv_len);
     atomic_init(&c->poison, 0);
@@ -278,17 +279,9 @@ tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeo
 
 /* ---------------------------------------------------------------- receive */
 
-static uint8_t *alloc_msg(void *ctx, size_t len)
+/* Poison after a failed receive. */
+static tf_err recv_fail(tf_sync_conn *c, tf_err err, int os_err)
 {
-    (void)ctx;
-    return tf__malloc(len);
-}
-
-/* Poison after a failed receive; in alloc mode the unfinished buffer is freed first. */
-static tf_err recv_fail(tf_sync_conn *c, const tf_sink *sink, tf_err err, int os_err)
-{
-    if (sink->alloc)
-        free(tf_rx_abandon(&c->rx));
     return poison(c, err, os_err);
 }
 
@@ -319,13 +312,13 @@ static tf_err recv_msg(tf_sync_conn *c, const tf_sink *sink, tf_msg *msg, int ti
             e = tf_rx_error(&c->rx, &os);
             if (e == TF_ERR_CLOSED)
                 return closed(c);
-            return recv_fail(c, sink, e, os);
+            return recv_fail(c, e, os);
         }
         e = tf__sync_wait(c->fd, POLLIN, -1, dl, &os);
         if (e == TF_ERR_TIMEOUT && c->rx_moved == 0)
             return TF_ERR_TIMEOUT; /* at a frame boundary: still in step */
         if (e != TF_OK)
-            return recv_fail(c, sink, e, os);
+            return recv_fail(c, e, os);
     }
 }
 
@@ -343,6 +336,103 @@ tf_err tf_sync_conn_recv(tf_sync_conn *c, void *buf, size_t cap, size_t *len, in
     return e;
 }
 
+/* The first buffer of a message body in alloc mode. Memory is committed as bytes arrive
+ * (issue 25): min(len, GROW_MIN) first, doubled each time it fills, the last step exactly to
+ * len; a peer that declares a large length and sends little binds little. */
+#define GROW_MIN 65536u
+
+/* One read of at most |n| bytes into |buf|, polling (until |deadline|) while none is there.
+ * TF_OK: *got bytes, 0 at EOF; TIMEOUT; IO (*os_err). */
+static tf_err read_wait(tf_sync_conn *c, uint8_t *buf, size_t n, uint64_t deadline, size_t *got,
+                        int *os_err)
+{
+    for (;;) {
+        long r = c->rio.read(c->rio.ctx, buf, n, os_err);
+        if (r >= 0) {
+            *got = (size_t)r;
+            return TF_OK;
+        }
+        if (r == TF_IO_FAIL)
+            return TF_ERR_IO;
+        if (r == TF_IO_AGAIN) {
+            tf_err e = tf__sync_wait(c->fd, POLLIN, -1, deadline, os_err);
+            if (e != TF_OK)
+                return e;
+        } /* TF_IO_INTR: read again */
+    }
+}
+
+/* The length prefix through the receiver's sans-I/O calls (so the max check is proto's):
+ * TF_OK with *len (0: an empty message, complete), or the outcome to return. */
+static tf_err recv_prefix(tf_sync_conn *c, uint64_t deadline, size_t *len)
+{
+    while (!tf_rx_wants_target(&c->rx, len)) {
+        int os = 0;
+        uint8_t *at;
+        size_t want = tf_rx_next(&c->rx, &at);
+        if (want == 0) { /* failed: only a sticky CLOSED comes here unpoisoned */
+            tf_err e = tf_rx_error(&c->rx, &os);
+            return e == TF_ERR_CLOSED ? closed(c) : recv_fail(c, e, os);
+        }
+        size_t got = 0;
+        tf_err e = read_wait(c, at, want, deadline, &got, &os);
+        if (e == TF_OK && got == 0) /* EOF: between messages, or inside the prefix */
+            e = c->rx_moved == 0 ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
+        if (e == TF_ERR_CLOSED)
+            return closed(c); /* a later receive reads the EOF again: CLOSED again */
+        if (e == TF_ERR_TIMEOUT && c->rx_moved == 0)
+            return TF_ERR_TIMEOUT; /* at a frame boundary: still in step */
+        if (e != TF_OK)
+            return recv_fail(c, e, os);
+        tf_msg m;
+        tf_step st = tf_rx_advance(&c->rx, got, &m);
+        if (st == TF_DONE) {
+            *len = 0; /* an empty message */
+            return TF_OK;
+        }
+        if (st == TF_ERROR) { /* TOO_LARGE, before anything is allocated */
+            e = tf_rx_error(&c->rx, &os);
+            return recv_fail(c, e, os);
+        }
+    }
+    return TF_OK;
+}
+
+/* The body of |len| bytes into a buffer grown as it fills (see GROW_MIN); the receiver, which
+ * waits for its target, is reset to wait for the next prefix once the body is complete. */
+static tf_err recv_body(tf_sync_conn *c, size_t len, uint64_t deadline, void **out)
+{
+    size_t cap = len < GROW_MIN ? len : GROW_MIN, have = 0;
+    uint8_t *buf = tf__malloc(cap);
+    if (!buf)
+        return recv_fail(c, TF_ERR_NOMEM, 0);
+    while (have < len) {
+        if (have == cap) {
+            size_t next = cap > len / 2 ? len : cap * 2;
+            uint8_t *grown = tf__grow(buf, have, next);
+            if (!grown) {
+                free(buf);
+                return recv_fail(c, TF_ERR_NOMEM, 0);
+            }
+            buf = grown;
+            cap = next;
+        }
+        int os = 0;
+        size_t got = 0;
+        tf_err e = read_wait(c, buf + have, cap - have, deadline, &got, &os);
+        if (e == TF_OK && got == 0)
+            e = TF_ERR_TRUNCATED;
+        if (e != TF_OK) { /* a TIMEOUT too: the prefix moved, the stream is out of step */
+            free(buf);
+            return recv_fail(c, e, os);
+        }
+        have += got;
+    }
+    tf_rx_init(&c->rx, c->max_recv_len);
+    *out = buf;
+    return TF_OK;
+}
+
 tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int timeout_ms)
 {
     if (buf)
@@ -351,13 +441,17 @@ tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int tim
         *len = 0;
     if (!c || !buf || !len)
         return TF_ERR_INVALID_ARGUMENT;
-    tf_sink sink = {.buf = NULL, .cap = 0, .alloc = alloc_msg, .ctx = NULL};
-    tf_msg msg;
-    tf_err e = recv_msg(c, &sink, &msg, timeout_ms);
-    if (e == TF_OK) {
-        *buf = msg.data;
-        *len = msg.len;
-    }
+    tf_err e = poisoned(c, NULL);
+    if (e != TF_OK)
+        return e;
+    uint64_t dl = tf__deadline_ms(timeout_ms);
+    c->rx_moved = 0;
+    size_t n = 0;
+    e = recv_prefix(c, dl, &n);
+    if (e == TF_OK && n > 0)
+        e = recv_body(c, n, dl, buf);
+    if (e == TF_OK)
+        *len = n;
     return e;
 }
 

@@ -162,6 +162,13 @@ void *tf__alloc(size_t n)
     return malloc(n);
 }
 
+void *tf__realloc(void *p, size_t n)
+{
+    if (ask(TF__SYS_MALLOC, -1, &n))
+        return NULL;
+    return realloc(p, n);
+}
+
 void *tf__calloc(size_t n, size_t size)
 {
     size_t all = n * size;

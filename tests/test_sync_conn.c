@@ -1,7 +1,8 @@
 /* tests/test_sync_conn.c -- the blocking connection (sync.h, SPEC 9.6) over loopback TCP
  * (127.0.0.1 and ::1) and socketpairs: messages both ways (empty, many, 64 MiB), closes between
  * and inside frames, the poison and its reasons, timeouts with and without bytes moved, limits
- * both ways (the receiver allocates nothing for a hostile length), half-close, SIGPIPE left at
+ * both ways (the receiver allocates nothing for a hostile length and commits memory only as
+ * bytes arrive), half-close, SIGPIPE left at
  * its default, handshake off, the generic tf_conn view, tf_sync_conn_from_fd. The peer is
  * either a second library connection or a raw socket driven by plain syscalls (tests/tu_net.c).
  * Every test runs under the no-progress watchdog and checks, in its teardown, that no fd
@@ -429,6 +430,57 @@ static void test_recv_too_large_allocates_nothing(void **state)
 }
 
 /* A send over max_send_len is refused without a byte on the wire and without poisoning. */
+/* Issue 25 item 4, sync side: a peer declares 60 MiB and sends 10 bytes. recv_alloc commits
+ * memory as bytes arrive: its largest allocation so far is 64 KiB (the old code allocated the
+ * declared 60 MiB on the header alone). Then the rest arrives and the message completes, exact
+ * and intact, the buffer grown by doubling to exactly 60 MiB. */
+typedef struct alloc_receiver {
+    tf_sync_conn *c;
+    void *m;
+    size_t len;
+    tf_err err;
+} alloc_receiver;
+
+static void *recv_alloc_main(void *arg)
+{
+    alloc_receiver *r = arg;
+    r->err = tf_sync_conn_recv_alloc(r->c, &r->m, &r->len, 60000);
+    return NULL;
+}
+
+static void test_recv_alloc_commits_as_bytes_arrive(void **state)
+{
+    const size_t big = 60 * MIB;
+    int raw;
+    alloc_receiver r = {.c = tu_raw_pair(tu_host(state), NULL, &raw)};
+    uint8_t *frame = malloc(big + 4);
+    tf_be32_put(frame, (uint32_t)big);
+    tu_fill(frame + 4, big, 60);
+    tu_alloc_count(-1);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, recv_alloc_main, &r), 0);
+    assert_true(tu_write_all(raw, frame, 4 + 10));
+    for (int i = 0; i < 10000 && tu_alloc_calls() == 0; i++) /* the header was read */
+        tu_nap(1);
+    assert_int_equal(tu_alloc_calls(), 1);
+    size_t early = tu_alloc_max();
+    assert_true(tu_write_all(raw, frame + 14, big - 10));
+    pthread_join(t, NULL);
+    printf("# declared 60 MiB, 10 bytes sent: largest allocation %zu bytes; complete: %ld "
+           "allocations, largest %zu\n",
+           early, tu_alloc_calls(), tu_alloc_max());
+    assert_true(early <= 64 * 1024u); /* not the declared 60 MiB */
+    assert_int_equal(r.err, TF_OK);
+    assert_int_equal(r.len, big);
+    assert_true(tu_check(r.m, big, 60));
+    assert_int_equal(tu_alloc_max(), big); /* grown to the exact length */
+    assert_true(tu_alloc_calls() <= 12);   /* by doubling: 64 KiB .. 60 MiB */
+    free(r.m);
+    free(frame);
+    close(raw);
+    tf_sync_conn_free(r.c);
+}
+
 static void test_send_too_large_refused(void **state)
 {
     tf_tcp_config cfg;
@@ -944,6 +996,7 @@ int main(void)
         T(test_sigpipe_default_disposition, V4),
         T(test_recv_span_too_small_poisons, V4),
         T2(test_recv_too_large_allocates_nothing),
+        T2(test_recv_alloc_commits_as_bytes_arrive),
         T(test_send_too_large_refused, V6),
         T(test_recv_alloc_nomem_poisons, V4),
         T(test_recv_timeout_at_boundary_usable, V4),

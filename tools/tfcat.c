@@ -643,6 +643,11 @@ static void sync_reject(void *arg, const char *peer, tf_err err, int os_err)
     rejected(peer, err, os_err);
 }
 
+/* The stack of a --sync client's thread: serve_sync needs a few KiB (the library's blocking
+ * calls, printf); 256 KiB leaves ample room, also under ASan, where the default 8 MiB per
+ * client bound 8 MiB of address space per connection (issue 25). */
+#define CLIENT_STACK (256u * 1024u)
+
 static void *accept_loop(void *arg)
 {
     sync_srv *s = arg;
@@ -661,6 +666,7 @@ static void *accept_loop(void *arg)
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&at, CLIENT_STACK); /* not the 8 MiB default per client */
         if (pthread_create(&t, &at, serve_sync, c) != 0) {
             say("cannot start a thread for a client: %s", strerror(errno));
             tf_sync_conn_free(c);

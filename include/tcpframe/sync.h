@@ -108,10 +108,13 @@ TF_API tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, in
 TF_API tf_err tf_sync_conn_recv(tf_sync_conn *c, void *buf, size_t cap,
                                 size_t *len, int timeout_ms);
 
-/* Receive one message into a malloc()'d buffer of its exact length, allocated only after the
- * length passed the max check: *buf is the caller's to free() (NULL for an empty message),
- * *len its length. Errors as tf_sync_conn_recv (no BUFFER_TOO_SMALL), plus TF_ERR_NOMEM
- * (poisoned). On error *buf is NULL and nothing is left allocated. */
+/* Receive one message into a malloc()'d buffer of its exact length: *buf is the caller's to
+ * free() (NULL for an empty message), *len its length. Memory is committed as the bytes
+ * arrive, not on the length prefix alone: after the length passed the max check the buffer
+ * starts at min(length, 64 KiB) and doubles as it fills, its last step to the exact length
+ * (a peer that declares 60 MiB and sends 10 bytes binds 64 KiB). Errors as tf_sync_conn_recv
+ * (no BUFFER_TOO_SMALL), plus TF_ERR_NOMEM (poisoned). On error *buf is NULL and nothing is
+ * left allocated. */
 TF_API tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int timeout_ms);
 
 /* Half-close: shut our sending side down (the peer's next receive after our last message
