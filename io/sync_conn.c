@@ -30,6 +30,8 @@ struct tf_sync_conn {
      * half, so one CAS records both and the first failure wins across the two threads. */
     _Atomic uint64_t poison;
     atomic_bool wr_shut; /* tf_sync_conn_shutdown was called */
+    tf_addr peer;        /* taken when the connection was made (valid if has_peer) */
+    bool has_peer;
 };
 
 /* ---------------------------------------------------------------- time and poll */
@@ -144,7 +146,8 @@ static tf_err handshake(tf_sync_conn *c, uint64_t deadline_ns, int cancel_fd, in
     }
 }
 
-tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, tf_sync_conn **out)
+tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, const tf_addr *peer,
+                          tf_sync_conn **out)
 {
     *out = NULL;
     tf_sync_conn *c = tf__calloc(1, sizeof *c);
@@ -162,6 +165,15 @@ tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, tf_sync_conn **out)
     tf_rx_init(&c->rx, cfg->max_recv_len);
     atomic_init(&c->poison, 0);
     atomic_init(&c->wr_shut, false);
+    if (peer) {
+        c->peer = *peer;
+    } else { /* connect, from_fd: ask the socket now, while the peer is surely there */
+        c->peer.len = sizeof c->peer.ss;
+        if (getpeername(fd, (struct sockaddr *)&c->peer.ss, &c->peer.len) != 0)
+            c->peer.len = 0;
+    }
+    int fam = c->peer.ss.ss_family;
+    c->has_peer = c->peer.len > 0 && (fam == AF_INET || fam == AF_INET6);
     *out = c;
     return TF_OK;
 }
@@ -171,7 +183,7 @@ tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns
 {
     *os_err = 0;
     tf_sync_conn *c;
-    tf_err e = tf__sync_conn_wrap(fd, cfg, &c);
+    tf_err e = tf__sync_conn_wrap(fd, cfg, NULL, &c);
     *out = NULL;
     if (e != TF_OK)
         return e;
@@ -490,6 +502,8 @@ tf_err tf_sync_conn_peer(const tf_sync_conn *c, char *buf, size_t len)
 {
     if (!c || !buf)
         return TF_ERR_INVALID_ARGUMENT;
+    if (c->has_peer)
+        return tf_addr_format(&c->peer, buf, len);
     return tf__sock_name(c->fd, true, buf, len);
 }
 

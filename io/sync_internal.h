@@ -34,9 +34,11 @@ tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns
                           tf_sync_conn **out, int *os_err);
 
 /* Make a connection that owns the connected, handshaken socket |fd| (already non-blocking,
- * options applied) under the loaded config |cfg|, with no handshake of its own.
+ * options applied) under the loaded config |cfg|, with no handshake of its own. |peer| is the
+ * peer's address from accept (kept for tf_sync_conn_peer); NULL: getpeername now.
  *   TF_OK: *out is the connection.  TF_ERR_NOMEM: fd is closed and *out is NULL. */
-tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, tf_sync_conn **out);
+tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, const tf_addr *peer,
+                          tf_sync_conn **out);
 
 /* A reason for humans: strerror(os_err) when there is one, else tf_strerror(err); written
  * into buf (thread-safe), which is returned. */

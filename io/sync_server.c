@@ -272,7 +272,7 @@ static tf_err step(tf_sync_server *s, size_t i, tf_sync_conn **out)
     int fd = p->fd;
     p->fd = -1;
     if (st == TF_DONE)
-        return tf__sync_conn_wrap(fd, &s->cfg, out); /* NOMEM closes fd */
+        return tf__sync_conn_wrap(fd, &s->cfg, &p->peer, out); /* NOMEM closes fd */
     int os = 0;
     tf_err e = tf_hs_error(&p->hs, &os);
     close(fd);
@@ -358,7 +358,7 @@ static tf_err take_client(tf_sync_server *s, round_state *r, tf_sync_conn **out,
         return e;
     }
     if (!s->cfg.handshake)
-        return tf__sync_conn_wrap(fd, &s->cfg, out);
+        return tf__sync_conn_wrap(fd, &s->cfg, &peer, out);
     size_t n = atomic_load(&s->npending);
     pending *p = &s->hs[n];
     p->fd = fd;

@@ -684,6 +684,31 @@ static void test_accept_handshakes_bounded(void **state)
     close(good);
 }
 
+/* The peer's address is taken at accept: a client that resets right after its handshake is
+ * still named (getpeername fails with ENOTCONN by then; issue 25 item 7). */
+static void test_accept_peer_known_after_reset(void **state)
+{
+    char addr[80];
+    tf_sync_server *s = tu_listen(tu_host(state), NULL, addr, sizeof addr);
+    int raw = raw_client(addr, "UNIF", 4, false);
+    tf_sync_conn *c;
+    assert_int_equal(tf_sync_server_accept(s, &c, NULL, NULL), TF_OK);
+    assert_true(tu_expect_magic(raw));
+    char port[16];
+    snprintf(port, sizeof port, ":%d", local_port(raw));
+    tu_close_rst(raw);
+    char buf[8];
+    size_t len;
+    assert_int_equal(tf_sync_conn_recv(c, buf, sizeof buf, &len, 10000), TF_ERR_IO);
+    char peer[TF_ADDRSTR_LEN];
+    assert_int_equal(tf_sync_conn_peer(c, peer, sizeof peer), TF_OK);
+    printf("# reset client named %s\n", peer);
+    assert_non_null(strstr(peer, port));
+    assert_int_equal(strncmp(peer, tu_host(state), strlen(tu_host(state))), 0);
+    tf_sync_conn_free(c);
+    tf_sync_server_free(s);
+}
+
 typedef struct trickler {
     char addr[80];
     bool ok;
@@ -888,6 +913,7 @@ int main(void)
         T2(test_accept_silent_clients_do_not_delay),
         T2(test_accept_drops_silent_client),
         T(test_accept_handshakes_bounded, V4),
+        T2(test_accept_peer_known_after_reset),
         T2(test_accept_trickle_peer),
         T(test_accept_emfile_backs_off_and_recovers, NULL),
     };

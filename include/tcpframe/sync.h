@@ -134,7 +134,10 @@ TF_API tf_err tf_sync_conn_error(const tf_sync_conn *c, int *os_err);
 /* The socket (for poll, getsockopt, ...); it stays the connection's: do not close it. */
 TF_API int tf_sync_conn_fd(const tf_sync_conn *c);
 
-/* The peer's address as "host:port" (tcp.h); TF_OK or TF_ERR_IO / BUFFER_TOO_SMALL. */
+/* The peer's address as "host:port" (tcp.h), taken when the connection was made (from accept,
+ * or asked of the socket at connect / from_fd), so it is still known after the peer has reset
+ * or closed; a socket without an IP peer (a UNIX socketpair) is asked now.
+ *   TF_OK; TF_ERR_IO / BUFFER_TOO_SMALL; TF_ERR_INVALID_ARGUMENT (NULL). */
 TF_API tf_err tf_sync_conn_peer(const tf_sync_conn *c, char *buf, size_t len);
 
 /* The generic view (conn.h) of this connection; never NULL for a non-NULL c. */
