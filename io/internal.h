@@ -49,6 +49,11 @@ void tf__evb_hook_remove(tf_evb *evb, tf__evb_hook *h);
 void tf__evb_timer_drop(tf_evb_timer **t);
 /* True once stop() was called (any thread). */
 bool tf__evb_stopping(const tf_evb *evb);
+/* tf_evb_dispatch_and_wait, also from the thread of another loop: the teardown of an object
+ * freed there (a connection, server or client of |evb|) must have run when the free returns.
+ * That caller's loop waits meanwhile; two loops doing this to each other at the same moment
+ * would deadlock (async.h, Lifetime). */
+tf_err tf__evb_teardown_wait(tf_evb *evb, tf_evb_fn fn, void *arg);
 /* Block until the loop is STOPPED (drained, hooks run). Never on the loop thread. */
 void tf__evb_wait_stopped(tf_evb *evb);
 
