@@ -112,6 +112,10 @@ static tf_err scratch_get(size_t cap, scratch **out)
 /* ---------------------------------------------------------------- references, poison */
 
 static void finalize(tf_async_conn *c);
+static void close_fd(tf_async_conn *c);
+static void wd_arm(tf_async_conn *c);
+static void note_msg(tf_async_conn *c, bool received);
+static void note_frame(tf_async_conn *c);
 
 static void conn_unref(tf_async_conn *c)
 {
@@ -297,6 +301,8 @@ static void op_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, u
     }
     if (err != TF_OK && !send)
         len = 0;
+    if (err == TF_OK)
+        note_msg(c, !send);
     if (op->promise) {
         tf_promise *p = op->promise;
         bool owned = op->kind == OP_RECV_ALLOC && data;
@@ -514,6 +520,41 @@ static void rx_close(tf_async_conn *c)
     }
 }
 
+/* Complete the sends the kernel took whole (TF_OK), in order. */
+static void complete_sent(tf_async_conn *c)
+{
+    tf_async_op *op;
+    while ((op = queue_pop(&c->sent_head, &c->sent_tail)) != NULL)
+        op_done(c, op, TF_OK, 0, NULL, 0);
+}
+
+/* Complete everything pending with |err|: queued operations, the stream (its end call), the
+ * close future. A callback may free the connection: the free completes whatever is still
+ * pending itself (CANCELLED, inside the free call), so nothing here runs after it returned. */
+static void fail_pending(tf_async_conn *c, tf_err err, int os_err)
+{
+    complete_sent(c); /* those went out whole: OK, whatever came after */
+    tf_async_op *op;
+    while ((op = queue_pop(&c->sq_head, &c->sq_tail)) != NULL)
+        op_done(c, op, err, os_err, NULL, 0);
+    while ((op = queue_pop(&c->rq_head, &c->rq_tail)) != NULL)
+        op_done(c, op, err, os_err, NULL, 0);
+    if (c->stream_cb) {
+        tf_async_msg_cb cb = c->stream_cb;
+        c->stream_cb = NULL;
+        cb(c, err, os_err, NULL, 0, c->stream_arg);
+    }
+    if (c->close_promise) {
+        tf_promise *p = c->close_promise;
+        c->close_promise = NULL;
+        if (c->close_over)
+            tf_promise_set(p, c->close_result, 0, NULL, NULL); /* the close itself ended */
+        else
+            tf_promise_fail(p, err, os_err);
+        tf_promise_free(p);
+    }
+}
+
 void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
 {
     if (poison_of(c) != TF_OK)
@@ -525,6 +566,7 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
     set_interest(c, 0);
     tf__evb_timer_drop(&c->hs_timer);
     tf__evb_timer_drop(&c->linger_timer);
+    tf__evb_timer_drop(&c->wd_timer);
     rx_unbind(c);
     tf_rx_abandon(&c->rx);
     grow_reset(c);
@@ -542,22 +584,9 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
         c->ready_fn = NULL;
         fn(c, err, os_err, c->ready_arg);
     }
-    tf_async_op *op;
-    while ((op = queue_pop(&c->sq_head, &c->sq_tail)) != NULL)
-        op_done(c, op, err, os_err, NULL, 0);
-    while ((op = queue_pop(&c->rq_head, &c->rq_tail)) != NULL)
-        op_done(c, op, err, os_err, NULL, 0);
-    if (c->stream_cb) {
-        tf_async_msg_cb cb = c->stream_cb;
-        c->stream_cb = NULL;
-        cb(c, err, os_err, NULL, 0, c->stream_arg);
-    }
-    if (c->close_promise) {
-        tf_promise *p = c->close_promise;
-        c->close_promise = NULL;
-        tf_promise_fail(p, err, os_err);
-        tf_promise_free(p);
-    }
+    fail_pending(c, err, os_err);
+    if (c->flushing)
+        close_fd(c); /* a close was asked for: the socket goes now, not at free */
     tell_end(c);
 }
 
@@ -587,6 +616,8 @@ static bool hs_step(tf_async_conn *c)
     }
     tf__evb_timer_drop(&c->hs_timer);
     c->phase = PH_OPEN;
+    c->last_msg_ns = tf__now_ns();
+    wd_arm(c);
     if (c->ready_fn) {
         tf__async_ready_fn fn = c->ready_fn;
         c->ready_fn = NULL;
@@ -603,6 +634,10 @@ static void finish_close(tf_async_conn *c, tf_err result, tf_err reason);
 /* Flush done: shut our side down and wait for the peer's close. */
 static void start_linger(tf_async_conn *c)
 {
+    if (tf__evb_stopping(c->evb)) {
+        tf__async_fail(c, TF_ERR_SHUTDOWN, 0); /* in the stop drain: no FIN, no timer */
+        return;
+    }
     if (shutdown(c->fd, SHUT_WR) != 0) {
         /* ENOTCONN: the peer reset the connection before we noticed; SO_ERROR says so. */
         int e = errno, so = 0;
@@ -620,22 +655,24 @@ static void start_linger(tf_async_conn *c)
     if (c->cfg.linger_ms >= 0 &&
         tf_evb_timer_after(c->evb, (uint64_t)c->cfg.linger_ms, linger_timeout, c,
                            &c->linger_timer) != TF_OK)
-        tf__async_fail(c, TF_ERR_NOMEM, 0);
+        tf__async_fail(c, tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_ERR_NOMEM, 0);
 }
 
 /* Hand the bytes the kernel took to the queued frames, completing those that are out. */
 static void write_advance(tf_async_conn *c, size_t n)
 {
-    while (n > 0 && c->sq_head && !failed(c)) {
+    /* First take every frame the kernel took whole off the queue, then complete them: a
+     * completion callback that fails or frees the connection must not turn a sent frame into a
+     * cancelled one (a sender that retries would duplicate it). */
+    while (n > 0 && c->sq_head) {
         tf_async_op *op = c->sq_head;
         size_t p = tf_tx_pending(&op->tx);
         size_t k = p < n ? p : n;
         n -= k;
-        if (tf_tx_advance(&op->tx, k) == TF_DONE) {
-            queue_pop(&c->sq_head, &c->sq_tail);
-            op_done(c, op, TF_OK, 0, NULL, 0);
-        }
+        if (tf_tx_advance(&op->tx, k) == TF_DONE)
+            queue_push(&c->sent_head, &c->sent_tail, queue_pop(&c->sq_head, &c->sq_tail));
     }
+    complete_sent(c);
 }
 
 /* Write queued frames until the queue is empty or the socket is full: one sendmsg gathers the
@@ -689,6 +726,7 @@ static bool consumer(const tf_async_conn *c)
 static void deliver_copy(tf_async_conn *c, const uint8_t *p, size_t len)
 {
     if (c->stream_cb) {
+        note_msg(c, true);
         c->stream_cb(c, TF_OK, 0, len ? p : NULL, len, c->stream_arg);
         return;
     }
@@ -731,6 +769,7 @@ static void deliver_grown(tf_async_conn *c)
      * replaced or stopped meanwhile), else to the head receive, else it waits whole (parked)
      * for whoever wants the next message. */
     if (c->stream_cb) {
+        note_msg(c, true);
         c->stream_cb(c, TF_OK, 0, buf, len, c->stream_arg);
         free(buf);
     } else if (c->rq_head) {
@@ -751,6 +790,7 @@ static void deliver_bound(tf_async_conn *c, const tf_msg *msg)
     if (!buf && c->stream_cb) {
         /* An empty frame whose prefix was cut between reads completes in rx without a target
          * ever bound: it is the stream's (there is no receive to pop). */
+        note_msg(c, true);
         c->stream_cb(c, TF_OK, 0, NULL, 0, c->stream_arg);
         return;
     }
@@ -817,13 +857,44 @@ static void unpark(tf_async_conn *c)
     free(p);
 }
 
+/* Closing, and nobody wants a message: skip what arrives, but whole frames only (the rest of a
+ * cut frame is skipped as it arrives), so that a receive made later still starts at a frame
+ * boundary. Returns the bytes skipped; 0 when a cut prefix waits for its rest. */
+static size_t linger_skip(tf_async_conn *c, const uint8_t *in, size_t n)
+{
+    size_t u = 0;
+    tf_msg msg = {NULL, 0};
+    tf_step st = tf_rx_feed(&c->rx, in, n, &u, &msg); /* the prefix only: no target is bound */
+    size_t len = 0;
+    if (st == TF_ERROR) {
+        int os = 0;
+        tf_err e = tf_rx_error(&c->rx, &os);
+        tf__async_fail(c, e, os);
+    } else if (tf_rx_wants_target(&c->rx, &len)) {
+        c->skip = len;
+        tf_rx_init(&c->rx, c->cfg.max_recv_len);
+    }
+    return u;
+}
+
 /* Deliver every message in in[0..n) that someone wants; returns the bytes used. */
 static size_t consume(tf_async_conn *c, const uint8_t *in, size_t n)
 {
     size_t used = 0;
     while (used < n && !failed(c)) {
-        if (c->phase == PH_LINGER && !consumer(c) && !frame_open(c))
-            return n; /* closing: what nobody asked for is dropped */
+        if (c->skip > 0) {
+            size_t k = c->skip < n - used ? c->skip : n - used;
+            c->skip -= k;
+            used += k;
+            continue;
+        }
+        if (c->phase == PH_LINGER && !consumer(c) && !frame_open(c)) {
+            size_t k = linger_skip(c, in + used, n - used);
+            if (k == 0)
+                break; /* a cut prefix: kept until its rest comes */
+            used += k;
+            continue;
+        }
         if (c->growing) {
             size_t k = grow_feed(c, in + used, n - used);
             if (k == 0)
@@ -904,6 +975,10 @@ static void do_read(tf_async_conn *c)
 {
     const size_t rbuf = (size_t)c->cfg.read_buffer;
     while (!failed(c) && c->fd >= 0 && !c->mem_wait && (reader_wanted(c) || frame_open(c))) {
+        if (c->turn_bytes >= (size_t)c->cfg.io_budget) {
+            pump_later(c); /* fairness: the other connections' events first, then more */
+            return;
+        }
         if (c->parked) {
             if (consumer(c)) {
                 unpark(c);
@@ -947,6 +1022,7 @@ static void do_read(tf_async_conn *c)
                 continue;
             }
             c->ggot += (size_t)n;
+            c->turn_bytes += (size_t)n;
             if (c->ggot == c->glen)
                 deliver_grown(c);
             if ((size_t)n < want) {
@@ -971,6 +1047,7 @@ static void do_read(tf_async_conn *c)
                         return;
                     continue;
                 }
+                c->turn_bytes += (size_t)n;
                 tf_msg msg = {NULL, 0};
                 if (tf_rx_advance(&c->rx, (size_t)n, &msg) == TF_DONE)
                     deliver_bound(c, &msg);
@@ -1003,6 +1080,7 @@ static void do_read(tf_async_conn *c)
                 return;
             continue;
         }
+        c->turn_bytes += (size_t)n;
         s->busy = true;
         size_t u = consume(c, s->buf, (size_t)n);
         s->busy = false;
@@ -1024,20 +1102,18 @@ static void do_read(tf_async_conn *c)
  * between messages; TRUNCATED: inside one; TIMEOUT: it never closed). */
 static void finish_close(tf_async_conn *c, tf_err result, tf_err reason)
 {
-    tf_promise *p = c->close_promise;
-    c->close_promise = NULL;
+    /* The close future gets |result| with everything else pending (fail_pending), also when a
+     * callback of that frees the connection first. */
+    c->close_over = true;
+    c->close_result = result;
     tf__evb_timer_drop(&c->linger_timer);
     tf__async_fail(c, reason, 0);
     close_fd(c);
-    if (p) {
-        tf_promise_set(p, result, 0, NULL, NULL);
-        tf_promise_free(p);
-    }
 }
 
 static void on_eof(tf_async_conn *c)
 {
-    bool clean = rx_at_boundary(&c->rx) && !frame_open(c) && c->hold_len == 0;
+    bool clean = rx_at_boundary(&c->rx) && !frame_open(c) && c->hold_len == 0 && c->skip == 0;
     tf_err why = clean ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
     if (c->phase == PH_LINGER)
         finish_close(c, TF_OK, why); /* our flush succeeded whatever the peer's last frame */
@@ -1064,6 +1140,7 @@ static void pump(tf_async_conn *c)
         return;
     }
     c->in_pump = true;
+    c->turn_bytes = 0; /* a new turn: io_budget bytes of reading before the others' turn */
     do {
         c->repump = false;
         if (failed(c) || c->fd < 0)
@@ -1074,6 +1151,8 @@ static void pump(tf_async_conn *c)
         do_read(c);
     } while (c->repump && !failed(c));
     c->in_pump = false;
+    if (!failed(c))
+        note_frame(c);
     if (!failed(c))
         update_interest(c);
 }
@@ -1143,6 +1222,76 @@ static void op_timeout(tf_evb *evb, void *arg)
         op_done(c, op, TF_ERR_TIMEOUT, 0, NULL, 0);
         pump(c);
     }
+    leave(c);
+}
+
+/* ---------------------------------------------------------------- idle and progress watchdog */
+
+static bool watched(const tf_async_conn *c)
+{
+    return c->cfg.idle_timeout_ms > 0 || c->cfg.progress_timeout_ms > 0;
+}
+
+/* A message moved (received whole, or sent): the idle clock starts again; a received one also
+ * ends the frame under way. */
+static void note_msg(tf_async_conn *c, bool received)
+{
+    if (c->cfg.idle_timeout_ms > 0)
+        c->last_msg_ns = tf__now_ns();
+    if (received)
+        c->frame_ns = 0;
+}
+
+/* After a read pass: a frame under way starts the progress clock (at most one pass late). */
+static void note_frame(tf_async_conn *c)
+{
+    if (c->cfg.progress_timeout_ms <= 0)
+        return;
+    bool mid = frame_open(c) || !rx_at_boundary(&c->rx);
+    if (!mid || !reader_wanted(c))
+        c->frame_ns = 0; /* no frame, or we are not reading it (paused, waiting for memory) */
+    else if (!c->frame_ns)
+        c->frame_ns = tf__now_ns();
+}
+
+/* The tick: a quarter of the shorter timeout, so each fires within 1.25 times its value. */
+static uint64_t wd_period_ms(const tf_async_conn *c)
+{
+    int64_t t = INT64_MAX;
+    if (c->cfg.idle_timeout_ms > 0)
+        t = c->cfg.idle_timeout_ms;
+    if (c->cfg.progress_timeout_ms > 0 && c->cfg.progress_timeout_ms < t)
+        t = c->cfg.progress_timeout_ms;
+    return t >= 4 ? (uint64_t)t / 4 : 1;
+}
+
+static void wd_tick(tf_evb *evb, void *arg);
+
+static void wd_arm(tf_async_conn *c)
+{
+    if (!watched(c) || c->wd_timer || failed(c))
+        return;
+    if (tf_evb_timer_after(c->evb, wd_period_ms(c), wd_tick, c, &c->wd_timer) != TF_OK)
+        tf__async_fail(c, tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_ERR_NOMEM, 0);
+}
+
+static void wd_tick(tf_evb *evb, void *arg)
+{
+    (void)evb;
+    tf_async_conn *c = arg;
+    enter(c);
+    tf_evb_timer_release(c->wd_timer);
+    c->wd_timer = NULL;
+    uint64_t now = tf__now_ns();
+    uint64_t idle = (uint64_t)c->cfg.idle_timeout_ms * 1000000u;
+    uint64_t prog = (uint64_t)c->cfg.progress_timeout_ms * 1000000u;
+    if (c->phase == PH_OPEN && c->cfg.idle_timeout_ms > 0 && now - c->last_msg_ns >= idle)
+        tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* no message either way for idle_timeout_ms */
+    else if (c->phase == PH_OPEN && c->cfg.progress_timeout_ms > 0 && c->frame_ns &&
+             now - c->frame_ns >= prog)
+        tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* a frame started and stalled */
+    else
+        wd_arm(c);
     leave(c);
 }
 
@@ -1224,19 +1373,21 @@ static void run_admitted(tf_async_conn *c, tf_async_op *op)
     free(op);
 }
 
-/* Take everything other threads admitted so far, in admission order (loop thread). */
+/* Run everything other threads admitted so far, in admission order (loop thread). One item is
+ * taken at a time, under the lock: a callback run by one item that takes the inbox again (a
+ * loop-thread close, stream or free) continues with the next item in order, so nothing
+ * admitted later can overtake it, and a free inside a callback cancels the rest at once. */
 static void take_inbox(tf_async_conn *c)
 {
-    pthread_mutex_lock(&c->mu);
-    tf_async_op *op = c->in_head;
-    c->in_head = c->in_tail = NULL;
-    c->inbox_queued = false;
-    pthread_mutex_unlock(&c->mu);
-    while (op) {
-        tf_async_op *next = op->next;
-        op->next = NULL;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        tf_async_op *op = queue_pop(&c->in_head, &c->in_tail);
+        if (!op)
+            c->inbox_queued = false;
+        pthread_mutex_unlock(&c->mu);
+        if (!op)
+            return;
         run_admitted(c, op);
-        op = next;
     }
 }
 
@@ -1634,7 +1785,11 @@ tf_err tf_async_conn_abort(tf_async_conn *c)
     c->aborted = true; /* from this return on, submissions fail with CANCELLED */
     pthread_mutex_unlock(&c->mu);
     conn_ref(c);
-    tf_err rc = tf_evb_dispatch_inline(c->evb, abort_task, c);
+    /* Inside a callback of the connection the abort runs when that callback has returned, so
+     * that the cancellations it causes are never nested in it (async.h). */
+    bool nested = tf_evb_in_loop_thread(c->evb) && c->depth > 0;
+    tf_err rc = nested ? tf_evb_dispatch(c->evb, abort_task, c)
+                       : tf_evb_dispatch_inline(c->evb, abort_task, c);
     if (rc != TF_OK)
         conn_unref(c);
     return rc == TF_ERR_SHUTDOWN ? TF_OK : rc; /* a stopped loop failed everything already */
@@ -1653,6 +1808,7 @@ static void finalize(tf_async_conn *c)
         tf__evb_hook_remove(c->evb, &c->hook);
     tf__evb_timer_drop(&c->hs_timer);
     tf__evb_timer_drop(&c->linger_timer);
+    tf__evb_timer_drop(&c->wd_timer);
     rx_unbind(c);
     grow_reset(c);
     budget_give(c, true);
@@ -1668,6 +1824,9 @@ static void free_task(void *arg)
     enter(c);
     c->dead = true;
     tf__async_fail(c, TF_ERR_CANCELLED, 0);
+    /* Failed before (maybe this free runs inside a callback of that failure, whose loop still
+     * holds operations): complete them now, inside the free. */
+    fail_pending(c, TF_ERR_CANCELLED, 0);
     take_inbox(c); /* admitted but not yet taken: each completes with CANCELLED */
     leave(c);
 }
@@ -1680,11 +1839,9 @@ void tf_async_conn_free(tf_async_conn *c)
     c->freeing = true;
     pthread_mutex_unlock(&c->mu);
     tf_evb *evb = c->evb;
-    tf_err rc = tf_evb_dispatch_and_wait(evb, free_task, c);
+    tf_err rc = tf__evb_teardown_wait(evb, free_task, c); /* also from another loop's thread */
     if (rc == TF_OK)
         return;
-    if (rc == TF_ERR_BAD_STATE && tf_evb_dispatch(evb, free_task, c) == TF_OK)
-        return; /* called on another loop's thread: freed soon, on its own loop */
     /* The loop is stopping: once it has stopped (its stop hook failed everything with
      * SHUTDOWN and it dropped every watch), nothing else touches the connection. */
     tf__evb_wait_stopped(evb);
@@ -1721,11 +1878,13 @@ static void start(tf_async_conn *c)
         if (c->cfg.handshake_timeout_ms >= 0 &&
             tf_evb_timer_after(c->evb, (uint64_t)c->cfg.handshake_timeout_ms, hs_timeout, c,
                                &c->hs_timer) != TF_OK) {
-            tf__async_fail(c, TF_ERR_NOMEM, 0);
+            tf__async_fail(c, tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_ERR_NOMEM, 0);
             return;
         }
     } else {
         c->phase = PH_OPEN;
+        c->last_msg_ns = tf__now_ns();
+        wd_arm(c);
         if (c->ready_fn) {
             tf__async_ready_fn fn = c->ready_fn;
             c->ready_fn = NULL;

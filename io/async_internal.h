@@ -86,6 +86,10 @@ struct tf_async_conn {
     tf_fdio fdio;                /* for the handshake's try-step */
     tf_hs hs;
     tf_evb_timer *hs_timer, *linger_timer;
+    tf_evb_timer *wd_timer;      /* idle / progress watchdog tick (cfg timeouts), or NULL */
+    uint64_t last_msg_ns;        /* a message was received or sent (idle_timeout_ms) */
+    uint64_t frame_ns;           /* a frame has been under way since (progress_timeout_ms), 0 */
+    size_t turn_bytes;           /* read in this turn (io_budget) */
     tf__async_ready_fn ready_fn;
     void *ready_arg;
     /* A message grown as its bytes arrive (stream or allocating receive; SPEC 9.7 "Receive
@@ -100,12 +104,14 @@ struct tf_async_conn {
     bool mem_wait;               /* loop thread: the budget is spent, reading waits for memory */
     tf_async_conn *bnext;        /* next waiter (under budget->mu) */
     tf_async_op *sq_head, *sq_tail;
+    tf_async_op *sent_head, *sent_tail; /* sent whole, completion (OK) not yet called */
     tf_async_op *rq_head, *rq_tail;
     tf_rx rx;                    /* a frame cut between reads */
     uint8_t *rx_buf;             /* the target bound to rx: the head span receive's span */
     uint8_t *park;               /* a whole message read for a stream that stopped meanwhile: */
     size_t park_len;             /* the next consumer's first (park NULL: none) */
     bool parked;
+    size_t skip;                 /* closing: bytes of a frame nobody wanted still to drop */
     uint8_t *hold;               /* read bytes nobody asked for yet (freed when empty) */
     size_t hold_off, hold_len, hold_cap;
     tf_async_msg_cb stream_cb;
@@ -116,6 +122,8 @@ struct tf_async_conn {
     void *end_arg;
     bool end_told;               /* it ran (once) */
     tf_promise *close_promise;
+    bool close_over;             /* the linger ended: close_promise gets close_result */
+    tf_err close_result;
 };
 
 /* A connection over a connected socket |fd| (already non-blocking, options applied) on |evb|,

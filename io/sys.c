@@ -278,16 +278,18 @@ int tf__sys_eventfd_write(int fd)
     return write(fd, &one, sizeof one) < 0 ? -1 : 0;
 }
 
-int tf__sys_hook_malloc(size_t *n)
-{
-    return ask(TF__SYS_MALLOC, -1, n);
-}
-
 void *tf__alloc(size_t n)
 {
     if (ask(TF__SYS_MALLOC, -1, &n))
         return NULL;
     return malloc(n);
+}
+
+void *tf__realloc(void *p, size_t n)
+{
+    if (ask(TF__SYS_MALLOC, -1, &n))
+        return NULL;
+    return realloc(p, n);
 }
 
 void *tf__calloc(size_t n, size_t size)
