@@ -1302,13 +1302,39 @@ static long chaos_ops(void)
     return tio_iters("TF_TEST_CHAOS_OPS", 400, 1, 2);
 }
 
-static int pair(int lfd, int port, int *peer_fd)
+static void small_bufs(int fd)
 {
-    char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    int a = tu_raw_connect(addr);
-    int b = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    *peer_fd = b;
+    int v = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+}
+
+/* A loopback TCP pair: our end (returned) and the peer's (*peer_fd). Small buffers are set
+ * before listen and connect: shrunk on an established connection, a receive buffer can stay
+ * smaller than the window it advertised, and the kernel then drops the sender's segment and
+ * retransmits it forever (seen: a 60 s stall ended by TCP_USER_TIMEOUT's ETIMEDOUT). */
+static int pair(bool small, int *peer_fd)
+{
+    *peer_fd = -1;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (small) {
+        small_bufs(l);
+        small_bufs(a);
+    }
+    if (l < 0 || a < 0 || bind(l, (struct sockaddr *)&sa, sl) != 0 || listen(l, 1) != 0 ||
+        getsockname(l, (struct sockaddr *)&sa, &sl) != 0 ||
+        connect(a, (struct sockaddr *)&sa, sl) != 0) {
+        if (l >= 0)
+            close(l);
+        if (a >= 0)
+            close(a);
+        return -1;
+    }
+    *peer_fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    close(l);
     return a;
 }
 
@@ -1376,10 +1402,6 @@ static long run_round(uint64_t seed, unsigned permille)
     tf__perturb_set(seed, permille);
     R.fds0 = tu_fd_count();
 
-    int port = 0;
-    int lfd = tu_raw_listen(false, &port);
-    if (lfd < 0)
-        return violation("listen failed"), -1;
     if (tf_evb_new(&R.evb) != TF_OK)
         return violation("tf_evb_new failed"), -1;
     for (int i = 0; i < NCONN; i++) {
@@ -1402,14 +1424,9 @@ static long run_round(uint64_t seed, unsigned permille)
         if (chance(&g, 500))
             s->cfg.sndbuf = s->cfg.rcvbuf = 4096;
         int pfd = -1;
-        int fd = pair(lfd, port, &pfd);
+        int fd = pair(s->cfg.sndbuf == 4096, &pfd);
         if (fd < 0 || pfd < 0)
             return violation("loopback pair failed"), -1;
-        if (s->cfg.sndbuf == 4096) {
-            int v = 4096;
-            setsockopt(pfd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
-            setsockopt(pfd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
-        }
         s->p.fd = pfd;
         s->p.idx = i;
         s->p.hs = s->cfg.handshake;
@@ -1428,7 +1445,6 @@ static long run_round(uint64_t seed, unsigned permille)
         if (rc != TF_OK)
             return violation("from_fd: %s: %s", tf_err_name(rc), msg.text), -1;
     }
-    close(lfd);
     if (tf_evb_start(R.evb) != TF_OK)
         return violation("tf_evb_start failed"), -1;
     for (int i = 0; i < NCONN; i++)
