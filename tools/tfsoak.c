@@ -925,7 +925,7 @@ int main(int argc, char **argv)
     for (int e = 0; e < 128; e++)
         if (atomic_load(&srv_end_by[e]) != ends0[e])
             printf(" %s %ld", tf_err_name((tf_err)e), atomic_load(&srv_end_by[e]) - ends0[e]);
-    printf(" (%ld closes after a half-close)\n", atomic_load(&srv_closes) - closes0);
+    printf(" (%ld closed by the server after the client's EOF)\n", atomic_load(&srv_closes) - closes0);
     printf("tfsoak: receive memory: peak %zu bytes, %zu held at the end, %llu waits for the "
            "budget (%lld)\n",
            mem_peak, mem_used, (unsigned long long)mem_waits, (long long)cfg.recv_mem_budget);
