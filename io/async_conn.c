@@ -1641,8 +1641,14 @@ static tf_err admit_item(tf_async_conn *c, int kind, void *cb, void *arg, tf_pro
                          void (*commit)(tf_async_conn *c, void *cb))
 {
     bool local = tf_evb_in_loop_thread(c->evb);
+    /* Inside a callback of this connection (the loop thread within one of its entries): what the
+     * item causes (a stream's end call, the writable or end callback, the close's failures) must
+     * not run nested in that callback, so it goes through the inbox like a hand-off from another
+     * thread and runs when the callback has returned. A stream being stopped stops at once too
+     * (no later message reaches it), and again in its turn. */
+    bool nested = local && c->depth > 0;
     tf_async_op *op = NULL;
-    if (!local && (op = tf__alloc(sizeof *op)) == NULL)
+    if ((!local || nested) && (op = tf__alloc(sizeof *op)) == NULL)
         return TF_ERR_NOMEM;
     pthread_mutex_lock(&c->mu);
     tf_err rc = check ? check(c, cb) : tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_OK;
@@ -1660,7 +1666,10 @@ static tf_err admit_item(tf_async_conn *c, int kind, void *cb, void *arg, tf_pro
         free(op);
         return rc;
     }
-    if (local) {
+    if (nested && kind == OP_STREAM && !cb) {
+        c->stream_cb = NULL; /* stopped now: the stream's callback is not called again */
+        c->stream_arg = arg;
+    } else if (local && !nested) {
         enter(c);
         take_inbox(c); /* what other threads admitted first goes first */
         if (kind == OP_CLOSE)
