@@ -697,8 +697,8 @@ TEST(UniflowResult, ErrCodesPrintTheirNamesAndResultsConvert)
     uniflow::Err e(ErrCode::Timeout, "no reply");
     EXPECT_EQ(e.toString(), "Timeout: no reply");
     EXPECT_EQ(uniflow::Err(ErrCode::Aborted).toString(), "Aborted");
-    uniflow::Result<std::unique_ptr<Conn>> r(std::unique_ptr<TcpConn<SyncIO>>{});
-    EXPECT_TRUE(r.hasValue());
+    auto derived = []() -> uniflow::Result<std::unique_ptr<Conn>> { return std::unique_ptr<TcpConn<SyncIO>>{}; };
+    EXPECT_TRUE(derived().hasValue());  // unique_ptr<Derived> converts into Result<unique_ptr<Base>>
     uniflow::Result<int> bad(ErrCode::NotConnected);
     EXPECT_FALSE(bad);
     EXPECT_EQ(bad.valueOr(7), 7);
