@@ -14,20 +14,31 @@
 
 static int clients_left = -1; /* -1: serve forever */
 
+/* The connection is over (closed after the client's half-close, failed, reset): free it. */
+static void on_end(tf_async_conn *c, tf_err err, int os_err, void *arg)
+{
+    (void)os_err, (void)arg;
+    if (err != TF_ERR_CLOSED)
+        fprintf(stderr, "echo_server: client: %s\n", tf_strerror(err));
+    tf_evb *evb = tf_async_conn_evb(c);
+    tf_async_conn_free(c); /* allowed from the connection's own callbacks */
+    if (clients_left > 0 && --clients_left == 0)
+        tf_evb_stop(evb);
+}
+
 /* One call per message, on the loop thread; data is valid during the call only. */
 static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
                    void *arg)
 {
     (void)os_err, (void)arg;
-    if (err != TF_OK) { /* the stream's last call: CLOSED when the client left cleanly */
-        if (err != TF_ERR_CLOSED)
-            fprintf(stderr, "echo_server: client: %s\n", tf_strerror(err));
-        tf_evb *evb = tf_async_conn_evb(c);
-        tf_async_conn_free(c); /* allowed from the connection's own callback */
-        if (clients_left > 0 && --clients_left == 0)
-            tf_evb_stop(evb);
+    if (err == TF_ERR_CLOSED) { /* the client sent everything: flush our echoes and close */
+        tf_future *f;
+        if (tf_async_conn_close(c, &f) == TF_OK)
+            tf_future_free(f); /* on_end runs when the close is over */
         return;
     }
+    if (err != TF_OK) /* the connection failed: on_end runs with the reason */
+        return;
     uint8_t *copy = malloc(len ? len : 1);
     if (copy == NULL)
         return;
@@ -42,7 +53,8 @@ static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data
 static void on_accept(tf_async_server *s, tf_async_conn *c, void *arg)
 {
     (void)s, (void)arg;
-    if (tf_async_conn_stream(c, on_msg, NULL) != TF_OK)
+    if (tf_async_conn_on_end(c, on_end, NULL) != TF_OK ||
+        tf_async_conn_stream(c, on_msg, NULL) != TF_OK)
         tf_async_conn_free(c);
 }
 

@@ -39,12 +39,23 @@ struct tf_async_client {
     tf_evb *evb;
     tf_tcp_config cfg;
     atomic_uint seq;
-    atomic_uint resolving; /* resolver threads still running */
+    /* The memory's references: the owner's, and one per resolver thread until its attempt has
+     * been handed to the loop and started there (or refused). A client freed while a name is
+     * being resolved thus stays readable for that attempt, which then finds it gone. */
+    atomic_uint refs;
+    atomic_uint resolving; /* resolver threads that may still touch the loop (tf_evb_free) */
     /* loop thread only */
     attempt *list;
     tf__evb_hook hook;
     bool hooked;
+    bool gone; /* tf_async_client_free ran its loop part: late attempts are cancelled */
 };
+
+static void client_unref(tf_async_client *cl)
+{
+    if (atomic_fetch_sub_explicit(&cl->refs, 1u, memory_order_acq_rel) == 1u)
+        free(cl);
+}
 
 static void try_next(attempt *at);
 
@@ -192,6 +203,10 @@ static void begin(void *arg)
 {
     attempt *at = arg;
     tf_async_client *cl = at->cl;
+    if (cl->gone) {
+        finish(at, TF_ERR_CANCELLED, 0, NULL); /* the client was freed while it resolved */
+        return;
+    }
     if (!cl->hooked) {
         tf__evb_hook_add(cl->evb, &cl->hook, on_stop, cl);
         cl->hooked = true;
@@ -218,18 +233,31 @@ static void begin(void *arg)
     try_next(at);
 }
 
+/* begin() for an attempt that a resolver thread hands over: then its reference goes. */
+static void begin_resolved(void *arg)
+{
+    attempt *at = arg;
+    tf_async_client *cl = at->cl;
+    begin(at);
+    client_unref(cl);
+}
+
 /* The resolver thread for a name given on the loop thread. */
 static void *resolver(void *arg)
 {
     attempt *at = arg;
     tf_async_client *cl = at->cl;
     at->resolve_err = tf_addr_resolve(at->text, TF_FAMILY_ANY, false, &at->addrs, NULL);
-    if (tf_evb_dispatch(cl->evb, begin, at) != TF_OK) {
+    bool refused = tf_evb_dispatch(cl->evb, begin_resolved, at) != TF_OK;
+    if (refused) {
         tf_promise_fail(at->p, TF_ERR_SHUTDOWN, 0);
         tf_promise_free(at->p);
         free(at);
     }
+    /* The loop is not touched past this point; the reference keeps the client's memory. */
     atomic_fetch_sub_explicit(&cl->resolving, 1u, memory_order_release);
+    if (refused)
+        client_unref(cl);
     return NULL;
 }
 
@@ -250,6 +278,7 @@ tf_err tf_async_client_new(tf_evb *evb, const tf_tcp_config *cfg, tf_async_clien
         return rc;
     }
     cl->evb = evb;
+    atomic_init(&cl->refs, 1u);
     *out = cl;
     return TF_OK;
 }
@@ -292,10 +321,13 @@ tf_err tf_async_client_connect(tf_async_client *cl, const char *addr, tf_future 
         pthread_attr_t a;
         pthread_attr_init(&a);
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        atomic_fetch_add_explicit(&cl->refs, 1u, memory_order_relaxed);
         atomic_fetch_add_explicit(&cl->resolving, 1u, memory_order_relaxed);
         rc = pthread_create(&t, &a, resolver, at) == 0 ? TF_OK : TF_ERR_NOMEM;
-        if (rc != TF_OK)
+        if (rc != TF_OK) {
             atomic_fetch_sub_explicit(&cl->resolving, 1u, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&cl->refs, 1u, memory_order_relaxed);
+        }
         pthread_attr_destroy(&a);
     }
     if (rc != TF_OK) {
@@ -319,6 +351,7 @@ static void unhook_task(void *arg)
 {
     tf_async_client *cl = arg;
     cancel_task(cl);
+    cl->gone = true;
     if (cl->hooked)
         tf__evb_hook_remove(cl->evb, &cl->hook);
     cl->hooked = false;
@@ -338,11 +371,15 @@ void tf_async_client_free(tf_async_client *cl)
 {
     if (!cl)
         return;
-    /* A resolver thread still running hands its attempt to the loop, which cancels it below
-     * or in its drain: wait for those threads first. */
+    /* A resolver thread still running hands its attempt to the loop: wait until it has (so the
+     * loop may be freed after this returns). Its attempt may still be queued there: it holds a
+     * reference, finds the client gone and is cancelled (or the stopped loop refused it), and
+     * the last reference frees the memory. */
     while (atomic_load_explicit(&cl->resolving, memory_order_acquire) > 0)
         sched_yield();
-    if (tf_evb_dispatch_and_wait(cl->evb, unhook_task, cl) == TF_ERR_SHUTDOWN)
+    if (tf_evb_dispatch_and_wait(cl->evb, unhook_task, cl) == TF_ERR_SHUTDOWN) {
         tf__evb_wait_stopped(cl->evb);
-    free(cl);
+        cl->gone = true; /* the loop is gone: nothing else reads it but refused resolvers */
+    }
+    client_unref(cl);
 }

@@ -1,11 +1,26 @@
 /* io/async_conn.c -- tf_async_conn: a framed TCP connection on a tf_evb loop (async.h,
  * SPEC 9.7).
  *
- * Ownership of state. Everything below "loop thread only" in struct tf_async_conn is touched
- * only on the loop thread. Other threads touch the atomics (poison, flags, queue counters,
- * refs) and hand operations to the loop with tf_evb_dispatch; each such hand-off holds a
- * reference, so the memory outlives every queued task even when the connection is freed from
- * its own callback meanwhile.
+ * Ownership of state (SPEC 9.7, "Ownership"):
+ *
+ *   fields                              who may touch them
+ *   ----------------------------------  ------------------------------------------------------
+ *   base, evb, cfg, peer, peer_rc       read by any thread; written once, before publication
+ *   refs                                any thread (atomic)
+ *   err, os_err                         written by the loop thread; read by any (atomic)
+ *   closing .. in_tail (admission)      any thread, under c->mu only
+ *   everything after "loop thread only" the loop thread; after the loop stopped for good, the
+ *                                       one thread that frees the connection
+ *
+ * The admission point. Every submission (send, receive, stream on/off, writable callback,
+ * close) is decided under c->mu in one step: the refusals (freeing, poison, stopping, closing,
+ * stream-vs-receive, the queue bounds), the counters and the BUSY mark, and -- off the loop
+ * thread -- the hand-off itself: the operation goes onto the connection's inbox, and the first
+ * one onto an empty inbox dispatches one inbox task (holding a reference). A call that returned
+ * TF_OK is therefore on the inbox or in the loop's queues, never in between: close takes the
+ * inbox before it flushes, free and abort take it to cancel, the stop drain runs the inbox task
+ * before the stop hook. The loop gives counters back under the same lock, so the writable mark
+ * and the counters can never be seen apart. Never check one flag and then set another.
  *
  * The pump. Every loop-thread entry (fd event, timer, submission, hook) goes through
  * enter()/leave(). pump() runs the handshake, then writes (one sendmsg over the queued frames),
@@ -37,7 +52,9 @@
 #define IOV_MAX 1024
 #endif
 
-enum { OP_SEND = 1, OP_RECV = 2, OP_RECV_ALLOC = 3 };
+/* Operation kinds: the user's three, and the items the inbox also carries (library-owned
+ * records: buf holds the callback, promise the close's). */
+enum { OP_SEND = 1, OP_RECV = 2, OP_RECV_ALLOC = 3, OP_STREAM, OP_WRITABLE, OP_ON_END, OP_CLOSE };
 /* Connection phases (loop thread). */
 enum { PH_NEW, PH_HANDSHAKE, PH_OPEN, PH_FLUSH, PH_LINGER, PH_DONE };
 
@@ -63,29 +80,33 @@ static void scratch_init(void)
     (void)pthread_key_create(&scratch_key, scratch_free);
 }
 
-/* The calling thread's read buffer of at least |cap| bytes, or NULL (no memory, or in use by a
- * connection further up this thread's stack). */
-static scratch *scratch_get(size_t cap)
+/* The calling thread's read buffer of at least |cap| bytes in *out.
+ *   TF_OK           *out is free for this read
+ *   TF_ERR_BUSY     a connection further up this thread's stack reads into it: try later
+ *   TF_ERR_NOMEM    no memory for it (or for its thread-local record) */
+static tf_err scratch_get(size_t cap, scratch **out)
 {
     pthread_once(&scratch_once, scratch_init);
     scratch *s = pthread_getspecific(scratch_key);
     if (!s) {
-        s = calloc(1, sizeof *s);
+        s = tf__calloc(1, sizeof *s);
         if (!s || pthread_setspecific(scratch_key, s) != 0) {
             free(s);
-            return NULL;
+            return TF_ERR_NOMEM;
         }
     }
     if (s->busy)
-        return NULL;
+        return TF_ERR_BUSY;
     if (s->cap < cap) {
-        uint8_t *b = realloc(s->buf, cap);
+        uint8_t *b = tf__alloc(cap); /* the old contents are not needed */
         if (!b)
-            return NULL;
+            return TF_ERR_NOMEM;
+        free(s->buf);
         s->buf = b;
         s->cap = cap;
     }
-    return s;
+    *out = s;
+    return TF_OK;
 }
 
 /* ---------------------------------------------------------------- references, poison */
@@ -95,7 +116,9 @@ static void finalize(tf_async_conn *c);
 static void conn_unref(tf_async_conn *c)
 {
     if (atomic_fetch_sub_explicit(&c->refs, 1u, memory_order_acq_rel) == 1u) {
+        pthread_mutex_destroy(&c->mu);
         free(c->hold);
+        free(c->park);
         free(c);
     }
 }
@@ -139,6 +162,12 @@ static bool failed(const tf_async_conn *c)
     return c->dead || poison_of(c) != TF_OK;
 }
 
+/* The receive direction's end (CLOSED after the peer's clean EOF), TF_OK while open. */
+static tf_err rx_end_of(const tf_async_conn *c)
+{
+    return (tf_err)atomic_load_explicit(&c->rx_err, memory_order_acquire);
+}
+
 /* ---------------------------------------------------------------- fd interest */
 
 static void on_fd(tf_evb *evb, int fd, unsigned events, void *arg);
@@ -161,7 +190,7 @@ static void set_interest(tf_async_conn *c, unsigned want)
 
 static bool reader_wanted(const tf_async_conn *c)
 {
-    return c->rq_head || c->stream_cb || c->phase == PH_LINGER;
+    return rx_end_of(c) == TF_OK && (c->rq_head || c->stream_cb || c->phase == PH_LINGER);
 }
 
 static void update_interest(tf_async_conn *c)
@@ -223,12 +252,26 @@ static bool queue_unlink(tf_async_op **head, tf_async_op **tail, tf_async_op *op
 
 static void writable_check(tf_async_conn *c)
 {
-    if (!c->wr_cb || failed(c) || !atomic_load_explicit(&c->wr_wanted, memory_order_acquire))
+    if (!c->wr_cb || failed(c))
         return;
-    if (atomic_load_explicit(&c->sq_bytes, memory_order_acquire) > (size_t)c->cfg.send_low_water)
-        return;
-    atomic_store_explicit(&c->wr_wanted, false, memory_order_release);
-    c->wr_cb(c, c->wr_arg);
+    pthread_mutex_lock(&c->mu);
+    bool fire = c->wr_wanted && c->sq_bytes <= (size_t)c->cfg.send_low_water;
+    if (fire)
+        c->wr_wanted = false;
+    pthread_mutex_unlock(&c->mu);
+    if (fire)
+        c->wr_cb(c, c->wr_arg);
+}
+
+/* Give back what admit() counted for an operation of |kind| (under c->mu). */
+static void uncount_locked(tf_async_conn *c, int kind, size_t len)
+{
+    if (kind == OP_SEND) {
+        c->sq_bytes -= len;
+        c->sq_msgs--;
+    } else {
+        c->rq_ops--;
+    }
 }
 
 /* Complete |op| (no longer queued) with its outcome: counters, timer, then the future or the
@@ -239,17 +282,16 @@ static void op_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, u
 {
     tf__evb_timer_drop(&op->timer);
     bool send = op->kind == OP_SEND;
+    pthread_mutex_lock(&c->mu);
+    uncount_locked(c, op->kind, op->len);
+    pthread_mutex_unlock(&c->mu);
     if (send) {
-        atomic_fetch_sub_explicit(&c->sq_bytes, op->len, memory_order_acq_rel);
-        atomic_fetch_sub_explicit(&c->sq_msgs, 1u, memory_order_acq_rel);
         data = op->buf;
         len = op->len;
         if (op->dtor) {
             op->dtor(op->buf);
             data = NULL;
         }
-    } else {
-        atomic_fetch_sub_explicit(&c->rq_ops, 1u, memory_order_acq_rel);
     }
     if (err != TF_OK && !send)
         len = 0;
@@ -271,6 +313,14 @@ static void op_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, u
 
 /* ---------------------------------------------------------------- poison */
 
+/* Drop the held bytes and their buffer: an idle connection holds no buffer. */
+static void hold_release(tf_async_conn *c)
+{
+    free(c->hold);
+    c->hold = NULL;
+    c->hold_off = c->hold_len = c->hold_cap = 0;
+}
+
 /* The receive target bound to rx belongs to us (stream buffer, allocating receive): free it. */
 static void rx_unbind(tf_async_conn *c)
 {
@@ -280,6 +330,32 @@ static void rx_unbind(tf_async_conn *c)
         free(c->rx_buf);
     c->rx_buf = NULL;
     c->rx_stream = false;
+}
+
+/* The end notification, once, for a connection that is over and not freed (loop thread). */
+static void tell_end(tf_async_conn *c)
+{
+    if (!c->end_cb || c->end_told || c->dead || poison_of(c) == TF_OK)
+        return;
+    c->end_told = true;
+    int os = 0;
+    tf_err e = tf_async_conn_error(c, &os);
+    c->end_cb(c, e, os, c->end_arg);
+}
+
+/* The peer's clean EOF between messages: the receive direction ends (pending receives and the
+ * stream with CLOSED); sends go on (SPEC 9.7, "Half-close"). */
+static void rx_close(tf_async_conn *c)
+{
+    atomic_store_explicit(&c->rx_err, (int)TF_ERR_CLOSED, memory_order_release);
+    tf_async_op *op;
+    while ((op = queue_pop(&c->rq_head, &c->rq_tail)) != NULL)
+        op_done(c, op, TF_ERR_CLOSED, 0, NULL, 0);
+    if (c->stream_cb) {
+        tf_async_msg_cb cb = c->stream_cb;
+        c->stream_cb = NULL;
+        cb(c, TF_ERR_CLOSED, 0, NULL, 0, c->stream_arg);
+    }
 }
 
 void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
@@ -295,7 +371,10 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
     tf__evb_timer_drop(&c->linger_timer);
     rx_unbind(c);
     tf_rx_abandon(&c->rx);
-    c->hold_off = c->hold_len = 0;
+    hold_release(c);
+    free(c->park);
+    c->park = NULL;
+    c->parked = false;
     bool was_hs = c->phase == PH_HANDSHAKE;
     if (c->phase != PH_NEW)
         c->phase = PH_DONE;
@@ -322,6 +401,7 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
         tf_promise_fail(p, err, os_err);
         tf_promise_free(p);
     }
+    tell_end(c);
 }
 
 /* Close the socket now (loop thread; after it stopped watching it). */
@@ -361,6 +441,7 @@ static bool hs_step(tf_async_conn *c)
 /* ---------------------------------------------------------------- writing */
 
 static void linger_timeout(tf_evb *evb, void *arg);
+static void finish_close(tf_async_conn *c, tf_err result, tf_err reason);
 
 /* Flush done: shut our side down and wait for the peer's close. */
 static void start_linger(tf_async_conn *c)
@@ -375,6 +456,10 @@ static void start_linger(tf_async_conn *c)
         return;
     }
     c->phase = PH_LINGER;
+    if (rx_end_of(c) != TF_OK) {
+        finish_close(c, TF_OK, rx_end_of(c)); /* the peer's EOF came first: nothing to wait for */
+        return;
+    }
     if (c->cfg.linger_ms >= 0 &&
         tf_evb_timer_after(c->evb, (uint64_t)c->cfg.linger_ms, linger_timeout, c,
                            &c->linger_timer) != TF_OK)
@@ -476,10 +561,21 @@ static void deliver_bound(tf_async_conn *c, const tf_msg *msg)
     uint8_t *buf = c->rx_buf;
     c->rx_buf = NULL;
     if (c->rx_stream) {
+        /* The frame was bound for the stream. It goes to the stream on now (never to a callback
+         * that was replaced or stopped meanwhile), else to the head receive, else it waits whole
+         * (parked) for whoever wants the next message. */
         c->rx_stream = false;
-        if (c->rx_stream_cb)
-            c->rx_stream_cb(c, TF_OK, 0, msg->data, msg->len, c->rx_stream_arg);
-        free(buf);
+        if (c->stream_cb) {
+            c->stream_cb(c, TF_OK, 0, msg->data, msg->len, c->stream_arg);
+            free(buf);
+        } else if (c->rq_head) {
+            deliver_copy(c, msg->data, msg->len);
+            free(buf);
+        } else {
+            c->park = buf;
+            c->park_len = msg->len;
+            c->parked = true;
+        }
         return;
     }
     if (!buf && c->stream_cb) {
@@ -504,8 +600,6 @@ static bool bind_target(tf_async_conn *c)
     bool ours = true;
     if (c->stream_cb) {
         buf = tf__alloc(len);
-        c->rx_stream_cb = c->stream_cb;
-        c->rx_stream_arg = c->stream_arg;
     } else if (c->rq_head) {
         tf_async_op *op = c->rq_head;
         ours = op->kind == OP_RECV_ALLOC;
@@ -526,6 +620,16 @@ static bool bind_target(tf_async_conn *c)
     return true;
 }
 
+/* Hand the parked message to the consumer that now wants one (there must be one). */
+static void unpark(tf_async_conn *c)
+{
+    uint8_t *p = c->park;
+    c->park = NULL;
+    c->parked = false;
+    deliver_copy(c, p, c->park_len);
+    free(p);
+}
+
 /* Deliver every message in in[0..n) that someone wants; returns the bytes used. */
 static size_t consume(tf_async_conn *c, const uint8_t *in, size_t n)
 {
@@ -533,6 +637,12 @@ static size_t consume(tf_async_conn *c, const uint8_t *in, size_t n)
     while (used < n && !failed(c)) {
         if (c->phase == PH_LINGER && !consumer(c) && !c->rx_buf)
             return n; /* closing: what nobody asked for is dropped */
+        if (c->parked) {
+            if (!consumer(c))
+                break;
+            unpark(c);
+            continue;
+        }
         if (!c->rx_buf && !consumer(c))
             break; /* keep the rest (even a cut prefix) until someone wants a message */
         if (!c->rx_buf && rx_at_boundary(&c->rx)) {
@@ -596,14 +706,26 @@ static void do_read(tf_async_conn *c)
 {
     const size_t rbuf = (size_t)c->cfg.read_buffer;
     while (!failed(c) && c->fd >= 0 && (reader_wanted(c) || c->rx_buf)) {
+        if (c->parked) {
+            if (consumer(c)) {
+                unpark(c);
+                continue;
+            }
+            if (c->phase != PH_LINGER)
+                return; /* it waits for the next receive or stream */
+            free(c->park); /* closing: what nobody asked for is dropped */
+            c->park = NULL;
+            c->parked = false;
+        }
         if (c->hold_len > 0) {
             size_t u = consume(c, c->hold + c->hold_off, c->hold_len);
+            if (failed(c))
+                return; /* the poison released the hold (its counters are 0 now) */
             c->hold_off += u;
             c->hold_len -= u;
-            if (c->hold_len == 0)
-                c->hold_off = 0;
-            if (c->hold_len > 0 || failed(c))
+            if (c->hold_len > 0)
                 return;
+            hold_release(c);
             continue;
         }
         if (c->drained)
@@ -634,9 +756,14 @@ static void do_read(tf_async_conn *c)
                 continue;
             }
         }
-        scratch *s = scratch_get(rbuf);
-        if (!s) {
+        scratch *s = NULL;
+        tf_err se = scratch_get(rbuf, &s);
+        if (se == TF_ERR_BUSY) {
             pump_later(c); /* another connection up this thread's stack reads into it */
+            return;
+        }
+        if (se != TF_OK) {
+            tf__async_fail(c, TF_ERR_NOMEM, 0);
             return;
         }
         ssize_t n = tf__sys_read(c->fd, s->buf, rbuf);
@@ -667,12 +794,15 @@ static void do_read(tf_async_conn *c)
     }
 }
 
-static void finish_close(tf_async_conn *c, tf_err result)
+/* The linger ended: the close future gets |result| (OK: the peer closed; TIMEOUT: it did not in
+ * time); receives still pending, and later calls, fail with |reason| (CLOSED: the peer closed
+ * between messages; TRUNCATED: inside one; TIMEOUT: it never closed). */
+static void finish_close(tf_async_conn *c, tf_err result, tf_err reason)
 {
     tf_promise *p = c->close_promise;
     c->close_promise = NULL;
     tf__evb_timer_drop(&c->linger_timer);
-    tf__async_fail(c, TF_ERR_CLOSED, 0); /* later calls: CLOSED; pending receives fail so */
+    tf__async_fail(c, reason, 0);
     close_fd(c);
     if (p) {
         tf_promise_set(p, result, 0, NULL, NULL);
@@ -682,12 +812,14 @@ static void finish_close(tf_async_conn *c, tf_err result)
 
 static void on_eof(tf_async_conn *c)
 {
-    if (c->phase == PH_LINGER && !c->rx_buf) {
-        finish_close(c, TF_OK);
-        return;
-    }
     bool clean = rx_at_boundary(&c->rx) && !c->rx_buf && c->hold_len == 0;
-    tf__async_fail(c, clean ? TF_ERR_CLOSED : TF_ERR_TRUNCATED, 0);
+    tf_err why = clean ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
+    if (c->phase == PH_LINGER)
+        finish_close(c, TF_OK, why); /* our flush succeeded whatever the peer's last frame */
+    else if (clean)
+        rx_close(c); /* a half-close: what we still send goes on */
+    else
+        tf__async_fail(c, why, 0);
 }
 
 /* ---------------------------------------------------------------- the pump */
@@ -809,7 +941,7 @@ static void linger_timeout(tf_evb *evb, void *arg)
     tf_evb_timer_release(c->linger_timer);
     c->linger_timer = NULL;
     if (c->phase == PH_LINGER)
-        finish_close(c, TF_ERR_TIMEOUT);
+        finish_close(c, TF_ERR_TIMEOUT, TF_ERR_TIMEOUT);
     leave(c);
 }
 
@@ -822,6 +954,10 @@ static void submit_local(tf_async_conn *c, tf_async_op *op)
         int os = 0;
         tf_err e = c->dead ? TF_ERR_CANCELLED : tf_async_conn_error(c, &os);
         op_done(c, op, e, os, NULL, 0);
+        return;
+    }
+    if (op->kind != OP_SEND && rx_end_of(c) != TF_OK) {
+        op_done(c, op, rx_end_of(c), 0, NULL, 0);
         return;
     }
     if (op->kind == OP_SEND)
@@ -841,60 +977,112 @@ static void submit_local(tf_async_conn *c, tf_async_op *op)
     pump(c);
 }
 
-static void submit_task(void *arg)
+static void apply_setting(tf_async_conn *c, int kind, void *cb, void *arg);
+static void close_local(tf_async_conn *c, tf_promise *p);
+
+/* Run one admitted item taken from the inbox (loop thread). */
+static void run_admitted(tf_async_conn *c, tf_async_op *op)
 {
-    tf_async_op *op = arg;
-    tf_async_conn *c = op->conn;
+    switch (op->kind) {
+    case OP_SEND:
+    case OP_RECV:
+    case OP_RECV_ALLOC:
+        submit_local(c, op);
+        return;
+    case OP_CLOSE:
+        close_local(c, op->promise);
+        break;
+    default: /* OP_STREAM, OP_WRITABLE, OP_ON_END */
+        apply_setting(c, op->kind, (void *)op->buf, op->arg);
+        break;
+    }
+    free(op);
+}
+
+/* Take everything other threads admitted so far, in admission order (loop thread). */
+static void take_inbox(tf_async_conn *c)
+{
+    pthread_mutex_lock(&c->mu);
+    tf_async_op *op = c->in_head;
+    c->in_head = c->in_tail = NULL;
+    c->inbox_queued = false;
+    pthread_mutex_unlock(&c->mu);
+    while (op) {
+        tf_async_op *next = op->next;
+        op->next = NULL;
+        run_admitted(c, op);
+        op = next;
+    }
+}
+
+static void inbox_task(void *arg)
+{
+    tf_async_conn *c = arg;
     enter(c);
-    submit_local(c, op);
+    take_inbox(c);
     leave(c);
     conn_unref(c);
 }
 
-/* Undo the queue counters of a submission that was refused after they were taken. */
-static void uncount(tf_async_conn *c, int kind, size_t len)
+/* Off the loop thread, under c->mu: put an admitted item on the inbox; the first onto an empty
+ * inbox dispatches the task that takes it. A refusal (SHUTDOWN, NOMEM) leaves nothing behind. */
+static tf_err hand_over_locked(tf_async_conn *c, tf_async_op *op)
 {
-    if (kind == OP_SEND) {
-        atomic_fetch_sub_explicit(&c->sq_bytes, len, memory_order_acq_rel);
-        atomic_fetch_sub_explicit(&c->sq_msgs, 1u, memory_order_acq_rel);
-    } else {
-        atomic_fetch_sub_explicit(&c->rq_ops, 1u, memory_order_acq_rel);
+    if (!c->inbox_queued) {
+        conn_ref(c);
+        tf_err rc = tf_evb_dispatch(c->evb, inbox_task, c);
+        if (rc != TF_OK) {
+            conn_unref(c); /* never the last: the caller holds the owner's reference */
+            return rc;
+        }
+        c->inbox_queued = true;
     }
+    queue_push(&c->in_head, &c->in_tail, op);
+    return TF_OK;
 }
 
-/* The refusals any thread can decide, then the queue bound (counted here, so BUSY is exact
- * whatever thread submits). */
-static tf_err admit(tf_async_conn *c, int kind, size_t len)
+/* The refusals every submission shares (under c->mu). */
+static tf_err refusal_locked(const tf_async_conn *c)
 {
-    if (atomic_load_explicit(&c->freeing, memory_order_acquire))
+    if (c->freeing || c->aborted)
         return TF_ERR_CANCELLED;
     tf_err e = poison_of(c);
     if (e != TF_OK)
         return e;
     if (tf__evb_stopping(c->evb))
         return TF_ERR_SHUTDOWN;
+    return TF_OK;
+}
+
+/* Decide and count one send or receive (under c->mu). BUSY is exact: the bounds are checked
+ * before anything is counted, and the writable mark is set in the same step. */
+static tf_err admit_locked(tf_async_conn *c, int kind, size_t len)
+{
+    tf_err e = refusal_locked(c);
+    if (e != TF_OK)
+        return e;
     if (kind == OP_SEND) {
-        if (len > c->cfg.max_send_len)
-            return TF_ERR_TOO_LARGE;
-        if (atomic_load_explicit(&c->closing, memory_order_acquire))
+        if (c->closing)
             return TF_ERR_BAD_STATE;
-        size_t b = atomic_fetch_add_explicit(&c->sq_bytes, len, memory_order_acq_rel) + len;
-        size_t m = atomic_fetch_add_explicit(&c->sq_msgs, 1u, memory_order_acq_rel) + 1u;
+        size_t m = c->sq_msgs + 1u;
+        size_t bound = (size_t)c->cfg.send_queue_bytes;
+        bool over_bytes = c->sq_bytes > bound || len > bound - c->sq_bytes;
         /* A single message larger than the byte bound still goes when nothing else is queued. */
-        if ((m > 1 && b > (size_t)c->cfg.send_queue_bytes) || m > (size_t)c->cfg.send_queue_msgs) {
-            uncount(c, kind, len);
-            atomic_store_explicit(&c->wr_wanted, true, memory_order_release);
+        if ((m > 1 && over_bytes) || m > (size_t)c->cfg.send_queue_msgs) {
+            c->wr_wanted = true;
             return TF_ERR_BUSY;
         }
+        c->sq_bytes += len;
+        c->sq_msgs = m;
         return TF_OK;
     }
-    if (atomic_load_explicit(&c->stream_on, memory_order_acquire))
+    if (rx_end_of(c) != TF_OK)
+        return rx_end_of(c);
+    if (c->stream_on)
         return TF_ERR_BAD_STATE;
-    size_t r = atomic_fetch_add_explicit(&c->rq_ops, 1u, memory_order_acq_rel) + 1u;
-    if (r > (size_t)c->cfg.recv_queue_ops) {
-        uncount(c, kind, 0);
+    if (c->rq_ops + 1u > (size_t)c->cfg.recv_queue_ops)
         return TF_ERR_BUSY;
-    }
+    c->rq_ops++;
     return TF_OK;
 }
 
@@ -915,20 +1103,19 @@ static tf_err submit(tf_async_conn *c, tf_async_op *op, int kind, const void *bu
             return TF_ERR_TOO_LARGE;
         tf_tx_begin(&op->tx, op->buf, len);
     }
-    tf_err rc = admit(c, kind, len);
-    if (rc != TF_OK)
-        return rc;
-    if (tf_evb_in_loop_thread(c->evb)) {
+    bool local = tf_evb_in_loop_thread(c->evb);
+    pthread_mutex_lock(&c->mu);
+    tf_err rc = admit_locked(c, kind, len);
+    if (rc == TF_OK && !local) {
+        rc = hand_over_locked(c, op);
+        if (rc != TF_OK)
+            uncount_locked(c, kind, len);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (rc == TF_OK && local) {
         enter(c);
         submit_local(c, op);
         leave(c);
-        return TF_OK;
-    }
-    conn_ref(c);
-    rc = tf_evb_dispatch(c->evb, submit_task, op);
-    if (rc != TF_OK) {
-        conn_unref(c);
-        uncount(c, kind, len);
     }
     return rc;
 }
@@ -1022,32 +1209,35 @@ tf_err tf_async_conn_recv_alloc_op(tf_async_conn *c, tf_async_op *op, int64_t ti
     return submit_cb(c, op, OP_RECV_ALLOC, NULL, 0, timeout_ms, cb, arg);
 }
 
-/* ---------------------------------------------------------------- settings on the loop */
+/* ---------------------------------------------------------------- settings and close */
 
-typedef struct setting {
-    tf_async_conn *c;
-    int what; /* 0 stream, 1 writable */
-    void *cb;
-    void *arg;
-} setting;
-
-static void apply_setting(tf_async_conn *c, const setting *s)
+static void apply_setting(tf_async_conn *c, int kind, void *cb, void *arg)
 {
-    if (s->what == 1) {
-        c->wr_cb = (tf_async_writable_cb)(uintptr_t)s->cb;
-        c->wr_arg = s->arg;
+    if (kind == OP_WRITABLE) {
+        c->wr_cb = (tf_async_writable_cb)(uintptr_t)cb;
+        c->wr_arg = arg;
         writable_check(c);
         return;
     }
-    c->stream_cb = (tf_async_msg_cb)(uintptr_t)s->cb;
-    c->stream_arg = s->arg;
-    if (c->stream_cb && failed(c)) {
-        /* Poisoned before the stream started: it ends at once, with the reason. */
+    if (kind == OP_ON_END) {
+        c->end_cb = (tf_async_end_cb)(uintptr_t)cb;
+        c->end_arg = arg;
+        c->end_told = false; /* a new callback hears of the end once too */
+        tell_end(c);         /* over already: at once */
+        return;
+    }
+    c->stream_cb = (tf_async_msg_cb)(uintptr_t)cb;
+    c->stream_arg = arg;
+    if (c->stream_cb && (failed(c) || rx_end_of(c) != TF_OK)) {
+        /* Poisoned (or the receive direction ended) before the stream started: it ends at
+         * once, with the reason. */
         int os = 0;
         tf_err e = c->dead ? TF_ERR_CANCELLED : tf_async_conn_error(c, &os);
-        tf_async_msg_cb cb = c->stream_cb;
+        if (e == TF_OK)
+            e = rx_end_of(c);
+        tf_async_msg_cb scb = c->stream_cb;
         c->stream_cb = NULL;
-        cb(c, e, os, NULL, 0, c->stream_arg);
+        scb(c, e, os, NULL, 0, c->stream_arg);
         return;
     }
     pump(c);
@@ -1055,73 +1245,85 @@ static void apply_setting(tf_async_conn *c, const setting *s)
         update_interest(c);
 }
 
-static void setting_task(void *arg)
+/* Admit a setting or a close (kind OP_STREAM, OP_WRITABLE, OP_CLOSE) and run it: at once on
+ * the loop thread (after what other threads admitted before it), else through the inbox.
+ * |check| decides under the lock (NULL: only the stop refuses); |commit| records it there. */
+static tf_err admit_item(tf_async_conn *c, int kind, void *cb, void *arg, tf_promise *p,
+                         tf_err (*check)(tf_async_conn *c, void *cb),
+                         void (*commit)(tf_async_conn *c, void *cb))
 {
-    setting *s = arg;
-    tf_async_conn *c = s->c;
-    enter(c);
-    apply_setting(c, s);
-    leave(c);
-    free(s);
-    conn_unref(c);
+    bool local = tf_evb_in_loop_thread(c->evb);
+    tf_async_op *op = NULL;
+    if (!local && (op = tf__alloc(sizeof *op)) == NULL)
+        return TF_ERR_NOMEM;
+    pthread_mutex_lock(&c->mu);
+    tf_err rc = check ? check(c, cb) : tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_OK;
+    if (rc == TF_OK && op) {
+        op->kind = kind;
+        op->buf = (uint8_t *)cb;
+        op->arg = arg;
+        op->promise = p;
+        rc = hand_over_locked(c, op);
+    }
+    if (rc == TF_OK && commit)
+        commit(c, cb);
+    pthread_mutex_unlock(&c->mu);
+    if (rc != TF_OK) {
+        free(op);
+        return rc;
+    }
+    if (local) {
+        enter(c);
+        take_inbox(c); /* what other threads admitted first goes first */
+        if (kind == OP_CLOSE)
+            close_local(c, p);
+        else
+            apply_setting(c, kind, cb, arg);
+        leave(c);
+    }
+    return TF_OK;
 }
 
-static tf_err set_on_loop(tf_async_conn *c, int what, void *cb, void *arg)
+static tf_err stream_check(tf_async_conn *c, void *cb)
 {
-    setting local = {c, what, cb, arg};
-    if (tf_evb_in_loop_thread(c->evb)) {
-        enter(c);
-        apply_setting(c, &local);
-        leave(c);
-        return TF_OK;
-    }
-    setting *s = tf__alloc(sizeof *s);
-    if (!s)
-        return TF_ERR_NOMEM;
-    *s = local;
-    conn_ref(c);
-    tf_err rc = tf_evb_dispatch(c->evb, setting_task, s);
-    if (rc != TF_OK) {
-        conn_unref(c);
-        free(s);
-    }
-    return rc;
+    tf_err e = refusal_locked(c);
+    if (e == TF_OK && cb && rx_end_of(c) != TF_OK)
+        e = rx_end_of(c);
+    if (e == TF_OK && cb && (c->stream_on || c->rq_ops > 0))
+        e = TF_ERR_BAD_STATE;
+    return e;
+}
+
+static void stream_commit(tf_async_conn *c, void *cb)
+{
+    c->stream_on = cb != NULL;
 }
 
 tf_err tf_async_conn_stream(tf_async_conn *c, tf_async_msg_cb cb, void *arg)
 {
     if (!c)
         return TF_ERR_INVALID_ARGUMENT;
-    if (atomic_load_explicit(&c->freeing, memory_order_acquire))
-        return TF_ERR_CANCELLED;
-    tf_err e = poison_of(c);
-    if (e != TF_OK)
-        return e;
-    if (cb && (atomic_load_explicit(&c->stream_on, memory_order_acquire) ||
-               atomic_load_explicit(&c->rq_ops, memory_order_acquire) > 0))
-        return TF_ERR_BAD_STATE;
-    atomic_store_explicit(&c->stream_on, cb != NULL, memory_order_release);
-    tf_err rc = set_on_loop(c, 0, (void *)(uintptr_t)cb, arg);
-    if (rc != TF_OK)
-        atomic_store_explicit(&c->stream_on, false, memory_order_release);
-    return rc;
+    return admit_item(c, OP_STREAM, (void *)(uintptr_t)cb, arg, NULL, stream_check,
+                      stream_commit);
 }
 
 tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb cb, void *arg)
 {
     if (!c)
         return TF_ERR_INVALID_ARGUMENT;
-    return set_on_loop(c, 1, (void *)(uintptr_t)cb, arg);
+    return admit_item(c, OP_WRITABLE, (void *)(uintptr_t)cb, arg, NULL, NULL, NULL);
 }
 
-/* ---------------------------------------------------------------- close, abort, free */
-
-static void close_task(void *arg)
+tf_err tf_async_conn_on_end(tf_async_conn *c, tf_async_end_cb cb, void *arg)
 {
-    tf_async_conn *c = arg;
-    enter(c);
-    tf_promise *p = c->close_req;
-    c->close_req = NULL;
+    if (!c)
+        return TF_ERR_INVALID_ARGUMENT;
+    return admit_item(c, OP_ON_END, (void *)(uintptr_t)cb, arg, NULL, NULL, NULL);
+}
+
+/* The close, on the loop thread, after every send admitted before it was queued. */
+static void close_local(tf_async_conn *c, tf_promise *p)
+{
     if (failed(c)) {
         /* Failed before the close: the socket is released now. A peer that closed cleanly
          * between messages (CLOSED) left nothing undone: that close succeeds. */
@@ -1134,15 +1336,27 @@ static void close_task(void *arg)
         else
             tf_promise_fail(p, e, os);
         tf_promise_free(p);
-    } else {
-        c->close_promise = p;
-        c->flushing = true;
-        if (c->phase == PH_OPEN && !c->sq_head)
-            start_linger(c);
-        pump(c);
+        return;
     }
-    leave(c);
-    conn_unref(c);
+    c->close_promise = p;
+    c->flushing = true;
+    if (c->phase == PH_OPEN && !c->sq_head)
+        start_linger(c);
+    pump(c);
+}
+
+static tf_err close_check(tf_async_conn *c, void *cb)
+{
+    (void)cb;
+    if (tf__evb_stopping(c->evb))
+        return TF_ERR_SHUTDOWN;
+    return c->closing ? TF_ERR_BAD_STATE : TF_OK;
+}
+
+static void close_commit(tf_async_conn *c, void *cb)
+{
+    (void)cb;
+    c->closing = true;
 }
 
 tf_err tf_async_conn_close(tf_async_conn *c, tf_future **out)
@@ -1151,30 +1365,21 @@ tf_err tf_async_conn_close(tf_async_conn *c, tf_future **out)
         *out = NULL;
     if (!c || !out)
         return TF_ERR_INVALID_ARGUMENT;
-    if (tf__evb_stopping(c->evb))
-        return TF_ERR_SHUTDOWN;
-    if (atomic_exchange_explicit(&c->closing, true, memory_order_acq_rel))
-        return TF_ERR_BAD_STATE;
     tf_promise *p;
     tf_future *f;
-    if (tf_promise_new(&p, &f) != TF_OK) {
-        atomic_store_explicit(&c->closing, false, memory_order_release);
+    if (tf_promise_new(&p, &f) != TF_OK)
         return TF_ERR_NOMEM;
-    }
-    c->close_req = p; /* published to the loop by the dispatch (or used inline) */
-    conn_ref(c);
-    tf_err rc = tf_evb_dispatch_inline(c->evb, close_task, c);
+    tf_err rc = admit_item(c, OP_CLOSE, NULL, NULL, p, close_check, close_commit);
     if (rc != TF_OK) {
-        conn_unref(c);
-        c->close_req = NULL;
         tf_promise_free(p);
         tf_future_free(f);
-        atomic_store_explicit(&c->closing, false, memory_order_release);
         return rc;
     }
     *out = f;
     return TF_OK;
 }
+
+/* ---------------------------------------------------------------- abort, free, stop */
 
 static void abort_task(void *arg)
 {
@@ -1188,6 +1393,10 @@ static void abort_task(void *arg)
         c->fd = -1;
     }
     tf__async_fail(c, TF_ERR_CANCELLED, 0);
+    /* Later submissions fail with CANCELLED (SPEC 9.7), whatever failed the connection first. */
+    atomic_store_explicit(&c->os_err, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->err, (int)TF_ERR_CANCELLED, memory_order_release);
+    take_inbox(c);
     leave(c);
     conn_unref(c);
 }
@@ -1196,6 +1405,9 @@ tf_err tf_async_conn_abort(tf_async_conn *c)
 {
     if (!c)
         return TF_ERR_INVALID_ARGUMENT;
+    pthread_mutex_lock(&c->mu);
+    c->aborted = true; /* from this return on, submissions fail with CANCELLED */
+    pthread_mutex_unlock(&c->mu);
     conn_ref(c);
     tf_err rc = tf_evb_dispatch_inline(c->evb, abort_task, c);
     if (rc != TF_OK)
@@ -1204,13 +1416,15 @@ tf_err tf_async_conn_abort(tf_async_conn *c)
 }
 
 /* The last step, on the loop thread (or after the loop stopped): the loop lets go of the fd,
- * then it is closed, then the owner's reference goes. Runs once. */
+ * then it is closed, then the owner's reference goes. Runs once. The stop hook is removed
+ * whether or not the loop is stopping: the stop drain may still walk the list (removal is
+ * idempotent, and after the drain every hook is unlinked already). */
 static void finalize(tf_async_conn *c)
 {
     if (c->finalized)
         return;
     c->finalized = true;
-    if (c->started && !tf__evb_stopping(c->evb))
+    if (c->started)
         tf__evb_hook_remove(c->evb, &c->hook);
     tf__evb_timer_drop(&c->hs_timer);
     tf__evb_timer_drop(&c->linger_timer);
@@ -1225,6 +1439,7 @@ static void free_task(void *arg)
     enter(c);
     c->dead = true;
     tf__async_fail(c, TF_ERR_CANCELLED, 0);
+    take_inbox(c); /* admitted but not yet taken: each completes with CANCELLED */
     leave(c);
 }
 
@@ -1232,7 +1447,9 @@ void tf_async_conn_free(tf_async_conn *c)
 {
     if (!c)
         return;
-    atomic_store_explicit(&c->freeing, true, memory_order_release);
+    pthread_mutex_lock(&c->mu);
+    c->freeing = true;
+    pthread_mutex_unlock(&c->mu);
     tf_evb *evb = c->evb;
     tf_err rc = tf_evb_dispatch_and_wait(evb, free_task, c);
     if (rc == TF_OK)
@@ -1244,6 +1461,7 @@ void tf_async_conn_free(tf_async_conn *c)
     tf__evb_wait_stopped(evb);
     c->dead = true;
     c->interest = 0;
+    take_inbox(c);
     finalize(c);
 }
 
@@ -1253,6 +1471,7 @@ static void on_stop(void *arg)
     tf_async_conn *c = arg;
     enter(c);
     tf__async_fail(c, TF_ERR_SHUTDOWN, 0);
+    take_inbox(c);
     leave(c);
 }
 
@@ -1310,6 +1529,13 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__asy
     c->evb = evb;
     c->cfg = *cfg;
     atomic_init(&c->refs, 1u);
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        free(c);
+        return TF_ERR_NOMEM;
+    }
+    /* The peer's name now, while fd is surely ours: later it may be closed (and its number
+     * reused) by the loop at any time. */
+    c->peer_rc = tf__sock_name(fd, true, c->peer, sizeof c->peer);
     c->fd = fd;
     c->phase = PH_NEW;
     c->ready_fn = fn;
@@ -1328,6 +1554,7 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__asy
     tf_err rc = tf_evb_dispatch(evb, start_task, c);
     if (rc != TF_OK) {
         *out = NULL;
+        pthread_mutex_destroy(&c->mu);
         free(c);
     }
     return rc;
@@ -1367,7 +1594,21 @@ tf_err tf_async_conn_peer(const tf_async_conn *c, char *buf, size_t len)
 {
     if (!c || !buf)
         return TF_ERR_INVALID_ARGUMENT;
-    return tf__sock_name(c->fd, true, buf, len);
+    if (len > 0)
+        buf[0] = '\0';
+    if (c->peer_rc != TF_OK)
+        return c->peer_rc;
+    size_t n = strlen(c->peer);
+    if (n + 1 > len)
+        return TF_ERR_BUFFER_TOO_SMALL;
+    memcpy(buf, c->peer, n + 1);
+    return TF_OK;
+}
+
+size_t tf__async_conn_held(const tf_async_conn *c, size_t *cap)
+{
+    *cap = c->hold_cap;
+    return c->hold_len;
 }
 
 tf_evb *tf_async_conn_evb(const tf_async_conn *c)

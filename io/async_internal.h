@@ -3,6 +3,8 @@
 #ifndef TCPFRAME_IO_ASYNC_INTERNAL_H
 #define TCPFRAME_IO_ASYNC_INTERNAL_H
 
+
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -14,21 +16,38 @@
  * finished: err TF_OK (ready) or the reason it failed (the connection is poisoned then). */
 typedef void (*tf__async_ready_fn)(tf_async_conn *c, tf_err err, int os_err, void *arg);
 
+/* Who touches what (the table of SPEC 9.7, "Ownership"):
+ *   immutable after creation (any thread): base, evb, cfg, peer, peer_rc
+ *   atomics (any thread reads; the loop writes err/os_err): refs, err, os_err
+ *   the admission point, under |mu| (any thread): closing .. in_tail
+ *   everything after "loop thread only": the loop thread (or the freeing thread once the loop
+ *   has stopped for good). */
 struct tf_async_conn {
     tf_conn base; /* first: the generic view */
     tf_evb *evb;
     tf_tcp_config cfg;
-    /* any thread */
+    char peer[TF_ADDRSTR_LEN];   /* the peer's address, taken at creation */
+    tf_err peer_rc;              /* why peer is empty (TF_OK when it is set) */
     atomic_uint refs;            /* owner 1 + one per task queued on the loop */
     _Atomic int err;             /* poison reason (tf_err), 0 while healthy */
     _Atomic int os_err;
-    atomic_bool closing;         /* tf_async_conn_close called */
-    atomic_bool freeing;         /* tf_async_conn_free called */
-    atomic_bool wr_wanted;       /* a send was refused with BUSY */
-    atomic_bool stream_on;       /* message-stream mode (set by tf_async_conn_stream) */
-    atomic_size_t sq_bytes;      /* payload bytes of queued sends (incl. in hand-off) */
-    atomic_size_t sq_msgs;       /* queued sends */
-    atomic_size_t rq_ops;        /* queued receives */
+    _Atomic int rx_err;          /* the receive direction's end (CLOSED after a clean EOF; SPEC
+                                  * 9.7 "Half-close"), 0 while open; sends go on */
+    /* The admission point (under mu, any thread): one lock decides every submission, counts it
+     * and hands it to the loop, so "accepted" (the call returned TF_OK) and "the loop will see
+     * it" are one step. Sends, receives, settings and close queue on the inbox in admission
+     * order; one loop task (inbox_queued) takes the whole inbox. */
+    pthread_mutex_t mu;
+    bool closing;                /* tf_async_conn_close accepted */
+    bool freeing;                /* tf_async_conn_free called */
+    bool aborted;                /* tf_async_conn_abort called */
+    bool stream_on;              /* message-stream mode (as last set by tf_async_conn_stream) */
+    bool wr_wanted;              /* a send was refused with BUSY since the last writable call */
+    bool inbox_queued;           /* an inbox task is dispatched and has not taken the inbox */
+    size_t sq_bytes;             /* payload bytes of accepted sends not yet completed */
+    size_t sq_msgs;              /* accepted sends not yet completed */
+    size_t rq_ops;               /* accepted receives not yet completed */
+    tf_async_op *in_head, *in_tail; /* accepted on other threads, not yet taken by the loop */
     /* loop thread only */
     int fd;
     int phase;
@@ -53,16 +72,19 @@ struct tf_async_conn {
     tf_rx rx;                    /* a frame cut between reads */
     uint8_t *rx_buf;             /* the target bound to rx (op span/allocation, stream buffer) */
     bool rx_stream;              /* rx_buf is the stream's own allocation */
-    tf_async_msg_cb rx_stream_cb; /* the stream callback the bound frame goes to */
-    void *rx_stream_arg;
-    uint8_t *hold;               /* read bytes nobody asked for yet */
+    uint8_t *park;               /* a whole message read for a stream that stopped meanwhile: */
+    size_t park_len;             /* the next consumer's first (park NULL: none) */
+    bool parked;
+    uint8_t *hold;               /* read bytes nobody asked for yet (freed when empty) */
     size_t hold_off, hold_len, hold_cap;
     tf_async_msg_cb stream_cb;
     void *stream_arg;
     tf_async_writable_cb wr_cb;
     void *wr_arg;
+    tf_async_end_cb end_cb;      /* the end notification (tf_async_conn_on_end) */
+    void *end_arg;
+    bool end_told;               /* it ran (once) */
     tf_promise *close_promise;
-    tf_promise *close_req;       /* handed from close() to its loop task */
 };
 
 /* A connection over a connected socket |fd| (already non-blocking, options applied) on |evb|:
@@ -73,6 +95,10 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__asy
 
 /* tf_async_conn_free as a tf_dtor: the destructor of futures that carry a connection. */
 void tf__async_conn_dtor(void *p);
+
+/* Test introspection (loop thread only): bytes held for no receiver yet, and the size of the
+ * buffer that holds them (0: none allocated). */
+size_t tf__async_conn_held(const tf_async_conn *c, size_t *cap);
 
 /* Test introspection (any thread): accept4 calls the server made so far. */
 uint64_t tf__async_server_accept_calls(const tf_async_server *s);

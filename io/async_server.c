@@ -21,7 +21,7 @@
 
 #include "async_internal.h"
 
-enum { SV_NEW, SV_LISTENING, SV_SHUT };
+enum { SV_NEW, SV_STARTING, SV_LISTENING, SV_SHUT };
 enum { ACCEPT_BATCH = 64 };
 
 /* A client whose handshake is running. */
@@ -175,8 +175,13 @@ static void rest(tf_async_server *s)
     s->resting = true;
     watch(s, false);
     s->rest_ms = s->rest_ms ? (s->rest_ms * 2 > 1000 ? 1000 : s->rest_ms * 2) : 10;
-    if (tf_evb_timer_after(s->evb, s->rest_ms, rest_over, s, &s->rest_timer) != TF_OK)
-        s->resting = false; /* stopping: nothing more to accept anyway */
+    if (tf_evb_timer_after(s->evb, s->rest_ms, rest_over, s, &s->rest_timer) != TF_OK) {
+        /* No timer (stopping, or no memory for it): never stay deaf. Watch again at once; a
+         * listen socket that is still unserviceable comes back here through the next event. */
+        s->resting = false;
+        if (!tf__evb_stopping(s->evb))
+            rewatch(s);
+    }
 }
 
 static void take(tf_async_server *s, int fd)
@@ -243,8 +248,8 @@ static void shut_down(tf_async_server *s)
         s->lfd = -1;
     }
     tf__evb_timer_drop(&s->rest_timer);
-    if (!tf__evb_stopping(s->evb))
-        tf__evb_hook_remove(s->evb, &s->hook);
+    /* Always: the stop drain may be walking the hook list right now (removal is idempotent). */
+    tf__evb_hook_remove(s->evb, &s->hook);
     item *it;
     while ((it = pop(&s->waiting, &s->waiting_tail)) != NULL) {
         tf_promise_fail(it->p, TF_ERR_SHUTDOWN, 0);
@@ -275,6 +280,8 @@ static void on_stop(void *arg)
 static void start_task(void *arg)
 {
     tf_async_server *s = arg;
+    if (s->shut_done)
+        return; /* shut down between init's publication and this task: nothing to start */
     tf__evb_hook_add(s->evb, &s->hook, on_stop, s);
     if (tf__evb_stopping(s->evb))
         on_stop(s);
@@ -311,36 +318,46 @@ tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_c
     tf__errmsg_clear(msg);
     if (!s || !addr)
         return TF_ERR_INVALID_ARGUMENT;
-    int st = atomic_load_explicit(&s->state, memory_order_acquire);
-    if (st == SV_SHUT || tf__evb_stopping(s->evb))
+    if (tf__evb_stopping(s->evb))
         return TF_ERR_SHUTDOWN;
-    if (st != SV_NEW) {
+    /* One init claims the server (NEW -> STARTING); a shutdown meanwhile makes it SHUT, and the
+     * init that finds so at its second step closes what it opened itself. */
+    int exp = SV_NEW;
+    if (!atomic_compare_exchange_strong_explicit(&s->state, &exp, SV_STARTING,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        if (exp == SV_SHUT)
+            return TF_ERR_SHUTDOWN;
         tf__errmsg(msg, "server already listening on %s", s->addr);
         return TF_ERR_BAD_STATE;
     }
     tf_err rc = tf__config_load(&s->cfg, cfg, msg);
-    if (rc != TF_OK)
-        return rc;
     int os = 0, fd = -1;
-    rc = tf__sock_listen(addr, &s->cfg, &fd, &os, msg);
-    if (rc != TF_OK)
+    if (rc == TF_OK)
+        rc = tf__sock_listen(addr, &s->cfg, &fd, &os, msg);
+    if (rc != TF_OK) {
+        exp = SV_STARTING; /* back to NEW for another try, unless shut down meanwhile */
+        atomic_compare_exchange_strong_explicit(&s->state, &exp, SV_NEW, memory_order_acq_rel,
+                                                memory_order_acquire);
         return rc;
-    int exp = SV_NEW;
-    if (!atomic_compare_exchange_strong_explicit(&s->state, &exp, SV_LISTENING,
-                                                 memory_order_acq_rel, memory_order_acquire)) {
-        close(fd);
-        return exp == SV_SHUT ? TF_ERR_SHUTDOWN : TF_ERR_BAD_STATE;
     }
     s->lfd = fd;
     tf__sock_name(fd, false, s->addr, sizeof s->addr);
+    exp = SV_STARTING;
+    if (!atomic_compare_exchange_strong_explicit(&s->state, &exp, SV_LISTENING,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        s->lfd = -1; /* shut down meanwhile: nobody else saw the socket */
+        close(fd);
+        return TF_ERR_SHUTDOWN;
+    }
     /* Not waited for: the loop may not run yet (set up, then tf_evb_loop). Later calls are
      * queued behind it. */
     rc = tf_evb_dispatch_inline(s->evb, start_task, s);
     if (rc != TF_OK) {
-        /* The loop is stopping: nothing will accept. */
+        /* The loop is stopping: nothing will accept, and no task of this server will run (a
+         * racing shutdown finds the loop stopping too and only waits for it). */
+        atomic_store_explicit(&s->state, SV_SHUT, memory_order_release);
         close(s->lfd);
         s->lfd = -1;
-        atomic_store_explicit(&s->state, SV_SHUT, memory_order_release);
         s->shut_done = true;
         return rc;
     }
@@ -438,7 +455,9 @@ tf_err tf_async_server_shutdown(tf_async_server *s)
     if (!s)
         return TF_ERR_INVALID_ARGUMENT;
     int prev = atomic_exchange_explicit(&s->state, SV_SHUT, memory_order_acq_rel);
-    if (prev == SV_NEW) {
+    if (prev == SV_NEW || prev == SV_STARTING) {
+        /* Never listened, or its init is between its two steps: that init closes its own
+         * socket when it sees SHUT. */
         s->shut_done = true;
         return TF_OK;
     }

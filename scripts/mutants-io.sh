@@ -119,6 +119,24 @@ static void set_interest(tf_async_conn *c, unsigned want)
   "async-eof-always-closed#async_conn.c#    tf__async_fail(c, clean ? TF_ERR_CLOSED : TF_ERR_TRUNCATED, 0);#    tf__async_fail(c, TF_ERR_CLOSED, 0);#test_async_conn#*peer_closed_between_and_inside"
   "server-emfile-spins#async_server.c#    s->resting = true;
     watch(s, false);#    return;#test_async_server#*emfile_no_spin_and_recovers"
+  # ---- the async lifecycle (issue 20): one mutant per root cause. "@asan": built with ASan,
+  # for bugs whose only symptom is a use-after-free.
+  "hook-kept-on-stop-path#async_conn.c#    if (c->started)
+        tf__evb_hook_remove(c->evb, &c->hook);#    if (c->started && !tf__evb_stopping(c->evb))
+        tf__evb_hook_remove(c->evb, &c->hook);#test_async_edges@asan#*bug1_free_from_shutdown_callback *bug1_stop_then_free_in_task"
+  "server-hook-kept-on-stop#async_server.c#    tf__evb_hook_remove(s->evb, &s->hook);#    if (!tf__evb_stopping(s->evb))
+        tf__evb_hook_remove(s->evb, &s->hook);#test_async_edges@asan#*bug1_stop_then_free_in_task"
+  "linger-with-handoffs-pending#async_conn.c#        take_inbox(c); /* what other threads admitted first goes first */#        (void)0;#test_async_edges#*bug2_close_flushes_send_in_handoff"
+  "stream-admitted-beside-recv#async_conn.c#    if (e == TF_OK && cb && (c->stream_on || c->rq_ops > 0))#    if (e == TF_OK && cb && c->stream_on)#test_async_edges#*bug4_stream_and_recv_race"
+  "busy-without-writable-mark#async_conn.c#            c->wr_wanted = true;
+            return TF_ERR_BUSY;#            return TF_ERR_BUSY;#test_async_edges#*bug5_writable_after_busy_never_lost"
+  "counters-outside-admission#async_conn.c#    pthread_mutex_lock(&c->mu);
+    uncount_locked(c, op->kind, op->len);
+    pthread_mutex_unlock(&c->mu);#    uncount_locked(c, op->kind, op->len);#test_async_edges@tsan#*bug5_writable_after_busy_never_lost"
+  "scratch-nomem-as-busy#async_conn.c#        if (se == TF_ERR_BUSY) {#        if (se != TF_OK) {#test_async_edges#*bug7_read_buffer_nomem_fails"
+  "client-freed-unreferenced#async_client.c#    if (cl->gone) {
+        finish(at, TF_ERR_CANCELLED, 0, NULL);#    if (0) {
+        finish(at, TF_ERR_CANCELLED, 0, NULL);#test_async_edges@asan#*bug3_client_freed_while_resolving"
 )
 
 # Every entry, split: NAME FILE FROM TO BIN FILTER (globals of the current one).
@@ -127,9 +145,14 @@ parse() {
   FILTER=${FILTER%$'\n'}
 }
 
-build() { # SRCDIR BIN OUT
-  (cd "$1" && ${CC:-cc} -std=c11 -O1 -g -D_GNU_SOURCE -pthread -Iinclude -Iproto -Iio -Itests \
-    "tests/$2.c" tests/tu_*.c io/*.c proto/*.c -lcmocka -o "$3") >>"$out.log" 2>&1
+build() { # SRCDIR BIN[@asan|@tsan] OUT
+  local san=
+  case "$2" in
+  *@asan) san="-fsanitize=address,undefined -fno-omit-frame-pointer" ;;
+  *@tsan) san="-fsanitize=thread" ;;
+  esac
+  (cd "$1" && ${CC:-cc} -std=c11 -O1 -g $san -D_GNU_SOURCE -pthread -Iinclude -Iproto -Iio -Itests \
+    "tests/${2%@*}.c" tests/tu_*.c io/*.c proto/*.c -lcmocka -o "$3") >>"$out.log" 2>&1
 }
 
 secs() { # seconds since START_NS, one decimal

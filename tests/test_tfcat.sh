@@ -248,6 +248,48 @@ test_tfcat_wire_bytes_and_no_handshake() {
 
 # A client that sends much faster than it reads its echoes (it reads them only to drop them):
 # the async echo server pauses reading instead of queueing without bound or dropping it.
+# Issue 25.1: a client sends 8 x 1 MiB frames, shuts down its write side and reads until EOF:
+# every echo comes back from the async server and from the sync one (before: 0 bytes from the
+# async server -- the clean EOF failed the queued echoes).
+half_close_client() { # ADDR COUNT SIZE -> prints the bytes read before EOF
+  python3 - "$1" "$2" "$3" <<'PY'
+import socket, struct, sys, threading
+host, port = sys.argv[1].rsplit(":", 1)
+n, size = int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection((host.strip("[]"), int(port)))
+s.sendall(b"UNIF")
+def send():
+    for i in range(n):
+        s.sendall(struct.pack(">I", size) + bytes([i % 251]) * size)
+    s.shutdown(socket.SHUT_WR)
+t = threading.Thread(target=send); t.start()
+got = b""
+while True:
+    b = s.recv(1 << 20)
+    if not b:
+        break
+    got += b
+t.join()
+ok = got[:4] == b"UNIF"
+off = 4
+for i in range(n):
+    ok = ok and got[off:off + 4] == struct.pack(">I", size) and got[off + 4:off + 4 + size] == bytes([i % 251]) * size
+    off += 4 + size
+print(len(got) - 4, "ok" if ok and off == len(got) else "bad")
+PY
+}
+
+test_tfcat_half_close_large_reply() {
+  local mode
+  for mode in "" --sync; do
+    serve h $mode -v --echo -l 127.0.0.1:0 || return 1
+    local out; out=$(timeout -k 5 "$LIMIT" bash -c "$(declare -f half_close_client); half_close_client $ADDR 8 1048576")
+    assert_eq "$out" "8388640 ok" "(server${mode:+ $mode})" || { show "$tmp/h.err"; return 1; }
+    say "(${mode:-async} server: $out bytes echoed after the half-close)"
+    stop "$SRV" || return 1
+  done
+}
+
 test_tfcat_echo_backpressure() {
   local LIMIT=300 # 3 million messages: slow under ASan on a busy machine
   serve s -v --echo -l 127.0.0.1:0 || return 1

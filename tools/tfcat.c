@@ -362,6 +362,7 @@ typedef struct aclient {
     long long msgs;
     held *head, *tail; /* echoes refused with BUSY, in order; the stream is paused meanwhile */
     bool closing;      /* freed by the teardown: ignore the stream's end call */
+    bool eof;          /* the client half-closed: close once every echo is queued */
     long long pauses;  /* times reading paused for a full send queue (-v) */
 } aclient;
 
@@ -409,6 +410,33 @@ static tf_err echo_send(aclient *a, uint8_t *p, size_t len, bool last)
 static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
                    void *arg);
 
+/* The client sent everything (its clean EOF) and every echo is queued: flush them and close.
+ * The end notification (on_conn_end) frees the client when the close is over. */
+static void begin_close(aclient *a)
+{
+    tf_future *f = NULL;
+    tf_err e = tf_async_conn_close(a->c, &f);
+    tf_future_free(f);
+    if (e != TF_OK && e != TF_ERR_BAD_STATE) {
+        client_gone(a->peer, e, 0, a->msgs);
+        client_free(a);
+    }
+}
+
+/* The connection is over (closed, failed, reset, timed out: never after our own free). Every
+ * client ends here, also one whose stream is paused and that waits for nothing but the
+ * writable callback. */
+static void on_conn_end(tf_async_conn *c, tf_err err, int os_err, void *arg)
+{
+    (void)c;
+    aclient *a = arg;
+    if (o.verbose && a->pauses)
+        say("%s: reading paused %lld time%s (it read its echoes slower than it sent)", a->peer,
+            a->pauses, a->pauses == 1 ? "" : "s");
+    client_gone(a->peer, err, os_err, a->msgs);
+    client_free(a);
+}
+
 /* The send queue drained after a BUSY: send the held echoes, then read again. */
 static void on_drained(tf_async_conn *c, void *arg)
 {
@@ -431,24 +459,30 @@ static void on_drained(tf_async_conn *c, void *arg)
     }
     a->tail = NULL;
     tf_async_conn_on_writable(c, NULL, NULL);
-    tf_err e = tf_async_conn_stream(c, on_msg, a);
-    if (e != TF_OK) {
-        client_gone(a->peer, e, 0, a->msgs);
-        client_free(a);
+    if (a->eof) {
+        begin_close(a);
+        return;
     }
+    tf_err e = tf_async_conn_stream(c, on_msg, a);
+    if (e == TF_ERR_CLOSED) {
+        a->eof = true; /* the half-close came while we were paused */
+        begin_close(a);
+    }
+    /* any other refusal: the connection failed, and on_conn_end frees the client */
 }
 
 static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
                    void *arg)
 {
     aclient *a = arg;
+    (void)os_err;
     if (err != TF_OK) {
-        if (!a->closing) {
-            if (o.verbose && a->pauses)
-                say("%s: reading paused %lld time%s (it read its echoes slower than it sent)",
-                    a->peer, a->pauses, a->pauses == 1 ? "" : "s");
-            client_gone(a->peer, err, os_err, a->msgs);
-            client_free(a); /* frees c: allowed from its own callback */
+        /* CLOSED: the client half-closed; its echoes still go out (held ones after the drain),
+         * then we close. Anything else failed the connection: on_conn_end follows. */
+        if (err == TF_ERR_CLOSED && !a->closing) {
+            a->eof = true;
+            if (!a->head)
+                begin_close(a);
         }
         return;
     }
@@ -520,7 +554,9 @@ static void on_accept(tf_async_server *s, tf_async_conn *c, void *arg)
         snprintf(a->peer, sizeof a->peer, "?");
     if (o.verbose)
         say("%s: accepted", a->peer);
-    tf_err e = tf_async_conn_stream(c, on_msg, a);
+    tf_err e = tf_async_conn_on_end(c, on_conn_end, a);
+    if (e == TF_OK)
+        e = tf_async_conn_stream(c, on_msg, a);
     if (e != TF_OK) {
         client_gone(a->peer, e, 0, 0);
         client_free(a);

@@ -5,9 +5,12 @@
  * be called from any thread unless it says otherwise: on the loop thread it acts at once
  * (an operation is tried on the socket immediately, and registers interest only if it would
  * block: a small message completes without an epoll round trip); from another thread it costs
- * one hand-off to the loop (tf_evb_dispatch). Completion callbacks always run on the loop
- * thread. Refusals that need no socket (bad arguments, TOO_LARGE, BUSY at the queue bound, a
- * poisoned or closed connection) are returned by the call itself on any thread.
+ * at most one hand-off to the loop (tf_evb_dispatch). Completion callbacks always run on the
+ * loop thread. Refusals that need no socket (bad arguments, TOO_LARGE, BUSY at the queue bound,
+ * a poisoned, closed, aborted or freed connection) are returned by the call itself on any
+ * thread. Each connection has one admission point (SPEC 9.7): a call that returned TF_OK is
+ * accepted -- a later close flushes it, abort and free cancel it, a stop fails it -- and two
+ * calls racing on two threads are decided one after the other.
  *
  * Two completion styles for every operation:
  *   - a future (future.h): wait from any thread, or tf_future_then on the loop. One allocation
@@ -23,9 +26,15 @@
  * thread's order; from several threads, the order in which the loop took them.
  *
  * Poison. A protocol error (a length over max_recv_len, BUFFER_TOO_SMALL) or an I/O failure
- * (incl. the peer's close: CLOSED between messages, TRUNCATED inside one) fails the connection
- * for good: the socket is shut down, every queued operation fails with the reason (and os_err),
- * later submissions fail at once. A TIMEOUT poisons only if a byte of that frame had moved.
+ * (incl. the peer's close inside a frame: TRUNCATED) fails the connection for good: the socket
+ * is shut down, every queued operation fails with the reason (and os_err), later submissions
+ * fail at once. A TIMEOUT poisons only if a byte of that frame had moved.
+ *
+ * Half-close. The peer's clean EOF between messages ends the receive direction only: pending and
+ * later receives fail with CLOSED, the stream ends with CLOSED, but queued and later sends go on
+ * until the write side itself fails (EPIPE, a reset: IO) or the connection is closed -- so a
+ * peer that sends its requests, shuts down its write side and reads the replies gets every one.
+ * tf_async_conn_error stays TF_OK meanwhile; a close afterwards flushes and succeeds at once.
  *
  * Lifetime. tf_async_conn_free may be called from any thread, with operations in flight, and
  * from inside the connection's own callbacks: every pending operation completes exactly once
@@ -94,6 +103,15 @@ typedef void (*tf_async_msg_cb)(tf_async_conn *c, tf_err err, int os_err, const 
  * drained to cfg->send_low_water bytes or below. */
 typedef void (*tf_async_writable_cb)(tf_async_conn *c, void *arg);
 
+/* The end notification: called once on the loop thread when the connection is over -- it
+ * failed (I/O error, reset, protocol error, TRUNCATED, a TIMEOUT that poisoned, NOMEM), was
+ * aborted (CANCELLED), its close finished (CLOSED, TRUNCATED or TIMEOUT: see
+ * tf_async_conn_close) or its loop stopped (SHUTDOWN) -- after every pending operation has
+ * completed with that reason. Never after tf_async_conn_free was called, and never for a
+ * half-close (the peer's clean EOF: SPEC 9.7), which ends only the receive direction. It may free
+ * the connection. */
+typedef void (*tf_async_end_cb)(tf_async_conn *c, tf_err err, int os_err, void *arg);
+
 /* ---------------------------------------------------------------- connection */
 
 /* Take over a connected stream socket |fd| on |evb| (e.g. a socketpair end, or a socket
@@ -148,7 +166,10 @@ TF_API tf_err tf_async_conn_recv_alloc_op(tf_async_conn *c, tf_async_op *op, int
                                           tf_async_cb cb, void *arg);
 
 /* Message-stream mode: cb(c, ...) for every message from now on (see tf_async_msg_cb);
- * cb NULL stops the stream (no end call; unread data stays in the socket).
+ * cb NULL stops the stream (no end call; unread data stays in the socket). Once the call has
+ * returned (off the loop thread: once the loop applied it, which is before any later
+ * submission's effect), a stopped callback is never called again: a frame it had half read
+ * goes to the next consumer whole.
  *   TF_OK; TF_ERR_BAD_STATE (receives are pending, or a stream is already on); the poison
  *   reason; TF_ERR_SHUTDOWN; TF_ERR_INVALID_ARGUMENT. */
 TF_API tf_err tf_async_conn_stream(tf_async_conn *c, tf_async_msg_cb cb, void *arg);
@@ -157,11 +178,24 @@ TF_API tf_err tf_async_conn_stream(tf_async_conn *c, tf_async_msg_cb cb, void *a
  * SHUTDOWN. */
 TF_API tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb cb, void *arg);
 
+/* The end notification (see tf_async_end_cb); NULL removes it. Set on a connection that is over
+ * already, it runs at once (on the loop thread) with the reason. A connection that waits for
+ * nothing (a paused stream, a full send queue waiting for the writable callback) learns of its
+ * failure only through this.
+ *   TF_OK
+ *   TF_ERR_SHUTDOWN          the loop is stopping (it runs with SHUTDOWN if set before)
+ *   TF_ERR_NOMEM             off the loop thread, no memory for the hand-off
+ *   TF_ERR_INVALID_ARGUMENT  c NULL */
+TF_API tf_err tf_async_conn_on_end(tf_async_conn *c, tf_async_end_cb cb, void *arg);
+
 /* Graceful close: no new sends (BAD_STATE); the send queue is flushed, then our side is shut
  * down (SHUT_WR), then the connection waits up to cfg->linger_ms for the peer to close (pending
  * receives still complete; unclaimed incoming data is discarded), then the socket is closed.
- * The future: TF_OK (flushed, peer closed), TF_ERR_TIMEOUT (flushed, the peer did not close
- * within the linger time), or the reason the flush failed. On a connection that had already
+ * Every send accepted before this call (on any thread) is flushed first.
+ * The future: TF_OK (flushed, peer closed -- even inside a frame), TF_ERR_TIMEOUT (flushed, the
+ * peer did not close within the linger time), or the reason the flush failed. Receives still
+ * pending at the end fail with CLOSED (the peer closed between messages), TRUNCATED (inside
+ * one) or TIMEOUT (it never closed); tf_async_conn_error says the same. On a connection that had already
  * failed, the socket is released at once and the future gives TF_OK if the failure was the
  * peer's clean close (CLOSED: nothing was left undone), else that reason. The connection must
  * still be freed.
@@ -170,7 +204,9 @@ TF_API tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb c
 TF_API tf_err tf_async_conn_close(tf_async_conn *c, tf_future **out);
 
 /* Abort: fail every queued operation with TF_ERR_CANCELLED now and reset the connection (RST:
- * SO_LINGER 0). Later submissions fail with CANCELLED. TF_OK; TF_ERR_INVALID_ARGUMENT. */
+ * SO_LINGER 0). Submissions made after this returns fail with CANCELLED, also on a connection
+ * that had failed for another reason first (tf_async_conn_error says CANCELLED once the loop
+ * ran the abort). TF_OK; TF_ERR_INVALID_ARGUMENT. */
 TF_API tf_err tf_async_conn_abort(tf_async_conn *c);
 
 /* Free the connection (see Lifetime above). NULL is a no-op. */
@@ -179,7 +215,12 @@ TF_API void tf_async_conn_free(tf_async_conn *c);
 /* The poison reason (TF_OK while healthy) and its os_err (any thread). */
 TF_API tf_err tf_async_conn_error(const tf_async_conn *c, int *os_err);
 
-/* The peer's address as "host:port". TF_OK; TF_ERR_IO; TF_ERR_BUFFER_TOO_SMALL. */
+/* The peer's address as "host:port", taken when the connection was made (any thread, also after
+ * the socket was closed).
+ *   TF_OK
+ *   TF_ERR_IO                the socket had no peer address then (e.g. getpeername failed)
+ *   TF_ERR_INVALID_ARGUMENT  no address family tcpframe formats (an AF_UNIX socketpair), or NULL
+ *   TF_ERR_BUFFER_TOO_SMALL  buf "" (if len > 0): TF_ADDRSTR_LEN always suffices */
 TF_API tf_err tf_async_conn_peer(const tf_async_conn *c, char *buf, size_t len);
 
 /* The loop this connection lives on. */
