@@ -972,6 +972,22 @@ public:
         return {};
     }
 
+    /// fn(const Error &why) once when the connection is over (failed, aborted, closed, loop
+    /// stopped) -- never for the peer's half-close, never after destruction (tf_async_conn_on_end).
+    template <typename F>
+    Result<void> on_end(F &&fn)
+    {
+        using H = detail::Holder<std::decay_t<F>>;
+        auto *h = new H(std::forward<F>(fn));
+        tf_err e = tf_async_conn_on_end(c_, &ended<H>, h);
+        if (e != TF_OK) {
+            delete h;
+            return err(e);
+        }
+        bin_->keep.emplace_back(h);
+        return {};
+    }
+
     /// Graceful close (flush, FIN, linger for the peer's close). Still destroy the AsyncConn.
     Future<void> close()
     {
@@ -1028,6 +1044,11 @@ private:
             h->fn(Result<std::span<const uint8_t>>(Error(e, os)));
         else
             h->fn(Result<std::span<const uint8_t>>(std::span<const uint8_t>(data, data != nullptr ? len : 0)));
+    }
+    template <typename H>
+    static void ended(tf_async_conn *, tf_err e, int os, void *arg)
+    {
+        static_cast<H *>(arg)->fn(Error(e, os));
     }
     template <typename H>
     static void writable(tf_async_conn *, void *arg)
