@@ -766,7 +766,7 @@ public:
             return detail::readyErr(ErrCode::ResourceExhausted, "a send is already in flight");
         sendPromise_ = std::promise<Result<size_t>>();
         auto fut = sendPromise_.get_future();
-        auto r = async_.send(sendOp_, data);
+        auto r = async_.send(sendOp_, data, blocking() ? ioTimeout() : std::nullopt);
         if (!r) {
             auto p = std::move(sendPromise_);
             sendBusy_.store(false, std::memory_order_release);
@@ -879,7 +879,8 @@ private:
         recvVec_ = vec;
         recvStart_ = std::chrono::steady_clock::now();
         auto fut = recvPromise_.get_future();
-        auto r = vec != nullptr ? async_.recv(recvOp_) : async_.recv(recvOp_, buf);
+        tcpframe::Timeout t = blocking() ? ioTimeout() : std::nullopt;  // SyncIO: connTimeout, as uniflow
+        auto r = vec != nullptr ? async_.recv(recvOp_, t) : async_.recv(recvOp_, buf, t);
         if (!r) {
             auto p = std::move(recvPromise_);
             recvBusy_.store(false, std::memory_order_release);
