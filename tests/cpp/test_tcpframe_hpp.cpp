@@ -255,6 +255,31 @@ TEST_F(Pair, ReceivesQueueInsteadOfRefusingTheSecond)
     EXPECT_EQ(rb->size(), 6u);
 }
 
+TEST_F(Pair, SendsQueueUntilTheBoundThenBusyThenWritable)
+{
+    tf::Config c;
+    c.send_queue_msgs = 2;
+    make(c);
+    std::vector<uint8_t> big(8u << 20, 0x5A);  // outgrows the socketpair: stays queued
+    auto f1 = conn.send(std::span<const uint8_t>(big));
+    auto f2 = conn.send(bytes("queued"));       // the second still fits the bound
+    auto f3 = await(conn.send(bytes("refused")));
+    ASSERT_FALSE(f3);
+    EXPECT_EQ(f3.code(), TF_ERR_BUSY);
+    EXPECT_EQ(conn.error().code, TF_OK);        // a refusal, not a failure
+    std::binary_semaphore writable{0};
+    ASSERT_TRUE(conn.on_writable([&] { writable.release(); }));
+    auto got = peer.recv_vector(5s);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->size(), big.size());
+    EXPECT_TRUE(writable.try_acquire_for(tu::kWatchdog));
+    EXPECT_TRUE(await(std::move(f1)));
+    EXPECT_TRUE(await(std::move(f2)));
+    auto second = peer.recv_vector(5s);
+    ASSERT_TRUE(second);
+    EXPECT_EQ(second->size(), 6u);
+}
+
 TEST_F(Pair, ThenRunsOnTheLoopWithTheResult)
 {
     make();
