@@ -16,6 +16,7 @@
  *     tcpframe async connection: their calls block the calling thread, never the loop, and
  *     refuse (InvalidArgument) on the loop thread instead of deadlocking. getFd() is -1 there.
  *   - AsyncTcpClient retries with back-off on loop timers (uniflow: one attempt).
+ *   - TcpConn::create(fd[, evb]) gives the magic exchange a 5 s deadline (uniflow: none).
  *   - Connect back-off is tcpframe's (exponential from retryTimeout, capped, with jitter), and
  *     the whole connect is bounded by connTimeout.
  *   - EventBase never hangs on a stopped loop: dispatchAndWait() after stop() returns without
@@ -704,15 +705,15 @@ class BasicTcpClient;
 template <typename IOPolicy = SyncIO>
 class TcpConn : public Conn {
 public:
-    /// Blocking connection over a connected socket after the magic exchange; nullptr if it
-    /// fails (the socket is closed).
+    /// Blocking connection over a connected socket after the magic exchange (at most 5 s);
+    /// nullptr if it fails (the socket is closed).
     static std::unique_ptr<TcpConn> create(int sock)
         requires std::same_as<IOPolicy, SyncIO>
     {
-        auto c = tcpframe::SyncConn::from_fd(sock, TcpSocketConfig{}.toTcpframe());
+        auto c = tcpframe::SyncConn::from_fd(sock, rawConfig());
         if (!c)
             return nullptr;
-        return std::unique_ptr<TcpConn>(new TcpConn(std::move(*c), kDefaultIoMs));
+        return std::unique_ptr<TcpConn>(new TcpConn(std::move(*c), -1));
     }
 
     /// Connection on |evb| over a connected socket after the magic exchange (blocking the
@@ -722,7 +723,7 @@ public:
     static std::unique_ptr<TcpConn> create(int sock, EventBase &evb)
         requires std::same_as<IOPolicy, AsyncIO>
     {
-        tcpframe::Config cfg = TcpSocketConfig{}.toTcpframe();
+        tcpframe::Config cfg = rawConfig();
         if (!evb.inLoopThread()) {
             if (!detail::blockingHandshake(sock, static_cast<int>(cfg.handshake_timeout->count()))) {
                 ::close(sock);
@@ -835,6 +836,15 @@ private:
     friend class BasicTcpClient;
 
     static constexpr int64_t kDefaultIoMs = 30000;
+
+    /// create(fd): the socket keeps its options and has no I/O timeout, as in uniflow; only the
+    /// magic exchange has a deadline (5 s), so a silent peer cannot hold create() forever.
+    static tcpframe::Config rawConfig()
+    {
+        tcpframe::Config c = tcpframe::Config::os_defaults();
+        c.handshake_timeout = std::chrono::milliseconds(5000);
+        return c;
+    }
 
     struct SendDone {
         TcpConn *self;
