@@ -17,7 +17,8 @@
 
 namespace tf = tcpframe;
 
-namespace {
+namespace
+{
 
 std::span<const uint8_t> view(std::string_view s)
 {
@@ -47,7 +48,7 @@ struct EchoServer {
     }
     void drop(tf::AsyncConn *conn)
     {
-        std::unique_ptr<tf::AsyncConn> dead;  // destroyed last, once the list is consistent
+        std::unique_ptr<tf::AsyncConn> dead; // destroyed last, once the list is consistent
         for (auto &p : conns) {
             if (p.get() == conn) {
                 dead = std::move(p);
@@ -92,7 +93,7 @@ int self_test()
     tf::Error err;
     auto srv = start_server(*loop, "[::1]:0", &err);
     if (!srv)
-        srv = start_server(*loop, "127.0.0.1:0", &err);  // no IPv6 here
+        srv = start_server(*loop, "127.0.0.1:0", &err); // no IPv6 here
     if (!srv)
         return fail("listen", err);
     std::string addr = srv->server.addr().value_or(std::string("?"));
@@ -121,7 +122,7 @@ int self_test()
     static const std::string_view async_msgs[] = {"one", "two", "three"};
     std::vector<tf::Future<size_t>> sends;
     for (auto m : async_msgs)
-        sends.push_back(conn->send(view(m)));  // queued in order, sent together
+        sends.push_back(conn->send(view(m))); // queued in order, sent together
     for (auto m : async_msgs) {
         auto back = conn->recv().get();
         if (!back)
@@ -152,7 +153,7 @@ int serve(const std::string &addr)
         return fail("listen " + addr, err);
     std::printf("listening on %s\n", srv->server.addr().value_or(std::string("?")).c_str());
     std::fflush(stdout);
-    (void)loop->run();  // until killed
+    (void)loop->run(); // until killed
     return 0;
 }
 
@@ -167,7 +168,8 @@ int client(const std::string &addr, int argc, char **argv)
         auto back = c->recv_vector();
         if (!back)
             return fail("receive", back.error());
-        std::printf("%.*s\n", static_cast<int>(back->size()), reinterpret_cast<const char *>(back->data()));
+        std::printf("%.*s\n", static_cast<int>(back->size()),
+                    reinterpret_cast<const char *>(back->data()));
     }
     return 0;
 }

@@ -48,7 +48,8 @@
 #include "tcpframe/sync.h"
 #include "tcpframe/tcp.h"
 
-namespace tcpframe {
+namespace tcpframe
+{
 
 // ------------------------------------------------------------------------------------ errors
 
@@ -60,10 +61,15 @@ struct Error {
     std::string message;
 
     Error() = default;
-    Error(tf_err c, int os = 0, std::string msg = {}) : code(c), os_err(os), message(std::move(msg)) {}
+    Error(tf_err c, int os = 0, std::string msg = {}) : code(c), os_err(os), message(std::move(msg))
+    {
+    }
 
     /// The enumerator's name without its prefix ("CLOSED").
-    const char *name() const noexcept { return tf_err_name(code); }
+    const char *name() const noexcept
+    {
+        return tf_err_name(code);
+    }
     /// The message, else the reason's text plus the OS error's.
     std::string what() const
     {
@@ -79,52 +85,109 @@ struct Error {
 };
 
 /// A T or an Error; no exceptions (value() on an error is a precondition violation).
-template <typename T>
-class [[nodiscard]] Result {
-public:
-    Result(T v) noexcept(std::is_nothrow_move_constructible_v<T>) : v_(std::in_place_index<0>, std::move(v)) {}
+template <typename T> class [[nodiscard]] Result
+{
+  public:
+    Result(T v) noexcept(std::is_nothrow_move_constructible_v<T>)
+        : v_(std::in_place_index<0>, std::move(v))
+    {
+    }
     Result(Error e) noexcept : v_(std::in_place_index<1>, std::move(e)) {}
 
-    bool has_value() const noexcept { return v_.index() == 0; }
-    explicit operator bool() const noexcept { return has_value(); }
+    bool has_value() const noexcept
+    {
+        return v_.index() == 0;
+    }
+    explicit operator bool() const noexcept
+    {
+        return has_value();
+    }
 
-    T &value() & noexcept { return *std::get_if<0>(&v_); }
-    const T &value() const & noexcept { return *std::get_if<0>(&v_); }
-    T &&value() && noexcept { return std::move(*std::get_if<0>(&v_)); }
-    T &operator*() & noexcept { return value(); }
-    T &&operator*() && noexcept { return std::move(value()); }
-    T *operator->() noexcept { return std::get_if<0>(&v_); }
-    const T *operator->() const noexcept { return std::get_if<0>(&v_); }
+    T &value() &noexcept
+    {
+        return *std::get_if<0>(&v_);
+    }
+    const T &value() const &noexcept
+    {
+        return *std::get_if<0>(&v_);
+    }
+    T &&value() &&noexcept
+    {
+        return std::move(*std::get_if<0>(&v_));
+    }
+    T &operator*() &noexcept
+    {
+        return value();
+    }
+    T &&operator*() &&noexcept
+    {
+        return std::move(value());
+    }
+    T *operator->() noexcept
+    {
+        return std::get_if<0>(&v_);
+    }
+    const T *operator->() const noexcept
+    {
+        return std::get_if<0>(&v_);
+    }
 
-    const Error &error() const & noexcept { return *std::get_if<1>(&v_); }
-    Error &&error() && noexcept { return std::move(*std::get_if<1>(&v_)); }
+    const Error &error() const &noexcept
+    {
+        return *std::get_if<1>(&v_);
+    }
+    Error &&error() &&noexcept
+    {
+        return std::move(*std::get_if<1>(&v_));
+    }
     /// TF_OK for a value.
-    tf_err code() const noexcept { return has_value() ? TF_OK : error().code; }
+    tf_err code() const noexcept
+    {
+        return has_value() ? TF_OK : error().code;
+    }
 
-    template <typename U>
-    T value_or(U &&alt) && { return has_value() ? std::move(value()) : static_cast<T>(std::forward<U>(alt)); }
+    template <typename U> T value_or(U &&alt) &&
+    {
+        return has_value() ? std::move(value()) : static_cast<T>(std::forward<U>(alt));
+    }
 
-private:
+  private:
     std::variant<T, Error> v_;
 };
 
-template <>
-class [[nodiscard]] Result<void> {
-public:
+template <> class [[nodiscard]] Result<void>
+{
+  public:
     Result() noexcept = default;
     Result(Error e) noexcept : e_(std::move(e)) {}
 
-    bool has_value() const noexcept { return !e_.has_value(); }
-    explicit operator bool() const noexcept { return has_value(); }
-    const Error &error() const & noexcept { return *e_; }
-    Error &&error() && noexcept { return std::move(*e_); }
-    tf_err code() const noexcept { return e_ ? e_->code : TF_OK; }
+    bool has_value() const noexcept
+    {
+        return !e_.has_value();
+    }
+    explicit operator bool() const noexcept
+    {
+        return has_value();
+    }
+    const Error &error() const &noexcept
+    {
+        return *e_;
+    }
+    Error &&error() &&noexcept
+    {
+        return std::move(*e_);
+    }
+    tf_err code() const noexcept
+    {
+        return e_ ? e_->code : TF_OK;
+    }
 
-private:
+  private:
     std::optional<Error> e_;
 };
 
-namespace detail {
+namespace detail
+{
 inline Result<void> status(tf_err e, int os = 0, const char *msg = nullptr)
 {
     if (e == TF_OK)
@@ -162,10 +225,8 @@ inline uint16_t port_of(std::string_view addr) noexcept
 struct HolderBase {
     virtual ~HolderBase() = default;
 };
-template <typename F>
-struct Holder final : HolderBase {
-    template <typename G>
-    explicit Holder(G &&g) : fn(std::forward<G>(g)) {}
+template <typename F> struct Holder final : HolderBase {
+    template <typename G> explicit Holder(G &&g) : fn(std::forward<G>(g)) {}
     F fn;
 };
 } // namespace detail
@@ -176,19 +237,41 @@ using Timeout = std::optional<std::chrono::milliseconds>;
 // ------------------------------------------------------------------------------------ buffers
 
 /// A received message in a malloc()'d buffer of its exact length (empty: no allocation).
-class Buffer {
-public:
+class Buffer
+{
+  public:
     Buffer() noexcept = default;
     /// Adopt |p| (malloc()'d, or NULL for an empty message) of |n| bytes.
     Buffer(void *p, size_t n) noexcept : p_(static_cast<uint8_t *>(p)), n_(p != nullptr ? n : 0) {}
 
-    uint8_t *data() noexcept { return p_.get(); }
-    const uint8_t *data() const noexcept { return p_.get(); }
-    size_t size() const noexcept { return n_; }
-    bool empty() const noexcept { return n_ == 0; }
-    std::span<uint8_t> span() noexcept { return {p_.get(), n_}; }
-    std::span<const uint8_t> span() const noexcept { return {p_.get(), n_}; }
-    std::vector<uint8_t> to_vector() const { return {p_.get(), p_.get() + n_}; }
+    uint8_t *data() noexcept
+    {
+        return p_.get();
+    }
+    const uint8_t *data() const noexcept
+    {
+        return p_.get();
+    }
+    size_t size() const noexcept
+    {
+        return n_;
+    }
+    bool empty() const noexcept
+    {
+        return n_ == 0;
+    }
+    std::span<uint8_t> span() noexcept
+    {
+        return {p_.get(), n_};
+    }
+    std::span<const uint8_t> span() const noexcept
+    {
+        return {p_.get(), n_};
+    }
+    std::vector<uint8_t> to_vector() const
+    {
+        return {p_.get(), p_.get() + n_};
+    }
     /// Hand the buffer over (free() it); the Buffer is empty afterwards.
     uint8_t *release() noexcept
     {
@@ -196,9 +279,12 @@ public:
         return p_.release();
     }
 
-private:
+  private:
     struct Free {
-        void operator()(uint8_t *p) const noexcept { std::free(p); }
+        void operator()(uint8_t *p) const noexcept
+        {
+            std::free(p);
+        }
     };
     std::unique_ptr<uint8_t, Free> p_;
     size_t n_ = 0;
@@ -222,7 +308,7 @@ struct Config {
     std::optional<sec> keepalive_intvl{sec{5}};
     std::optional<int64_t> keepalive_cnt{3};
     std::optional<ms> user_timeout{ms{60000}};
-    std::optional<int64_t> listen_backlog{};  // SOMAXCONN
+    std::optional<int64_t> listen_backlog{}; // SOMAXCONN
     std::optional<int64_t> accept_retries{5};
     std::optional<int64_t> connect_retries{10};
     std::optional<ms> retry_delay{ms{1000}};
@@ -240,7 +326,10 @@ struct Config {
     std::optional<int64_t> accept_queue{128};
 
     /// tf_tcp_config_init_os: every socket option, timeout and retry left to the OS.
-    static Config os_defaults() { return from_c(c_os_defaults()); }
+    static Config os_defaults()
+    {
+        return from_c(c_os_defaults());
+    }
 
     /// The C struct (tf_tcp_config_init, then every field of this one).
     tf_tcp_config to_c() const noexcept
@@ -248,7 +337,9 @@ struct Config {
         tf_tcp_config c;
         tf_tcp_config_init(&c);
         auto i = [](const auto &o) -> int64_t { return o ? static_cast<int64_t>(*o) : TF_UNSET; };
-        auto d = [](const auto &o) -> int64_t { return o ? static_cast<int64_t>(o->count()) : TF_UNSET; };
+        auto d = [](const auto &o) -> int64_t {
+            return o ? static_cast<int64_t>(o->count()) : TF_UNSET;
+        };
         auto b = [](const std::optional<bool> &o) -> int { return o ? (*o ? 1 : 0) : TF_UNSET; };
         c.connect_timeout_ms = d(connect_timeout);
         c.sndbuf = i(sndbuf);
@@ -281,10 +372,18 @@ struct Config {
     /// The same configuration from a C struct (TF_UNSET becomes std::nullopt).
     static Config from_c(const tf_tcp_config &c)
     {
-        auto i = [](int64_t v) { return v == TF_UNSET ? std::optional<int64_t>{} : std::optional<int64_t>{v}; };
-        auto m = [](int64_t v) { return v == TF_UNSET ? std::optional<ms>{} : std::optional<ms>{ms{v}}; };
-        auto s = [](int64_t v) { return v == TF_UNSET ? std::optional<sec>{} : std::optional<sec>{sec{v}}; };
-        auto b = [](int v) { return v == TF_UNSET ? std::optional<bool>{} : std::optional<bool>{v != 0}; };
+        auto i = [](int64_t v) {
+            return v == TF_UNSET ? std::optional<int64_t>{} : std::optional<int64_t>{v};
+        };
+        auto m = [](int64_t v) {
+            return v == TF_UNSET ? std::optional<ms>{} : std::optional<ms>{ms{v}};
+        };
+        auto s = [](int64_t v) {
+            return v == TF_UNSET ? std::optional<sec>{} : std::optional<sec>{sec{v}};
+        };
+        auto b = [](int v) {
+            return v == TF_UNSET ? std::optional<bool>{} : std::optional<bool>{v != 0};
+        };
         Config r;
         r.connect_timeout = m(c.connect_timeout_ms);
         r.sndbuf = i(c.sndbuf);
@@ -322,7 +421,7 @@ struct Config {
         return detail::status(tf_tcp_config_validate(&c, &m), m);
     }
 
-private:
+  private:
     static tf_tcp_config c_os_defaults() noexcept
     {
         tf_tcp_config c;
@@ -335,8 +434,9 @@ private:
 
 /// An event loop (tf_evb). Move-only; the destructor stops it (draining queued work) and frees
 /// it -- never destroy a Loop on its own thread, nor while objects created on it are alive.
-class Loop {
-public:
+class Loop
+{
+  public:
     /// A new loop in INIT state.
     static Result<Loop> create()
     {
@@ -359,21 +459,38 @@ public:
     }
     Loop(const Loop &) = delete;
     Loop &operator=(const Loop &) = delete;
-    ~Loop() { reset(); }
+    ~Loop()
+    {
+        reset();
+    }
 
     /// Run the loop on a thread the library owns (tf_evb_start).
-    Result<void> start() noexcept { return detail::status(tf_evb_start(evb_)); }
+    Result<void> start() noexcept
+    {
+        return detail::status(tf_evb_start(evb_));
+    }
     /// Run the loop on this thread until stop() (tf_evb_loop).
-    Result<void> run() noexcept { return detail::status(tf_evb_loop(evb_)); }
+    Result<void> run() noexcept
+    {
+        return detail::status(tf_evb_loop(evb_));
+    }
     /// Stop and drain (tf_evb_stop); from another thread, returns once the loop has stopped.
-    void stop() noexcept { (void)tf_evb_stop(evb_); }
-    bool running() const noexcept { return tf_evb_is_running(evb_); }
-    bool in_loop_thread() const noexcept { return tf_evb_in_loop_thread(evb_); }
+    void stop() noexcept
+    {
+        (void)tf_evb_stop(evb_);
+    }
+    bool running() const noexcept
+    {
+        return tf_evb_is_running(evb_);
+    }
+    bool in_loop_thread() const noexcept
+    {
+        return tf_evb_in_loop_thread(evb_);
+    }
 
     /// Queue fn() to run once on the loop thread (one allocation for the callable). SHUTDOWN:
     /// the loop is stopping and fn is destroyed without running.
-    template <typename F>
-    Result<void> dispatch(F &&fn)
+    template <typename F> Result<void> dispatch(F &&fn)
     {
         using H = detail::Holder<std::decay_t<F>>;
         auto *h = new H(std::forward<F>(fn));
@@ -385,15 +502,14 @@ public:
         return {};
     }
     /// Run fn() on the loop thread and wait for it (inline on the loop thread); no allocation.
-    template <typename F>
-    Result<void> dispatch_and_wait(F &&fn)
+    template <typename F> Result<void> dispatch_and_wait(F &&fn)
     {
         auto *p = std::addressof(fn);
-        return detail::status(tf_evb_dispatch_and_wait(evb_, &call_ref<std::remove_reference_t<F>>, p));
+        return detail::status(
+            tf_evb_dispatch_and_wait(evb_, &call_ref<std::remove_reference_t<F>>, p));
     }
     /// Call fn() once on the loop thread after |delay| (fire and forget; one allocation).
-    template <typename F>
-    Result<void> after(std::chrono::milliseconds delay, F &&fn)
+    template <typename F> Result<void> after(std::chrono::milliseconds delay, F &&fn)
     {
         using H = detail::Holder<std::decay_t<F>>;
         auto *h = new H(std::forward<F>(fn));
@@ -406,28 +522,31 @@ public:
         return {};
     }
 
-    tf_evb *get() const noexcept { return evb_; }
-    tf_evb *release() noexcept { return std::exchange(evb_, nullptr); }
+    tf_evb *get() const noexcept
+    {
+        return evb_;
+    }
+    tf_evb *release() noexcept
+    {
+        return std::exchange(evb_, nullptr);
+    }
 
-private:
+  private:
     void reset() noexcept
     {
         if (evb_ != nullptr)
             (void)tf_evb_free(std::exchange(evb_, nullptr));
     }
-    template <typename H>
-    static void run_once(void *arg)
+    template <typename H> static void run_once(void *arg)
     {
         std::unique_ptr<H> h(static_cast<H *>(arg));
         h->fn();
     }
-    template <typename H>
-    static void timer_once(tf_evb *, void *arg)
+    template <typename H> static void timer_once(tf_evb *, void *arg)
     {
         run_once<H>(arg);
     }
-    template <typename F>
-    static void call_ref(void *arg)
+    template <typename F> static void call_ref(void *arg)
     {
         (*static_cast<F *>(arg))();
     }
@@ -436,22 +555,19 @@ private:
 
 // ------------------------------------------------------------------------------------ futures
 
-template <typename T>
-class Future;
+template <typename T> class Future;
 
-namespace detail {
-template <typename T>
-struct Take;  // reads a ready tf_future as a Result<T>
-template <>
-struct Take<void> {
+namespace detail
+{
+template <typename T> struct Take; // reads a ready tf_future as a Result<T>
+template <> struct Take<void> {
     static Result<void> take(tf_future *f)
     {
         tf_err e = tf_future_get(f, nullptr, nullptr);
         return status(e, tf_future_os_err(f));
     }
 };
-template <>
-struct Take<size_t> {
+template <> struct Take<size_t> {
     static Result<size_t> take(tf_future *f)
     {
         size_t n = 0;
@@ -461,8 +577,7 @@ struct Take<size_t> {
         return n;
     }
 };
-template <>
-struct Take<Buffer> {
+template <> struct Take<Buffer> {
     static Result<Buffer> take(tf_future *f)
     {
         size_t n = 0;
@@ -479,9 +594,9 @@ struct Take<Buffer> {
 
 /// The reading end of one operation's result (tf_future). Move-only. A Future made from a
 /// refusal holds the error at once (is_ready() is true, no C object behind it).
-template <typename T>
-class [[nodiscard]] Future {
-public:
+template <typename T> class [[nodiscard]] Future
+{
+  public:
     Future() noexcept = default;
     /// Adopt |f| (its result is read as a Result<T>).
     explicit Future(tf_future *f) noexcept : f_(f) {}
@@ -504,10 +619,19 @@ public:
     }
     Future(const Future &) = delete;
     Future &operator=(const Future &) = delete;
-    ~Future() { tf_future_free(f_); }
+    ~Future()
+    {
+        tf_future_free(f_);
+    }
 
-    bool valid() const noexcept { return f_ != nullptr || early_.has_value(); }
-    bool is_ready() const noexcept { return early_.has_value() || tf_future_is_ready(f_); }
+    bool valid() const noexcept
+    {
+        return f_ != nullptr || early_.has_value();
+    }
+    bool is_ready() const noexcept
+    {
+        return early_.has_value() || tf_future_is_ready(f_);
+    }
 
     /// Block until ready (BAD_STATE on a loop thread while not ready).
     Result<void> wait() const
@@ -536,8 +660,7 @@ public:
     /// Call fn(Result<T>) once when the result is there: at once if it is, else on the thread
     /// that completes it (the loop thread for async operations). Consumes the future; one
     /// allocation for the callable. fn must not block.
-    template <typename F>
-    Result<void> then(F &&fn) &&
+    template <typename F> Result<void> then(F &&fn) &&
     {
         if (early_) {
             Result<T> r(std::move(*early_));
@@ -559,12 +682,17 @@ public:
         return {};
     }
 
-    tf_future *get_c() const noexcept { return f_; }
-    tf_future *release() noexcept { return std::exchange(f_, nullptr); }
+    tf_future *get_c() const noexcept
+    {
+        return f_;
+    }
+    tf_future *release() noexcept
+    {
+        return std::exchange(f_, nullptr);
+    }
 
-private:
-    template <typename H>
-    static void on_ready(tf_future *f, void *arg)
+  private:
+    template <typename H> static void on_ready(tf_future *f, void *arg)
     {
         std::unique_ptr<H> h(static_cast<H *>(arg));
         Result<T> r = detail::Take<T>::take(f);
@@ -578,8 +706,9 @@ private:
 // ------------------------------------------------------------------------------------ sync
 
 /// A blocking connection (tf_sync_conn). One sending and one receiving thread at a time.
-class SyncConn {
-public:
+class SyncConn
+{
+  public:
     SyncConn() noexcept = default;
     explicit SyncConn(tf_sync_conn *c) noexcept : c_(c) {}
     SyncConn(SyncConn &&o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
@@ -593,7 +722,10 @@ public:
     }
     SyncConn(const SyncConn &) = delete;
     SyncConn &operator=(const SyncConn &) = delete;
-    ~SyncConn() { tf_sync_conn_free(c_); }
+    ~SyncConn()
+    {
+        tf_sync_conn_free(c_);
+    }
 
     /// Connect to "host:port" (retries, back-off and handshake as tf_sync_connect).
     static Result<SyncConn> connect(const std::string &addr, const Config &cfg = {})
@@ -661,7 +793,10 @@ public:
         return b->to_vector();
     }
     /// Half-close: shut our sending side down.
-    Result<void> shutdown() noexcept { return st(tf_sync_conn_shutdown(c_)); }
+    Result<void> shutdown() noexcept
+    {
+        return st(tf_sync_conn_shutdown(c_));
+    }
     /// The poison reason (code TF_OK while healthy).
     Error error() const
     {
@@ -669,7 +804,10 @@ public:
         tf_err e = tf_sync_conn_error(c_, &os);
         return Error(e, os);
     }
-    int fd() const noexcept { return tf_sync_conn_fd(c_); }
+    int fd() const noexcept
+    {
+        return tf_sync_conn_fd(c_);
+    }
     Result<std::string> peer() const
     {
         char b[TF_ADDRSTR_LEN];
@@ -678,12 +816,24 @@ public:
             return Error(e);
         return std::string(b);
     }
-    explicit operator bool() const noexcept { return c_ != nullptr; }
-    tf_sync_conn *get() const noexcept { return c_; }
-    tf_sync_conn *release() noexcept { return std::exchange(c_, nullptr); }
+    explicit operator bool() const noexcept
+    {
+        return c_ != nullptr;
+    }
+    tf_sync_conn *get() const noexcept
+    {
+        return c_;
+    }
+    tf_sync_conn *release() noexcept
+    {
+        return std::exchange(c_, nullptr);
+    }
 
-private:
-    static int ms(Timeout t) noexcept { return static_cast<int>(detail::to_ms(t)); }
+  private:
+    static int ms(Timeout t) noexcept
+    {
+        return static_cast<int>(detail::to_ms(t));
+    }
     Error err(tf_err e) const noexcept
     {
         int os = 0;
@@ -701,10 +851,14 @@ private:
 
 /// A blocking server (tf_sync_server). accept() may run on several threads; shutdown() from
 /// any thread makes them return SHUTDOWN. Destroy it only once no accept() runs.
-class SyncServer {
-public:
+class SyncServer
+{
+  public:
     SyncServer() noexcept = default;
-    SyncServer(SyncServer &&o) noexcept : s_(std::exchange(o.s_, nullptr)), reject_(std::move(o.reject_)) {}
+    SyncServer(SyncServer &&o) noexcept
+        : s_(std::exchange(o.s_, nullptr)), reject_(std::move(o.reject_))
+    {
+    }
     SyncServer &operator=(SyncServer &&o) noexcept
     {
         if (this != &o) {
@@ -716,7 +870,10 @@ public:
     }
     SyncServer(const SyncServer &) = delete;
     SyncServer &operator=(const SyncServer &) = delete;
-    ~SyncServer() { tf_sync_server_free(s_); }
+    ~SyncServer()
+    {
+        tf_sync_server_free(s_);
+    }
 
     /// Bind |addr| ("host:port", port 0 picks one) and listen.
     static Result<SyncServer> listen(const std::string &addr, const Config &cfg = {})
@@ -734,8 +891,7 @@ public:
     }
     /// fn(std::string_view peer, const Error &why) for every client dropped in the handshake,
     /// on the accepting thread. Set it before accepting.
-    template <typename F>
-    void on_reject(F &&fn)
+    template <typename F> void on_reject(F &&fn)
     {
         using H = detail::Holder<std::decay_t<F>>;
         auto h = std::make_unique<H>(std::forward<F>(fn));
@@ -754,7 +910,10 @@ public:
         return SyncConn(c);
     }
     /// Any thread, idempotent.
-    Result<void> shutdown() noexcept { return detail::status(tf_sync_server_shutdown(s_)); }
+    Result<void> shutdown() noexcept
+    {
+        return detail::status(tf_sync_server_shutdown(s_));
+    }
     Result<std::string> addr() const
     {
         char b[TF_ADDRSTR_LEN];
@@ -768,12 +927,17 @@ public:
         auto a = addr();
         return a ? detail::port_of(*a) : 0;
     }
-    uint64_t rejected() const noexcept { return tf_sync_server_rejected(s_); }
-    tf_sync_server *get() const noexcept { return s_; }
+    uint64_t rejected() const noexcept
+    {
+        return tf_sync_server_rejected(s_);
+    }
+    tf_sync_server *get() const noexcept
+    {
+        return s_;
+    }
 
-private:
-    template <typename H>
-    static void rejected_cb(void *arg, const char *peer, tf_err e, int os)
+  private:
+    template <typename H> static void rejected_cb(void *arg, const char *peer, tf_err e, int os)
     {
         static_cast<H *>(arg)->fn(std::string_view(peer != nullptr ? peer : ""), Error(e, os));
     }
@@ -790,7 +954,10 @@ struct Completion {
     Error error;
     std::span<uint8_t> data;
     Buffer buffer;
-    bool ok() const noexcept { return error.code == TF_OK; }
+    bool ok() const noexcept
+    {
+        return error.code == TF_OK;
+    }
 };
 
 class AsyncConn;
@@ -798,16 +965,17 @@ class AsyncConn;
 /// The record of one callback-style operation and its callable: fn(Completion &) runs once on
 /// the loop thread. Allocates nothing; keep the Op alive and in place from submission until
 /// its callback has started (the callback may submit the next operation with the same Op).
-template <typename F>
-class Op {
-public:
+template <typename F> class Op
+{
+  public:
     explicit Op(F fn) : fn_(std::move(fn)) {}
     Op(const Op &) = delete;
     Op &operator=(const Op &) = delete;
 
-private:
+  private:
     friend class AsyncConn;
-    static void done(tf_async_conn *, tf_async_op *, tf_err e, int os, uint8_t *data, size_t len, void *arg)
+    static void done(tf_async_conn *, tf_async_op *, tf_err e, int os, uint8_t *data, size_t len,
+                     void *arg)
     {
         auto *self = static_cast<Op *>(arg);
         Completion c;
@@ -826,11 +994,15 @@ private:
 /// A connection on a loop (tf_async_conn). Any thread may call it; callbacks run on the loop
 /// thread. Destroying it (any thread, also inside its own callbacks) completes every pending
 /// operation (futures and Ops with CANCELLED) -- see async.h's Lifetime.
-class AsyncConn {
-public:
+class AsyncConn
+{
+  public:
     AsyncConn() noexcept = default;
     explicit AsyncConn(tf_async_conn *c) : c_(c), bin_(c != nullptr ? new Bin : nullptr) {}
-    AsyncConn(AsyncConn &&o) noexcept : c_(std::exchange(o.c_, nullptr)), bin_(std::exchange(o.bin_, nullptr)) {}
+    AsyncConn(AsyncConn &&o) noexcept
+        : c_(std::exchange(o.c_, nullptr)), bin_(std::exchange(o.bin_, nullptr))
+    {
+    }
     AsyncConn &operator=(AsyncConn &&o) noexcept
     {
         if (this != &o) {
@@ -842,7 +1014,10 @@ public:
     }
     AsyncConn(const AsyncConn &) = delete;
     AsyncConn &operator=(const AsyncConn &) = delete;
-    ~AsyncConn() { reset(); }
+    ~AsyncConn()
+    {
+        reset();
+    }
 
     /// Take over a connected socket on |evb| (handshake on the loop as cfg says; operations
     /// queue behind it). On failure the fd stays the caller's.
@@ -870,7 +1045,8 @@ public:
     }
     Future<size_t> send(std::span<const std::byte> msg, Timeout t = {})
     {
-        return send(std::span<const uint8_t>(reinterpret_cast<const uint8_t *>(msg.data()), msg.size()), t);
+        return send(
+            std::span<const uint8_t>(reinterpret_cast<const uint8_t *>(msg.data()), msg.size()), t);
     }
     /// Send an owned buffer: the library frees it (delete[]) when done, also on a refusal.
     Future<size_t> send(std::unique_ptr<uint8_t[]> buf, size_t len, Timeout t = {})
@@ -918,22 +1094,21 @@ public:
     }
 
     /// Callback style, no allocation: send |msg| (borrowed until op's callback).
-    template <typename F>
-    Result<void> send(Op<F> &op, std::span<const uint8_t> msg, Timeout t = {})
+    template <typename F> Result<void> send(Op<F> &op, std::span<const uint8_t> msg, Timeout t = {})
     {
         op.alloc_ = false;
-        return st(tf_async_conn_send_op(c_, &op.op_, msg.data(), msg.size(), detail::to_ms(t), &Op<F>::done, &op));
+        return st(tf_async_conn_send_op(c_, &op.op_, msg.data(), msg.size(), detail::to_ms(t),
+                                        &Op<F>::done, &op));
     }
     /// Callback style: receive into |buf| (borrowed until op's callback).
-    template <typename F>
-    Result<void> recv(Op<F> &op, std::span<uint8_t> buf, Timeout t = {})
+    template <typename F> Result<void> recv(Op<F> &op, std::span<uint8_t> buf, Timeout t = {})
     {
         op.alloc_ = false;
-        return st(tf_async_conn_recv_op(c_, &op.op_, buf.data(), buf.size(), detail::to_ms(t), &Op<F>::done, &op));
+        return st(tf_async_conn_recv_op(c_, &op.op_, buf.data(), buf.size(), detail::to_ms(t),
+                                        &Op<F>::done, &op));
     }
     /// Callback style: receive into an exact-length buffer (Completion::buffer owns it).
-    template <typename F>
-    Result<void> recv(Op<F> &op, Timeout t = {})
+    template <typename F> Result<void> recv(Op<F> &op, Timeout t = {})
     {
         op.alloc_ = true;
         return st(tf_async_conn_recv_alloc_op(c_, &op.op_, detail::to_ms(t), &Op<F>::done, &op));
@@ -942,8 +1117,7 @@ public:
     /// Message-stream mode: fn(Result<std::span<const uint8_t>>) for every message (a view valid
     /// during the call), then once with the error that ended the stream. The callable is stored
     /// with the connection (one allocation per call of stream()).
-    template <typename F>
-    Result<void> stream(F &&fn)
+    template <typename F> Result<void> stream(F &&fn)
     {
         using H = detail::Holder<std::decay_t<F>>;
         auto *h = new H(std::forward<F>(fn));
@@ -956,10 +1130,12 @@ public:
         return {};
     }
     /// Leave message-stream mode (no end call; unread data stays in the socket).
-    Result<void> stop_stream() { return st(tf_async_conn_stream(c_, nullptr, nullptr)); }
+    Result<void> stop_stream()
+    {
+        return st(tf_async_conn_stream(c_, nullptr, nullptr));
+    }
     /// fn() when the send queue has drained to send_low_water after a BUSY refusal.
-    template <typename F>
-    Result<void> on_writable(F &&fn)
+    template <typename F> Result<void> on_writable(F &&fn)
     {
         using H = detail::Holder<std::decay_t<F>>;
         auto *h = new H(std::forward<F>(fn));
@@ -974,8 +1150,7 @@ public:
 
     /// fn(const Error &why) once when the connection is over (failed, aborted, closed, loop
     /// stopped) -- never for the peer's half-close, never after destruction (tf_async_conn_on_end).
-    template <typename F>
-    Result<void> on_end(F &&fn)
+    template <typename F> Result<void> on_end(F &&fn)
     {
         using H = detail::Holder<std::decay_t<F>>;
         auto *h = new H(std::forward<F>(fn));
@@ -996,7 +1171,10 @@ public:
         return fut<void>(e, f);
     }
     /// Fail everything queued with CANCELLED now and reset the connection.
-    Result<void> abort() noexcept { return detail::status(tf_async_conn_abort(c_)); }
+    Result<void> abort() noexcept
+    {
+        return detail::status(tf_async_conn_abort(c_));
+    }
     /// The poison reason (code TF_OK while healthy).
     Error error() const
     {
@@ -1012,11 +1190,20 @@ public:
             return Error(e);
         return std::string(b);
     }
-    tf_evb *loop() const noexcept { return tf_async_conn_evb(c_); }
-    explicit operator bool() const noexcept { return c_ != nullptr; }
-    tf_async_conn *get() const noexcept { return c_; }
+    tf_evb *loop() const noexcept
+    {
+        return tf_async_conn_evb(c_);
+    }
+    explicit operator bool() const noexcept
+    {
+        return c_ != nullptr;
+    }
+    tf_async_conn *get() const noexcept
+    {
+        return c_;
+    }
 
-private:
+  private:
     struct Bin {
         std::vector<std::unique_ptr<detail::HolderBase>> keep;
     };
@@ -1025,9 +1212,16 @@ private:
         std::vector<uint8_t> bytes;
         tf_promise *promise;
     };
-    static void delete_array(void *p) { delete[] static_cast<uint8_t *>(p); }
-    static void delete_bin(void *p) { delete static_cast<Bin *>(p); }
-    static void owned_sent(tf_async_conn *, tf_async_op *, tf_err e, int os, uint8_t *, size_t len, void *arg)
+    static void delete_array(void *p)
+    {
+        delete[] static_cast<uint8_t *>(p);
+    }
+    static void delete_bin(void *p)
+    {
+        delete static_cast<Bin *>(p);
+    }
+    static void owned_sent(tf_async_conn *, tf_async_op *, tf_err e, int os, uint8_t *, size_t len,
+                           void *arg)
     {
         std::unique_ptr<OwnedSend> h(static_cast<OwnedSend *>(arg));
         if (e == TF_OK)
@@ -1037,21 +1231,21 @@ private:
         tf_promise_free(h->promise);
     }
     template <typename H>
-    static void on_msg(tf_async_conn *, tf_err e, int os, const uint8_t *data, size_t len, void *arg)
+    static void on_msg(tf_async_conn *, tf_err e, int os, const uint8_t *data, size_t len,
+                       void *arg)
     {
         auto *h = static_cast<H *>(arg);
         if (e != TF_OK)
             h->fn(Result<std::span<const uint8_t>>(Error(e, os)));
         else
-            h->fn(Result<std::span<const uint8_t>>(std::span<const uint8_t>(data, data != nullptr ? len : 0)));
+            h->fn(Result<std::span<const uint8_t>>(
+                std::span<const uint8_t>(data, data != nullptr ? len : 0)));
     }
-    template <typename H>
-    static void ended(tf_async_conn *, tf_err e, int os, void *arg)
+    template <typename H> static void ended(tf_async_conn *, tf_err e, int os, void *arg)
     {
         static_cast<H *>(arg)->fn(Error(e, os));
     }
-    template <typename H>
-    static void writable(tf_async_conn *, void *arg)
+    template <typename H> static void writable(tf_async_conn *, void *arg)
     {
         static_cast<H *>(arg)->fn();
     }
@@ -1090,8 +1284,7 @@ private:
             return {};
         return err(e);
     }
-    template <typename T>
-    Future<T> fut(tf_err e, tf_future *f) const
+    template <typename T> Future<T> fut(tf_err e, tf_future *f) const
     {
         if (e != TF_OK)
             return Future<T>::failed(err(e));
@@ -1101,9 +1294,9 @@ private:
     Bin *bin_ = nullptr;
 };
 
-namespace detail {
-template <>
-struct Take<AsyncConn> {
+namespace detail
+{
+template <> struct Take<AsyncConn> {
     static Result<AsyncConn> take(tf_future *f)
     {
         size_t n = 0;
@@ -1114,7 +1307,7 @@ struct Take<AsyncConn> {
             return Error(e, tf_future_os_err(f));
         }
         if (p == nullptr)
-            return Error(TF_ERR_BAD_STATE);  // taken already
+            return Error(TF_ERR_BAD_STATE); // taken already
         return AsyncConn(static_cast<tf_async_conn *>(p));
     }
 };
@@ -1123,11 +1316,13 @@ struct Take<AsyncConn> {
 /// A server on a loop (tf_async_server): handshakes run on the loop without blocking it.
 /// Handshaken connections go to the accept callback if one is set, else to accept() futures.
 /// Destroy it off its own callbacks (any thread; it shuts down first).
-class AsyncServer {
-public:
+class AsyncServer
+{
+  public:
     AsyncServer() noexcept = default;
     AsyncServer(AsyncServer &&o) noexcept
-        : s_(std::exchange(o.s_, nullptr)), accept_(std::move(o.accept_)), reject_(std::move(o.reject_))
+        : s_(std::exchange(o.s_, nullptr)), accept_(std::move(o.accept_)),
+          reject_(std::move(o.reject_))
     {
     }
     AsyncServer &operator=(AsyncServer &&o) noexcept
@@ -1142,7 +1337,10 @@ public:
     }
     AsyncServer(const AsyncServer &) = delete;
     AsyncServer &operator=(const AsyncServer &) = delete;
-    ~AsyncServer() { tf_async_server_free(s_); }
+    ~AsyncServer()
+    {
+        tf_async_server_free(s_);
+    }
 
     /// A server on |evb|, not yet listening.
     static Result<AsyncServer> create(tf_evb *evb)
@@ -1153,7 +1351,10 @@ public:
             return Error(e);
         return s;
     }
-    static Result<AsyncServer> create(Loop &loop) { return create(loop.get()); }
+    static Result<AsyncServer> create(Loop &loop)
+    {
+        return create(loop.get());
+    }
 
     /// Bind and listen; accepting starts on the loop.
     Result<void> listen(const std::string &addr, const Config &cfg = {})
@@ -1164,8 +1365,7 @@ public:
         return detail::status(e, m, e == TF_ERR_IO ? errno : 0);
     }
     /// fn(AsyncConn) for every handshaken client, on the loop thread. Set before listen().
-    template <typename F>
-    void on_accept(F &&fn)
+    template <typename F> void on_accept(F &&fn)
     {
         using H = detail::Holder<std::decay_t<F>>;
         auto h = std::make_unique<H>(std::forward<F>(fn));
@@ -1173,8 +1373,7 @@ public:
         accept_ = std::move(h);
     }
     /// fn(std::string_view peer, const Error &why) for every client dropped in the handshake.
-    template <typename F>
-    void on_reject(F &&fn)
+    template <typename F> void on_reject(F &&fn)
     {
         using H = detail::Holder<std::decay_t<F>>;
         auto h = std::make_unique<H>(std::forward<F>(fn));
@@ -1203,14 +1402,22 @@ public:
         auto a = addr();
         return a ? detail::port_of(*a) : 0;
     }
-    uint64_t rejected() const noexcept { return tf_async_server_rejected(s_); }
+    uint64_t rejected() const noexcept
+    {
+        return tf_async_server_rejected(s_);
+    }
     /// Any thread, idempotent: pending accepts fail with SHUTDOWN, the listen socket closes.
-    Result<void> shutdown() noexcept { return detail::status(tf_async_server_shutdown(s_)); }
-    tf_async_server *get() const noexcept { return s_; }
+    Result<void> shutdown() noexcept
+    {
+        return detail::status(tf_async_server_shutdown(s_));
+    }
+    tf_async_server *get() const noexcept
+    {
+        return s_;
+    }
 
-private:
-    template <typename H>
-    static void accepted(tf_async_server *, tf_async_conn *c, void *arg)
+  private:
+    template <typename H> static void accepted(tf_async_server *, tf_async_conn *c, void *arg)
     {
         static_cast<H *>(arg)->fn(AsyncConn(c));
     }
@@ -1225,8 +1432,9 @@ private:
 };
 
 /// Connects on a loop (tf_async_client): retries, back-off and the handshake run on the loop.
-class AsyncClient {
-public:
+class AsyncClient
+{
+  public:
     AsyncClient() noexcept = default;
     AsyncClient(AsyncClient &&o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
     AsyncClient &operator=(AsyncClient &&o) noexcept
@@ -1240,7 +1448,10 @@ public:
     AsyncClient(const AsyncClient &) = delete;
     AsyncClient &operator=(const AsyncClient &) = delete;
     /// Cancels the connects in flight (their futures fail with CANCELLED).
-    ~AsyncClient() { tf_async_client_free(c_); }
+    ~AsyncClient()
+    {
+        tf_async_client_free(c_);
+    }
 
     static Result<AsyncClient> create(tf_evb *evb, const Config &cfg = {})
     {
@@ -1252,7 +1463,10 @@ public:
             return std::move(detail::status(e, m)).error();
         return r;
     }
-    static Result<AsyncClient> create(Loop &loop, const Config &cfg = {}) { return create(loop.get(), cfg); }
+    static Result<AsyncClient> create(Loop &loop, const Config &cfg = {})
+    {
+        return create(loop.get(), cfg);
+    }
 
     /// Connect to "host:port"; the future gives the handshaken connection.
     Future<AsyncConn> connect(const std::string &addr)
@@ -1265,10 +1479,16 @@ public:
         return Future<AsyncConn>(f);
     }
     /// Cancel every connect in flight.
-    Result<void> cancel() noexcept { return detail::status(tf_async_client_cancel(c_)); }
-    tf_async_client *get() const noexcept { return c_; }
+    Result<void> cancel() noexcept
+    {
+        return detail::status(tf_async_client_cancel(c_));
+    }
+    tf_async_client *get() const noexcept
+    {
+        return c_;
+    }
 
-private:
+  private:
     tf_async_client *c_ = nullptr;
 };
 

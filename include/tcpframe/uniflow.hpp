@@ -64,7 +64,8 @@
 #include "tcpframe/proto.h"
 #include "tcpframe/tcpframe.hpp"
 
-namespace tcpframe::uniflow {
+namespace tcpframe::uniflow
+{
 
 // ===================================================================================== Result
 
@@ -87,22 +88,37 @@ enum class ErrCode : uint32_t {
 inline const char *errorCodeToString(ErrCode code) noexcept
 {
     static constexpr const char *names[] = {
-        "NotImplemented",          "DriverError", "TopologyDisconnect", "InvalidArgument",
-        "NotConnected",            "TransportError", "ConnectionFailed", "MemoryRegistrationError",
-        "Timeout",                 "ResourceExhausted", "Aborted",
+        "NotImplemented",
+        "DriverError",
+        "TopologyDisconnect",
+        "InvalidArgument",
+        "NotConnected",
+        "TransportError",
+        "ConnectionFailed",
+        "MemoryRegistrationError",
+        "Timeout",
+        "ResourceExhausted",
+        "Aborted",
     };
     auto i = static_cast<uint32_t>(code);
     return i < sizeof names / sizeof names[0] ? names[i] : "Unknown";
 }
 
 /// An error code with an optional message.
-class Err {
-public:
+class Err
+{
+  public:
     explicit Err(ErrCode code) noexcept : code_(code) {}
     Err(ErrCode code, std::string message) noexcept : code_(code), message_(std::move(message)) {}
 
-    ErrCode code() const noexcept { return code_; }
-    const std::string &message() const noexcept { return message_; }
+    ErrCode code() const noexcept
+    {
+        return code_;
+    }
+    const std::string &message() const noexcept
+    {
+        return message_;
+    }
     /// "Code" or "Code: message".
     std::string toString() const
     {
@@ -114,25 +130,26 @@ public:
         return s;
     }
 
-private:
+  private:
     ErrCode code_;
     std::string message_;
 };
 
 /// A value of type T or an Err.
-template <typename T>
-class Result {
-public:
+template <typename T> class Result
+{
+  public:
     Result(T value) noexcept(std::is_nothrow_move_constructible_v<T>)
         : data_(std::in_place_index<0>, std::move(value))
     {
     }
     /// From a type T can be built from (unique_ptr<Derived> into Result<unique_ptr<Base>>).
-    template <typename U,
-              std::enable_if_t<std::is_constructible_v<T, U &&> && !std::is_same_v<std::decay_t<U>, T> &&
-                                   !std::is_same_v<std::decay_t<U>, Result<T>> &&
-                                   !std::is_same_v<std::decay_t<U>, Err> && !std::is_same_v<std::decay_t<U>, ErrCode>,
-                               int> = 0>
+    template <typename U, std::enable_if_t<std::is_constructible_v<T, U &&> &&
+                                               !std::is_same_v<std::decay_t<U>, T> &&
+                                               !std::is_same_v<std::decay_t<U>, Result<T>> &&
+                                               !std::is_same_v<std::decay_t<U>, Err> &&
+                                               !std::is_same_v<std::decay_t<U>, ErrCode>,
+                                           int> = 0>
     Result(U &&value) noexcept(std::is_nothrow_constructible_v<T, U &&>)
         : data_(std::in_place_index<0>, T(std::forward<U>(value)))
     {
@@ -140,58 +157,106 @@ public:
     Result(Err error) noexcept : data_(std::in_place_index<1>, std::move(error)) {}
     Result(ErrCode code) noexcept : data_(std::in_place_index<1>, Err(code)) {}
 
-    bool hasValue() const noexcept { return data_.index() == 0; }
-    bool hasError() const noexcept { return data_.index() == 1; }
-    explicit operator bool() const noexcept { return hasValue(); }
+    bool hasValue() const noexcept
+    {
+        return data_.index() == 0;
+    }
+    bool hasError() const noexcept
+    {
+        return data_.index() == 1;
+    }
+    explicit operator bool() const noexcept
+    {
+        return hasValue();
+    }
 
-    T &value() & { return std::get<0>(data_); }
-    const T &value() const & { return std::get<0>(data_); }
-    T &&value() && { return std::get<0>(std::move(data_)); }
-    Err &error() & { return std::get<1>(data_); }
-    const Err &error() const & { return std::get<1>(data_); }
-    Err &&error() && { return std::get<1>(std::move(data_)); }
-    T *operator->() { return &std::get<0>(data_); }
-    const T *operator->() const { return &std::get<0>(data_); }
+    T &value() &
+    {
+        return std::get<0>(data_);
+    }
+    const T &value() const &
+    {
+        return std::get<0>(data_);
+    }
+    T &&value() &&
+    {
+        return std::get<0>(std::move(data_));
+    }
+    Err &error() &
+    {
+        return std::get<1>(data_);
+    }
+    const Err &error() const &
+    {
+        return std::get<1>(data_);
+    }
+    Err &&error() &&
+    {
+        return std::get<1>(std::move(data_));
+    }
+    T *operator->()
+    {
+        return &std::get<0>(data_);
+    }
+    const T *operator->() const
+    {
+        return &std::get<0>(data_);
+    }
 
-    template <typename U>
-    T valueOr(U &&alt) const &
+    template <typename U> T valueOr(U &&alt) const &
     {
         return hasValue() ? value() : static_cast<T>(std::forward<U>(alt));
     }
-    template <typename U>
-    T valueOr(U &&alt) &&
+    template <typename U> T valueOr(U &&alt) &&
     {
         return hasValue() ? std::move(*this).value() : static_cast<T>(std::forward<U>(alt));
     }
 
-private:
+  private:
     std::variant<T, Err> data_;
 };
 
 /// Success or an Err.
-template <>
-class Result<void> {
-public:
+template <> class Result<void>
+{
+  public:
     Result() noexcept = default;
     Result(Err error) noexcept : error_(std::move(error)) {}
     Result(ErrCode code) noexcept : error_(Err(code)) {}
 
-    bool hasValue() const noexcept { return !error_.has_value(); }
-    bool hasError() const noexcept { return error_.has_value(); }
-    explicit operator bool() const noexcept { return hasValue(); }
-    Err &error() & { return *error_; }
-    const Err &error() const & { return *error_; }
+    bool hasValue() const noexcept
+    {
+        return !error_.has_value();
+    }
+    bool hasError() const noexcept
+    {
+        return error_.has_value();
+    }
+    explicit operator bool() const noexcept
+    {
+        return hasValue();
+    }
+    Err &error() &
+    {
+        return *error_;
+    }
+    const Err &error() const &
+    {
+        return *error_;
+    }
 
-private:
+  private:
     std::optional<Err> error_;
 };
 
 using Status = Result<void>;
 
-inline Status Ok() noexcept { return Status(); }
+inline Status Ok() noexcept
+{
+    return Status();
+}
 
-template <typename T>
-std::future<std::decay_t<T>> make_ready_future(T &&value)
+template <typename T> std::future<std::decay_t<T>> make_ready_future(T &&value)
 {
     std::promise<std::decay_t<T>> p;
     p.set_value(std::forward<T>(value));
@@ -208,18 +273,23 @@ inline std::future<void> make_ready_future()
 // ===================================================================================== executor
 
 /// A one-shot, move-only void() callable (calling it consumes it).
-class Func {
-public:
+class Func
+{
+  public:
     Func() noexcept = default;
     template <typename F>
-        requires(!std::is_same_v<std::decay_t<F>, Func> && std::is_invocable_v<std::decay_t<F> &>)
-    Func(F &&f) : p_(new Impl<std::decay_t<F>>(std::forward<F>(f)))
+    requires(!std::is_same_v<std::decay_t<F>, Func> && std::is_invocable_v<std::decay_t<F> &>)
+        Func(F &&f)
+        : p_(new Impl<std::decay_t<F>>(std::forward<F>(f)))
     {
     }
     Func(Func &&) noexcept = default;
     Func &operator=(Func &&) noexcept = default;
 
-    explicit operator bool() const noexcept { return p_ != nullptr; }
+    explicit operator bool() const noexcept
+    {
+        return p_ != nullptr;
+    }
     void operator()()
     {
         std::unique_ptr<Base> p = std::move(p_);
@@ -227,18 +297,17 @@ public:
             p->call();
     }
 
-private:
+  private:
     struct Base {
         virtual ~Base() = default;
         virtual void call() = 0;
     };
-    template <typename F>
-    struct Impl final : Base {
-        template <typename G>
-        explicit Impl(G &&g) : f(std::forward<G>(g))
+    template <typename F> struct Impl final : Base {
+        template <typename G> explicit Impl(G &&g) : f(std::forward<G>(g)) {}
+        void call() override
         {
+            f();
         }
-        void call() override { f(); }
         F f;
     };
     std::unique_ptr<Base> p_;
@@ -246,7 +315,8 @@ private:
 
 class EventBase;
 
-namespace detail {
+namespace detail
+{
 
 /// The loop behind an EventBase, shared with every connection and server made on it, so that
 /// the C loop is freed only after the last of them (async.h: free connections before the loop).
@@ -257,9 +327,9 @@ struct EvbCore {
     };
 
     tf_evb *evb = nullptr;
-    std::unordered_map<int, std::unique_ptr<Watch>> watches;  // loop thread only
+    std::unordered_map<int, std::unique_ptr<Watch>> watches; // loop thread only
     std::mutex graveMu;
-    std::vector<std::unique_ptr<Watch>> grave;  // replaced watches, freed later
+    std::vector<std::unique_ptr<Watch>> grave; // replaced watches, freed later
 
     EvbCore()
     {
@@ -286,7 +356,10 @@ struct EvbCore {
             grave.emplace_back(raw);
         }
     }
-    static void free_watch(void *p) { delete static_cast<Watch *>(p); }
+    static void free_watch(void *p)
+    {
+        delete static_cast<Watch *>(p);
+    }
     static void on_fd(tf_evb *, int, unsigned ready, void *arg)
     {
         uint32_t ev = 0;
@@ -303,30 +376,43 @@ inline void run_func(void *arg)
     std::unique_ptr<Func> f(static_cast<Func *>(arg));
     (*f)();
 }
-inline void call_func(void *arg) { (*static_cast<Func *>(arg))(); }
+inline void call_func(void *arg)
+{
+    (*static_cast<Func *>(arg))();
+}
 
 } // namespace detail
 
 /// A single-threaded event loop with cross-thread dispatch (uniflow's EventBase interface) over
 /// a tcpframe loop (tf_evb). Every callback runs on the loop thread.
-class EventBase {
-public:
+class EventBase
+{
+  public:
     /// Callback for fd events with the epoll revents mask (EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP).
     using IOCallback = std::function<void(uint32_t revents)>;
 
     /// Throws std::system_error if the loop cannot be created.
     EventBase() : core_(std::make_shared<detail::EvbCore>()) {}
     /// Stops the loop (draining queued work) if it still runs.
-    virtual ~EventBase() { stop(); }
+    virtual ~EventBase()
+    {
+        stop();
+    }
     EventBase(const EventBase &) = delete;
     EventBase &operator=(const EventBase &) = delete;
     EventBase(EventBase &&) = delete;
     EventBase &operator=(EventBase &&) = delete;
 
     /// Run the loop on the calling thread until stop(). Once only.
-    void loop() { (void)tf_evb_loop(core_->evb); }
+    void loop()
+    {
+        (void)tf_evb_loop(core_->evb);
+    }
     /// Make the loop exit (after draining what was dispatched). Any thread; idempotent.
-    void stop() noexcept { (void)tf_evb_stop(core_->evb); }
+    void stop() noexcept
+    {
+        (void)tf_evb_stop(core_->evb);
+    }
 
     /// Run func later on the loop thread (always deferred). After stop() it never runs.
     void dispatch(Func func)
@@ -346,10 +432,19 @@ public:
     }
     /// Run func on the loop thread and wait for it (inline on the loop thread). Never hangs:
     /// after stop(), or from another loop's thread, func does not run.
-    void dispatchAndWait(Func func) { (void)tf_evb_dispatch_and_wait(core_->evb, &detail::call_func, &func); }
+    void dispatchAndWait(Func func)
+    {
+        (void)tf_evb_dispatch_and_wait(core_->evb, &detail::call_func, &func);
+    }
 
-    bool inLoopThread() const noexcept { return tf_evb_in_loop_thread(core_->evb); }
-    bool isLoopRunning() const noexcept { return tf_evb_is_running(core_->evb); }
+    bool inLoopThread() const noexcept
+    {
+        return tf_evb_in_loop_thread(core_->evb);
+    }
+    bool isLoopRunning() const noexcept
+    {
+        return tf_evb_is_running(core_->evb);
+    }
 
     /// Watch fd for events (EPOLLIN / EPOLLOUT bits; errors and hang-ups always reported),
     /// replacing any earlier watch of it. Any thread.
@@ -357,8 +452,10 @@ public:
     {
         std::shared_ptr<detail::EvbCore> core = core_;
         dispatchInline([core, fd, events, cb = std::move(cb)]() mutable {
-            auto w = std::make_unique<detail::EvbCore::Watch>(detail::EvbCore::Watch{std::move(cb)});
-            unsigned ev = ((events & EPOLLIN) != 0 ? TF_EVB_READ : 0u) | ((events & EPOLLOUT) != 0 ? TF_EVB_WRITE : 0u);
+            auto w =
+                std::make_unique<detail::EvbCore::Watch>(detail::EvbCore::Watch{std::move(cb)});
+            unsigned ev = ((events & EPOLLIN) != 0 ? TF_EVB_READ : 0u) |
+                          ((events & EPOLLOUT) != 0 ? TF_EVB_WRITE : 0u);
             if (tf_evb_register_fd(core->evb, fd, ev, &detail::EvbCore::on_fd, w.get()) != TF_OK)
                 return;
             auto &slot = core->watches[fd];
@@ -381,8 +478,14 @@ public:
     }
 
     /// tcpframe extension: the C loop, and the shared owner of it.
-    tf_evb *native() const noexcept { return core_->evb; }
-    const std::shared_ptr<detail::EvbCore> &core() const noexcept { return core_; }
+    tf_evb *native() const noexcept
+    {
+        return core_->evb;
+    }
+    const std::shared_ptr<detail::EvbCore> &core() const noexcept
+    {
+        return core_;
+    }
     /// tcpframe extension: run the loop on a thread the library owns (ScopedEventBaseThread).
     void startThread()
     {
@@ -392,7 +495,7 @@ public:
                                     "tcpframe: tf_evb_start failed");
     }
 
-private:
+  private:
     std::shared_ptr<detail::EvbCore> core_;
 };
 
@@ -401,9 +504,9 @@ using LockFreeEventBase = EventBase;
 using MutexEventBase = EventBase;
 
 /// A thread that runs an EventBase from construction to destruction.
-template <typename EventBaseImpl = EventBase>
-class TScopedEventBaseThread {
-public:
+template <typename EventBaseImpl = EventBase> class TScopedEventBaseThread
+{
+  public:
     explicit TScopedEventBaseThread(std::string name = "")
     {
         evb_.startThread();
@@ -414,16 +517,25 @@ public:
         });
     }
     /// Stops the loop and joins its thread.
-    ~TScopedEventBaseThread() { evb_.stop(); }
+    ~TScopedEventBaseThread()
+    {
+        evb_.stop();
+    }
     TScopedEventBaseThread(const TScopedEventBaseThread &) = delete;
     TScopedEventBaseThread &operator=(const TScopedEventBaseThread &) = delete;
     TScopedEventBaseThread(TScopedEventBaseThread &&) = delete;
     TScopedEventBaseThread &operator=(TScopedEventBaseThread &&) = delete;
 
-    EventBase *getEventBase() { return &evb_; }
-    std::thread::id getThreadId() const { return tid_; }
+    EventBase *getEventBase()
+    {
+        return &evb_;
+    }
+    std::thread::id getThreadId() const
+    {
+        return tid_;
+    }
 
-private:
+  private:
     EventBaseImpl evb_;
     std::thread::id tid_{};
 };
@@ -432,11 +544,13 @@ using ScopedEventBaseThread = TScopedEventBaseThread<EventBase>;
 
 // ===================================================================================== controller
 
-namespace controller {
+namespace controller
+{
 
 /// A framed, bidirectional connection to one peer: at most one send() and one recv() in flight.
-class Conn {
-public:
+class Conn
+{
+  public:
     virtual ~Conn() = default;
 
     /// Send one message; |data| must outlive the future.
@@ -464,14 +578,18 @@ public:
         }
     };
 
-    RecvPhaseStats &recvPhaseStats() { return recvPhaseStats_; }
+    RecvPhaseStats &recvPhaseStats()
+    {
+        return recvPhaseStats_;
+    }
 
-private:
+  private:
     RecvPhaseStats recvPhaseStats_;
 };
 
-class Server {
-public:
+class Server
+{
+  public:
     virtual ~Server() = default;
     virtual Status init() = 0;
     virtual const std::string &getId() const = 0;
@@ -481,8 +599,9 @@ public:
     virtual void shutdown() noexcept = 0;
 };
 
-class Client {
-public:
+class Client
+{
+  public:
     Client() = default;
     virtual ~Client() = default;
     /// A connection to "host:port", or nullptr.
@@ -540,9 +659,12 @@ struct TcpSocketConfig {
         c.keepalive_cnt = keepaliveCount ? std::optional<int64_t>(*keepaliveCount) : std::nullopt;
         c.user_timeout = userTimeout;
         c.accept_retries = acceptRetryCnt;
-        c.connect_retries = static_cast<int64_t>(connectRetries > 1000000 ? 1000000 : connectRetries);
+        c.connect_retries =
+            static_cast<int64_t>(connectRetries > 1000000 ? 1000000 : connectRetries);
         int64_t base = retryTimeout.count() < 0 ? 0 : retryTimeout.count();
-        int64_t n = connectRetries < 1 ? 1 : static_cast<int64_t>(connectRetries > 64 ? 64 : connectRetries);
+        int64_t n = connectRetries < 1
+                        ? 1
+                        : static_cast<int64_t>(connectRetries > 64 ? 64 : connectRetries);
         int64_t cap = base > INT32_MAX / n ? INT32_MAX : base * n;
         c.retry_delay = ms{base > INT32_MAX ? INT32_MAX : base};
         c.retry_max_delay = ms{cap};
@@ -577,7 +699,8 @@ struct TcpSocketConfig {
 };
 
 /// Blocking I/O policy of TcpConn.
-struct SyncIO {};
+struct SyncIO {
+};
 
 /// Event-loop I/O policy of TcpConn. The EventBase must outlive the calls made on it (its
 /// memory outlives the connection in any case).
@@ -586,7 +709,8 @@ struct AsyncIO {
     explicit AsyncIO(EventBase &e) : evb(e) {}
 };
 
-namespace detail {
+namespace detail
+{
 
 /// uniflow's code for a tcpframe failure.
 inline Err toErr(const tcpframe::Error &e)
@@ -682,11 +806,13 @@ inline bool blockingHandshake(int fd, int timeoutMs)
             return true;
         if (s == TF_ERROR)
             return false;
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0)
             return false;
         unsigned w = tf_hs_wants(&hs);
-        short ev = static_cast<short>(((w & TF_WANT_READ) != 0 ? POLLIN : 0) | ((w & TF_WANT_WRITE) != 0 ? POLLOUT : 0));
+        short ev = static_cast<short>(((w & TF_WANT_READ) != 0 ? POLLIN : 0) |
+                                      ((w & TF_WANT_WRITE) != 0 ? POLLOUT : 0));
         if (tf_fd_wait(fd, ev, static_cast<int>(left.count())) != TF_OK)
             return false;
     }
@@ -694,21 +820,18 @@ inline bool blockingHandshake(int fd, int timeoutMs)
 
 } // namespace detail
 
-template <typename AcceptPolicy>
-class BasicTcpServer;
-template <typename ConnectPolicy>
-class BasicTcpClient;
+template <typename AcceptPolicy> class BasicTcpServer;
+template <typename ConnectPolicy> class BasicTcpClient;
 
 /// A TCP connection: TcpConn<SyncIO> blocks and returns ready futures; TcpConn<AsyncIO> runs on
 /// an EventBase and returns pending futures (a second send or recv while one is in flight gives
 /// ResourceExhausted).
-template <typename IOPolicy = SyncIO>
-class TcpConn : public Conn {
-public:
+template <typename IOPolicy = SyncIO> class TcpConn : public Conn
+{
+  public:
     /// Blocking connection over a connected socket after the magic exchange (at most 5 s);
     /// nullptr if it fails (the socket is closed).
-    static std::unique_ptr<TcpConn> create(int sock)
-        requires std::same_as<IOPolicy, SyncIO>
+    static std::unique_ptr<TcpConn> create(int sock) requires std::same_as<IOPolicy, SyncIO>
     {
         auto c = tcpframe::SyncConn::from_fd(sock, rawConfig());
         if (!c)
@@ -720,12 +843,13 @@ public:
     /// calling thread, as uniflow; called on the loop thread the exchange runs on the loop
     /// instead and a failure shows on the first operation); nullptr if it fails (the socket is
     /// closed).
-    static std::unique_ptr<TcpConn> create(int sock, EventBase &evb)
-        requires std::same_as<IOPolicy, AsyncIO>
+    static std::unique_ptr<TcpConn> create(int sock,
+                                           EventBase &evb) requires std::same_as<IOPolicy, AsyncIO>
     {
         tcpframe::Config cfg = rawConfig();
         if (!evb.inLoopThread()) {
-            if (!detail::blockingHandshake(sock, static_cast<int>(cfg.handshake_timeout->count()))) {
+            if (!detail::blockingHandshake(sock,
+                                           static_cast<int>(cfg.handshake_timeout->count()))) {
                 ::close(sock);
                 return nullptr;
             }
@@ -747,7 +871,7 @@ public:
     /// Pending operations fail (Aborted) before it returns.
     ~TcpConn() override
     {
-        async_ = tcpframe::AsyncConn();  // completes what is in flight while *this is whole
+        async_ = tcpframe::AsyncConn(); // completes what is in flight while *this is whole
         sync_ = tcpframe::SyncConn();
     }
 
@@ -815,25 +939,26 @@ public:
         if (closed_.exchange(true, std::memory_order_acq_rel))
             return;
         if (sync_) {
-            ::shutdown(sync_.fd(), SHUT_RDWR);  // wakes a receiver blocked in poll()
+            ::shutdown(sync_.fd(), SHUT_RDWR); // wakes a receiver blocked in poll()
             return;
         }
         if (recvBusy_.load(std::memory_order_acquire)) {
             (void)async_.abort();
         } else {
-            auto f = async_.close();  // flush, FIN; the outcome is not needed
+            auto f = async_.close(); // flush, FIN; the outcome is not needed
             (void)f;
         }
     }
 
     /// The socket, or -1 where the connection was set up by the loop (async accept/connect).
-    int getFd() const { return sync_ ? sync_.fd() : fd_; }
+    int getFd() const
+    {
+        return sync_ ? sync_.fd() : fd_;
+    }
 
-private:
-    template <typename>
-    friend class BasicTcpServer;
-    template <typename>
-    friend class BasicTcpClient;
+  private:
+    template <typename> friend class BasicTcpServer;
+    template <typename> friend class BasicTcpClient;
 
     static constexpr int64_t kDefaultIoMs = 30000;
 
@@ -848,22 +973,35 @@ private:
 
     struct SendDone {
         TcpConn *self;
-        void operator()(tcpframe::Completion &c) const { self->sendDone(c); }
+        void operator()(tcpframe::Completion &c) const
+        {
+            self->sendDone(c);
+        }
     };
     struct RecvDone {
         TcpConn *self;
-        void operator()(tcpframe::Completion &c) const { self->recvDone(c); }
+        void operator()(tcpframe::Completion &c) const
+        {
+            self->recvDone(c);
+        }
     };
 
     TcpConn(tcpframe::SyncConn c, int64_t ioMs) : ioMs_(ioMs), sync_(std::move(c)) {}
-    TcpConn(tcpframe::AsyncConn c, std::shared_ptr<tcpframe::uniflow::detail::EvbCore> core, int fd, int64_t ioMs = -1)
+    TcpConn(tcpframe::AsyncConn c, std::shared_ptr<tcpframe::uniflow::detail::EvbCore> core, int fd,
+            int64_t ioMs = -1)
         : core_(std::move(core)), fd_(fd), ioMs_(ioMs), async_(std::move(c))
     {
     }
 
     /// TcpConn<SyncIO> over an async connection: calls wait for their outcome.
-    static constexpr bool blocking() { return std::is_same_v<IOPolicy, SyncIO>; }
-    bool loopThread() const { return core_ && tf_evb_in_loop_thread(core_->evb); }
+    static constexpr bool blocking()
+    {
+        return std::is_same_v<IOPolicy, SyncIO>;
+    }
+    bool loopThread() const
+    {
+        return core_ && tf_evb_in_loop_thread(core_->evb);
+    }
     tcpframe::Timeout ioTimeout() const
     {
         if (ioMs_ <= 0)
@@ -872,7 +1010,8 @@ private:
     }
     void count(std::chrono::steady_clock::time_point t0, size_t n)
     {
-        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0);
+        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+            std::chrono::steady_clock::now() - t0);
         auto &s = recvPhaseStats();
         s.interFrameStallNs.fetch_add(static_cast<uint64_t>(ns.count()), std::memory_order_relaxed);
         s.frames.fetch_add(1, std::memory_order_relaxed);
@@ -889,7 +1028,8 @@ private:
         recvVec_ = vec;
         recvStart_ = std::chrono::steady_clock::now();
         auto fut = recvPromise_.get_future();
-        tcpframe::Timeout t = blocking() ? ioTimeout() : std::nullopt;  // SyncIO: connTimeout, as uniflow
+        tcpframe::Timeout t =
+            blocking() ? ioTimeout() : std::nullopt; // SyncIO: connTimeout, as uniflow
         auto r = vec != nullptr ? async_.recv(recvOp_, t) : async_.recv(recvOp_, buf, t);
         if (!r) {
             auto p = std::move(recvPromise_);
@@ -944,7 +1084,8 @@ private:
 };
 
 /// Accept policy: accept() blocks the calling thread and returns a ready future.
-struct SyncAccept {};
+struct SyncAccept {
+};
 
 /// Accept policy: accepting and handshakes run on the EventBase; accept() returns a pending
 /// future. The EventBase's memory outlives the server whatever the destruction order.
@@ -957,16 +1098,17 @@ struct AsyncAccept {
 /// last colon (numeric host; "" or "*": every address, dual-stack). The constructor throws
 /// std::invalid_argument for an id that does not parse or an invalid config; init() reports a
 /// bad host, a double init or a bind failure.
-template <typename AcceptPolicy>
-class BasicTcpServer : public Server {
-public:
+template <typename AcceptPolicy> class BasicTcpServer : public Server
+{
+  public:
     template <typename... PolicyArgs>
     explicit BasicTcpServer(std::string id, TcpSocketConfig config = {}, PolicyArgs &&...args)
         : id_(std::move(id)), config_(std::move(config)), policy_(std::forward<PolicyArgs>(args)...)
     {
         auto hp = detail::splitId(id_);
         if (!hp)
-            throw std::invalid_argument("Invalid server address: \"" + id_ + "\" (expected host:port)");
+            throw std::invalid_argument("Invalid server address: \"" + id_ +
+                                        "\" (expected host:port)");
         host_ = hp->host;
         port_ = hp->port;
         auto st = config_.validate();
@@ -974,7 +1116,10 @@ public:
             throw std::invalid_argument("Invalid socket config: " + st.error().toString());
     }
 
-    ~BasicTcpServer() override { shutdown(); }
+    ~BasicTcpServer() override
+    {
+        shutdown();
+    }
     BasicTcpServer(const BasicTcpServer &) = delete;
     BasicTcpServer &operator=(const BasicTcpServer &) = delete;
     BasicTcpServer(BasicTcpServer &&) = delete;
@@ -989,7 +1134,8 @@ public:
             return Err(ErrCode::InvalidArgument, "server " + id_ + " is shut down");
         auto addr = detail::numericAddr(detail::HostPort{host_, port_}, true);
         if (!addr)
-            return Err(ErrCode::InvalidArgument, "bad host \"" + host_ + "\" in " + id_ + " (numeric address expected)");
+            return Err(ErrCode::InvalidArgument,
+                       "bad host \"" + host_ + "\" in " + id_ + " (numeric address expected)");
         tcpframe::Config cfg = config_.toTcpframe();
         if constexpr (std::is_same_v<AcceptPolicy, AsyncAccept>) {
             core_ = policy_.evb_->core();
@@ -1012,7 +1158,10 @@ public:
         return Ok();
     }
 
-    const std::string &getId() const override { return id_; }
+    const std::string &getId() const override
+    {
+        return id_;
+    }
 
     std::future<std::unique_ptr<Conn>> accept() override
     {
@@ -1024,12 +1173,13 @@ public:
             auto fut = p->get_future();
             auto core = core_;
             int64_t ioMs = ioMillis();
-            auto r = async_->accept().then([p, core, ioMs](tcpframe::Result<tcpframe::AsyncConn> c) {
-                std::unique_ptr<Conn> out;
-                if (c)
-                    out.reset(new TcpConn<SyncIO>(std::move(*c), core, -1, ioMs));
-                p->set_value(std::move(out));
-            });
+            auto r =
+                async_->accept().then([p, core, ioMs](tcpframe::Result<tcpframe::AsyncConn> c) {
+                    std::unique_ptr<Conn> out;
+                    if (c)
+                        out.reset(new TcpConn<SyncIO>(std::move(*c), core, -1, ioMs));
+                    p->set_value(std::move(out));
+                });
             if (!r)
                 p->set_value(nullptr);
             return fut;
@@ -1054,7 +1204,10 @@ public:
     }
 
     /// The bound port after init() (the requested one before).
-    int getPort() const { return port_; }
+    int getPort() const
+    {
+        return port_;
+    }
 
     /// Any thread, idempotent; returns once no accept() runs on the server any more.
     void shutdown() noexcept override
@@ -1072,7 +1225,7 @@ public:
         idle_.wait(g, [this] { return active_ == 0; });
     }
 
-private:
+  private:
     int64_t ioMillis() const
     {
         if (!config_.connTimeout)
@@ -1099,7 +1252,8 @@ using TcpServer = BasicTcpServer<SyncAccept>;
 using AsyncTcpServer = BasicTcpServer<AsyncAccept>;
 
 /// Connect policy: connect() blocks (retries with back-off) and returns a ready future.
-struct SyncConnect {};
+struct SyncConnect {
+};
 
 /// Connect policy: the connect, its retries and the handshake run on the EventBase.
 struct AsyncConnect {
@@ -1110,9 +1264,9 @@ struct AsyncConnect {
 /// TcpClient() and AsyncTcpClient({}, evb). The constructor throws std::invalid_argument for an
 /// invalid config. connect() gives nullptr for an id that does not parse or is not numeric, a
 /// connect that fails, or a peer that fails the magic exchange.
-template <typename ConnectPolicy>
-class BasicTcpClient : public Client {
-public:
+template <typename ConnectPolicy> class BasicTcpClient : public Client
+{
+  public:
     template <typename... PolicyArgs>
     explicit BasicTcpClient(TcpSocketConfig config = {}, PolicyArgs &&...args)
         : config_(std::move(config)), policy_(std::forward<PolicyArgs>(args)...)
@@ -1138,7 +1292,8 @@ public:
             return make_ready_future(std::unique_ptr<Conn>());
         int64_t ioMs = 30000;
         if (config_.connTimeout)
-            ioMs = std::chrono::duration_cast<std::chrono::milliseconds>(*config_.connTimeout).count();
+            ioMs =
+                std::chrono::duration_cast<std::chrono::milliseconds>(*config_.connTimeout).count();
         if constexpr (std::is_same_v<ConnectPolicy, AsyncConnect>) {
             std::lock_guard<std::mutex> g(mu_);
             if (!async_) {
@@ -1151,12 +1306,13 @@ public:
             auto p = std::make_shared<std::promise<std::unique_ptr<Conn>>>();
             auto fut = p->get_future();
             auto core = core_;
-            auto r = async_->connect(*addr).then([p, core](tcpframe::Result<tcpframe::AsyncConn> c) {
-                std::unique_ptr<Conn> out;
-                if (c)
-                    out.reset(new TcpConn<AsyncIO>(std::move(*c), core, -1));
-                p->set_value(std::move(out));
-            });
+            auto r =
+                async_->connect(*addr).then([p, core](tcpframe::Result<tcpframe::AsyncConn> c) {
+                    std::unique_ptr<Conn> out;
+                    if (c)
+                        out.reset(new TcpConn<AsyncIO>(std::move(*c), core, -1));
+                    p->set_value(std::move(out));
+                });
             if (!r)
                 p->set_value(nullptr);
             return fut;
@@ -1164,16 +1320,17 @@ public:
             auto c = tcpframe::SyncConn::connect(*addr, config_.toTcpframe());
             if (!c)
                 return make_ready_future(std::unique_ptr<Conn>());
-            return make_ready_future(std::unique_ptr<Conn>(new TcpConn<SyncIO>(std::move(*c), ioMs)));
+            return make_ready_future(
+                std::unique_ptr<Conn>(new TcpConn<SyncIO>(std::move(*c), ioMs)));
         }
     }
 
-private:
+  private:
     TcpSocketConfig config_;
     ConnectPolicy policy_;
     std::mutex mu_;
     std::shared_ptr<tcpframe::uniflow::detail::EvbCore> core_;
-    std::optional<tcpframe::AsyncClient> async_;  // destroyed first: cancels connects in flight
+    std::optional<tcpframe::AsyncClient> async_; // destroyed first: cancels connects in flight
 };
 
 using TcpClient = BasicTcpClient<SyncConnect>;

@@ -25,16 +25,22 @@ __attribute__((noinline)) void *operator new(std::size_t n)
         return p;
     throw std::bad_alloc();
 }
-__attribute__((noinline)) void operator delete(void *p) noexcept { std::free(p); }
-__attribute__((noinline)) void operator delete(void *p, std::size_t) noexcept { std::free(p); }
+__attribute__((noinline)) void operator delete(void *p) noexcept
+{
+    std::free(p);
+}
+__attribute__((noinline)) void operator delete(void *p, std::size_t) noexcept
+{
+    std::free(p);
+}
 
 namespace tf = tcpframe;
 using namespace std::chrono_literals;
 
-namespace {
+namespace
+{
 
-template <typename T>
-tf::Result<T> await(tf::Future<T> &&f)
+template <typename T> tf::Result<T> await(tf::Future<T> &&f)
 {
     EXPECT_TRUE(f.wait_for(tu::kWatchdog).has_value()) << "future not ready (hang)";
     return f.get();
@@ -47,8 +53,9 @@ std::span<const uint8_t> bytes(std::string_view s)
 }
 
 // A started loop, an async connection on it and a blocking peer, over a socketpair.
-class Pair : public tu::FdCheck {
-protected:
+class Pair : public tu::FdCheck
+{
+  protected:
     void make(const tf::Config &acfg = {}, const tf::Config &scfg = {})
     {
         loop = std::move(tf::Loop::create()).value();
@@ -58,7 +65,7 @@ protected:
         auto a = tf::AsyncConn::from_fd(loop, sv[0], acfg);
         ASSERT_TRUE(a) << a.error().what();
         conn = std::move(a).value();
-        auto s = tf::SyncConn::from_fd(sv[1], scfg);  // the async side answers on the loop
+        auto s = tf::SyncConn::from_fd(sv[1], scfg); // the async side answers on the loop
         ASSERT_TRUE(s) << s.error().what();
         peer = std::move(s).value();
     }
@@ -80,11 +87,13 @@ TEST(Config, DefaultsAreTheCLibrarysDefaults)
 {
     auto same = [](const tf_tcp_config &a, const tf_tcp_config &b) {
 #define F(x) EXPECT_EQ(a.x, b.x) << #x;
-        F(size) F(connect_timeout_ms) F(sndbuf) F(rcvbuf) F(nodelay) F(keepalive) F(keepalive_idle_s)
-        F(keepalive_intvl_s) F(keepalive_cnt) F(user_timeout_ms) F(listen_backlog) F(accept_retries)
-        F(connect_retries) F(retry_delay_ms) F(retry_max_delay_ms) F(handshake_timeout_ms)
-        F(max_recv_len) F(max_send_len) F(handshake) F(send_queue_bytes) F(send_queue_msgs)
-        F(send_low_water) F(recv_queue_ops) F(read_buffer) F(linger_ms) F(accept_queue)
+        F(size)
+        F(connect_timeout_ms) F(sndbuf) F(rcvbuf) F(nodelay) F(keepalive) F(keepalive_idle_s)
+            F(keepalive_intvl_s) F(keepalive_cnt) F(user_timeout_ms) F(listen_backlog)
+                F(accept_retries) F(connect_retries) F(retry_delay_ms) F(retry_max_delay_ms)
+                    F(handshake_timeout_ms) F(max_recv_len) F(max_send_len) F(handshake)
+                        F(send_queue_bytes) F(send_queue_msgs) F(send_low_water) F(recv_queue_ops)
+                            F(read_buffer) F(linger_ms) F(accept_queue)
 #undef F
     };
     tf_tcp_config want;
@@ -146,7 +155,9 @@ TEST(Loop, DispatchInOrderWaitAndTimer)
     EXPECT_EQ(late.code(), TF_ERR_SHUTDOWN);
 }
 
-class Fd : public tu::FdCheck {};
+class Fd : public tu::FdCheck
+{
+};
 
 TEST_F(Fd, SyncEchoWithTimeoutsAndByteSpans)
 {
@@ -165,17 +176,17 @@ TEST_F(Fd, SyncEchoWithTimeoutsAndByteSpans)
     auto c = tf::SyncConn::connect("127.0.0.1:" + std::to_string(srv->port()));
     ASSERT_TRUE(c) << c.error().what();
     uint8_t buf[16];
-    auto t = c->recv(std::span<uint8_t>(buf), 20ms);  // nothing sent yet
+    auto t = c->recv(std::span<uint8_t>(buf), 20ms); // nothing sent yet
     ASSERT_FALSE(t);
     EXPECT_EQ(t.code(), TF_ERR_TIMEOUT);
-    EXPECT_EQ(c->error().code, TF_OK);  // a timeout before any byte does not poison
+    EXPECT_EQ(c->error().code, TF_OK); // a timeout before any byte does not poison
     const std::byte hello[] = {std::byte{'h'}, std::byte{'i'}};
     ASSERT_TRUE(c->send(std::span<const std::byte>(hello), 5s));
     auto back = c->recv_vector(5s);
     ASSERT_TRUE(back) << back.error().what();
     EXPECT_EQ(*back, (std::vector<uint8_t>{'h', 'i'}));
     ASSERT_TRUE(c->send(bytes("0123456789abcdefX")));
-    auto small = c->recv(std::span<uint8_t>(buf));  // 17 bytes into 16
+    auto small = c->recv(std::span<uint8_t>(buf)); // 17 bytes into 16
     ASSERT_FALSE(small);
     EXPECT_EQ(small.code(), TF_ERR_BUFFER_TOO_SMALL);
     *c = tf::SyncConn();
@@ -202,11 +213,11 @@ TEST(Sync, RejectCallbackSeesAWrongMagicClient)
     ASSERT_GE(raw, 0);
     ASSERT_TRUE(tu::writeAll(raw, "GET ", 4));
     char c;
-    while (::recv(raw, &c, 1, 0) > 0) {  // the magic, then the server hangs up
+    while (::recv(raw, &c, 1, 0) > 0) { // the magic, then the server hangs up
     }
     ::close(raw);
     EXPECT_TRUE(srv->shutdown());
-    t.join();  // the accepting thread counted and reported the client before it saw the shutdown
+    t.join(); // the accepting thread counted and reported the client before it saw the shutdown
     EXPECT_EQ(srv->rejected(), 1u);
     EXPECT_EQ(rejected.load(), 1);
     EXPECT_EQ(why, TF_ERR_BAD_MAGIC);
@@ -216,17 +227,18 @@ TEST_F(Pair, FuturesSendOwnedAndBorrowedRecvInBothStyles)
 {
     make();
     std::vector<uint8_t> v = {1, 2, 3};
-    auto f1 = conn.send(std::move(v));                         // moved in
+    auto f1 = conn.send(std::move(v)); // moved in
     auto up = std::make_unique<uint8_t[]>(2);
     up[0] = 4;
     up[1] = 5;
-    auto f2 = conn.send(std::move(up), 2);                     // owned, delete[] when done
+    auto f2 = conn.send(std::move(up), 2); // owned, delete[] when done
     const std::string s = "six";
-    auto f3 = conn.send(bytes(s));                             // borrowed
+    auto f3 = conn.send(bytes(s)); // borrowed
     EXPECT_EQ(await(std::move(f1)).value(), 3u);
     EXPECT_EQ(await(std::move(f2)).value(), 2u);
     EXPECT_EQ(await(std::move(f3)).value(), 3u);
-    for (auto want : {std::vector<uint8_t>{1, 2, 3}, std::vector<uint8_t>{4, 5}, std::vector<uint8_t>{'s', 'i', 'x'}}) {
+    for (auto want : {std::vector<uint8_t>{1, 2, 3}, std::vector<uint8_t>{4, 5},
+                      std::vector<uint8_t>{'s', 'i', 'x'}}) {
         auto got = peer.recv_vector(5s);
         ASSERT_TRUE(got);
         EXPECT_EQ(*got, want);
@@ -245,7 +257,7 @@ TEST_F(Pair, ReceivesQueueInsteadOfRefusingTheSecond)
 {
     make();
     auto a = conn.recv();
-    auto b = conn.recv();  // uniflow's layer says ResourceExhausted here; this one queues
+    auto b = conn.recv(); // uniflow's layer says ResourceExhausted here; this one queues
     ASSERT_TRUE(peer.send(bytes("first")));
     ASSERT_TRUE(peer.send(bytes("second")));
     auto ra = await(std::move(a));
@@ -260,13 +272,13 @@ TEST_F(Pair, SendsQueueUntilTheBoundThenBusyThenWritable)
     tf::Config c;
     c.send_queue_msgs = 2;
     make(c);
-    std::vector<uint8_t> big(8u << 20, 0x5A);  // outgrows the socketpair: stays queued
+    std::vector<uint8_t> big(8u << 20, 0x5A); // outgrows the socketpair: stays queued
     auto f1 = conn.send(std::span<const uint8_t>(big));
-    auto f2 = conn.send(bytes("queued"));       // the second still fits the bound
+    auto f2 = conn.send(bytes("queued")); // the second still fits the bound
     auto f3 = await(conn.send(bytes("refused")));
     ASSERT_FALSE(f3);
     EXPECT_EQ(f3.code(), TF_ERR_BUSY);
-    EXPECT_EQ(conn.error().code, TF_OK);        // a refusal, not a failure
+    EXPECT_EQ(conn.error().code, TF_OK); // a refusal, not a failure
     std::binary_semaphore writable{0};
     ASSERT_TRUE(conn.on_writable([&] { writable.release(); }));
     auto got = peer.recv_vector(5s);
@@ -337,7 +349,7 @@ TEST_F(Pair, AllocatingOpHandsTheBufferToTheCallback)
     std::binary_semaphore got{0};
     std::vector<uint8_t> kept;
     tf::Op op([&](tf::Completion &c) {
-        tf::Buffer b = std::move(c.buffer);  // the callback's to keep
+        tf::Buffer b = std::move(c.buffer); // the callback's to keep
         kept = b.to_vector();
         got.release();
     });
@@ -357,7 +369,7 @@ TEST_F(Pair, OversizeSendIsRefusedWithoutPoisonAndOversizeRecvFails)
     auto r = await(conn.send(std::span<const uint8_t>(seventeen)));
     ASSERT_FALSE(r);
     EXPECT_EQ(r.code(), TF_ERR_TOO_LARGE);
-    EXPECT_EQ(conn.error().code, TF_OK);  // refused, not poisoned
+    EXPECT_EQ(conn.error().code, TF_OK); // refused, not poisoned
     std::vector<uint8_t> sixteen(16, 2);
     EXPECT_TRUE(await(conn.send(std::span<const uint8_t>(sixteen))));
     EXPECT_TRUE(peer.recv_vector(5s));
@@ -365,7 +377,7 @@ TEST_F(Pair, OversizeSendIsRefusedWithoutPoisonAndOversizeRecvFails)
     auto big = await(conn.recv());
     ASSERT_FALSE(big);
     EXPECT_EQ(big.code(), TF_ERR_TOO_LARGE);
-    EXPECT_EQ(conn.error().code, TF_ERR_TOO_LARGE);  // the stream is out of step: poisoned
+    EXPECT_EQ(conn.error().code, TF_ERR_TOO_LARGE); // the stream is out of step: poisoned
 }
 
 TEST_F(Pair, StreamEndsWithTheReasonAndTheConnectionMayDieInItsCallback)
@@ -384,13 +396,13 @@ TEST_F(Pair, StreamEndsWithTheReasonAndTheConnectionMayDieInItsCallback)
             return;
         }
         o.end = m.code();
-        o.c.reset();  // destroyed inside its own callback
+        o.c.reset(); // destroyed inside its own callback
         o.done.release();
     }));
     ASSERT_TRUE(peer.send(bytes("one")));
     ASSERT_TRUE(peer.send(bytes("")));
     ASSERT_TRUE(peer.send(bytes("three")));
-    peer = tf::SyncConn();  // close between messages
+    peer = tf::SyncConn(); // close between messages
     ASSERT_TRUE(o.done.try_acquire_for(tu::kWatchdog));
     EXPECT_EQ(o.msgs, (std::vector<std::string>{"one", "", "three"}));
     EXPECT_EQ(o.end, TF_ERR_CLOSED);
@@ -406,12 +418,12 @@ TEST_F(Pair, DestroyedInsideAMessageCallbackMidStream)
     ASSERT_TRUE(owned->stream([&](tf::Result<std::span<const uint8_t>> m) {
         calls.push_back(m.code());
         if (owned) {
-            owned.reset();  // first message: gone; the stream then ends with CANCELLED
+            owned.reset(); // first message: gone; the stream then ends with CANCELLED
             done.release();
         }
     }));
     ASSERT_TRUE(peer.send(bytes("a")));
-    (void)peer.send(bytes("b"));  // never delivered (the socket may be gone already)
+    (void)peer.send(bytes("b")); // never delivered (the socket may be gone already)
     ASSERT_TRUE(done.try_acquire_for(tu::kWatchdog));
     ASSERT_TRUE(loop.dispatch_and_wait([] {}));
     EXPECT_EQ(calls, (std::vector<tf_err>{TF_OK, TF_ERR_CANCELLED}));
@@ -459,7 +471,7 @@ TEST_F(Fd, AsyncServerCallbackEchoAndClientFutures)
     ASSERT_TRUE(loop.start());
     {
         auto srv = std::move(tf::AsyncServer::create(loop)).value();
-        std::vector<std::unique_ptr<tf::AsyncConn>> conns;  // loop thread only
+        std::vector<std::unique_ptr<tf::AsyncConn>> conns; // loop thread only
         srv.on_accept([&conns](tf::AsyncConn c) {
             auto p = std::make_unique<tf::AsyncConn>(std::move(c));
             tf::AsyncConn *raw = p.get();
@@ -496,7 +508,7 @@ TEST(Async, AcceptFutureAndShutdown)
     auto srv = std::move(tf::AsyncServer::create(loop)).value();
     auto early = await(srv.accept());
     ASSERT_FALSE(early);
-    EXPECT_EQ(early.code(), TF_ERR_BAD_STATE);  // before listen()
+    EXPECT_EQ(early.code(), TF_ERR_BAD_STATE); // before listen()
     ASSERT_TRUE(srv.listen("127.0.0.1:0"));
     auto pending = srv.accept();
     auto c = tf::SyncConn::connect("127.0.0.1:" + std::to_string(srv.port()));

@@ -12,13 +12,13 @@
 #include "tu_cpp.hpp"
 
 namespace uniflow = tcpframe::uniflow;
-using namespace uniflow;  // as uniflow's own tests do
+using namespace uniflow; // as uniflow's own tests do
 using namespace uniflow::controller;
 
-namespace {
+namespace
+{
 
-template <typename T>
-T now(std::future<T> f)
+template <typename T> T now(std::future<T> f)
 {
     return tu::getOrFail(f);
 }
@@ -35,8 +35,9 @@ std::vector<uint8_t> pattern(size_t n)
 
 // An async connection on the loop and a blocking one, over a socketpair; both ends exchange
 // the magic at the same time (the blocking side on a helper thread).
-class AsyncPair : public tu::FdCheck {
-protected:
+class AsyncPair : public tu::FdCheck
+{
+  protected:
     void SetUp() override
     {
         tu::FdCheck::SetUp();
@@ -56,7 +57,10 @@ protected:
         loop_.reset();
         tu::FdCheck::TearDown();
     }
-    void barrier() { loop_->getEventBase()->dispatchAndWait([]() noexcept {}); }
+    void barrier()
+    {
+        loop_->getEventBase()->dispatchAndWait([]() noexcept {});
+    }
 
     std::unique_ptr<ScopedEventBaseThread> loop_;
     std::unique_ptr<TcpConn<AsyncIO>> async_;
@@ -108,7 +112,7 @@ TEST_F(AsyncPair, SpanRecvGetsABlockingSend)
     ASSERT_TRUE(r.hasValue()) << r.error().toString();
     ASSERT_EQ(r.value(), msg.size());
     EXPECT_TRUE(std::equal(msg.begin(), msg.end(), buf.begin()));
-    EXPECT_EQ(buf[5], 0xEE);  // nothing past the message written
+    EXPECT_EQ(buf[5], 0xEE); // nothing past the message written
 }
 
 TEST_F(AsyncPair, SpanSendThenAllocatingRecvOnOneConnection)
@@ -212,7 +216,7 @@ TEST_F(AsyncPair, SpanRecvFailsWhenThePeerGoes)
 {
     std::vector<uint8_t> buf(64);
     auto pending = async_->recv(std::span<uint8_t>(buf));
-    sync_.reset();  // no barrier needed: the close is seen whenever the recv starts
+    sync_.reset(); // no barrier needed: the close is seen whenever the recv starts
     auto r = now(std::move(pending));
     ASSERT_TRUE(r.hasError());
     EXPECT_EQ(r.error().code(), ErrCode::ConnectionFailed);
@@ -220,7 +224,7 @@ TEST_F(AsyncPair, SpanRecvFailsWhenThePeerGoes)
 
 TEST_F(AsyncPair, SecondSendInFlightIsResourceExhausted)
 {
-    auto big = pattern(8u << 20);  // outgrows the socketpair's 1 MiB buffers: stays in flight
+    auto big = pattern(8u << 20); // outgrows the socketpair's 1 MiB buffers: stays in flight
     auto first = async_->send(std::span<const uint8_t>(big));
     const std::vector<uint8_t> small = {'X'};
     auto second = now(async_->send(std::span<const uint8_t>(small)));
@@ -264,7 +268,7 @@ TEST_F(AsyncPair, DestroyedWithASendInFlight)
     auto sent = async_->send(std::span<const uint8_t>(big));
     barrier();
     async_.reset();
-    auto r = now(std::move(sent));  // resolves (either way), never hangs
+    auto r = now(std::move(sent)); // resolves (either way), never hangs
     if (r.hasError()) {
         EXPECT_EQ(r.error().code(), ErrCode::Aborted);
     }
@@ -321,7 +325,7 @@ TEST_F(AsyncPair, OperationsAfterTheLoopStoppedFailInsteadOfHanging)
 {
     std::vector<uint8_t> got;
     auto pending = async_->recv(got);
-    loop_.reset();  // the EventBase thread goes first; the connection is destroyed later
+    loop_.reset(); // the EventBase thread goes first; the connection is destroyed later
     EXPECT_TRUE(now(std::move(pending)).hasError());
     EXPECT_TRUE(now(async_->send(std::vector<uint8_t>{1})).hasError());
 }
@@ -348,11 +352,18 @@ struct Family {
     const char *host;
     int af;
 };
-void PrintTo(const Family &f, std::ostream *os) { *os << f.bind; }
+void PrintTo(const Family &f, std::ostream *os)
+{
+    *os << f.bind;
+}
 
-class AsyncLoopback : public tu::FdCheck, public ::testing::WithParamInterface<Family> {
-protected:
-    std::string id(int port) const { return std::string(GetParam().host) + ":" + std::to_string(port); }
+class AsyncLoopback : public tu::FdCheck, public ::testing::WithParamInterface<Family>
+{
+  protected:
+    std::string id(int port) const
+    {
+        return std::string(GetParam().host) + ":" + std::to_string(port);
+    }
     std::unique_ptr<Conn> connect(int port)
     {
         TcpClient c;
@@ -360,11 +371,11 @@ protected:
     }
 };
 
-#define INIT_OR_SKIP(server)                                                                     \
-    do {                                                                                         \
-        Status st_ = (server).init();                                                            \
-        if (!st_)                                                                                \
-            GTEST_SKIP() << "not available: " << st_.error().toString();                         \
+#define INIT_OR_SKIP(server)                                                                       \
+    do {                                                                                           \
+        Status st_ = (server).init();                                                              \
+        if (!st_)                                                                                  \
+            GTEST_SKIP() << "not available: " << st_.error().toString();                           \
     } while (0)
 
 TEST_P(AsyncLoopback, AcceptOne)
@@ -420,7 +431,7 @@ TEST_P(AsyncLoopback, PendingAcceptsAreServedInOrder)
     auto f2 = s.accept();
     auto c1 = connect(s.getPort());
     ASSERT_NE(c1, nullptr);
-    auto a1 = now(std::move(f1));  // the first client went to the first accept
+    auto a1 = now(std::move(f1)); // the first client went to the first accept
     ASSERT_NE(a1, nullptr);
     EXPECT_EQ(f2.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
     auto c2 = connect(s.getPort());
@@ -447,7 +458,7 @@ TEST_P(AsyncLoopback, ShutdownGivesNullToEveryPendingAccept)
     s.shutdown();
     EXPECT_EQ(now(std::move(f1)), nullptr);
     EXPECT_EQ(now(std::move(f2)), nullptr);
-    EXPECT_EQ(now(s.accept()), nullptr);  // and every later one
+    EXPECT_EQ(now(s.accept()), nullptr); // and every later one
 }
 
 TEST_P(AsyncLoopback, ShutdownFromAnotherThreadWhileWaiting)
@@ -493,7 +504,7 @@ TEST_P(AsyncLoopback, SendRecvBothWaysAfterAsyncAccept)
     ASSERT_NE(cli, nullptr);
     auto srv = now(std::move(f));
     ASSERT_NE(srv, nullptr);
-    EXPECT_NE(dynamic_cast<TcpConn<SyncIO> *>(srv.get()), nullptr);  // as uniflow hands out
+    EXPECT_NE(dynamic_cast<TcpConn<SyncIO> *>(srv.get()), nullptr); // as uniflow hands out
     const std::vector<uint8_t> msg = {1, 2, 3, 4}, reply = {5, 6};
     ASSERT_TRUE(now(cli->send(msg)).hasValue());
     std::vector<uint8_t> got;
@@ -512,7 +523,7 @@ TEST_P(AsyncLoopback, ShutdownThenEventBaseGoneThenServerGone)
     auto f = s.accept();
     s.shutdown();
     EXPECT_EQ(now(std::move(f)), nullptr);
-    loop.reset();  // the server is destroyed after its EventBase: must be clean
+    loop.reset(); // the server is destroyed after its EventBase: must be clean
 }
 
 TEST_P(AsyncLoopback, EventBaseGoneFirstWithoutShutdown)
@@ -562,7 +573,9 @@ TEST(AsyncAccept, AcceptBeforeInitGivesNull)
 
 // ------------------------------------------------------------------------------ async connect
 
-class AsyncConnectLoopback : public AsyncLoopback {};
+class AsyncConnectLoopback : public AsyncLoopback
+{
+};
 
 TEST_P(AsyncConnectLoopback, ConnectOne)
 {
@@ -672,7 +685,7 @@ TEST(AsyncConnect, ClientDestroyedWithAConnectInFlight)
 {
     ScopedEventBaseThread loop("uf-connect");
     int port = 0;
-    int lsn = tu::rawListen(AF_INET, "127.0.0.1", &port);  // accepts, never answers the magic
+    int lsn = tu::rawListen(AF_INET, "127.0.0.1", &port); // accepts, never answers the magic
     ASSERT_GE(lsn, 0);
     std::future<std::unique_ptr<Conn>> f;
     {
@@ -736,7 +749,7 @@ TEST(EventBase, RegisterFdReportsReadinessAsEpollBits)
     ASSERT_EQ(::write(sv[1], "x", 1), 1);
     EXPECT_NE(tu::getOrFail(gotF) & EPOLLIN, 0u);
     evb->unregisterFd(sv[0]);
-    evb->dispatchAndWait([]() noexcept {});  // the unregister has taken effect
+    evb->dispatchAndWait([]() noexcept {}); // the unregister has taken effect
     ::close(sv[0]);
     ::close(sv[1]);
 }

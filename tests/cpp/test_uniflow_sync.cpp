@@ -12,22 +12,30 @@
 #include "tu_cpp.hpp"
 
 namespace uniflow = tcpframe::uniflow;
-using namespace uniflow;  // as uniflow's own tests do
+using namespace uniflow; // as uniflow's own tests do
 using namespace uniflow::controller;
 
-namespace {
+namespace
+{
 
 struct Family {
-    const char *bind;    // server id
-    const char *host;    // client host
+    const char *bind; // server id
+    const char *host; // client host
     int af;
 };
 
-void PrintTo(const Family &f, std::ostream *os) { *os << f.bind; }
+void PrintTo(const Family &f, std::ostream *os)
+{
+    *os << f.bind;
+}
 
-class Loopback : public tu::FdCheck, public ::testing::WithParamInterface<Family> {
-protected:
-    std::string id(int port) const { return std::string(GetParam().host) + ":" + std::to_string(port); }
+class Loopback : public tu::FdCheck, public ::testing::WithParamInterface<Family>
+{
+  protected:
+    std::string id(int port) const
+    {
+        return std::string(GetParam().host) + ":" + std::to_string(port);
+    }
 
     // A listening server or a skipped test (the family is not available).
     std::unique_ptr<TcpServer> listening(TcpSocketConfig cfg = {})
@@ -40,7 +48,8 @@ protected:
     }
 
     // A client connection and the server's end of it.
-    std::pair<std::unique_ptr<Conn>, std::unique_ptr<Conn>> pair(TcpServer &s, TcpSocketConfig cfg = {})
+    std::pair<std::unique_ptr<Conn>, std::unique_ptr<Conn>> pair(TcpServer &s,
+                                                                 TcpSocketConfig cfg = {})
     {
         std::unique_ptr<Conn> srv;
         std::thread t([&] {
@@ -55,9 +64,9 @@ protected:
     }
 };
 
-#define LISTEN_OR_SKIP(var, ...)                                                                 \
-    auto var = listening(__VA_ARGS__);                                                           \
-    if (!var)                                                                                    \
+#define LISTEN_OR_SKIP(var, ...)                                                                   \
+    auto var = listening(__VA_ARGS__);                                                             \
+    if (!var)                                                                                      \
         GTEST_SKIP() << "address family not available";
 
 std::vector<uint8_t> bytes(std::initializer_list<int> l)
@@ -108,7 +117,7 @@ TEST_P(Loopback, ConnPingPongBothWaysThenEmptyMessage)
 TEST_P(Loopback, ConnOneMiBMessageArrivesWhole)
 {
     LISTEN_OR_SKIP(s);
-    auto conns = pair(*s);  // (clang 14 cannot capture structured bindings)
+    auto conns = pair(*s); // (clang 14 cannot capture structured bindings)
     auto &cli = conns.first;
     auto &srv = conns.second;
     ASSERT_TRUE(cli && srv);
@@ -116,7 +125,7 @@ TEST_P(Loopback, ConnOneMiBMessageArrivesWhole)
     for (size_t i = 0; i < big.size(); i++)
         big[i] = static_cast<uint8_t>(i * 7 + (i >> 11));
     std::vector<uint8_t> got;
-    std::thread rx([&] { (void)recvNow(*srv, got); });  // the frame outgrows the socket buffers
+    std::thread rx([&] { (void)recvNow(*srv, got); }); // the frame outgrows the socket buffers
     auto r = sendNow(*cli, big);
     rx.join();
     ASSERT_TRUE(r.hasValue()) << r.error().toString();
@@ -172,7 +181,7 @@ TEST_P(Loopback, ConnSendToDestroyedPeerFailsWithConnectionFailed)
     srv.reset();
     std::vector<uint8_t> chunk(1024, 0xAA);
     std::optional<uniflow::Err> err;
-    for (int i = 0; i < 1000 && !err; i++) {  // the kernel takes a few before the RST lands
+    for (int i = 0; i < 1000 && !err; i++) { // the kernel takes a few before the RST lands
         auto r = sendNow(*cli, chunk);
         if (r.hasError())
             err = r.error();
@@ -230,10 +239,10 @@ TEST_P(Loopback, ConnWrongMagicIsNeverAccepted)
     uint32_t wrong = htonl(0xDEADBEEF);
     ASSERT_TRUE(tu::writeAll(raw, &wrong, 4));
     unsigned char theirs[4];
-    ASSERT_TRUE(tu::readAll(raw, theirs, 4));  // the server's magic
+    ASSERT_TRUE(tu::readAll(raw, theirs, 4)); // the server's magic
     EXPECT_EQ(0, memcmp(theirs, tu::kMagic, 4));
     char c;
-    EXPECT_LE(::recv(raw, &c, 1, 0), 0);  // then it hangs up on us
+    EXPECT_LE(::recv(raw, &c, 1, 0), 0); // then it hangs up on us
     EXPECT_FALSE(accepted.load());
     s->shutdown();
     t.join();
@@ -258,7 +267,7 @@ TEST_P(Loopback, ConnPeerClosingBeforeMagicIsNeverAccepted)
     auto good = tu::getOrFail(f);
     t.join();
     EXPECT_NE(good, nullptr);
-    EXPECT_NE(got, nullptr);  // accept() skipped the early close and returned the good client
+    EXPECT_NE(got, nullptr); // accept() skipped the early close and returned the good client
 }
 
 // ------------------------------------------------------------------------------ extras: lengths
@@ -307,7 +316,8 @@ TEST_P(Loopback, ConnTricklePeerOneByteAtATime)
     std::vector<unsigned char> wire(tu::kMagic, tu::kMagic + 4);
     const std::string msg = "trickled";
     uint32_t be = htonl(static_cast<uint32_t>(msg.size()));
-    wire.insert(wire.end(), reinterpret_cast<unsigned char *>(&be), reinterpret_cast<unsigned char *>(&be) + 4);
+    wire.insert(wire.end(), reinterpret_cast<unsigned char *>(&be),
+                reinterpret_cast<unsigned char *>(&be) + 4);
     wire.insert(wire.end(), msg.begin(), msg.end());
     std::thread trickle([&] {
         for (unsigned char b : wire)
@@ -326,7 +336,7 @@ TEST_P(Loopback, ConnTricklePeerOneByteAtATime)
 TEST_P(Loopback, ConnCloseInterruptsABlockedRecv)
 {
     LISTEN_OR_SKIP(s);
-    auto conns = pair(*s);  // (clang 14 cannot capture structured bindings)
+    auto conns = pair(*s); // (clang 14 cannot capture structured bindings)
     auto &cli = conns.first;
     auto &srv = conns.second;
     ASSERT_TRUE(cli && srv);
@@ -337,7 +347,7 @@ TEST_P(Loopback, ConnCloseInterruptsABlockedRecv)
         auto f = srv->recv(got);
         done.set_value(tu::getOrFail(f));
     });
-    srv->close();  // before or during the recv: either way it must fail, not wait for data
+    srv->close(); // before or during the recv: either way it must fail, not wait for data
     auto r = tu::getOrFail(doneF);
     rx.join();
     EXPECT_TRUE(r.hasError());
@@ -382,7 +392,7 @@ TEST_P(Loopback, ServerShutdownReleasesABlockedAccept)
     });
     while (!started.load())
         std::this_thread::yield();
-    s->shutdown();  // before or during accept(): nullptr either way, never a hang
+    s->shutdown(); // before or during accept(): nullptr either way, never a hang
     t.join();
     EXPECT_TRUE(returned);
     EXPECT_EQ(got, nullptr);
@@ -399,8 +409,8 @@ TEST_P(Loopback, ServerSyncAcceptFutureIsReadyOnReturn)
         auto cf = c.connect(id(s->getPort()));
         cli = tu::getOrFail(cf);
     });
-    auto f = s->accept();  // blocks until the client is handshaken ...
-    EXPECT_EQ(f.wait_for(std::chrono::seconds(0)), std::future_status::ready);  // ... so: ready
+    auto f = s->accept(); // blocks until the client is handshaken ...
+    EXPECT_EQ(f.wait_for(std::chrono::seconds(0)), std::future_status::ready); // ... so: ready
     t.join();
     EXPECT_NE(f.get(), nullptr);
     EXPECT_NE(cli, nullptr);
@@ -413,7 +423,9 @@ INSTANTIATE_TEST_SUITE_P(Loopback, Loopback,
                              return std::string(i.param.af == AF_INET ? "IPv4" : "IPv6");
                          });
 
-class ServerClient : public tu::FdCheck {};
+class ServerClient : public tu::FdCheck
+{
+};
 
 TEST_F(ServerClient, SecondInitIsInvalidArgument)
 {
@@ -429,15 +441,17 @@ TEST_F(ServerClient, SecondInitIsInvalidArgument)
 
 TEST_F(ServerClient, MalformedIdsThrowInTheServerAndGiveNullInTheClient)
 {
-    for (const char *bad : {"127.0.0.1:invalid", "127.0.0.1:99999999999999999999", "127.0.0.1:70000",
-                            "127.0.0.1:", "127.0.0.1", "::1:invalid", ":::", ""}) {
+    for (const char *bad :
+         {"127.0.0.1:invalid", "127.0.0.1:99999999999999999999", "127.0.0.1:70000",
+          "127.0.0.1:", "127.0.0.1", "::1:invalid", ":::", ""}) {
         EXPECT_THROW(TcpServer{bad}, std::invalid_argument) << bad;
     }
     TcpSocketConfig once;
     once.connectRetries = 0;
     once.retryTimeout = std::chrono::milliseconds(0);
     TcpClient c(once);
-    for (const char *bad : {"127.0.0.1:invalid", "127.0.0.1", "localhost:8080", "::1:invalid", "*:80", ":80"}) {
+    for (const char *bad :
+         {"127.0.0.1:invalid", "127.0.0.1", "localhost:8080", "::1:invalid", "*:80", ":80"}) {
         auto f = c.connect(bad);
         EXPECT_EQ(tu::getOrFail(f), nullptr) << bad;
     }
@@ -462,7 +476,7 @@ TEST_F(ServerClient, ConnectToAClosedPortGivesNull)
     for (int af : {AF_INET, AF_INET6}) {
         const char *host = af == AF_INET ? "127.0.0.1" : "::1";
         int port = 0;
-        int reserved = tu::rawListen(af, host, &port, false);  // bound, not listening: refused
+        int reserved = tu::rawListen(af, host, &port, false); // bound, not listening: refused
         ASSERT_GE(reserved, 0);
         auto f = c.connect(std::string(host) + ":" + std::to_string(port));
         EXPECT_EQ(tu::getOrFail(f), nullptr) << host;
@@ -522,7 +536,9 @@ TEST_F(ServerClient, EmptyHostIsTheDualStackWildcard)
 
 // ------------------------------------------------------------------------------ socket config
 
-class SocketConfig : public tu::FdCheck {};
+class SocketConfig : public tu::FdCheck
+{
+};
 
 TEST_F(SocketConfig, DefaultsAreUniflowsProductionValues)
 {
@@ -572,14 +588,18 @@ TEST_F(SocketConfig, OsDefaultsLeaveEveryOptionalFieldUnset)
     EXPECT_EQ(t.user_timeout_ms, TF_UNSET);
 }
 
-TEST_F(SocketConfig, ValidateAcceptsTheDefaults) { EXPECT_TRUE(TcpSocketConfig{}.validate().hasValue()); }
+TEST_F(SocketConfig, ValidateAcceptsTheDefaults)
+{
+    EXPECT_TRUE(TcpSocketConfig{}.validate().hasValue());
+}
 
 TEST_F(SocketConfig, ValidateAcceptsTheOsDefaults)
 {
     EXPECT_TRUE(TcpSocketConfig::osDefaults().validate().hasValue());
 }
 
-void connectWith(const TcpSocketConfig &cfg, int *cliFd, int *srvFd, std::vector<std::unique_ptr<Conn>> &keep)
+void connectWith(const TcpSocketConfig &cfg, int *cliFd, int *srvFd,
+                 std::vector<std::unique_ptr<Conn>> &keep)
 {
     TcpServer s("127.0.0.1:0", cfg);
     Status st = s.init();
@@ -673,7 +693,7 @@ TEST_F(SocketConfig, CustomBufferSizeReachesBothSockets)
     int probe = ::socket(AF_INET, SOCK_STREAM, 0);
     int want = 256 * 1024;
     setsockopt(probe, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
-    int expect = tu::intOpt(probe, SOL_SOCKET, SO_RCVBUF);  // what the kernel makes of it
+    int expect = tu::intOpt(probe, SOL_SOCKET, SO_RCVBUF); // what the kernel makes of it
     ::close(probe);
     std::vector<std::unique_ptr<Conn>> keep;
     int c = -1, s = -1;
@@ -701,8 +721,10 @@ TEST(UniflowResult, ErrCodesPrintTheirNamesAndResultsConvert)
     uniflow::Err e(ErrCode::Timeout, "no reply");
     EXPECT_EQ(e.toString(), "Timeout: no reply");
     EXPECT_EQ(uniflow::Err(ErrCode::Aborted).toString(), "Aborted");
-    auto derived = []() -> uniflow::Result<std::unique_ptr<Conn>> { return std::unique_ptr<TcpConn<SyncIO>>{}; };
-    EXPECT_TRUE(derived().hasValue());  // unique_ptr<Derived> converts into Result<unique_ptr<Base>>
+    auto derived = []() -> uniflow::Result<std::unique_ptr<Conn>> {
+        return std::unique_ptr<TcpConn<SyncIO>>{};
+    };
+    EXPECT_TRUE(derived().hasValue()); // unique_ptr<Derived> converts into Result<unique_ptr<Base>>
     uniflow::Result<int> bad(ErrCode::NotConnected);
     EXPECT_FALSE(bad);
     EXPECT_EQ(bad.valueOr(7), 7);

@@ -15,7 +15,8 @@
 
 #include <gtest/gtest.h>
 
-namespace tu {
+namespace tu
+{
 
 // A hang becomes a failure after this long (a watchdog, never a verdict on speed).
 inline constexpr std::chrono::seconds kWatchdog{30};
@@ -33,21 +34,27 @@ inline int openFds()
 }
 
 // Every test leaves as many fds open as it found.
-class FdCheck : public ::testing::Test {
-protected:
-    void SetUp() override { fds_ = openFds(); }
-    void TearDown() override { EXPECT_EQ(openFds(), fds_) << "fd leak"; }
+class FdCheck : public ::testing::Test
+{
+  protected:
+    void SetUp() override
+    {
+        fds_ = openFds();
+    }
+    void TearDown() override
+    {
+        EXPECT_EQ(openFds(), fds_) << "fd leak";
+    }
 
-private:
+  private:
     int fds_ = 0;
 };
 
-template <typename T>
-T getOrFail(std::future<T> &f)
+template <typename T> T getOrFail(std::future<T> &f)
 {
     if (f.wait_for(kWatchdog) != std::future_status::ready) {
         ADD_FAILURE() << "future not ready after " << kWatchdog.count() << " s (hang)";
-        std::abort();  // the test cannot go on with a dangling operation
+        std::abort(); // the test cannot go on with a dangling operation
     }
     return f.get();
 }
@@ -92,7 +99,8 @@ inline int rawListen(int af, const char *host, int *port, bool listening = true)
         return -1;
     sockaddr_storage ss;
     socklen_t len = fillAddr(af, host, 0, &ss);
-    if (::bind(s, reinterpret_cast<sockaddr *>(&ss), len) != 0 || (listening && ::listen(s, 8) != 0)) {
+    if (::bind(s, reinterpret_cast<sockaddr *>(&ss), len) != 0 ||
+        (listening && ::listen(s, 8) != 0)) {
         ::close(s);
         return -1;
     }
