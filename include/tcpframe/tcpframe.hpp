@@ -522,6 +522,22 @@ class Loop
         return {};
     }
 
+    /// Call fn(unsigned ready) on the loop thread while |fd| is ready for |events| (TF_EVB_READ
+    /// and/or TF_EVB_WRITE; ready may also carry TF_EVB_ERROR, TF_EVB_HUP), replacing any watch
+    /// of it (tf_evb_register_fd). |fn| is borrowed, no allocation: keep it alive and |fd| open
+    /// until unwatch(fd) has taken effect (at once on the loop thread; from another thread,
+    /// after a following dispatch_and_wait).
+    template <typename F> Result<void> watch(int fd, unsigned events, F &fn)
+    {
+        tf_err e = tf_evb_register_fd(evb_, fd, events, &on_fd<F>, std::addressof(fn));
+        return detail::status(e, e == TF_ERR_IO ? errno : 0);
+    }
+    /// Stop watching |fd| (tf_evb_unregister_fd).
+    Result<void> unwatch(int fd) noexcept
+    {
+        return detail::status(tf_evb_unregister_fd(evb_, fd));
+    }
+
     tf_evb *get() const noexcept
     {
         return evb_;
@@ -549,6 +565,10 @@ class Loop
     template <typename F> static void call_ref(void *arg)
     {
         (*static_cast<F *>(arg))();
+    }
+    template <typename F> static void on_fd(tf_evb *, int, unsigned ready, void *arg)
+    {
+        (*static_cast<F *>(arg))(ready);
     }
     tf_evb *evb_ = nullptr;
 };

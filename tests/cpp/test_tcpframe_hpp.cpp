@@ -88,12 +88,14 @@ TEST(Config, DefaultsAreTheCLibrarysDefaults)
     auto same = [](const tf_tcp_config &a, const tf_tcp_config &b) {
 #define F(x) EXPECT_EQ(a.x, b.x) << #x;
         F(size)
-        F(connect_timeout_ms) F(sndbuf) F(rcvbuf) F(nodelay) F(keepalive) F(keepalive_idle_s)
-            F(keepalive_intvl_s) F(keepalive_cnt) F(user_timeout_ms) F(listen_backlog)
-                F(accept_retries) F(connect_retries) F(retry_delay_ms) F(retry_max_delay_ms)
-                    F(handshake_timeout_ms) F(max_recv_len) F(max_send_len) F(handshake)
-                        F(send_queue_bytes) F(send_queue_msgs) F(send_low_water) F(recv_queue_ops)
-                            F(read_buffer) F(linger_ms) F(accept_queue)
+        F(connect_timeout_ms)
+        F(sndbuf)
+        F(rcvbuf) F(nodelay) F(keepalive) F(keepalive_idle_s) F(keepalive_intvl_s) F(keepalive_cnt)
+            F(user_timeout_ms) F(listen_backlog) F(accept_retries) F(connect_retries)
+                F(retry_delay_ms) F(retry_max_delay_ms) F(handshake_timeout_ms) F(max_recv_len)
+                    F(max_send_len) F(handshake) F(send_queue_bytes) F(send_queue_msgs)
+                        F(send_low_water) F(recv_queue_ops) F(read_buffer) F(linger_ms)
+                            F(accept_queue)
 #undef F
     };
     tf_tcp_config want;
@@ -158,6 +160,35 @@ TEST(Loop, DispatchInOrderWaitAndTimer)
 class Fd : public tu::FdCheck
 {
 };
+
+TEST_F(Fd, LoopWatchesAnFdWithABorrowedCallable)
+{
+    auto loop = std::move(tf::Loop::create()).value();
+    ASSERT_TRUE(loop.start());
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    std::binary_semaphore seen{0};
+    unsigned got = 0;
+    auto on_ready = [&](unsigned ready) {
+        char c;
+        (void)::read(sv[0], &c, 1);
+        got = ready;
+        (void)loop.unwatch(sv[0]); // on the loop thread: at once, no second call
+        seen.release();
+    };
+    ASSERT_TRUE(loop.watch(sv[0], TF_EVB_READ, on_ready));
+    ASSERT_EQ(::write(sv[1], "x", 1), 1);
+    ASSERT_TRUE(seen.try_acquire_for(tu::kWatchdog));
+    EXPECT_NE(got & TF_EVB_READ, 0u);
+    ASSERT_EQ(::write(sv[1], "y", 1), 1);
+    ASSERT_TRUE(loop.dispatch_and_wait([] {}));
+    EXPECT_FALSE(seen.try_acquire()); // unwatched: no call for the second byte
+    auto bad = loop.watch(-1, TF_EVB_READ, on_ready);
+    EXPECT_EQ(bad.code(), TF_ERR_INVALID_ARGUMENT);
+    loop.stop();
+    ::close(sv[0]);
+    ::close(sv[1]);
+}
 
 TEST_F(Fd, SyncEchoWithTimeoutsAndByteSpans)
 {
