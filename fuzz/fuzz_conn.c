@@ -4,15 +4,23 @@
  *
  * Input: byte 0 is the config (bit 0 handshake, bits 1-2 read_buffer 7/64/4096/65536, bit 3
  * max_recv_len 300 instead of 64 KiB, bit 4 send_queue_msgs 3, bit 5 the peer sends the magic
- * at once, bit 6 socket buffers of 4 KiB instead of 1 MiB). Then a script of steps, each an
- * opcode byte and its arguments:
+ * at once, bit 6 socket buffers of 4 KiB instead of 1 MiB, bit 7 the lifecycle steps below).
+ * Then a script of steps, each an opcode byte and its arguments:
  *   peer writes raw bytes (n, bytes), peer writes a well-formed frame (length, pattern),
  *   pause (loop iterations), send (size, timeout 0 or none, future or callback, owned or
  *   borrowed), recv into a span (capacity, timeout, style), recv_alloc, message-stream mode on
- *   or off, graceful close, abort, free, peer half-close (SHUT_WR), peer close.
+ *   or off, graceful close, abort, free, peer half-close (SHUT_WR), peer close;
+ *   with config bit 7 also (issue 20): the next completion callback frees the connection (from
+ *   inside its own callback), the next completion callback stops the loop (tf_evb_stop on the
+ *   loop thread: the rest runs in the stop's drain), a second submitting thread (1-6 operations
+ *   chosen from the input: sends in every style, callback receives, stream on; it runs while
+ *   the loop turns, so its submissions race the loop's own work through the admission point),
+ *   and joining that thread. The thread is always joined before the free (it never waits for
+ *   the loop, so the loop thread may join it).
  * The loop runs on the fuzzer's thread (tf_evb_loop, a fresh loop per input); each step is a
  * dispatched task, so the connection's fd events run between steps; no step waits for real
- * time (timeouts are 0 ms, linger 0).
+ * time (timeouts are 0 ms, linger 0). Without the second thread a run is deterministic; with it,
+ * the operations are the input's and only their interleaving with the loop varies.
  *
  * Oracles:
  *  - every accepted operation (and the close future, and the stream's end) completes exactly
@@ -23,10 +31,12 @@
  *    reference says (wrong magic; a length over max at the next frame; the peer's EOF after the
  *    last complete frame, or inside one), unless the connection's own close explains CLOSED;
  *  - the bytes the peer received are our magic (with the handshake) and then exactly the frames
- *    of the sends that succeeded, in order (plus at most a cut frame of a failed one);
+ *    of the sends that succeeded, each thread's in its order (plus at most a cut frame of a
+ *    failed one);
  *  - no fd left open (the connection's fd is closed after the free), no leak (LeakSanitizer). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,6 +53,9 @@ enum { K_SEND = 1, K_RECV, K_RALLOC, K_CLOSE };
 typedef struct rec {
     int kind;
     bool fut, accepted, timeout;
+    bool helper;    /* submitted by the second thread */
+    bool owned;     /* owned send: r->buf is a copy, r->obuf the library's */
+    uint8_t *obuf;
     int calls;
     tf_err err;
     size_t len;
@@ -84,6 +97,12 @@ typedef struct fx {
     size_t npr;
     int pause, settle;
     bool pr_full;
+    bool lifecycle;          /* config bit 7 */
+    int arm;                 /* the next completion callback: 1 frees, 2 stops the loop */
+    bool helper_on;
+    pthread_t helper;
+    rec *hops[8];            /* the second thread's operations, prepared on the loop */
+    int nhops;
 } fx;
 
 /* ---------------------------------------------------------------- peer */
@@ -179,6 +198,21 @@ FZ_NOCOV static void finish(rec *r, tf_err err, const uint8_t *data, size_t len)
     }
 }
 
+static void free_conn(fx *f);
+
+/* An armed lifecycle step, from inside a completion callback on the loop thread. */
+static void cb_action(fx *f)
+{
+    if (!f->arm || !tf_evb_in_loop_thread(f->evb))
+        return;
+    int a = f->arm;
+    f->arm = 0;
+    if (a == 1)
+        free_conn(f); /* the connection's own callback frees it */
+    else
+        tf_evb_stop(f->evb); /* returns at once; the rest of the script runs in the drain */
+}
+
 static void op_cb(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, uint8_t *data,
                   size_t len, void *arg)
 {
@@ -187,6 +221,7 @@ static void op_cb(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, uin
     finish(r, err, data, len);
     if (r->kind == K_RALLOC)
         free(data);
+    cb_action(cur);
 }
 
 static void fut_cb(tf_future *fu, void *arg)
@@ -197,6 +232,7 @@ static void fut_cb(tf_future *fu, void *arg)
     tf_err e = tf_future_get(fu, &len, &owned);
     finish(r, e, r->kind == K_RALLOC ? owned : r->buf, len);
     free(owned);
+    cb_action(cur);
 }
 
 static void stream_cb(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
@@ -211,6 +247,7 @@ static void stream_cb(tf_async_conn *c, tf_err err, int os_err, const uint8_t *d
         f->stream_err = err;
         rx_failed(f, err);
     }
+    cb_action(f);
 }
 
 /* ---------------------------------------------------------------- steps */
@@ -294,6 +331,85 @@ static void do_recv(fx *f, int kind)
         f->any_timeout = true;
 }
 
+/* ---------------------------------------------------------------- the second thread */
+
+/* Its operations were prepared on the loop thread (records, payloads); it only makes the calls,
+ * none of which waits for the loop. Receives are callback style, so every delivery is recorded
+ * on the loop thread in completion order. */
+static void *helper_main(void *arg)
+{
+    fx *f = arg;
+    for (int i = 0; i < f->nhops; i++) {
+        rec *r = f->hops[i];
+        tf_err rc;
+        if (r->kind == K_SEND && r->owned)
+            rc = tf_async_conn_send_owned(f->c, r->obuf, r->cap, free, -1, &r->fu);
+        else if (r->kind == K_SEND && r->fut)
+            rc = tf_async_conn_send(f->c, r->buf, r->cap, -1, &r->fu);
+        else if (r->kind == K_SEND)
+            rc = tf_async_conn_send_op(f->c, &r->op, r->buf, r->cap, -1, op_cb, r);
+        else if (r->kind == K_RECV)
+            rc = tf_async_conn_recv_op(f->c, &r->op, r->buf, r->cap, -1, op_cb, r);
+        else if (r->kind == K_RALLOC)
+            rc = tf_async_conn_recv_alloc_op(f->c, &r->op, -1, op_cb, r);
+        else
+            rc = tf_async_conn_stream(f->c, stream_cb, f);
+        if (r->kind == K_SEND && r->owned && rc != TF_OK)
+            free(r->obuf); /* refused: still ours */
+        r->accepted = rc == TF_OK;
+        if (rc == TF_OK && r->fu)
+            CHECK(tf_future_then(r->fu, fut_cb, r) == TF_OK);
+    }
+    return NULL;
+}
+
+static void join_helper(fx *f)
+{
+    if (!f->helper_on)
+        return;
+    CHECK(pthread_join(f->helper, NULL) == 0);
+    f->helper_on = false;
+}
+
+/* Prepare 1-6 operations from the input and start the thread that submits them. */
+static void start_helper(fx *f)
+{
+    int n = 1 + fz_u8(&f->in) % 6u;
+    if (f->freed || f->helper_on)
+        return;
+    f->nhops = 0;
+    for (int i = 0; i < n; i++) {
+        uint8_t a = fz_u8(&f->in);
+        size_t size = fz_u16(&f->in);
+        int what = a % 6u;
+        rec *r = new_rec(f, what <= 2 ? K_SEND : what == 3 ? K_RECV : what == 4 ? K_RALLOC : 0);
+        if (!r)
+            break;
+        r->helper = true;
+        if (what <= 2) {
+            size_t len = 1 + size % 3000u; /* never empty: the lanes of the send oracle */
+            r->fut = what != 1;
+            r->owned = what == 2;
+            r->seed = (uint32_t)f->nops * 7919u;
+            r->cap = len;
+            r->buf = malloc(len);
+            pattern(r->buf, len, r->seed, 31u);
+            if (r->owned) {
+                r->obuf = malloc(len);
+                memcpy(r->obuf, r->buf, len);
+            }
+        } else if (what == 3) {
+            r->cap = size % 4096u;
+            r->buf = malloc(r->cap ? r->cap : 1);
+        } else if (what == 5) {
+            r->kind = 0; /* stream on: not an operation with a completion of its own */
+        }
+        f->hops[f->nhops++] = r;
+    }
+    if (f->nhops > 0 && pthread_create(&f->helper, NULL, helper_main, f) == 0)
+        f->helper_on = true;
+}
+
 static void step(void *arg);
 static void run_op(fx *f);
 
@@ -301,6 +417,7 @@ static void free_conn(fx *f)
 {
     if (f->freed)
         return;
+    join_helper(f); /* the thread may still be calling into the connection */
     f->freed = true;
     tf_async_conn_free(f->c);
 }
@@ -320,7 +437,7 @@ static void again(fx *f)
 /* One step of the script (no loop iteration in between: only pauses yield to the loop). */
 static void run_op(fx *f)
 {
-    uint8_t op = fz_u8(&f->in) % 14u;
+    uint8_t op = fz_u8(&f->in) % (f->lifecycle ? 18u : 14u);
     switch (op) {
     case 0: { /* peer: raw bytes */
         size_t n = fz_u8(&f->in) % 64u;
@@ -359,7 +476,7 @@ static void run_op(fx *f)
             f->stream_on = true;
         break;
     case 8:
-        if (f->stream_on && tf_async_conn_stream(f->c, NULL, NULL) == TF_OK)
+        if ((f->stream_on || f->nhops > 0) && tf_async_conn_stream(f->c, NULL, NULL) == TF_OK)
             f->stream_on = false;
         break;
     case 9: {
@@ -395,13 +512,25 @@ static void run_op(fx *f)
             f->peer_eof = true;
         }
         break;
-    default:
+    case 13:
         if (!f->peer_closed) {
             peer_drain(f);
             close(f->pfd);
             f->peer_closed = true;
             f->peer_eof = true;
         }
+        break;
+    case 14:
+        f->arm = 1;
+        break;
+    case 15:
+        f->arm = 2;
+        break;
+    case 16:
+        start_helper(f);
+        break;
+    default:
+        join_helper(f);
         break;
     }
 }
@@ -485,12 +614,24 @@ FZ_NOCOV static void ref_decode(const uint8_t *p, size_t n, bool hs, uint32_t ma
     }
 }
 
+/* The first send at index >= from of the lane (helper or not) that succeeded, or f->nops. */
+FZ_NOCOV static size_t next_ok_send(const fx *f, bool helper, size_t from)
+{
+    for (size_t i = from; i < f->nops; i++) {
+        const rec *r = &f->ops[i];
+        if (r->kind == K_SEND && r->helper == helper && r->accepted && r->err == TF_OK)
+            return i;
+    }
+    return f->nops;
+}
+
 FZ_NOCOV static void check_all(fx *f)
 {
     /* exactly once */
     for (size_t i = 0; i < f->nops; i++) {
         rec *r = &f->ops[i];
-        CHECK(r->calls == (r->accepted ? 1 : 0));
+        if (r->kind != 0)
+            CHECK(r->calls == (r->accepted ? 1 : 0));
     }
     CHECK(f->stream_ends <= 1);
 
@@ -499,17 +640,27 @@ FZ_NOCOV static void check_all(fx *f)
     ref_decode(f->pr, f->npr, f->hs, UINT32_MAX, &out);
     if (!out.more && !f->peer_closed && !f->pr_full) {
         CHECK(!out.magic_bad);
-        size_t k = 0;
-        for (size_t i = 0; i < f->nops; i++) {
-            rec *r = &f->ops[i];
-            if (r->kind != K_SEND || !r->accepted || r->err != TF_OK)
-                continue;
-            CHECK(k < out.n);
-            CHECK(out.len[k] == r->cap);
-            CHECK(r->cap == 0 || memcmp(f->pr + out.off[k], r->buf, r->cap) == 0);
-            k++;
+        /* two lanes (the script's sends, the second thread's): each frame is the next
+         * successful send of one of them; the second thread's are never empty, and every
+         * payload has its own pattern, so at most one lane can match */
+        size_t lane[2] = {0, 0};
+        for (size_t k = 0; k < out.n; k++) {
+            bool matched = false;
+            for (int l = 0; l < 2 && !matched; l++) {
+                size_t i = next_ok_send(f, l == 1, lane[l]);
+                if (i == f->nops)
+                    continue;
+                rec *r = &f->ops[i];
+                if (out.len[k] == r->cap &&
+                    (r->cap == 0 || memcmp(f->pr + out.off[k], r->buf, r->cap) == 0)) {
+                    lane[l] = i + 1;
+                    matched = true;
+                }
+            }
+            CHECK(matched);
         }
-        CHECK(k == out.n);
+        CHECK(next_ok_send(f, false, lane[0]) == f->nops);
+        CHECK(next_ok_send(f, true, lane[1]) == f->nops);
     }
     /* deliveries = the reference's first messages */
     ref in;
@@ -573,6 +724,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cfg.user_timeout_ms = TF_UNSET;
     if (conf & 64)
         cfg.sndbuf = cfg.rcvbuf = 4096; /* small socket buffers: partial writes */
+    f.lifecycle = conf & 128;
 
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
@@ -594,6 +746,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     CHECK(tf_evb_dispatch(f.evb, step, &f) == TF_OK);
     CHECK(tf_evb_loop(f.evb) == TF_OK);
+    free_conn(&f); /* (the script's end frees it; a stop from a callback may end it first) */
     CHECK(tf_evb_free(f.evb) == TF_OK);
     /* the connection's fd is closed; read what the peer has left */
     errno = 0;

@@ -262,11 +262,19 @@ write("fuzz_err", "odd-length", b"\x05\x00\x00\x00\x41\x00")
 # bit 4 send_queue_msgs 3, bit 5 the peer sends the magic first, bit 6 4 KiB socket buffers. Steps: opcode byte + arguments.
 C_RAW, C_FRAME, C_BIGFRAME, C_PAUSE, C_SEND, C_RECV, C_RALLOC = 0, 1, 2, 3, 4, 5, 6
 C_STREAM, C_UNSTREAM, C_CLOSE, C_ABORT, C_FREE, C_SHUTWR, C_PEERCLOSE = 7, 8, 9, 10, 11, 12, 13
+# With config bit 7 (life=True): the next completion callback frees / stops the loop; a second
+# submitting thread (n-1 ops, each a kind byte: 0 send future, 1 send callback, 2 send owned,
+# 3 recv callback, 4 recv_alloc callback, 5 stream on; then a u16 size); join it.
+C_ARMFREE, C_ARMSTOP, C_HELPER, C_JOIN = 14, 15, 16, 17
 
 
-def cf(hs=True, rbuf=3, max300=False, q3=False, magic=True, small=False):
+def cf(hs=True, rbuf=3, max300=False, q3=False, magic=True, small=False, life=False):
     return bytes([int(hs) | rbuf << 1 | int(max300) << 3 | int(q3) << 4 | int(magic) << 5 |
-                  int(small) << 6])
+                  int(small) << 6 | int(life) << 7])
+
+
+def c_helper(*ops):
+    return bytes([C_HELPER, len(ops) - 1]) + b"".join(bytes([k]) + u16(n) for k, n in ops)
 
 
 def c_raw(b):
@@ -328,3 +336,17 @@ cn("big-sends-small-buffers", cf(small=True) + c_send(100, big=True) +
    c_send(3000, big=True, fut=True, owned=True) + c_send(7) + P + P + P + P + P + P + P + P)
 cn("big-frames-small-buffers", cf(small=True, rbuf=2) + c_recv(0, alloc=True) + c_recv(4095) +
    c_frame(5999, big=True) + c_frame(4000, big=True) + P + P + P + P)
+cn("cb-free-own", cf(life=True) + c_recv(10) + c_send(5) + bytes([C_ARMFREE]) + c_frame(5) + P +
+   c_send(3) + P)
+cn("cb-stop", cf(life=True) + c_send(10) + c_recv(10) + c_recv(0, alloc=True) + bytes([C_ARMSTOP]) +
+   c_frame(3) + P + c_send(5, fut=True) + c_recv(5) + bytes([C_CLOSE]) + P)
+cn("cb-stop-then-free", cf(life=True) + c_recv(10, fut=True) + bytes([C_ARMSTOP]) + c_frame(1) +
+   P + bytes([C_FREE]) + P)
+cn("helper-sends", cf(life=True) + c_helper((0, 10), (1, 20), (2, 3000), (1, 1)) + c_send(7) +
+   c_send(9, fut=True) + P + c_frame(4) + P + bytes([C_JOIN]) + P + P)
+cn("helper-stream-vs-recv", cf(life=True) + c_helper((5, 0)) + c_recv(100) + c_frame(7) + P +
+   c_frame(8) + P + bytes([C_JOIN]) + P)
+cn("helper-recvs-then-close", cf(life=True) + c_helper((3, 100), (4, 0), (0, 5)) + c_frame(2) +
+   c_frame(3) + P + bytes([C_CLOSE]) + P + bytes([C_SHUTWR]) + P + P)
+cn("helper-then-cb-free", cf(life=True, small=True) + c_helper((0, 2999), (2, 2999), (1, 2999)) +
+   bytes([C_ARMFREE]) + c_send(5000, big=True) + P + P + P)

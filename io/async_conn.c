@@ -112,10 +112,14 @@ static tf_err scratch_get(size_t cap, scratch **out)
 /* ---------------------------------------------------------------- references, poison */
 
 static void finalize(tf_async_conn *c);
+static void wd_arm(tf_async_conn *c);
+static void note_msg(tf_async_conn *c, bool received);
+static void note_frame(tf_async_conn *c);
 
 static void conn_unref(tf_async_conn *c)
 {
     if (atomic_fetch_sub_explicit(&c->refs, 1u, memory_order_acq_rel) == 1u) {
+        tf__mem_budget_unref(c->budget);
         pthread_mutex_destroy(&c->mu);
         free(c->hold);
         free(c->park);
@@ -190,7 +194,8 @@ static void set_interest(tf_async_conn *c, unsigned want)
 
 static bool reader_wanted(const tf_async_conn *c)
 {
-    return rx_end_of(c) == TF_OK && (c->rq_head || c->stream_cb || c->phase == PH_LINGER);
+    return rx_end_of(c) == TF_OK && !c->mem_wait &&
+           (c->rq_head || c->stream_cb || c->phase == PH_LINGER);
 }
 
 static void update_interest(tf_async_conn *c)
@@ -295,6 +300,8 @@ static void op_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, u
     }
     if (err != TF_OK && !send)
         len = 0;
+    if (err == TF_OK)
+        note_msg(c, !send);
     if (op->promise) {
         tf_promise *p = op->promise;
         bool owned = op->kind == OP_RECV_ALLOC && data;
@@ -321,15 +328,169 @@ static void hold_release(tf_async_conn *c)
     c->hold_off = c->hold_len = c->hold_cap = 0;
 }
 
-/* The receive target bound to rx belongs to us (stream buffer, allocating receive): free it. */
+/* ---------------------------------------------------------------- receive memory */
+
+enum { GROW_MIN = 64 * 1024 }; /* a growing message's first allocation (if it is that long) */
+
+tf_err tf__mem_budget_new(size_t limit, tf__mem_budget **out)
+{
+    tf__mem_budget *b = tf__calloc(1, sizeof *b);
+    if (!b)
+        return TF_ERR_NOMEM;
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
+        free(b);
+        return TF_ERR_NOMEM;
+    }
+    b->limit = limit;
+    atomic_init(&b->refs, 1u);
+    *out = b;
+    return TF_OK;
+}
+
+void tf__mem_budget_unref(tf__mem_budget *b)
+{
+    if (b && atomic_fetch_sub_explicit(&b->refs, 1u, memory_order_acq_rel) == 1u) {
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+    }
+}
+
+void tf__mem_budget_use(tf__mem_budget *b, size_t *used, size_t *peak, uint64_t *waits)
+{
+    pthread_mutex_lock(&b->mu);
+    *used = b->used;
+    *peak = b->peak;
+    *waits = b->waits;
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* Take |n| more bytes of the budget (loop thread). False: it is spent and someone else holds
+ * the overdraft; the connection is then a waiter, woken (pumped) when memory frees. */
+static bool budget_take(tf_async_conn *c, size_t n)
+{
+    tf__mem_budget *b = c->budget;
+    if (!b)
+        return true;
+    pthread_mutex_lock(&b->mu);
+    bool ok = b->used + n <= b->limit || b->overdraft == c || b->overdraft == NULL;
+    if (ok) {
+        if (b->used + n > b->limit)
+            b->overdraft = c; /* past the limit, one at a time: the others wait for it */
+        b->used += n;
+        c->bheld += n;
+        if (b->used > b->peak)
+            b->peak = b->used;
+    } else {
+        b->waits++;
+        if (!c->bwaiting) {
+            c->bwaiting = true;
+            conn_ref(c);
+            c->bnext = b->waiters;
+            b->waiters = c;
+        }
+        c->mem_wait = true;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return ok;
+}
+
+static void pump(tf_async_conn *c);
+
+static void wake_task(void *arg)
+{
+    tf_async_conn *c = arg;
+    enter(c);
+    c->mem_wait = false;
+    pump(c);
+    leave(c);
+    conn_unref(c);
+}
+
+/* Give back what the connection holds, and stop waiting if it was (its loop thread, or the
+ * freeing thread after the loop stopped). Memory freed wakes every waiter on its own loop. */
+static void budget_give(tf_async_conn *c, bool leave_waiters)
+{
+    tf__mem_budget *b = c->budget;
+    if (!b)
+        return;
+    tf_async_conn *wake = NULL;
+    bool unref_self = false;
+    pthread_mutex_lock(&b->mu);
+    bool freed = c->bheld > 0 || b->overdraft == c;
+    b->used -= c->bheld;
+    c->bheld = 0;
+    if (b->overdraft == c)
+        b->overdraft = NULL;
+    if (leave_waiters && c->bwaiting) {
+        for (tf_async_conn **pp = &b->waiters; *pp; pp = &(*pp)->bnext) {
+            if (*pp == c) {
+                *pp = c->bnext;
+                break;
+            }
+        }
+        c->bwaiting = false;
+        unref_self = true;
+    }
+    if (freed) {
+        wake = b->waiters;
+        b->waiters = NULL;
+        for (tf_async_conn *w = wake; w; w = w->bnext)
+            w->bwaiting = false;
+    }
+    pthread_mutex_unlock(&b->mu);
+    while (wake) {
+        tf_async_conn *next = wake->bnext;
+        if (tf_evb_dispatch(wake->evb, wake_task, wake) != TF_OK)
+            conn_unref(wake); /* its loop is stopping: its stop hook fails it */
+        wake = next;
+    }
+    if (unref_self)
+        conn_unref(c); /* never the last: the caller holds one */
+}
+
+/* The growing message is dropped (failure, free). */
+static void grow_reset(tf_async_conn *c)
+{
+    free(c->gbuf);
+    c->gbuf = NULL;
+    c->growing = false;
+    c->gcap = c->glen = c->ggot = 0;
+    budget_give(c, false);
+}
+
+/* Room for |need| bytes in the growing message: at least need, doubling, at most its length.
+ * False: no memory (poisoned with NOMEM) or the budget is spent (c->mem_wait: woken later). */
+static bool grow_room(tf_async_conn *c, size_t need)
+{
+    if (need <= c->gcap)
+        return true;
+    size_t cap = c->gcap > need / 2 ? c->gcap * 2 : need;
+    if (cap < GROW_MIN)
+        cap = GROW_MIN;
+    if (cap > c->glen)
+        cap = c->glen;
+    if (!budget_take(c, cap - c->gcap))
+        return false;
+    uint8_t *p = tf__grow(c->gbuf, c->ggot, cap);
+    if (!p) {
+        tf__async_fail(c, TF_ERR_NOMEM, 0);
+        return false;
+    }
+    c->gbuf = p;
+    c->gcap = cap;
+    return true;
+}
+
+/* A span receive's target bound to rx is the caller's: only forget it. */
 static void rx_unbind(tf_async_conn *c)
 {
-    if (!c->rx_buf)
-        return;
-    if (c->rx_stream || (c->rq_head && c->rq_head->kind == OP_RECV_ALLOC))
-        free(c->rx_buf);
     c->rx_buf = NULL;
-    c->rx_stream = false;
+}
+
+/* A frame is under way: bound to rx (a span) or growing. */
+static bool frame_open(const tf_async_conn *c)
+{
+    return c->rx_buf || c->growing;
 }
 
 /* The end notification, once, for a connection that is over and not freed (loop thread). */
@@ -358,6 +519,41 @@ static void rx_close(tf_async_conn *c)
     }
 }
 
+/* Complete the sends the kernel took whole (TF_OK), in order. */
+static void complete_sent(tf_async_conn *c)
+{
+    tf_async_op *op;
+    while ((op = queue_pop(&c->sent_head, &c->sent_tail)) != NULL)
+        op_done(c, op, TF_OK, 0, NULL, 0);
+}
+
+/* Complete everything pending with |err|: queued operations, the stream (its end call), the
+ * close future. A callback may free the connection: the free completes whatever is still
+ * pending itself (CANCELLED, inside the free call), so nothing here runs after it returned. */
+static void fail_pending(tf_async_conn *c, tf_err err, int os_err)
+{
+    complete_sent(c); /* those went out whole: OK, whatever came after */
+    tf_async_op *op;
+    while ((op = queue_pop(&c->sq_head, &c->sq_tail)) != NULL)
+        op_done(c, op, err, os_err, NULL, 0);
+    while ((op = queue_pop(&c->rq_head, &c->rq_tail)) != NULL)
+        op_done(c, op, err, os_err, NULL, 0);
+    if (c->stream_cb) {
+        tf_async_msg_cb cb = c->stream_cb;
+        c->stream_cb = NULL;
+        cb(c, err, os_err, NULL, 0, c->stream_arg);
+    }
+    if (c->close_promise) {
+        tf_promise *p = c->close_promise;
+        c->close_promise = NULL;
+        if (c->close_over)
+            tf_promise_set(p, c->close_result, 0, NULL, NULL); /* the close itself ended */
+        else
+            tf_promise_fail(p, err, os_err);
+        tf_promise_free(p);
+    }
+}
+
 void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
 {
     if (poison_of(c) != TF_OK)
@@ -369,8 +565,10 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
     set_interest(c, 0);
     tf__evb_timer_drop(&c->hs_timer);
     tf__evb_timer_drop(&c->linger_timer);
+    tf__evb_timer_drop(&c->wd_timer);
     rx_unbind(c);
     tf_rx_abandon(&c->rx);
+    grow_reset(c);
     hold_release(c);
     free(c->park);
     c->park = NULL;
@@ -385,22 +583,7 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
         c->ready_fn = NULL;
         fn(c, err, os_err, c->ready_arg);
     }
-    tf_async_op *op;
-    while ((op = queue_pop(&c->sq_head, &c->sq_tail)) != NULL)
-        op_done(c, op, err, os_err, NULL, 0);
-    while ((op = queue_pop(&c->rq_head, &c->rq_tail)) != NULL)
-        op_done(c, op, err, os_err, NULL, 0);
-    if (c->stream_cb) {
-        tf_async_msg_cb cb = c->stream_cb;
-        c->stream_cb = NULL;
-        cb(c, err, os_err, NULL, 0, c->stream_arg);
-    }
-    if (c->close_promise) {
-        tf_promise *p = c->close_promise;
-        c->close_promise = NULL;
-        tf_promise_fail(p, err, os_err);
-        tf_promise_free(p);
-    }
+    fail_pending(c, err, os_err);
     tell_end(c);
 }
 
@@ -430,6 +613,8 @@ static bool hs_step(tf_async_conn *c)
     }
     tf__evb_timer_drop(&c->hs_timer);
     c->phase = PH_OPEN;
+    c->last_msg_ns = tf__now_ns();
+    wd_arm(c);
     if (c->ready_fn) {
         tf__async_ready_fn fn = c->ready_fn;
         c->ready_fn = NULL;
@@ -446,6 +631,10 @@ static void finish_close(tf_async_conn *c, tf_err result, tf_err reason);
 /* Flush done: shut our side down and wait for the peer's close. */
 static void start_linger(tf_async_conn *c)
 {
+    if (tf__evb_stopping(c->evb)) {
+        tf__async_fail(c, TF_ERR_SHUTDOWN, 0); /* in the stop drain: no FIN, no timer */
+        return;
+    }
     if (shutdown(c->fd, SHUT_WR) != 0) {
         /* ENOTCONN: the peer reset the connection before we noticed; SO_ERROR says so. */
         int e = errno, so = 0;
@@ -463,22 +652,24 @@ static void start_linger(tf_async_conn *c)
     if (c->cfg.linger_ms >= 0 &&
         tf_evb_timer_after(c->evb, (uint64_t)c->cfg.linger_ms, linger_timeout, c,
                            &c->linger_timer) != TF_OK)
-        tf__async_fail(c, TF_ERR_NOMEM, 0);
+        tf__async_fail(c, tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_ERR_NOMEM, 0);
 }
 
 /* Hand the bytes the kernel took to the queued frames, completing those that are out. */
 static void write_advance(tf_async_conn *c, size_t n)
 {
-    while (n > 0 && c->sq_head && !failed(c)) {
+    /* First take every frame the kernel took whole off the queue, then complete them: a
+     * completion callback that fails or frees the connection must not turn a sent frame into a
+     * cancelled one (a sender that retries would duplicate it). */
+    while (n > 0 && c->sq_head) {
         tf_async_op *op = c->sq_head;
         size_t p = tf_tx_pending(&op->tx);
         size_t k = p < n ? p : n;
         n -= k;
-        if (tf_tx_advance(&op->tx, k) == TF_DONE) {
-            queue_pop(&c->sq_head, &c->sq_tail);
-            op_done(c, op, TF_OK, 0, NULL, 0);
-        }
+        if (tf_tx_advance(&op->tx, k) == TF_DONE)
+            queue_push(&c->sent_head, &c->sent_tail, queue_pop(&c->sq_head, &c->sq_tail));
     }
+    complete_sent(c);
 }
 
 /* Write queued frames until the queue is empty or the socket is full: one sendmsg gathers the
@@ -532,6 +723,7 @@ static bool consumer(const tf_async_conn *c)
 static void deliver_copy(tf_async_conn *c, const uint8_t *p, size_t len)
 {
     if (c->stream_cb) {
+        note_msg(c, true);
         c->stream_cb(c, TF_OK, 0, len ? p : NULL, len, c->stream_arg);
         return;
     }
@@ -555,32 +747,47 @@ static void deliver_copy(tf_async_conn *c, const uint8_t *p, size_t len)
     op_done(c, op, TF_OK, 0, data, len);
 }
 
-/* Deliver the message rx completed in its bound target. */
+/* Deliver the message grown to its full length. */
+static void deliver_grown(tf_async_conn *c)
+{
+    uint8_t *buf = c->gbuf;
+    size_t len = c->glen;
+    bool stream = c->gstream;
+    c->gbuf = NULL;
+    c->growing = false;
+    c->gcap = c->glen = c->ggot = 0;
+    budget_give(c, false); /* handed on: no longer the connection's memory */
+    if (!stream) {
+        tf_async_op *op = queue_pop(&c->rq_head, &c->rq_tail); /* the allocating receive */
+        op_done(c, op, TF_OK, 0, buf, len);
+        return;
+    }
+    /* The frame was the stream's. It goes to the stream on now (never to a callback that was
+     * replaced or stopped meanwhile), else to the head receive, else it waits whole (parked)
+     * for whoever wants the next message. */
+    if (c->stream_cb) {
+        note_msg(c, true);
+        c->stream_cb(c, TF_OK, 0, buf, len, c->stream_arg);
+        free(buf);
+    } else if (c->rq_head) {
+        deliver_copy(c, buf, len);
+        free(buf);
+    } else {
+        c->park = buf;
+        c->park_len = len;
+        c->parked = true;
+    }
+}
+
+/* Deliver the message rx completed in its bound target (a span receive's). */
 static void deliver_bound(tf_async_conn *c, const tf_msg *msg)
 {
     uint8_t *buf = c->rx_buf;
     c->rx_buf = NULL;
-    if (c->rx_stream) {
-        /* The frame was bound for the stream. It goes to the stream on now (never to a callback
-         * that was replaced or stopped meanwhile), else to the head receive, else it waits whole
-         * (parked) for whoever wants the next message. */
-        c->rx_stream = false;
-        if (c->stream_cb) {
-            c->stream_cb(c, TF_OK, 0, msg->data, msg->len, c->stream_arg);
-            free(buf);
-        } else if (c->rq_head) {
-            deliver_copy(c, msg->data, msg->len);
-            free(buf);
-        } else {
-            c->park = buf;
-            c->park_len = msg->len;
-            c->parked = true;
-        }
-        return;
-    }
     if (!buf && c->stream_cb) {
         /* An empty frame whose prefix was cut between reads completes in rx without a target
          * ever bound: it is the stream's (there is no receive to pop). */
+        note_msg(c, true);
         c->stream_cb(c, TF_OK, 0, NULL, 0, c->stream_arg);
         return;
     }
@@ -588,36 +795,53 @@ static void deliver_bound(tf_async_conn *c, const tf_msg *msg)
     op_done(c, op, TF_OK, 0, msg->data, msg->len);
 }
 
-/* Give rx the target for the frame whose prefix it decoded: the head receive's span or an
- * allocation of the exact length. False if nobody wants a message now, or on failure
- * (BUFFER_TOO_SMALL, NOMEM: poisoned). */
+/* The frame whose prefix rx decoded: a span receive binds rx to its span; the stream and an
+ * allocating receive grow a buffer of their own as the bytes arrive (never the declared length
+ * on the prefix alone), and rx waits for the next prefix. False if nobody wants a message now,
+ * or on failure (BUFFER_TOO_SMALL: poisoned). */
 static bool bind_target(tf_async_conn *c)
 {
     size_t len = 0;
     tf_rx_wants_target(&c->rx, &len);
-    uint8_t *buf;
-    size_t cap = len;
-    bool ours = true;
-    if (c->stream_cb) {
-        buf = tf__alloc(len);
-    } else if (c->rq_head) {
-        tf_async_op *op = c->rq_head;
-        ours = op->kind == OP_RECV_ALLOC;
-        buf = ours ? tf__malloc(len) : op->buf;
-        cap = ours ? len : op->len;
-    } else {
+    if (!c->stream_cb && !c->rq_head)
         return false;
+    if (c->stream_cb || c->rq_head->kind == OP_RECV_ALLOC) {
+        c->growing = true;
+        c->gstream = c->stream_cb != NULL;
+        c->glen = len;
+        c->ggot = c->gcap = 0;
+        tf_rx_init(&c->rx, c->cfg.max_recv_len); /* the prefix is used: the body is ours */
+        return true;
     }
-    tf_err e = tf_rx_set_target(&c->rx, buf, cap);
+    tf_async_op *op = c->rq_head;
+    tf_err e = tf_rx_set_target(&c->rx, op->buf, op->len);
     if (e != TF_OK) {
-        if (ours)
-            free(buf);
         tf__async_fail(c, e, 0);
         return false;
     }
-    c->rx_buf = buf;
-    c->rx_stream = c->stream_cb != NULL;
+    c->rx_buf = op->buf;
     return true;
+}
+
+/* Copy body bytes into the growing message; returns how many it took (0: waiting for memory,
+ * or poisoned). */
+static size_t grow_feed(tf_async_conn *c, const uint8_t *in, size_t n)
+{
+    size_t k = c->glen - c->ggot;
+    if (k > n)
+        k = n;
+    if (c->ggot + k > c->gcap && !grow_room(c, c->ggot + k)) {
+        if (failed(c))
+            return 0;
+        k = c->gcap - c->ggot; /* the budget is spent: fill what we have */
+    }
+    if (k) {
+        memcpy(c->gbuf + c->ggot, in, k);
+        c->ggot += k;
+    }
+    if (c->ggot == c->glen)
+        deliver_grown(c);
+    return k;
 }
 
 /* Hand the parked message to the consumer that now wants one (there must be one). */
@@ -630,20 +854,58 @@ static void unpark(tf_async_conn *c)
     free(p);
 }
 
+/* Closing, and nobody wants a message: skip what arrives, but whole frames only (the rest of a
+ * cut frame is skipped as it arrives), so that a receive made later still starts at a frame
+ * boundary. Returns the bytes skipped; 0 when a cut prefix waits for its rest. */
+static size_t linger_skip(tf_async_conn *c, const uint8_t *in, size_t n)
+{
+    size_t u = 0;
+    tf_msg msg = {NULL, 0};
+    tf_step st = tf_rx_feed(&c->rx, in, n, &u, &msg); /* the prefix only: no target is bound */
+    size_t len = 0;
+    if (st == TF_ERROR) {
+        int os = 0;
+        tf_err e = tf_rx_error(&c->rx, &os);
+        tf__async_fail(c, e, os);
+    } else if (tf_rx_wants_target(&c->rx, &len)) {
+        c->skip = len;
+        tf_rx_init(&c->rx, c->cfg.max_recv_len);
+    }
+    return u;
+}
+
 /* Deliver every message in in[0..n) that someone wants; returns the bytes used. */
 static size_t consume(tf_async_conn *c, const uint8_t *in, size_t n)
 {
     size_t used = 0;
     while (used < n && !failed(c)) {
-        if (c->phase == PH_LINGER && !consumer(c) && !c->rx_buf)
-            return n; /* closing: what nobody asked for is dropped */
+        if (c->skip > 0) {
+            size_t k = c->skip < n - used ? c->skip : n - used;
+            c->skip -= k;
+            used += k;
+            continue;
+        }
+        if (c->phase == PH_LINGER && !consumer(c) && !frame_open(c)) {
+            size_t k = linger_skip(c, in + used, n - used);
+            if (k == 0)
+                break; /* a cut prefix: kept until its rest comes */
+            used += k;
+            continue;
+        }
+        if (c->growing) {
+            size_t k = grow_feed(c, in + used, n - used);
+            if (k == 0)
+                break;
+            used += k;
+            continue;
+        }
         if (c->parked) {
             if (!consumer(c))
                 break;
             unpark(c);
             continue;
         }
-        if (!c->rx_buf && !consumer(c))
+        if (!frame_open(c) && !consumer(c))
             break; /* keep the rest (even a cut prefix) until someone wants a message */
         if (!c->rx_buf && rx_at_boundary(&c->rx)) {
             const uint8_t *p = NULL;
@@ -659,8 +921,12 @@ static size_t consume(tf_async_conn *c, const uint8_t *in, size_t n)
                 break;
             }
         }
-        if (tf_rx_wants_target(&c->rx, NULL) && !bind_target(c))
-            break;
+        if (tf_rx_wants_target(&c->rx, NULL)) {
+            if (!bind_target(c))
+                break;
+            if (c->growing)
+                continue;
+        }
         size_t u = 0;
         tf_msg msg = {NULL, 0};
         tf_step st = tf_rx_feed(&c->rx, in + used, n - used, &u, &msg);
@@ -705,7 +971,11 @@ static void pump_later(tf_async_conn *c);
 static void do_read(tf_async_conn *c)
 {
     const size_t rbuf = (size_t)c->cfg.read_buffer;
-    while (!failed(c) && c->fd >= 0 && (reader_wanted(c) || c->rx_buf)) {
+    while (!failed(c) && c->fd >= 0 && !c->mem_wait && (reader_wanted(c) || frame_open(c))) {
+        if (c->turn_bytes >= (size_t)c->cfg.io_budget) {
+            pump_later(c); /* fairness: the other connections' events first, then more */
+            return;
+        }
         if (c->parked) {
             if (consumer(c)) {
                 unpark(c);
@@ -730,6 +1000,34 @@ static void do_read(tf_async_conn *c)
         }
         if (c->drained)
             return; /* nothing new since the last short read: epoll will say when */
+        if (c->growing && c->glen - c->ggot >= rbuf / 2) {
+            /* A large rest is read straight into the growing buffer, which doubles as needed. */
+            size_t rest = c->glen - c->ggot;
+            if (c->gcap == c->ggot && !grow_room(c, c->ggot + (rest < rbuf ? rest : rbuf)))
+                return; /* no memory (poisoned), or the budget is spent (woken when it frees) */
+            size_t want = c->gcap - c->ggot;
+            ssize_t n = tf__sys_read(c->fd, c->gbuf + c->ggot, want);
+            if (n <= 0) {
+                if (n == 0)
+                    on_eof(c);
+                else if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    c->drained = true;
+                else if (errno != EINTR)
+                    tf__async_fail(c, TF_ERR_IO, errno);
+                if (n == 0 || errno != EINTR)
+                    return;
+                continue;
+            }
+            c->ggot += (size_t)n;
+            c->turn_bytes += (size_t)n;
+            if (c->ggot == c->glen)
+                deliver_grown(c);
+            if ((size_t)n < want) {
+                c->drained = true;
+                return;
+            }
+            continue;
+        }
         uint8_t *dst = NULL;
         if (c->rx_buf) {
             size_t want = tf_rx_next(&c->rx, &dst);
@@ -746,6 +1044,7 @@ static void do_read(tf_async_conn *c)
                         return;
                     continue;
                 }
+                c->turn_bytes += (size_t)n;
                 tf_msg msg = {NULL, 0};
                 if (tf_rx_advance(&c->rx, (size_t)n, &msg) == TF_DONE)
                     deliver_bound(c, &msg);
@@ -778,6 +1077,7 @@ static void do_read(tf_async_conn *c)
                 return;
             continue;
         }
+        c->turn_bytes += (size_t)n;
         s->busy = true;
         size_t u = consume(c, s->buf, (size_t)n);
         s->busy = false;
@@ -799,20 +1099,18 @@ static void do_read(tf_async_conn *c)
  * between messages; TRUNCATED: inside one; TIMEOUT: it never closed). */
 static void finish_close(tf_async_conn *c, tf_err result, tf_err reason)
 {
-    tf_promise *p = c->close_promise;
-    c->close_promise = NULL;
+    /* The close future gets |result| with everything else pending (fail_pending), also when a
+     * callback of that frees the connection first. */
+    c->close_over = true;
+    c->close_result = result;
     tf__evb_timer_drop(&c->linger_timer);
     tf__async_fail(c, reason, 0);
     close_fd(c);
-    if (p) {
-        tf_promise_set(p, result, 0, NULL, NULL);
-        tf_promise_free(p);
-    }
 }
 
 static void on_eof(tf_async_conn *c)
 {
-    bool clean = rx_at_boundary(&c->rx) && !c->rx_buf && c->hold_len == 0;
+    bool clean = rx_at_boundary(&c->rx) && !frame_open(c) && c->hold_len == 0 && c->skip == 0;
     tf_err why = clean ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
     if (c->phase == PH_LINGER)
         finish_close(c, TF_OK, why); /* our flush succeeded whatever the peer's last frame */
@@ -839,6 +1137,7 @@ static void pump(tf_async_conn *c)
         return;
     }
     c->in_pump = true;
+    c->turn_bytes = 0; /* a new turn: io_budget bytes of reading before the others' turn */
     do {
         c->repump = false;
         if (failed(c) || c->fd < 0)
@@ -849,6 +1148,8 @@ static void pump(tf_async_conn *c)
         do_read(c);
     } while (c->repump && !failed(c));
     c->in_pump = false;
+    if (!failed(c))
+        note_frame(c);
     if (!failed(c))
         update_interest(c);
 }
@@ -907,7 +1208,7 @@ static void op_timeout(tf_evb *evb, void *arg)
     op->timer = NULL;
     bool send = op->kind == OP_SEND;
     bool started = send ? op == c->sq_head && tf_tx_pending(&op->tx) < op->len + TF_HDR_LEN
-                        : op == c->rq_head && (c->rx_buf || !rx_at_boundary(&c->rx));
+                        : op == c->rq_head && (frame_open(c) || !rx_at_boundary(&c->rx));
     if (started) {
         tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* part of its frame moved: out of step */
     } else {
@@ -918,6 +1219,76 @@ static void op_timeout(tf_evb *evb, void *arg)
         op_done(c, op, TF_ERR_TIMEOUT, 0, NULL, 0);
         pump(c);
     }
+    leave(c);
+}
+
+/* ---------------------------------------------------------------- idle and progress watchdog */
+
+static bool watched(const tf_async_conn *c)
+{
+    return c->cfg.idle_timeout_ms > 0 || c->cfg.progress_timeout_ms > 0;
+}
+
+/* A message moved (received whole, or sent): the idle clock starts again; a received one also
+ * ends the frame under way. */
+static void note_msg(tf_async_conn *c, bool received)
+{
+    if (c->cfg.idle_timeout_ms > 0)
+        c->last_msg_ns = tf__now_ns();
+    if (received)
+        c->frame_ns = 0;
+}
+
+/* After a read pass: a frame under way starts the progress clock (at most one pass late). */
+static void note_frame(tf_async_conn *c)
+{
+    if (c->cfg.progress_timeout_ms <= 0)
+        return;
+    bool mid = frame_open(c) || !rx_at_boundary(&c->rx);
+    if (!mid || !reader_wanted(c))
+        c->frame_ns = 0; /* no frame, or we are not reading it (paused, waiting for memory) */
+    else if (!c->frame_ns)
+        c->frame_ns = tf__now_ns();
+}
+
+/* The tick: a quarter of the shorter timeout, so each fires within 1.25 times its value. */
+static uint64_t wd_period_ms(const tf_async_conn *c)
+{
+    int64_t t = INT64_MAX;
+    if (c->cfg.idle_timeout_ms > 0)
+        t = c->cfg.idle_timeout_ms;
+    if (c->cfg.progress_timeout_ms > 0 && c->cfg.progress_timeout_ms < t)
+        t = c->cfg.progress_timeout_ms;
+    return t >= 4 ? (uint64_t)t / 4 : 1;
+}
+
+static void wd_tick(tf_evb *evb, void *arg);
+
+static void wd_arm(tf_async_conn *c)
+{
+    if (!watched(c) || c->wd_timer || failed(c))
+        return;
+    if (tf_evb_timer_after(c->evb, wd_period_ms(c), wd_tick, c, &c->wd_timer) != TF_OK)
+        tf__async_fail(c, tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_ERR_NOMEM, 0);
+}
+
+static void wd_tick(tf_evb *evb, void *arg)
+{
+    (void)evb;
+    tf_async_conn *c = arg;
+    enter(c);
+    tf_evb_timer_release(c->wd_timer);
+    c->wd_timer = NULL;
+    uint64_t now = tf__now_ns();
+    uint64_t idle = (uint64_t)c->cfg.idle_timeout_ms * 1000000u;
+    uint64_t prog = (uint64_t)c->cfg.progress_timeout_ms * 1000000u;
+    if (c->phase == PH_OPEN && c->cfg.idle_timeout_ms > 0 && now - c->last_msg_ns >= idle)
+        tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* no message either way for idle_timeout_ms */
+    else if (c->phase == PH_OPEN && c->cfg.progress_timeout_ms > 0 && c->frame_ns &&
+             now - c->frame_ns >= prog)
+        tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* a frame started and stalled */
+    else
+        wd_arm(c);
     leave(c);
 }
 
@@ -999,19 +1370,21 @@ static void run_admitted(tf_async_conn *c, tf_async_op *op)
     free(op);
 }
 
-/* Take everything other threads admitted so far, in admission order (loop thread). */
+/* Run everything other threads admitted so far, in admission order (loop thread). One item is
+ * taken at a time, under the lock: a callback run by one item that takes the inbox again (a
+ * loop-thread close, stream or free) continues with the next item in order, so nothing
+ * admitted later can overtake it, and a free inside a callback cancels the rest at once. */
 static void take_inbox(tf_async_conn *c)
 {
-    pthread_mutex_lock(&c->mu);
-    tf_async_op *op = c->in_head;
-    c->in_head = c->in_tail = NULL;
-    c->inbox_queued = false;
-    pthread_mutex_unlock(&c->mu);
-    while (op) {
-        tf_async_op *next = op->next;
-        op->next = NULL;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        tf_async_op *op = queue_pop(&c->in_head, &c->in_tail);
+        if (!op)
+            c->inbox_queued = false;
+        pthread_mutex_unlock(&c->mu);
+        if (!op)
+            return;
         run_admitted(c, op);
-        op = next;
     }
 }
 
@@ -1428,7 +1801,12 @@ static void finalize(tf_async_conn *c)
         tf__evb_hook_remove(c->evb, &c->hook);
     tf__evb_timer_drop(&c->hs_timer);
     tf__evb_timer_drop(&c->linger_timer);
+    tf__evb_timer_drop(&c->wd_timer);
     rx_unbind(c);
+    grow_reset(c);
+    budget_give(c, true);
+    if (c->budget)
+        atomic_fetch_sub_explicit(&c->budget->live, 1u, memory_order_relaxed);
     close_fd(c);
     conn_unref(c);
 }
@@ -1439,6 +1817,9 @@ static void free_task(void *arg)
     enter(c);
     c->dead = true;
     tf__async_fail(c, TF_ERR_CANCELLED, 0);
+    /* Failed before (maybe this free runs inside a callback of that failure, whose loop still
+     * holds operations): complete them now, inside the free. */
+    fail_pending(c, TF_ERR_CANCELLED, 0);
     take_inbox(c); /* admitted but not yet taken: each completes with CANCELLED */
     leave(c);
 }
@@ -1492,11 +1873,13 @@ static void start(tf_async_conn *c)
         if (c->cfg.handshake_timeout_ms >= 0 &&
             tf_evb_timer_after(c->evb, (uint64_t)c->cfg.handshake_timeout_ms, hs_timeout, c,
                                &c->hs_timer) != TF_OK) {
-            tf__async_fail(c, TF_ERR_NOMEM, 0);
+            tf__async_fail(c, tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_ERR_NOMEM, 0);
             return;
         }
     } else {
         c->phase = PH_OPEN;
+        c->last_msg_ns = tf__now_ns();
+        wd_arm(c);
         if (c->ready_fn) {
             tf__async_ready_fn fn = c->ready_fn;
             c->ready_fn = NULL;
@@ -1518,8 +1901,8 @@ static void start_task(void *arg)
     conn_unref(c);
 }
 
-tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__async_ready_fn fn,
-                          void *arg, tf_async_conn **out)
+tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__mem_budget *budget,
+                          tf__async_ready_fn fn, void *arg, tf_async_conn **out)
 {
     *out = NULL;
     tf_async_conn *c = tf__calloc(1, sizeof *c);
@@ -1536,6 +1919,10 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__asy
     /* The peer's name now, while fd is surely ours: later it may be closed (and its number
      * reused) by the loop at any time. */
     c->peer_rc = tf__sock_name(fd, true, c->peer, sizeof c->peer);
+    if (budget) {
+        atomic_fetch_add_explicit(&budget->refs, 1u, memory_order_relaxed);
+        c->budget = budget;
+    }
     c->fd = fd;
     c->phase = PH_NEW;
     c->ready_fn = fn;
@@ -1554,6 +1941,7 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__asy
     tf_err rc = tf_evb_dispatch(evb, start_task, c);
     if (rc != TF_OK) {
         *out = NULL;
+        tf__mem_budget_unref(c->budget);
         pthread_mutex_destroy(&c->mu);
         free(c);
     }
@@ -1580,7 +1968,7 @@ tf_err tf_async_conn_from_fd(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf_a
     int os = 0;
     if (tf__sock_apply(fd, &conf, true, &os, msg) != TF_OK)
         return TF_ERR_INVALID_ARGUMENT;
-    return tf__async_conn_new(evb, fd, &conf, NULL, NULL, out);
+    return tf__async_conn_new(evb, fd, &conf, NULL, NULL, NULL, out);
 }
 
 /* ---------------------------------------------------------------- small accessors */
@@ -1628,19 +2016,20 @@ static tf_async_conn *of_base(tf_conn *b)
     return (tf_async_conn *)(void *)b;
 }
 
-static tf_err g_send(tf_conn *b, const void *buf, size_t len, tf_future **out)
+static tf_err g_send(tf_conn *b, const void *buf, size_t len, int64_t timeout_ms,
+                     tf_future **out)
 {
-    return tf_async_conn_send(of_base(b), buf, len, -1, out);
+    return tf_async_conn_send(of_base(b), buf, len, timeout_ms, out);
 }
 
-static tf_err g_recv(tf_conn *b, void *buf, size_t cap, tf_future **out)
+static tf_err g_recv(tf_conn *b, void *buf, size_t cap, int64_t timeout_ms, tf_future **out)
 {
-    return tf_async_conn_recv(of_base(b), buf, cap, -1, out);
+    return tf_async_conn_recv(of_base(b), buf, cap, timeout_ms, out);
 }
 
-static tf_err g_recv_alloc(tf_conn *b, tf_future **out)
+static tf_err g_recv_alloc(tf_conn *b, int64_t timeout_ms, tf_future **out)
 {
-    return tf_async_conn_recv_alloc(of_base(b), -1, out);
+    return tf_async_conn_recv_alloc(of_base(b), timeout_ms, out);
 }
 
 static tf_err g_close(tf_conn *b, tf_future **out)

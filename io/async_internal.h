@@ -12,6 +12,27 @@
 #include "tcpframe/async.h"
 #include "tcpframe/fdio.h"
 
+/* What the connections of one server share (every server has one): the live count for
+ * cfg.max_conns, and the receive-memory budget (cfg.recv_mem_budget, else unbounded; SPEC 9.7
+ * "Receive memory"): the bytes of the partial messages they are growing. When it is spent a
+ * connection that needs more stops reading until memory frees -- except one at a time (the
+ * overdraft), which may finish its message past the limit, so the connections can never all wait
+ * on each other. Any thread, under mu. */
+typedef struct tf__mem_budget {
+    pthread_mutex_t mu;
+    size_t limit, used, peak;
+    uint64_t waits;              /* times a connection had to wait */
+    tf_async_conn *overdraft;    /* the one connection allowed past the limit now, or NULL */
+    tf_async_conn *waiters;      /* waiting for memory (each holds a reference) */
+    atomic_uint refs;            /* the server's and one per connection */
+    atomic_size_t live;          /* the server's connections not yet freed (cfg.max_conns) */
+} tf__mem_budget;
+
+tf_err tf__mem_budget_new(size_t limit, tf__mem_budget **out);
+void tf__mem_budget_unref(tf__mem_budget *b);
+/* Its use (any thread): bytes now, the most at once, and the waits so far. */
+void tf__mem_budget_use(tf__mem_budget *b, size_t *used, size_t *peak, uint64_t *waits);
+
 /* Called on the loop thread once the handshake of a connection made by tf__async_conn_new
  * finished: err TF_OK (ready) or the reason it failed (the connection is poisoned then). */
 typedef void (*tf__async_ready_fn)(tf_async_conn *c, tf_err err, int os_err, void *arg);
@@ -65,16 +86,32 @@ struct tf_async_conn {
     tf_fdio fdio;                /* for the handshake's try-step */
     tf_hs hs;
     tf_evb_timer *hs_timer, *linger_timer;
+    tf_evb_timer *wd_timer;      /* idle / progress watchdog tick (cfg timeouts), or NULL */
+    uint64_t last_msg_ns;        /* a message was received or sent (idle_timeout_ms) */
+    uint64_t frame_ns;           /* a frame has been under way since (progress_timeout_ms), 0 */
+    size_t turn_bytes;           /* read in this turn (io_budget) */
     tf__async_ready_fn ready_fn;
     void *ready_arg;
+    /* A message grown as its bytes arrive (stream or allocating receive; SPEC 9.7 "Receive
+     * memory"): gbuf holds ggot of glen bytes in gcap. */
+    bool growing;
+    bool gstream;                /* for the stream (else for the head allocating receive) */
+    uint8_t *gbuf;
+    size_t gcap, glen, ggot;
+    tf__mem_budget *budget;      /* the server's, or NULL (unbounded); set before publication */
+    size_t bheld;                /* bytes of it this connection holds (under budget->mu) */
+    bool bwaiting;               /* on budget->waiters (under budget->mu) */
+    bool mem_wait;               /* loop thread: the budget is spent, reading waits for memory */
+    tf_async_conn *bnext;        /* next waiter (under budget->mu) */
     tf_async_op *sq_head, *sq_tail;
+    tf_async_op *sent_head, *sent_tail; /* sent whole, completion (OK) not yet called */
     tf_async_op *rq_head, *rq_tail;
     tf_rx rx;                    /* a frame cut between reads */
-    uint8_t *rx_buf;             /* the target bound to rx (op span/allocation, stream buffer) */
-    bool rx_stream;              /* rx_buf is the stream's own allocation */
+    uint8_t *rx_buf;             /* the target bound to rx: the head span receive's span */
     uint8_t *park;               /* a whole message read for a stream that stopped meanwhile: */
     size_t park_len;             /* the next consumer's first (park NULL: none) */
     bool parked;
+    size_t skip;                 /* closing: bytes of a frame nobody wanted still to drop */
     uint8_t *hold;               /* read bytes nobody asked for yet (freed when empty) */
     size_t hold_off, hold_len, hold_cap;
     tf_async_msg_cb stream_cb;
@@ -85,13 +122,16 @@ struct tf_async_conn {
     void *end_arg;
     bool end_told;               /* it ran (once) */
     tf_promise *close_promise;
+    bool close_over;             /* the linger ended: close_promise gets close_result */
+    tf_err close_result;
 };
 
-/* A connection over a connected socket |fd| (already non-blocking, options applied) on |evb|:
+/* A connection over a connected socket |fd| (already non-blocking, options applied) on |evb|,
+ * drawing on |budget| (NULL: none; the connection takes a reference):
  * the handshake (if cfg->handshake) starts on the loop; ready_fn (may be NULL) is told when it
  * ended. Callable from any thread. TF_OK; NOMEM; SHUTDOWN. On failure fd is not closed. */
-tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__async_ready_fn fn,
-                          void *arg, tf_async_conn **out);
+tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__mem_budget *budget,
+                          tf__async_ready_fn fn, void *arg, tf_async_conn **out);
 
 /* tf_async_conn_free as a tf_dtor: the destructor of futures that carry a connection. */
 void tf__async_conn_dtor(void *p);

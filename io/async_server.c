@@ -14,6 +14,7 @@
  * their work to the loop (dispatch_and_wait, or inline on the loop thread).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -60,6 +61,8 @@ struct tf_async_server {
     item *waiting, *waiting_tail; /* pending accept futures */
     tf_evb_timer *rest_timer;
     uint64_t rest_ms;
+    tf__mem_budget *budget;     /* cfg.recv_mem_budget's, shared with its connections, or NULL */
+    atomic_uint_fast64_t live;  /* connections counted against cfg.max_conns (any thread) */
 };
 
 static void on_listen(tf_evb *evb, int fd, unsigned events, void *arg);
@@ -186,6 +189,18 @@ static void rest(tf_async_server *s)
 
 static void take(tf_async_server *s, int fd)
 {
+    if (s->cfg.max_conns > 0 && atomic_load_explicit(&s->budget->live, memory_order_relaxed) >=
+                                    (size_t)s->cfg.max_conns) {
+        /* Over the cap: closed at once, counted and reported as rejected (BUSY). */
+        char peer[TF_ADDRSTR_LEN];
+        if (tf__sock_name(fd, true, peer, sizeof peer) != TF_OK)
+            strcpy(peer, "?");
+        close(fd);
+        atomic_fetch_add_explicit(&s->rejected, 1u, memory_order_relaxed);
+        if (s->rcb)
+            s->rcb(s, peer, TF_ERR_BUSY, 0, s->rarg);
+        return;
+    }
     hsnode *n = tf__calloc(1, sizeof *n);
     int os = 0;
     if (!n || tf__sock_apply(fd, &s->cfg, true, &os, NULL) != TF_OK) {
@@ -200,8 +215,11 @@ static void take(tf_async_server *s, int fd)
     if (s->hs)
         s->hs->prev = n;
     s->hs = n;
-    /* n->c is set before the handshake starts; the handshake may end (and free n) inside. */
-    if (tf__async_conn_new(s->evb, fd, &s->cfg, on_ready, n, &n->c) != TF_OK) {
+    /* n->c is set before the handshake starts; the handshake may end (and free n) inside. The
+     * live count is the connection's from here on (its finalize gives it back). */
+    atomic_fetch_add_explicit(&s->budget->live, 1u, memory_order_relaxed);
+    if (tf__async_conn_new(s->evb, fd, &s->cfg, s->budget, on_ready, n, &n->c) != TF_OK) {
+        atomic_fetch_sub_explicit(&s->budget->live, 1u, memory_order_relaxed);
         hs_unlink(s, n);
         free(n);
         close(fd);
@@ -312,29 +330,45 @@ tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out)
     return TF_OK;
 }
 
-tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_config *cfg,
-                            tf_errmsg *msg)
+/* init and init_fd: |given| < 0 binds |addr|; else |given| is taken over (closed on failure). */
+static tf_err init(tf_async_server *s, const char *addr, int given, const tf_tcp_config *cfg,
+                   tf_errmsg *msg)
 {
-    tf__errmsg_clear(msg);
-    if (!s || !addr)
-        return TF_ERR_INVALID_ARGUMENT;
-    if (tf__evb_stopping(s->evb))
-        return TF_ERR_SHUTDOWN;
+    tf_err rc = TF_OK;
     /* One init claims the server (NEW -> STARTING); a shutdown meanwhile makes it SHUT, and the
      * init that finds so at its second step closes what it opened itself. */
     int exp = SV_NEW;
-    if (!atomic_compare_exchange_strong_explicit(&s->state, &exp, SV_STARTING,
-                                                 memory_order_acq_rel, memory_order_acquire)) {
-        if (exp == SV_SHUT)
-            return TF_ERR_SHUTDOWN;
-        tf__errmsg(msg, "server already listening on %s", s->addr);
-        return TF_ERR_BAD_STATE;
+    if (tf__evb_stopping(s->evb)) {
+        rc = TF_ERR_SHUTDOWN;
+    } else if (!atomic_compare_exchange_strong_explicit(&s->state, &exp, SV_STARTING,
+                                                        memory_order_acq_rel,
+                                                        memory_order_acquire)) {
+        rc = exp == SV_SHUT ? TF_ERR_SHUTDOWN : TF_ERR_BAD_STATE;
+        if (rc == TF_ERR_BAD_STATE)
+            tf__errmsg(msg, "server already listening on %s", s->addr);
     }
-    tf_err rc = tf__config_load(&s->cfg, cfg, msg);
-    int os = 0, fd = -1;
-    if (rc == TF_OK)
-        rc = tf__sock_listen(addr, &s->cfg, &fd, &os, msg);
     if (rc != TF_OK) {
+        if (given >= 0)
+            close(given);
+        return rc;
+    }
+    rc = tf__config_load(&s->cfg, cfg, msg);
+    int os = 0, fd = -1;
+    if (rc == TF_OK && given >= 0) {
+        rc = tf__sock_listen_fd(given, &s->cfg, &os, msg);
+        fd = given;
+    } else if (rc == TF_OK) {
+        rc = tf__sock_listen(addr, &s->cfg, &fd, &os, msg);
+    }
+    if (rc == TF_OK && !s->budget)
+        rc = tf__mem_budget_new(s->cfg.recv_mem_budget > 0 ? (size_t)s->cfg.recv_mem_budget
+                                                           : SIZE_MAX,
+                                &s->budget);
+    if (rc != TF_OK) {
+        if (given >= 0)
+            close(given);
+        else if (fd >= 0)
+            close(fd);
         exp = SV_STARTING; /* back to NEW for another try, unless shut down meanwhile */
         atomic_compare_exchange_strong_explicit(&s->state, &exp, SV_NEW, memory_order_acq_rel,
                                                 memory_order_acquire);
@@ -362,6 +396,27 @@ tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_c
         return rc;
     }
     return TF_OK;
+}
+
+tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_config *cfg,
+                            tf_errmsg *msg)
+{
+    tf__errmsg_clear(msg);
+    if (!s || !addr)
+        return TF_ERR_INVALID_ARGUMENT;
+    return init(s, addr, -1, cfg, msg);
+}
+
+tf_err tf_async_server_init_fd(tf_async_server *s, int fd, const tf_tcp_config *cfg, tf_errmsg *msg)
+{
+    tf__errmsg_clear(msg);
+    if (!s || fd < 0) {
+        tf__errmsg(msg, "server init: %s", s ? "fd < 0" : "the server is NULL");
+        if (fd >= 0)
+            close(fd);
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    return init(s, NULL, fd, cfg, msg);
 }
 
 void tf_async_server_on_accept(tf_async_server *s, tf_async_accept_cb cb, void *arg)
@@ -467,11 +522,35 @@ tf_err tf_async_server_shutdown(tf_async_server *s)
     return rc == TF_ERR_BAD_STATE ? rc : TF_OK;
 }
 
+tf_err tf_async_server_mem_use(const tf_async_server *s, size_t *used, size_t *peak,
+                                uint64_t *waits)
+{
+    size_t u = 0, p = 0;
+    uint64_t w = 0;
+    if (!s)
+        return TF_ERR_INVALID_ARGUMENT;
+    if (s->budget)
+        tf__mem_budget_use(s->budget, &u, &p, &w);
+    if (used)
+        *used = u;
+    if (peak)
+        *peak = p;
+    if (waits)
+        *waits = w;
+    return TF_OK;
+}
+
+uint64_t tf_async_server_active(const tf_async_server *s)
+{
+    return s && s->budget ? atomic_load_explicit(&s->budget->live, memory_order_relaxed) : 0;
+}
+
 void tf_async_server_free(tf_async_server *s)
 {
     if (!s)
         return;
     tf_async_server_shutdown(s);
+    tf__mem_budget_unref(s->budget);
     free(s);
 }
 

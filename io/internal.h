@@ -68,9 +68,10 @@ uint64_t tf__evb_wake_count(const tf_evb *evb);
 /* The generic connection (conn.h): every connection type embeds a tf_conn as its FIRST member
  * and points it at its ops table. */
 typedef struct tf_conn_ops {
-    tf_err (*send)(tf_conn *c, const void *buf, size_t len, tf_future **out);
-    tf_err (*recv)(tf_conn *c, void *buf, size_t cap, tf_future **out);
-    tf_err (*recv_alloc)(tf_conn *c, tf_future **out);
+    /* timeout_ms: -1 (none) or 0..INT_MAX, checked by io/conn.c. */
+    tf_err (*send)(tf_conn *c, const void *buf, size_t len, int64_t timeout_ms, tf_future **out);
+    tf_err (*recv)(tf_conn *c, void *buf, size_t cap, int64_t timeout_ms, tf_future **out);
+    tf_err (*recv_alloc)(tf_conn *c, int64_t timeout_ms, tf_future **out);
     tf_err (*close)(tf_conn *c, tf_future **out);
     tf_err (*error)(const tf_conn *c, int *os_err);
     void (*free)(tf_conn *c);
@@ -89,21 +90,32 @@ void tf__errmsg_clear(tf_errmsg *m);
 tf_err tf__config_load(tf_tcp_config *dst, const tf_tcp_config *src, tf_errmsg *msg);
 
 /* Apply the socket options of |c| to |fd| (SO_SNDBUF, SO_RCVBUF, TCP_NODELAY, SO_KEEPALIVE,
- * TCP_KEEPIDLE/INTVL/CNT, TCP_USER_TIMEOUT; TF_UNSET fields are left alone). lenient: ignore
+ * TCP_KEEPIDLE/INTVL/CNT, TCP_USER_TIMEOUT, IP_TOS (+ IPV6_TCLASS on IPv6 sockets; neither on
+ * other families), SO_PRIORITY; TF_UNSET fields are left alone). lenient: ignore
  * options the socket's protocol lacks (EOPNOTSUPP, ENOPROTOOPT: a UNIX socketpair).
  * TF_OK; IO (*os_err set; msg names the option and value). */
 tf_err tf__sock_apply(int fd, const tf_tcp_config *c, bool lenient, int *os_err, tf_errmsg *msg);
 
 /* Resolve |addr| passively, then socket (non-blocking, close-on-exec) + SO_REUSEADDR (+
  * IPV6_V6ONLY=0 for the v6 wildcard; 0.0.0.0 instead if socket() says EAFNOSUPPORT) + the
- * options of |c| (NULL: defaults) + bind + listen(backlog) on the first address that works.
+ * options of |c| (NULL: defaults) + SO_BINDTODEVICE + c->sock_cb + bind + listen(backlog) on
+ * the first address that works.
  * TF_OK (*fd set); BAD_ADDRESS; INVALID_ARGUMENT (NULL, bad config); IO (*os_err, *fd = -1;
  * msg names the call and the first address's failure: "bind 127.0.0.1:7000: <strerror>"). */
 tf_err tf__sock_listen(const char *addr, const tf_tcp_config *c, int *fd, int *os_err,
                        tf_errmsg *msg);
 
+/* Take over an already listening socket |fd| for a server (tf_*_server_init_fd): it must be
+ * a listening SOCK_STREAM socket of AF_INET or AF_INET6 (else INVALID_ARGUMENT, msg says what it
+ * is instead); it is made non-blocking and close-on-exec, the options of |c| (a loaded config)
+ * are applied and, if c->listen_backlog is set, listen() is called again with it. bind_device,
+ * local_addr and sock_cb do not apply (the socket is bound). TF_OK; INVALID_ARGUMENT; IO
+ * (*os_err, msg). The fd is never closed here. */
+tf_err tf__sock_listen_fd(int fd, const tf_tcp_config *c, int *os_err, tf_errmsg *msg);
+
 /* Start a non-blocking connect to |a|: socket (non-blocking, close-on-exec), options of |c|
- * applied before connect, connect(). TF_OK with *connected true (done at once) or false
+ * applied before connect, then SO_BINDTODEVICE, c->sock_cb and the bind to c->local_addr (if
+ * set), connect(). TF_OK with *connected true (done at once) or false
  * (EINPROGRESS: wait for writability, then tf__sock_connect_finish); IO with *os_err (and no fd
  * left open, *fd = -1). */
 tf_err tf__sock_connect_start(const tf_addr *a, const tf_tcp_config *c, int *fd, bool *connected,
@@ -129,6 +141,9 @@ bool tf__accept_transient(int os_err);
  * (the seam counts allocations and injects failures). Memory from it is released with free(). */
 extern void *(*tf__malloc_hook)(size_t n);
 void *tf__malloc(size_t n);
+/* Grow (or shrink) a buffer from tf__malloc to |n| bytes, keeping its first min(old, n) bytes:
+ * realloc, through the same seam. NULL: no memory (p is untouched). */
+void *tf__grow(void *p, size_t old, size_t n);
 
 /* ---------------------------------------------------------------- syscall seam (io/sys.c) */
 
@@ -172,8 +187,25 @@ int tf__sys_so_error(int fd, int *err);
 int tf__sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 /* Add 1 to the eventfd |fd|: 0, or -1 with errno. */
 int tf__sys_eventfd_write(int fd);
+/* Ask the test's hook about an allocation of *n bytes: 0 to go on, else it must fail. */
+int tf__sys_hook_malloc(size_t *n);
 /* The library's own allocations (released with free()). */
 void *tf__alloc(size_t n);
 void *tf__calloc(size_t n, size_t size);
+
+/* Schedule perturbation (test builds and test runs; SPEC 9.8). Off unless the environment
+ * variable TF_PERTURB is "SEED" or "SEED:PERMILLE" (SEED a non-zero number, decimal or 0x-hex;
+ * PERMILLE 1-1000, default 50) at the first call, or a test switched it on with
+ * tf__perturb_set. When on, each wrapped call above (before it is made) and each tf__perturb()
+ * call, with probability PERMILLE/1000, yields the CPU (sched_yield) or pauses for 1-16 us
+ * (nanosleep), to widen race windows. Each thread draws from its own xorshift generator,
+ * seeded from SEED and the order in which threads first perturb (no shared state but the
+ * settings). Off: one relaxed atomic load and a predictable branch. Any thread. */
+void tf__perturb(void);
+/* Switch the perturbation on with |seed| and |permille| (0 switches it off; above 1000: 1000),
+ * overriding TF_PERTURB. Threads reseed from |seed| at their next perturbation. Any thread. */
+void tf__perturb_set(uint64_t seed, unsigned permille);
+/* Perturbations made so far (yields + pauses, all threads), for tests. */
+uint64_t tf__perturb_count(void);
 
 #endif /* TCPFRAME_IO_INTERNAL_H */

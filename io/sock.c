@@ -2,6 +2,7 @@
  * connect start/finish, retry and back-off policy, names, accept's transient errors
  * (internal.h, SPEC.md 9.3). */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +41,27 @@ static void v4_any(tf_addr *a, uint16_t port)
     a->len = (socklen_t)sizeof *s;
 }
 
+/* What the config asks of a new socket before bind / connect (SPEC 9.4): SO_BINDTODEVICE,
+ * then the user's hook. 0, or an errno value with the failed step's name in *call. */
+static int prepare(int fd, int family, const tf_tcp_config *c, tf_sock_role role, const char **call)
+{
+    if (c->bind_device[0] != '\0') {
+        socklen_t n = (socklen_t)strnlen(c->bind_device, sizeof c->bind_device);
+        if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, c->bind_device, n) != 0) {
+            *call = "setsockopt SO_BINDTODEVICE";
+            return errno;
+        }
+    }
+    if (c->sock_cb) {
+        int e = c->sock_cb(c->sock_cb_arg, fd, family, role);
+        if (e != 0) {
+            *call = "socket callback";
+            return e > 0 ? e : EINVAL; /* a negative answer is not an errno value */
+        }
+    }
+    return 0;
+}
+
 /* One listening socket on |a|, or -1 with *err and the failed call's name in *call. */
 static int listen_one(const tf_addr *a, const tf_tcp_config *c, int *err, const char **call,
                       tf_errmsg *optmsg)
@@ -67,6 +89,12 @@ static int listen_one(const tf_addr *a, const tf_tcp_config *c, int *err, const 
         close(fd);
         *err = oerr;
         *call = NULL; /* optmsg names the option */
+        return -1;
+    }
+    int perr = prepare(fd, a->ss.ss_family, c, TF_SOCK_LISTEN, call);
+    if (perr != 0) {
+        close(fd);
+        *err = perr;
         return -1;
     }
     if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
@@ -148,6 +176,25 @@ tf_err tf__sock_listen(const char *addr, const tf_tcp_config *c, int *fd, int *o
     return TF_ERR_IO;
 }
 
+/* Bind a client socket of |family| to the numeric |local| (validated by the config load). An
+ * address of the other family cannot be bound: EAFNOSUPPORT. With port 0 the kernel picks the
+ * port at connect time (IP_BIND_ADDRESS_NO_PORT, where the kernel has it), so that clients bound
+ * to one address share the ephemeral ports across destinations. 0 or an errno value. */
+static int bind_local(int fd, int family, const char *local)
+{
+    tf_addrlist l;
+    int want = family == AF_INET ? TF_FAMILY_V4 : TF_FAMILY_V6;
+    if (tf_addr_resolve(local, want, true, &l, NULL) != TF_OK || l.n == 0)
+        return EAFNOSUPPORT;
+    if (port_of(&l.a[0]) == 0) {
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    }
+    if (bind(fd, (const struct sockaddr *)&l.a[0].ss, l.a[0].len) != 0)
+        return errno;
+    return 0;
+}
+
 tf_err tf__sock_connect_start(const tf_addr *a, const tf_tcp_config *c, int *fd, bool *connected,
                               int *os_err)
 {
@@ -170,6 +217,16 @@ tf_err tf__sock_connect_start(const tf_addr *a, const tf_tcp_config *c, int *fd,
     }
     int err = 0;
     if (tf__sock_apply(s, &cfg, false, &err, NULL) != TF_OK) {
+        close(s);
+        if (os_err)
+            *os_err = err;
+        return TF_ERR_IO;
+    }
+    const char *call = NULL;
+    err = prepare(s, a->ss.ss_family, &cfg, TF_SOCK_CONNECT, &call);
+    if (err == 0 && cfg.local_addr[0] != '\0')
+        err = bind_local(s, a->ss.ss_family, cfg.local_addr);
+    if (err != 0) {
         close(s);
         if (os_err)
             *os_err = err;
@@ -301,4 +358,72 @@ bool tf__accept_transient(int os_err)
     default:
         return false;
     }
+}
+
+tf_err tf__sock_listen_fd(int fd, const tf_tcp_config *c, int *os_err, tf_errmsg *msg)
+{
+    if (os_err)
+        *os_err = 0;
+    if (fd < 0 || !c) {
+        tf__errmsg(msg, "listen fd %d: bad argument", fd);
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    int type = 0, listening = 0, family = 0;
+    socklen_t tl = sizeof type, ll = sizeof listening, fl = sizeof family;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0) {
+        int e = errno;
+        char eb[128];
+        tf__errmsg(msg, "listen fd %d: not a socket: %s", fd, errtext(e, eb, sizeof eb));
+        if (os_err)
+            *os_err = e;
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &fl) != 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) != 0) {
+        int e = errno;
+        char eb[128];
+        tf__errmsg(msg, "listen fd %d: getsockopt: %s", fd, errtext(e, eb, sizeof eb));
+        if (os_err)
+            *os_err = e;
+        return TF_ERR_IO;
+    }
+    if (type != SOCK_STREAM || (family != AF_INET && family != AF_INET6) || !listening) {
+        tf__errmsg(msg, "listen fd %d: not a listening TCP socket (%s%s%s)", fd,
+                   type != SOCK_STREAM ? "not a stream socket" : "",
+                   type == SOCK_STREAM && family != AF_INET && family != AF_INET6
+                       ? "neither IPv4 nor IPv6"
+                       : "",
+                   type == SOCK_STREAM && (family == AF_INET || family == AF_INET6) && !listening
+                       ? "listen() was not called on it"
+                       : "");
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    int fl_st = fcntl(fd, F_GETFL);
+    int fd_fl = fcntl(fd, F_GETFD);
+    if (fl_st < 0 || fd_fl < 0 || fcntl(fd, F_SETFL, fl_st | O_NONBLOCK) != 0 ||
+        fcntl(fd, F_SETFD, fd_fl | FD_CLOEXEC) != 0) {
+        int e = errno;
+        char eb[128];
+        tf__errmsg(msg, "listen fd %d: fcntl: %s", fd, errtext(e, eb, sizeof eb));
+        if (os_err)
+            *os_err = e;
+        return TF_ERR_IO;
+    }
+    /* Accepted sockets inherit the listener's options; the sync server applies them to each
+     * accepted socket as well. The backlog is changed only if the config sets one. */
+    tf_errmsg om;
+    if (tf__sock_apply(fd, c, false, os_err, &om) != TF_OK) {
+        tf__errmsg(msg, "listen fd %d: %s", fd, om.text);
+        return TF_ERR_IO;
+    }
+    if (c->listen_backlog != TF_UNSET && listen(fd, (int)c->listen_backlog) != 0) {
+        int e = errno;
+        char eb[128];
+        tf__errmsg(msg, "listen fd %d: listen: %s", fd, errtext(e, eb, sizeof eb));
+        if (os_err)
+            *os_err = e;
+        return TF_ERR_IO;
+    }
+    tf__errmsg_clear(msg);
+    return TF_OK;
 }

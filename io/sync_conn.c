@@ -400,33 +400,35 @@ static tf_err settle(tf_promise *p, tf_err e, size_t size, void *owned)
     return TF_OK;
 }
 
-static tf_err op_send(tf_conn *b, const void *buf, size_t len, tf_future **out)
+/* io/conn.c checked timeout_ms: -1 or 0..INT_MAX, so it fits the sync calls' int. */
+static tf_err op_send(tf_conn *b, const void *buf, size_t len, int64_t timeout_ms,
+                      tf_future **out)
 {
     tf_promise *p;
     if (begin(&p, out) != TF_OK)
         return TF_ERR_NOMEM;
-    tf_err e = tf_sync_conn_send(of(b), buf, len, -1);
+    tf_err e = tf_sync_conn_send(of(b), buf, len, (int)timeout_ms);
     return settle(p, e, e == TF_OK ? len : 0, NULL);
 }
 
-static tf_err op_recv(tf_conn *b, void *buf, size_t cap, tf_future **out)
+static tf_err op_recv(tf_conn *b, void *buf, size_t cap, int64_t timeout_ms, tf_future **out)
 {
     tf_promise *p;
     if (begin(&p, out) != TF_OK)
         return TF_ERR_NOMEM;
     size_t n = 0;
-    tf_err e = tf_sync_conn_recv(of(b), buf, cap, &n, -1);
+    tf_err e = tf_sync_conn_recv(of(b), buf, cap, &n, (int)timeout_ms);
     return settle(p, e, n, NULL);
 }
 
-static tf_err op_recv_alloc(tf_conn *b, tf_future **out)
+static tf_err op_recv_alloc(tf_conn *b, int64_t timeout_ms, tf_future **out)
 {
     tf_promise *p;
     if (begin(&p, out) != TF_OK)
         return TF_ERR_NOMEM;
     void *data = NULL;
     size_t n = 0;
-    tf_err e = tf_sync_conn_recv_alloc(of(b), &data, &n, -1);
+    tf_err e = tf_sync_conn_recv_alloc(of(b), &data, &n, (int)timeout_ms);
     return settle(p, e, n, data);
 }
 

@@ -56,17 +56,30 @@ tf_err tf_sync_server_new(tf_sync_server **out)
 
 /* ---------------------------------------------------------------- init and shutdown */
 
-static tf_err open_fds(const char *addr, const tf_tcp_config *cfg, int *lfd, int *efd,
+/* The listen socket (bound from |addr|, or |given| >= 0 taken over) and the shutdown eventfd.
+ * |given| is closed on failure (the server owns it from the call on). */
+static tf_err open_fds(const char *addr, int given, const tf_tcp_config *cfg, int *lfd, int *efd,
                        tf_errmsg *msg)
 {
     *efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (*efd < 0) {
         int e = errno;
         tf__errmsg(msg, "listen %s: eventfd: %s", addr, strerror(e));
+        if (given >= 0)
+            close(given);
         return TF_ERR_IO;
     }
     int os = 0;
-    tf_err e = tf__sock_listen(addr, cfg, lfd, &os, msg);
+    tf_err e;
+    if (given >= 0) {
+        e = tf__sock_listen_fd(given, cfg, &os, msg);
+        if (e == TF_OK)
+            *lfd = given;
+        else
+            close(given);
+    } else {
+        e = tf__sock_listen(addr, cfg, lfd, &os, msg);
+    }
     if (e != TF_OK) {
         close(*efd);
         *efd = -1;
@@ -93,22 +106,23 @@ static tf_err init_claim(tf_sync_server *s, tf_errmsg *msg)
     return TF_OK;
 }
 
-tf_err tf_sync_server_init(tf_sync_server *s, const char *addr, const tf_tcp_config *cfg,
-                           tf_errmsg *msg)
+/* init and init_fd: |fd| < 0 binds |addr|; else fd is taken over (and |addr| names it). */
+static tf_err init(tf_sync_server *s, const char *addr, int fd, const tf_tcp_config *cfg,
+                   tf_errmsg *msg)
 {
-    tf__errmsg_clear(msg);
-    if (!s || !addr) {
-        tf__errmsg(msg, "server init: %s is NULL", s ? "addr" : "server");
-        return TF_ERR_INVALID_ARGUMENT;
-    }
     tf_err e = init_claim(s, msg);
-    if (e != TF_OK)
+    if (e != TF_OK) {
+        if (fd >= 0)
+            close(fd);
         return e;
+    }
     tf_tcp_config k;
     int lfd = -1, efd = -1;
     e = tf__config_load(&k, cfg, msg);
     if (e == TF_OK)
-        e = open_fds(addr, &k, &lfd, &efd, msg);
+        e = open_fds(addr, fd, &k, &lfd, &efd, msg);
+    else if (fd >= 0)
+        close(fd);
     pthread_mutex_lock(&s->mu);
     if (s->state == S_SHUT && e == TF_OK) { /* shut down while we were binding */
         close(lfd);
@@ -125,6 +139,31 @@ tf_err tf_sync_server_init(tf_sync_server *s, const char *addr, const tf_tcp_con
     }
     pthread_mutex_unlock(&s->mu);
     return e;
+}
+
+tf_err tf_sync_server_init(tf_sync_server *s, const char *addr, const tf_tcp_config *cfg,
+                           tf_errmsg *msg)
+{
+    tf__errmsg_clear(msg);
+    if (!s || !addr) {
+        tf__errmsg(msg, "server init: %s is NULL", s ? "addr" : "server");
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    return init(s, addr, -1, cfg, msg);
+}
+
+tf_err tf_sync_server_init_fd(tf_sync_server *s, int fd, const tf_tcp_config *cfg, tf_errmsg *msg)
+{
+    tf__errmsg_clear(msg);
+    if (!s || fd < 0) {
+        tf__errmsg(msg, "server init: %s", s ? "fd < 0" : "the server is NULL");
+        if (fd >= 0)
+            close(fd);
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    char name[24];
+    snprintf(name, sizeof name, "fd %d", fd);
+    return init(s, name, fd, cfg, msg);
 }
 
 /* Under mu, once shut down and no accept runs. */

@@ -29,6 +29,8 @@ enum kind {
     K_SET,  /* int64_t in [min, max]: TF_UNSET has no meaning here (a buffer needs a size) */
     K_BOOL, /* int: 0, 1 or TF_UNSET */
     K_U32,  /* uint32_t: every value is valid */
+    K_STR,  /* char[width]: NUL-terminated within its width (checked by check_strings) */
+    K_PTR,  /* a pointer (function or data): every value is valid */
 };
 
 typedef struct field {
@@ -69,6 +71,17 @@ static const field fields[] = {
     F(read_buffer, K_SET, 1, INT_MAX),
     F(linger_ms, K_I64, 0, MS_MAX),
     F(accept_queue, K_I64, 1, INT_MAX),
+    F(ip_tos, K_I64, 0, 255),
+    F(priority, K_I64, 0, INT_MAX),
+    F(bind_device, K_STR, 0, 0),
+    F(local_addr, K_STR, 0, 0),
+    F(sock_cb, K_PTR, 0, 0),
+    F(sock_cb_arg, K_PTR, 0, 0),
+    F(recv_mem_budget, K_I64, 1, INT64_MAX),
+    F(idle_timeout_ms, K_I64, 1, MS_MAX),
+    F(progress_timeout_ms, K_I64, 1, MS_MAX),
+    F(max_conns, K_I64, 1, INT_MAX),
+    F(io_budget, K_SET, 1, INT64_MAX),
 };
 #undef F
 
@@ -76,7 +89,7 @@ static const field fields[] = {
 
 /* The table must reach the struct's last field (a field appended without its line would be
  * neither copied nor checked). */
-_Static_assert(offsetof(tf_tcp_config, accept_queue) + sizeof(int64_t) == sizeof(tf_tcp_config),
+_Static_assert(offsetof(tf_tcp_config, io_budget) + sizeof(int64_t) == sizeof(tf_tcp_config),
                "tf_tcp_config grew: add the new field to the table in io/tcp_config.c");
 
 static int64_t get(const tf_tcp_config *c, const field *f)
@@ -130,6 +143,47 @@ static void defaults(tf_tcp_config *c)
     c->read_buffer = 65536;
     c->linger_ms = 5000;
     c->accept_queue = 128;
+    c->ip_tos = TF_UNSET;
+    c->priority = TF_UNSET;
+    /* bind_device, local_addr "", sock_cb and its arg NULL: the memset */
+    c->recv_mem_budget = TF_UNSET;
+    c->idle_timeout_ms = TF_UNSET;
+    c->progress_timeout_ms = TF_UNSET;
+    c->max_conns = TF_UNSET;
+    c->io_budget = 1048576;
+}
+
+/* The string fields: NUL-terminated within their arrays; local_addr a numeric host:port (so
+ * that binding it never calls the resolver, also on a loop thread). */
+static tf_err check_strings(const tf_tcp_config *c, tf_errmsg *msg)
+{
+    if (!memchr(c->bind_device, '\0', sizeof c->bind_device)) {
+        tf__errmsg(msg,
+                   "bad config: bind_device has no NUL in its %zu bytes (an interface name "
+                   "is at most %zu characters)",
+                   sizeof c->bind_device, sizeof c->bind_device - 1);
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    if (!memchr(c->local_addr, '\0', sizeof c->local_addr)) {
+        tf__errmsg(msg, "bad config: local_addr has no NUL in its %zu bytes", sizeof c->local_addr);
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    if (c->local_addr[0] != '\0') {
+        tf_hostport hp;
+        tf_errmsg why;
+        if (tf_hostport_parse(c->local_addr, &hp, &why) != TF_OK) {
+            tf__errmsg(msg, "bad config: local_addr: %s", why.text);
+            return TF_ERR_INVALID_ARGUMENT;
+        }
+        if (!tf_addr_is_numeric(c->local_addr)) {
+            tf__errmsg(msg,
+                       "bad config: local_addr = \"%s\": must be a numeric address "
+                       "(no name resolution)",
+                       c->local_addr);
+            return TF_ERR_INVALID_ARGUMENT;
+        }
+    }
+    return TF_OK;
 }
 
 static void os_defaults(tf_tcp_config *c)
@@ -198,9 +252,9 @@ static tf_err check(const tf_tcp_config *c, tf_errmsg *msg)
 {
     for (size_t i = 0; i < NFIELDS; i++) {
         const field *f = &fields[i];
-        int64_t v = get(c, f);
-        if (f->kind == K_U32)
+        if (f->kind == K_U32 || f->kind == K_STR || f->kind == K_PTR)
             continue;
+        int64_t v = get(c, f);
         if ((v == TF_UNSET && f->kind != K_SET) || (v >= f->min && v <= f->max))
             continue;
         if (f->kind == K_SET)
@@ -214,6 +268,8 @@ static tf_err check(const tf_tcp_config *c, tf_errmsg *msg)
                        (long long)v, (long long)f->min, (long long)f->max);
         return TF_ERR_INVALID_ARGUMENT;
     }
+    if (check_strings(c, msg) != TF_OK) /* the last fields in declaration order */
+        return TF_ERR_INVALID_ARGUMENT;
     if (c->retry_delay_ms != TF_UNSET && c->retry_max_delay_ms != TF_UNSET &&
         c->retry_delay_ms > c->retry_max_delay_ms) {
         tf__errmsg(msg, "bad config: retry_delay_ms = %lld is above retry_max_delay_ms = %lld",
@@ -230,6 +286,7 @@ static tf_err check(const tf_tcp_config *c, tf_errmsg *msg)
                    (long long)c->send_low_water, (long long)c->send_queue_bytes);
         return TF_ERR_INVALID_ARGUMENT;
     }
+
     tf__errmsg_clear(msg);
     return TF_OK;
 }
@@ -303,6 +360,14 @@ tf_err tf__sock_apply(int fd, const tf_tcp_config *c, bool lenient, int *os_err,
     }
     /* Keepalive times only matter with keepalive on; with it explicitly off they are left. */
     const bool ka_times = c->keepalive != 0;
+    /* The traffic class: IP_TOS on IPv4 sockets; on IPv6 ones IPV6_TCLASS and IP_TOS too (a
+     * dual-stack socket carries IPv4 traffic for v4-mapped peers). Not on other families. */
+    int domain = AF_UNSPEC;
+    socklen_t dl = sizeof domain;
+    if (c->ip_tos != TF_UNSET && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) != 0)
+        domain = AF_UNSPEC;
+    const int64_t tos4 = domain == AF_INET || domain == AF_INET6 ? c->ip_tos : TF_UNSET;
+    const int64_t tos6 = domain == AF_INET6 ? c->ip_tos : TF_UNSET;
     const opt opts[] = {
         {SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF", c->sndbuf},
         {SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF", c->rcvbuf},
@@ -312,6 +377,9 @@ tf_err tf__sock_apply(int fd, const tf_tcp_config *c, bool lenient, int *os_err,
         {IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL", ka_times ? c->keepalive_intvl_s : TF_UNSET},
         {IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT", ka_times ? c->keepalive_cnt : TF_UNSET},
         {IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", c->user_timeout_ms},
+        {IPPROTO_IP, IP_TOS, "IP_TOS", tos4},
+        {IPPROTO_IPV6, IPV6_TCLASS, "IPV6_TCLASS", tos6},
+        {SOL_SOCKET, SO_PRIORITY, "SO_PRIORITY", c->priority},
     };
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
         const opt *o = &opts[i];

@@ -6,7 +6,9 @@
 #                       (scripts/abi-check.sh); records build/results/abi-check
 #   make install-test   `make install` into a scratch DESTDIR, then builds and runs examples/
 #                       against the installed files only, with pkg-config: shared, --static, and
-#                       a C++ translation unit (scripts/install-test.sh); records
+#                       a C++ translation unit; with CMake's find_package (tcpframe::tcpframe,
+#                       tcpframe::tcpframe_static); man -l on some pages (scripts/install-test.sh);
+#                       records
 #                       build/results/install-test
 #
 # Both are part of `make check` (CHECK_EXTRA) and always use the plain build.

@@ -14,7 +14,12 @@
 #   4. the programs run: custom_transport, headers and echo_cxx (C++ echo self-test) both ways,
 #      and the async echo_server with the sync client (a shared server with a static client and
 #      the other way round);
-#   5. `make uninstall` leaves no file behind.
+#   5. the same examples built as a CMake project (examples/CMakeLists.txt) with only
+#      find_package(tcpframe CONFIG REQUIRED) and CMAKE_PREFIX_PATH pointed into the DESTDIR:
+#      tcpframe::tcpframe (NEEDED libtcpframe.so.X) and tcpframe::tcpframe_static (no
+#      libtcpframe at run time), run as in 4; a request for the next major is refused;
+#   6. the man pages: one per TF_API function and tcpframe(7) installed, `man -l` renders some;
+#   7. `make uninstall` leaves no file behind.
 # Each numbered step's checks count as passed or failed in RESULTFILE ("passed failed").
 set -u
 out=$1
@@ -51,6 +56,9 @@ done
 [ "$(readlink "$lib/libtcpframe.so")" = "libtcpframe.so.$major" ] && ok ||
   bad "libtcpframe.so is not a link to libtcpframe.so.$major"
 [ -f "$lib/pkgconfig/tcpframe.pc" ] && ok || bad "tcpframe.pc not installed"
+for f in tcpframeConfig.cmake tcpframeConfigVersion.cmake; do
+  [ -f "$lib/cmake/tcpframe/$f" ] && ok || bad "lib/cmake/tcpframe/$f not installed"
+done
 if [ -f tools/tfcat.1 ]; then
   [ -x "$dest$prefix/bin/tfcat" ] && ok || bad "bin/tfcat not installed"
   [ -f "$dest$prefix/share/man/man1/tfcat.1" ] && ok || bad "tfcat.1 not installed"
@@ -127,27 +135,80 @@ for kind in shared static; do
   done
 done
 # echo_server (async) and client (sync): each build of the server with the other's client.
-for pair in "shared static" "static shared"; do
-  set -- $pair
-  [ -x "$1/echo_server" ] && [ -x "$2/client" ] || continue
+echo_pair() { # SERVER CLIENT: the server serves the client twice, then exits 0
+  [ -x "$1" ] && [ -x "$2" ] || { bad "$1 or $2 not built"; return; }
   rm -f srv.out
-  timeout 60 "$1/echo_server" 127.0.0.1:0 2 >srv.out 2>>"$log" &
+  timeout 60 "$1" 127.0.0.1:0 2 >srv.out 2>>"$log" &
   srv=$!
-  addr=
+  local addr=
   for _ in $(seq 100); do
     addr=$(sed -n 's/^listening on //p' srv.out 2>/dev/null)
     [ -n "$addr" ] && break
     sleep 0.1
   done
-  if [ -z "$addr" ]; then bad "$1/echo_server did not start"; kill $srv; wait $srv; srv=; continue; fi
-  got=$(timeout 30 "$2/client" "$addr" hello "" "framed world" 2>>"$log")
-  [ "$got" = "$(printf 'hello\n\nframed world')" ] && ok || bad "$2/client against $1/echo_server: '$got'"
-  run timeout 30 "$2/client" "$addr" again && ok || bad "$2/client (second) against $1/echo_server"
-  wait $srv && ok || bad "$1/echo_server did not exit 0 after its 2 clients"
+  if [ -z "$addr" ]; then bad "$1 did not start"; kill $srv; wait $srv; srv=; return; fi
+  local got
+  got=$(timeout 30 "$2" "$addr" hello "" "framed world" 2>>"$log")
+  [ "$got" = "$(printf 'hello\n\nframed world')" ] && ok || bad "$2 against $1: '$got'"
+  run timeout 30 "$2" "$addr" again && ok || bad "$2 (second) against $1"
+  wait $srv && ok || bad "$1 did not exit 0 after its 2 clients"
   srv=
+}
+echo_pair shared/echo_server static/client
+echo_pair static/echo_server shared/client
+
+# 5. CMake: find_package(tcpframe CONFIG REQUIRED), the shared and the static target.
+if command -v cmake >/dev/null; then
+  cp "$top/examples/CMakeLists.txt" .
+  for kind in shared static; do
+    st=OFF; [ $kind = static ] && st=ON
+    if run cmake -S . -B "cmake-$kind" -DCMAKE_PREFIX_PATH="$dest$prefix" -DTCPFRAME_STATIC=$st \
+         -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS="-Wall -Wextra -Werror" \
+         -DCMAKE_CXX_FLAGS="-Wall -Wextra -Werror" &&
+       run cmake --build "cmake-$kind" -- VERBOSE=1; then ok
+    else bad "examples/ do not build with CMake (tcpframe::tcpframe$([ $kind = static ] && echo _static))"; fi
+    grep -q "$dest$prefix/include" "cmake-$kind/CMakeFiles/client.dir/flags.make" 2>>"$log" && ok ||
+      bad "cmake-$kind: the include directory of the imported target is not the installed one"
+  done
+  for p in client echo_server custom_transport headers echo_cxx; do
+    [ -x "cmake-shared/$p" ] && [ -x "cmake-static/$p" ] || { bad "cmake: $p not built"; continue; }
+    readelf -d "cmake-shared/$p" | grep -q "NEEDED.*\[libtcpframe.so.$major\]" && ok ||
+      bad "cmake-shared/$p does not need libtcpframe.so.$major"
+    readelf -d "cmake-static/$p" | grep -q "NEEDED.*libtcpframe" && bad "cmake-static/$p needs libtcpframe.so" || ok
+  done
+  for kind in cmake-shared cmake-static; do
+    for p in custom_transport headers echo_cxx; do
+      [ -x "$kind/$p" ] && { run timeout 60 "$kind/$p" && ok || bad "$kind/$p fails"; }
+    done
+  done
+  echo_pair cmake-shared/echo_server cmake-static/client
+  echo_pair cmake-static/echo_server shared/client
+  # SameMajorVersion: the next major is refused, this major's lower minor accepted.
+  mkdir -p vcheck
+  for want in "$major.0:found" "$((major + 1)):not"; do
+    printf 'cmake_minimum_required(VERSION 3.13)\nproject(v C)\nfind_package(tcpframe %s CONFIG)\nmessage(STATUS "tcpframe_FOUND=${tcpframe_FOUND}")\n' \
+      "${want%%:*}" >vcheck/CMakeLists.txt
+    rm -rf vcheck/b
+    found=$(cmake -S vcheck -B vcheck/b -DCMAKE_PREFIX_PATH="$dest$prefix" 2>>"$log" | sed -n 's/.*tcpframe_FOUND=//p')
+    case "${want#*:}:$found" in found:1 | not:0) ok ;; *) bad "find_package(tcpframe ${want%%:*}): tcpframe_FOUND='$found'" ;; esac
+  done
+else
+  bad "cmake not found (scripts/deps.sh check installs it)"
+fi
+
+# 6. Man pages: tcpframe(7) and one page per TF_API function, rendered by man -l.
+man3=$dest$prefix/share/man/man3 man7=$dest$prefix/share/man/man7
+[ -f "$man7/tcpframe.7" ] && ok || bad "share/man/man7/tcpframe.7 not installed"
+nman=$(ls "$man3"/tf_*.3 2>/dev/null | wc -l)
+ndecl=$(cat "$top"/include/tcpframe/*.h | grep -c '^TF_API ')
+[ "$nman" -ge "$ndecl" ] && ok || bad "$nman pages in share/man/man3 for $ndecl TF_API declarations"
+for pg in "$man7/tcpframe.7" "$man3/tf_sync_connect.3" "$man3/tf_rx_advance.3" "$man3/tf_strerror.3"; do
+  if [ -f "$pg" ] && MANWIDTH=80 man -l "$pg" >"$tmp/man.txt" 2>>"$log" &&
+     grep -q "$(basename "${pg%.*}")" "$tmp/man.txt"; then ok
+  else bad "man -l $(basename "$pg") does not render"; fi
 done
 
-# 5. Uninstall.
+# 7. Uninstall.
 cd "$top"
 if run make --no-print-directory V=plain uninstall DESTDIR="$dest" PREFIX=$prefix; then ok
 else bad "make uninstall"; fi
@@ -156,7 +217,7 @@ left=$(find "$dest" -type f -o -type l)
 
 echo "$pass $fail" >"$out"
 if [ $fail -eq 0 ]; then
-  echo "install-test: OK: $pass checks (install, headers alone as C and C++, examples shared and static, runs, uninstall)"
+  echo "install-test: OK: $pass checks (install, headers alone as C and C++, examples shared and static with pkg-config and CMake, runs, man pages, uninstall)"
 else
   echo "install-test: $fail of $((pass + fail)) checks FAILED (log $log)"
 fi

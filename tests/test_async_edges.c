@@ -30,17 +30,9 @@ static void on_loop(tf_evb *evb, tf_evb_fn fn, void *arg)
     assert_int_equal(tf_evb_dispatch_and_wait(evb, fn, arg), TF_OK);
 }
 
-static void nop_task(void *arg)
-{
-    (void)arg;
-}
-
-/* After this, every event that was ready before the call has been handled by the loop: the
- * first round trip ends the epoll batch the data arrived in, the second runs after it. */
 static void loop_settle(tf_evb *evb)
 {
-    on_loop(evb, nop_task, NULL);
-    on_loop(evb, nop_task, NULL);
+    tu_loop_settle(evb);
 }
 
 static tf_async_conn *raw_ready(tu_fx *f, const tf_tcp_config *cfg, int *raw)

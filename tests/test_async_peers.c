@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
+#include "async_internal.h"
 #include "tcpframe/async.h"
 #include "test_io_util.h"
 #include "tu_async.h"
@@ -272,6 +273,378 @@ static void test_end_notification_once_and_never_after_free(void **state)
     tu_fx_end(&f);
 }
 
+
+/* ---------------------------------------------------------------- receive memory */
+
+static size_t vm_size_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %zu kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* Issue 25.4: 200 peers each declare a 60 MiB message and send 1 body byte: memory is committed
+ * as bytes arrive (before: the declared 60 MiB was allocated for each once a body byte came --
+ * 12 GB of address space for 200 bytes). Then one message is sent whole and arrives intact. */
+static void test_memory_grows_as_bytes_arrive(void **state)
+{
+    (void)state;
+    enum { N = 200, DECLARED = 60 << 20 };
+    tu_fx f;
+    tu_fx_start(&f);
+    static tf_async_conn *c[N];
+    static int raw[N];
+    static tf_future *r[N];
+    size_t vm0 = vm_size_kib();
+    tu_alloc_count(-1);
+    for (int i = 0; i < N; i++) {
+        c[i] = tu_pair_raw(&f, NULL, &raw[i]);
+        assert_true(tu_send_magic(raw[i]));
+        assert_true(tu_expect_magic(raw[i]));
+        assert_int_equal(tf_async_conn_recv_alloc(c[i], -1, &r[i]), TF_OK);
+        static const uint8_t head[5] = {DECLARED >> 24, (DECLARED >> 16) & 255, 0, 0, 'x'};
+        assert_true(tu_write_all(raw[i], head, sizeof head));
+    }
+    tu_loop_settle(f.evb);
+    size_t bytes = tu_alloc_bytes();
+    size_t vm1 = vm_size_kib();
+    print_message("memory: %d peers declared 60 MiB and sent 1 byte: %zu KiB allocated, VmSize "
+                  "+%zu MiB\n", N, bytes / 1024, (vm1 - vm0) / 1024);
+    assert_true(bytes <= (size_t)N * 64 * 1024);
+    /* one of them sends the rest */
+    uint8_t *rest = malloc(DECLARED - 1);
+    tu_fill(rest, DECLARED - 1, 7);
+    assert_true(tu_write_all(raw[0], rest, DECLARED - 1));
+    size_t n = 0;
+    void *m = NULL;
+    assert_int_equal(tu_fut_result(r[0], &n, &m), TF_OK);
+    assert_int_equal(n, DECLARED);
+    assert_int_equal(((uint8_t *)m)[0], 'x');
+    assert_memory_equal((uint8_t *)m + 1, rest, DECLARED - 1);
+    free(m);
+    free(rest);
+    tu_alloc_reset();
+    for (int i = 0; i < N; i++) {
+        tf_async_conn_free(c[i]);
+        if (i > 0)
+            assert_int_equal(tu_fut_result(r[i], NULL, NULL), TF_ERR_CANCELLED);
+        close(raw[i]);
+    }
+    tu_fx_end(&f);
+}
+
+typedef struct budget_srv {
+    tf_async_conn *conns[3];
+    int nconns;
+    tio_ctr got;
+    tf_err err[3];
+    size_t len[3];
+    bool intact[3];
+    int n;
+} budget_srv;
+
+static void budget_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                       void *arg)
+{
+    (void)c, (void)os_err;
+    budget_srv *b = arg;
+    if (err != TF_OK)
+        return;
+    int k = b->n++;
+    if (k < 3) {
+        b->err[k] = err;
+        b->len[k] = len;
+        b->intact[k] = len >= 4 && tu_check(data + 4, len - 4, data[0]);
+    }
+    tio_ctr_add(&b->got, 1);
+}
+
+static void budget_accept(tf_async_server *s, tf_async_conn *c, void *arg)
+{
+    (void)s;
+    budget_srv *b = arg;
+    if (b->nconns < 3)
+        b->conns[b->nconns++] = c;
+    TIO_CHECK_EQ(tf_async_conn_stream(c, budget_msg, arg), TF_OK);
+}
+
+typedef struct bigsend {
+    int fd;
+    uint8_t id;
+    bool ok;
+} bigsend;
+
+enum { BIG = 4 << 20 };
+
+static void *send_big(void *arg)
+{
+    bigsend *b = arg;
+    uint8_t *p = malloc(BIG);
+    p[0] = b->id;
+    p[1] = p[2] = p[3] = 0;
+    tu_fill(p + 4, BIG - 4, b->id);
+    b->ok = tu_write_frame(b->fd, p, BIG);
+    free(p);
+    return NULL;
+}
+
+/* Issue 25.4: three clients send 4 MiB messages at once to a server whose receive budget is
+ * 1 MiB: they are read in turns (backpressure, not failure), every message arrives intact, and
+ * the memory held at once never passed the budget plus one message (the overdraft that keeps
+ * them from waiting on each other). Without the budget the three would hold 12 MiB. */
+static void test_server_memory_budget(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    tf_tcp_config cfg = tu_cfg_default();
+    cfg.recv_mem_budget = 1 << 20;
+    tf_async_server *s;
+    budget_srv b = {0};
+    tio_ctr_init(&b.got);
+    assert_int_equal(tf_async_server_new(f.evb, &s), TF_OK);
+    tf_async_server_on_accept(s, budget_accept, &b);
+    assert_int_equal(tf_async_server_init(s, "127.0.0.1:0", &cfg, NULL), TF_OK);
+    char addr[TF_ADDRSTR_LEN];
+    assert_int_equal(tf_async_server_addr(s, addr, sizeof addr), TF_OK);
+    bigsend bs[3];
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) {
+        bs[i] = (bigsend){tu_raw_connect(addr), (uint8_t)(i + 1), false};
+        assert_true(bs[i].fd >= 0);
+        assert_true(tu_send_magic(bs[i].fd));
+        assert_true(tu_expect_magic(bs[i].fd));
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, send_big, &bs[i]), 0);
+    assert_true(tio_ctr_wait(&b.got, 3, 60000));
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        assert_true(bs[i].ok);
+        assert_int_equal(b.len[i], BIG);
+        assert_true(b.intact[i]);
+    }
+    size_t used = 1, peak = 0;
+    uint64_t waits = 0;
+    assert_int_equal(tf_async_server_mem_use(s, &used, &peak, &waits), TF_OK);
+    print_message("budget 1 MiB, 3 x 4 MiB at once: peak %zu KiB, %llu waits, %zu held after\n",
+                  peak / 1024, (unsigned long long)waits, used);
+    assert_int_equal(used, 0);
+    assert_true(peak <= (1u << 20) + BIG);
+    assert_true(peak < 3u * BIG);
+    for (int i = 0; i < 3; i++) {
+        tf_async_conn_free(b.conns[i]); /* handed out: ours to free */
+        close(bs[i].fd);
+    }
+    tf_async_server_free(s);
+    tio_ctr_destroy(&b.got);
+    tu_fx_end(&f);
+}
+
+/* ---------------------------------------------------------------- timeouts and the cap */
+
+/* Issue 25.5: an idle connection (nothing either way) ends with TIMEOUT after idle_timeout_ms;
+ * a frame that started and stalls ends with TIMEOUT after progress_timeout_ms (the pending
+ * receive says so). Both off by default. */
+static void test_idle_and_progress_timeouts(void **state)
+{
+    (void)state;
+    for (int progress = 0; progress < 2; progress++) {
+        tu_fx f;
+        tu_fx_start(&f);
+        tf_tcp_config cfg = tu_cfg_default();
+        if (progress)
+            cfg.progress_timeout_ms = 50;
+        else
+            cfg.idle_timeout_ms = 50;
+        int raw;
+        tf_async_conn *c = tu_pair_raw(&f, &cfg, &raw);
+        assert_true(tu_send_magic(raw));
+        assert_true(tu_expect_magic(raw));
+        ender e = {0};
+        tio_ctr_init(&e.told);
+        assert_int_equal(tf_async_conn_on_end(c, on_end, &e), TF_OK);
+        tf_future *r;
+        assert_int_equal(tf_async_conn_recv_alloc(c, -1, &r), TF_OK);
+        if (progress) {
+            assert_true(tu_write_frame(raw, "ok", 2)); /* whole messages: no timeout */
+            assert_int_equal(tu_fut_result(r, NULL, NULL), TF_OK);
+            assert_int_equal(tf_async_conn_recv_alloc(c, -1, &r), TF_OK);
+            assert_true(tu_write_all(raw, "\0\0\0\x08half", 8)); /* then half a frame */
+        }
+        assert_int_equal(tu_fut_result(r, NULL, NULL), TF_ERR_TIMEOUT);
+        assert_true(tio_ctr_wait(&e.told, 1, 10000));
+        assert_int_equal(e.err, TF_ERR_TIMEOUT);
+        tf_async_conn_free(c);
+        close(raw);
+        tio_ctr_destroy(&e.told);
+        tu_fx_end(&f);
+    }
+}
+
+typedef struct capped {
+    tio_ctr rejects;
+    tf_err why;
+} capped;
+
+static void cap_reject(tf_async_server *s, const char *peer, tf_err err, int os_err, void *arg)
+{
+    (void)s, (void)peer, (void)os_err;
+    capped *k = arg;
+    k->why = err;
+    tio_ctr_add(&k->rejects, 1);
+}
+
+/* Issue 25.5: a server at max_conns accepts and closes the next client at once (counted and
+ * reported as rejected, BUSY); once a connection is freed, a new client gets in. */
+static void test_server_connection_cap(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    tf_tcp_config cfg = tu_cfg_default();
+    cfg.max_conns = 2;
+    tf_async_server *s;
+    capped k = {0};
+    tio_ctr_init(&k.rejects);
+    assert_int_equal(tf_async_server_new(f.evb, &s), TF_OK);
+    tf_async_server_on_reject(s, cap_reject, &k);
+    assert_int_equal(tf_async_server_init(s, "127.0.0.1:0", &cfg, NULL), TF_OK);
+    char addr[TF_ADDRSTR_LEN];
+    assert_int_equal(tf_async_server_addr(s, addr, sizeof addr), TF_OK);
+    int cl[3];
+    void *conn[2];
+    for (int i = 0; i < 2; i++) {
+        tf_future *acc;
+        assert_int_equal(tf_async_server_accept(s, &acc), TF_OK);
+        cl[i] = tu_raw_connect(addr);
+        assert_true(tu_send_magic(cl[i]));
+        assert_true(tu_expect_magic(cl[i]));
+        assert_int_equal(tu_fut_result(acc, NULL, &conn[i]), TF_OK);
+    }
+    assert_int_equal(tf_async_server_active(s), 2);
+    cl[2] = tu_raw_connect(addr);
+    char x[4];
+    assert_true(read(cl[2], x, sizeof x) <= 0); /* closed at once: no magic ever came */
+    assert_true(tio_ctr_wait(&k.rejects, 1, 10000));
+    assert_int_equal(k.why, TF_ERR_BUSY);
+    assert_int_equal(tf_async_server_rejected(s), 1);
+    close(cl[2]);
+    tf_async_conn_free(conn[0]);
+    assert_int_equal(tf_async_server_active(s), 1);
+    tf_future *acc;
+    assert_int_equal(tf_async_server_accept(s, &acc), TF_OK);
+    cl[2] = tu_raw_connect(addr);
+    assert_true(tu_send_magic(cl[2]));
+    assert_true(tu_expect_magic(cl[2]));
+    void *c3 = NULL;
+    assert_int_equal(tu_fut_result(acc, NULL, &c3), TF_OK);
+    tf_async_conn_free(c3);
+    tf_async_conn_free(conn[1]);
+    for (int i = 0; i < 3; i++)
+        close(cl[i]);
+    tf_async_server_free(s);
+    tio_ctr_destroy(&k.rejects);
+    tu_fx_end(&f);
+}
+
+/* ---------------------------------------------------------------- fairness */
+
+typedef struct fair {
+    int fd_a;
+    atomic_int b_done;
+    atomic_int reads_a_after_b, reads_a_before_b;
+    tf_async_conn *a, *b;
+    tio_ctr bgot;
+} fair;
+
+static fair *fair_now;
+
+static int count_reads(tf__sys_op op, int fd, size_t *len)
+{
+    (void)len;
+    fair *w = fair_now;
+    if (op == TF__SYS_READ && w && fd == w->fd_a) {
+        if (atomic_load(&w->b_done))
+            atomic_fetch_add(&w->reads_a_after_b, 1);
+        else
+            atomic_fetch_add(&w->reads_a_before_b, 1);
+    }
+    return 0;
+}
+
+static void fair_msg_a(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                       void *arg)
+{
+    (void)c, (void)err, (void)os_err, (void)data, (void)len, (void)arg;
+}
+
+static void fair_msg_b(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                       void *arg)
+{
+    (void)c, (void)os_err, (void)data, (void)len;
+    fair *w = arg;
+    if (err == TF_OK && !atomic_exchange(&w->b_done, 1))
+        tio_ctr_add(&w->bgot, 1);
+}
+
+static void fair_start(void *arg)
+{
+    fair *w = arg;
+    TIO_CHECK_EQ(tf_async_conn_stream(w->a, fair_msg_a, w), TF_OK); /* A first: 150 KB waits */
+    TIO_CHECK_EQ(tf_async_conn_stream(w->b, fair_msg_b, w), TF_OK);
+}
+
+/* Issue 25.6: a fat stream cannot starve the others: with 150 KB of a big message waiting on A
+ * and one small message on B, both started in one loop task (A first), A reads one io_budget
+ * (64 KiB) and yields: B's message is delivered before A's second read. Without the budget A
+ * read everything it had first. */
+static void test_fairness_io_budget(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    tf_tcp_config cfg = tu_cfg_default();
+    cfg.io_budget = 64 * 1024;
+    cfg.read_buffer = 64 * 1024;
+    int ra, rb;
+    fair w = {0};
+    tio_ctr_init(&w.bgot);
+    w.a = tu_pair_raw_fds(&f, &cfg, &ra, &w.fd_a);
+    w.b = tu_pair_raw(&f, &cfg, &rb);
+    assert_true(tu_send_magic(ra) && tu_send_magic(rb));
+    assert_true(tu_expect_magic(ra) && tu_expect_magic(rb));
+    static uint8_t big[150 * 1024];
+    static const uint8_t head[4] = {0, 0x10, 0, 0}; /* 1 MiB declared: stays incomplete */
+    assert_true(tu_write_all(ra, head, 4));
+    assert_true(tu_write_all(ra, big, sizeof big));
+    assert_true(tu_write_frame(rb, "small", 5));
+    tu_loop_settle(f.evb);
+    fair_now = &w;
+    atomic_store(&tf__sys_hook, count_reads);
+    assert_int_equal(tf_evb_dispatch(f.evb, fair_start, &w), TF_OK);
+    assert_true(tio_ctr_wait(&w.bgot, 1, 10000));
+    tu_loop_settle(f.evb);
+    atomic_store(&tf__sys_hook, NULL);
+    fair_now = NULL;
+    print_message("fairness: A read %d time(s) before B's message, %d after\n",
+                  atomic_load(&w.reads_a_before_b), atomic_load(&w.reads_a_after_b));
+    assert_int_equal(atomic_load(&w.reads_a_before_b), 1);
+    assert_true(atomic_load(&w.reads_a_after_b) >= 2);
+    tf_async_conn_free(w.a);
+    tf_async_conn_free(w.b);
+    close(ra);
+    close(rb);
+    tio_ctr_destroy(&w.bgot);
+    tu_fx_end(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +652,11 @@ int main(void)
         TIO_TEST(test_half_close_rules),
         TIO_TEST(test_end_notification_paused_then_reset),
         TIO_TEST(test_end_notification_once_and_never_after_free),
+        TIO_TEST(test_memory_grows_as_bytes_arrive),
+        TIO_TEST(test_server_memory_budget),
+        TIO_TEST(test_idle_and_progress_timeouts),
+        TIO_TEST(test_server_connection_cap),
+        TIO_TEST(test_fairness_io_budget),
     };
     tio_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -57,6 +57,12 @@ static int teardown(void **state)
 
 /* ---------------------------------------------------------------- helpers */
 
+static int custom_cb(void *arg, int fd, int family, tf_sock_role role)
+{
+    (void)arg, (void)fd, (void)family, (void)role;
+    return 0;
+}
+
 /* A value that validates and differs from both init and init_os for every field. */
 static void custom(tf_tcp_config *c)
 {
@@ -86,6 +92,12 @@ static void custom(tf_tcp_config *c)
     c->read_buffer = 4096;
     c->linger_ms = 0;
     c->accept_queue = 3;
+    c->ip_tos = 0x28;
+    c->priority = 5;
+    strcpy(c->bind_device, "lo");
+    strcpy(c->local_addr, "127.0.0.1:0");
+    c->sock_cb = custom_cb;
+    c->sock_cb_arg = c;
 }
 
 /* ---------------------------------------------------------------- tf__errmsg */
@@ -148,6 +160,12 @@ static void test_tcp_config_init_production_values(void **state)
     assert_int_equal(c.read_buffer, 65536);
     assert_int_equal(c.linger_ms, 5000);
     assert_int_equal(c.accept_queue, 128);
+    assert_int_equal(c.ip_tos, TF_UNSET);
+    assert_int_equal(c.priority, TF_UNSET);
+    assert_string_equal(c.bind_device, "");
+    assert_string_equal(c.local_addr, "");
+    assert_null(c.sock_cb);
+    assert_null(c.sock_cb_arg);
 }
 
 static void test_tcp_config_init_os_every_option_unset(void **state)
@@ -257,7 +275,27 @@ BAD(read_buffer, TF_UNSET, unset)
 BAD(send_low_water, TF_UNSET, unset)
 BAD(linger_ms, -2, neg)
 BAD(accept_queue, 0, zero)
+BAD(ip_tos, 256, huge)
+BAD(ip_tos, -2, neg)
+BAD(priority, -2, neg)
+BAD(priority, (int64_t)INT_MAX + 1, huge)
 #undef BAD
+static void set_bind_device_no_nul(tf_tcp_config *c)
+{
+    memset(c->bind_device, 'e', sizeof c->bind_device);
+}
+static void set_local_addr_no_nul(tf_tcp_config *c)
+{
+    memset(c->local_addr, '1', sizeof c->local_addr);
+}
+static void set_local_addr_name(tf_tcp_config *c)
+{
+    strcpy(c->local_addr, "localhost:0");
+}
+static void set_local_addr_no_port(tf_tcp_config *c)
+{
+    strcpy(c->local_addr, "127.0.0.1");
+}
 
 static void set_delay_above_cap(tf_tcp_config *c)
 {
@@ -319,6 +357,14 @@ static const bad_case bad_cases[] = {
     {"send_low_water = -1: must be 0..9223372036854775807", set_send_low_water_unset},
     {"linger_ms = -2: ", set_linger_ms_neg},
     {"accept_queue = 0: ", set_accept_queue_zero},
+    {"ip_tos = 256: must be 0..255", set_ip_tos_huge},
+    {"ip_tos = -2: ", set_ip_tos_neg},
+    {"priority = -2: ", set_priority_neg},
+    {"priority = 2147483648: must be 0..2147483647", set_priority_huge},
+    {"bind_device has no NUL in its 16 bytes", set_bind_device_no_nul},
+    {"local_addr has no NUL in its 64 bytes", set_local_addr_no_nul},
+    {"local_addr = \"localhost:0\": must be a numeric address", set_local_addr_name},
+    {"local_addr: bad address \"127.0.0.1\": missing ':'", set_local_addr_no_port},
     {"retry_delay_ms = 5000 is above retry_max_delay_ms = 1000", set_delay_above_cap},
     {"handshake_timeout_ms = 0 with the handshake on", set_handshake_timeout_zero},
     {"send_low_water = 1001 is above send_queue_bytes = 1000", set_low_water_above_queue},
@@ -480,6 +526,36 @@ static void test_config_load_older_size_keeps_later_defaults(void **state)
     assert_int_equal(got.handshake, 1);
 }
 
+static void test_config_load_size_before_socket_fields_gives_unset(void **state)
+{
+    (void)state;
+    /* A caller built before the socket-level fields (issue 24): the struct ended at
+     * accept_queue (192 bytes on x86_64). Past it: garbage, which must not be read. */
+    const size_t old = offsetof(tf_tcp_config, accept_queue) + sizeof(int64_t);
+    tf_tcp_config src, got;
+    custom(&src);
+    memset((unsigned char *)&src + old, 0xee, sizeof src - old);
+    src.size = (uint32_t)old;
+    tf_errmsg m;
+    assert_int_equal(tf__config_load(&got, &src, &m), TF_OK);
+    assert_int_equal(got.accept_queue, 3);
+    assert_int_equal(got.ip_tos, TF_UNSET);
+    assert_int_equal(got.priority, TF_UNSET);
+    assert_string_equal(got.bind_device, "");
+    assert_string_equal(got.local_addr, "");
+    assert_null(got.sock_cb);
+    assert_null(got.sock_cb_arg);
+    /* The same caller sees its own bytes only from init_sized. */
+    union {
+        tf_tcp_config c;
+        unsigned char b[sizeof(tf_tcp_config)];
+    } u;
+    memset(u.b, 0xab, sizeof u.b);
+    tf_tcp_config_init_sized(&u.c, old);
+    for (size_t i = old; i < sizeof u.b; i++)
+        assert_int_equal(u.b[i], 0xab);
+}
+
 static void test_config_init_sized_older_writes_only_its_bytes(void **state)
 {
     (void)state;
@@ -547,6 +623,7 @@ int main(void)
         T(test_config_load_null_gives_defaults),
         T(test_config_load_copies_every_field),
         T(test_config_load_older_size_keeps_later_defaults),
+        T(test_config_load_size_before_socket_fields_gives_unset),
         T(test_config_init_sized_older_writes_only_its_bytes),
         T(test_config_newer_size_unknown_fields_must_be_zero),
     };

@@ -4,7 +4,9 @@
 # many clients at once, clients with a wrong magic, an early close, silence past the deadline,
 # a length over the max and a reset mid-frame (each dropped with one line while the server goes
 # on), a server with a wrong magic, an oversized reply, a reply timeout, refused connections,
-# bad addresses and options, [::1], SIGTERM/SIGINT exit codes, --count, stdout closed early.
+# bad addresses and options, [::1], SIGTERM/SIGINT exit codes, --count, stdout closed early;
+# an inherited listening socket (-l fd:N) and systemd socket activation (-l systemd: a launcher
+# passes the socket as fd 3 with LISTEN_FDS=1 and LISTEN_PID), --local, --tos, --device.
 #
 #   TFCAT=build/bin/tfcat tests/test_tfcat.sh        (make check runs it via check-tfcat)
 #
@@ -119,6 +121,22 @@ elif mode == "cli-rst":          # handshakes, sends half a frame, then resets t
     c = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
     c.sendall(b"UNIF"); readn(c, 4); c.sendall(b"\0\0\0\x10abc"); time.sleep(0.1)
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
+EOF
+# A launcher as systemd's socket activation is one: a listening socket on 127.0.0.1:0 as fd FD
+# (port written to PORTFILE), then exec of the command; with "sd", LISTEN_PID (the pid the
+# command will have: exec keeps it) and LISTEN_FDS=1 set, as sd_listen_fds(3) expects.
+cat >"$tmp/launch.py" <<'EOF'
+import os, socket, sys
+fd, mode, portfile, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("127.0.0.1", 0)); s.listen(16)
+with open(portfile, "w") as f: f.write(str(s.getsockname()[1]))
+if s.fileno() != fd:
+    os.dup2(s.fileno(), fd); s.close()
+os.set_inheritable(fd, True)
+if mode == "sd":
+    os.environ["LISTEN_PID"] = str(os.getpid()); os.environ["LISTEN_FDS"] = "1"
+os.execvp(cmd[0], cmd)
 EOF
 PY=$(command -v python3 || true)
 peer_bg() { # MODE ARGS...: background python peer
@@ -479,6 +497,86 @@ test_tfcat_stdout_closed_early() {
   reap "$srv"
   assert_eq "$RC" 0 "(server exit status, stdout closed)" || return 1
   assert_lines "$tmp/p.err" 1
+}
+
+# ---------------------------------------------------------------- inherited sockets
+
+# launch NAME FD MODE ARGS...: start tfcat ARGS... under the launcher (the socket as fd FD);
+# wait for "listening on"; SRV, ADDR, PORT as serve(); LPORT the port the launcher bound.
+launch() {
+  local name=$1 fd=$2 mode=$3; shift 3
+  rm -f "$tmp/$name.out" "$tmp/$name.err" "$tmp/$name.port"
+  "$PY" "$tmp/launch.py" "$fd" "$mode" "$tmp/$name.port" "$TFCAT" "$@" \
+    >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  SRV=$!
+  bg+=("$SRV")
+  wait_for "$tmp/$name.err" '^listening on ' || return 1
+  ADDR=$(sed -n '1s/^listening on //p' "$tmp/$name.err")
+  PORT=${ADDR##*:}
+  LPORT=$(cat "$tmp/$name.port")
+}
+
+test_tfcat_listen_inherited_fd() {
+  need_python || return 1
+  for mode in "" --sync; do
+    launch s 5 plain $mode -l fd:5 || return 1
+    assert_eq "$PORT" "$LPORT" "(tfcat serves the launcher's socket)" || return 1
+    printf 'via fd 5\n' | tfcat "$ADDR" || return 1
+    wait_for "$tmp/s.out" '^via fd 5$' || return 1
+    stop "$SRV" || return 1
+  done
+  # Not a listening socket, not open: one line, exit 2 (usage).
+  tfcat -l fd:0 </dev/null 2>"$tmp/c.err"
+  assert_eq "$?" 2 "(stdin is not a socket)" || return 1
+  assert_grep "$tmp/c.err" 'listen fd 0: not a socket' || return 1
+  tfcat -l fd:77 2>"$tmp/c.err"
+  assert_eq "$?" 2 "(fd 77 not open)" || return 1
+  assert_grep "$tmp/c.err" 'fd 77 is not open' || return 1
+  tfcat -l fd:x 2>"$tmp/c.err"
+  assert_eq "$?" 2 "(fd:x)" || return 1
+}
+
+# Socket activation as systemd does it: fd 3, LISTEN_FDS=1, LISTEN_PID = tfcat's pid.
+test_tfcat_systemd_socket_activation() {
+  need_python || return 1
+  for mode in "" --sync; do
+    launch a 3 sd $mode -v --echo -l systemd || return 1
+    assert_eq "$PORT" "$LPORT" "(tfcat serves the activated socket)" || return 1
+    seq 1 20 >"$tmp/in"
+    tfcat --recv "$ADDR" <"$tmp/in" >"$tmp/got" || return 1
+    cmp "$tmp/in" "$tmp/got" || { say "echo through the activated socket ($mode)"; return 1; }
+    stop "$SRV" || return 1
+  done
+  # Not activated, or activated for another process: usage errors naming the reason.
+  env -u LISTEN_PID -u LISTEN_FDS "$TFCAT" -l systemd 2>"$tmp/c.err"
+  assert_eq "$?" 2 "(no LISTEN_FDS)" || return 1
+  assert_grep "$tmp/c.err" 'LISTEN_PID and LISTEN_FDS are not set' || return 1
+  LISTEN_PID=1 LISTEN_FDS=1 "$TFCAT" -l systemd 2>"$tmp/c.err"
+  assert_eq "$?" 2 "(LISTEN_PID of another process)" || return 1
+  assert_grep "$tmp/c.err" 'LISTEN_PID is 1, not this process' || return 1
+}
+
+# --local: the server sees the client's chosen address; --tos and --device are accepted and
+# checked (a bad value is a usage error; an unknown device a runtime error naming the address).
+test_tfcat_local_tos_device() {
+  serve s -v -l 127.0.0.1:0 || return 1
+  echo hi | tfcat --local 127.0.0.9:0 --tos 0x28 "$ADDR" || return 1
+  wait_for "$tmp/s.out" '^hi$' || return 1
+  assert_grep "$tmp/s.err" '^tfcat: 127\.0\.0\.9:[0-9]*: accepted' || return 1
+  echo x | tfcat --tos 256 "$ADDR" 2>"$tmp/c.err"
+  assert_eq "$?" 2 "(--tos 256)" || return 1
+  echo x | tfcat --local localhost:0 "$ADDR" 2>"$tmp/c.err"
+  assert_eq "$?" 2 "(--local with a name)" || return 1
+  assert_grep "$tmp/c.err" 'local_addr' || return 1
+  echo x | tfcat --device tfnodev0 "$ADDR" 2>"$tmp/c.err"
+  assert_eq "$?" 1 "(--device tfnodev0)" || return 1
+  assert_grep "$tmp/c.err" "$ADDR: connect: " || return 1
+  stop "$SRV" || return 1
+  "$TFCAT" --device lo -l 127.0.0.1:0 2>"$tmp/d.err" &
+  local p=$!
+  bg+=("$p")
+  wait_for "$tmp/d.err" '^listening on ' || return 1
+  stop "$p"
 }
 
 # ---------------------------------------------------------------- runner

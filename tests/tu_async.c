@@ -43,12 +43,30 @@ void tu_pair_async(tu_fx *f, const tf_tcp_config *cfg, tf_async_conn **a, tf_asy
 /* An async connection and a raw socket peer (*raw; the test closes it). */
 tf_async_conn *tu_pair_raw(tu_fx *f, const tf_tcp_config *cfg, int *raw)
 {
+    int mine;
+    return tu_pair_raw_fds(f, cfg, raw, &mine);
+}
+
+tf_async_conn *tu_pair_raw_fds(tu_fx *f, const tf_tcp_config *cfg, int *raw, int *mine)
+{
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     tf_async_conn *c = NULL;
     assert_int_equal(tf_async_conn_from_fd(f->evb, sv[0], cfg, &c, NULL), TF_OK);
     *raw = sv[1];
+    *mine = sv[0];
     return c;
+}
+
+static void nop_task(void *arg)
+{
+    (void)arg;
+}
+
+void tu_loop_settle(tf_evb *evb)
+{
+    assert_int_equal(tf_evb_dispatch_and_wait(evb, nop_task, NULL), TF_OK);
+    assert_int_equal(tf_evb_dispatch_and_wait(evb, nop_task, NULL), TF_OK);
 }
 
 tf_err tu_fut_result(tf_future *fu, size_t *size, void **owned)

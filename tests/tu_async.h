@@ -23,6 +23,11 @@ tf_tcp_config tu_cfg_default(void);
 void tu_pair_async(tu_fx *f, const tf_tcp_config *cfg, tf_async_conn **a, tf_async_conn **b);
 /* An async connection and the raw socket at the other end (*raw: the test closes it). */
 tf_async_conn *tu_pair_raw(tu_fx *f, const tf_tcp_config *cfg, int *raw);
+/* The same, and *mine: the connection's own fd (the library's: to recognise it in a hook). */
+tf_async_conn *tu_pair_raw_fds(tu_fx *f, const tf_tcp_config *cfg, int *raw, int *mine);
+/* Return once every event that was ready before the call has been handled by the loop (two
+ * round trips: the first ends the epoll batch the data arrived in, the second runs after it). */
+void tu_loop_settle(tf_evb *evb);
 /* Wait for |fu|, read its result (size, owned pointer), free it; returns its tf_err. */
 tf_err tu_fut_result(tf_future *fu, size_t *size, void **owned);
 /* Send one message and wait for its future. */

@@ -1,6 +1,8 @@
 /* tools/tfcat.c -- netcat for framed messages (tfcat(1), tools/tfcat.1).
  *
  *   tfcat [options] -l ADDR     listen: print (or --echo) every message of every client
+ *   tfcat [options] -l fd:N     ... on the listening socket inherited as fd N
+ *   tfcat [options] -l systemd  ... on the socket systemd passed (socket activation)
  *   tfcat [options] ADDR        connect: send each line of stdin as one message
  *
  * Built on the public API only: the async server and client on one tf_evb loop by default;
@@ -10,6 +12,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -40,9 +43,23 @@ typedef struct opts {
     uint32_t max_frame;
     long long timeout_ms; /* -1: not given */
     int family;
+    int listen_fd;             /* -l fd:N or -l systemd: the inherited socket; else -1 */
+    const char *device, *local; /* --device, --local */
+    long long tos;             /* --tos; -1: not given */
+    /* a public-facing listener's limits (listen only; 0: off) */
+    long long mem_budget, idle_ms, progress_ms, max_conns;
 } opts;
 
-static opts o = {.count = -1, .timeout_ms = -1, .handshake = true, .max_frame = 64u << 20};
+static opts o = {.count = -1,
+                 .timeout_ms = -1,
+                 .handshake = true,
+                 .max_frame = 64u << 20,
+                 .listen_fd = -1,
+                 .tos = -1,
+                 .mem_budget = 1ll << 30,
+                 .idle_ms = 300000,
+                 .progress_ms = 60000,
+                 .max_conns = 4096};
 
 /* One line at a time on stderr, and nothing before "listening on" (main holds the lock until it
  * has printed that line). */
@@ -273,6 +290,23 @@ static void make_config(tf_tcp_config *cfg)
         cfg->connect_timeout_ms = o.timeout_ms;
         cfg->handshake_timeout_ms = o.timeout_ms;
     }
+    if (o.tos >= 0)
+        cfg->ip_tos = o.tos;
+    if (o.listen) {
+        cfg->recv_mem_budget = o.mem_budget > 0 ? o.mem_budget : TF_UNSET;
+        cfg->idle_timeout_ms = o.idle_ms > 0 ? o.idle_ms : TF_UNSET;
+        cfg->progress_timeout_ms = o.progress_ms > 0 ? o.progress_ms : TF_UNSET;
+        cfg->max_conns = o.max_conns > 0 ? o.max_conns : TF_UNSET;
+    }
+    if (o.device && strlen(o.device) >= sizeof cfg->bind_device)
+        usage_fail("--device \"%s\": an interface name is at most %zu characters", o.device,
+                   sizeof cfg->bind_device - 1);
+    if (o.device)
+        snprintf(cfg->bind_device, sizeof cfg->bind_device, "%s", o.device);
+    if (o.local && strlen(o.local) >= sizeof cfg->local_addr)
+        usage_fail("--local \"%s\": too long", o.local);
+    if (o.local)
+        snprintf(cfg->local_addr, sizeof cfg->local_addr, "%s", o.local);
     tf_errmsg msg;
     if (tf_tcp_config_validate(cfg, &msg) != TF_OK)
         usage_fail("%s", msg.text);
@@ -601,7 +635,8 @@ static int listen_async(const char *addr, const tf_tcp_config *cfg, const sigset
     }
     tf_async_server_on_accept(srv, on_accept, NULL);
     tf_async_server_on_reject(srv, on_reject, NULL);
-    tf_err e = tf_async_server_init(srv, addr, cfg, &msg);
+    tf_err e = o.listen_fd >= 0 ? tf_async_server_init_fd(srv, o.listen_fd, cfg, &msg)
+                                : tf_async_server_init(srv, addr, cfg, &msg);
     char bound[TF_ADDRSTR_LEN];
     if (e == TF_OK)
         e = tf_async_server_addr(srv, bound, sizeof bound);
@@ -715,7 +750,8 @@ static int listen_sync(const char *addr, const tf_tcp_config *cfg, const sigset_
         return EXIT_RUNTIME;
     }
     tf_sync_server_on_reject(s.srv, sync_reject, NULL);
-    tf_err e = tf_sync_server_init(s.srv, addr, cfg, &msg);
+    tf_err e = o.listen_fd >= 0 ? tf_sync_server_init_fd(s.srv, o.listen_fd, cfg, &msg)
+                                : tf_sync_server_init(s.srv, addr, cfg, &msg);
     char bound[TF_ADDRSTR_LEN];
     if (e == TF_OK)
         e = tf_sync_server_addr(s.srv, bound, sizeof bound);
@@ -1063,12 +1099,16 @@ static const char help[] =
     "handshake or breaks the protocol is dropped with one line on stderr. Runs until SIGINT\n"
     "or SIGTERM (exit 0), or --count messages.\n"
     "\n"
+    "-l fd:N listens on the socket inherited as file descriptor N (bound and listening\n"
+    "already). -l systemd takes the first socket of systemd's socket activation: fd 3, with\n"
+    "LISTEN_PID this process and LISTEN_FDS >= 1 in the environment (both then removed).\n"
+    "\n"
     "Connect: sends each line of stdin (without its newline) as one message, closes\n"
     "gracefully at EOF (everything sent is flushed) and exits 0. Without --recv, whatever\n"
     "the peer sends back is read and dropped.\n"
     "\n"
     "Options:\n"
-    "  -l, --listen ADDR   listen instead of connecting\n"
+    "  -l, --listen ADDR   listen instead of connecting (ADDR, fd:N or systemd)\n"
     "      --echo          (listen) send every message back to its sender; print nothing\n"
     "      --recv          (connect) after each send, wait for one reply and print it\n"
     "      --sync          use the blocking API (listen: one thread per client)\n"
@@ -1085,6 +1125,17 @@ static const char help[] =
     "      --timeout MS    connect: the connect and each reply; listen: the handshake\n"
     "                      (default: 30 s connect, no reply limit, 5 s handshake)\n"
     "      --no-handshake  no magic exchange (plain length-prefixed peers)\n"
+    "      --device IF     bind the socket to network interface IF (SO_BINDTODEVICE)\n"
+    "      --local ADDR    (connect) from this local numeric HOST:PORT (port 0: any)\n"
+    "      --tos N         IP TOS / IPv6 traffic class byte, 0..255 (e.g. 0x28 DSCP AF11)\n"
+    "      --mem-budget N  (listen) bytes of partial messages of all clients together, K/M/G\n"
+    "                      suffix; past it clients are read in turns (default 1G; 0: none)\n"
+    "      --idle-timeout MS      (listen) drop a client that sent and got nothing for MS\n"
+    "                             (default 300000; 0: never)\n"
+    "      --progress-timeout MS  (listen) drop a client whose message stalls half sent for\n"
+    "                             MS (default 60000; 0: never)\n"
+    "      --max-conns N   (listen) clients at once; more are closed at once (default 4096;\n"
+    "                      0: no cap)\n"
     "  -4, -6              IPv4 / IPv6 addresses only\n"
     "  -v, --verbose       one line on stderr per connection event\n"
     "      --version       print the version and exit\n"
@@ -1107,6 +1158,13 @@ enum {
     OPT_MAXFRAME,
     OPT_TIMEOUT,
     OPT_NOHS,
+    OPT_MEMBUDGET,
+    OPT_IDLE,
+    OPT_PROGRESS,
+    OPT_MAXCONNS,
+    OPT_DEVICE,
+    OPT_LOCAL,
+    OPT_TOS,
     OPT_VERSION
 };
 
@@ -1119,9 +1177,49 @@ static long long parse_num(const char *opt, const char *s, long long lo, long lo
         v *= 1024, end++;
     else if (suffix && end != s && (*end == 'M' || *end == 'm') && v <= hi / 1048576)
         v *= 1048576, end++;
+    else if (suffix && end != s && (*end == 'G' || *end == 'g') && v <= hi / 1073741824)
+        v *= 1073741824, end++;
     if (errno || end == s || *end || v < lo || v > hi)
         usage_fail("%s: bad value \"%s\" (expected %lld..%lld)", opt, s, lo, hi);
     return v;
+}
+
+static long long parse_tos(const char *s)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 0); /* decimal or 0x.. */
+    if (errno || end == s || *end || v < 0 || v > 255)
+        usage_fail("--tos: bad value \"%s\" (expected 0..255, decimal or 0x..)", s);
+    return v;
+}
+
+/* -l fd:N and -l systemd: the inherited listening socket in o.listen_fd (the library checks
+ * that it is one). systemd's protocol (sd_listen_fds(3)): LISTEN_PID is our pid, LISTEN_FDS
+ * the count of sockets from fd 3 on; the variables are removed so that children do not take
+ * them for theirs. */
+static void inherited_socket(void)
+{
+    if (strncmp(o.addr, "fd:", 3) == 0) {
+        o.listen_fd = (int)parse_num("-l fd:N", o.addr + 3, 0, INT32_MAX, false);
+    } else if (strcmp(o.addr, "systemd") == 0) {
+        const char *pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+        if (!pid || !n)
+            usage_fail("-l systemd: LISTEN_PID and LISTEN_FDS are not set (not started by "
+                       "socket activation)");
+        if (parse_num("LISTEN_PID", pid, 1, INT32_MAX, false) != (long long)getpid())
+            usage_fail("-l systemd: LISTEN_PID is %s, not this process (%ld)", pid,
+                       (long)getpid());
+        parse_num("LISTEN_FDS", n, 1, 1024, false);
+        unsetenv("LISTEN_PID");
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_FDNAMES");
+        o.listen_fd = 3; /* SD_LISTEN_FDS_START; further sockets are left alone */
+    } else {
+        return;
+    }
+    if (fcntl(o.listen_fd, F_GETFD) < 0)
+        usage_fail("-l %s: fd %d is not open", o.addr, o.listen_fd);
 }
 
 static void parse_args(int argc, char **argv)
@@ -1141,6 +1239,13 @@ static void parse_args(int argc, char **argv)
         {"max-frame", required_argument, NULL, OPT_MAXFRAME},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"no-handshake", no_argument, NULL, OPT_NOHS},
+        {"mem-budget", required_argument, NULL, OPT_MEMBUDGET},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE},
+        {"progress-timeout", required_argument, NULL, OPT_PROGRESS},
+        {"max-conns", required_argument, NULL, OPT_MAXCONNS},
+        {"device", required_argument, NULL, OPT_DEVICE},
+        {"local", required_argument, NULL, OPT_LOCAL},
+        {"tos", required_argument, NULL, OPT_TOS},
         {"verbose", no_argument, NULL, 'v'},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, 'h'},
@@ -1193,6 +1298,27 @@ static void parse_args(int argc, char **argv)
         case OPT_NOHS:
             o.handshake = false;
             break;
+        case OPT_MEMBUDGET:
+            o.mem_budget = parse_num("--mem-budget", optarg, 0, INT64_MAX, true);
+            break;
+        case OPT_IDLE:
+            o.idle_ms = parse_num("--idle-timeout", optarg, 0, INT32_MAX, false);
+            break;
+        case OPT_PROGRESS:
+            o.progress_ms = parse_num("--progress-timeout", optarg, 0, INT32_MAX, false);
+            break;
+        case OPT_MAXCONNS:
+            o.max_conns = parse_num("--max-conns", optarg, 0, INT32_MAX, false);
+            break;
+        case OPT_DEVICE:
+            o.device = optarg;
+            break;
+        case OPT_LOCAL:
+            o.local = optarg;
+            break;
+        case OPT_TOS:
+            o.tos = parse_tos(optarg);
+            break;
         case '4':
             o.family = TF_FAMILY_V4;
             break;
@@ -1217,8 +1343,10 @@ static void parse_args(int argc, char **argv)
     if (o.listen) {
         if (optind != argc)
             usage_fail("unexpected argument \"%s\" (listening on %s)", argv[optind], o.addr);
-        if (o.recv || o.data || o.file || o.nul || o.interval_ms)
-            usage_fail("--recv, --data, --file, -0 and --interval are for connecting, not -l");
+        if (o.recv || o.data || o.file || o.nul || o.interval_ms || o.local)
+            usage_fail("--recv, --data, --file, -0, --interval and --local are for connecting, "
+                       "not -l");
+        inherited_socket();
     } else {
         if (optind == argc)
             usage_fail("missing ADDR (HOST:PORT to connect to, or -l ADDR to listen)");
@@ -1241,7 +1369,7 @@ int main(int argc, char **argv)
     tf_tcp_config cfg;
     make_config(&cfg);
     char buf[TF_ADDRSTR_LEN];
-    const char *addr = check_address(o.addr, o.listen, buf, sizeof buf);
+    const char *addr = o.listen_fd >= 0 ? o.addr : check_address(o.addr, o.listen, buf, sizeof buf);
     if (!o.listen)
         return run_client(addr, &cfg);
 

@@ -234,8 +234,9 @@ TF_API tf_conn *tf_async_conn_base(tf_async_conn *c);
 /* A connection accepted and handshaken, handed to the callback (which owns it now). Runs on
  * the loop thread. On shutdown it is not called. */
 typedef void (*tf_async_accept_cb)(tf_async_server *s, tf_async_conn *c, void *arg);
-/* A client dropped in the handshake (wrong magic, early close, silent past the deadline): its
- * address, the reason and os_err. Runs on the loop thread. */
+/* A client dropped in the handshake (wrong magic, early close, silent past the deadline), or at
+ * once because the server is at cfg->max_conns (BUSY): its address, the reason and os_err. Runs
+ * on the loop thread. */
 typedef void (*tf_async_reject_cb)(tf_async_server *s, const char *peer, tf_err err, int os_err,
                                    void *arg);
 
@@ -254,6 +255,19 @@ TF_API tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out);
 TF_API tf_err tf_async_server_init(tf_async_server *s, const char *addr, const tf_tcp_config *cfg,
                                    tf_errmsg *msg);
 
+/* Start the server on |fd|, a socket that is already bound and listening (inherited, passed
+ * by systemd socket activation, ...); otherwise as tf_async_server_init. fd is taken over as by
+ * tf_sync_server_init_fd: the server owns it from this call on and closes it at once if the
+ * call fails; non-blocking and close-on-exec; cfg's options applied; listen() again only with
+ * cfg->listen_backlog set.
+ *   TF_OK
+ *   TF_ERR_INVALID_ARGUMENT  s NULL, fd < 0, bad cfg (msg), or fd is not a listening IPv4/IPv6
+ *                            stream socket (msg says what it is instead)
+ *   TF_ERR_IO                fcntl, an option or listen() failed (msg names it)
+ *   TF_ERR_BAD_STATE         already initialised; TF_ERR_SHUTDOWN: server or loop shut */
+TF_API tf_err tf_async_server_init_fd(tf_async_server *s, int fd, const tf_tcp_config *cfg,
+                                      tf_errmsg *msg);
+
 /* Callbacks; set them before init (or from the loop thread). cb NULL removes one. */
 TF_API void tf_async_server_on_accept(tf_async_server *s, tf_async_accept_cb cb, void *arg);
 TF_API void tf_async_server_on_reject(tf_async_server *s, tf_async_reject_cb cb, void *arg);
@@ -267,8 +281,19 @@ TF_API tf_err tf_async_server_accept(tf_async_server *s, tf_future **out);
 /* The bound address with the real port. TF_OK; BAD_STATE (not listening); BUFFER_TOO_SMALL. */
 TF_API tf_err tf_async_server_addr(const tf_async_server *s, char *buf, size_t len);
 
-/* Clients dropped in the handshake so far (any thread). */
+/* Clients dropped so far (any thread): in the handshake, or over cfg->max_conns. */
 TF_API uint64_t tf_async_server_rejected(const tf_async_server *s);
+
+/* The server's connections now (any thread): in the handshake, queued, or handed out and not
+ * yet freed -- what cfg->max_conns bounds. 0 for NULL. */
+TF_API uint64_t tf_async_server_active(const tf_async_server *s);
+
+/* The receive memory of the server's connections (any thread; SPEC 9.7 "Receive memory"):
+ * bytes of partial messages held now, the most held at once, and how many times a connection
+ * had to wait because cfg->recv_mem_budget was spent. NULL outputs are skipped.
+ *   TF_OK; TF_ERR_INVALID_ARGUMENT (s NULL). */
+TF_API tf_err tf_async_server_mem_use(const tf_async_server *s, size_t *used, size_t *peak,
+                                      uint64_t *waits);
 
 /* Stop (any thread, idempotent): pending accepts resolve with SHUTDOWN, handshakes in progress
  * and unclaimed connections are closed, the listen socket is closed once. Off the loop thread

@@ -5,7 +5,8 @@
  * Get a view with tf_sync_conn_base() or tf_async_conn_base(). The view is not an object of
  * its own: it lives as long as the connection it views, and tf_conn_free() frees that
  * connection. Every operation returns a future (future.h): ready at once for a sync
- * connection (the call blocked), pending for an async one. A call that cannot start returns
+ * connection (the call blocked), pending for an async one. Send and receive wait without a
+ * deadline; their _for variants take one per operation. A call that cannot start returns
  * its error and sets *out to NULL; once a future is returned, the outcome is in the future:
  * (tf_err, size, owned) with the OS error number kept by tf_conn_error() when the connection
  * was poisoned.
@@ -17,6 +18,7 @@
 #define TCPFRAME_CONN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tcpframe/err.h"
 #include "tcpframe/export.h"
@@ -53,6 +55,25 @@ TF_API tf_err tf_conn_close(tf_conn *c, tf_future **out);
 /* The sticky reason the connection failed (TF_OK while healthy); *os_err (if non-NULL) gets
  * the OS error number of an IO failure, else 0. */
 TF_API tf_err tf_conn_error(const tf_conn *c, int *os_err);
+
+/* Send or receive with a deadline of its own: |timeout_ms| milliseconds (-1 none,
+ * 0..INT_MAX); otherwise as tf_conn_send, tf_conn_recv and tf_conn_recv_alloc, which wait
+ * without a deadline. When the deadline passes first, the future fails with TF_ERR_TIMEOUT,
+ * under the rules of the connection's mode (a timeout before any byte of the frame moved leaves
+ * the connection usable; after part of it moved the connection is poisoned: sync.h, async.h).
+ * Sync: the call blocks at most that long (0: only what can move at once) and returns a ready
+ * future. Async: the timer starts when the loop takes the operation (0: TIMEOUT unless the
+ * loop's first try at it completes it).
+ *   TF_OK                    *out is the future; its error is the operation's outcome
+ *   TF_ERR_INVALID_ARGUMENT  as the call without _for, or timeout_ms not -1..INT_MAX (*out NULL)
+ *   TF_ERR_NOMEM             no future could be made (*out NULL)
+ *   a refusal of the mode    (async: BUSY, TOO_LARGE, BAD_STATE, SHUTDOWN, the poison reason:
+ *                            async.h; *out NULL) */
+TF_API tf_err tf_conn_send_for(tf_conn *c, const void *buf, size_t len, int64_t timeout_ms,
+                               tf_future **out);
+TF_API tf_err tf_conn_recv_for(tf_conn *c, void *buf, size_t cap, int64_t timeout_ms,
+                               tf_future **out);
+TF_API tf_err tf_conn_recv_alloc_for(tf_conn *c, int64_t timeout_ms, tf_future **out);
 
 /* Free the connection this view belongs to (tf_sync_conn_free / tf_async_conn_free). NULL is
  * a no-op. */

@@ -148,6 +148,21 @@ TF_API tf_err tf_sync_server_new(tf_sync_server **out);
 TF_API tf_err tf_sync_server_init(tf_sync_server *s, const char *addr, const tf_tcp_config *cfg,
                                   tf_errmsg *msg);
 
+/* Start the server on |fd|, a socket that is already bound and listening (inherited from a
+ * parent, passed by systemd socket activation, made by other code); otherwise as
+ * tf_sync_server_init. The server owns fd from this call on, in every case: it is closed by
+ * tf_sync_server_free, or at once if the call fails. fd is made non-blocking and
+ * close-on-exec; cfg's socket options are applied to it (and to every accepted socket, as for
+ * init); listen() is called again only if cfg->listen_backlog is set. bind_device, local_addr
+ * and sock_cb do not apply: the socket exists and is bound.
+ *   TF_OK
+ *   TF_ERR_INVALID_ARGUMENT  s NULL, fd < 0, bad cfg (msg names the field), or fd is not a
+ *                            listening IPv4/IPv6 stream socket (msg says what it is instead)
+ *   TF_ERR_IO                fcntl, an option or listen() failed (msg names it)
+ *   TF_ERR_BAD_STATE         already initialised; TF_ERR_SHUTDOWN: shut down */
+TF_API tf_err tf_sync_server_init_fd(tf_sync_server *s, int fd, const tf_tcp_config *cfg,
+                                     tf_errmsg *msg);
+
 /* Call cb(arg, ...) for every client dropped in the handshake. Set before accepting. */
 TF_API void tf_sync_server_on_reject(tf_sync_server *s, tf_reject_cb cb, void *arg);
 

@@ -113,6 +113,28 @@ TF_API tf_err tf_addr_format(const tf_addr *a, char *buf, size_t len);
 /* "Leave it to the OS" for every optional field. */
 #define TF_UNSET (-1)
 
+/* Room for a network interface name with its NUL (Linux IFNAMSIZ). */
+#define TF_IFNAME_LEN 16
+
+/* What a socket handed to a tf_sock_cb is being prepared for. */
+typedef enum tf_sock_role {
+    TF_SOCK_LISTEN = 1, /* a server's socket: bind and listen follow */
+    TF_SOCK_CONNECT = 2 /* a client's socket: the local bind (local_addr) and connect follow */
+} tf_sock_role;
+
+/* The config's socket hook (sock_cb): called with every socket the library creates to listen or
+ * to connect, after the config's own options (bind_device included) and before bind / connect,
+ * for anything the config does not cover (SO_MARK, IP_BIND_ADDRESS_NO_PORT, SO_REUSEPORT, a
+ * BPF filter, ...). |fd| is borrowed for the call: do not close it or change O_NONBLOCK.
+ * |family| is AF_INET or AF_INET6. It runs on the thread that makes the socket: the caller's
+ * for tf_sync_connect and the servers' init, the loop thread for tf_async_client_connect (it
+ * must not block there). Sockets taken over (tf_*_conn_from_fd, tf_*_server_init_fd) and
+ * accepted ones are not passed to it.
+ * Return 0 to go on, or an errno value: the socket is closed and the call fails with TF_ERR_IO
+ * and that OS error (a connect treats it as any failed attempt: retried if the error is one
+ * worth retrying, SPEC 9.3). */
+typedef int (*tf_sock_cb)(void *arg, int fd, int family, tf_sock_role role);
+
 /* One configuration for sockets, connects, servers and connections, sync and async
  * (SPEC.md 9.3 has each field's range). Initialise with tf_tcp_config_init (uniflow's
  * production defaults) or tf_tcp_config_init_os (every socket option and limit TF_UNSET), then
@@ -152,6 +174,27 @@ typedef struct tf_tcp_config {
     int64_t read_buffer;           /* read-ahead buffer; default 65536 */
     int64_t linger_ms;             /* graceful close waits this long for the peer; default 5000 */
     int64_t accept_queue;          /* async server: handshaken, unclaimed connections; 128 */
+    /* socket-level control (SPEC 9.4); every default: unset */
+    int64_t ip_tos;                /* IP_TOS (and IPV6_TCLASS on IPv6 sockets) 0..255 */
+    int64_t priority;              /* SO_PRIORITY 0..2^31-1 (above 6 needs CAP_NET_ADMIN) */
+    char bind_device[TF_IFNAME_LEN]; /* SO_BINDTODEVICE for listening and connecting
+                                      * sockets ("eth1"); "" none */
+    char local_addr[TF_ADDRSTR_LEN]; /* clients: bind here before connect, a numeric
+                                      * "host:port" (port 0: any; "10.0.0.2:0"); "" none */
+    tf_sock_cb sock_cb;            /* called with each new socket before bind / connect */
+    void *sock_cb_arg;             /* its first argument */
+    /* hostile peers (SPEC 9.7 "Receive memory", "Timeouts and fairness"), async only */
+    int64_t recv_mem_budget;       /* server: bytes of partial messages of all its connections
+                                    * together; default TF_UNSET: no bound */
+    int64_t idle_timeout_ms;       /* TIMEOUT when no message was received or sent for this
+                                    * long; default TF_UNSET: off */
+    int64_t progress_timeout_ms;   /* TIMEOUT when a message's first byte came this long ago and
+                                    * its last did not; default TF_UNSET: off */
+    int64_t max_conns;             /* server: connections at once (in the handshake or handed
+                                    * out and not freed); more are accepted and closed at once,
+                                    * counted as rejected; default TF_UNSET: no cap */
+    int64_t io_budget;             /* bytes one connection reads per turn before the loop serves
+                                    * the others (fairness); default 1 MiB */
 } tf_tcp_config;
 
 /* uniflow's production defaults (above). Cannot fail; c must not be NULL.
@@ -182,8 +225,10 @@ TF_API void tf_tcp_config_init_os_sized(tf_tcp_config *c, size_t size);
  *                            0/1/TF_UNSET, a keepalive time over the kernel's limit), size 0..3
  *                            or larger than this library's struct with a byte past it set,
  *                            retry_delay_ms > retry_max_delay_ms, handshake_timeout_ms 0 with
- *                            the handshake on, send_low_water > send_queue_bytes; msg names the
- *                            field and its value ("bad config: sndbuf = 0: must be ...") */
+ *                            the handshake on, send_low_water > send_queue_bytes, a
+ *                            bind_device or local_addr without its NUL, a local_addr that does
+ *                            not parse as a numeric "host:port"; msg names the field and its
+ *                            value ("bad config: sndbuf = 0: must be ...") */
 TF_API tf_err tf_tcp_config_validate(const tf_tcp_config *c, tf_errmsg *msg);
 
 #ifdef __cplusplus
