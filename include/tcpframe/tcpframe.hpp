@@ -26,6 +26,7 @@
 #error "tcpframe/tcpframe.hpp needs C++20 (-std=c++20)"
 #endif
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -40,6 +41,8 @@
 #include <utility>
 #include <variant>
 #include <vector>
+
+#include <unistd.h>
 
 #include "tcpframe/async.h"
 #include "tcpframe/err.h"
@@ -324,6 +327,19 @@ struct Config {
     int64_t read_buffer = 65536;
     std::optional<ms> linger{ms{5000}};
     std::optional<int64_t> accept_queue{128};
+    // socket-level control (SPEC 9.4)
+    std::optional<int64_t> ip_tos{};   // IP_TOS / IPV6_TCLASS
+    std::optional<int64_t> priority{}; // SO_PRIORITY
+    std::string bind_device;           // SO_BINDTODEVICE; "" none (at most TF_IFNAME_LEN - 1)
+    std::string local_addr;            // clients: numeric "host:port" to bind before connect
+    tf_sock_cb sock_cb = nullptr;      // called with each new socket before bind / connect
+    void *sock_cb_arg = nullptr;
+    // hostile peers (SPEC 9.7), async only
+    std::optional<int64_t> recv_mem_budget{};
+    std::optional<ms> idle_timeout{};
+    std::optional<ms> progress_timeout{};
+    std::optional<int64_t> max_conns{};
+    int64_t io_budget = int64_t{1} << 20;
 
     /// tf_tcp_config_init_os: every socket option, timeout and retry left to the OS.
     static Config os_defaults()
@@ -366,6 +382,22 @@ struct Config {
         c.read_buffer = read_buffer;
         c.linger_ms = d(linger);
         c.accept_queue = i(accept_queue);
+        c.ip_tos = i(ip_tos);
+        c.priority = i(priority);
+        // Too long a name leaves no NUL: tf_tcp_config_validate (every call) refuses it.
+        std::memset(c.bind_device, 0, sizeof c.bind_device);
+        std::memcpy(c.bind_device, bind_device.data(),
+                    std::min(bind_device.size(), sizeof c.bind_device));
+        std::memset(c.local_addr, 0, sizeof c.local_addr);
+        std::memcpy(c.local_addr, local_addr.data(),
+                    std::min(local_addr.size(), sizeof c.local_addr));
+        c.sock_cb = sock_cb;
+        c.sock_cb_arg = sock_cb_arg;
+        c.recv_mem_budget = i(recv_mem_budget);
+        c.idle_timeout_ms = d(idle_timeout);
+        c.progress_timeout_ms = d(progress_timeout);
+        c.max_conns = i(max_conns);
+        c.io_budget = io_budget;
         return c;
     }
 
@@ -410,6 +442,17 @@ struct Config {
         r.read_buffer = c.read_buffer;
         r.linger = m(c.linger_ms);
         r.accept_queue = i(c.accept_queue);
+        r.ip_tos = i(c.ip_tos);
+        r.priority = i(c.priority);
+        r.bind_device.assign(c.bind_device, strnlen(c.bind_device, sizeof c.bind_device));
+        r.local_addr.assign(c.local_addr, strnlen(c.local_addr, sizeof c.local_addr));
+        r.sock_cb = c.sock_cb;
+        r.sock_cb_arg = c.sock_cb_arg;
+        r.recv_mem_budget = i(c.recv_mem_budget);
+        r.idle_timeout = m(c.idle_timeout_ms);
+        r.progress_timeout = m(c.progress_timeout_ms);
+        r.max_conns = i(c.max_conns);
+        r.io_budget = c.io_budget;
         return r;
     }
 
@@ -909,6 +952,23 @@ class SyncServer
             return std::move(detail::status(e, m, errno)).error();
         return s;
     }
+    /// Serve on |fd|, already bound and listening (inherited, socket activation); the server
+    /// owns fd from this call on, also when it fails (tf_sync_server_init_fd).
+    static Result<SyncServer> adopt(int fd, const Config &cfg = {})
+    {
+        SyncServer s;
+        tf_err e = tf_sync_server_new(&s.s_);
+        if (e != TF_OK) {
+            ::close(fd);
+            return Error(e);
+        }
+        tf_tcp_config c = cfg.to_c();
+        tf_errmsg m{};
+        e = tf_sync_server_init_fd(s.s_, fd, &c, &m);
+        if (e != TF_OK)
+            return std::move(detail::status(e, m, errno)).error();
+        return s;
+    }
     /// fn(std::string_view peer, const Error &why) for every client dropped in the handshake,
     /// on the accepting thread. Set it before accepting.
     template <typename F> void on_reject(F &&fn)
@@ -1383,6 +1443,31 @@ class AsyncServer
         tf_errmsg m{};
         tf_err e = tf_async_server_init(s_, addr.c_str(), &c, &m);
         return detail::status(e, m, e == TF_ERR_IO ? errno : 0);
+    }
+    /// Serve on |fd|, already bound and listening; the server owns fd from this call on, also
+    /// when it fails (tf_async_server_init_fd).
+    Result<void> adopt(int fd, const Config &cfg = {})
+    {
+        tf_tcp_config c = cfg.to_c();
+        tf_errmsg m{};
+        tf_err e = tf_async_server_init_fd(s_, fd, &c, &m);
+        return detail::status(e, m, e == TF_ERR_IO ? errno : 0);
+    }
+    /// Connections now: in the handshake, queued, or handed out and not yet freed.
+    uint64_t active() const noexcept
+    {
+        return tf_async_server_active(s_);
+    }
+    /// Receive memory of its connections: bytes held now, the peak, waits for the budget.
+    struct MemUse {
+        size_t used = 0, peak = 0;
+        uint64_t waits = 0;
+    };
+    MemUse mem_use() const noexcept
+    {
+        MemUse u;
+        (void)tf_async_server_mem_use(s_, &u.used, &u.peak, &u.waits);
+        return u;
     }
     /// fn(AsyncConn) for every handshaken client, on the loop thread. Set before listen().
     template <typename F> void on_accept(F &&fn)

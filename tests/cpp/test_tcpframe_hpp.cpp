@@ -86,17 +86,20 @@ class Pair : public tu::FdCheck
 TEST(Config, DefaultsAreTheCLibrarysDefaults)
 {
     auto same = [](const tf_tcp_config &a, const tf_tcp_config &b) {
+    // clang-format off
 #define F(x) EXPECT_EQ(a.x, b.x) << #x;
-        F(size)
-        F(connect_timeout_ms)
-        F(sndbuf)
-        F(rcvbuf) F(nodelay) F(keepalive) F(keepalive_idle_s) F(keepalive_intvl_s) F(keepalive_cnt)
-            F(user_timeout_ms) F(listen_backlog) F(accept_retries) F(connect_retries)
-                F(retry_delay_ms) F(retry_max_delay_ms) F(handshake_timeout_ms) F(max_recv_len)
-                    F(max_send_len) F(handshake) F(send_queue_bytes) F(send_queue_msgs)
-                        F(send_low_water) F(recv_queue_ops) F(read_buffer) F(linger_ms)
-                            F(accept_queue)
+        F(size) F(connect_timeout_ms) F(sndbuf) F(rcvbuf) F(nodelay) F(keepalive)
+        F(keepalive_idle_s) F(keepalive_intvl_s) F(keepalive_cnt) F(user_timeout_ms)
+        F(listen_backlog) F(accept_retries) F(connect_retries) F(retry_delay_ms)
+        F(retry_max_delay_ms) F(handshake_timeout_ms) F(max_recv_len) F(max_send_len)
+        F(handshake) F(send_queue_bytes) F(send_queue_msgs) F(send_low_water) F(recv_queue_ops)
+        F(read_buffer) F(linger_ms) F(accept_queue) F(ip_tos) F(priority) F(sock_cb)
+        F(sock_cb_arg) F(recv_mem_budget) F(idle_timeout_ms) F(progress_timeout_ms) F(max_conns)
+        F(io_budget)
 #undef F
+            // clang-format on
+            EXPECT_STREQ(a.bind_device, b.bind_device);
+        EXPECT_STREQ(a.local_addr, b.local_addr);
     };
     tf_tcp_config want;
     tf_tcp_config_init(&want);
@@ -104,6 +107,17 @@ TEST(Config, DefaultsAreTheCLibrarysDefaults)
     tf_tcp_config_init_os(&want);
     same(want, tf::Config::os_defaults().to_c());
     same(want, tf::Config::from_c(want).to_c());
+    tf::Config named;
+    named.bind_device = "lo";
+    named.local_addr = "127.0.0.1:0";
+    named.idle_timeout = 250ms;
+    tf_tcp_config n = named.to_c();
+    EXPECT_STREQ(n.bind_device, "lo");
+    EXPECT_EQ(n.idle_timeout_ms, 250);
+    same(n, tf::Config::from_c(n).to_c());
+    EXPECT_TRUE(named.validate());
+    named.local_addr = "localhost:0"; // numeric only
+    EXPECT_FALSE(named.validate());
     EXPECT_FALSE(tf::Config::os_defaults().nodelay.has_value());
     EXPECT_TRUE(tf::Config{}.validate());
 }
@@ -160,6 +174,38 @@ TEST(Loop, DispatchInOrderWaitAndTimer)
 class Fd : public tu::FdCheck
 {
 };
+
+TEST_F(Fd, ServersAdoptAListeningSocket)
+{
+    int port = 0;
+    int lsn = tu::rawListen(AF_INET, "127.0.0.1", &port);
+    ASSERT_GE(lsn, 0);
+    auto srv = tf::SyncServer::adopt(lsn);
+    ASSERT_TRUE(srv) << srv.error().what();
+    EXPECT_EQ(srv->port(), port);
+    std::thread t([&] { EXPECT_TRUE(srv->accept()); });
+    auto c = tf::SyncConn::connect("127.0.0.1:" + std::to_string(port));
+    ASSERT_TRUE(c) << c.error().what();
+    t.join();
+
+    auto loop = std::move(tf::Loop::create()).value();
+    ASSERT_TRUE(loop.start());
+    auto as = std::move(tf::AsyncServer::create(loop)).value();
+    int port2 = 0;
+    int lsn2 = tu::rawListen(AF_INET6, "::1", &port2);
+    ASSERT_GE(lsn2, 0);
+    ASSERT_TRUE(as.adopt(lsn2));
+    auto f = as.accept();
+    auto c2 = tf::SyncConn::connect("[::1]:" + std::to_string(port2));
+    ASSERT_TRUE(c2) << c2.error().what();
+    auto a = await(std::move(f));
+    ASSERT_TRUE(a);
+    EXPECT_EQ(as.active(), 1u);
+    EXPECT_EQ(as.mem_use().waits, 0u);
+    auto bad = tf::SyncServer::adopt(::dup(c->fd())); // a connected socket is not a listener
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code, TF_ERR_INVALID_ARGUMENT);
+}
 
 TEST_F(Fd, LoopWatchesAnFdWithABorrowedCallable)
 {
