@@ -718,6 +718,56 @@ TEST(EventBase, DispatchRunsOnTheLoopThreadInOrder)
     EXPECT_TRUE(inline_ran);
 }
 
+TEST(EventBase, LoopOnAThreadOfOurOwnUntilStop)
+{
+    EventBase evb;
+    std::thread::id loopId;
+    std::thread t([&] {
+        loopId = std::this_thread::get_id();
+        evb.loop();
+    });
+    bool ran = false;
+    std::thread::id seen;
+    evb.dispatchAndWait([&]() noexcept { // waits for the loop to start
+        ran = evb.inLoopThread();
+        seen = std::this_thread::get_id();
+    });
+    EXPECT_TRUE(ran);
+    evb.stop();
+    t.join();
+    EXPECT_EQ(seen, loopId);
+    EXPECT_FALSE(evb.isLoopRunning());
+}
+
+TEST(EventBase, BlockingCallsOnTheLoopThreadRefuseInsteadOfDeadlocking)
+{
+    ScopedEventBaseThread loop("uf-evb");
+    AsyncTcpServer s("127.0.0.1:0", {}, *loop.getEventBase());
+    ASSERT_TRUE(s.init().hasValue());
+    auto f = s.accept();
+    TcpClient c;
+    auto cli = now(c.connect("127.0.0.1:" + std::to_string(s.getPort())));
+    auto srv = now(std::move(f));
+    ASSERT_TRUE(cli && srv);
+    std::optional<ErrCode> code;
+    loop.getEventBase()->dispatchAndWait([&]() noexcept {
+        std::vector<uint8_t> got;
+        auto r = srv->recv(got); // a TcpConn<SyncIO> made by the loop, called on the loop
+        if (r.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+            auto v = r.get();
+            if (v.hasError())
+                code = v.error().code();
+        }
+    });
+    ASSERT_TRUE(code.has_value());
+    EXPECT_EQ(*code, ErrCode::InvalidArgument);
+    // Off the loop it works.
+    ASSERT_TRUE(now(cli->send(std::vector<uint8_t>{3})).hasValue());
+    std::vector<uint8_t> got;
+    ASSERT_TRUE(now(srv->recv(got)).hasValue());
+    EXPECT_EQ(got, std::vector<uint8_t>{3});
+}
+
 TEST(EventBase, StoppedLoopNeverHangsADispatchAndWait)
 {
     auto t = std::make_unique<ScopedEventBaseThread>("uf-evb");
@@ -748,6 +798,19 @@ TEST(EventBase, RegisterFdReportsReadinessAsEpollBits)
     });
     ASSERT_EQ(::write(sv[1], "x", 1), 1);
     EXPECT_NE(tu::getOrFail(gotF) & EPOLLIN, 0u);
+    // A second registration of the same fd replaces the first (which is never called again).
+    std::promise<uint32_t> got2;
+    auto got2F = got2.get_future();
+    std::atomic<bool> once2{false};
+    evb->registerFd(sv[0], EPOLLIN, [&](uint32_t ev) {
+        if (!once2.exchange(true)) {
+            char c;
+            (void)::read(sv[0], &c, 1);
+            got2.set_value(ev);
+        }
+    });
+    ASSERT_EQ(::write(sv[1], "y", 1), 1);
+    EXPECT_NE(tu::getOrFail(got2F) & EPOLLIN, 0u);
     evb->unregisterFd(sv[0]);
     evb->dispatchAndWait([]() noexcept {}); // the unregister has taken effect
     ::close(sv[0]);
