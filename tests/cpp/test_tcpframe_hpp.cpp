@@ -151,7 +151,11 @@ TEST(Result, ValueErrorAndMessages)
     EXPECT_EQ(v.error().what(), "no reply within 5 ms");
 }
 
-TEST(Loop, DispatchInOrderWaitAndTimer)
+class Loop : public tu::FdCheck
+{
+};
+
+TEST_F(Loop, DispatchInOrderWaitAndTimer)
 {
     auto loop = std::move(tf::Loop::create()).value();
     ASSERT_TRUE(loop.start());
@@ -270,7 +274,11 @@ TEST_F(Fd, SyncEchoWithTimeoutsAndByteSpans)
     echo.join();
 }
 
-TEST(Sync, RejectCallbackSeesAWrongMagicClient)
+class Sync : public tu::FdCheck
+{
+};
+
+TEST_F(Sync, RejectCallbackSeesAWrongMagicClient)
 {
     auto srv = tf::SyncServer::listen("127.0.0.1:0");
     ASSERT_TRUE(srv);
@@ -578,7 +586,11 @@ TEST_F(Fd, AsyncServerCallbackEchoAndClientFutures)
     loop.stop();
 }
 
-TEST(Async, AcceptFutureAndShutdown)
+class Async : public tu::FdCheck
+{
+};
+
+TEST_F(Async, AcceptFutureAndShutdown)
 {
     auto loop = std::move(tf::Loop::create()).value();
     ASSERT_TRUE(loop.start());

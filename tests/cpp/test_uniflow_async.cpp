@@ -330,7 +330,11 @@ TEST_F(AsyncPair, OperationsAfterTheLoopStoppedFailInsteadOfHanging)
     EXPECT_TRUE(now(async_->send(std::vector<uint8_t>{1})).hasError());
 }
 
-TEST(AsyncCreate, WrongMagicOnASocketpairGivesNull)
+class AsyncCreate : public tu::FdCheck
+{
+};
+
+TEST_F(AsyncCreate, WrongMagicOnASocketpairGivesNull)
 {
     ScopedEventBaseThread loop("uf-create");
     int sv[2];
@@ -564,7 +568,11 @@ INSTANTIATE_TEST_SUITE_P(Loopback, AsyncLoopback,
                              return std::string(i.param.af == AF_INET ? "IPv4" : "IPv6");
                          });
 
-TEST(AsyncAccept, AcceptBeforeInitGivesNull)
+class AsyncAccept : public tu::FdCheck
+{
+};
+
+TEST_F(AsyncAccept, AcceptBeforeInitGivesNull)
 {
     ScopedEventBaseThread loop("uf-accept");
     AsyncTcpServer s("127.0.0.1:0", {}, *loop.getEventBase());
@@ -656,7 +664,11 @@ INSTANTIATE_TEST_SUITE_P(Loopback, AsyncConnectLoopback,
                              return std::string(i.param.af == AF_INET ? "IPv4" : "IPv6");
                          });
 
-TEST(AsyncConnect, NonUniflowServerGivesNull)
+class AsyncConnect : public tu::FdCheck
+{
+};
+
+TEST_F(AsyncConnect, NonUniflowServerGivesNull)
 {
     ScopedEventBaseThread loop("uf-connect");
     int port = 0;
@@ -681,7 +693,7 @@ TEST(AsyncConnect, NonUniflowServerGivesNull)
     ::close(lsn);
 }
 
-TEST(AsyncConnect, ClientDestroyedWithAConnectInFlight)
+TEST_F(AsyncConnect, ClientDestroyedWithAConnectInFlight)
 {
     ScopedEventBaseThread loop("uf-connect");
     int port = 0;
@@ -698,7 +710,11 @@ TEST(AsyncConnect, ClientDestroyedWithAConnectInFlight)
 
 // ------------------------------------------------------------------------------ EventBase
 
-TEST(EventBase, DispatchRunsOnTheLoopThreadInOrder)
+class EventBaseTest : public tu::FdCheck
+{
+};
+
+TEST_F(EventBaseTest, DispatchRunsOnTheLoopThreadInOrder)
 {
     ScopedEventBaseThread t("uf-evb");
     EventBase *evb = t.getEventBase();
@@ -718,7 +734,7 @@ TEST(EventBase, DispatchRunsOnTheLoopThreadInOrder)
     EXPECT_TRUE(inline_ran);
 }
 
-TEST(EventBase, LoopOnAThreadOfOurOwnUntilStop)
+TEST_F(EventBaseTest, LoopOnAThreadOfOurOwnUntilStop)
 {
     EventBase evb;
     std::thread::id loopId;
@@ -739,7 +755,7 @@ TEST(EventBase, LoopOnAThreadOfOurOwnUntilStop)
     EXPECT_FALSE(evb.isLoopRunning());
 }
 
-TEST(EventBase, BlockingCallsOnTheLoopThreadRefuseInsteadOfDeadlocking)
+TEST_F(EventBaseTest, BlockingCallsOnTheLoopThreadRefuseInsteadOfDeadlocking)
 {
     ScopedEventBaseThread loop("uf-evb");
     AsyncTcpServer s("127.0.0.1:0", {}, *loop.getEventBase());
@@ -768,7 +784,7 @@ TEST(EventBase, BlockingCallsOnTheLoopThreadRefuseInsteadOfDeadlocking)
     EXPECT_EQ(got, std::vector<uint8_t>{3});
 }
 
-TEST(EventBase, StoppedLoopNeverHangsADispatchAndWait)
+TEST_F(EventBaseTest, StoppedLoopNeverHangsADispatchAndWait)
 {
     auto t = std::make_unique<ScopedEventBaseThread>("uf-evb");
     EventBase *evb = t->getEventBase();
@@ -780,7 +796,7 @@ TEST(EventBase, StoppedLoopNeverHangsADispatchAndWait)
     EXPECT_FALSE(evb->isLoopRunning());
 }
 
-TEST(EventBase, RegisterFdReportsReadinessAsEpollBits)
+TEST_F(EventBaseTest, RegisterFdReportsReadinessAsEpollBits)
 {
     ScopedEventBaseThread t("uf-evb");
     EventBase *evb = t.getEventBase();
