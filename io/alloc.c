@@ -14,16 +14,12 @@ void *tf__malloc(size_t n)
 
 void *tf__grow(void *p, size_t old, size_t n)
 {
-    if (tf__malloc_hook) { /* a test counts or fails it like any user buffer */
-        uint8_t *q = tf__malloc_hook(n);
-        if (q && old)
-            memcpy(q, p, old < n ? old : n);
-        if (q)
-            free(p);
-        return q;
-    }
-    size_t ask = n;
-    if (tf__sys_hook_malloc(&ask))
+    if (!tf__malloc_hook)
+        return tf__realloc(p, n);
+    void *q = tf__malloc_hook(n); /* a test's seam sees every size the buffer takes */
+    if (!q)
         return NULL;
-    return realloc(p, n);
+    memcpy(q, p, old);
+    free(p);
+    return q;
 }

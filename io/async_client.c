@@ -361,7 +361,7 @@ tf_err tf_async_client_cancel(tf_async_client *cl)
 {
     if (!cl)
         return TF_ERR_INVALID_ARGUMENT;
-    tf_err rc = tf_evb_dispatch_and_wait(cl->evb, cancel_task, cl);
+    tf_err rc = tf__evb_teardown_wait(cl->evb, cancel_task, cl); /* also another loop's thread */
     if (rc == TF_ERR_SHUTDOWN)
         return TF_OK; /* the loop's drain failed them already */
     return rc;
@@ -377,7 +377,7 @@ void tf_async_client_free(tf_async_client *cl)
      * the last reference frees the memory. */
     while (atomic_load_explicit(&cl->resolving, memory_order_acquire) > 0)
         sched_yield();
-    if (tf_evb_dispatch_and_wait(cl->evb, unhook_task, cl) == TF_ERR_SHUTDOWN) {
+    if (tf__evb_teardown_wait(cl->evb, unhook_task, cl) == TF_ERR_SHUTDOWN) {
         tf__evb_wait_stopped(cl->evb);
         cl->gone = true; /* the loop is gone: nothing else reads it but refused resolvers */
     }

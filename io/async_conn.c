@@ -112,6 +112,7 @@ static tf_err scratch_get(size_t cap, scratch **out)
 /* ---------------------------------------------------------------- references, poison */
 
 static void finalize(tf_async_conn *c);
+static void close_fd(tf_async_conn *c);
 static void wd_arm(tf_async_conn *c);
 static void note_msg(tf_async_conn *c, bool received);
 static void note_frame(tf_async_conn *c);
@@ -584,6 +585,8 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
         fn(c, err, os_err, c->ready_arg);
     }
     fail_pending(c, err, os_err);
+    if (c->flushing)
+        close_fd(c); /* a close was asked for: the socket goes now, not at free */
     tell_end(c);
 }
 
@@ -1782,7 +1785,11 @@ tf_err tf_async_conn_abort(tf_async_conn *c)
     c->aborted = true; /* from this return on, submissions fail with CANCELLED */
     pthread_mutex_unlock(&c->mu);
     conn_ref(c);
-    tf_err rc = tf_evb_dispatch_inline(c->evb, abort_task, c);
+    /* Inside a callback of the connection the abort runs when that callback has returned, so
+     * that the cancellations it causes are never nested in it (async.h). */
+    bool nested = tf_evb_in_loop_thread(c->evb) && c->depth > 0;
+    tf_err rc = nested ? tf_evb_dispatch(c->evb, abort_task, c)
+                       : tf_evb_dispatch_inline(c->evb, abort_task, c);
     if (rc != TF_OK)
         conn_unref(c);
     return rc == TF_ERR_SHUTDOWN ? TF_OK : rc; /* a stopped loop failed everything already */
@@ -1832,11 +1839,9 @@ void tf_async_conn_free(tf_async_conn *c)
     c->freeing = true;
     pthread_mutex_unlock(&c->mu);
     tf_evb *evb = c->evb;
-    tf_err rc = tf_evb_dispatch_and_wait(evb, free_task, c);
+    tf_err rc = tf__evb_teardown_wait(evb, free_task, c); /* also from another loop's thread */
     if (rc == TF_OK)
         return;
-    if (rc == TF_ERR_BAD_STATE && tf_evb_dispatch(evb, free_task, c) == TF_OK)
-        return; /* called on another loop's thread: freed soon, on its own loop */
     /* The loop is stopping: once it has stopped (its stop hook failed everything with
      * SHUTDOWN and it dropped every watch), nothing else touches the connection. */
     tf__evb_wait_stopped(evb);

@@ -516,10 +516,10 @@ tf_err tf_async_server_shutdown(tf_async_server *s)
         s->shut_done = true;
         return TF_OK;
     }
-    tf_err rc = tf_evb_dispatch_and_wait(s->evb, shutdown_task, s);
+    tf_err rc = tf__evb_teardown_wait(s->evb, shutdown_task, s); /* any thread, another loop's */
     if (rc == TF_ERR_SHUTDOWN)
         tf__evb_wait_stopped(s->evb); /* its stop hook shut the server down */
-    return rc == TF_ERR_BAD_STATE ? rc : TF_OK;
+    return TF_OK;
 }
 
 tf_err tf_async_server_mem_use(const tf_async_server *s, size_t *used, size_t *peak,

@@ -692,16 +692,28 @@ static void waiter_task(void *p)
     tf__baton_post(&w->done); /* after this, *w may be gone */
 }
 
+static tf_err run_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg);
+
 tf_err tf_evb_dispatch_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg)
 {
     if (!evb || !fn)
         return TF_ERR_INVALID_ARGUMENT;
+    if (cur && cur != evb)
+        return TF_ERR_BAD_STATE;
+    return run_and_wait(evb, fn, arg);
+}
+
+tf_err tf__evb_teardown_wait(tf_evb *evb, tf_evb_fn fn, void *arg)
+{
+    return run_and_wait(evb, fn, arg);
+}
+
+static tf_err run_and_wait(tf_evb *evb, tf_evb_fn fn, void *arg)
+{
     if (cur == evb) {
         fn(arg);
         return TF_OK;
     }
-    if (cur)
-        return TF_ERR_BAD_STATE;
     waiter w = {fn, arg, 0};
     tf_err rc = enqueue(evb, waiter_task, &w);
     if (rc != TF_OK)

@@ -49,6 +49,11 @@ void tf__evb_hook_remove(tf_evb *evb, tf__evb_hook *h);
 void tf__evb_timer_drop(tf_evb_timer **t);
 /* True once stop() was called (any thread). */
 bool tf__evb_stopping(const tf_evb *evb);
+/* tf_evb_dispatch_and_wait, also from the thread of another loop: the teardown of an object
+ * freed there (a connection, server or client of |evb|) must have run when the free returns.
+ * That caller's loop waits meanwhile; two loops doing this to each other at the same moment
+ * would deadlock (async.h, Lifetime). */
+tf_err tf__evb_teardown_wait(tf_evb *evb, tf_evb_fn fn, void *arg);
 /* Block until the loop is STOPPED (drained, hooks run). Never on the loop thread. */
 void tf__evb_wait_stopped(tf_evb *evb);
 
@@ -141,8 +146,9 @@ bool tf__accept_transient(int os_err);
  * (the seam counts allocations and injects failures). Memory from it is released with free(). */
 extern void *(*tf__malloc_hook)(size_t n);
 void *tf__malloc(size_t n);
-/* Grow (or shrink) a buffer from tf__malloc to |n| bytes, keeping its first min(old, n) bytes:
- * realloc, through the same seam. NULL: no memory (p is untouched). */
+/* Grow a user buffer from tf__malloc to |n| bytes, keeping its first |old|: tf__realloc, or,
+ * with the hook set, a new buffer from the hook, a copy and a free of the old one. NULL: no
+ * memory, and |p| is unchanged (still the caller's). */
 void *tf__grow(void *p, size_t old, size_t n);
 
 /* ---------------------------------------------------------------- syscall seam (io/sys.c) */
@@ -187,11 +193,11 @@ int tf__sys_so_error(int fd, int *err);
 int tf__sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 /* Add 1 to the eventfd |fd|: 0, or -1 with errno. */
 int tf__sys_eventfd_write(int fd);
-/* Ask the test's hook about an allocation of *n bytes: 0 to go on, else it must fail. */
-int tf__sys_hook_malloc(size_t *n);
 /* The library's own allocations (released with free()). */
 void *tf__alloc(size_t n);
 void *tf__calloc(size_t n, size_t size);
+/* realloc(p, n) behind the seam's malloc question (a failure leaves p as it was). */
+void *tf__realloc(void *p, size_t n);
 
 /* Schedule perturbation (test builds and test runs; SPEC 9.8). Off unless the environment
  * variable TF_PERTURB is "SEED" or "SEED:PERMILLE" (SEED a non-zero number, decimal or 0x-hex;

@@ -25,11 +25,13 @@ struct tf_sync_conn {
     size_t rx_moved; /* receiving thread: bytes read by the current receive call */
     tf_tx tx;        /* sending thread only */
     tf_rx rx;        /* receiving thread only */
-    uint32_t max_send_len;
+    uint32_t max_send_len, max_recv_len;
     /* The poison: 0 while healthy, else the tf_err in the low half and the os_err in the high
      * half, so one CAS records both and the first failure wins across the two threads. */
     _Atomic uint64_t poison;
     atomic_bool wr_shut; /* tf_sync_conn_shutdown was called */
+    tf_addr peer;        /* taken when the connection was made (valid if has_peer) */
+    bool has_peer;
 };
 
 /* ---------------------------------------------------------------- time and poll */
@@ -44,8 +46,7 @@ uint64_t tf__deadline_ms(int64_t ms)
     return now + add;
 }
 
-/* poll()'s timeout for |deadline|, rounded up so that poll never returns before it. */
-static int poll_ms(uint64_t deadline)
+int tf__poll_ms(uint64_t deadline)
 {
     if (deadline == TF__FOREVER)
         return -1;
@@ -62,7 +63,7 @@ tf_err tf__sync_wait(int fd, short events, int cancel_fd, uint64_t deadline_ns, 
                           {.fd = cancel_fd, .events = POLLIN, .revents = 0}};
     nfds_t n = cancel_fd >= 0 ? 2 : 1;
     for (;;) {
-        int rc = poll(p, n, poll_ms(deadline_ns));
+        int rc = poll(p, n, tf__poll_ms(deadline_ns));
         if (rc < 0 && errno != EINTR) {
             *os_err = errno;
             return TF_ERR_IO;
@@ -145,11 +146,10 @@ static tf_err handshake(tf_sync_conn *c, uint64_t deadline_ns, int cancel_fd, in
     }
 }
 
-tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns, int cancel_fd,
-                          tf_sync_conn **out, int *os_err)
+tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, const tf_addr *peer,
+                          tf_sync_conn **out)
 {
     *out = NULL;
-    *os_err = 0;
     tf_sync_conn *c = tf__calloc(1, sizeof *c);
     if (!c) {
         close(fd);
@@ -160,12 +160,35 @@ tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns
     tf_fdio_init(&c->fdio, fd, fd);
     c->rio = (tf_io){.ctx = c, .read = count_read, .write = NULL};
     c->max_send_len = cfg->max_send_len;
+    c->max_recv_len = cfg->max_recv_len;
     tf_tx_init(&c->tx, cfg->max_send_len);
     tf_rx_init(&c->rx, cfg->max_recv_len);
     atomic_init(&c->poison, 0);
     atomic_init(&c->wr_shut, false);
+    if (peer) {
+        c->peer = *peer;
+    } else { /* connect, from_fd: ask the socket now, while the peer is surely there */
+        c->peer.len = sizeof c->peer.ss;
+        if (getpeername(fd, (struct sockaddr *)&c->peer.ss, &c->peer.len) != 0)
+            c->peer.len = 0;
+    }
+    int fam = c->peer.ss.ss_family;
+    c->has_peer = c->peer.len > 0 && (fam == AF_INET || fam == AF_INET6);
+    *out = c;
+    return TF_OK;
+}
+
+tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns, int cancel_fd,
+                          tf_sync_conn **out, int *os_err)
+{
+    *os_err = 0;
+    tf_sync_conn *c;
+    tf_err e = tf__sync_conn_wrap(fd, cfg, NULL, &c);
+    *out = NULL;
+    if (e != TF_OK)
+        return e;
     if (cfg->handshake) {
-        tf_err e = handshake(c, deadline_ns, cancel_fd, os_err);
+        e = handshake(c, deadline_ns, cancel_fd, os_err);
         if (e != TF_OK) {
             tf_sync_conn_free(c);
             return e;
@@ -268,18 +291,21 @@ tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeo
 
 /* ---------------------------------------------------------------- receive */
 
-static uint8_t *alloc_msg(void *ctx, size_t len)
+/* Poison after a failed receive. */
+static tf_err recv_fail(tf_sync_conn *c, tf_err err, int os_err)
 {
-    (void)ctx;
-    return tf__malloc(len);
+    return poison(c, err, os_err);
 }
 
-/* Poison after a failed receive; in alloc mode the unfinished buffer is freed first. */
-static tf_err recv_fail(tf_sync_conn *c, const tf_sink *sink, tf_err err, int os_err)
+/* The peer closed between messages (the receiver's CLOSED is sticky, so every later receive
+ * comes here too). A clean EOF closes the receive direction only: nothing is poisoned and
+ * sends go on until the write side itself fails (SPEC 9.6). Unless the EOF is our own
+ * shutdown(SHUT_RDWR) after a failure of the other direction: the poison is recorded before
+ * that shutdown, so it is seen here and reported instead. */
+static tf_err closed(const tf_sync_conn *c)
 {
-    if (sink->alloc)
-        free(tf_rx_abandon(&c->rx));
-    return poison(c, err, os_err);
+    tf_err e = poisoned(c, NULL);
+    return e != TF_OK ? e : TF_ERR_CLOSED;
 }
 
 static tf_err recv_msg(tf_sync_conn *c, const tf_sink *sink, tf_msg *msg, int timeout_ms)
@@ -296,13 +322,15 @@ static tf_err recv_msg(tf_sync_conn *c, const tf_sink *sink, tf_msg *msg, int ti
             return TF_OK;
         if (st == TF_ERROR) {
             e = tf_rx_error(&c->rx, &os);
-            return recv_fail(c, sink, e, os);
+            if (e == TF_ERR_CLOSED)
+                return closed(c);
+            return recv_fail(c, e, os);
         }
         e = tf__sync_wait(c->fd, POLLIN, -1, dl, &os);
         if (e == TF_ERR_TIMEOUT && c->rx_moved == 0)
             return TF_ERR_TIMEOUT; /* at a frame boundary: still in step */
         if (e != TF_OK)
-            return recv_fail(c, sink, e, os);
+            return recv_fail(c, e, os);
     }
 }
 
@@ -320,6 +348,103 @@ tf_err tf_sync_conn_recv(tf_sync_conn *c, void *buf, size_t cap, size_t *len, in
     return e;
 }
 
+/* The first buffer of a message body in alloc mode. Memory is committed as bytes arrive
+ * (issue 25): min(len, GROW_MIN) first, doubled each time it fills, the last step exactly to
+ * len; a peer that declares a large length and sends little binds little. */
+#define GROW_MIN 65536u
+
+/* One read of at most |n| bytes into |buf|, polling (until |deadline|) while none is there.
+ * TF_OK: *got bytes, 0 at EOF; TIMEOUT; IO (*os_err). */
+static tf_err read_wait(tf_sync_conn *c, uint8_t *buf, size_t n, uint64_t deadline, size_t *got,
+                        int *os_err)
+{
+    for (;;) {
+        long r = c->rio.read(c->rio.ctx, buf, n, os_err);
+        if (r >= 0) {
+            *got = (size_t)r;
+            return TF_OK;
+        }
+        if (r == TF_IO_FAIL)
+            return TF_ERR_IO;
+        if (r == TF_IO_AGAIN) {
+            tf_err e = tf__sync_wait(c->fd, POLLIN, -1, deadline, os_err);
+            if (e != TF_OK)
+                return e;
+        } /* TF_IO_INTR: read again */
+    }
+}
+
+/* The length prefix through the receiver's sans-I/O calls (so the max check is proto's):
+ * TF_OK with *len (0: an empty message, complete), or the outcome to return. */
+static tf_err recv_prefix(tf_sync_conn *c, uint64_t deadline, size_t *len)
+{
+    while (!tf_rx_wants_target(&c->rx, len)) {
+        int os = 0;
+        uint8_t *at;
+        size_t want = tf_rx_next(&c->rx, &at);
+        if (want == 0) { /* failed: only a sticky CLOSED comes here unpoisoned */
+            tf_err e = tf_rx_error(&c->rx, &os);
+            return e == TF_ERR_CLOSED ? closed(c) : recv_fail(c, e, os);
+        }
+        size_t got = 0;
+        tf_err e = read_wait(c, at, want, deadline, &got, &os);
+        if (e == TF_OK && got == 0) /* EOF: between messages, or inside the prefix */
+            e = c->rx_moved == 0 ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
+        if (e == TF_ERR_CLOSED)
+            return closed(c); /* a later receive reads the EOF again: CLOSED again */
+        if (e == TF_ERR_TIMEOUT && c->rx_moved == 0)
+            return TF_ERR_TIMEOUT; /* at a frame boundary: still in step */
+        if (e != TF_OK)
+            return recv_fail(c, e, os);
+        tf_msg m;
+        tf_step st = tf_rx_advance(&c->rx, got, &m);
+        if (st == TF_DONE) {
+            *len = 0; /* an empty message */
+            return TF_OK;
+        }
+        if (st == TF_ERROR) { /* TOO_LARGE, before anything is allocated */
+            e = tf_rx_error(&c->rx, &os);
+            return recv_fail(c, e, os);
+        }
+    }
+    return TF_OK;
+}
+
+/* The body of |len| bytes into a buffer grown as it fills (see GROW_MIN); the receiver, which
+ * waits for its target, is reset to wait for the next prefix once the body is complete. */
+static tf_err recv_body(tf_sync_conn *c, size_t len, uint64_t deadline, void **out)
+{
+    size_t cap = len < GROW_MIN ? len : GROW_MIN, have = 0;
+    uint8_t *buf = tf__malloc(cap);
+    if (!buf)
+        return recv_fail(c, TF_ERR_NOMEM, 0);
+    while (have < len) {
+        if (have == cap) {
+            size_t next = cap > len / 2 ? len : cap * 2;
+            uint8_t *grown = tf__grow(buf, have, next);
+            if (!grown) {
+                free(buf);
+                return recv_fail(c, TF_ERR_NOMEM, 0);
+            }
+            buf = grown;
+            cap = next;
+        }
+        int os = 0;
+        size_t got = 0;
+        tf_err e = read_wait(c, buf + have, cap - have, deadline, &got, &os);
+        if (e == TF_OK && got == 0)
+            e = TF_ERR_TRUNCATED;
+        if (e != TF_OK) { /* a TIMEOUT too: the prefix moved, the stream is out of step */
+            free(buf);
+            return recv_fail(c, e, os);
+        }
+        have += got;
+    }
+    tf_rx_init(&c->rx, c->max_recv_len);
+    *out = buf;
+    return TF_OK;
+}
+
 tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int timeout_ms)
 {
     if (buf)
@@ -328,13 +453,17 @@ tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int tim
         *len = 0;
     if (!c || !buf || !len)
         return TF_ERR_INVALID_ARGUMENT;
-    tf_sink sink = {.buf = NULL, .cap = 0, .alloc = alloc_msg, .ctx = NULL};
-    tf_msg msg;
-    tf_err e = recv_msg(c, &sink, &msg, timeout_ms);
-    if (e == TF_OK) {
-        *buf = msg.data;
-        *len = msg.len;
-    }
+    tf_err e = poisoned(c, NULL);
+    if (e != TF_OK)
+        return e;
+    uint64_t dl = tf__deadline_ms(timeout_ms);
+    c->rx_moved = 0;
+    size_t n = 0;
+    e = recv_prefix(c, dl, &n);
+    if (e == TF_OK && n > 0)
+        e = recv_body(c, n, dl, buf);
+    if (e == TF_OK)
+        *len = n;
     return e;
 }
 
@@ -373,6 +502,8 @@ tf_err tf_sync_conn_peer(const tf_sync_conn *c, char *buf, size_t len)
 {
     if (!c || !buf)
         return TF_ERR_INVALID_ARGUMENT;
+    if (c->has_peer)
+        return tf_addr_format(&c->peer, buf, len);
     return tf__sock_name(c->fd, true, buf, len);
 }
 

@@ -12,6 +12,10 @@
 /* The absolute CLOCK_MONOTONIC deadline |ms| milliseconds from now; negative: TF__FOREVER. */
 uint64_t tf__deadline_ms(int64_t ms);
 
+/* poll()'s timeout in ms for the absolute |deadline_ns| (TF__FOREVER: -1), rounded up so that
+ * poll never returns before it; 0 once it has passed. */
+int tf__poll_ms(uint64_t deadline_ns);
+
 /* Wait until |fd| is ready for |events| (poll bits; an error or hang-up pending counts as
  * ready), until |deadline_ns| passes, or until |cancel_fd| (>= 0; -1: none) is readable. fd -1
  * just sleeps (until the deadline or the cancel fd). EINTR is retried against the deadline.
@@ -29,6 +33,13 @@ tf_err tf__sync_wait(int fd, short events, int cancel_fd, uint64_t deadline_ns, 
 tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns, int cancel_fd,
                           tf_sync_conn **out, int *os_err);
 
+/* Make a connection that owns the connected, handshaken socket |fd| (already non-blocking,
+ * options applied) under the loaded config |cfg|, with no handshake of its own. |peer| is the
+ * peer's address from accept (kept for tf_sync_conn_peer); NULL: getpeername now.
+ *   TF_OK: *out is the connection.  TF_ERR_NOMEM: fd is closed and *out is NULL. */
+tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, const tf_addr *peer,
+                          tf_sync_conn **out);
+
 /* A reason for humans: strerror(os_err) when there is one, else tf_strerror(err); written
  * into buf (thread-safe), which is returned. */
 const char *tf__sync_reason(tf_err err, int os_err, char *buf, size_t len);
@@ -36,5 +47,8 @@ const char *tf__sync_reason(tf_err err, int os_err, char *buf, size_t len);
 /* Test introspection, any thread: rounds of the accept loops so far (a poll wake-up or a
  * back-off pause each), so a test can tell a back-off from a busy loop without timing. */
 uint64_t tf__sync_server_rounds(const tf_sync_server *s);
+/* Test introspection, any thread: handshakes accept has started and not yet finished (kept
+ * between accept calls; at most TF_SYNC_HANDSHAKES). */
+size_t tf__sync_server_pending(const tf_sync_server *s);
 
 #endif /* TCPFRAME_IO_SYNC_INTERNAL_H */

@@ -1,7 +1,10 @@
-/* io/sync_server.c -- the blocking server (sync.h, SPEC 9.6): a non-blocking listen socket and
- * an eventfd in one poll, so shutdown wakes every accept at once (also one that is in a
- * handshake or a back-off pause); the handshake under its deadline; clients that fail it are
- * dropped and accept goes on; fd exhaustion is waited out with back-off, never spun on. */
+/* io/sync_server.c -- the blocking server (sync.h, SPEC 9.6): a non-blocking listen socket, an
+ * eventfd and the sockets of the handshakes in progress in one poll, so shutdown wakes every
+ * accept at once and a silent client delays nobody: up to TF_SYNC_HANDSHAKES handshakes run
+ * side by side, each under its own deadline, and accept returns the first that completes;
+ * clients that fail theirs are dropped and accept goes on; fd exhaustion is waited out with
+ * back-off, never spun on. One accept at a time drives the handshakes (the "driver"); other
+ * accepting threads wait for the role on a condition variable. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -15,6 +18,8 @@
 #include <unistd.h>
 
 #include "sync_internal.h"
+#include "tcpframe/fdio.h"
+#include "tcpframe/proto.h"
 
 /* Fewest milliseconds between two accept attempts after fd or memory exhaustion, whatever the
  * configured back-off says (a zero delay would make the retries a busy loop). */
@@ -22,16 +27,31 @@
 
 enum { S_NEW, S_INIT, S_LISTEN, S_SHUT };
 
+/* A handshake in progress: an accepted client whose magic has not arrived (or ours not left). */
+typedef struct pending {
+    int fd; /* -1 once taken or closed, until compact() drops the slot */
+    tf_hs hs;
+    uint64_t deadline; /* CLOCK_MONOTONIC ns; TF__FOREVER: none */
+    tf_addr peer;
+} pending;
+
 struct tf_sync_server {
     pthread_mutex_t mu;
-    int state;    /* S_*, under mu */
+    pthread_cond_t cv; /* signalled when the driver leaves, broadcast at shutdown */
+    int state;         /* S_*, under mu */
     int inflight; /* accepts running, under mu: the last one out after shutdown closes the fds */
+    bool driving; /* an accept drives the handshakes (owns hs[] and pfd[]), under mu */
     int lfd, efd; /* listen socket and shutdown eventfd; written under mu, -1 when closed */
     tf_tcp_config cfg; /* written by init before S_LISTEN, read-only afterwards */
     tf_reject_cb on_reject;
     void *reject_arg;
     _Atomic uint64_t rejected;
     _Atomic uint64_t rounds;
+    /* The handshakes in progress, hs[0..npending): the driver's, or (with no accept running)
+     * close_fds's. They outlive an accept call: the next one goes on with them. */
+    pending hs[TF_SYNC_HANDSHAKES];
+    _Atomic size_t npending;
+    struct pollfd pfd[TF_SYNC_HANDSHAKES + 2]; /* the driver's poll set */
 };
 
 tf_err tf_sync_server_new(tf_sync_server **out)
@@ -46,10 +66,16 @@ tf_err tf_sync_server_new(tf_sync_server **out)
         free(s);
         return TF_ERR_NOMEM;
     }
+    if (pthread_cond_init(&s->cv, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return TF_ERR_NOMEM;
+    }
     s->state = S_NEW;
     s->lfd = s->efd = -1;
     atomic_init(&s->rejected, 0);
     atomic_init(&s->rounds, 0);
+    atomic_init(&s->npending, 0);
     *out = s;
     return TF_OK;
 }
@@ -166,7 +192,8 @@ tf_err tf_sync_server_init_fd(tf_sync_server *s, int fd, const tf_tcp_config *cf
     return init(s, name, fd, cfg, msg);
 }
 
-/* Under mu, once shut down and no accept runs. */
+/* Under mu, once shut down and no accept runs: the listen socket, the eventfd and the clients
+ * still in their handshake (cut by shutdown: not rejects). */
 static void close_fds(tf_sync_server *s)
 {
     if (s->lfd >= 0)
@@ -174,6 +201,10 @@ static void close_fds(tf_sync_server *s)
     if (s->efd >= 0)
         close(s->efd);
     s->lfd = s->efd = -1;
+    size_t n = atomic_load(&s->npending);
+    for (size_t i = 0; i < n; i++)
+        close(s->hs[i].fd);
+    atomic_store(&s->npending, 0);
 }
 
 tf_err tf_sync_server_shutdown(tf_sync_server *s)
@@ -187,6 +218,7 @@ tf_err tf_sync_server_shutdown(tf_sync_server *s)
             /* Never read: the eventfd stays readable, so every poll on it wakes, now or later. */
             (void)tf__sys_eventfd_write(s->efd);
         }
+        pthread_cond_broadcast(&s->cv); /* accepts waiting for the driver's role */
         if (s->inflight == 0)
             close_fds(s);
     }
@@ -202,6 +234,7 @@ void tf_sync_server_free(tf_sync_server *s)
     pthread_mutex_lock(&s->mu);
     close_fds(s); /* no accept may run any more */
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -235,6 +268,11 @@ uint64_t tf__sync_server_rounds(const tf_sync_server *s)
     return s ? atomic_load(&s->rounds) : 0;
 }
 
+size_t tf__sync_server_pending(const tf_sync_server *s)
+{
+    return s ? atomic_load(&s->npending) : 0;
+}
+
 /* ---------------------------------------------------------------- accept */
 
 /* A client failed the handshake: count it and tell on_reject. */
@@ -249,23 +287,55 @@ static void reject(tf_sync_server *s, const tf_addr *peer, tf_err err, int os_er
     s->on_reject(s->reject_arg, text, err, os_err);
 }
 
-/* Options and handshake for an accepted socket. TF_OK (*out set), a failure of ours (IO from
- * an option, NOMEM, SHUTDOWN) to return, or TF_ERR_BUSY: the client was rejected, go on. */
-static tf_err welcome(tf_sync_server *s, int fd, const tf_addr *peer, tf_sync_conn **out,
-                      int *os_err, tf_errmsg *msg)
+/* Drop the slots whose fd was taken or closed (fd -1), keeping the others in order. */
+static void compact(tf_sync_server *s)
 {
-    tf_err e = tf__sock_apply(fd, &s->cfg, false, os_err, msg);
-    if (e != TF_OK) {
-        close(fd);
-        return e;
-    }
+    size_t n = atomic_load(&s->npending), k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s->hs[i].fd >= 0)
+            s->hs[k++] = s->hs[i];
+    atomic_store(&s->npending, k);
+}
+
+/* Drive the handshake of slot |i| as far as it goes without blocking. TF_OK: done, *out is the
+ * connection; TF_ERR_BUSY: not done yet, or it failed (the client is closed and rejected; its
+ * slot's fd is -1, for compact); TF_ERR_NOMEM: no memory for the connection (client closed). */
+static tf_err step(tf_sync_server *s, size_t i, tf_sync_conn **out)
+{
+    pending *p = &s->hs[i];
+    tf_fdio f; /* made per step: a slot moves in compact, and fdio points at itself */
+    tf_fdio_init(&f, p->fd, p->fd);
+    tf_step st = tf_hs_try(&p->hs, tf_fdio_io(&f));
+    if (st == TF_AGAIN)
+        return TF_ERR_BUSY;
+    int fd = p->fd;
+    p->fd = -1;
+    if (st == TF_DONE)
+        return tf__sync_conn_wrap(fd, &s->cfg, &p->peer, out); /* NOMEM closes fd */
     int os = 0;
-    uint64_t dl = tf__deadline_ms(s->cfg.handshake_timeout_ms);
-    e = tf__sync_conn_open(fd, &s->cfg, dl, s->efd, out, &os);
-    if (e == TF_OK || e == TF_ERR_SHUTDOWN || e == TF_ERR_NOMEM)
-        return e;
-    reject(s, peer, e, os);
+    tf_err e = tf_hs_error(&p->hs, &os);
+    close(fd);
+    reject(s, &p->peer, e, os);
     return TF_ERR_BUSY;
+}
+
+/* Drop the handshakes whose deadline has passed (TIMEOUT); the earliest deadline left. */
+static uint64_t expire(tf_sync_server *s, uint64_t now)
+{
+    uint64_t next = TF__FOREVER;
+    size_t n = atomic_load(&s->npending);
+    for (size_t i = 0; i < n; i++) {
+        pending *p = &s->hs[i];
+        if (p->deadline <= now) {
+            close(p->fd);
+            p->fd = -1;
+            reject(s, &p->peer, TF_ERR_TIMEOUT, 0);
+        } else if (p->deadline < next) {
+            next = p->deadline;
+        }
+    }
+    compact(s);
+    return next;
 }
 
 /* Errors accept(2) reports for one pending connection that failed (man 2 accept): that
@@ -277,56 +347,128 @@ static bool per_connection(int e)
            e == ENETUNREACH || e == EPERM;
 }
 
-/* A failed accept4: TF_OK to try again (after a pause for resource exhaustion, which leaves
- * the client queued and the listen socket readable), or the error to return. */
-static tf_err accept_failed(tf_sync_server *s, int err, unsigned *fails, uint32_t *seed,
-                            int *os_err, tf_errmsg *msg)
+/* What the driver keeps between rounds of one accept call. */
+typedef struct round_state {
+    unsigned fails;       /* transient accept failures in a row */
+    uint32_t seed;        /* back-off jitter */
+    uint64_t pause_until; /* back-off: the listen socket stays out of poll until then */
+} round_state;
+
+/* A failed accept4: TF_ERR_BUSY to go on (after a back-off pause for resource exhaustion, which
+ * leaves the client queued and the listen socket readable), or the error to return. */
+static tf_err accept_failed(tf_sync_server *s, int err, round_state *r, int *os_err,
+                            tf_errmsg *msg)
 {
     if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || per_connection(err))
-        return TF_OK; /* another acceptor took it, a signal, or that client is gone */
+        return TF_ERR_BUSY; /* another acceptor took it, a signal, or that client is gone */
     int64_t limit = s->cfg.accept_retries < 0 ? 0 : s->cfg.accept_retries;
-    if (!tf__accept_transient(err) || (int64_t)*fails >= limit) {
+    if (!tf__accept_transient(err) || (int64_t)r->fails >= limit) {
         char where[TF_ADDRSTR_LEN];
         if (tf__sock_name(s->lfd, false, where, sizeof where) != TF_OK)
             snprintf(where, sizeof where, "?");
         *os_err = err;
-        tf__errmsg(msg, "accept on %s: %s (%u retries)", where, strerror(err), *fails);
+        tf__errmsg(msg, "accept on %s: %s (%u retries)", where, strerror(err), r->fails);
         return TF_ERR_IO;
     }
-    ++*fails;
-    uint64_t ms = tf__backoff_ms(&s->cfg, *fails, seed);
+    ++r->fails;
+    uint64_t ms = tf__backoff_ms(&s->cfg, r->fails, &r->seed);
     if (ms < MIN_PAUSE_MS)
         ms = MIN_PAUSE_MS;
-    atomic_fetch_add(&s->rounds, 1);
-    int os = 0;
-    tf_err e = tf__sync_wait(-1, 0, s->efd, tf__deadline_ms((int64_t)ms), &os);
-    return e == TF_ERR_TIMEOUT ? TF_OK : e; /* slept in full, or SHUTDOWN */
+    r->pause_until = tf__deadline_ms((int64_t)ms);
+    return TF_ERR_BUSY;
 }
 
+/* Accept one client from the listen socket: options, then (with the handshake on) a new slot
+ * and a first step of its handshake. TF_OK (*out set), TF_ERR_BUSY (go on), or a failure of
+ * ours to return (IO from accept or an option, NOMEM). */
+static tf_err take_client(tf_sync_server *s, round_state *r, tf_sync_conn **out, int *os_err,
+                          tf_errmsg *msg)
+{
+    tf_addr peer;
+    peer.len = sizeof peer.ss;
+    int fd = tf__sys_accept4(s->lfd, (struct sockaddr *)&peer.ss, &peer.len,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return accept_failed(s, errno, r, os_err, msg);
+    r->fails = 0;
+    tf_err e = tf__sock_apply(fd, &s->cfg, false, os_err, msg);
+    if (e != TF_OK) {
+        close(fd);
+        return e;
+    }
+    if (!s->cfg.handshake)
+        return tf__sync_conn_wrap(fd, &s->cfg, &peer, out);
+    size_t n = atomic_load(&s->npending);
+    pending *p = &s->hs[n];
+    p->fd = fd;
+    tf_hs_init(&p->hs);
+    p->deadline = tf__deadline_ms(s->cfg.handshake_timeout_ms);
+    p->peer = peer;
+    atomic_store(&s->npending, n + 1);
+    e = step(s, n, out); /* our magic goes out now; the client's may be here already */
+    compact(s);
+    return e;
+}
+
+/* The driver's loop: one poll over the shutdown eventfd, the listen socket (unless the slots
+ * are full or accept is backing off) and every handshake in progress, in the direction its
+ * tf_hs_wants names, until the earliest deadline. */
 static tf_err accept_loop(tf_sync_server *s, tf_sync_conn **out, int *os_err, tf_errmsg *msg)
 {
-    unsigned fails = 0; /* transient failures in a row */
-    uint32_t seed = (uint32_t)tf__now_ns() ^ (uint32_t)(uintptr_t)&fails;
+    round_state r = {.fails = 0, .pause_until = 0};
+    r.seed = (uint32_t)tf__now_ns() ^ (uint32_t)(uintptr_t)&r;
     for (;;) {
-        atomic_fetch_add(&s->rounds, 1);
-        tf_err e = tf__sync_wait(s->lfd, POLLIN, s->efd, TF__FOREVER, os_err);
-        if (e != TF_OK)
-            return e;
-        tf_addr peer;
-        peer.len = sizeof peer.ss;
-        int fd =
-            tf__sys_accept4(s->lfd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            e = accept_failed(s, errno, &fails, &seed, os_err, msg);
-            if (e != TF_OK)
-                return e;
-            continue;
+        uint64_t now = tf__now_ns();
+        uint64_t wake = expire(s, now);
+        size_t n = atomic_load(&s->npending);
+        bool listen = n < TF_SYNC_HANDSHAKES && now >= r.pause_until;
+        if (n < TF_SYNC_HANDSHAKES && !listen && r.pause_until < wake)
+            wake = r.pause_until;
+        s->pfd[0] = (struct pollfd){.fd = s->efd, .events = POLLIN, .revents = 0};
+        s->pfd[1] = (struct pollfd){.fd = listen ? s->lfd : -1, .events = POLLIN, .revents = 0};
+        for (size_t i = 0; i < n; i++) {
+            unsigned w = tf_hs_wants(&s->hs[i].hs);
+            short ev = (short)(((w & TF_WANT_READ) ? POLLIN : 0) | ((w & TF_WANT_WRITE) ? POLLOUT : 0));
+            s->pfd[i + 2] = (struct pollfd){.fd = s->hs[i].fd, .events = ev, .revents = 0};
         }
-        fails = 0;
-        e = welcome(s, fd, &peer, out, os_err, msg);
-        if (e != TF_ERR_BUSY)
-            return e;
+        atomic_fetch_add(&s->rounds, 1);
+        int rc = poll(s->pfd, (nfds_t)n + 2, tf__poll_ms(wake));
+        if (rc < 0 && errno != EINTR) {
+            *os_err = errno;
+            return TF_ERR_IO;
+        }
+        if (rc <= 0)
+            continue; /* a deadline, the end of a pause, or a signal: the top sees to it */
+        if (s->pfd[0].revents != 0)
+            return TF_ERR_SHUTDOWN;
+        for (size_t i = 0; i < n; i++) {
+            if (s->pfd[i + 2].revents == 0)
+                continue;
+            tf_err e = step(s, i, out);
+            if (e != TF_ERR_BUSY) {
+                compact(s);
+                return e;
+            }
+        }
+        compact(s);
+        if (listen && s->pfd[1].revents != 0) {
+            tf_err e = take_client(s, &r, out, os_err, msg);
+            if (e != TF_ERR_BUSY)
+                return e;
+        }
     }
+}
+
+/* Wait (under mu) until no other accept drives the handshakes, then take the role. False if
+ * the server was shut down meanwhile. */
+static bool become_driver(tf_sync_server *s)
+{
+    while (s->driving && s->state == S_LISTEN)
+        pthread_cond_wait(&s->cv, &s->mu);
+    if (s->state != S_LISTEN)
+        return false;
+    s->driving = true;
+    return true;
 }
 
 tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err, tf_errmsg *msg)
@@ -341,20 +483,32 @@ tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err,
         return TF_ERR_INVALID_ARGUMENT;
     pthread_mutex_lock(&s->mu);
     int st = s->state;
-    if (st == S_LISTEN)
+    bool counted = st == S_LISTEN, driver = false;
+    if (counted) {
         s->inflight++;
+        driver = become_driver(s);
+        st = s->state;
+    }
     pthread_mutex_unlock(&s->mu);
-    if (st != S_LISTEN) {
+    tf_err e;
+    if (!driver) {
         tf__errmsg(msg, "accept: %s",
                    st == S_SHUT ? "the server was shut down" : "the server is not initialised");
-        return st == S_SHUT ? TF_ERR_SHUTDOWN : TF_ERR_BAD_STATE;
+        e = st == S_SHUT ? TF_ERR_SHUTDOWN : TF_ERR_BAD_STATE;
+        if (!counted)
+            return e;
+    } else {
+        e = accept_loop(s, out, &os, msg);
+        if (e == TF_ERR_SHUTDOWN)
+            tf__errmsg(msg, "accept: the server was shut down");
+        else if (e != TF_OK && msg && msg->text[0] == '\0')
+            tf__errmsg(msg, "accept: %s", os ? strerror(os) : tf_strerror(e)); /* poll, NOMEM */
     }
-    tf_err e = accept_loop(s, out, &os, msg);
-    if (e == TF_ERR_SHUTDOWN)
-        tf__errmsg(msg, "accept: the server was shut down");
-    else if (e != TF_OK && msg && msg->text[0] == '\0')
-        tf__errmsg(msg, "accept: %s", os ? strerror(os) : tf_strerror(e)); /* poll, NOMEM */
     pthread_mutex_lock(&s->mu);
+    if (driver) {
+        s->driving = false;
+        pthread_cond_signal(&s->cv); /* the next accept takes the handshakes over */
+    }
     if (--s->inflight == 0 && s->state == S_SHUT)
         close_fds(s);
     pthread_mutex_unlock(&s->mu);

@@ -134,9 +134,26 @@ static void set_interest(tf_async_conn *c, unsigned want)
     uncount_locked(c, op->kind, op->len);
     pthread_mutex_unlock(&c->mu);#    uncount_locked(c, op->kind, op->len);#test_async_edges@tsan#*bug5_writable_after_busy_never_lost"
   "scratch-nomem-as-busy#async_conn.c#        if (se == TF_ERR_BUSY) {#        if (se != TF_OK) {#test_async_edges#*bug7_read_buffer_nomem_fails"
+  "cross-loop-free-returns-early#async_conn.c#    tf_err rc = tf__evb_teardown_wait(evb, free_task, c); /* also from another loop's thread */
+    if (rc == TF_OK)
+        return;#    tf_err rc = tf_evb_dispatch_and_wait(evb, free_task, c);
+    if (rc == TF_OK)
+        return;
+    if (rc == TF_ERR_BAD_STATE && tf_evb_dispatch(evb, free_task, c) == TF_OK)
+        return;#test_async_edges@asan#*free_from_another_loops_thread"
+  "abort-nested-in-callback#async_conn.c#    bool nested = tf_evb_in_loop_thread(c->evb) && c->depth > 0;#    bool nested = false;#test_async_edges#*abort_inside_callback_not_nested"
+  "close-fd-kept-after-failure#async_conn.c#    if (c->flushing)
+        close_fd(c); /* a close was asked for: the socket goes now, not at free */#    if (0)
+        close_fd(c);#test_async_edges#*close_failed_by_reset_releases_fd"
   "client-freed-unreferenced#async_client.c#    if (cl->gone) {
         finish(at, TF_ERR_CANCELLED, 0, NULL);#    if (0) {
         finish(at, TF_ERR_CANCELLED, 0, NULL);#test_async_edges@asan#*bug3_client_freed_while_resolving"
+  # ---- the sync layer (issue 25)
+  "sync-handshakes-one-at-a-time#sync_server.c#        bool listen = n < TF_SYNC_HANDSHAKES && now >= r.pause_until;#        bool listen = n < 1 && now >= r.pause_until;#test_sync_server#*silent_clients_do_not_delay"
+  "sync-handshakes-left-open#sync_server.c#    for (size_t i = 0; i < n; i++)
+        close(s->hs[i].fd);#    (void)n;#test_sync_server#*shutdown_unblocks_handshake *silent_clients_do_not_delay"
+  "sync-closed-poisons#sync_conn.c#            return closed(c); /* a later receive reads the EOF again: CLOSED again */#            return recv_fail(c, e, 0);#test_sync_conn#*half_close_reply_after_closed"
+  "sync-alloc-declared-length#sync_conn.c#    size_t cap = len < GROW_MIN ? len : GROW_MIN, have = 0;#    size_t cap = len, have = 0;#test_sync_conn#*commits_as_bytes_arrive"
 )
 
 # Every entry, split: NAME FILE FROM TO BIN FILTER (globals of the current one).

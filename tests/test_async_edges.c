@@ -794,6 +794,153 @@ static void test_bug9_abort_then_cancelled(void **state)
     tu_fx_end(&f);
 }
 
+
+/* ---------------------------------------------------------------- found by the attack (issue 20) */
+
+typedef struct xloop {
+    tf_async_conn *c;
+    tf_async_server *s;
+    tf_async_client *cl;
+    tf_async_op *ops;
+    atomic_int done;
+    int done_at_return;
+} xloop;
+
+static void count_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, uint8_t *data,
+                       size_t len, void *arg)
+{
+    (void)c, (void)op, (void)os_err, (void)data, (void)len;
+    TIO_CHECK_EQ(err, TF_ERR_CANCELLED);
+    atomic_fetch_add(&((xloop *)arg)->done, 1);
+}
+
+static void free_from_other_loop(void *arg)
+{
+    xloop *x = arg;
+    tf_async_conn_free(x->c);
+    x->done_at_return = atomic_load(&x->done);
+    free(x->ops); /* allowed: every callback has run */
+    tf_async_server_free(x->s);
+    tf_async_client_free(x->cl);
+}
+
+/* A connection, a server and a client of loop L2 freed from a task of loop L1: the frees return
+ * only after L2 ran the teardown (before the fix they returned at once: the CANCELLED callbacks
+ * ran later and touched freed op records; the server's hook, listen watch and the client's
+ * attempts were used after free -- ASan). */
+static void test_free_from_another_loops_thread(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    tf_evb *l1;
+    assert_int_equal(tf_evb_new(&l1), TF_OK);
+    assert_int_equal(tf_evb_start(l1), TF_OK);
+    for (int round = 0; round < 20; round++) {
+        xloop x = {0};
+        tf_async_conn *peer;
+        tu_pair_async(&f, NULL, &x.c, &peer);
+        x.ops = malloc(3 * sizeof *x.ops);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(tf_async_conn_recv_alloc_op(x.c, &x.ops[i], -1, count_done, &x),
+                             TF_OK);
+        assert_int_equal(tf_async_server_new(f.evb, &x.s), TF_OK);
+        assert_int_equal(tf_async_server_init(x.s, "127.0.0.1:0", NULL, NULL), TF_OK);
+        assert_int_equal(tf_async_client_new(f.evb, NULL, &x.cl, NULL), TF_OK);
+        char addr[TF_ADDRSTR_LEN];
+        assert_int_equal(tf_async_server_addr(x.s, addr, sizeof addr), TF_OK);
+        tf_future *cf;
+        assert_int_equal(tf_async_client_connect(x.cl, addr, &cf, NULL), TF_OK);
+        assert_int_equal(tf_evb_dispatch_and_wait(l1, free_from_other_loop, &x), TF_OK);
+        assert_int_equal(x.done_at_return, 3);
+        tf_err ce = tu_fut_result(cf, NULL, NULL); /* connected (then freed with the future) */
+        assert_true(ce == TF_OK || ce == TF_ERR_CANCELLED || ce == TF_ERR_SHUTDOWN);
+        tf_async_conn_free(peer);
+        tio_tick();
+    }
+    assert_int_equal(tf_evb_free(l1), TF_OK);
+    tu_fx_end(&f);
+}
+
+typedef struct nester {
+    tf_async_conn *c;
+    int depth, max_depth, calls;
+    tio_ctr ended;
+} nester;
+
+static void abort_inside(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                         void *arg)
+{
+    (void)os_err, (void)data, (void)len;
+    nester *n = arg;
+    n->depth++;
+    if (n->depth > n->max_depth)
+        n->max_depth = n->depth;
+    n->calls++;
+    if (err == TF_OK)
+        TIO_CHECK_EQ(tf_async_conn_abort(c), TF_OK); /* its cancellations come after this call */
+    else
+        tio_ctr_add(&n->ended, 1);
+    n->depth--;
+}
+
+/* abort from inside a stream callback does not re-enter that callback (the stream's CANCELLED
+ * end came nested before the fix). */
+static void test_abort_inside_callback_not_nested(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    tf_async_conn *a, *b;
+    tu_pair_async(&f, NULL, &a, &b);
+    nester n = {.c = b};
+    tio_ctr_init(&n.ended);
+    assert_int_equal(tf_async_conn_stream(b, abort_inside, &n), TF_OK);
+    assert_int_equal(tu_send_wait(a, "x", 1), TF_OK);
+    assert_true(tio_ctr_wait(&n.ended, 1, 10000));
+    assert_int_equal(n.max_depth, 1);
+    assert_int_equal(n.calls, 2); /* the message, then the end (CANCELLED) */
+    tf_async_conn_free(b);
+    tf_async_conn_free(a);
+    tio_ctr_destroy(&n.ended);
+    tu_fx_end(&f);
+}
+
+/* A close whose flush fails on the peer's reset releases the socket at once (before the fix it
+ * stayed open until free). */
+static void test_close_failed_by_reset_releases_fd(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    int lport;
+    int lfd = tu_raw_listen(false, &lport);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", lport);
+    int base = tu_fd_count();
+    int cfd = tu_raw_connect(addr);
+    int raw = accept(lfd, NULL, NULL);
+    assert_true(cfd >= 0 && raw >= 0);
+    tf_tcp_config cfg = tu_cfg_default();
+    cfg.sndbuf = 4096;
+    tf_async_conn *c;
+    assert_int_equal(tf_async_conn_from_fd(f.evb, cfd, &cfg, &c, NULL), TF_OK);
+    assert_true(tu_send_magic(raw));
+    assert_true(tu_expect_magic(raw));
+    static uint8_t big[4 << 20];
+    tf_future *s, *cl;
+    assert_int_equal(tf_async_conn_send(c, big, sizeof big, -1, &s), TF_OK);
+    assert_int_equal(tf_async_conn_close(c, &cl), TF_OK);
+    tu_close_rst(raw);
+    assert_int_equal(tu_fut_result(cl, NULL, NULL), TF_ERR_IO);
+    assert_int_equal(tu_fut_result(s, NULL, NULL), TF_ERR_IO);
+    tu_loop_settle(f.evb);
+    assert_int_equal(tu_fd_count(), base - 0); /* cfd and raw both gone, before the free */
+    tf_async_conn_free(c);
+    close(lfd);
+    tu_fx_end(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -813,6 +960,9 @@ int main(void)
         TIO_TEST(test_bug9_stream_stopped_mid_frame),
         TIO_TEST(test_bug9_hold_after_poison_and_released),
         TIO_TEST(test_bug9_abort_then_cancelled),
+        TIO_TEST(test_free_from_another_loops_thread),
+        TIO_TEST(test_abort_inside_callback_not_nested),
+        TIO_TEST(test_close_failed_by_reset_releases_fd),
     };
     tio_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);

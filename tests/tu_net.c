@@ -33,6 +33,7 @@ int tu_fd_count(void)
 
 static atomic_long alloc_calls;
 static atomic_size_t alloc_bytes;
+static atomic_size_t alloc_max;
 static long alloc_fail_after = -1;
 
 static void *counting_malloc(size_t n)
@@ -41,13 +42,22 @@ static void *counting_malloc(size_t n)
     if (alloc_fail_after >= 0 && k >= alloc_fail_after)
         return NULL;
     atomic_fetch_add(&alloc_bytes, n);
+    size_t m = atomic_load(&alloc_max);
+    while (n > m && !atomic_compare_exchange_weak(&alloc_max, &m, n))
+        ;
     return malloc(n);
+}
+
+size_t tu_alloc_max(void)
+{
+    return atomic_load(&alloc_max);
 }
 
 void tu_alloc_count(long fail_after)
 {
     atomic_store(&alloc_calls, 0);
     atomic_store(&alloc_bytes, 0);
+    atomic_store(&alloc_max, 0);
     alloc_fail_after = fail_after;
     tf__malloc_hook = counting_malloc;
 }

@@ -16,6 +16,8 @@ int tu_fd_count(void);
 void tu_alloc_count(long fail_after);
 long tu_alloc_calls(void);
 size_t tu_alloc_bytes(void);
+/* The largest single allocation since tu_alloc_count. */
+size_t tu_alloc_max(void);
 void tu_alloc_reset(void);
 
 /* A blocking TCP client socket connected to "127.0.0.1:port"-style |addr| (numeric host,

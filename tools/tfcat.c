@@ -357,25 +357,119 @@ static void count_finish(bool last)
         pthread_kill(main_thread, SIGUSR1);
 }
 
-/* A client left: quietly (-v) if it closed between messages, else one line saying why. */
+/* ---------------------------------------------------------------- dropped clients */
+
+/* One stderr line per dropped client, but at most DROP_LINES in a second (an RST storm drops
+ * thousands a second): the drops past that are counted by reason and summed up in one line at
+ * the end of the second (seen by the next drop or by the main thread's once-a-second tick)
+ * and at exit: "tfcat: 8190 more clients dropped (8000 dropped: connection reset by peer,
+ * 190 handshake: timed out (dropped))". */
+#define DROP_LINES 10
+#define DROP_REASONS 4 /* reasons named in a summary; the rest are "other" */
+#define NS_PER_S 1000000000ull
+
+static struct {
+    pthread_mutex_t mu;
+    uint64_t window;  /* start of the current second (ns), 0 before the first drop */
+    int lines;        /* lines printed in it */
+    long long more;   /* drops not printed since the last summary */
+    struct {
+        char text[96];
+        long long n;
+    } why[DROP_REASONS];
+    long long other;
+} drops = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * NS_PER_S + (uint64_t)t.tv_nsec;
+}
+
+/* Print the summary of the drops not printed (under drops.mu), and start counting afresh. */
+static void drops_summary(void)
+{
+    if (drops.more == 0)
+        return;
+    char list[512] = "";
+    size_t n = 0;
+    for (int i = 0; i < DROP_REASONS && drops.why[i].n > 0 && n < sizeof list; i++)
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s%lld %s", i ? ", " : "",
+                              drops.why[i].n, drops.why[i].text);
+    if (drops.other > 0 && n < sizeof list)
+        snprintf(list + n, sizeof list - n, ", %lld other", drops.other);
+    say("%lld more client%s dropped (%s)", drops.more, drops.more == 1 ? "" : "s", list);
+    drops.more = drops.other = 0;
+    memset(drops.why, 0, sizeof drops.why);
+}
+
+/* The main thread's tick (and exit): a summary that is due is printed now, not at the next
+ * drop, which may never come. */
+static void drops_tick(bool final)
+{
+    pthread_mutex_lock(&drops.mu);
+    uint64_t now = mono_ns();
+    if (final || (drops.more > 0 && now - drops.window >= NS_PER_S)) {
+        drops_summary();
+        drops.window = now;
+        drops.lines = 0;
+    }
+    pthread_mutex_unlock(&drops.mu);
+}
+
+/* A client was dropped: "PEER: WHAT" on stderr, or counted under |what| if this second's lines
+ * are used up. */
+static void dropped(const char *peer, const char *what)
+{
+    pthread_mutex_lock(&drops.mu);
+    uint64_t now = mono_ns();
+    if (now - drops.window >= NS_PER_S) {
+        drops_summary();
+        drops.window = now;
+        drops.lines = 0;
+    }
+    if (drops.lines < DROP_LINES) {
+        drops.lines++;
+        say("%s: %s", peer, what); /* under drops.mu: a summary never overtakes its lines */
+        pthread_mutex_unlock(&drops.mu);
+        return;
+    }
+    drops.more++;
+    int i = 0;
+    while (i < DROP_REASONS && drops.why[i].n > 0 && strcmp(drops.why[i].text, what) != 0)
+        i++;
+    if (i == DROP_REASONS) {
+        drops.other++;
+    } else {
+        if (drops.why[i].n == 0)
+            snprintf(drops.why[i].text, sizeof drops.why[i].text, "%s", what);
+        drops.why[i].n++;
+    }
+    pthread_mutex_unlock(&drops.mu);
+}
+
+/* A client left: quietly (-v) if it closed between messages, else a drop line saying why. */
 static void client_gone(const char *peer, tf_err e, int os, long long msgs)
 {
-    char b[160];
+    char b[160], what[200];
     if (e == TF_ERR_CLOSED) {
         if (o.verbose)
             say("%s: closed after %lld message%s", peer, msgs, msgs == 1 ? "" : "s");
     } else if (e != TF_ERR_SHUTDOWN && e != TF_ERR_CANCELLED) {
-        say("%s: dropped: %s", peer, reason(e, os, b, sizeof b));
+        snprintf(what, sizeof what, "dropped: %s", reason(e, os, b, sizeof b));
+        dropped(peer, what);
     }
 }
 
 static void rejected(const char *peer, tf_err e, int os)
 {
-    char b[160];
+    char b[160], what[200];
     const char *r = e == TF_ERR_CLOSED || e == TF_ERR_TRUNCATED
                         ? "the peer closed the connection before its magic was complete"
                         : reason(e, os, b, sizeof b);
-    say("%s: handshake: %s (dropped)", peer, r);
+    snprintf(what, sizeof what, "handshake: %s (dropped)", r);
+    dropped(peer, what);
 }
 
 /* ---------------------------------------------------------------- listen: async */
@@ -615,9 +709,14 @@ static void on_reject(tf_async_server *s, const char *peer, tf_err err, int os_e
 /* Wait for SIGINT, SIGTERM (exit 0) or SIGUSR1 (--count reached). */
 static void wait_for_end(const sigset_t *set)
 {
-    int sig = 0;
-    while (sigwait(set, &sig) != 0)
-        ;
+    int sig = -1;
+    while (sig < 0) { /* a tick a second: a due summary of dropped clients is printed */
+        struct timespec one = {.tv_sec = 1, .tv_nsec = 0};
+        sig = sigtimedwait(set, NULL, &one);
+        if (sig < 0)
+            drops_tick(false);
+    }
+    drops_tick(true);
     if (o.verbose)
         say("%s", sig == SIGUSR1 ? "count reached, exiting" : "signal received, exiting");
 }
@@ -714,6 +813,11 @@ static void sync_reject(void *arg, const char *peer, tf_err err, int os_err)
     rejected(peer, err, os_err);
 }
 
+/* The stack of a --sync client's thread: serve_sync needs a few KiB (the library's blocking
+ * calls, printf); 256 KiB leaves ample room, also under ASan, where the default 8 MiB per
+ * client bound 8 MiB of address space per connection (issue 25). */
+#define CLIENT_STACK (256u * 1024u)
+
 static void *accept_loop(void *arg)
 {
     sync_srv *s = arg;
@@ -732,6 +836,7 @@ static void *accept_loop(void *arg)
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&at, CLIENT_STACK); /* not the 8 MiB default per client */
         if (pthread_create(&t, &at, serve_sync, c) != 0) {
             say("cannot start a thread for a client: %s", strerror(errno));
             tf_sync_conn_free(c);
@@ -1096,8 +1201,9 @@ static const char help[] =
     "--sync on the blocking server and connections, one thread per client. The first line on\n"
     "stderr is \"listening on HOST:PORT\" with the bound port (ADDR may use port 0). Every\n"
     "message is printed to stdout as its payload and a newline. A client that fails the\n"
-    "handshake or breaks the protocol is dropped with one line on stderr. Runs until SIGINT\n"
-    "or SIGTERM (exit 0), or --count messages.\n"
+    "handshake or breaks the protocol is dropped with one line on stderr (at most 10 a\n"
+    "second; the rest are summed up once a second: \"K more clients dropped (reasons)\").\n"
+    "Runs until SIGINT or SIGTERM (exit 0), or --count messages.\n"
     "\n"
     "-l fd:N listens on the socket inherited as file descriptor N (bound and listening\n"
     "already). -l systemd takes the first socket of systemd's socket activation: fd 3, with\n"

@@ -43,6 +43,12 @@
  * callback of the connection runs any more; the fd is closed exactly once, after the loop let
  * go of it. When the loop stops, every operation in flight completes with TF_ERR_SHUTDOWN and
  * the connection must still be freed -- before tf_evb_free of its loop.
+ * From the thread of ANOTHER loop, tf_async_conn_free, tf_async_server_shutdown / _free and
+ * tf_async_client_cancel / _free block that loop until the object's own loop has run the
+ * teardown (the same guarantee as from any thread); two loops doing this to each other's objects
+ * at the same moment would deadlock: hand such a free to the object's loop with
+ * tf_evb_dispatch instead. Like tf_evb_dispatch_and_wait, on a loop that has never run they wait
+ * until it runs or is stopped (tf_evb_stop on a loop that never ran drains it at once).
  */
 #ifndef TCPFRAME_ASYNC_H
 #define TCPFRAME_ASYNC_H
@@ -203,8 +209,8 @@ TF_API tf_err tf_async_conn_on_end(tf_async_conn *c, tf_async_end_cb cb, void *a
  *   TF_ERR_INVALID_ARGUMENT. */
 TF_API tf_err tf_async_conn_close(tf_async_conn *c, tf_future **out);
 
-/* Abort: fail every queued operation with TF_ERR_CANCELLED now and reset the connection (RST:
- * SO_LINGER 0). Submissions made after this returns fail with CANCELLED, also on a connection
+/* Abort: fail every queued operation with TF_ERR_CANCELLED now (called inside a callback of the
+ * connection: as soon as that callback returns) and reset the connection (RST: SO_LINGER 0). Submissions made after this returns fail with CANCELLED, also on a connection
  * that had failed for another reason first (tf_async_conn_error says CANCELLED once the loop
  * ran the abort). TF_OK; TF_ERR_INVALID_ARGUMENT. */
 TF_API tf_err tf_async_conn_abort(tf_async_conn *c);

@@ -52,7 +52,8 @@ TF_API tf_err tf_conn_recv_alloc(tf_conn *c, tf_future **out);
  * The connection must still be freed with tf_conn_free(). Returns as tf_conn_send. */
 TF_API tf_err tf_conn_close(tf_conn *c, tf_future **out);
 
-/* The sticky reason the connection failed (TF_OK while healthy); *os_err (if non-NULL) gets
+/* The sticky reason the connection failed (TF_OK while healthy; the peer's clean close is no
+ * failure: its CLOSED closes the receive direction only, SPEC 9.1); *os_err (if non-NULL) gets
  * the OS error number of an IO failure, else 0. */
 TF_API tf_err tf_conn_error(const tf_conn *c, int *os_err);
 

@@ -12,13 +12,17 @@
  * timeout is real. A timeout argument is in milliseconds, -1 = none.
  *
  * Poison. Any protocol error (TOO_LARGE from the peer, BUFFER_TOO_SMALL, a bad magic) or I/O
- * failure (incl. CLOSED and TRUNCATED) makes the connection failed for good: the socket is shut
- * down both ways, and every later send/recv returns the recorded reason at once (and
- * tf_sync_conn_error gives it with its os_err). Refusals that move no byte do not poison:
+ * failure (incl. TRUNCATED, a close inside a frame) makes the connection failed for good: the
+ * socket is shut down both ways, and every later send/recv returns the recorded reason at once
+ * (and tf_sync_conn_error gives it with its os_err). Refusals that move no byte do not poison:
  * INVALID_ARGUMENT, a send over max_send_len (TOO_LARGE), a TIMEOUT before any byte of the frame
- * moved. A TIMEOUT after part of a frame moved poisons (the stream is out of step). As CLOSED
- * poisons too, a side that has received the peer's CLOSED can no longer send: in a request /
- * half-close / reply exchange, reply before receiving the CLOSED (SPEC 9.6).
+ * moved. A TIMEOUT after part of a frame moved poisons (the stream is out of step).
+ *
+ * Half-close. A clean close by the peer between messages (CLOSED) is not a failure: it closes
+ * the receive direction only. That receive and every later one return CLOSED, while sends go
+ * on until the write side itself fails (EPIPE, a reset: IO) or we close. So a request /
+ * half-close / reply exchange works in any order: read the requests up to CLOSED, then send the
+ * replies (SPEC 9.6).
  *
  * Threads. A connection may be used by one sending thread and one receiving thread at the same
  * time (the two directions share nothing but the fd and the poison, which is atomic); two
@@ -93,7 +97,9 @@ TF_API tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, in
  *   TF_OK                    *len bytes in buf
  *   TF_ERR_BUFFER_TOO_SMALL  the message is longer than cap: poisoned (stream out of step)
  *   TF_ERR_TOO_LARGE         the peer's length is over cfg->max_recv_len: poisoned
- *   TF_ERR_CLOSED            the peer closed between messages: poisoned
+ *   TF_ERR_CLOSED            the peer closed between messages: the receive direction is
+ *                            closed (this and every later receive: CLOSED at once), not
+ *                            poisoned: sends go on
  *   TF_ERR_TRUNCATED         the peer closed inside a message: poisoned
  *   TF_ERR_TIMEOUT           as for send (no byte of the frame read: still usable)
  *   TF_ERR_IO                poisoned; os_err kept
@@ -102,14 +108,17 @@ TF_API tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, in
 TF_API tf_err tf_sync_conn_recv(tf_sync_conn *c, void *buf, size_t cap,
                                 size_t *len, int timeout_ms);
 
-/* Receive one message into a malloc()'d buffer of its exact length, allocated only after the
- * length passed the max check: *buf is the caller's to free() (NULL for an empty message),
- * *len its length. Errors as tf_sync_conn_recv (no BUFFER_TOO_SMALL), plus TF_ERR_NOMEM
- * (poisoned). On error *buf is NULL and nothing is left allocated. */
+/* Receive one message into a malloc()'d buffer of its exact length: *buf is the caller's to
+ * free() (NULL for an empty message), *len its length. Memory is committed as the bytes
+ * arrive, not on the length prefix alone: after the length passed the max check the buffer
+ * starts at min(length, 64 KiB) and doubles as it fills, its last step to the exact length
+ * (a peer that declares 60 MiB and sends 10 bytes binds 64 KiB). Errors as tf_sync_conn_recv
+ * (no BUFFER_TOO_SMALL), plus TF_ERR_NOMEM (poisoned). On error *buf is NULL and nothing is
+ * left allocated. */
 TF_API tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int timeout_ms);
 
 /* Half-close: shut our sending side down (the peer's next receive after our last message
- * gives CLOSED); receiving goes on.
+ * gives CLOSED); receiving goes on. Also after we received the peer's CLOSED.
  *   TF_OK; TF_ERR_BAD_STATE (already shut down); TF_ERR_IO (shutdown failed); the poison
  *   reason if poisoned; TF_ERR_INVALID_ARGUMENT (NULL). */
 TF_API tf_err tf_sync_conn_shutdown(tf_sync_conn *c);
@@ -118,13 +127,17 @@ TF_API tf_err tf_sync_conn_shutdown(tf_sync_conn *c);
  * the same connection. */
 TF_API void tf_sync_conn_free(tf_sync_conn *c);
 
-/* The poison reason (TF_OK while healthy); *os_err (if non-NULL) its OS error number or 0. */
+/* The poison reason (TF_OK while healthy, also after the peer's clean close: CLOSED is not a
+ * poison); *os_err (if non-NULL) its OS error number or 0. */
 TF_API tf_err tf_sync_conn_error(const tf_sync_conn *c, int *os_err);
 
 /* The socket (for poll, getsockopt, ...); it stays the connection's: do not close it. */
 TF_API int tf_sync_conn_fd(const tf_sync_conn *c);
 
-/* The peer's address as "host:port" (tcp.h); TF_OK or TF_ERR_IO / BUFFER_TOO_SMALL. */
+/* The peer's address as "host:port" (tcp.h), taken when the connection was made (from accept,
+ * or asked of the socket at connect / from_fd), so it is still known after the peer has reset
+ * or closed; a socket without an IP peer (a UNIX socketpair) is asked now.
+ *   TF_OK; TF_ERR_IO / BUFFER_TOO_SMALL; TF_ERR_INVALID_ARGUMENT (NULL). */
 TF_API tf_err tf_sync_conn_peer(const tf_sync_conn *c, char *buf, size_t len);
 
 /* The generic view (conn.h) of this connection; never NULL for a non-NULL c. */
@@ -132,8 +145,14 @@ TF_API tf_conn *tf_sync_conn_base(tf_sync_conn *c);
 
 /* ---------------------------------------------------------------- server */
 
+/* The most handshakes a server's accept drives at once (SPEC 9.6). While that many clients are
+ * in their handshake, accept leaves further clients queued in the listen backlog until one of
+ * them completes, fails or passes its deadline. */
+#define TF_SYNC_HANDSHAKES 128
+
 /* A handshake that failed in accept (wrong magic, early close, silent past the deadline):
- * called on the accepting thread with the client's address, the reason and its os_err. */
+ * called on the accepting thread with the client's address (taken at accept), the reason and
+ * its os_err. */
 typedef void (*tf_reject_cb)(void *arg, const char *peer, tf_err err, int os_err);
 
 /* A server object, not yet listening. TF_OK; TF_ERR_INVALID_ARGUMENT; TF_ERR_NOMEM. */
@@ -172,12 +191,18 @@ TF_API tf_err tf_sync_server_addr(const tf_sync_server *s, char *buf, size_t len
 
 /* Block until a client has connected and completed the handshake (under
  * cfg->handshake_timeout_ms), or until tf_sync_server_shutdown. The socket options of cfg are
- * applied to the accepted socket first. A client that fails the handshake is closed, counted and
- * reported (on_reject), and accept goes on waiting. Handshakes run one at a time: a silent client
- * delays the next queued one by at most handshake_timeout_ms (TF_UNSET: until it speaks, closes
- * or the server is shut down). ECONNABORTED and the other per-connection errors of accept(2) are
- * retried at once; fd or memory exhaustion (EMFILE, ENFILE, ENOBUFS, ENOMEM) with a back-off
- * pause (never a busy loop; the client stays queued), up to cfg->accept_retries pauses in a row.
+ * applied to the accepted socket first. Handshakes run side by side: accept takes new clients
+ * while earlier ones are still in their handshake (up to TF_SYNC_HANDSHAKES at once, each with
+ * its own deadline from its accept, all in one poll with the listen socket) and returns the
+ * first client to complete; the others stay in progress in the server and the next accept
+ * goes on with them, so a silent client delays nobody (it holds one of the TF_SYNC_HANDSHAKES
+ * places until its deadline; TF_UNSET: until it speaks, closes or the server is shut down). A
+ * client that fails the handshake (BAD_MAGIC, CLOSED, TRUNCATED, IO, TIMEOUT) is closed,
+ * counted and reported (on_reject), and accept goes on waiting. Clients still in their
+ * handshake when the server is shut down are closed (not reported). ECONNABORTED and the other
+ * per-connection errors of accept(2) are retried at once; fd or memory exhaustion (EMFILE,
+ * ENFILE, ENOBUFS, ENOMEM) with a back-off pause (never a busy loop; the client stays queued,
+ * the handshakes in progress go on), up to cfg->accept_retries pauses in a row.
  *   TF_OK                    *out is the connection
  *   TF_ERR_BAD_STATE         not initialised (accept before init)
  *   TF_ERR_SHUTDOWN          shut down (before or during the call, also mid-handshake)
@@ -186,7 +211,8 @@ TF_API tf_err tf_sync_server_addr(const tf_sync_server *s, char *buf, size_t len
  *                            msg names it
  *   TF_ERR_NOMEM             no memory for the connection (that client is closed)
  *   TF_ERR_INVALID_ARGUMENT  NULL arguments
- * Several threads may accept at once. */
+ * Several threads may accept at once: one of them drives the handshakes, the others wait for
+ * its return (shutdown wakes them too), and each client goes to exactly one of them. */
 TF_API tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err,
                                     tf_errmsg *msg);
 
