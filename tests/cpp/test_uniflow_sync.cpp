@@ -355,6 +355,24 @@ TEST_P(Loopback, ConnCloseInterruptsABlockedRecv)
     EXPECT_TRUE(again.hasError());
 }
 
+TEST_P(Loopback, SilentClientDoesNotDelayTheNextOne)
+{
+    LISTEN_OR_SKIP(s);
+    int silent = tu::rawConnect(GetParam().af, GetParam().host, s->getPort());
+    ASSERT_GE(silent, 0);
+    auto [cli, srv] = pair(*s);
+    EXPECT_NE(cli, nullptr);
+    EXPECT_NE(srv, nullptr);
+    // Served while the silent client is still in its handshake (its deadline is 5 s away):
+    // the server sent it the magic and has not hung up on it.
+    unsigned char m[4];
+    ASSERT_TRUE(tu::readAll(silent, m, 4));
+    char c;
+    EXPECT_EQ(::recv(silent, &c, 1, MSG_DONTWAIT), -1);
+    EXPECT_EQ(errno, EAGAIN);
+    ::close(silent);
+}
+
 // ------------------------------------------------------------------------------ server/client
 
 TEST_P(Loopback, ServerClientConnectAndAccept)
