@@ -53,8 +53,8 @@ enum { K_SEND = 1, K_RECV, K_RALLOC, K_CLOSE };
 typedef struct rec {
     int kind;
     bool fut, accepted, timeout;
-    bool helper;    /* submitted by the second thread */
-    bool owned;     /* owned send: r->buf is a copy, r->obuf the library's */
+    bool helper; /* submitted by the second thread */
+    bool owned;  /* owned send: r->buf is a copy, r->obuf the library's */
     uint8_t *obuf;
     int calls;
     tf_err err;
@@ -97,11 +97,11 @@ typedef struct fx {
     size_t npr;
     int pause, settle;
     bool pr_full;
-    bool lifecycle;          /* config bit 7 */
-    int arm;                 /* the next completion callback: 1 frees, 2 stops the loop */
+    bool lifecycle; /* config bit 7 */
+    int arm;        /* the next completion callback: 1 frees, 2 stops the loop */
     bool helper_on;
     pthread_t helper;
-    rec *hops[8];            /* the second thread's operations, prepared on the loop */
+    rec *hops[8]; /* the second thread's operations, prepared on the loop */
     int nhops;
 } fx;
 

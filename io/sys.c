@@ -14,10 +14,10 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
-#include <time.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -96,8 +96,8 @@ static void __attribute__((noinline)) perturb_slow(unsigned st)
     if (perturb_rng == 0 || perturb_rng_gen != gen) {
         /* splitmix64 of (seed, this thread's rank): distinct, reproducible streams */
         uint64_t z = atomic_load_explicit(&perturb_seed, memory_order_relaxed) +
-                     0x9E3779B97F4A7C15ull *
-                         (1u + atomic_fetch_add_explicit(&perturb_threads, 1, memory_order_relaxed));
+                     0x9E3779B97F4A7C15ull * (1u + atomic_fetch_add_explicit(&perturb_threads, 1,
+                                                                             memory_order_relaxed));
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
         z ^= z >> 31;

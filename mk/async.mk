@@ -3,7 +3,7 @@
 TSAN_TESTS += test_async_conn test_async_life test_async_server test_async_edges test_async_peers
 
 # The lifecycle chaos test (tests/test_async_chaos.c, issue 20): a short run in `make check`
-# (plain 300 rounds, ASan 100, TSan 50; TF_TEST_CHAOS_ROUNDS / _OPS change them). The long run:
+# (plain 200 rounds, ASan 100, TSan 50; TF_TEST_CHAOS_ROUNDS / _OPS change them). The long run:
 #
 #   make chaos ROUNDS=N [SEED=S] [CHAOS_VARIANTS="asan tsan"]
 #
