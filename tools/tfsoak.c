@@ -849,7 +849,8 @@ int main(int argc, char **argv)
     cfg.handshake_timeout_ms = 300;  /* silent clients are dropped quickly */
     cfg.max_recv_len = 64u << 20;    /* 60 MiB declared lengths pass; oversized ones do not */
     cfg.send_queue_bytes = 4 << 20;  /* a client that does not read pauses the stream soon */
-    cfg.progress_timeout_ms = 2000;  /* a stalled frame (a big declared length) is dropped */
+    cfg.progress_timeout_ms = 5000; /* a stalled frame (a big declared length) is dropped; 5 s:
+                                     * a busy CI box never starves a good frame that long */
     cfg.recv_mem_budget = 64 << 20;  /* partial messages of all connections together */
     tf_errmsg msg;
     tf_async_server_new(evb, &srv);
