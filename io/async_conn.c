@@ -857,6 +857,17 @@ static void unpark(tf_async_conn *c)
     free(p);
 }
 
+static void take_inbox(tf_async_conn *c);
+
+/* Something admitted on another thread waits in the inbox (loop thread). */
+static bool inbox_waiting(tf_async_conn *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool any = c->in_head != NULL;
+    pthread_mutex_unlock(&c->mu);
+    return any;
+}
+
 /* Closing, and nobody wants a message: skip what arrives, but whole frames only (the rest of a
  * cut frame is skipped as it arrives), so that a receive made later still starts at a frame
  * boundary. Returns the bytes skipped; 0 when a cut prefix waits for its rest. */
@@ -889,6 +900,10 @@ static size_t consume(tf_async_conn *c, const uint8_t *in, size_t n)
             continue;
         }
         if (c->phase == PH_LINGER && !consumer(c) && !frame_open(c)) {
+            if (inbox_waiting(c)) {
+                take_inbox(c); /* a receive accepted already is a consumer: never drop for it */
+                continue;
+            }
             size_t k = linger_skip(c, in + used, n - used);
             if (k == 0)
                 break; /* a cut prefix: kept until its rest comes */
@@ -969,6 +984,27 @@ static bool hold_append(tf_async_conn *c, const uint8_t *p, size_t n)
 static void on_eof(tf_async_conn *c);
 static void pump_later(tf_async_conn *c);
 
+/* One read of the socket. Returns the bytes read (> 0, counted in the turn); 0 when the caller
+ * must return (EOF handled, EAGAIN marked as drained, or the connection failed); -1 to try
+ * again (EINTR). */
+static ssize_t sock_read(tf_async_conn *c, void *buf, size_t want)
+{
+    ssize_t n = tf__sys_read(c->fd, buf, want);
+    if (n > 0) {
+        c->turn_bytes += (size_t)n;
+        return n;
+    }
+    if (n == 0)
+        on_eof(c);
+    else if (errno == EINTR)
+        return -1;
+    else if (errno == EAGAIN || errno == EWOULDBLOCK)
+        c->drained = true;
+    else
+        tf__async_fail(c, TF_ERR_IO, errno);
+    return 0;
+}
+
 /* Read while someone wants a message: held bytes first, then the socket. A large rest of a
  * bound frame is read straight into its target. Returns when the socket is drained. */
 static void do_read(tf_async_conn *c)
@@ -1009,20 +1045,12 @@ static void do_read(tf_async_conn *c)
             if (c->gcap == c->ggot && !grow_room(c, c->ggot + (rest < rbuf ? rest : rbuf)))
                 return; /* no memory (poisoned), or the budget is spent (woken when it frees) */
             size_t want = c->gcap - c->ggot;
-            ssize_t n = tf__sys_read(c->fd, c->gbuf + c->ggot, want);
-            if (n <= 0) {
-                if (n == 0)
-                    on_eof(c);
-                else if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    c->drained = true;
-                else if (errno != EINTR)
-                    tf__async_fail(c, TF_ERR_IO, errno);
-                if (n == 0 || errno != EINTR)
-                    return;
-                continue;
-            }
+            ssize_t n = sock_read(c, c->gbuf + c->ggot, want);
+            if (n < 0)
+                continue; /* EINTR */
+            if (n == 0)
+                return;
             c->ggot += (size_t)n;
-            c->turn_bytes += (size_t)n;
             if (c->ggot == c->glen)
                 deliver_grown(c);
             if ((size_t)n < want) {
@@ -1035,19 +1063,11 @@ static void do_read(tf_async_conn *c)
         if (c->rx_buf) {
             size_t want = tf_rx_next(&c->rx, &dst);
             if (want >= rbuf / 2) {
-                ssize_t n = tf__sys_read(c->fd, dst, want);
-                if (n <= 0) {
-                    if (n == 0)
-                        on_eof(c);
-                    else if (errno == EAGAIN || errno == EWOULDBLOCK)
-                        c->drained = true;
-                    else if (errno != EINTR)
-                        tf__async_fail(c, TF_ERR_IO, errno);
-                    if (n == 0 || errno != EINTR)
-                        return;
-                    continue;
-                }
-                c->turn_bytes += (size_t)n;
+                ssize_t n = sock_read(c, dst, want);
+                if (n < 0)
+                    continue; /* EINTR */
+                if (n == 0)
+                    return;
                 tf_msg msg = {NULL, 0};
                 if (tf_rx_advance(&c->rx, (size_t)n, &msg) == TF_DONE)
                     deliver_bound(c, &msg);
@@ -1068,19 +1088,11 @@ static void do_read(tf_async_conn *c)
             tf__async_fail(c, TF_ERR_NOMEM, 0);
             return;
         }
-        ssize_t n = tf__sys_read(c->fd, s->buf, rbuf);
-        if (n <= 0) {
-            if (n == 0)
-                on_eof(c);
-            else if (errno == EAGAIN || errno == EWOULDBLOCK)
-                c->drained = true;
-            else if (errno != EINTR)
-                tf__async_fail(c, TF_ERR_IO, errno);
-            if (n == 0 || errno != EINTR)
-                return;
-            continue;
-        }
-        c->turn_bytes += (size_t)n;
+        ssize_t n = sock_read(c, s->buf, rbuf);
+        if (n < 0)
+            continue; /* EINTR */
+        if (n == 0)
+            return;
         s->busy = true;
         size_t u = consume(c, s->buf, (size_t)n);
         s->busy = false;
@@ -1629,8 +1641,14 @@ static tf_err admit_item(tf_async_conn *c, int kind, void *cb, void *arg, tf_pro
                          void (*commit)(tf_async_conn *c, void *cb))
 {
     bool local = tf_evb_in_loop_thread(c->evb);
+    /* Inside a callback of this connection (the loop thread within one of its entries): what the
+     * item causes (a stream's end call, the writable or end callback, the close's failures) must
+     * not run nested in that callback, so it goes through the inbox like a hand-off from another
+     * thread and runs when the callback has returned. A stream being stopped stops at once too
+     * (no later message reaches it), and again in its turn. */
+    bool nested = local && c->depth > 0;
     tf_async_op *op = NULL;
-    if (!local && (op = tf__alloc(sizeof *op)) == NULL)
+    if ((!local || nested) && (op = tf__alloc(sizeof *op)) == NULL)
         return TF_ERR_NOMEM;
     pthread_mutex_lock(&c->mu);
     tf_err rc = check ? check(c, cb) : tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_OK;
@@ -1648,7 +1666,10 @@ static tf_err admit_item(tf_async_conn *c, int kind, void *cb, void *arg, tf_pro
         free(op);
         return rc;
     }
-    if (local) {
+    if (nested && kind == OP_STREAM && !cb) {
+        c->stream_cb = NULL; /* stopped now: the stream's callback is not called again */
+        c->stream_arg = arg;
+    } else if (local && !nested) {
         enter(c);
         take_inbox(c); /* what other threads admitted first goes first */
         if (kind == OP_CLOSE)

@@ -3,14 +3,17 @@
 #   1. `make install` into a scratch DESTDIR with PREFIX=/usr/local: the headers, libtcpframe.a,
 #      libtcpframe.so.X.Y.Z with its links .so.X (the soname) and .so, tcpframe.pc, tfcat and its
 #      man page are where they belong;
-#   2. every installed header compiles alone, as C11 (-pedantic) and as C++11;
+#   2. every installed header compiles alone, as C11 (-pedantic) and as C++11; the C++ layers
+#      (tcpframe.hpp, uniflow.hpp) alone as C++20;
 #   3. every examples/*.c is built from a directory outside the tree with only
 #      `pkg-config --cflags --libs tcpframe` (PKG_CONFIG_SYSROOT_DIR points pkg-config into the
 #      DESTDIR): linked against the .so (NEEDED libtcpframe.so.X, loaded from the DESTDIR) and
 #      against the .a (`pkg-config --static`; no libtcpframe.so needed at run time), and
-#      examples/headers.cpp with c++;
-#   4. the programs run: custom_transport and headers both ways, and the async echo_server with
-#      the sync client (a shared server with a static client and the other way round);
+#      examples/headers.cpp with c++ (C++11), the examples that use the C++ layers (echo_cxx.cpp)
+#      with c++ -std=c++20;
+#   4. the programs run: custom_transport, headers and echo_cxx (C++ echo self-test) both ways,
+#      and the async echo_server with the sync client (a shared server with a static client and
+#      the other way round);
 #   5. the same examples built as a CMake project (examples/CMakeLists.txt) with only
 #      find_package(tcpframe CONFIG REQUIRED) and CMAKE_PREFIX_PATH pointed into the DESTDIR:
 #      tcpframe::tcpframe (NEEDED libtcpframe.so.X) and tcpframe::tcpframe_static (no
@@ -42,7 +45,8 @@ version=$major.$minor.$patch
 if run make --no-print-directory V=plain install DESTDIR="$dest" PREFIX=$prefix; then ok
 else bad "make install DESTDIR=$dest PREFIX=$prefix"; fi
 lib=$dest$prefix/lib inc=$dest$prefix/include/tcpframe
-for h in include/tcpframe/*.h; do
+for h in include/tcpframe/*.h include/tcpframe/*.hpp; do
+  [ -f "$h" ] || continue
   cmp -s "$h" "$inc/$(basename "$h")" && ok || bad "header $(basename "$h") not installed"
 done
 [ -f "$lib/libtcpframe.a" ] && ok || bad "libtcpframe.a not installed"
@@ -84,6 +88,14 @@ for h in "$inc"/*.h; do
     ok || bad "$hn does not compile alone as C++11"
 done
 
+for h in "$inc"/*.hpp; do
+  [ -f "$h" ] || continue
+  hn=tcpframe/$(basename "$h")
+  printf '#include <%s>\nint tf_install_test_nonempty;\n' "$hn" >"$tmp/one.cpp"
+  run ${CXX:-c++} -std=c++20 -Wall -Wextra -Werror $cflags -fsyntax-only "$tmp/one.cpp" && ok ||
+    bad "$hn does not compile alone as C++20"
+done
+
 # 3. The examples, shared and static.
 progs=()
 for src in *.c; do
@@ -95,10 +107,12 @@ for src in *.c; do
 done
 for src in *.cpp; do
   p=${src%.cpp}; progs+=("$p")
-  run ${CXX:-c++} -std=c++11 -O2 -Wall -Wextra -Werror $cflags "$src" -o "shared/$p" $libs && ok ||
-    bad "examples/$src does not build with c++ against the .so"
-  run ${CXX:-c++} -std=c++11 -O2 -Wall -Wextra -Werror $cflags "$src" -o "static/$p" $slibs && ok ||
-    bad "examples/$src does not build with c++ against the .a"
+  std=c++11   # the C headers promise C++11; the C++ layers need C++20
+  grep -q '#include <tcpframe/[a-z]*\.hpp>' "$src" && std=c++20
+  run ${CXX:-c++} -std=$std -O2 -Wall -Wextra -Werror $cflags "$src" -o "shared/$p" $libs && ok ||
+    bad "examples/$src does not build with c++ -std=$std against the .so"
+  run ${CXX:-c++} -std=$std -O2 -Wall -Wextra -Werror $cflags "$src" -o "static/$p" $slibs && ok ||
+    bad "examples/$src does not build with c++ -std=$std against the .a"
 done
 for p in "${progs[@]}"; do
   [ -x "shared/$p" ] && [ -x "static/$p" ] || continue
@@ -115,7 +129,7 @@ if [ -x shared/custom_transport ]; then
     bad "shared custom_transport did not load $lib/libtcpframe.so.$major"
 fi
 for kind in shared static; do
-  for p in custom_transport headers; do
+  for p in custom_transport headers echo_cxx; do
     [ -x "$kind/$p" ] || continue
     run timeout 60 "$kind/$p" && ok || bad "$kind/$p fails"
   done
@@ -156,14 +170,14 @@ if command -v cmake >/dev/null; then
     grep -q "$dest$prefix/include" "cmake-$kind/CMakeFiles/client.dir/flags.make" 2>>"$log" && ok ||
       bad "cmake-$kind: the include directory of the imported target is not the installed one"
   done
-  for p in client echo_server custom_transport headers; do
+  for p in client echo_server custom_transport headers echo_cxx; do
     [ -x "cmake-shared/$p" ] && [ -x "cmake-static/$p" ] || { bad "cmake: $p not built"; continue; }
     readelf -d "cmake-shared/$p" | grep -q "NEEDED.*\[libtcpframe.so.$major\]" && ok ||
       bad "cmake-shared/$p does not need libtcpframe.so.$major"
     readelf -d "cmake-static/$p" | grep -q "NEEDED.*libtcpframe" && bad "cmake-static/$p needs libtcpframe.so" || ok
   done
   for kind in cmake-shared cmake-static; do
-    for p in custom_transport headers; do
+    for p in custom_transport headers echo_cxx; do
       [ -x "$kind/$p" ] && { run timeout 60 "$kind/$p" && ok || bad "$kind/$p fails"; }
     done
   done

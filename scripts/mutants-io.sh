@@ -145,6 +145,9 @@ static void set_interest(tf_async_conn *c, unsigned want)
   "close-fd-kept-after-failure#async_conn.c#    if (c->flushing)
         close_fd(c); /* a close was asked for: the socket goes now, not at free */#    if (0)
         close_fd(c);#test_async_edges#*close_failed_by_reset_releases_fd"
+  "settings-nested-in-callback#async_conn.c#    bool nested = local && c->depth > 0;
+    tf_async_op *op = NULL;#    bool nested = false;
+    tf_async_op *op = NULL;#test_async_edges#*settings_inside_callback_not_nested"
   "client-freed-unreferenced#async_client.c#    if (cl->gone) {
         finish(at, TF_ERR_CANCELLED, 0, NULL);#    if (0) {
         finish(at, TF_ERR_CANCELLED, 0, NULL);#test_async_edges@asan#*bug3_client_freed_while_resolving"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run-test.sh VARIANT BINARY RESULTFILE -- run one cmocka binary under a watchdog and record
+# run-test.sh VARIANT BINARY RESULTFILE -- run one cmocka (or GoogleTest) binary under a watchdog and record
 # "passed failed" counts in RESULTFILE. A hang is a failure (the watchdog kills it), never a wait.
 set -u
 variant=$1 bin=$2 out=$3
@@ -11,8 +11,10 @@ ASAN_OPTIONS="detect_leaks=1 abort_on_error=0 ${ASAN_OPTIONS:-}" \
 UBSAN_OPTIONS="print_stacktrace=1 halt_on_error=1 ${UBSAN_OPTIONS:-}" \
   timeout -k 10 "$limit" "$bin" >"$log" 2>&1
 rc=$?
-passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' "$log" | tail -1)
-failed=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s).*/\1/p' "$log" | tail -1)
+# cmocka prints "[  PASSED  ] 3 test(s)."; GoogleTest "[  PASSED  ] 3 tests." / "1 test.", and
+# "[  FAILED  ] 2 tests, listed below:" (its per-test FAILED lines carry no count).
+passed=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test\(s\|(s)\)\{0,1\}\..*/\1/p' "$log" | tail -1)
+failed=$(sed -n 's/^\[  FAILED  \] \([0-9][0-9]*\) test\(s\|(s)\)\{0,1\}[,.].*/\1/p' "$log" | tail -1)
 passed=${passed:-0} failed=${failed:-0}
 if [ $rc -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1   # crashed, sanitizer report, or watchdog: count the binary as one failure

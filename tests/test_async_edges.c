@@ -941,6 +941,75 @@ static void test_close_failed_by_reset_releases_fd(void **state)
     tu_fx_end(&f);
 }
 
+typedef struct deep {
+    int depth, max_depth;
+    int wr_calls, end_calls;
+    tio_ctr done;
+} deep;
+
+static void deep_writable(tf_async_conn *c, void *arg)
+{
+    (void)c;
+    deep *d = arg;
+    d->depth++;
+    d->max_depth = d->depth > d->max_depth ? d->depth : d->max_depth;
+    d->wr_calls++;
+    d->depth--;
+}
+
+static void deep_end(tf_async_conn *c, tf_err err, int os_err, void *arg)
+{
+    (void)c, (void)err, (void)os_err;
+    deep *d = arg;
+    d->depth++;
+    d->max_depth = d->depth > d->max_depth ? d->depth : d->max_depth;
+    d->end_calls++;
+    tio_ctr_add(&d->done, 1);
+    d->depth--;
+}
+
+static void deep_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                     void *arg)
+{
+    (void)os_err, (void)data, (void)len;
+    deep *d = arg;
+    d->depth++;
+    d->max_depth = d->depth > d->max_depth ? d->depth : d->max_depth;
+    if (err == TF_ERR_CLOSED) {
+        /* The peer half-closed. A writable callback (nothing queued: due at once), then a close
+         * (the peer's EOF came: it ends at once) and its end notification: none of them may run
+         * nested in this callback. */
+        TIO_CHECK_EQ(tf_async_conn_on_writable(c, deep_writable, d), TF_OK);
+        TIO_CHECK_EQ(tf_async_conn_on_end(c, deep_end, d), TF_OK);
+        tf_future *f = NULL;
+        TIO_CHECK_EQ(tf_async_conn_close(c, &f), TF_OK);
+        tf_future_free(f);
+    }
+    d->depth--;
+}
+
+/* Settings and a close made inside a callback of the connection take effect after it returned:
+ * their own callbacks are never nested in it (async.h). */
+static void test_settings_inside_callback_not_nested(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    int raw;
+    tf_async_conn *c = raw_ready(&f, NULL, &raw);
+    deep d = {0};
+    tio_ctr_init(&d.done);
+    assert_int_equal(tf_async_conn_stream(c, deep_msg, &d), TF_OK);
+    assert_int_equal(shutdown(raw, SHUT_WR), 0);
+    assert_true(tio_ctr_wait(&d.done, 1, 10000));
+    assert_int_equal(d.max_depth, 1);
+    assert_int_equal(d.end_calls, 1);
+    tf_async_conn_free(c);
+    close(raw);
+    tio_ctr_destroy(&d.done);
+    tu_fx_end(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -963,6 +1032,7 @@ int main(void)
         TIO_TEST(test_free_from_another_loops_thread),
         TIO_TEST(test_abort_inside_callback_not_nested),
         TIO_TEST(test_close_failed_by_reset_releases_fd),
+        TIO_TEST(test_settings_inside_callback_not_nested),
     };
     tio_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
