@@ -1983,6 +1983,45 @@ static void test_repro_linger_skips_admitted_recv(void **state)
                  tries, REPRO_LINGER_TRIES);
 }
 
+typedef struct client_gate {
+    gate g;
+    tf_async_client *cl;
+} client_gate;
+
+static void free_client_after_gate(void *arg)
+{
+    client_gate *cg = arg;
+    (void)tf__baton_wait(&cg->g.open, TF__FOREVER);
+    tf_async_client_free(cg->cl); /* on the loop thread, with the connect's start still queued */
+}
+
+/* Finding 9: a connect made off the loop thread (the address resolved in the caller) hands its
+ * attempt to the loop with a task that holds no reference to the client; a free made on the loop
+ * thread before that task runs frees the client at once (no resolver thread holds a reference),
+ * and the task then reads the freed client (ASan: heap-use-after-free in begin,
+ * io/async_client.c; the plain build may spin or crash). The connect must complete CANCELLED. */
+static void test_repro_client_free_on_loop_before_begin(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    int port = 0;
+    int lfd = tu_raw_listen(false, &port);
+    assert_true(lfd >= 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    client_gate cg = {.cl = NULL};
+    assert_int_equal(tf_async_client_new(f.evb, NULL, &cg.cl, NULL), TF_OK);
+    assert_int_equal(tf_evb_dispatch(f.evb, free_client_after_gate, &cg), TF_OK);
+    tf_future *fu = NULL;
+    assert_int_equal(tf_async_client_connect(cg.cl, addr, &fu, NULL), TF_OK);
+    tf__baton_post(&cg.g.open);
+    tf_err e = tu_fut_result(fu, NULL, NULL);
+    close(lfd);
+    tu_fx_end(&f);
+    assert_int_equal(e, TF_ERR_CANCELLED);
+}
+
 static atomic_int sendmsg_calls;
 
 /* The first sendmsg says EAGAIN (the socket is "full"), the rest go through. */
@@ -2219,6 +2258,7 @@ int main(void)
         TIO_TEST(test_repro_linger_drop_cuts_frame),
         TIO_TEST(test_repro_linger_skips_admitted_recv),
         TIO_TEST(test_repro_send_taken_then_cancelled),
+        TIO_TEST(test_repro_client_free_on_loop_before_begin),
         TIO_TEST(test_async_chaos_rounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
