@@ -2022,6 +2022,52 @@ static void test_repro_client_free_on_loop_before_begin(void **state)
     assert_int_equal(e, TF_ERR_CANCELLED);
 }
 
+static tf_evb *stop_evb; /* the loop the SO_ERROR hook stops */
+
+/* connect: made, then reported EINTR (it goes on in the background); SO_ERROR (asked on the
+ * loop thread once the socket is writable): stop the loop first, then the real answer. */
+static int hook_stop_at_so_error(tf__sys_op op, int fd, size_t *len)
+{
+    (void)fd, (void)len;
+    if (op == TF__SYS_CONNECT)
+        return EINTR;
+    if (op == TF__SYS_SO_ERROR && stop_evb && tf_evb_in_loop_thread(stop_evb))
+        tf_evb_stop(stop_evb); /* on the loop thread: returns at once */
+    return 0;
+}
+
+/* Around finding 7: a connect whose socket connects once the loop is stopping completes with
+ * SHUTDOWN (the stop's reason), not NOMEM. This path is right today; finding 7 comes through a
+ * narrower window (a stop from another thread between begin()'s stopping check and its deadline
+ * timer, or start()'s and its handshake timer), which no deterministic test reaches yet. */
+static void test_repro_client_connect_at_stop(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    int port = 0;
+    int lfd = tu_raw_listen(false, &port);
+    assert_true(lfd >= 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    tf_tcp_config cfg;
+    tf_tcp_config_init(&cfg);
+    cfg.connect_retries = 0;
+    tf_async_client *cl = NULL;
+    assert_int_equal(tf_async_client_new(f.evb, &cfg, &cl, NULL), TF_OK);
+    stop_evb = f.evb;
+    atomic_store(&tf__sys_hook, hook_stop_at_so_error);
+    tf_future *fu = NULL;
+    assert_int_equal(tf_async_client_connect(cl, addr, &fu, NULL), TF_OK);
+    tf_err e = tu_fut_result(fu, NULL, NULL);
+    atomic_store(&tf__sys_hook, NULL);
+    stop_evb = NULL;
+    tf_async_client_free(cl);
+    close(lfd);
+    tu_fx_end(&f);
+    assert_int_equal(e, TF_ERR_SHUTDOWN);
+}
+
 static atomic_int sendmsg_calls;
 
 /* The first sendmsg says EAGAIN (the socket is "full"), the rest go through. */
@@ -2259,6 +2305,7 @@ int main(void)
         TIO_TEST(test_repro_linger_skips_admitted_recv),
         TIO_TEST(test_repro_send_taken_then_cancelled),
         TIO_TEST(test_repro_client_free_on_loop_before_begin),
+        TIO_TEST(test_repro_client_connect_at_stop),
         TIO_TEST(test_async_chaos_rounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
