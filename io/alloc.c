@@ -19,7 +19,8 @@ void *tf__grow(void *p, size_t old, size_t n)
     void *q = tf__malloc_hook(n); /* a test's seam sees every size the buffer takes */
     if (!q)
         return NULL;
-    memcpy(q, p, old);
+    if (old)
+        memcpy(q, p, old); /* p may be NULL (a first allocation): no copy then */
     free(p);
     return q;
 }

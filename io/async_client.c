@@ -227,14 +227,16 @@ static void begin(void *arg)
     if (cl->cfg.connect_timeout_ms >= 0 &&
         tf_evb_timer_after(cl->evb, (uint64_t)cl->cfg.connect_timeout_ms, deadline_due, at,
                            &at->deadline) != TF_OK) {
-        finish(at, TF_ERR_NOMEM, 0, NULL);
+        /* A stop from another thread may land between the check above and this timer. */
+        finish(at, tf__evb_stopping(cl->evb) ? TF_ERR_SHUTDOWN : TF_ERR_NOMEM, 0, NULL);
         return;
     }
     try_next(at);
 }
 
-/* begin() for an attempt that a resolver thread hands over: then its reference goes. */
-static void begin_resolved(void *arg)
+/* begin() for an attempt handed to the loop with a reference to the client (a resolver
+ * thread's, or a connect's made off the loop): the reference goes once begin ran. */
+static void begin_held(void *arg)
 {
     attempt *at = arg;
     tf_async_client *cl = at->cl;
@@ -248,7 +250,7 @@ static void *resolver(void *arg)
     attempt *at = arg;
     tf_async_client *cl = at->cl;
     at->resolve_err = tf_addr_resolve(at->text, TF_FAMILY_ANY, false, &at->addrs, NULL);
-    bool refused = tf_evb_dispatch(cl->evb, begin_resolved, at) != TF_OK;
+    bool refused = tf_evb_dispatch(cl->evb, begin_held, at) != TF_OK;
     if (refused) {
         tf_promise_fail(at->p, TF_ERR_SHUTDOWN, 0);
         tf_promise_free(at->p);
@@ -314,8 +316,14 @@ tf_err tf_async_client_connect(tf_async_client *cl, const char *addr, tf_future 
     bool on_loop = tf_evb_in_loop_thread(cl->evb);
     if (!on_loop || tf_addr_is_numeric(addr)) {
         rc = tf_addr_resolve(addr, TF_FAMILY_ANY, false, &at->addrs, msg);
-        if (rc == TF_OK)
-            rc = tf_evb_dispatch_inline(cl->evb, begin, at);
+        if (rc == TF_OK) {
+            /* The attempt holds a reference until begin ran: the client may be freed (on its
+             * loop) before the queued begin runs, which then finds it gone. */
+            atomic_fetch_add_explicit(&cl->refs, 1u, memory_order_relaxed);
+            rc = tf_evb_dispatch_inline(cl->evb, begin_held, at);
+            if (rc != TF_OK)
+                atomic_fetch_sub_explicit(&cl->refs, 1u, memory_order_relaxed);
+        }
     } else {
         pthread_t t;
         pthread_attr_t a;

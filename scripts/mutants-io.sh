@@ -116,7 +116,8 @@ static void set_interest(tf_async_conn *c, unsigned want)
   "async-timeout-mid-frame-usable#async_conn.c#    if (started) {
         tf__async_fail(c, TF_ERR_TIMEOUT, 0);#    if (0) {
         tf__async_fail(c, TF_ERR_TIMEOUT, 0);#test_async_conn#*recv_timeout_mid_frame_poisons"
-  "async-eof-always-closed#async_conn.c#    tf__async_fail(c, clean ? TF_ERR_CLOSED : TF_ERR_TRUNCATED, 0);#    tf__async_fail(c, TF_ERR_CLOSED, 0);#test_async_conn#*peer_closed_between_and_inside"
+  "async-eof-always-closed#async_conn.c#    tf_err why = clean ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;#    tf_err why = TF_ERR_CLOSED;
+    clean = true;#test_async_conn#*peer_closed_between_and_inside"
   "server-emfile-spins#async_server.c#    s->resting = true;
     watch(s, false);#    return;#test_async_server#*emfile_no_spin_and_recovers"
   # ---- the async lifecycle (issue 20): one mutant per root cause. "@asan": built with ASan,
@@ -148,6 +149,8 @@ static void set_interest(tf_async_conn *c, unsigned want)
   "settings-nested-in-callback#async_conn.c#    bool nested = local && c->depth > 0;
     tf_async_op *op = NULL;#    bool nested = false;
     tf_async_op *op = NULL;#test_async_edges#*settings_inside_callback_not_nested"
+  "client-connect-unreferenced#async_client.c#            rc = tf_evb_dispatch_inline(cl->evb, begin_held, at);#            rc = tf_evb_dispatch_inline(cl->evb, begin, at);
+            atomic_fetch_sub_explicit(&cl->refs, 1u, memory_order_relaxed);#test_async_chaos@asan#*client_free_on_loop_before_begin"
   "client-freed-unreferenced#async_client.c#    if (cl->gone) {
         finish(at, TF_ERR_CANCELLED, 0, NULL);#    if (0) {
         finish(at, TF_ERR_CANCELLED, 0, NULL);#test_async_edges@asan#*bug3_client_freed_while_resolving"

@@ -667,7 +667,7 @@ static void test_bug9_init_races_shutdown(void **state)
         tf_async_server_free(r.s);
         pthread_barrier_destroy(&r.go);
         loop_settle(f.evb);
-        assert_int_equal(tu_fd_count(), f.fds0 + 2); /* the loop's epoll and eventfd, nothing else */
+        assert_int_equal(tu_fd_count(), f.fds0 + 2); /* the loop's epoll and eventfd only */
         tio_tick();
     }
     print_message("bug9c: %d of %ld inits won the race\n", listening, rounds);
@@ -795,7 +795,7 @@ static void test_bug9_abort_then_cancelled(void **state)
 }
 
 
-/* ---------------------------------------------------------------- found by the attack (issue 20) */
+/* ---------------------------------------------------------------- found by the attack */
 
 typedef struct xloop {
     tf_async_conn *c;

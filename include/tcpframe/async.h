@@ -38,7 +38,8 @@
  *
  * Lifetime. tf_async_conn_free may be called from any thread, with operations in flight, and
  * from inside the connection's own callbacks: every pending operation completes exactly once
- * (futures with TF_ERR_CANCELLED; callbacks with CANCELLED, inside the free call when it is made
+ * (futures with TF_ERR_CANCELLED; callbacks with CANCELLED -- the stream's end call too, even
+ * when free is called from that stream's own callback --, inside the free call when it is made
  * on the loop thread or before it returns elsewhere); after it returns on another thread no
  * callback of the connection runs any more; the fd is closed exactly once, after the loop let
  * go of it. When the loop stops, every operation in flight completes with TF_ERR_SHUTDOWN and
@@ -201,18 +202,19 @@ TF_API tf_err tf_async_conn_on_end(tf_async_conn *c, tf_async_end_cb cb, void *a
  * The future: TF_OK (flushed, peer closed -- even inside a frame), TF_ERR_TIMEOUT (flushed, the
  * peer did not close within the linger time), or the reason the flush failed. Receives still
  * pending at the end fail with CLOSED (the peer closed between messages), TRUNCATED (inside
- * one) or TIMEOUT (it never closed); tf_async_conn_error says the same. On a connection that had already
- * failed, the socket is released at once and the future gives TF_OK if the failure was the
- * peer's clean close (CLOSED: nothing was left undone), else that reason. The connection must
- * still be freed.
+ * one) or TIMEOUT (it never closed); tf_async_conn_error says the same. On a connection that
+ * had already failed, the socket is released at once and the future gives that reason (the
+ * peer's clean close between messages is no failure: a close after it flushes and succeeds at
+ * once, see Half-close). The connection must still be freed.
  *   TF_OK; TF_ERR_BAD_STATE (close already called); TF_ERR_SHUTDOWN; TF_ERR_NOMEM;
  *   TF_ERR_INVALID_ARGUMENT. */
 TF_API tf_err tf_async_conn_close(tf_async_conn *c, tf_future **out);
 
 /* Abort: fail every queued operation with TF_ERR_CANCELLED now (called inside a callback of the
- * connection: as soon as that callback returns) and reset the connection (RST: SO_LINGER 0). Submissions made after this returns fail with CANCELLED, also on a connection
- * that had failed for another reason first (tf_async_conn_error says CANCELLED once the loop
- * ran the abort). TF_OK; TF_ERR_INVALID_ARGUMENT. */
+ * connection: as soon as that callback returns) and reset the connection (RST: SO_LINGER 0).
+ * Submissions made after this returns fail with CANCELLED, also on a connection that had
+ * failed for another reason first (tf_async_conn_error says CANCELLED once the loop ran the
+ * abort). TF_OK; TF_ERR_INVALID_ARGUMENT. */
 TF_API tf_err tf_async_conn_abort(tf_async_conn *c);
 
 /* Free the connection (see Lifetime above). NULL is a no-op. */
