@@ -125,7 +125,10 @@ typedef void (*tf_async_end_cb)(tf_async_conn *c, tf_err err, int os_err, void *
  * connected by other means). fd is set non-blocking; cfg's socket options are applied where the
  * socket has them; with cfg->handshake the magic exchange runs on the loop under
  * cfg->handshake_timeout_ms, and *out is ready for use at once (operations queue behind the
- * handshake; a failed handshake poisons with its reason).
+ * handshake; a failed handshake poisons with its reason). The buffer sizes (sndbuf, rcvbuf) are
+ * applied to a socket that is connected already: shrinking SO_RCVBUF below what the connection
+ * has advertised can stall a TCP connection (until TCP_USER_TIMEOUT): set small buffers on the
+ * socket before it connects, and pass TF_UNSET here.
  *   TF_OK                    *out owns fd
  *   TF_ERR_INVALID_ARGUMENT  NULL, fd < 0, bad cfg (msg names the field); fd not closed
  *   TF_ERR_SHUTDOWN          the loop is stopping; fd not closed
