@@ -291,6 +291,7 @@ static void op_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, u
     pthread_mutex_lock(&c->mu);
     uncount_locked(c, op->kind, op->len);
     pthread_mutex_unlock(&c->mu);
+    tf__perturb(); /* between the counters given back and the completion */
     if (send) {
         data = op->buf;
         len = op->len;
@@ -1400,6 +1401,7 @@ static void take_inbox(tf_async_conn *c)
         if (!op)
             return;
         run_admitted(c, op);
+        tf__perturb();
     }
 }
 
@@ -1492,6 +1494,7 @@ static tf_err submit(tf_async_conn *c, tf_async_op *op, int kind, const void *bu
         tf_tx_begin(&op->tx, op->buf, len);
     }
     bool local = tf_evb_in_loop_thread(c->evb);
+    tf__perturb(); /* test builds: widen the windows around the admission point */
     pthread_mutex_lock(&c->mu);
     tf_err rc = admit_locked(c, kind, len);
     if (rc == TF_OK && !local) {
@@ -1500,6 +1503,7 @@ static tf_err submit(tf_async_conn *c, tf_async_op *op, int kind, const void *bu
             uncount_locked(c, kind, len);
     }
     pthread_mutex_unlock(&c->mu);
+    tf__perturb();
     if (rc == TF_OK && local) {
         enter(c);
         submit_local(c, op);
@@ -1650,6 +1654,7 @@ static tf_err admit_item(tf_async_conn *c, int kind, void *cb, void *arg, tf_pro
     tf_async_op *op = NULL;
     if ((!local || nested) && (op = tf__alloc(sizeof *op)) == NULL)
         return TF_ERR_NOMEM;
+    tf__perturb();
     pthread_mutex_lock(&c->mu);
     tf_err rc = check ? check(c, cb) : tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_OK;
     if (rc == TF_OK && op) {

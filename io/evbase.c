@@ -503,6 +503,7 @@ static tf_err run_loop(tf_evb *evb)
             evb->self_queued = false; /* tasks that run now may set it again */
             run_queue(evb);
         }
+        tf__perturb(); /* test builds only (TF_PERTURB): a loop iteration of uneven length */
         fire_timers(evb);
     }
     drain_and_close(evb);
