@@ -466,7 +466,9 @@ static bool grow_room(tf_async_conn *c, size_t need)
 {
     if (need <= c->gcap)
         return true;
-    size_t cap = c->gcap > need / 2 ? c->gcap * 2 : need;
+    size_t cap = c->gcap > c->glen / 2 ? c->glen : c->gcap * 2; /* doubling, never wrapping */
+    if (cap < need)
+        cap = need;
     if (cap < GROW_MIN)
         cap = GROW_MIN;
     if (cap > c->glen)
