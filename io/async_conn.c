@@ -189,8 +189,13 @@ static void set_interest(tf_async_conn *c, unsigned want)
     if (rc == TF_OK && (want & TF_EVB_READ) && !(c->interest & TF_EVB_READ))
         c->drained = false; /* a new watch: let the next pump look */
     c->interest = rc == TF_OK ? want : 0;
-    if (rc != TF_OK && want)
+    if (rc != TF_OK && want) {
+        /* A refused change may leave the earlier watch in place (a register refused for lack
+         * of memory, or by a stopping loop): drop it, so no event can reach this connection
+         * once it is gone. */
+        tf_evb_unregister_fd(c->evb, c->fd);
         tf__async_fail(c, rc, rc == TF_ERR_IO ? e : 0);
+    }
 }
 
 static bool reader_wanted(const tf_async_conn *c)
@@ -1646,25 +1651,32 @@ static tf_err admit_item(tf_async_conn *c, int kind, void *cb, void *arg, tf_pro
                          tf_err (*check)(tf_async_conn *c, void *cb),
                          void (*commit)(tf_async_conn *c, void *cb))
 {
+    /* Every setting and close goes through the inbox, in admission order with whatever other
+     * threads admitted before and after it (a direct application on the loop thread would run
+     * after items admitted later, which its own inbox take picks up). On the loop thread, outside
+     * the connection's callbacks, the inbox is then taken at once: the item has acted when the
+     * call returns. Inside a callback of this connection (the loop thread within one of its
+     * entries) what the item causes (a stream's end call, the writable or end callback, the
+     * close's failures) must not run nested in that callback, so the inbox is taken when the
+     * callback has returned; a stream being stopped there stops at once too (no later message
+     * reaches it), and again in its turn. */
     bool local = tf_evb_in_loop_thread(c->evb);
-    /* Inside a callback of this connection (the loop thread within one of its entries): what the
-     * item causes (a stream's end call, the writable or end callback, the close's failures) must
-     * not run nested in that callback, so it goes through the inbox like a hand-off from another
-     * thread and runs when the callback has returned. A stream being stopped stops at once too
-     * (no later message reaches it), and again in its turn. */
     bool nested = local && c->depth > 0;
-    tf_async_op *op = NULL;
-    if ((!local || nested) && (op = tf__alloc(sizeof *op)) == NULL)
+    tf_async_op *op = tf__alloc(sizeof *op);
+    if (!op)
         return TF_ERR_NOMEM;
     tf__perturb();
     pthread_mutex_lock(&c->mu);
     tf_err rc = check ? check(c, cb) : tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_OK;
-    if (rc == TF_OK && op) {
+    if (rc == TF_OK) {
         op->kind = kind;
         op->buf = (uint8_t *)cb;
         op->arg = arg;
         op->promise = p;
-        rc = hand_over_locked(c, op);
+        if (local && !nested)
+            queue_push(&c->in_head, &c->in_tail, op); /* taken below, on this thread */
+        else
+            rc = hand_over_locked(c, op);
     }
     if (rc == TF_OK && commit)
         commit(c, cb);
@@ -1678,11 +1690,7 @@ static tf_err admit_item(tf_async_conn *c, int kind, void *cb, void *arg, tf_pro
         c->stream_arg = arg;
     } else if (local && !nested) {
         enter(c);
-        take_inbox(c); /* what other threads admitted first goes first */
-        if (kind == OP_CLOSE)
-            close_local(c, p);
-        else
-            apply_setting(c, kind, cb, arg);
+        take_inbox(c); /* everything admitted up to and including this item */
         leave(c);
     }
     return TF_OK;
