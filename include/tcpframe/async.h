@@ -226,13 +226,22 @@ TF_API void tf_async_conn_free(tf_async_conn *c);
 /* The poison reason (TF_OK while healthy) and its os_err (any thread). */
 TF_API tf_err tf_async_conn_error(const tf_async_conn *c, int *os_err);
 
-/* The peer's address as "host:port", taken when the connection was made (any thread, also after
- * the socket was closed).
+/* The peer's address as "host:port" ("unix:/path", "unix:@name", or "unix:" for an unnamed
+ * Unix-domain peer: a client that did not bind, a socketpair; tcp.h), taken when the
+ * connection was made (any thread, also after the socket was closed).
  *   TF_OK
  *   TF_ERR_IO                the socket had no peer address then (e.g. getpeername failed)
- *   TF_ERR_INVALID_ARGUMENT  no address family tcpframe formats (an AF_UNIX socketpair), or NULL
+ *   TF_ERR_INVALID_ARGUMENT  no address family tcpframe formats, or NULL
  *   TF_ERR_BUFFER_TOO_SMALL  buf "" (if len > 0): TF_ADDRSTR_LEN always suffices */
 TF_API tf_err tf_async_conn_peer(const tf_async_conn *c, char *buf, size_t len);
+
+/* The peer's credentials on a Unix-domain connection (tcp.h, SPEC 9.9), taken when the
+ * connection was made (any thread, also after the socket was closed).
+ *   TF_OK                    *out filled
+ *   TF_ERR_INVALID_ARGUMENT  c or out NULL, or not a Unix-domain connection (TCP carries no
+ *                            credentials); *out zeroed
+ *   TF_ERR_IO                getsockopt SO_PEERCRED failed then */
+TF_API tf_err tf_async_conn_peer_cred(const tf_async_conn *c, tf_peer_cred *out);
 
 /* The loop this connection lives on. */
 TF_API tf_evb *tf_async_conn_evb(const tf_async_conn *c);

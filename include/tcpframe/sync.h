@@ -134,11 +134,20 @@ TF_API tf_err tf_sync_conn_error(const tf_sync_conn *c, int *os_err);
 /* The socket (for poll, getsockopt, ...); it stays the connection's: do not close it. */
 TF_API int tf_sync_conn_fd(const tf_sync_conn *c);
 
-/* The peer's address as "host:port" (tcp.h), taken when the connection was made (from accept,
- * or asked of the socket at connect / from_fd), so it is still known after the peer has reset
- * or closed; a socket without an IP peer (a UNIX socketpair) is asked now.
+/* The peer's address as "host:port" (tcp.h; "unix:/path" or "unix:@name" for a Unix-domain
+ * peer, "unix:" for an unnamed one: a client that did not bind, a socketpair), taken when the
+ * connection was made (from accept, or asked of the socket at connect / from_fd), so it is
+ * still known after the peer has reset or closed; if it could not be taken then, asked now.
  *   TF_OK; TF_ERR_IO / BUFFER_TOO_SMALL; TF_ERR_INVALID_ARGUMENT (NULL). */
 TF_API tf_err tf_sync_conn_peer(const tf_sync_conn *c, char *buf, size_t len);
+
+/* The peer's credentials on a Unix-domain connection (tcp.h, SPEC 9.9): the process that
+ * connected (or made the socketpair) and its uid and gid then. Any thread.
+ *   TF_OK                    *out filled
+ *   TF_ERR_INVALID_ARGUMENT  c or out NULL, or not a Unix-domain connection (TCP carries no
+ *                            credentials); *out zeroed
+ *   TF_ERR_IO                getsockopt SO_PEERCRED failed */
+TF_API tf_err tf_sync_conn_peer_cred(const tf_sync_conn *c, tf_peer_cred *out);
 
 /* The generic view (conn.h) of this connection; never NULL for a non-NULL c. */
 TF_API tf_conn *tf_sync_conn_base(tf_sync_conn *c);
