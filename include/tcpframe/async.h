@@ -255,7 +255,8 @@ TF_API tf_conn *tf_async_conn_base(tf_async_conn *c);
  * the loop thread. On shutdown it is not called. */
 typedef void (*tf_async_accept_cb)(tf_async_server *s, tf_async_conn *c, void *arg);
 /* A client dropped in the handshake (wrong magic, early close, silent past the deadline), or at
- * once because the server is at cfg->max_conns (BUSY): its address, the reason and os_err. Runs
+ * once because the server is at cfg->max_conns (BUSY) or its uid is not allowed (PEER_DENIED:
+ * cfg->unix_peer_uid / unix_peer_same_uid, SPEC 9.9): its address, the reason and os_err. Runs
  * on the loop thread. */
 typedef void (*tf_async_reject_cb)(tf_async_server *s, const char *peer, tf_err err, int os_err,
                                    void *arg);
@@ -263,9 +264,10 @@ typedef void (*tf_async_reject_cb)(tf_async_server *s, const char *peer, tf_err 
 /* A server on |evb|, not yet listening. TF_OK; INVALID_ARGUMENT; NOMEM. */
 TF_API tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out);
 
-/* Bind and listen (as tf_sync_server_init), then watch the listen socket on the loop: accept
- * until EAGAIN; each new socket's handshake runs on the loop without blocking it (non-blocking
- * I/O, a deadline timer per client), so silent clients never delay a good one. Handshaken
+/* Bind and listen (as tf_sync_server_init: also "unix:/path" and "unix:@name", SPEC 9.9), then
+ * watch the listen socket on the loop: accept until EAGAIN; each new socket's handshake runs on
+ * the loop without blocking it (non-blocking I/O, a deadline timer per client), so silent
+ * clients never delay a good one. Handshaken
  * connections go to the accept callback, else to pending tf_async_server_accept futures in
  * order, else wait in a queue of at most cfg->accept_queue (when full, the listen socket is not
  * watched: the kernel backlog is the backpressure). EMFILE/ENFILE: the listen socket rests for
@@ -281,8 +283,9 @@ TF_API tf_err tf_async_server_init(tf_async_server *s, const char *addr, const t
  * call fails; non-blocking and close-on-exec; cfg's options applied; listen() again only with
  * cfg->listen_backlog set.
  *   TF_OK
- *   TF_ERR_INVALID_ARGUMENT  s NULL, fd < 0, bad cfg (msg), or fd is not a listening IPv4/IPv6
- *                            stream socket (msg says what it is instead)
+ *   TF_ERR_INVALID_ARGUMENT  s NULL, fd < 0, bad cfg (msg), or fd is not a listening IPv4, IPv6
+ *                            or Unix-domain stream socket (msg says what it is instead; its
+ *                            path is never removed), or a TCP one with the uid rule
  *   TF_ERR_IO                fcntl, an option or listen() failed (msg names it)
  *   TF_ERR_BAD_STATE         already initialised; TF_ERR_SHUTDOWN: server or loop shut */
 TF_API tf_err tf_async_server_init_fd(tf_async_server *s, int fd, const tf_tcp_config *cfg,
@@ -301,7 +304,8 @@ TF_API tf_err tf_async_server_accept(tf_async_server *s, tf_future **out);
 /* The bound address with the real port. TF_OK; BAD_STATE (not listening); BUFFER_TOO_SMALL. */
 TF_API tf_err tf_async_server_addr(const tf_async_server *s, char *buf, size_t len);
 
-/* Clients dropped so far (any thread): in the handshake, or over cfg->max_conns. */
+/* Clients dropped so far (any thread): in the handshake, over cfg->max_conns, or of a uid the
+ * config does not allow. */
 TF_API uint64_t tf_async_server_rejected(const tf_async_server *s);
 
 /* The server's connections now (any thread): in the handshake, queued, or handed out and not
@@ -316,7 +320,8 @@ TF_API tf_err tf_async_server_mem_use(const tf_async_server *s, size_t *used, si
                                       uint64_t *waits);
 
 /* Stop (any thread, idempotent): pending accepts resolve with SHUTDOWN, handshakes in progress
- * and unclaimed connections are closed, the listen socket is closed once. Off the loop thread
+ * and unclaimed connections are closed, the listen socket is closed once (and the socket file
+ * init bound removed, if the path still is that file: SPEC 9.9). Off the loop thread
  * it returns when that is done. TF_OK; TF_ERR_INVALID_ARGUMENT. */
 TF_API tf_err tf_async_server_shutdown(tf_async_server *s);
 
