@@ -179,7 +179,7 @@ bool tf__unix_rule(const tf_tcp_config *c);
  * getsockopt error if that failed). */
 tf_err tf__unix_peer_check(int fd, const tf_tcp_config *c, int *os_err);
 /* What holds the path of the AF_UNIX address |a| after bind said EADDRINUSE. */
-enum { TF__UNIX_LIVE, TF__UNIX_STALE, TF__UNIX_NOT_SOCKET, TF__UNIX_GONE };
+enum { TF__UNIX_LIVE, TF__UNIX_STALE, TF__UNIX_NOT_SOCKET, TF__UNIX_GONE, TF__UNIX_UNKNOWN };
 int tf__unix_probe(const tf_addr *a);
 /* Unlink a's path if it is a socket file (a stale one, by the probe). True if removed. */
 bool tf__unix_remove_stale(const tf_addr *a);

@@ -98,6 +98,9 @@ static int bind_unix(int fd, const tf_addr *a, const tf_tcp_config *c, const cha
     case TF__UNIX_GONE:
         *why = "the file was removed meanwhile: try again";
         return e;
+    case TF__UNIX_UNKNOWN:
+        *why = "something is there that could not be examined (left alone)";
+        return e;
     default:
         *why = a->len > (socklen_t)sizeof(sa_family_t) + 1 &&
                        ((const char *)&a->ss)[sizeof(sa_family_t)] == '\0'

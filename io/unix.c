@@ -88,7 +88,7 @@ int tf__unix_probe(const tf_addr *a)
         return TF__UNIX_LIVE; /* an abstract name in use: someone holds it */
     struct stat st;
     if (lstat(path, &st) != 0)
-        return errno == ENOENT ? TF__UNIX_GONE : TF__UNIX_NOT_SOCKET;
+        return errno == ENOENT ? TF__UNIX_GONE : TF__UNIX_UNKNOWN;
     if (!S_ISSOCK(st.st_mode))
         return TF__UNIX_NOT_SOCKET;
     /* Nobody listens on a socket file left behind: connect says ECONNREFUSED at once. A live
@@ -96,7 +96,7 @@ int tf__unix_probe(const tf_addr *a)
      * close before any handshake. */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return TF__UNIX_LIVE; /* cannot tell: treat as in use, never remove */
+        return TF__UNIX_UNKNOWN; /* cannot tell: never remove */
     int rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
     int e = rc == 0 ? 0 : errno;
     close(fd);
