@@ -63,8 +63,7 @@ static int prepare(int fd, int family, const tf_tcp_config *c, tf_sock_role role
     return 0;
 }
 
-/* One listening socket on |a|, or -1 with *err and the failed call's name in *call. */
-/* bind a Unix-domain listening socket to |a|. A socket file already at the path: a stale one
+/* Bind a Unix-domain listening socket to |a|. A socket file already at the path: a stale one
  * (nobody listens) is removed and the bind retried if the config says so; otherwise, and for a
  * live server or a file that is not a socket (never removed), EADDRINUSE with *why saying which. */
 static int bind_unix(int fd, const tf_addr *a, const tf_tcp_config *c, const char **why)
@@ -110,6 +109,8 @@ static int bind_unix(int fd, const tf_addr *a, const tf_tcp_config *c, const cha
     }
 }
 
+/* One listening socket on |a|, or -1 with *err and the failed call's name in *call (NULL: the
+ * message is in *optmsg). A Unix path's file, once bound, is recorded in *owned. */
 static int listen_one(const tf_addr *a, const tf_tcp_config *c, int *err, const char **call,
                       tf_errmsg *optmsg, tf__unix_owned *owned)
 {
