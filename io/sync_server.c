@@ -43,7 +43,7 @@ struct tf_sync_server {
     bool driving; /* an accept drives the handshakes (owns hs[] and pfd[]), under mu */
     int lfd, efd; /* listen socket and shutdown eventfd; written under mu, -1 when closed */
     tf__unix_owned owned; /* the socket file init bound (SPEC 9.9), removed with lfd; under mu */
-    tf_tcp_config cfg; /* written by init before S_LISTEN, read-only afterwards */
+    tf_tcp_config cfg;    /* written by init before S_LISTEN, read-only afterwards */
     tf_reject_cb on_reject;
     void *reject_arg;
     _Atomic uint64_t rejected;

@@ -531,7 +531,6 @@ static void test_addr_format_bad_arguments(void **state)
     assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_ERR_INVALID_ARGUMENT);
 }
 
-
 /* ---------------------------------------------------------------- Unix-domain addresses */
 
 static void expect_unix(const tf_addr *a, bool abstract, const char *name)

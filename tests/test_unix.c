@@ -521,8 +521,7 @@ static void test_unix_uid_rule_refused_on_tcp_server(void **state)
     tu_fx_start(&f);
     tf_async_server *as;
     assert_int_equal(tf_async_server_new(f.evb, &as), TF_OK);
-    assert_int_equal(tf_async_server_init(as, "127.0.0.1:0", &cfg, &msg),
-                     TF_ERR_INVALID_ARGUMENT);
+    assert_int_equal(tf_async_server_init(as, "127.0.0.1:0", &cfg, &msg), TF_ERR_INVALID_ARGUMENT);
     tf_async_server_free(as);
     tu_fx_end(&f);
     /* Out of range: (uid_t)-1 means "no uid" to the kernel. */
@@ -641,8 +640,7 @@ typedef struct arejects {
     char peer[TF_ADDRSTR_LEN];
 } arejects;
 
-static void on_async_reject(tf_async_server *s, const char *peer, tf_err err, int os_err,
-                            void *arg)
+static void on_async_reject(tf_async_server *s, const char *peer, tf_err err, int os_err, void *arg)
 {
     (void)s;
     (void)os_err;
