@@ -3,7 +3,8 @@
  * removed at shutdown only when the server created it and it is still that file (a stale
  * socket file refused or replaced, a regular file or a live server never touched, a path
  * taken over with init_fd kept), the peer's credentials (this process's pid, uid, gid; TCP
- * has none), the uid rule (rejects counted and reported as PEER_DENIED), bad addresses.
+ * has none), the uid rule (rejects counted and reported as PEER_DENIED), a client started before
+ * its server (ENOENT retried), bad addresses.
  * Every test checks that no fd leaked. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "tcpframe/async.h"
 #include "tcpframe/sync.h"
 #include "tu_async.h"
@@ -744,6 +746,85 @@ static void test_unix_async_peer_cred_tcp_and_socketpair(void **state)
     tu_fx_end(&f);
 }
 
+/* ---------------------------------------------------------------- client before server */
+
+static _Atomic unsigned connects; /* connect() calls seen by the hook */
+
+static int count_connects(tf__sys_op op, int fd, size_t *len)
+{
+    (void)fd;
+    (void)len;
+    if (op == TF__SYS_CONNECT)
+        atomic_fetch_add(&connects, 1u);
+    return 0;
+}
+
+/* A client started before its server: ENOENT (no socket file yet) is retried like a refused
+ * connect, so once the server binds the client gets in. The server is started only after a
+ * second connect() call: the first one failed and was retried (no timing involved). */
+static void test_unix_client_before_server_retries_enoent(void **state)
+{
+    (void)state;
+    char addr[TF_ADDRSTR_LEN];
+    unix_path(addr, sizeof addr, NULL, 0, "late.sock");
+    tf_tcp_config cfg;
+    tf_tcp_config_init(&cfg);
+    cfg.retry_delay_ms = 5;
+    cfg.retry_max_delay_ms = 20;
+    cfg.connect_retries = 100000;
+    cfg.connect_timeout_ms = 60000;
+    for (int mode = 0; mode < 2; mode++) {
+        atomic_store(&connects, 0u);
+        atomic_store(&tf__sys_hook, count_connects);
+        tu_fx f;
+        tu_fx_start(&f);
+        tf_async_client *cl = NULL;
+        tf_future *cf = NULL;
+        tu_connector k;
+        if (mode == 0) {
+            tu_connect_start(&k, addr, &cfg);
+        } else {
+            assert_int_equal(tf_async_client_new(f.evb, &cfg, &cl, NULL), TF_OK);
+            assert_int_equal(tf_async_client_connect(cl, addr, &cf, NULL), TF_OK);
+        }
+        /* A no-progress watchdog: without the retry the second connect() never comes. */
+        for (uint64_t t0 = tu_now_ms(); atomic_load(&connects) < 2; tu_nap(1))
+            if (tu_now_ms() - t0 > 60000)
+                fail_msg("mode %d: ENOENT was not retried (%u connect calls)", mode,
+                         atomic_load(&connects));
+        atomic_store(&tf__sys_hook, NULL);
+        if (mode == 0) {
+            tf_sync_server *s;
+            assert_int_equal(tf_sync_server_new(&s), TF_OK);
+            assert_int_equal(tf_sync_server_init(s, addr, NULL, NULL), TF_OK);
+            tf_sync_conn *c = NULL;
+            assert_int_equal(tf_sync_server_accept(s, &c, NULL, NULL), TF_OK);
+            tu_connect_join(&k);
+            if (k.err != TF_OK)
+                fail_msg("sync connect: %s", k.msg.text);
+            tu_exchange(c, k.c);
+            tf_sync_conn_free(c);
+            tf_sync_conn_free(k.c);
+            tf_sync_server_free(s);
+        } else {
+            tf_async_server *s;
+            assert_int_equal(tf_async_server_new(f.evb, &s), TF_OK);
+            assert_int_equal(tf_async_server_init(s, addr, NULL, NULL), TF_OK);
+            tf_future *af;
+            assert_int_equal(tf_async_server_accept(s, &af), TF_OK);
+            void *cv = NULL, *sv = NULL;
+            assert_int_equal(fut_take(cf, &cv), TF_OK);
+            assert_int_equal(fut_take(af, &sv), TF_OK);
+            async_exchange(cv, sv, 10, 4);
+            tf_async_conn_free(cv);
+            tf_async_conn_free(sv);
+            tf_async_client_free(cl);
+            tf_async_server_free(s);
+        }
+        tu_fx_end(&f);
+    }
+}
+
 /* ---------------------------------------------------------------- bad addresses */
 
 static void test_unix_bad_addresses_and_missing_path(void **state)
@@ -808,6 +889,7 @@ int main(void)
         T(test_unix_async_echo_abstract),
         T(test_unix_async_uid_rule_rejects_and_admits),
         T(test_unix_async_peer_cred_tcp_and_socketpair),
+        T(test_unix_client_before_server_retries_enoent),
         T(test_unix_bad_addresses_and_missing_path),
     };
 #undef T
