@@ -808,8 +808,8 @@ static void test_sock_name_errors(void **state)
 static void test_connect_retryable_classes(void **state)
 {
     (void)state;
-    const int yes[] = {ECONNREFUSED, ETIMEDOUT,    EHOSTUNREACH,  ENETUNREACH,
-                       ECONNRESET,   ECONNABORTED, EADDRNOTAVAIL, EINTR};
+    const int yes[] = {ECONNREFUSED, ETIMEDOUT,     EHOSTUNREACH, ENETUNREACH, ECONNRESET,
+                       ECONNABORTED, EADDRNOTAVAIL, EINTR,        ENOENT};
     const int no[] = {0, EACCES, EPERM, EINVAL, EAFNOSUPPORT, EBADF, EISCONN, ENOTSOCK};
     for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
         assert_true(tf__connect_retryable(yes[i]));
