@@ -38,12 +38,19 @@ typedef struct tfb_sys {
     /* Every connection does |rounds| TFB_SMALL round trips, all at once; seconds. */
     double (*env_run)(void *env, long rounds);
     void (*env_free)(void *env);
+    /* Only rtt_64 and stream_64 (the Unix-socket variants: SPEC 9.9). */
+    bool small_only;
 } tfb_sys;
 
 extern const tfb_sys tfb_raw, tfb_sync, tfb_async_cb, tfb_async_future;
+/* sync and async_cb over a Unix-domain socket (an abstract name) instead of TCP loopback. */
+extern const tfb_sys tfb_sync_unix, tfb_async_cb_unix;
 #ifdef TFB_HAVE_ZMQ
 extern const tfb_sys tfb_zmq;
 #endif
+
+/* A fresh abstract Unix-socket address for system |sys|: "unix:@tfbench-PID-SYS-N". */
+void tfb_unix_addr(char *buf, size_t len, const char *sys);
 
 /* CLOCK_MONOTONIC in seconds. */
 double tfb_now(void);

@@ -209,13 +209,13 @@ static void run_start(void *arg)
 
 /* ---------------------------------------------------------------- env */
 
-static void *env_new(bool futures)
+static void *env_new_at(bool futures, const char *bind, const char *name)
 {
     env *e = calloc(1, sizeof *e);
     if (!e)
         tfb_die("async: no memory");
     e->futures = futures;
-    e->name = futures ? "async_future" : "async_cb";
+    e->name = name;
     e->big = malloc(TFB_BIG);
     if (!e->big)
         tfb_die("async: no memory");
@@ -233,11 +233,16 @@ static void *env_new(bool futures)
     tfb_check(tf_evb_start(e->cevb), "evb_start");
     tfb_check(tf_async_server_new(e->sevb, &e->srv), "async_server_new");
     tf_async_server_on_accept(e->srv, on_accept, e);
-    if (tf_async_server_init(e->srv, "127.0.0.1:0", NULL, &msg) != TF_OK)
+    if (tf_async_server_init(e->srv, bind, NULL, &msg) != TF_OK)
         tfb_die("%s: server init: %s", e->name, msg.text);
     tfb_check(tf_async_server_addr(e->srv, e->addr, sizeof e->addr), "async_server_addr");
     tfb_check(tf_async_client_new(e->cevb, NULL, &e->cl, &msg), "async_client_new");
     return e;
+}
+
+static void *env_new(bool futures)
+{
+    return env_new_at(futures, "127.0.0.1:0", futures ? "async_future" : "async_cb");
 }
 
 static void *cb_env_new(void)
@@ -362,6 +367,15 @@ static void env_free(void *arg)
 static void *cb_pair_new(void)
 {
     void *e = cb_env_new();
+    env_add(e, 1);
+    return e;
+}
+
+static void *cb_unix_pair_new(void)
+{
+    char at[TF_ADDRSTR_LEN];
+    tfb_unix_addr(at, sizeof at, "async_cb");
+    void *e = env_new_at(false, at, "async_cb_unix");
     env_add(e, 1);
     return e;
 }
@@ -553,6 +567,15 @@ const tfb_sys tfb_async_cb = {
     .env_add = env_add,
     .env_run = cb_run,
     .env_free = env_free,
+};
+
+const tfb_sys tfb_async_cb_unix = {
+    .name = "async_cb_unix",
+    .pair_new = cb_unix_pair_new,
+    .rtt = cb_rtt,
+    .stream = cb_stream,
+    .pair_free = pair_free,
+    .small_only = true,
 };
 
 const tfb_sys tfb_async_future = {

@@ -37,12 +37,12 @@ static void *accept_main(void *arg)
     return NULL;
 }
 
-static tf_sync_server *server_new(char *addr)
+static tf_sync_server *server_new(char *addr, const char *bind)
 {
     tf_sync_server *srv;
     tf_errmsg msg;
     tfb_check(tf_sync_server_new(&srv), "sync: server_new");
-    if (tf_sync_server_init(srv, "127.0.0.1:0", NULL, &msg) != TF_OK)
+    if (tf_sync_server_init(srv, bind, NULL, &msg) != TF_OK)
         tfb_die("sync: server init: %s", msg.text);
     tfb_check(tf_sync_server_addr(srv, addr, TF_ADDRSTR_LEN), "sync: server addr");
     return srv;
@@ -62,14 +62,26 @@ static void connect_n(tf_sync_server *srv, const char *addr, int n, tf_sync_conn
     pthread_join(t, NULL);
 }
 
-static void *sync_pair_new(void)
+static void *pair_new_at(const char *bind)
 {
     pair *p = calloc(1, sizeof *p);
     if (!p || !(p->big = malloc(TFB_BIG)))
         tfb_die("sync: no memory");
-    p->srv = server_new(p->addr);
+    p->srv = server_new(p->addr, bind);
     connect_n(p->srv, p->addr, 1, &p->c, &p->s);
     return p;
+}
+
+static void *sync_pair_new(void)
+{
+    return pair_new_at("127.0.0.1:0");
+}
+
+static void *sync_unix_pair_new(void)
+{
+    char at[TF_ADDRSTR_LEN];
+    tfb_unix_addr(at, sizeof at, "sync");
+    return pair_new_at(at);
 }
 
 static void *server_main(void *arg)
@@ -165,7 +177,7 @@ static void *sync_env_new(void)
     env *e = calloc(1, sizeof *e);
     if (!e)
         tfb_die("sync: no memory");
-    e->srv = server_new(e->addr);
+    e->srv = server_new(e->addr, "127.0.0.1:0");
     return e;
 }
 
@@ -203,4 +215,13 @@ const tfb_sys tfb_sync = {
     .env_add = sync_env_add,
     .env_run = NULL,
     .env_free = sync_env_free,
+};
+
+const tfb_sys tfb_sync_unix = {
+    .name = "sync_unix",
+    .pair_new = sync_unix_pair_new,
+    .rtt = sync_rtt,
+    .stream = sync_stream,
+    .pair_free = sync_pair_free,
+    .small_only = true,
 };

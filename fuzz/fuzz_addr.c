@@ -1,8 +1,12 @@
-/* Target: tf_hostport_parse + tf_addr_format */
+/* Target: tf_hostport_parse + tf_unix_addr_parse + tf_addr_format */
 /* fuzz_addr -- the "host:port" parser (tcp.h, SPEC 9.2) over arbitrary text, and the formatter
  * over arbitrary socket addresses. Input: the whole input is the text (cut at its first NUL); its
  * first 24 bytes are also the material of one socket address for the formatter (byte 0 picks
  * IPv4, IPv6, IPv4-mapped IPv6 or IPv6 with a scope id; then port, address, scope).
+ *
+ * The whole input (NUL bytes included) is also given to tf_unix_addr_parse, and byte 0 of the
+ * formatter's material may pick a Unix-domain address (a path or abstract name made of the
+ * input's bytes, or an unnamed one).
  *
  * Oracles:
  *  - pure: the parse allocates nothing (sanitizer malloc hook), leaves errno alone, and gives
@@ -16,7 +20,12 @@
  *  - refused: BAD_ADDRESS, the message starts `bad address "` + the input as quoted (printable
  *    ASCII kept, others '?', cut at 96 with "...") + `": `, and is NUL-terminated in the buffer;
  *  - format: TF_ADDRSTR_LEN always suffices; the text parses back to the same port and a host
- *    that inet_pton reads as the same address; one byte less than needed is BUFFER_TOO_SMALL.
+ *    that inet_pton reads as the same address; one byte less than needed is BUFFER_TOO_SMALL;
+ *  - unix: tf_unix_addr_parse is pure as above and accepts exactly "unix:" + an optional '@' +
+ *    1..107 bytes without NUL (a reference check); the address is the one built by hand; it
+ *    formats back to the input byte for byte; a refusal quotes the input (NUL bytes as '?');
+ *    tf_hostport_parse refuses every "unix:" text; a formatted path, abstract name or unnamed
+ *    address parses back to the same bytes ("unix:" for the unnamed one, which is refused).
  *
  * The parser lives in io/addr.c with the resolver, which this target never calls (a name would
  * reach DNS): the io sources are compiled into this file so that the fuzz build needs no rule
@@ -25,7 +34,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "../io/addr.c"
 #include "../io/errmsg.c"
@@ -73,6 +84,8 @@ FZ_NOCOV static void ref_parse(const char *t, ref *r)
     size_t n = strlen(t), hs, he, ps;
     int br = 0;
     r->ok = 0;
+    if (n >= 5 && t[0] == 'u' && t[1] == 'n' && t[2] == 'i' && t[3] == 'x' && t[4] == ':')
+        return; /* a Unix-domain address, not host:port */
     if (n > 0 && t[0] == '[') {
         size_t j = 1;
         while (j < n && t[j] != ']')
@@ -203,6 +216,109 @@ static void fuzz_parse(const char *text)
     }
 }
 
+/* ---------------------------------------------------------------- Unix-domain addresses */
+
+static tf_err unix_watched(const char *text, size_t len, tf_addr *a, tf_errmsg *m)
+{
+    errno = 12345;
+    allocs_seen = 0;
+    watching = 1;
+    tf_err e = tf_unix_addr_parse(text, len, a, m);
+    watching = 0;
+    CHECK(errno == 12345);
+    CHECK(allocs_seen == 0);
+    return e;
+}
+
+/* The address by hand: sun_family, then the name at sun_path (+1 for an abstract one), len
+ * the family's offset + 1 (the path's NUL or the abstract lead NUL) + the name's length. */
+FZ_NOCOV static void ref_unix(tf_addr *a, int abstract, const char *name, size_t nl)
+{
+    memset(a, 0, sizeof *a);
+    struct sockaddr_un *u = (struct sockaddr_un *)&a->ss;
+    u->sun_family = AF_UNIX;
+    memcpy(u->sun_path + (abstract ? 1 : 0), name, nl);
+    a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + nl);
+}
+
+static void fuzz_unix(const uint8_t *d, size_t n)
+{
+    const char *t = (const char *)d;
+    tf_addr a, a2;
+    tf_errmsg m, m2;
+    tf_err e = unix_watched(t, n, &a, &m);
+    tf_err e2 = unix_watched(t, n, &a2, &m2);
+    CHECK(e == e2);
+    CHECK(strcmp(m.text, m2.text) == 0);
+
+    int prefix = n >= 5 && memcmp(t, "unix:", 5) == 0;
+    int abstract = prefix && n > 5 && t[5] == '@';
+    size_t off = prefix ? 5u + (abstract ? 1u : 0u) : 0u;
+    size_t nl = prefix ? n - off : 0;
+    int ok = prefix && nl >= 1 && nl <= TF_UNIX_PATH_MAX && !memchr(t + off, 0, nl);
+    CHECK((e == TF_OK) == ok);
+    if (!ok) {
+        CHECK(e == TF_ERR_BAD_ADDRESS);
+        char shown[1024];
+        size_t k = n < sizeof shown - 1 ? n : sizeof shown - 1;
+        for (size_t i = 0; i < k; i++)
+            shown[i] = t[i] ? t[i] : '\x01';
+        shown[k] = 0;
+        check_quoted(shown, &m);
+        tf_addr zero;
+        memset(&zero, 0, sizeof zero);
+        CHECK(memcmp(&a, &zero, sizeof a) == 0);
+        return;
+    }
+    CHECK(m.text[0] == '\0');
+    tf_addr want;
+    ref_unix(&want, abstract, t + off, nl);
+    CHECK(memcmp(&a, &want, sizeof a) == 0);
+    char buf[TF_ADDRSTR_LEN];
+    CHECK(tf_addr_format(&a, buf, sizeof buf) == TF_OK);
+    CHECK(strlen(buf) == n && memcmp(buf, t, n) == 0);
+    /* As a C string (the input had no NUL): host:port refuses it, resolve gives the address. */
+    tf_hostport hp;
+    CHECK(parse_watched(buf, &hp, &m) == TF_ERR_BAD_ADDRESS);
+    CHECK(tf_addr_is_unix(buf));
+}
+
+/* A Unix-domain address for the formatter: kind 0 a path, 1 an abstract name, 2 unnamed; the
+ * name's length from |sel| (1..107), its bytes from the input (NUL bytes made 'x'). */
+static void fuzz_format_unix(const uint8_t *d, size_t n, int kind, unsigned sel)
+{
+    char name[TF_UNIX_PATH_MAX];
+    size_t nl = 1 + sel % TF_UNIX_PATH_MAX;
+    for (size_t i = 0; i < nl; i++) {
+        char c = n > 3 ? (char)d[3 + i % (n - 3)] : 'a';
+        name[i] = c ? c : 'x';
+    }
+    tf_addr a;
+    if (kind == 2) {
+        memset(&a, 0, sizeof a);
+        a.ss.ss_family = AF_UNIX;
+        a.len = (socklen_t)sizeof(sa_family_t);
+    } else {
+        ref_unix(&a, kind == 1, name, nl);
+    }
+    char buf[TF_ADDRSTR_LEN];
+    CHECK(tf_addr_format(&a, buf, sizeof buf) == TF_OK);
+    size_t len = strlen(buf);
+    char small[TF_ADDRSTR_LEN];
+    CHECK(tf_addr_format(&a, small, len) == TF_ERR_BUFFER_TOO_SMALL);
+    CHECK(tf_addr_format(&a, small, len + 1) == TF_OK);
+    CHECK(strcmp(small, buf) == 0);
+    tf_addr b;
+    tf_err e = unix_watched(buf, len, &b, NULL);
+    if (kind == 2) {
+        CHECK(strcmp(buf, "unix:") == 0);
+        CHECK(e == TF_ERR_BAD_ADDRESS);
+        return;
+    }
+    CHECK(e == TF_OK);
+    CHECK(memcmp(&a, &b, sizeof a) == 0);
+}
+
 static void fuzz_format(const uint8_t *d, size_t n)
 {
     uint8_t b[24] = {0};
@@ -210,6 +326,10 @@ static void fuzz_format(const uint8_t *d, size_t n)
     tf_addr a;
     memset(&a, 0, sizeof a);
     uint16_t port = (uint16_t)(b[1] * 256u + b[2]);
+    if (b[0] % 8u >= 5u) { /* 5, 6, 7: a Unix-domain path, abstract name, unnamed */
+        fuzz_format_unix(d, n, (int)(b[0] % 8u) - 5, port);
+        return;
+    }
     int kind = b[0] % 4u;
     if (kind == 0) {
         struct sockaddr_in *s = (struct sockaddr_in *)&a.ss;
@@ -278,6 +398,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(text, data, n);
     text[n] = '\0';
     fuzz_parse(text);
+    fuzz_unix(data, size);
     fuzz_format(data, size);
     return 0;
 }

@@ -258,6 +258,7 @@ static const fz_err_row fz_err_rows[] = {
     {67, "CANCELLED", "cancelled: the promise was dropped before it was fulfilled"},
     {68, "SHUTDOWN", "the event loop is stopped or shutting down"},
     {69, "BAD_ADDRESS", "bad address: expected host:port or [ipv6]:port"},
+    {70, "PEER_DENIED", "the peer's credentials are not allowed here (Unix-domain uid rule)"},
 };
 
 FZ_NOCOV static inline void fz_check_err_text(tf_err e)

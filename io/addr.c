@@ -1,5 +1,5 @@
-/* io/addr.c -- "host:port" addresses: the pure parser, resolution, formatting (tcp.h,
- * SPEC.md 9.2).
+/* io/addr.c -- "host:port" and "unix:" addresses: the pure parsers, resolution, formatting
+ * (tcp.h, SPEC.md 9.2).
  *
  * tf_hostport_parse is pure (no syscall, no allocation, no locale): it is fuzzed on its own
  * (fuzz/fuzz_addr.c). Resolution never touches the resolver for a numeric host or the wildcard,
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include "internal.h"
 
@@ -67,6 +68,8 @@ tf_err tf_hostport_parse(const char *text, tf_hostport *out, tf_errmsg *msg)
         return TF_ERR_INVALID_ARGUMENT;
     }
     memset(out, 0, sizeof *out);
+    if (tf_addr_is_unix(text))
+        return bad(msg, text, "a unix: address has no host:port (a host named unix: \"unix.\")");
 
     const char *host, *host_end, *port;
     if (text[0] == '[') {
@@ -121,6 +124,65 @@ tf_err tf_hostport_parse(const char *text, tf_hostport *out, tf_errmsg *msg)
         out->host[hl] = '\0';
         out->wildcard = strcmp(out->host, "0.0.0.0") == 0;
     }
+    tf__errmsg_clear(msg);
+    return TF_OK;
+}
+
+/* ---------------------------------------------------------------- Unix-domain addresses */
+
+static const char unix_prefix[] = "unix:";
+#define UNIX_PREFIX_LEN (sizeof unix_prefix - 1)
+
+bool tf_addr_is_unix(const char *text)
+{
+    return text && strncmp(text, unix_prefix, UNIX_PREFIX_LEN) == 0;
+}
+
+/* bad() for a text that may hold NUL bytes or lack its own: quote a NUL-terminated copy (NUL
+ * bytes shown as '?'). */
+static tf_err bad_n(tf_errmsg *msg, const char *text, size_t len, const char *fault)
+{
+    char t[QUOTE_MAX + 2];
+    size_t n = len < QUOTE_MAX + 1 ? len : QUOTE_MAX + 1; /* one more than quoted: "..." */
+    for (size_t i = 0; i < n; i++)
+        t[i] = text[i] != '\0' ? text[i] : '\x01';
+    t[n] = '\0';
+    return bad(msg, t, fault);
+}
+
+tf_err tf_unix_addr_parse(const char *text, size_t len, tf_addr *out, tf_errmsg *msg)
+{
+    if (!text || !out) {
+        tf__errmsg(msg, "bad address: %s is NULL", text ? "the result" : "the text");
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    memset(out, 0, sizeof *out);
+    if (len < UNIX_PREFIX_LEN || memcmp(text, unix_prefix, UNIX_PREFIX_LEN) != 0)
+        return bad_n(msg, text, len, "a Unix-domain address starts with \"unix:\"");
+    const char *body = text + UNIX_PREFIX_LEN;
+    size_t bl = len - UNIX_PREFIX_LEN;
+    bool abstract = bl > 0 && body[0] == '@';
+    if (abstract) {
+        body++;
+        bl--;
+    }
+    if (bl == 0)
+        return bad_n(msg, text, len,
+                     abstract ? "empty abstract name after \"unix:@\""
+                              : "empty path after \"unix:\" (unix:/path or unix:@name)");
+    if (memchr(body, '\0', bl))
+        return bad_n(msg, text, len,
+                     abstract ? "a NUL byte in the abstract name" : "a NUL byte in the path");
+    if (bl > TF_UNIX_PATH_MAX)
+        return bad_n(msg, text, len,
+                     abstract ? "the abstract name is too long (at most 107 bytes)"
+                              : "the path is too long (at most 107 bytes: sun_path)");
+    struct sockaddr_un *su = (struct sockaddr_un *)&out->ss;
+    su->sun_family = AF_UNIX;
+    /* A path keeps its NUL in the length (as getsockname reports it); an abstract name is
+     * exactly its bytes after the leading NUL. */
+    memcpy(su->sun_path + (abstract ? 1 : 0), body, bl);
+    out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + bl);
     tf__errmsg_clear(msg);
     return TF_OK;
 }
@@ -226,6 +288,13 @@ tf_err tf_addr_resolve(const char *text, int family, bool passive, tf_addrlist *
         tf__errmsg(msg, "bad address family %d (TF_FAMILY_ANY, _V4 or _V6)", family);
         return TF_ERR_INVALID_ARGUMENT;
     }
+    (void)passive;
+    if (tf_addr_is_unix(text)) {
+        tf_err ue = tf_unix_addr_parse(text, strlen(text), &out->a[0], msg);
+        if (ue == TF_OK)
+            out->n = 1;
+        return ue;
+    }
     tf_hostport hp;
     tf_err e = tf_hostport_parse(text, &hp, msg);
     if (e != TF_OK)
@@ -316,6 +385,10 @@ tf_err tf_addr_resolve(const char *text, int family, bool passive, tf_addrlist *
 
 bool tf_addr_is_numeric(const char *text)
 {
+    if (tf_addr_is_unix(text)) {
+        tf_addr a;
+        return tf_unix_addr_parse(text, strlen(text), &a, NULL) == TF_OK;
+    }
     tf_hostport hp;
     if (!text || tf_hostport_parse(text, &hp, NULL) != TF_OK)
         return false;
@@ -330,12 +403,47 @@ bool tf_addr_is_numeric(const char *text)
 
 /* ---------------------------------------------------------------- formatting */
 
+/* "unix:/path", "unix:@name" or "unix:" (unnamed). */
+static tf_err format_unix(const tf_addr *a, char *buf, size_t len)
+{
+    const size_t base = offsetof(struct sockaddr_un, sun_path);
+    if (a->len < (socklen_t)base || a->len > (socklen_t)sizeof(struct sockaddr_un))
+        return TF_ERR_INVALID_ARGUMENT;
+    const struct sockaddr_un *su = (const struct sockaddr_un *)&a->ss;
+    size_t pl = (size_t)a->len - base; /* bytes of sun_path in use */
+    bool abstract = pl > 0 && su->sun_path[0] == '\0';
+    const char *p = su->sun_path + (abstract ? 1 : 0);
+    size_t n;
+    if (abstract) {
+        n = pl - 1;
+    } else {
+        n = strnlen(su->sun_path, pl); /* a path ends at its NUL (or fills sun_path) */
+    }
+    size_t need = UNIX_PREFIX_LEN + (abstract ? 1 : 0) + n + 1;
+    if (need > len) {
+        if (len > 0)
+            buf[0] = '\0';
+        return TF_ERR_BUFFER_TOO_SMALL;
+    }
+    char *o = buf;
+    memcpy(o, unix_prefix, UNIX_PREFIX_LEN);
+    o += UNIX_PREFIX_LEN;
+    if (abstract)
+        *o++ = '@';
+    for (size_t i = 0; i < n; i++)
+        *o++ = p[i] != '\0' ? p[i] : '@'; /* only an abstract name can hold a NUL */
+    *o = '\0';
+    return TF_OK;
+}
+
 tf_err tf_addr_format(const tf_addr *a, char *buf, size_t len)
 {
     if (!a || !buf)
         return TF_ERR_INVALID_ARGUMENT;
     if (len > 0)
         buf[0] = '\0';
+    if (a->ss.ss_family == AF_UNIX)
+        return format_unix(a, buf, len);
     char ip[INET6_ADDRSTRLEN + 16];
     unsigned port;
     bool v6 = false;

@@ -294,7 +294,9 @@ tf_err tf_async_client_connect(tf_async_client *cl, const char *addr, tf_future 
     if (!cl || !addr || !out)
         return TF_ERR_INVALID_ARGUMENT;
     tf_hostport hp;
-    tf_err rc = tf_hostport_parse(addr, &hp, msg);
+    tf_addr ua;
+    tf_err rc = tf_addr_is_unix(addr) ? tf_unix_addr_parse(addr, strlen(addr), &ua, msg)
+                                      : tf_hostport_parse(addr, &hp, msg);
     if (rc != TF_OK)
         return rc;
     if (strlen(addr) >= sizeof(((attempt *)0)->text)) {

@@ -5,7 +5,7 @@
  *
  *   fields                              who may touch them
  *   ----------------------------------  ------------------------------------------------------
- *   base, evb, cfg, peer, peer_rc       read by any thread; written once, before publication
+ *   base, evb, cfg, peer, peer_rc, cred read by any thread; written once, before publication
  *   refs                                any thread (atomic)
  *   err, os_err                         written by the loop thread; read by any (atomic)
  *   closing .. in_tail (admission)      any thread, under c->mu only
@@ -1960,6 +1960,8 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__mem
     /* The peer's name now, while fd is surely ours: later it may be closed (and its number
      * reused) by the loop at any time. */
     c->peer_rc = tf__sock_name(fd, true, c->peer, sizeof c->peer);
+    int cos = 0;
+    c->cred_rc = tf__peer_cred(fd, &c->cred, &cos);
     if (budget) {
         atomic_fetch_add_explicit(&budget->refs, 1u, memory_order_relaxed);
         c->budget = budget;
@@ -2032,6 +2034,17 @@ tf_err tf_async_conn_peer(const tf_async_conn *c, char *buf, size_t len)
         return TF_ERR_BUFFER_TOO_SMALL;
     memcpy(buf, c->peer, n + 1);
     return TF_OK;
+}
+
+tf_err tf_async_conn_peer_cred(const tf_async_conn *c, tf_peer_cred *out)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!c || !out)
+        return TF_ERR_INVALID_ARGUMENT;
+    if (c->cred_rc == TF_OK)
+        *out = c->cred;
+    return c->cred_rc;
 }
 
 size_t tf__async_conn_held(const tf_async_conn *c, size_t *cap)

@@ -38,7 +38,7 @@ void tf__mem_budget_use(tf__mem_budget *b, size_t *used, size_t *peak, uint64_t 
 typedef void (*tf__async_ready_fn)(tf_async_conn *c, tf_err err, int os_err, void *arg);
 
 /* Who touches what (the table of SPEC 9.7, "Ownership"):
- *   immutable after creation (any thread): base, evb, cfg, peer, peer_rc
+ *   immutable after creation (any thread): base, evb, cfg, peer, peer_rc, cred, cred_rc
  *   atomics (any thread reads; the loop writes err/os_err): refs, err, os_err
  *   the admission point, under |mu| (any thread): closing .. in_tail
  *   everything after "loop thread only": the loop thread (or the freeing thread once the loop
@@ -49,6 +49,8 @@ struct tf_async_conn {
     tf_tcp_config cfg;
     char peer[TF_ADDRSTR_LEN];   /* the peer's address, taken at creation */
     tf_err peer_rc;              /* why peer is empty (TF_OK when it is set) */
+    tf_peer_cred cred;           /* SO_PEERCRED, taken at creation (Unix-domain sockets) */
+    tf_err cred_rc;              /* TF_OK when cred is set (INVALID_ARGUMENT: not Unix) */
     atomic_uint refs;            /* owner 1 + one per task queued on the loop */
     _Atomic int err;             /* poison reason (tf_err), 0 while healthy */
     _Atomic int os_err;

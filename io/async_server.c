@@ -47,6 +47,7 @@ struct tf_async_server {
     atomic_uint_fast64_t rejected;
     atomic_uint_fast64_t accept_calls; /* accept4 calls, for tests (no busy loop) */
     int lfd;
+    tf__unix_owned owned; /* the socket file init bound (SPEC 9.9), removed with lfd */
     char addr[TF_ADDRSTR_LEN];
     /* loop thread only */
     tf__evb_hook hook;
@@ -187,8 +188,25 @@ static void rest(tf_async_server *s)
     }
 }
 
+/* Closed at once, counted and reported as rejected with |why|. */
+static void refuse(tf_async_server *s, int fd, tf_err why, int os_err)
+{
+    char peer[TF_ADDRSTR_LEN];
+    if (tf__sock_name(fd, true, peer, sizeof peer) != TF_OK)
+        strcpy(peer, "?");
+    close(fd);
+    atomic_fetch_add_explicit(&s->rejected, 1u, memory_order_relaxed);
+    if (s->rcb)
+        s->rcb(s, peer, why, os_err, s->rarg);
+}
+
 static void take(tf_async_server *s, int fd)
 {
+    int pos = 0;
+    if (tf__unix_peer_check(fd, &s->cfg, &pos) != TF_OK) { /* a uid the config does not allow */
+        refuse(s, fd, TF_ERR_PEER_DENIED, pos);
+        return;
+    }
     if (s->cfg.max_conns > 0 && atomic_load_explicit(&s->budget->live, memory_order_relaxed) >=
                                     (size_t)s->cfg.max_conns) {
         /* Over the cap: closed at once, counted and reported as rejected (BUSY). */
@@ -265,6 +283,7 @@ static void shut_down(tf_async_server *s)
         close(s->lfd);
         s->lfd = -1;
     }
+    tf__unix_owned_release(&s->owned);
     tf__evb_timer_drop(&s->rest_timer);
     /* Always: the stop drain may be walking the hook list right now (removal is idempotent). */
     tf__evb_hook_remove(s->evb, &s->hook);
@@ -358,7 +377,7 @@ static tf_err init(tf_async_server *s, const char *addr, int given, const tf_tcp
         rc = tf__sock_listen_fd(given, &s->cfg, &os, msg);
         fd = given;
     } else if (rc == TF_OK) {
-        rc = tf__sock_listen(addr, &s->cfg, &fd, &os, msg);
+        rc = tf__sock_listen_ex(addr, &s->cfg, &fd, &os, msg, &s->owned);
     }
     if (rc == TF_OK && !s->budget)
         rc = tf__mem_budget_new(s->cfg.recv_mem_budget > 0 ? (size_t)s->cfg.recv_mem_budget
@@ -369,6 +388,7 @@ static tf_err init(tf_async_server *s, const char *addr, int given, const tf_tcp
             close(given);
         else if (fd >= 0)
             close(fd);
+        tf__unix_owned_release(&s->owned);
         exp = SV_STARTING; /* back to NEW for another try, unless shut down meanwhile */
         atomic_compare_exchange_strong_explicit(&s->state, &exp, SV_NEW, memory_order_acq_rel,
                                                 memory_order_acquire);
@@ -381,6 +401,7 @@ static tf_err init(tf_async_server *s, const char *addr, int given, const tf_tcp
                                                  memory_order_acq_rel, memory_order_acquire)) {
         s->lfd = -1; /* shut down meanwhile: nobody else saw the socket */
         close(fd);
+        tf__unix_owned_release(&s->owned);
         return TF_ERR_SHUTDOWN;
     }
     /* Not waited for: the loop may not run yet (set up, then tf_evb_loop). Later calls are
@@ -392,6 +413,7 @@ static tf_err init(tf_async_server *s, const char *addr, int given, const tf_tcp
         atomic_store_explicit(&s->state, SV_SHUT, memory_order_release);
         close(s->lfd);
         s->lfd = -1;
+        tf__unix_owned_release(&s->owned);
         s->shut_done = true;
         return rc;
     }

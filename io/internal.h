@@ -141,6 +141,51 @@ tf_err tf__sock_name(int fd, bool peer, char *buf, size_t len);
 /* accept4 errors worth retrying after a pause (fd or memory exhaustion, aborted connection). */
 bool tf__accept_transient(int os_err);
 
+/* ---------------------------------------------------------------- Unix-domain sockets (io/unix.c) */
+
+#include <sys/types.h>
+
+/* The listening path a server created (SPEC 9.9): removed when the server stops, if it is still
+ * that file (a socket with the same device and inode). set false: nothing to remove (a TCP or
+ * abstract address, a socket taken over with init_fd). */
+typedef struct tf__unix_owned {
+    bool set;
+    char path[TF_UNIX_PATH_MAX + 1];
+    dev_t dev;
+    ino_t ino;
+} tf__unix_owned;
+
+/* tf__sock_listen, and for a "unix:/path" address the file its bind made in *owned (NULL: not
+ * wanted; the caller then never learns it). A path where a socket file exists already: if
+ * nobody listens on it (a stale file) and c->unix_replace_stale is 1, it is removed and the
+ * bind retried once; else IO (EADDRINUSE) and msg says which case it is (stale, another
+ * server, or not a socket: never removed). With c->unix_peer_uid or unix_peer_same_uid set, a
+ * non-unix address is INVALID_ARGUMENT. */
+tf_err tf__sock_listen_ex(const char *addr, const tf_tcp_config *c, int *fd, int *os_err,
+                          tf_errmsg *msg, tf__unix_owned *owned);
+/* Remove o's path if it is still the file we bound (then o->set is false). NULL, unset: no-op. */
+void tf__unix_owned_release(tf__unix_owned *o);
+/* Record the socket file bound at |a| (if |a| is a path) in *o. */
+void tf__unix_owned_note(tf__unix_owned *o, const tf_addr *a);
+
+/* SO_DOMAIN of fd (AF_UNSPEC if unknown). */
+int tf__sock_domain(int fd);
+/* SO_PEERCRED of fd: TF_OK; INVALID_ARGUMENT (fd < 0 or not AF_UNIX: *out zeroed); IO. */
+tf_err tf__peer_cred(int fd, tf_peer_cred *out, int *os_err);
+/* The config restricts the uids of Unix-domain clients (unix_peer_uid or unix_peer_same_uid). */
+bool tf__unix_rule(const tf_tcp_config *c);
+/* An accepted socket against the config's uid rule: TF_OK (no rule, or the peer's uid is
+ * allowed) or PEER_DENIED (another uid, or no credentials: not a Unix socket; *os_err the
+ * getsockopt error if that failed). */
+tf_err tf__unix_peer_check(int fd, const tf_tcp_config *c, int *os_err);
+/* What holds the path of the AF_UNIX address |a| after bind said EADDRINUSE. */
+enum { TF__UNIX_LIVE, TF__UNIX_STALE, TF__UNIX_NOT_SOCKET, TF__UNIX_GONE, TF__UNIX_UNKNOWN };
+int tf__unix_probe(const tf_addr *a);
+/* Unlink a's path if it is a socket file (a stale one, by the probe). True if removed. */
+bool tf__unix_remove_stale(const tf_addr *a);
+/* The path of a path-bound AF_UNIX address (TF_UNIX_PATH_MAX + 1 bytes); false otherwise. */
+bool tf__unix_path_of(const tf_addr *a, char *path);
+
 
 /* Allocation of buffers handed to users (received messages): tf__alloc unless a test replaced it
  * (the seam counts allocations and injects failures). Memory from it is released with free(). */

@@ -1,6 +1,7 @@
 /* io/sock.c -- the socket calls shared by the sync and async TCP layers: listen, non-blocking
  * connect start/finish, retry and back-off policy, names, accept's transient errors
- * (internal.h, SPEC.md 9.3). */
+ * (internal.h, SPEC.md 9.3); the same calls serve Unix-domain sockets (SPEC 9.9), whose own
+ * parts live in io/unix.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -45,7 +46,7 @@ static void v4_any(tf_addr *a, uint16_t port)
  * then the user's hook. 0, or an errno value with the failed step's name in *call. */
 static int prepare(int fd, int family, const tf_tcp_config *c, tf_sock_role role, const char **call)
 {
-    if (c->bind_device[0] != '\0') {
+    if (c->bind_device[0] != '\0' && family != AF_UNIX) { /* no interface under a Unix socket */
         socklen_t n = (socklen_t)strnlen(c->bind_device, sizeof c->bind_device);
         if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, c->bind_device, n) != 0) {
             *call = "setsockopt SO_BINDTODEVICE";
@@ -62,9 +63,56 @@ static int prepare(int fd, int family, const tf_tcp_config *c, tf_sock_role role
     return 0;
 }
 
-/* One listening socket on |a|, or -1 with *err and the failed call's name in *call. */
+/* Bind a Unix-domain listening socket to |a|. A socket file already at the path: a stale one
+ * (nobody listens) is removed and the bind retried if the config says so; otherwise, and for a
+ * live server or a file that is not a socket (never removed), EADDRINUSE with *why saying which. */
+static int bind_unix(int fd, const tf_addr *a, const tf_tcp_config *c, const char **why)
+{
+    *why = NULL;
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0)
+        return 0;
+    int e = errno;
+    if (e != EADDRINUSE)
+        return e;
+    switch (tf__unix_probe(a)) {
+    case TF__UNIX_STALE:
+        if (c->unix_replace_stale != 1) {
+            *why = "a stale socket file is there (nobody listens on it): remove it, or set "
+                   "unix_replace_stale";
+            return e;
+        }
+        if (!tf__unix_remove_stale(a)) {
+            *why = "the stale socket file there could not be removed";
+            return e;
+        }
+        if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == 0)
+            return 0;
+        e = errno;
+        *why = e == EADDRINUSE ? "another server bound the path after its stale file was removed"
+                               : NULL;
+        return e;
+    case TF__UNIX_NOT_SOCKET:
+        *why = "the path exists and is not a socket (left alone)";
+        return e;
+    case TF__UNIX_GONE:
+        *why = "the file was removed meanwhile: try again";
+        return e;
+    case TF__UNIX_UNKNOWN:
+        *why = "something is there that could not be examined (left alone)";
+        return e;
+    default:
+        *why = a->len > (socklen_t)sizeof(sa_family_t) + 1 &&
+                       ((const char *)&a->ss)[sizeof(sa_family_t)] == '\0'
+                   ? "another socket holds the abstract name"
+                   : "another server listens on it";
+        return e;
+    }
+}
+
+/* One listening socket on |a|, or -1 with *err and the failed call's name in *call (NULL: the
+ * message is in *optmsg). A Unix path's file, once bound, is recorded in *owned. */
 static int listen_one(const tf_addr *a, const tf_tcp_config *c, int *err, const char **call,
-                      tf_errmsg *optmsg)
+                      tf_errmsg *optmsg, tf__unix_owned *owned)
 {
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -73,7 +121,8 @@ static int listen_one(const tf_addr *a, const tf_tcp_config *c, int *err, const 
         return -1;
     }
     int one = 1, zero = 0;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+    const bool ux = a->ss.ss_family == AF_UNIX;
+    if (!ux && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
         *call = "setsockopt SO_REUSEADDR";
         goto fail;
     }
@@ -97,14 +146,30 @@ static int listen_one(const tf_addr *a, const tf_tcp_config *c, int *err, const 
         *err = perr;
         return -1;
     }
-    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
+    if (ux) {
+        const char *why = NULL;
+        int berr = bind_unix(fd, a, c, &why);
+        if (berr != 0) {
+            close(fd);
+            *err = berr;
+            *call = NULL;
+            char eb[128];
+            tf__errmsg(optmsg, "bind: %s%s%s", errtext(berr, eb, sizeof eb), why ? ": " : "",
+                       why ? why : "");
+            return -1;
+        }
+        tf__unix_owned_note(owned, a);
+    } else if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0) {
         *call = "bind";
         goto fail;
     }
     int backlog = c->listen_backlog == TF_UNSET ? SOMAXCONN : (int)c->listen_backlog;
     if (listen(fd, backlog) != 0) {
         *call = "listen";
-        goto fail;
+        *err = errno;
+        close(fd);
+        tf__unix_owned_release(owned); /* the file our bind made */
+        return -1;
     }
     return fd;
 fail:
@@ -116,6 +181,16 @@ fail:
 tf_err tf__sock_listen(const char *addr, const tf_tcp_config *c, int *fd, int *os_err,
                        tf_errmsg *msg)
 {
+    return tf__sock_listen_ex(addr, c, fd, os_err, msg, NULL);
+}
+
+tf_err tf__sock_listen_ex(const char *addr, const tf_tcp_config *c, int *fd, int *os_err,
+                          tf_errmsg *msg, tf__unix_owned *owned)
+{
+    tf__unix_owned scratch;
+    if (!owned)
+        owned = &scratch;
+    owned->set = false;
     if (os_err)
         *os_err = 0;
     if (fd)
@@ -132,6 +207,13 @@ tf_err tf__sock_listen(const char *addr, const tf_tcp_config *c, int *fd, int *o
     e = tf_addr_resolve(addr, TF_FAMILY_ANY, true, &list, msg);
     if (e != TF_OK)
         return e;
+    if (tf__unix_rule(&cfg) && !tf_addr_is_unix(addr)) {
+        tf__errmsg(msg,
+                   "listen %s: bad config: unix_peer_uid / unix_peer_same_uid need a unix: "
+                   "address (a TCP peer has no credentials)",
+                   addr);
+        return TF_ERR_INVALID_ARGUMENT;
+    }
 
     int first_err = 0;
     tf_errmsg first;
@@ -141,11 +223,11 @@ tf_err tf__sock_listen(const char *addr, const tf_tcp_config *c, int *fd, int *o
         int err = 0;
         const char *call = NULL;
         tf_errmsg optmsg;
-        int s = listen_one(&a, &cfg, &err, &call, &optmsg);
+        int s = listen_one(&a, &cfg, &err, &call, &optmsg, owned);
         if (s < 0 && err == EAFNOSUPPORT && is_v6_any(&a)) {
             /* No IPv6 on this machine: the wildcard is 0.0.0.0. */
             v4_any(&a, port_of(&a));
-            s = listen_one(&a, &cfg, &err, &call, &optmsg);
+            s = listen_one(&a, &cfg, &err, &call, &optmsg, owned);
         }
         if (s >= 0) {
             *fd = s;
@@ -224,7 +306,7 @@ tf_err tf__sock_connect_start(const tf_addr *a, const tf_tcp_config *c, int *fd,
     }
     const char *call = NULL;
     err = prepare(s, a->ss.ss_family, &cfg, TF_SOCK_CONNECT, &call);
-    if (err == 0 && cfg.local_addr[0] != '\0')
+    if (err == 0 && cfg.local_addr[0] != '\0' && a->ss.ss_family != AF_UNIX)
         err = bind_local(s, a->ss.ss_family, cfg.local_addr);
     if (err != 0) {
         close(s);
@@ -284,6 +366,7 @@ bool tf__connect_retryable(int os_err)
     case EAGAIN:
     case ENOBUFS:
     case EINTR:
+    case ENOENT: /* a Unix socket's path is not there: its server has not bound it yet */
         return true;
     default:
         return false;
@@ -387,15 +470,20 @@ tf_err tf__sock_listen_fd(int fd, const tf_tcp_config *c, int *os_err, tf_errmsg
             *os_err = e;
         return TF_ERR_IO;
     }
-    if (type != SOCK_STREAM || (family != AF_INET && family != AF_INET6) || !listening) {
-        tf__errmsg(msg, "listen fd %d: not a listening TCP socket (%s%s%s)", fd,
+    const bool fam_ok = family == AF_INET || family == AF_INET6 || family == AF_UNIX;
+    if (type != SOCK_STREAM || !fam_ok || !listening) {
+        tf__errmsg(msg, "listen fd %d: not a listening stream socket (%s%s%s)", fd,
                    type != SOCK_STREAM ? "not a stream socket" : "",
-                   type == SOCK_STREAM && family != AF_INET && family != AF_INET6
-                       ? "neither IPv4 nor IPv6"
-                       : "",
-                   type == SOCK_STREAM && (family == AF_INET || family == AF_INET6) && !listening
-                       ? "listen() was not called on it"
-                       : "");
+                   type == SOCK_STREAM && !fam_ok ? "neither IPv4, IPv6 nor Unix-domain" : "",
+                   type == SOCK_STREAM && fam_ok && !listening ? "listen() was not called on it"
+                                                               : "");
+        return TF_ERR_INVALID_ARGUMENT;
+    }
+    if (family != AF_UNIX && tf__unix_rule(c)) {
+        tf__errmsg(msg,
+                   "listen fd %d: bad config: unix_peer_uid / unix_peer_same_uid need a "
+                   "Unix-domain socket (a TCP peer has no credentials)",
+                   fd);
         return TF_ERR_INVALID_ARGUMENT;
     }
     int fl_st = fcntl(fd, F_GETFL);

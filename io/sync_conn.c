@@ -173,7 +173,7 @@ tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, const tf_addr *peer,
             c->peer.len = 0;
     }
     int fam = c->peer.ss.ss_family;
-    c->has_peer = c->peer.len > 0 && (fam == AF_INET || fam == AF_INET6);
+    c->has_peer = c->peer.len > 0 && (fam == AF_INET || fam == AF_INET6 || fam == AF_UNIX);
     *out = c;
     return TF_OK;
 }
@@ -505,6 +505,18 @@ tf_err tf_sync_conn_peer(const tf_sync_conn *c, char *buf, size_t len)
     if (c->has_peer)
         return tf_addr_format(&c->peer, buf, len);
     return tf__sock_name(c->fd, true, buf, len);
+}
+
+tf_err tf_sync_conn_peer_cred(const tf_sync_conn *c, tf_peer_cred *out)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!c || !out)
+        return TF_ERR_INVALID_ARGUMENT;
+    /* The kernel keeps the credentials with the socket from connect on: the same answer at
+     * any time, also after the peer has gone. */
+    int os = 0;
+    return tf__peer_cred(c->fd, out, &os);
 }
 
 /* ---------------------------------------------------------------- generic view (conn.h) */

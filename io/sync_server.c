@@ -42,7 +42,8 @@ struct tf_sync_server {
     int inflight; /* accepts running, under mu: the last one out after shutdown closes the fds */
     bool driving; /* an accept drives the handshakes (owns hs[] and pfd[]), under mu */
     int lfd, efd; /* listen socket and shutdown eventfd; written under mu, -1 when closed */
-    tf_tcp_config cfg; /* written by init before S_LISTEN, read-only afterwards */
+    tf__unix_owned owned; /* the socket file init bound (SPEC 9.9), removed with lfd; under mu */
+    tf_tcp_config cfg;    /* written by init before S_LISTEN, read-only afterwards */
     tf_reject_cb on_reject;
     void *reject_arg;
     _Atomic uint64_t rejected;
@@ -85,7 +86,7 @@ tf_err tf_sync_server_new(tf_sync_server **out)
 /* The listen socket (bound from |addr|, or |given| >= 0 taken over) and the shutdown eventfd.
  * |given| is closed on failure (the server owns it from the call on). */
 static tf_err open_fds(const char *addr, int given, const tf_tcp_config *cfg, int *lfd, int *efd,
-                       tf_errmsg *msg)
+                       tf__unix_owned *owned, tf_errmsg *msg)
 {
     *efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (*efd < 0) {
@@ -104,7 +105,7 @@ static tf_err open_fds(const char *addr, int given, const tf_tcp_config *cfg, in
         else
             close(given);
     } else {
-        e = tf__sock_listen(addr, cfg, lfd, &os, msg);
+        e = tf__sock_listen_ex(addr, cfg, lfd, &os, msg, owned);
     }
     if (e != TF_OK) {
         close(*efd);
@@ -144,15 +145,17 @@ static tf_err init(tf_sync_server *s, const char *addr, int fd, const tf_tcp_con
     }
     tf_tcp_config k;
     int lfd = -1, efd = -1;
+    tf__unix_owned owned = {.set = false};
     e = tf__config_load(&k, cfg, msg);
     if (e == TF_OK)
-        e = open_fds(addr, fd, &k, &lfd, &efd, msg);
+        e = open_fds(addr, fd, &k, &lfd, &efd, &owned, msg);
     else if (fd >= 0)
         close(fd);
     pthread_mutex_lock(&s->mu);
     if (s->state == S_SHUT && e == TF_OK) { /* shut down while we were binding */
         close(lfd);
         close(efd);
+        tf__unix_owned_release(&owned);
         tf__errmsg(msg, "server init %s: the server was shut down", addr);
         e = TF_ERR_SHUTDOWN;
     } else if (s->state != S_SHUT) {
@@ -160,6 +163,7 @@ static tf_err init(tf_sync_server *s, const char *addr, int fd, const tf_tcp_con
             s->cfg = k;
             s->lfd = lfd;
             s->efd = efd;
+            s->owned = owned;
         }
         s->state = e == TF_OK ? S_LISTEN : S_NEW; /* a failed init may be retried */
     }
@@ -201,6 +205,7 @@ static void close_fds(tf_sync_server *s)
     if (s->efd >= 0)
         close(s->efd);
     s->lfd = s->efd = -1;
+    tf__unix_owned_release(&s->owned); /* after the close: no client can reach it any more */
     size_t n = atomic_load(&s->npending);
     for (size_t i = 0; i < n; i++)
         close(s->hs[i].fd);
@@ -391,6 +396,12 @@ static tf_err take_client(tf_sync_server *s, round_state *r, tf_sync_conn **out,
     if (fd < 0)
         return accept_failed(s, errno, r, os_err, msg);
     r->fails = 0;
+    int pos = 0;
+    if (tf__unix_peer_check(fd, &s->cfg, &pos) != TF_OK) { /* a uid the config does not allow */
+        close(fd);
+        reject(s, &peer, TF_ERR_PEER_DENIED, pos);
+        return TF_ERR_BUSY;
+    }
     tf_err e = tf__sock_apply(fd, &s->cfg, false, os_err, msg);
     if (e != TF_OK) {
         close(fd);

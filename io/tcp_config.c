@@ -82,6 +82,9 @@ static const field fields[] = {
     F(progress_timeout_ms, K_I64, 1, MS_MAX),
     F(max_conns, K_I64, 1, INT_MAX),
     F(io_budget, K_SET, 1, INT64_MAX),
+    F(unix_peer_uid, K_I64, 0, 4294967294LL), /* (uid_t)-1 is "no uid" to the kernel */
+    F(unix_peer_same_uid, K_BOOL, 0, 1),
+    F(unix_replace_stale, K_BOOL, 0, 1),
 };
 #undef F
 
@@ -89,7 +92,7 @@ static const field fields[] = {
 
 /* The table must reach the struct's last field (a field appended without its line would be
  * neither copied nor checked). */
-_Static_assert(offsetof(tf_tcp_config, io_budget) + sizeof(int64_t) == sizeof(tf_tcp_config),
+_Static_assert(offsetof(tf_tcp_config, unix_replace_stale) + sizeof(int) == sizeof(tf_tcp_config),
                "tf_tcp_config grew: add the new field to the table in io/tcp_config.c");
 
 static int64_t get(const tf_tcp_config *c, const field *f)
@@ -151,6 +154,8 @@ static void defaults(tf_tcp_config *c)
     c->progress_timeout_ms = TF_UNSET;
     c->max_conns = TF_UNSET;
     c->io_budget = 1048576;
+    c->unix_peer_uid = TF_UNSET;
+    /* unix_peer_same_uid, unix_replace_stale 0: the memset */
 }
 
 /* The string fields: NUL-terminated within their arrays; local_addr a numeric host:port (so
@@ -358,25 +363,28 @@ tf_err tf__sock_apply(int fd, const tf_tcp_config *c, bool lenient, int *os_err,
         tf__errmsg(msg, "setsockopt: bad argument (fd %d, config %s)", fd, c ? "set" : "NULL");
         return TF_ERR_INVALID_ARGUMENT;
     }
-    /* Keepalive times only matter with keepalive on; with it explicitly off they are left. */
-    const bool ka_times = c->keepalive != 0;
     /* The traffic class: IP_TOS on IPv4 sockets; on IPv6 ones IPV6_TCLASS and IP_TOS too (a
-     * dual-stack socket carries IPv4 traffic for v4-mapped peers). Not on other families. */
+     * dual-stack socket carries IPv4 traffic for v4-mapped peers). Not on other families. On a
+     * Unix-domain socket the TCP options and keepalive have no meaning and are skipped (SPEC
+     * 9.9): the buffers and the priority remain. */
     int domain = AF_UNSPEC;
     socklen_t dl = sizeof domain;
-    if (c->ip_tos != TF_UNSET && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) != 0)
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dl) != 0)
         domain = AF_UNSPEC;
+    const bool tcp = domain != AF_UNIX;
+    /* Keepalive times only matter with keepalive on; with it explicitly off they are left. */
+    const bool ka_times = c->keepalive != 0 && tcp;
     const int64_t tos4 = domain == AF_INET || domain == AF_INET6 ? c->ip_tos : TF_UNSET;
     const int64_t tos6 = domain == AF_INET6 ? c->ip_tos : TF_UNSET;
     const opt opts[] = {
         {SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF", c->sndbuf},
         {SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF", c->rcvbuf},
-        {IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY", c->nodelay},
-        {SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE", c->keepalive},
+        {IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY", tcp ? c->nodelay : TF_UNSET},
+        {SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE", tcp ? c->keepalive : TF_UNSET},
         {IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE", ka_times ? c->keepalive_idle_s : TF_UNSET},
         {IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL", ka_times ? c->keepalive_intvl_s : TF_UNSET},
         {IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT", ka_times ? c->keepalive_cnt : TF_UNSET},
-        {IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", c->user_timeout_ms},
+        {IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", tcp ? c->user_timeout_ms : TF_UNSET},
         {IPPROTO_IP, IP_TOS, "IP_TOS", tos4},
         {IPPROTO_IPV6, IPV6_TCLASS, "IPV6_TCLASS", tos6},
         {SOL_SOCKET, SO_PRIORITY, "SO_PRIORITY", c->priority},

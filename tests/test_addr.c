@@ -514,15 +514,188 @@ static void test_addr_format_bad_arguments(void **state)
     memset(&a, 0, sizeof a);
     assert_int_equal(tf_addr_format(NULL, buf, sizeof buf), TF_ERR_INVALID_ARGUMENT);
     assert_int_equal(tf_addr_format(&a, NULL, sizeof buf), TF_ERR_INVALID_ARGUMENT);
-    /* AF_UNIX: not an address of this layer. */
+    /* AF_UNIX with a length shorter than its family or longer than a sockaddr_un. */
     struct sockaddr_un *u = (struct sockaddr_un *)&a.ss;
     u->sun_family = AF_UNIX;
-    a.len = sizeof *u;
+    a.len = 1;
+    assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_ERR_INVALID_ARGUMENT);
+    a.len = sizeof *u + 1;
+    assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_ERR_INVALID_ARGUMENT);
+    /* A family this layer does not format. */
+    a.ss.ss_family = AF_PACKET;
+    a.len = sizeof a.ss;
     assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_ERR_INVALID_ARGUMENT);
     /* AF_INET with a length too short for a sockaddr_in. */
     a.ss.ss_family = AF_INET;
     a.len = 4;
     assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_ERR_INVALID_ARGUMENT);
+}
+
+/* ---------------------------------------------------------------- Unix-domain addresses */
+
+static void expect_unix(const tf_addr *a, bool abstract, const char *name)
+{
+    size_t n = strlen(name);
+    const struct sockaddr_un *u = (const struct sockaddr_un *)&a->ss;
+    assert_int_equal(a->ss.ss_family, AF_UNIX);
+    assert_int_equal(a->len, offsetof(struct sockaddr_un, sun_path) + 1 + n);
+    if (abstract) {
+        assert_int_equal(u->sun_path[0], '\0');
+        assert_memory_equal(u->sun_path + 1, name, n);
+    } else {
+        assert_string_equal(u->sun_path, name);
+    }
+    /* Every other byte zero: two parses of one text compare equal as bytes. */
+    const unsigned char *b = (const unsigned char *)&a->ss;
+    for (size_t i = a->len; i < sizeof a->ss; i++)
+        assert_int_equal(b[i], 0);
+}
+
+/* A string of n copies of ch. */
+static const char *repeat(char *buf, char ch, size_t n)
+{
+    memset(buf, ch, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void test_unix_addr_parse_path_abstract_relative_round_trip(void **state)
+{
+    (void)state;
+    char name[TF_UNIX_PATH_MAX + 2], text[TF_ADDRSTR_LEN], back[TF_ADDRSTR_LEN];
+    const struct {
+        const char *text;
+        bool abstract;
+        const char *name;
+    } ok[] = {
+        {"unix:/tmp/tf.sock", false, "/tmp/tf.sock"},
+        {"unix:rel.sock", false, "rel.sock"},
+        {"unix:./a b:c@d", false, "./a b:c@d"}, /* spaces, colons and '@' inside: bytes */
+        {"unix:@tf-abstract", true, "tf-abstract"},
+        {"unix:@@", true, "@"},
+        {"unix:/", false, "/"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        tf_addr a;
+        tf_errmsg m;
+        fill_msg(&m);
+        tf_err e = tf_unix_addr_parse(ok[i].text, strlen(ok[i].text), &a, &m);
+        if (e != TF_OK)
+            fail_msg("\"%s\": %s (%s)", ok[i].text, tf_err_name(e), m.text);
+        assert_string_equal(m.text, "");
+        expect_unix(&a, ok[i].abstract, ok[i].name);
+        assert_int_equal(tf_addr_format(&a, back, sizeof back), TF_OK);
+        assert_string_equal(back, ok[i].text);
+        /* The resolver gives the same one address, whatever the family asked. */
+        tf_addrlist l;
+        assert_int_equal(tf_addr_resolve(ok[i].text, TF_FAMILY_V4, true, &l, &m), TF_OK);
+        assert_int_equal(l.n, 1);
+        assert_memory_equal(&l.a[0], &a, sizeof a);
+        assert_true(tf_addr_is_numeric(ok[i].text));
+        assert_true(tf_addr_is_unix(ok[i].text));
+    }
+    /* The longest path and abstract name: 107 bytes each, and their text fits TF_ADDRSTR_LEN. */
+    for (int abstract = 0; abstract < 2; abstract++) {
+        snprintf(text, sizeof text, "unix:%s%s", abstract ? "@" : "",
+                 repeat(name, 'p', TF_UNIX_PATH_MAX));
+        tf_addr a;
+        assert_int_equal(tf_unix_addr_parse(text, strlen(text), &a, NULL), TF_OK);
+        expect_unix(&a, abstract, name);
+        assert_int_equal(tf_addr_format(&a, back, sizeof back), TF_OK);
+        assert_string_equal(back, text);
+        /* One byte short of the room: BUFFER_TOO_SMALL, buf "". */
+        assert_int_equal(tf_addr_format(&a, back, strlen(text)), TF_ERR_BUFFER_TOO_SMALL);
+        assert_string_equal(back, "");
+    }
+}
+
+static void test_unix_addr_parse_errors_are_clear(void **state)
+{
+    (void)state;
+    char name[TF_UNIX_PATH_MAX + 2], text[TF_ADDRSTR_LEN + 8];
+    const struct {
+        const char *text;
+        size_t len; /* 0: strlen */
+        const char *shown, *fault;
+    } bad[] = {
+        {"unix:", 0, "unix:", "empty path"},
+        {"unix:@", 0, "unix:@", "empty abstract name"},
+        {"unix:/tmp/a\0b", 13, "unix:/tmp/a?b", "a NUL byte in the path"},
+        {"unix:@a\0b", 9, "unix:@a?b", "a NUL byte in the abstract name"},
+        {"unux:/tmp/x", 0, "unux:/tmp/x", "starts with \"unix:\""},
+        {"unix", 0, "unix", "starts with \"unix:\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tf_addr a;
+        tf_errmsg m;
+        size_t len = bad[i].len ? bad[i].len : strlen(bad[i].text);
+        memset(&a, 0xa5, sizeof a);
+        assert_int_equal(tf_unix_addr_parse(bad[i].text, len, &a, &m), TF_ERR_BAD_ADDRESS);
+        expect_quoted(&m, bad[i].shown, bad[i].fault);
+        tf_addr zero;
+        memset(&zero, 0, sizeof zero);
+        assert_memory_equal(&a, &zero, sizeof a);
+    }
+    /* 108 bytes: one more than sun_path holds (with the path's NUL or the name's lead NUL). */
+    for (int abstract = 0; abstract < 2; abstract++) {
+        snprintf(text, sizeof text, "unix:%s%s", abstract ? "@" : "",
+                 repeat(name, 'p', TF_UNIX_PATH_MAX + 1));
+        tf_addr a;
+        tf_errmsg m;
+        assert_int_equal(tf_unix_addr_parse(text, strlen(text), &a, &m), TF_ERR_BAD_ADDRESS);
+        assert_non_null(strstr(m.text, "too long (at most 107 bytes"));
+        /* Everything that takes an address says the same. */
+        tf_addrlist l;
+        assert_int_equal(tf_addr_resolve(text, TF_FAMILY_ANY, false, &l, &m), TF_ERR_BAD_ADDRESS);
+        assert_int_equal(l.n, 0);
+        assert_non_null(strstr(m.text, "too long"));
+        assert_false(tf_addr_is_numeric(text));
+    }
+    tf_addrlist l;
+    tf_errmsg m;
+    assert_int_equal(tf_addr_resolve("unix:", TF_FAMILY_ANY, true, &l, &m), TF_ERR_BAD_ADDRESS);
+    expect_quoted(&m, "unix:", "empty path");
+    assert_false(tf_addr_is_numeric("unix:"));
+    /* host:port is not a Unix address, nor the other way round. */
+    tf_hostport hp;
+    assert_int_equal(tf_hostport_parse("unix:80", &hp, &m), TF_ERR_BAD_ADDRESS);
+    expect_quoted(&m, "unix:80", "a unix: address has no host:port");
+    assert_int_equal(tf_hostport_parse("unix.:80", &hp, &m), TF_OK);
+    assert_false(tf_addr_is_unix("unix.:80"));
+    assert_false(tf_addr_is_unix(NULL));
+    tf_addr a;
+    assert_int_equal(tf_unix_addr_parse(NULL, 0, &a, &m), TF_ERR_INVALID_ARGUMENT);
+    assert_int_equal(tf_unix_addr_parse("unix:/x", 7, NULL, &m), TF_ERR_INVALID_ARGUMENT);
+    /* A config's local_addr is a host:port, never a unix: address. */
+    tf_tcp_config c;
+    tf_tcp_config_init(&c);
+    snprintf(c.local_addr, sizeof c.local_addr, "unix:/tmp/x");
+    assert_int_equal(tf_tcp_config_validate(&c, &m), TF_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(m.text, "local_addr"));
+}
+
+static void test_unix_addr_format_unnamed_and_nul_in_abstract(void **state)
+{
+    (void)state;
+    tf_addr a;
+    memset(&a, 0, sizeof a);
+    struct sockaddr_un *u = (struct sockaddr_un *)&a.ss;
+    u->sun_family = AF_UNIX;
+    char buf[TF_ADDRSTR_LEN];
+    /* Unnamed (accept's peer for a client that never bound; a socketpair). */
+    a.len = sizeof(sa_family_t);
+    assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_OK);
+    assert_string_equal(buf, "unix:");
+    /* An abstract name with a NUL inside: shown as '@' (as ss(8) does). */
+    memcpy(u->sun_path, "\0ab\0c", 5);
+    a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 5);
+    assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_OK);
+    assert_string_equal(buf, "unix:@ab@c");
+    /* A path that fills sun_path without its NUL (the kernel allows it): all 108 bytes. */
+    memset(u->sun_path, 'q', sizeof u->sun_path);
+    a.len = sizeof *u;
+    assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_OK);
+    assert_int_equal(strlen(buf), 5 + sizeof u->sun_path);
 }
 
 int main(void)
@@ -548,6 +721,9 @@ int main(void)
         T(test_addr_format_round_trip),
         T(test_addr_format_buffer_too_small),
         T(test_addr_format_bad_arguments),
+        T(test_unix_addr_parse_path_abstract_relative_round_trip),
+        T(test_unix_addr_parse_errors_are_clear),
+        T(test_unix_addr_format_unnamed_and_nul_in_abstract),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

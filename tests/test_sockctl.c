@@ -493,7 +493,8 @@ static void test_sync_server_init_fd_serves_and_owns_fd(void **state)
     assert_false(fd_is_open(lfd));
 }
 
-/* Each kind of fd that is not a listening TCP socket: INVALID_ARGUMENT naming it, fd closed. */
+/* Each kind of fd that is not a listening TCP or Unix socket (or breaks the config's Unix-only
+ * uid rule): INVALID_ARGUMENT naming it, fd closed. */
 static void test_server_init_fd_refuses_other_fds(void **state)
 {
     (void)state;
@@ -503,6 +504,8 @@ static void test_server_init_fd_refuses_other_fds(void **state)
         for (int mode = 0; mode < 2; mode++) {
             int fd = -1, p[2] = {-1, -1};
             const char *why = NULL;
+            tf_tcp_config rule;
+            const tf_tcp_config *cfg = NULL;
             if (kind == 0) {
                 assert_int_equal(pipe2(p, O_CLOEXEC), 0);
                 fd = p[0];
@@ -514,11 +517,14 @@ static void test_server_init_fd_refuses_other_fds(void **state)
                 fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
                 why = "not a stream socket";
             } else {
-                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                struct sockaddr_un su = {.sun_family = AF_UNIX};
-                assert_int_equal(bind(fd, (struct sockaddr *)&su, sizeof(sa_family_t)), 0);
-                assert_int_equal(listen(fd, 4), 0); /* autobind, abstract name */
-                why = "neither IPv4 nor IPv6";
+                /* A listening TCP socket with the Unix-only uid rule (a Unix-domain listening
+                 * socket is taken: SPEC 9.9). */
+                int port = 0;
+                fd = tu_raw_listen(false, &port);
+                tf_tcp_config_init(&rule);
+                rule.unix_peer_same_uid = 1;
+                cfg = &rule;
+                why = "need a Unix-domain socket";
             }
             assert_true(fd >= 0);
             tf_errmsg m;
@@ -526,12 +532,12 @@ static void test_server_init_fd_refuses_other_fds(void **state)
             if (mode == 0) {
                 tf_sync_server *s;
                 assert_int_equal(tf_sync_server_new(&s), TF_OK);
-                e = tf_sync_server_init_fd(s, fd, NULL, &m);
+                e = tf_sync_server_init_fd(s, fd, cfg, &m);
                 tf_sync_server_free(s);
             } else {
                 tf_async_server *s;
                 assert_int_equal(tf_async_server_new(f.evb, &s), TF_OK);
-                e = tf_async_server_init_fd(s, fd, NULL, &m);
+                e = tf_async_server_init_fd(s, fd, cfg, &m);
                 tf_async_server_free(s);
             }
             if (e != TF_ERR_INVALID_ARGUMENT || !strstr(m.text, why))

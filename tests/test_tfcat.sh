@@ -8,7 +8,7 @@
 # timeout, refused connections, bad addresses and options, [::1], SIGTERM/SIGINT exit codes,
 # --count, stdout closed early; an inherited listening socket (-l fd:N) and systemd socket
 # activation (-l systemd: a launcher passes the socket as fd 3 with LISTEN_FDS=1 and
-# LISTEN_PID), --local, --tos, --device.
+# LISTEN_PID), --local, --tos, --device; Unix-domain sockets (a path and an abstract name).
 #
 #   TFCAT=build/bin/tfcat tests/test_tfcat.sh        (make check runs it via check-tfcat)
 #
@@ -647,6 +647,51 @@ test_tfcat_local_tos_device() {
   bg+=("$p")
   wait_for "$tmp/d.err" '^listening on ' || return 1
   stop "$p"
+}
+
+# Unix-domain sockets (SPEC 9.9): a path (async and --sync servers, async and sync clients,
+# the file removed at exit), an abstract name with the unnamed peer shown as "unix:", a stale
+# socket file refused and left, a missing path, bad unix: addresses.
+test_tfcat_unix_socket_both_ways() {
+  local path="$tmp/u.sock"
+  for mode in "" --sync; do
+    serve s $mode -v --echo -l "unix:$path" || return 1
+    assert_eq "$ADDR" "unix:$path" "(bound address, $mode server)" || return 1
+    [ -S "$path" ] || { say "no socket file at $path"; return 1; }
+    seq 1 50 >"$tmp/in"
+    tfcat --recv "unix:$path" <"$tmp/in" >"$tmp/got" || { say "async client ($mode server)"; return 1; }
+    cmp "$tmp/in" "$tmp/got" || return 1
+    tfcat --sync --recv "unix:$path" <"$tmp/in" >"$tmp/got" || { say "sync client ($mode)"; return 1; }
+    cmp "$tmp/in" "$tmp/got" || return 1
+    wait_for "$tmp/s.err" '^tfcat: unix:: closed after 50 messages$' || return 1
+    stop "$SRV" || return 1
+    [ ! -e "$path" ] || { say "$path left behind ($mode server)"; return 1; }
+  done
+  local abs="unix:@tfcat-test-$$"
+  serve a -v -l "$abs" || return 1
+  assert_eq "$ADDR" "$abs" "(abstract)" || return 1
+  echo over-abstract | tfcat -v "$abs" 2>"$tmp/c.err" || return 1
+  assert_grep "$tmp/c.err" "^tfcat: $abs: connected$" || return 1
+  wait_for "$tmp/a.out" '^over-abstract$' || return 1
+  assert_grep "$tmp/a.err" '^tfcat: unix:: accepted$' || return 1
+  stop "$SRV" || return 1
+  # A stale socket file: refused with the reason, left where it was.
+  python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()' "$path" || return 1
+  tfcat -l "unix:$path" 2>"$tmp/l.err"
+  assert_eq "$?" 1 "(stale socket file)" || return 1
+  assert_grep "$tmp/l.err" "unix:$path: .*a stale socket file is there" || return 1
+  [ -S "$path" ] || { say "the stale file was removed"; return 1; }
+  rm -f "$path"
+  # Nobody there: a runtime failure naming the address; bad addresses: usage errors.
+  tfcat --data x "unix:$path" 2>"$tmp/c.err"
+  assert_eq "$?" 1 "(missing path)" || return 1
+  assert_grep "$tmp/c.err" "^tfcat: unix:$path: connect: no such file or directory$" || return 1
+  tfcat --data x "unix:" 2>"$tmp/c.err"
+  assert_eq "$?" 2 "(unix:)" || return 1
+  assert_grep "$tmp/c.err" 'bad address "unix:": empty path' || return 1
+  tfcat -l "unix:@" 2>"$tmp/c.err"
+  assert_eq "$?" 2 "(unix:@)" || return 1
+  assert_grep "$tmp/c.err" 'empty abstract name' || return 1
 }
 
 # ---------------------------------------------------------------- runner

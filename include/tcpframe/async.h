@@ -226,13 +226,22 @@ TF_API void tf_async_conn_free(tf_async_conn *c);
 /* The poison reason (TF_OK while healthy) and its os_err (any thread). */
 TF_API tf_err tf_async_conn_error(const tf_async_conn *c, int *os_err);
 
-/* The peer's address as "host:port", taken when the connection was made (any thread, also after
- * the socket was closed).
+/* The peer's address as "host:port" ("unix:/path", "unix:@name", or "unix:" for an unnamed
+ * Unix-domain peer: a client that did not bind, a socketpair; tcp.h), taken when the
+ * connection was made (any thread, also after the socket was closed).
  *   TF_OK
  *   TF_ERR_IO                the socket had no peer address then (e.g. getpeername failed)
- *   TF_ERR_INVALID_ARGUMENT  no address family tcpframe formats (an AF_UNIX socketpair), or NULL
+ *   TF_ERR_INVALID_ARGUMENT  no address family tcpframe formats, or NULL
  *   TF_ERR_BUFFER_TOO_SMALL  buf "" (if len > 0): TF_ADDRSTR_LEN always suffices */
 TF_API tf_err tf_async_conn_peer(const tf_async_conn *c, char *buf, size_t len);
+
+/* The peer's credentials on a Unix-domain connection (tcp.h, SPEC 9.9), taken when the
+ * connection was made (any thread, also after the socket was closed).
+ *   TF_OK                    *out filled
+ *   TF_ERR_INVALID_ARGUMENT  c or out NULL, or not a Unix-domain connection (TCP carries no
+ *                            credentials); *out zeroed
+ *   TF_ERR_IO                getsockopt SO_PEERCRED failed then */
+TF_API tf_err tf_async_conn_peer_cred(const tf_async_conn *c, tf_peer_cred *out);
 
 /* The loop this connection lives on. */
 TF_API tf_evb *tf_async_conn_evb(const tf_async_conn *c);
@@ -246,7 +255,8 @@ TF_API tf_conn *tf_async_conn_base(tf_async_conn *c);
  * the loop thread. On shutdown it is not called. */
 typedef void (*tf_async_accept_cb)(tf_async_server *s, tf_async_conn *c, void *arg);
 /* A client dropped in the handshake (wrong magic, early close, silent past the deadline), or at
- * once because the server is at cfg->max_conns (BUSY): its address, the reason and os_err. Runs
+ * once because the server is at cfg->max_conns (BUSY) or its uid is not allowed (PEER_DENIED:
+ * cfg->unix_peer_uid / unix_peer_same_uid, SPEC 9.9): its address, the reason and os_err. Runs
  * on the loop thread. */
 typedef void (*tf_async_reject_cb)(tf_async_server *s, const char *peer, tf_err err, int os_err,
                                    void *arg);
@@ -254,9 +264,10 @@ typedef void (*tf_async_reject_cb)(tf_async_server *s, const char *peer, tf_err 
 /* A server on |evb|, not yet listening. TF_OK; INVALID_ARGUMENT; NOMEM. */
 TF_API tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out);
 
-/* Bind and listen (as tf_sync_server_init), then watch the listen socket on the loop: accept
- * until EAGAIN; each new socket's handshake runs on the loop without blocking it (non-blocking
- * I/O, a deadline timer per client), so silent clients never delay a good one. Handshaken
+/* Bind and listen (as tf_sync_server_init: also "unix:/path" and "unix:@name", SPEC 9.9), then
+ * watch the listen socket on the loop: accept until EAGAIN; each new socket's handshake runs on
+ * the loop without blocking it (non-blocking I/O, a deadline timer per client), so silent
+ * clients never delay a good one. Handshaken
  * connections go to the accept callback, else to pending tf_async_server_accept futures in
  * order, else wait in a queue of at most cfg->accept_queue (when full, the listen socket is not
  * watched: the kernel backlog is the backpressure). EMFILE/ENFILE: the listen socket rests for
@@ -272,8 +283,9 @@ TF_API tf_err tf_async_server_init(tf_async_server *s, const char *addr, const t
  * call fails; non-blocking and close-on-exec; cfg's options applied; listen() again only with
  * cfg->listen_backlog set.
  *   TF_OK
- *   TF_ERR_INVALID_ARGUMENT  s NULL, fd < 0, bad cfg (msg), or fd is not a listening IPv4/IPv6
- *                            stream socket (msg says what it is instead)
+ *   TF_ERR_INVALID_ARGUMENT  s NULL, fd < 0, bad cfg (msg), or fd is not a listening IPv4, IPv6
+ *                            or Unix-domain stream socket (msg says what it is instead; its
+ *                            path is never removed), or a TCP one with the uid rule
  *   TF_ERR_IO                fcntl, an option or listen() failed (msg names it)
  *   TF_ERR_BAD_STATE         already initialised; TF_ERR_SHUTDOWN: server or loop shut */
 TF_API tf_err tf_async_server_init_fd(tf_async_server *s, int fd, const tf_tcp_config *cfg,
@@ -292,7 +304,8 @@ TF_API tf_err tf_async_server_accept(tf_async_server *s, tf_future **out);
 /* The bound address with the real port. TF_OK; BAD_STATE (not listening); BUFFER_TOO_SMALL. */
 TF_API tf_err tf_async_server_addr(const tf_async_server *s, char *buf, size_t len);
 
-/* Clients dropped so far (any thread): in the handshake, or over cfg->max_conns. */
+/* Clients dropped so far (any thread): in the handshake, over cfg->max_conns, or of a uid the
+ * config does not allow. */
 TF_API uint64_t tf_async_server_rejected(const tf_async_server *s);
 
 /* The server's connections now (any thread): in the handshake, queued, or handed out and not
@@ -307,7 +320,8 @@ TF_API tf_err tf_async_server_mem_use(const tf_async_server *s, size_t *used, si
                                       uint64_t *waits);
 
 /* Stop (any thread, idempotent): pending accepts resolve with SHUTDOWN, handshakes in progress
- * and unclaimed connections are closed, the listen socket is closed once. Off the loop thread
+ * and unclaimed connections are closed, the listen socket is closed once (and the socket file
+ * init bound removed, if the path still is that file: SPEC 9.9). Off the loop thread
  * it returns when that is done. TF_OK; TF_ERR_INVALID_ARGUMENT. */
 TF_API tf_err tf_async_server_shutdown(tf_async_server *s);
 

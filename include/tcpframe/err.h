@@ -34,7 +34,8 @@ extern "C" {
     X(TIMEOUT, 66, "timed out")                                                                  \
     X(CANCELLED, 67, "cancelled: the promise was dropped before it was fulfilled")               \
     X(SHUTDOWN, 68, "the event loop is stopped or shutting down")                                \
-    X(BAD_ADDRESS, 69, "bad address: expected host:port or [ipv6]:port")
+    X(BAD_ADDRESS, 69, "bad address: expected host:port or [ipv6]:port")                       \
+    X(PEER_DENIED, 70, "the peer's credentials are not allowed here (Unix-domain uid rule)")
 
 typedef enum tf_err {
 #define TF_ERR_ENUM_(name, num, text) TF_ERR_##name = num,

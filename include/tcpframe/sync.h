@@ -134,11 +134,20 @@ TF_API tf_err tf_sync_conn_error(const tf_sync_conn *c, int *os_err);
 /* The socket (for poll, getsockopt, ...); it stays the connection's: do not close it. */
 TF_API int tf_sync_conn_fd(const tf_sync_conn *c);
 
-/* The peer's address as "host:port" (tcp.h), taken when the connection was made (from accept,
- * or asked of the socket at connect / from_fd), so it is still known after the peer has reset
- * or closed; a socket without an IP peer (a UNIX socketpair) is asked now.
+/* The peer's address as "host:port" (tcp.h; "unix:/path" or "unix:@name" for a Unix-domain
+ * peer, "unix:" for an unnamed one: a client that did not bind, a socketpair), taken when the
+ * connection was made (from accept, or asked of the socket at connect / from_fd), so it is
+ * still known after the peer has reset or closed; if it could not be taken then, asked now.
  *   TF_OK; TF_ERR_IO / BUFFER_TOO_SMALL; TF_ERR_INVALID_ARGUMENT (NULL). */
 TF_API tf_err tf_sync_conn_peer(const tf_sync_conn *c, char *buf, size_t len);
+
+/* The peer's credentials on a Unix-domain connection (tcp.h, SPEC 9.9): the process that
+ * connected (or made the socketpair) and its uid and gid then. Any thread.
+ *   TF_OK                    *out filled
+ *   TF_ERR_INVALID_ARGUMENT  c or out NULL, or not a Unix-domain connection (TCP carries no
+ *                            credentials); *out zeroed
+ *   TF_ERR_IO                getsockopt SO_PEERCRED failed */
+TF_API tf_err tf_sync_conn_peer_cred(const tf_sync_conn *c, tf_peer_cred *out);
 
 /* The generic view (conn.h) of this connection; never NULL for a non-NULL c. */
 TF_API tf_conn *tf_sync_conn_base(tf_sync_conn *c);
@@ -150,9 +159,10 @@ TF_API tf_conn *tf_sync_conn_base(tf_sync_conn *c);
  * them completes, fails or passes its deadline. */
 #define TF_SYNC_HANDSHAKES 128
 
-/* A handshake that failed in accept (wrong magic, early close, silent past the deadline):
- * called on the accepting thread with the client's address (taken at accept), the reason and
- * its os_err. */
+/* A handshake that failed in accept (wrong magic, early close, silent past the deadline), or a
+ * client of a uid the config does not allow (PEER_DENIED: cfg->unix_peer_uid /
+ * unix_peer_same_uid, SPEC 9.9, checked before the handshake): called on the accepting thread
+ * with the client's address (taken at accept), the reason and its os_err. */
 typedef void (*tf_reject_cb)(void *arg, const char *peer, tf_err err, int os_err);
 
 /* A server object, not yet listening. TF_OK; TF_ERR_INVALID_ARGUMENT; TF_ERR_NOMEM. */
@@ -160,9 +170,13 @@ TF_API tf_err tf_sync_server_new(tf_sync_server **out);
 
 /* Bind |addr| and listen (SO_REUSEADDR; backlog cfg->listen_backlog, else SOMAXCONN). The
  * wildcard binds dual-stack [::] (falls back to 0.0.0.0 without IPv6); port 0 picks a free port
- * (read it with tf_sync_server_addr).
- *   TF_OK; TF_ERR_BAD_ADDRESS; TF_ERR_INVALID_ARGUMENT (NULL, bad cfg: msg names the field);
- *   TF_ERR_IO (bind/listen failed, e.g. EADDRINUSE; msg names the call and the address);
+ * (read it with tf_sync_server_addr). "unix:/path" binds a socket file, which shutdown removes
+ * if it still is that file; a socket file already there is refused (stale: unless
+ * cfg->unix_replace_stale) and nothing but a stale socket file is ever removed; "unix:@name"
+ * an abstract name (SPEC 9.9).
+ *   TF_OK; TF_ERR_BAD_ADDRESS; TF_ERR_INVALID_ARGUMENT (NULL, bad cfg: msg names the field; the
+ *   uid rule with a TCP address); TF_ERR_IO (bind/listen failed, e.g. EADDRINUSE; msg names the
+ *   call, the address and, for a Unix path, what is there);
  *   TF_ERR_BAD_STATE (already initialised: double init); TF_ERR_SHUTDOWN (shut down). */
 TF_API tf_err tf_sync_server_init(tf_sync_server *s, const char *addr, const tf_tcp_config *cfg,
                                   tf_errmsg *msg);
@@ -176,7 +190,9 @@ TF_API tf_err tf_sync_server_init(tf_sync_server *s, const char *addr, const tf_
  * and sock_cb do not apply: the socket exists and is bound.
  *   TF_OK
  *   TF_ERR_INVALID_ARGUMENT  s NULL, fd < 0, bad cfg (msg names the field), or fd is not a
- *                            listening IPv4/IPv6 stream socket (msg says what it is instead)
+ *                            listening IPv4, IPv6 or Unix-domain stream socket (msg says what
+ *                            it is instead; a Unix socket's path is never removed), or a TCP
+ *                            one with the uid rule
  *   TF_ERR_IO                fcntl, an option or listen() failed (msg names it)
  *   TF_ERR_BAD_STATE         already initialised; TF_ERR_SHUTDOWN: shut down */
 TF_API tf_err tf_sync_server_init_fd(tf_sync_server *s, int fd, const tf_tcp_config *cfg,
@@ -220,7 +236,9 @@ TF_API tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *
 TF_API uint64_t tf_sync_server_rejected(const tf_sync_server *s);
 
 /* Stop: every blocked and later accept returns TF_ERR_SHUTDOWN at once (an eventfd in the same
- * poll), and the listen socket is closed. Idempotent; any thread. TF_OK; INVALID_ARGUMENT. */
+ * poll), and the listen socket is closed (once no accept runs; then the socket file init bound
+ * is removed, if the path still is that file: SPEC 9.9). Idempotent; any thread.
+ * TF_OK; INVALID_ARGUMENT. */
 TF_API tf_err tf_sync_server_shutdown(tf_sync_server *s);
 
 /* Shut down (if not yet) and free. No accept may still run. NULL is a no-op. */

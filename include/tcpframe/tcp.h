@@ -1,5 +1,6 @@
 /* tcpframe/tcp.h -- what the TCP layer's sync and async halves share: error messages,
- * addresses ("host:port") and the socket configuration (SPEC.md section 9).
+ * addresses ("host:port", and "unix:/path" or "unix:@name" for Unix-domain sockets), the
+ * peer's credentials on a Unix-domain socket and the socket configuration (SPEC.md section 9).
  *
  * Threads: every function here is thread-safe (no global state); tf_addr_resolve may block in
  * the resolver for a host name and must not be called on an event-loop thread with one.
@@ -12,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "tcpframe/err.h"
 #include "tcpframe/export.h"
@@ -35,8 +37,14 @@ typedef struct tf_errmsg {
 
 /* Longest host part kept (a DNS name is at most 253 characters). */
 #define TF_HOST_MAX 256
-/* Room for any formatted address: "[" + IPv6 text (45) + "]:" + port (5) + NUL. */
-#define TF_ADDRSTR_LEN 64
+/* Room for any formatted address: "[" + IPv6 text (45) + "]:" + port (5) + NUL for IP; for a
+ * Unix-domain socket "unix:" + "@" + 107 bytes + NUL (SPEC 9.2). */
+#define TF_ADDRSTR_LEN 128
+/* The config's local_addr (a numeric "host:port"): the IP room above. */
+#define TF_LOCAL_ADDR_LEN 64
+/* Longest Unix-domain socket path or abstract name kept (sun_path holds 108 bytes: a path with
+ * its NUL, or the abstract name after its leading NUL byte). */
+#define TF_UNIX_PATH_MAX 107
 
 /* A parsed "host:port" (pure syntax, no resolution). */
 typedef struct tf_hostport {
@@ -61,7 +69,8 @@ typedef struct tf_hostport {
  *                            unclosed brackets, text after ']' other than ":port", brackets
  *                            without an IPv6 address, a host with one colon, a space, control
  *                            character, non-ASCII byte or stray bracket in the host, host too
- *                            long; msg is `bad address "<input>": <fault>` (*out zeroed)
+ *                            long, a "unix:" address (not host:port: tf_unix_addr_parse);
+ *                            msg is `bad address "<input>": <fault>` (*out zeroed)
  *   TF_ERR_INVALID_ARGUMENT  text or out NULL */
 TF_API tf_err tf_hostport_parse(const char *text, tf_hostport *out, tf_errmsg *msg);
 
@@ -70,6 +79,26 @@ typedef struct tf_addr {
     struct sockaddr_storage ss;
     socklen_t len;
 } tf_addr;
+
+/* True if |text| (not NULL) starts with "unix:": a Unix-domain socket address, read by
+ * tf_unix_addr_parse (and by tf_addr_resolve and every call that takes an address). A host
+ * named "unix" is written "unix.:port". Pure. */
+TF_API bool tf_addr_is_unix(const char *text);
+
+/* Parse the |len| bytes at |text| (need not be NUL-terminated) as a Unix-domain socket address
+ * (SPEC 9.2):
+ *   unix:/run/app.sock   a path (relative ones such as "unix:app.sock" are relative to the
+ *                        working directory of the process that binds or connects)
+ *   unix:@name           a Linux abstract name: no file; the bytes after '@' are the name
+ * The path or name is 1..TF_UNIX_PATH_MAX (107) bytes, any byte but NUL. *out is an AF_UNIX
+ * address: a path is NUL-terminated (len counts the NUL), an abstract name has sun_path[0] NUL
+ * and len ends at its last byte; every other byte of *out is zero. Pure, thread-safe.
+ *   TF_OK                    *out filled; msg ""
+ *   TF_ERR_BAD_ADDRESS       not "unix:" first, an empty path ("unix:") or name ("unix:@"), a
+ *                            NUL byte inside, more than 107 bytes; msg is
+ *                            `bad address "<input>": <fault>` (*out zeroed)
+ *   TF_ERR_INVALID_ARGUMENT  text or out NULL */
+TF_API tf_err tf_unix_addr_parse(const char *text, size_t len, tf_addr *out, tf_errmsg *msg);
 
 /* Address family choice for resolution: any, IPv4 only, IPv6 only. */
 enum { TF_FAMILY_ANY = 0, TF_FAMILY_V4 = 4, TF_FAMILY_V6 = 6 };
@@ -87,7 +116,8 @@ typedef struct tf_addrlist {
  * ".invalid" (refused at once, RFC 6761); another name is resolved with getaddrinfo (may
  * block: never call it on a loop thread with a name), duplicates dropped. The wildcard binds
  * [::] dual-stack (TF_FAMILY_ANY), or 0.0.0.0 / [::] for V4 / V6; connecting to the wildcard
- * means the loopback ([::1] then 127.0.0.1 for ANY; 0.0.0.0 connects to 127.0.0.1).
+ * means the loopback ([::1] then 127.0.0.1 for ANY; 0.0.0.0 connects to 127.0.0.1). A "unix:"
+ * address gives the one AF_UNIX address of tf_unix_addr_parse (whatever the family).
  *   TF_OK                    out->n (1..TF_ADDRS_MAX) addresses, in the resolver's order
  *   TF_ERR_BAD_ADDRESS       a parse error (as tf_hostport_parse), a name that does not
  *                            resolve (msg has gai_strerror's reason), or no address of the
@@ -96,15 +126,18 @@ typedef struct tf_addrlist {
 TF_API tf_err tf_addr_resolve(const char *text, int family, bool passive, tf_addrlist *out,
                               tf_errmsg *msg);
 
-/* True if |text| parses and its host is numeric or the wildcard (resolving it will not touch
- * the resolver). */
+/* True if |text| parses and its host is numeric or the wildcard, or it is a "unix:" address
+ * that parses (resolving it will not touch the resolver). */
 TF_API bool tf_addr_is_numeric(const char *text);
 
 /* Format |a| as "1.2.3.4:port" or "[v6]:port" (a non-zero scope id as "%<number>";
- * IPv4-mapped IPv6 shown as IPv4). The text parses back to the same address. Pure.
+ * IPv4-mapped IPv6 shown as IPv4), or a Unix-domain address as "unix:/path" or "unix:@name"
+ * (the bytes as they are; a NUL byte inside an abstract name shown as '@', as ss(8) does) and
+ * an unnamed one (a client socket that never bound: accept's peer) as "unix:". The text parses
+ * back to the same address, except "unix:" and an abstract name holding NUL bytes. Pure.
  *   TF_OK                    buf holds the text
- *   TF_ERR_INVALID_ARGUMENT  a or buf NULL, a family other than AF_INET / AF_INET6, or a->len
- *                            too short for its family
+ *   TF_ERR_INVALID_ARGUMENT  a or buf NULL, a family other than AF_INET / AF_INET6 / AF_UNIX,
+ *                            or a->len too short for its family (or too long for AF_UNIX)
  *   TF_ERR_BUFFER_TOO_SMALL  len too small (buf "" if len > 0): TF_ADDRSTR_LEN always suffices */
 TF_API tf_err tf_addr_format(const tf_addr *a, char *buf, size_t len);
 
@@ -126,10 +159,10 @@ typedef enum tf_sock_role {
  * to connect, after the config's own options (bind_device included) and before bind / connect,
  * for anything the config does not cover (SO_MARK, IP_BIND_ADDRESS_NO_PORT, SO_REUSEPORT, a
  * BPF filter, ...). |fd| is borrowed for the call: do not close it or change O_NONBLOCK.
- * |family| is AF_INET or AF_INET6. It runs on the thread that makes the socket: the caller's
- * for tf_sync_connect and the servers' init, the loop thread for tf_async_client_connect (it
- * must not block there). Sockets taken over (tf_*_conn_from_fd, tf_*_server_init_fd) and
- * accepted ones are not passed to it.
+ * |family| is AF_INET, AF_INET6 or AF_UNIX. It runs on the thread that makes the socket: the
+ * caller's for tf_sync_connect and the servers' init, the loop thread for
+ * tf_async_client_connect (it must not block there). Sockets taken over (tf_*_conn_from_fd,
+ * tf_*_server_init_fd) and accepted ones are not passed to it.
  * Return 0 to go on, or an errno value: the socket is closed and the call fails with TF_ERR_IO
  * and that OS error (a connect treats it as any failed attempt: retried if the error is one
  * worth retrying, SPEC 9.3). */
@@ -179,8 +212,9 @@ typedef struct tf_tcp_config {
     int64_t priority;              /* SO_PRIORITY 0..2^31-1 (above 6 needs CAP_NET_ADMIN) */
     char bind_device[TF_IFNAME_LEN]; /* SO_BINDTODEVICE for listening and connecting
                                       * sockets ("eth1"); "" none */
-    char local_addr[TF_ADDRSTR_LEN]; /* clients: bind here before connect, a numeric
-                                      * "host:port" (port 0: any; "10.0.0.2:0"); "" none */
+    char local_addr[TF_LOCAL_ADDR_LEN]; /* clients: bind here before connect, a numeric
+                                         * "host:port" (port 0: any; "10.0.0.2:0"); "" none;
+                                         * not for unix: addresses (ignored there) */
     tf_sock_cb sock_cb;            /* called with each new socket before bind / connect */
     void *sock_cb_arg;             /* its first argument */
     /* hostile peers (SPEC 9.7 "Receive memory", "Timeouts and fairness"), async only */
@@ -195,6 +229,16 @@ typedef struct tf_tcp_config {
                                     * counted as rejected; default TF_UNSET: no cap */
     int64_t io_budget;             /* bytes one connection reads per turn before the loop serves
                                     * the others (fairness); default 1 MiB */
+    /* Unix-domain sockets (SPEC 9.9) */
+    int64_t unix_peer_uid;         /* server: accept Unix-domain clients of this uid only
+                                    * (0..4294967294); default TF_UNSET: any uid */
+    int unix_peer_same_uid;        /* server: 1: accept Unix-domain clients of the server's
+                                    * effective uid (also with unix_peer_uid: either may match);
+                                    * default 0. Either set: the server must listen on a unix:
+                                    * address; other clients are rejected (TF_ERR_PEER_DENIED) */
+    int unix_replace_stale;        /* server: 1: a socket file at the path that nobody listens
+                                    * on (left by a crash) is removed and the bind retried;
+                                    * default 0: init fails and says so */
 } tf_tcp_config;
 
 /* uniflow's production defaults (above). Cannot fail; c must not be NULL.
@@ -230,6 +274,16 @@ TF_API void tf_tcp_config_init_os_sized(tf_tcp_config *c, size_t size);
  *                            not parse as a numeric "host:port"; msg names the field and its
  *                            value ("bad config: sndbuf = 0: must be ...") */
 TF_API tf_err tf_tcp_config_validate(const tf_tcp_config *c, tf_errmsg *msg);
+
+/* ---------------------------------------------------------------- peer credentials */
+
+/* Who is at the other end of a Unix-domain connection (SO_PEERCRED): the process that made
+ * its socket (connect or socketpair) and that process's effective uid and gid at that moment. */
+typedef struct tf_peer_cred {
+    pid_t pid; /* 0 if the peer is in another PID namespace the kernel cannot map */
+    uid_t uid;
+    gid_t gid;
+} tf_peer_cred;
 
 #ifdef __cplusplus
 }
