@@ -9,6 +9,7 @@
  * test checks that no fd leaked. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -786,6 +787,15 @@ static void test_async_server_many_concurrent_connects(void **state)
 
 /* In a child with a low fd limit: clients connect while no fd is free; the server must not
  * spin (CPU time stays low over a wall-clock second), and once fds are freed it accepts them. */
+/* Holds the loop thread until *arg is 0 (it says it is in the task by setting 2). */
+static void emfile_hold_task(void *arg)
+{
+    atomic_int *hold = arg;
+    atomic_store(hold, 2);
+    while (atomic_load(hold) != 0)
+        usleep(1000);
+}
+
 static int emfile_child(void)
 {
     tf_evb *evb;
@@ -797,17 +807,22 @@ static int emfile_child(void)
         tf_async_server_init(srv, "127.0.0.1:0", NULL, NULL) != TF_OK ||
         tf_async_server_addr(srv, addr, sizeof addr) != TF_OK)
         return 11;
-    /* clients first (they need fds too), then eat every remaining fd */
+    /* The loop is held in a task while the clients connect (they need fds too) and every
+     * remaining fd is eaten: else it may accept all three before the fds run out, and then
+     * no accept ever fails and the wait for a retry below never ends. */
+    atomic_int hold = 1;
+    if (tf_evb_dispatch(evb, emfile_hold_task, &hold) != TF_OK)
+        return 17;
+    while (atomic_load(&hold) != 2)
+        usleep(1000); /* the loop thread is in the task */
     int cli[3];
     for (int i = 0; i < 3; i++)
         if ((cli[i] = tu_raw_connect(addr)) < 0)
             return 12;
     int filler[256], nf = 0;
-    struct rlimit rl = {0, 0};
-    getrlimit(RLIMIT_NOFILE, &rl);
-    (void)rl;
     while (nf < 256 && (filler[nf] = dup(0)) >= 0)
         nf++;
+    atomic_store(&hold, 0); /* the loop goes on: its accepts find no fd */
     /* Count accept4 calls over a second of wall time once the first EMFILE came: resting on a
      * timer (10 ms doubling) makes about 8; a loop that spins on the readable listen socket makes
      * one per loop iteration -- thousands even with a sliver of a loaded CPU. Load can only
