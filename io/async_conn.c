@@ -25,15 +25,18 @@
  * The pump. Every loop-thread entry (fd event, timer, submission, hook) goes through
  * enter()/leave(). pump() runs the handshake, then writes (one sendmsg over the queued frames),
  * then reads; callbacks run inside it, and work they submit is queued and picked up by the
- * pump's next round, never by a nested pump. The connection is destroyed only when the
- * outermost leave() finds it dead.
+ * pump's next round, never by a nested pump. The inbox is taken whole before the pump runs
+ * (settle()): settings are recorded item by item and act as their last one. An abort made inside
+ * a callback halts the pump (abort_pending) until the abort task cancels what is queued. The
+ * connection is destroyed only when the outermost leave() finds it dead.
  *
  * Reads. A read goes into a per-thread scratch buffer; complete frames in it are delivered from
  * there (tf_frame_split: a view for the message stream, one copy into a span or an exact
  * allocation); a frame cut at the end of the buffer is handed to the tf_rx machine with its
  * target bound (the head receive's span or allocation), and a large rest is read straight into
  * that target. Bytes nobody asked for yet wait in a small per-connection hold buffer, and the
- * socket is read only while someone wants a message: an idle connection holds no buffer.
+ * socket is read only while someone wants a message or a frame is under way: an idle connection
+ * holds no buffer, and watches its socket for errors only (a reset ends it at once).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -177,13 +180,18 @@ static tf_err rx_end_of(const tf_async_conn *c)
 
 static void on_fd(tf_evb *evb, int fd, unsigned events, void *arg);
 
-/* Watch the socket for exactly |want| (0: not at all, so no error or hang-up event can spin
- * while nobody reads). */
+/* An open connection that neither reads nor writes still watches its socket for errors (a
+ * reset must end a paused or idle connection: its end notification is all its owner waits
+ * for); an interest value of its own, since 0 means not watched at all. */
+#define WATCH_ERRORS 16u
+
+/* Watch the socket for exactly |want| (TF_EVB_* bits; WATCH_ERRORS: errors and hang-ups only;
+ * 0: not at all). */
 static void set_interest(tf_async_conn *c, unsigned want)
 {
     if (c->fd < 0 || want == c->interest)
         return;
-    tf_err rc = want ? tf_evb_register_fd(c->evb, c->fd, want, on_fd, c)
+    tf_err rc = want ? tf_evb_register_fd(c->evb, c->fd, want & ~WATCH_ERRORS, on_fd, c)
                      : tf_evb_unregister_fd(c->evb, c->fd);
     int e = errno;
     if (rc == TF_OK && (want & TF_EVB_READ) && !(c->interest & TF_EVB_READ))
@@ -198,10 +206,20 @@ static void set_interest(tf_async_conn *c, unsigned want)
     }
 }
 
+static bool frame_open(const tf_async_conn *c);
+
 static bool reader_wanted(const tf_async_conn *c)
 {
     return rx_end_of(c) == TF_OK && !c->mem_wait &&
            (c->rq_head || c->stream_cb || c->phase == PH_LINGER);
+}
+
+/* The socket is read: someone wants a message, or a frame is under way (a stream stopped in
+ * the middle of a frame has it finished and parked for the next consumer, so the frame's
+ * memory -- and the budget's overdraft -- is given back; SPEC 9.7 "Receiving"). */
+static bool reading(const tf_async_conn *c)
+{
+    return reader_wanted(c) || (frame_open(c) && rx_end_of(c) == TF_OK && !c->mem_wait);
 }
 
 static void update_interest(tf_async_conn *c)
@@ -213,8 +231,10 @@ static void update_interest(tf_async_conn *c)
     } else if (c->phase == PH_OPEN || c->phase == PH_LINGER) {
         if (c->sq_head)
             want |= TF_EVB_WRITE;
-        if (reader_wanted(c))
+        if (reading(c))
             want |= TF_EVB_READ;
+        if (!want && !c->hup_seen)
+            want = WATCH_ERRORS;
     }
     set_interest(c, want);
 }
@@ -263,7 +283,7 @@ static bool queue_unlink(tf_async_op **head, tf_async_op **tail, tf_async_op *op
 
 static void writable_check(tf_async_conn *c)
 {
-    if (!c->wr_cb || failed(c))
+    if (!c->wr_cb || failed(c) || c->abort_pending || c->taking > 0)
         return;
     pthread_mutex_lock(&c->mu);
     bool fire = c->wr_wanted && c->sq_bytes <= (size_t)c->cfg.send_low_water;
@@ -900,7 +920,7 @@ static size_t linger_skip(tf_async_conn *c, const uint8_t *in, size_t n)
 static size_t consume(tf_async_conn *c, const uint8_t *in, size_t n)
 {
     size_t used = 0;
-    while (used < n && !failed(c)) {
+    while (used < n && !failed(c) && !c->abort_pending) {
         if (c->skip > 0) {
             size_t k = c->skip < n - used ? c->skip : n - used;
             c->skip -= k;
@@ -1018,7 +1038,8 @@ static ssize_t sock_read(tf_async_conn *c, void *buf, size_t want)
 static void do_read(tf_async_conn *c)
 {
     const size_t rbuf = (size_t)c->cfg.read_buffer;
-    while (!failed(c) && c->fd >= 0 && !c->mem_wait && (reader_wanted(c) || frame_open(c))) {
+    while (!failed(c) && c->fd >= 0 && !c->mem_wait && !c->abort_pending &&
+           (reader_wanted(c) || frame_open(c))) {
         if (c->turn_bytes >= (size_t)c->cfg.io_budget) {
             pump_later(c); /* fairness: the other connections' events first, then more */
             return;
@@ -1147,8 +1168,8 @@ static void on_eof(tf_async_conn *c)
 
 static void pump(tf_async_conn *c)
 {
-    if (!c->started || c->dead)
-        return;
+    if (!c->started || c->dead || c->taking > 0)
+        return; /* taking the inbox: settle() pumps once it is taken whole */
     if (tf__evb_stopping(c->evb)) {
         /* Work handed over before the stop runs in the drain: it fails with SHUTDOWN instead of
          * moving bytes (a peer on the same loop may already have been shut down). */
@@ -1159,17 +1180,19 @@ static void pump(tf_async_conn *c)
         c->repump = true;
         return;
     }
+    if (c->abort_pending)
+        return; /* aborted inside a callback: the abort task cancels what is queued */
     c->in_pump = true;
     c->turn_bytes = 0; /* a new turn: io_budget bytes of reading before the others' turn */
     do {
         c->repump = false;
-        if (failed(c) || c->fd < 0)
+        if (failed(c) || c->fd < 0 || c->abort_pending)
             break;
         if (c->phase == PH_HANDSHAKE && !hs_step(c))
             break;
         do_write(c);
         do_read(c);
-    } while (c->repump && !failed(c));
+    } while (c->repump && !failed(c) && !c->abort_pending);
     c->in_pump = false;
     if (!failed(c))
         note_frame(c);
@@ -1210,10 +1233,15 @@ static void on_fd(tf_evb *evb, int fd, unsigned events, void *arg)
     if ((events & (TF_EVB_ERROR | TF_EVB_HUP)) && !(events & (TF_EVB_READ | TF_EVB_WRITE)) &&
         c->phase != PH_HANDSHAKE) {
         /* Nothing to read or write, yet an error or hang-up: its reason comes from SO_ERROR or
-         * from the read the pump makes. */
+         * from the read the pump makes. On an errors-only watch (a paused or idle connection)
+         * the error ends the connection now -- a reset's unread bytes are abandoned, as a reset
+         * abandons them -- and a hang-up without one stops the watch (it would fire again and
+         * again; the next read or write finds the end). */
         int e = 0;
         if (tf__sys_so_error(c->fd, &e) == 0 && e != 0)
             tf__async_fail(c, TF_ERR_IO, e);
+        else if (c->interest == WATCH_ERRORS)
+            c->hup_seen = true;
     }
     pump(c);
     leave(c);
@@ -1268,7 +1296,7 @@ static void note_frame(tf_async_conn *c)
     if (c->cfg.progress_timeout_ms <= 0)
         return;
     bool mid = frame_open(c) || !rx_at_boundary(&c->rx);
-    if (!mid || !reader_wanted(c))
+    if (!mid || !reading(c))
         c->frame_ns = 0; /* no frame, or we are not reading it (paused, waiting for memory) */
     else if (!c->frame_ns)
         c->frame_ns = tf__now_ns();
@@ -1397,8 +1425,11 @@ static void run_admitted(tf_async_conn *c, tf_async_op *op)
  * taken at a time, under the lock: a callback run by one item that takes the inbox again (a
  * loop-thread close, stream or free) continues with the next item in order, so nothing
  * admitted later can overtake it, and a free inside a callback cancels the rest at once. */
+static void settle(tf_async_conn *c);
+
 static void take_inbox(tf_async_conn *c)
 {
+    c->taking++;
     for (;;) {
         pthread_mutex_lock(&c->mu);
         tf_async_op *op = queue_pop(&c->in_head, &c->in_tail);
@@ -1406,10 +1437,12 @@ static void take_inbox(tf_async_conn *c)
             c->inbox_queued = false;
         pthread_mutex_unlock(&c->mu);
         if (!op)
-            return;
+            break;
         run_admitted(c, op);
         tf__perturb();
     }
+    if (--c->taking == 0)
+        settle(c);
 }
 
 static void inbox_task(void *arg)
@@ -1610,26 +1643,32 @@ tf_err tf_async_conn_recv_alloc_op(tf_async_conn *c, tf_async_op *op, int64_t ti
 
 /* ---------------------------------------------------------------- settings and close */
 
+/* Record a setting taken from the inbox. What it causes waits for settle(), when the whole
+ * inbox has been taken: settings made one after the other (inside a callback, or by another
+ * thread) act as their last one, so a callback set and then removed again is never called. */
 static void apply_setting(tf_async_conn *c, int kind, void *cb, void *arg)
 {
     if (kind == OP_WRITABLE) {
         c->wr_cb = (tf_async_writable_cb)(uintptr_t)cb;
         c->wr_arg = arg;
-        writable_check(c);
-        return;
-    }
-    if (kind == OP_ON_END) {
+    } else if (kind == OP_ON_END) {
+        if ((tf_async_end_cb)(uintptr_t)cb != c->end_cb || arg != c->end_arg)
+            c->end_told = false; /* a new callback hears of the end once too */
         c->end_cb = (tf_async_end_cb)(uintptr_t)cb;
         c->end_arg = arg;
-        c->end_told = false; /* a new callback hears of the end once too */
-        tell_end(c);         /* over already: at once */
-        return;
+    } else {
+        c->stream_cb = (tf_async_msg_cb)(uintptr_t)cb;
+        c->stream_arg = arg;
     }
-    c->stream_cb = (tf_async_msg_cb)(uintptr_t)cb;
-    c->stream_arg = arg;
-    if (c->stream_cb && (failed(c) || rx_end_of(c) != TF_OK)) {
-        /* Poisoned (or the receive direction ended) before the stream started: it ends at
-         * once, with the reason. */
+}
+
+/* After the inbox was taken (loop thread): the effects of what it held, as of its final state:
+ * a stream started on a connection that failed (or whose receive direction ended) ends at once
+ * with the reason; the end notification of a connection over already; the pump (writes,
+ * reads, deliveries); the writable callback. */
+static void settle(tf_async_conn *c)
+{
+    if (c->stream_cb && !c->abort_pending && (failed(c) || rx_end_of(c) != TF_OK)) {
         int os = 0;
         tf_err e = c->dead ? TF_ERR_CANCELLED : tf_async_conn_error(c, &os);
         if (e == TF_OK)
@@ -1637,11 +1676,12 @@ static void apply_setting(tf_async_conn *c, int kind, void *cb, void *arg)
         tf_async_msg_cb scb = c->stream_cb;
         c->stream_cb = NULL;
         scb(c, e, os, NULL, 0, c->stream_arg);
-        return;
     }
+    tell_end(c);
     pump(c);
-    if (!failed(c) && !c->in_pump)
+    if (!failed(c) && !c->in_pump && c->started)
         update_interest(c);
+    writable_check(c);
 }
 
 /* Admit a setting or a close (kind OP_STREAM, OP_WRITABLE, OP_CLOSE) and run it: at once on
@@ -1824,6 +1864,8 @@ tf_err tf_async_conn_abort(tf_async_conn *c)
     /* Inside a callback of the connection the abort runs when that callback has returned, so
      * that the cancellations it causes are never nested in it (async.h). */
     bool nested = tf_evb_in_loop_thread(c->evb) && c->depth > 0;
+    if (nested)
+        c->abort_pending = true; /* from now on nothing is read, delivered or written */
     tf_err rc = nested ? tf_evb_dispatch(c->evb, abort_task, c)
                        : tf_evb_dispatch_inline(c->evb, abort_task, c);
     if (rc != TF_OK)

@@ -79,11 +79,17 @@ struct tf_async_conn {
     bool finalized;
     bool in_pump, repump;
     bool pump_queued;            /* a pump task is dispatched */
+    int taking;                  /* nesting of take_inbox: settings are recorded, and their
+                                  * effects (deliveries, callbacks, I/O) wait for its end */
+    bool abort_pending;          /* aborted inside a callback: nothing more is read, delivered
+                                  * or written until the abort task runs */
+    bool hup_seen;               /* a hang-up with no error on an errors-only watch: stop
+                                  * watching (the next read or write finds the end) */
     bool flushing;               /* close: shut down once the send queue is empty */
     bool drained;                /* the last socket read came back short (or EAGAIN): read
                                   * again only after epoll says so (level-triggered) */
     int depth;                   /* nesting of enter() */
-    unsigned interest;           /* TF_EVB_* bits registered now */
+    unsigned interest;           /* TF_EVB_* bits registered now (WATCH_ERRORS: errors only) */
     tf__evb_hook hook;
     tf_fdio fdio;                /* for the handshake's try-step */
     tf_hs hs;

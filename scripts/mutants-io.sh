@@ -94,23 +94,25 @@ $clear#test_evbase#*1m_round_trips *two_threads"
   "fd-wait-nval-ok#fdio.c#if (p.revents & POLLNVAL) {#if (0) {#test_fdio#*wait_bad_fd"
   # ---- the async connection (issue 10)
   # uniflow's async hang: the unregister of a finished operation is deferred and lands after the
-  # next operation's register of the same fd, which then never hears from the socket again.
+  # next operation's register of the same fd, which then never hears from the socket again (here
+  # the change to the errors-only watch an idle connection keeps is the one deferred).
   "uniflow-late-unregister#async_conn.c#static void set_interest(tf_async_conn *c, unsigned want)
 {
     if (c->fd < 0 || want == c->interest)
         return;
-    tf_err rc = want ? tf_evb_register_fd(c->evb, c->fd, want, on_fd, c)
-                     : tf_evb_unregister_fd(c->evb, c->fd);#static void late_unregister(tf_evb *evb, void *arg)
+    tf_err rc = want ? tf_evb_register_fd(c->evb, c->fd, want & ~WATCH_ERRORS, on_fd, c)
+                     : tf_evb_unregister_fd(c->evb, c->fd);#static void late_errors_only(tf_evb *evb, void *arg)
 {
-    tf_evb_unregister_fd(evb, ((tf_async_conn *)arg)->fd);
+    tf_evb_register_fd(evb, ((tf_async_conn *)arg)->fd, 0, on_fd, arg);
 }
 
 static void set_interest(tf_async_conn *c, unsigned want)
 {
     if (c->fd < 0 || want == c->interest)
         return;
-    tf_err rc = want ? tf_evb_register_fd(c->evb, c->fd, want, on_fd, c)
-                     : tf_evb_timer_after(c->evb, 1, late_unregister, c, NULL);#test_async_conn#*never_hang_round_trips"
+    tf_err rc = want == WATCH_ERRORS ? tf_evb_timer_after(c->evb, 1, late_errors_only, c, NULL)
+                : want ? tf_evb_register_fd(c->evb, c->fd, want & ~WATCH_ERRORS, on_fd, c)
+                     : tf_evb_unregister_fd(c->evb, c->fd);#test_async_conn#*never_hang_round_trips"
   "async-poison-keeps-receives#async_conn.c#    while ((op = queue_pop(&c->rq_head, &c->rq_tail)) != NULL)
         op_done(c, op, err, os_err, NULL, 0);#    (void)0;#test_async_conn#*peer_closed_between_and_inside"
   "async-timeout-mid-frame-usable#async_conn.c#    if (started) {
@@ -146,6 +148,20 @@ static void set_interest(tf_async_conn *c, unsigned want)
   "settings-nested-in-callback#async_conn.c#    bool nested = local && c->depth > 0;
     tf_async_op *op = tf__alloc(sizeof *op);#    bool nested = false;
     tf_async_op *op = tf__alloc(sizeof *op);#test_async_edges#*settings_inside_callback_not_nested"
+  # ---- the second attack (issue 25 code): one per root cause
+  "settings-act-one-by-one#async_conn.c#        run_admitted(c, op);
+        tf__perturb();#        run_admitted(c, op);
+        c->taking--;
+        settle(c);
+        c->taking++;
+        tf__perturb();#test_async_edges#*attack2_stream_set_and_removed_in_callback *attack2_writable_and_end_set_and_removed_in_callback"
+  "nested-abort-keeps-pumping#async_conn.c#        c->abort_pending = true; /* from now on nothing is read, delivered or written */#        (void)0;#test_async_edges#*attack2_abort_in_callback_cancels_queued"
+  "idle-socket-unwatched#async_conn.c#        if (!want && !c->hup_seen)
+            want = WATCH_ERRORS;#        if (0)
+            want = WATCH_ERRORS;#test_async_edges#*attack2_idle_or_paused_learns_reset"
+  "stopped-stream-frame-unread#async_conn.c#        if (reading(c))
+            want |= TF_EVB_READ;#        if (reader_wanted(c))
+            want |= TF_EVB_READ;#test_async_edges#*attack2_stream_stopped_mid_frame_finishes_it"
   "client-connect-unreferenced#async_client.c#            rc = tf_evb_dispatch_inline(cl->evb, begin_held, at);#            rc = tf_evb_dispatch_inline(cl->evb, begin, at);
             atomic_fetch_sub_explicit(&cl->refs, 1u, memory_order_relaxed);#test_async_chaos@asan#*client_free_on_loop_before_begin"
   "client-freed-unreferenced#async_client.c#    if (cl->gone) {

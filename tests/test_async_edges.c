@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "async_internal.h"
@@ -1011,6 +1012,408 @@ static void test_settings_inside_callback_not_nested(void **state)
     tu_fx_end(&f);
 }
 
+/* ---------------------------------------------------------------- the second attack (issue 25)
+ *
+ * An adversarial review of the code written for issue 25 (from the headers and SPEC only)
+ * confirmed four bugs; each test below failed before its fix. */
+
+/* A1: streams set and removed inside a callback act as the last setting. 40 one-byte frames
+ * (0..39) arrive in one read; at frame 0 cb1 stops itself, starts cb2 and stops again (mode 0:
+ * the next receive gets frame 1), or also starts cb3 after that (mode 1: cb3 gets 1..39).
+ * Before the fix the start of cb2 delivered every buffered frame to it before the stop that
+ * followed was applied, although that stop had returned TF_OK. */
+typedef struct flipper {
+    int mode;
+    int active;   /* the callback that may be called (0: none) */
+    int next;     /* the frame expected next */
+    int calls[4]; /* messages per callback */
+    int wrong;    /* calls to a callback that was not the active one */
+    int disorder; /* frames out of order */
+} flipper;
+
+static void flip_common(int who, tf_async_conn *c, tf_err err, const uint8_t *data, size_t len,
+                        flipper *fl);
+
+static void flip1(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                  void *arg)
+{
+    (void)os_err;
+    flip_common(1, c, err, data, len, arg);
+}
+
+static void flip2(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                  void *arg)
+{
+    (void)os_err;
+    flip_common(2, c, err, data, len, arg);
+}
+
+static void flip3(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                  void *arg)
+{
+    (void)os_err;
+    flip_common(3, c, err, data, len, arg);
+}
+
+static void flip_common(int who, tf_async_conn *c, tf_err err, const uint8_t *data, size_t len,
+                        flipper *fl)
+{
+    if (who != fl->active)
+        fl->wrong++;
+    if (err != TF_OK)
+        return;
+    fl->calls[who]++;
+    if (len != 1 || data[0] != fl->next)
+        fl->disorder++;
+    fl->next++;
+    if (who == 1 && len == 1 && data[0] == 0) {
+        TIO_CHECK_EQ(tf_async_conn_stream(c, NULL, NULL), TF_OK);
+        TIO_CHECK_EQ(tf_async_conn_stream(c, flip2, fl), TF_OK);
+        TIO_CHECK_EQ(tf_async_conn_stream(c, NULL, NULL), TF_OK);
+        fl->active = 0;
+        if (fl->mode == 1) {
+            TIO_CHECK_EQ(tf_async_conn_stream(c, flip3, fl), TF_OK);
+            fl->active = 3;
+        }
+    }
+}
+
+static void write_40_frames(int raw)
+{
+    uint8_t wire[40 * 5];
+    for (int i = 0; i < 40; i++) {
+        static const uint8_t one[4] = {0, 0, 0, 1};
+        memcpy(wire + 5 * i, one, 4);
+        wire[5 * i + 4] = (uint8_t)i;
+    }
+    assert_true(tu_write_all(raw, wire, sizeof wire));
+}
+
+static void test_attack2_stream_set_and_removed_in_callback(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        tu_fx f;
+        tu_fx_start(&f);
+        int raw;
+        tf_async_conn *c = raw_ready(&f, NULL, &raw);
+        write_40_frames(raw);
+        loop_settle(f.evb);
+        flipper fl = {.mode = mode, .active = 1};
+        assert_int_equal(tf_async_conn_stream(c, flip1, &fl), TF_OK);
+        loop_settle(f.evb);
+        loop_settle(f.evb);
+        if (mode == 0) {
+            assert_int_equal(fl.calls[1], 1);
+            assert_int_equal(fl.calls[2], 0);
+            tf_future *r;
+            assert_int_equal(tf_async_conn_recv_alloc(c, -1, &r), TF_OK);
+            size_t n = 0;
+            void *m = NULL;
+            assert_int_equal(tu_fut_result(r, &n, &m), TF_OK);
+            assert_int_equal(n, 1);
+            assert_int_equal(((uint8_t *)m)[0], 1); /* the frame after the one cb1 took */
+            free(m);
+        } else {
+            assert_int_equal(fl.calls[1], 1);
+            assert_int_equal(fl.calls[2], 0);
+            assert_int_equal(fl.calls[3], 39);
+        }
+        assert_int_equal(fl.wrong, 0);
+        assert_int_equal(fl.disorder, 0);
+        tf_async_conn_free(c);
+        close(raw);
+        tu_fx_end(&f);
+    }
+}
+
+/* A connection over loopback TCP (a reset needs TCP: the test pairs are Unix sockets) with
+ * its raw peer, past the handshake. */
+static tf_async_conn *tcp_ready(tu_fx *f, const tf_tcp_config *cfg, int *raw)
+{
+    int port = 0;
+    int l = tu_raw_listen(false, &port);
+    assert_true(l >= 0);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    int cl = tu_raw_connect(addr); /* blocking: the backlog completes it */
+    assert_true(cl >= 0);
+    int s = accept(l, NULL, NULL);
+    assert_true(s >= 0);
+    close(l);
+    tf_async_conn *c = NULL;
+    assert_int_equal(tf_async_conn_from_fd(f->evb, s, cfg, &c, NULL), TF_OK);
+    assert_true(tu_send_magic(cl));
+    assert_true(tu_expect_magic(cl));
+    *raw = cl;
+    return c;
+}
+
+/* A1, the other settings: a writable callback set and removed inside a send's completion is
+ * never called (before: once), and an end notification set and removed inside the stream's
+ * end call of a failed connection is never called (before: once, after its removal). */
+typedef struct setrm {
+    atomic_int wcalls, ecalls, ends;
+} setrm;
+
+static void setrm_writable(tf_async_conn *c, void *arg)
+{
+    (void)c;
+    ((setrm *)arg)->wcalls++;
+}
+
+static void setrm_end(tf_async_conn *c, tf_err err, int os_err, void *arg)
+{
+    (void)c, (void)err, (void)os_err;
+    ((setrm *)arg)->ecalls++;
+}
+
+static void setrm_sent(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, uint8_t *data,
+                       size_t len, void *arg)
+{
+    (void)op, (void)err, (void)os_err, (void)data, (void)len;
+    TIO_CHECK_EQ(tf_async_conn_on_writable(c, setrm_writable, arg), TF_OK);
+    TIO_CHECK_EQ(tf_async_conn_on_writable(c, NULL, NULL), TF_OK);
+}
+
+static void setrm_stream(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data,
+                         size_t len, void *arg)
+{
+    (void)os_err, (void)data, (void)len;
+    if (err == TF_OK)
+        return;
+    ((setrm *)arg)->ends++;
+    TIO_CHECK_EQ(tf_async_conn_on_end(c, setrm_end, arg), TF_OK);
+    TIO_CHECK_EQ(tf_async_conn_on_end(c, NULL, NULL), TF_OK);
+}
+
+/* Hold the loop thread until g->stage is 2 (it says it is here by setting 1). */
+static void hold_loop(void *arg)
+{
+    gate *g = arg;
+    atomic_store(&g->stage, 1);
+    while (atomic_load(&g->stage) != 2)
+        tio_tick();
+}
+
+static void test_attack2_writable_and_end_set_and_removed_in_callback(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    int raw;
+    tf_tcp_config cfg = tu_cfg_default();
+    cfg.send_queue_msgs = 1;
+    tf_async_conn *c = tcp_ready(&f, &cfg, &raw);
+    setrm s = {0};
+    tf_async_op a, b;
+    /* A admitted while a task holds the loop, B refused BUSY: the writable mark is set, and
+     * A's completion finds its condition true */
+    gate g = {0};
+    assert_int_equal(tf_evb_dispatch(f.evb, hold_loop, &g), TF_OK);
+    while (atomic_load(&g.stage) != 1)
+        tio_tick();
+    assert_int_equal(tf_async_conn_send_op(c, &a, "A", 1, -1, setrm_sent, &s), TF_OK);
+    assert_int_equal(tf_async_conn_send_op(c, &b, "B", 1, -1, setrm_sent, &s), TF_ERR_BUSY);
+    atomic_store(&g.stage, 2);
+    uint8_t buf[8];
+    uint32_t len;
+    assert_true(tu_read_frame(raw, buf, sizeof buf, &len));
+    loop_settle(f.evb);
+    assert_int_equal(s.wcalls, 0);
+    /* the end: a stream whose connection fails (the peer resets) */
+    assert_int_equal(tf_async_conn_stream(c, setrm_stream, &s), TF_OK);
+    loop_settle(f.evb);
+    tu_close_rst(raw);
+    for (int i = 0; i < 3000 && atomic_load(&s.ends) == 0; i++) /* no-progress bound: 30 s */
+        usleep(10000);
+    assert_int_equal(atomic_load(&s.ends), 1);
+    assert_int_equal(tf_async_conn_error(c, NULL), TF_ERR_IO); /* over: an end is due */
+    loop_settle(f.evb);
+    assert_int_equal(atomic_load(&s.ecalls), 0);
+    tf_async_conn_free(c);
+    tu_fx_end(&f);
+}
+
+/* A2: an abort made inside a callback cancels what is queued as soon as the callback returns.
+ * (a) 10 receives queued and 10 frames in one read; the 3rd receive's callback aborts: the 7
+ * others complete CANCELLED (before: OK). (b) 5 sends submitted inside a receive callback, then
+ * an abort there: all 5 complete CANCELLED and the peer never reads them (before: OK, sent). */
+typedef struct aborter {
+    tf_async_conn *c;
+    atomic_int done_ok, cancelled, other, after_abort_ok;
+    bool aborted;
+    int sends; /* (b): sends to submit before the abort */
+    tf_async_op sops[5];
+    atomic_int sent_ok, sent_cancelled;
+} aborter;
+
+static void ab_sent(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, uint8_t *data,
+                    size_t len, void *arg)
+{
+    (void)c, (void)op, (void)os_err, (void)data, (void)len;
+    aborter *a = arg;
+    if (err == TF_OK)
+        a->sent_ok++;
+    else if (err == TF_ERR_CANCELLED)
+        a->sent_cancelled++;
+}
+
+static void ab_recv(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, uint8_t *data,
+                    size_t len, void *arg)
+{
+    (void)op, (void)os_err, (void)len;
+    aborter *a = arg;
+    free(data);
+    if (err == TF_ERR_CANCELLED) {
+        a->cancelled++;
+        return;
+    }
+    if (err != TF_OK) {
+        a->other++;
+        return;
+    }
+    a->done_ok++;
+    if (a->aborted)
+        a->after_abort_ok++;
+    if (a->done_ok == 3 && !a->aborted) {
+        for (int i = 0; i < a->sends; i++)
+            TIO_CHECK_EQ(tf_async_conn_send_op(c, &a->sops[i], "reply", 5, -1, ab_sent, a), TF_OK);
+        TIO_CHECK_EQ(tf_async_conn_abort(c), TF_OK);
+        a->aborted = true;
+    }
+}
+
+static void test_attack2_abort_in_callback_cancels_queued(void **state)
+{
+    (void)state;
+    for (int sends = 0; sends <= 5; sends += 5) {
+        tu_fx f;
+        tu_fx_start(&f);
+        int raw;
+        tf_async_conn *c = raw_ready(&f, NULL, &raw);
+        aborter a = {.c = c, .sends = sends};
+        tf_async_op ops[10];
+        for (int i = 0; i < 10; i++)
+            assert_int_equal(tf_async_conn_recv_alloc_op(c, &ops[i], -1, ab_recv, &a), TF_OK);
+        loop_settle(f.evb);
+        write_40_frames(raw);
+        for (int i = 0; i < 3000 && atomic_load(&a.done_ok) + atomic_load(&a.cancelled) +
+                                            atomic_load(&a.other) < 10; i++)
+            usleep(10000); /* no-progress bound: 30 s */
+        loop_settle(f.evb);
+        assert_int_equal(a.done_ok, 3);
+        assert_int_equal(a.after_abort_ok, 0);
+        assert_int_equal(a.cancelled, 7);
+        assert_int_equal(a.other, 0);
+        assert_int_equal(a.sent_ok, 0);
+        assert_int_equal(a.sent_cancelled, sends);
+        uint8_t buf[8];
+        uint32_t len;
+        assert_false(tu_read_frame(raw, buf, sizeof buf, &len)); /* reset, no reply frame */
+        tf_async_conn_free(c);
+        close(raw);
+        tu_fx_end(&f);
+    }
+}
+
+/* A3: a connection that waits for nothing (idle: no operation, no stream; or its stream
+ * paused) learns of its peer's reset: its end notification runs with IO (before: never -- the
+ * socket was not watched at all, and a server freeing connections in on_end leaked them). */
+typedef struct ender {
+    tio_ctr ends;
+    tf_err why;
+} ender;
+
+static void ender_end(tf_async_conn *c, tf_err err, int os_err, void *arg)
+{
+    (void)c, (void)os_err;
+    ender *e = arg;
+    e->why = err;
+    tio_ctr_add(&e->ends, 1);
+}
+
+static void test_attack2_idle_or_paused_learns_reset(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 3; mode++) { /* idle; paused stream; idle after the peer's FIN */
+        tu_fx f;
+        tu_fx_start(&f);
+        int raw;
+        tf_async_conn *c = tcp_ready(&f, NULL, &raw);
+        ender e = {.why = TF_OK};
+        tio_ctr_init(&e.ends);
+        assert_int_equal(tf_async_conn_on_end(c, ender_end, &e), TF_OK);
+        if (mode == 1) {
+            assert_int_equal(tf_async_conn_stream(c, setrm_stream, &(setrm){0}), TF_OK);
+            loop_settle(f.evb);
+            assert_int_equal(tf_async_conn_stream(c, NULL, NULL), TF_OK);
+        }
+        if (mode == 2) {
+            assert_int_equal(shutdown(raw, SHUT_WR), 0);
+            loop_settle(f.evb);
+        }
+        loop_settle(f.evb);
+        assert_int_equal(tio_ctr_get(&e.ends), 0);
+        tu_close_rst(raw);
+        if (!tio_ctr_wait(&e.ends, 1, 30000)) /* a no-progress bound */
+            fail_msg("mode %d: no end notification after the reset", mode);
+        assert_int_equal(e.why, TF_ERR_IO);
+        tf_async_conn_free(c);
+        tio_ctr_destroy(&e.ends);
+        tu_fx_end(&f);
+    }
+}
+
+/* A4: a stream stopped in the middle of a frame has that frame finished (read whole and kept
+ * for the next consumer), so its memory -- and a server budget's overdraft -- is given back;
+ * before, the socket was no longer watched for reading and the rest of the frame stayed in the
+ * kernel (a budget's other connections then waited for that memory forever). */
+static void test_attack2_stream_stopped_mid_frame_finishes_it(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    int raw, mine;
+    tf_async_conn *c = tu_pair_raw_fds(&f, NULL, &raw, &mine);
+    assert_true(tu_send_magic(raw));
+    assert_true(tu_expect_magic(raw));
+    oldcb o = {0};
+    assert_int_equal(tf_async_conn_stream(c, old_stream, &o), TF_OK);
+    const size_t len = 1u << 20, first = 300u << 10;
+    uint8_t *big = malloc(4 + len);
+    assert_non_null(big);
+    big[0] = 0, big[1] = 0x10, big[2] = 0, big[3] = 0; /* 1 MiB */
+    tu_fill(big + 4, len, 7);
+    assert_true(tu_write_all(raw, big, 4 + first));
+    loop_settle(f.evb);
+    assert_int_equal(tf_async_conn_stream(c, NULL, NULL), TF_OK);
+    atomic_store(&o.stopped, true);
+    assert_true(tu_write_all(raw, big + 4 + first, len - first));
+    int unread = -1;
+    for (int i = 0; i < 3000; i++) { /* no-progress bound: 30 s */
+        loop_settle(f.evb);
+        assert_int_equal(ioctl(mine, FIONREAD, &unread), 0);
+        if (unread == 0)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(unread, 0); /* the frame was read whole while the stream is stopped */
+    tf_future *r;
+    assert_int_equal(tf_async_conn_recv_alloc(c, -1, &r), TF_OK);
+    size_t n = 0;
+    void *m = NULL;
+    assert_int_equal(tu_fut_result(r, &n, &m), TF_OK);
+    assert_int_equal(n, len);
+    assert_true(tu_check(m, len, 7));
+    free(m);
+    free(big);
+    assert_int_equal(atomic_load(&o.after_stop), 0);
+    tf_async_conn_free(c);
+    close(raw);
+    tu_fx_end(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1034,6 +1437,11 @@ int main(void)
         TIO_TEST(test_abort_inside_callback_not_nested),
         TIO_TEST(test_close_failed_by_reset_releases_fd),
         TIO_TEST(test_settings_inside_callback_not_nested),
+        TIO_TEST(test_attack2_stream_set_and_removed_in_callback),
+        TIO_TEST(test_attack2_writable_and_end_set_and_removed_in_callback),
+        TIO_TEST(test_attack2_abort_in_callback_cancels_queued),
+        TIO_TEST(test_attack2_idle_or_paused_learns_reset),
+        TIO_TEST(test_attack2_stream_stopped_mid_frame_finishes_it),
     };
     tio_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
