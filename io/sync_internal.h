@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "obs_internal.h"
 #include "tcpframe/sync.h"
 
 /* The absolute CLOCK_MONOTONIC deadline |ms| milliseconds from now; negative: TF__FOREVER. */
@@ -39,6 +40,9 @@ tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns
  *   TF_OK: *out is the connection.  TF_ERR_NOMEM: fd is closed and *out is NULL. */
 tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, const tf_addr *peer,
                           tf_sync_conn **out);
+
+/* Count |c| in |live| until it is freed (it takes a reference to live). */
+void tf__sync_conn_track(tf_sync_conn *c, tf__live *live);
 
 /* A reason for humans: strerror(os_err) when there is one, else tf_strerror(err); written
  * into buf (thread-safe), which is returned. */

@@ -47,6 +47,8 @@ struct tf_sync_server {
     void *reject_arg;
     _Atomic uint64_t rejected;
     _Atomic uint64_t rounds;
+    tf__srv_counters k; /* statistics (any thread, relaxed) */
+    tf__live *live;     /* its connections not yet freed (shared with them) */
     /* The handshakes in progress, hs[0..npending): the driver's, or (with no accept running)
      * close_fds's. They outlive an accept call: the next one goes on with them. */
     pending hs[TF_SYNC_HANDSHAKES];
@@ -67,6 +69,13 @@ tf_err tf_sync_server_new(tf_sync_server **out)
         return TF_ERR_NOMEM;
     }
     if (pthread_cond_init(&s->cv, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return TF_ERR_NOMEM;
+    }
+    s->live = tf__live_new();
+    if (!s->live) {
+        pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);
         free(s);
         return TF_ERR_NOMEM;
@@ -236,6 +245,7 @@ void tf_sync_server_free(tf_sync_server *s)
     pthread_mutex_unlock(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    tf__live_unref(s->live);
     free(s);
 }
 
@@ -268,6 +278,14 @@ uint64_t tf__sync_server_rounds(const tf_sync_server *s)
     return s ? atomic_load(&s->rounds) : 0;
 }
 
+tf_err tf_sync_server_stats(const tf_sync_server *s, tf_server_stats *out)
+{
+    if (!s)
+        return TF_ERR_INVALID_ARGUMENT;
+    return tf__srv_stats_fill(&s->k, atomic_load_explicit(&s->live->n, memory_order_relaxed),
+                              atomic_load(&s->npending), out);
+}
+
 size_t tf__sync_server_pending(const tf_sync_server *s)
 {
     return s ? atomic_load(&s->npending) : 0;
@@ -279,12 +297,18 @@ size_t tf__sync_server_pending(const tf_sync_server *s)
 static void reject(tf_sync_server *s, const tf_addr *peer, tf_err err, int os_err)
 {
     atomic_fetch_add(&s->rejected, 1);
-    if (!s->on_reject)
+    tf__srv_count_reject(&s->k, err);
+    bool log = atomic_load_explicit(&tf__log_level, memory_order_relaxed) >= TF_LOG_WARN;
+    if (!s->on_reject && !log)
         return;
     char text[TF_ADDRSTR_LEN];
     if (tf_addr_format(peer, text, sizeof text) != TF_OK)
         snprintf(text, sizeof text, "?");
-    s->on_reject(s->reject_arg, text, err, os_err);
+    if (log)
+        tf__log(TF_LOG_WARN, "sync_server", "%s: rejected in the handshake: %s%s%s", text,
+                tf_strerror(err), os_err ? ": " : "", os_err ? strerror(os_err) : "");
+    if (s->on_reject)
+        s->on_reject(s->reject_arg, text, err, os_err);
 }
 
 /* Drop the slots whose fd was taken or closed (fd -1), keeping the others in order. */
@@ -374,6 +398,9 @@ static tf_err accept_failed(tf_sync_server *s, int err, round_state *r, int *os_
     uint64_t ms = tf__backoff_ms(&s->cfg, r->fails, &r->seed);
     if (ms < MIN_PAUSE_MS)
         ms = MIN_PAUSE_MS;
+    atomic_fetch_add_explicit(&s->k.rests, 1u, memory_order_relaxed);
+    TF__LOG(TF_LOG_WARN, "sync_server", "accept: %s: pausing %llu ms (pause %u of at most %lld)",
+            strerror(err), (unsigned long long)ms, r->fails, (long long)limit);
     r->pause_until = tf__deadline_ms((int64_t)ms);
     return TF_ERR_BUSY;
 }
@@ -499,6 +526,10 @@ tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err,
             return e;
     } else {
         e = accept_loop(s, out, &os, msg);
+        if (e == TF_OK) {
+            atomic_fetch_add_explicit(&s->k.accepted, 1u, memory_order_relaxed);
+            tf__sync_conn_track(*out, s->live);
+        }
         if (e == TF_ERR_SHUTDOWN)
             tf__errmsg(msg, "accept: the server was shut down");
         else if (e != TF_OK && msg && msg->text[0] == '\0')

@@ -38,6 +38,7 @@
 #include "tcpframe/conn.h"
 #include "tcpframe/err.h"
 #include "tcpframe/export.h"
+#include "tcpframe/obs.h"
 #include "tcpframe/tcp.h"
 
 #ifdef __cplusplus
@@ -143,6 +144,15 @@ TF_API tf_err tf_sync_conn_peer(const tf_sync_conn *c, char *buf, size_t len);
 /* The generic view (conn.h) of this connection; never NULL for a non-NULL c. */
 TF_API tf_conn *tf_sync_conn_base(tf_sync_conn *c);
 
+/* A snapshot of the connection's statistics (obs.h, SPEC 9.9), from any thread, also while a
+ * send and a receive block on other threads. Set out->size to sizeof(tf_conn_stats) first. A
+ * sync connection has no queue: queued_msgs / queued_bytes describe the send under way (1 and
+ * its length, else 0), recv_pending is 1 while a receive runs; a pause is the time a send
+ * waited for room in the socket's buffer (the peer not reading).
+ *   TF_OK
+ *   TF_ERR_INVALID_ARGUMENT  c or out NULL, or out->size < 4 */
+TF_API tf_err tf_sync_conn_stats(const tf_sync_conn *c, tf_conn_stats *out);
+
 /* ---------------------------------------------------------------- server */
 
 /* The most handshakes a server's accept drives at once (SPEC 9.6). While that many clients are
@@ -218,6 +228,15 @@ TF_API tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *
 
 /* The number of clients dropped in the handshake so far (any thread). */
 TF_API uint64_t tf_sync_server_rejected(const tf_sync_server *s);
+
+/* A snapshot of the server's statistics (obs.h, SPEC 9.9), any thread. Set out->size to
+ * sizeof(tf_server_stats) first. accepted counts the connections accept returned; active, those
+ * of them not yet freed (tf_sync_conn_free); handshaking, the clients in the handshake now;
+ * accept_rests, the back-off pauses after EMFILE and the like; rej_busy stays 0 (the sync
+ * server has no max_conns).
+ *   TF_OK
+ *   TF_ERR_INVALID_ARGUMENT  s or out NULL, or out->size < 4 */
+TF_API tf_err tf_sync_server_stats(const tf_sync_server *s, tf_server_stats *out);
 
 /* Stop: every blocked and later accept returns TF_ERR_SHUTDOWN at once (an eventfd in the same
  * poll), and the listen socket is closed. Idempotent; any thread. TF_OK; INVALID_ARGUMENT. */
