@@ -41,7 +41,9 @@ typedef void (*tf__async_ready_fn)(tf_async_conn *c, tf_err err, int os_err, voi
 /* Who touches what (the table of SPEC 9.7, "Ownership"):
  *   immutable after creation (any thread): base, evb, cfg, peer, peer_rc
  *   atomics (any thread reads; the loop writes err/os_err): refs, err, os_err
- *   the admission point, under |mu| (any thread): closing .. in_tail
+ *   the admission point, under |mu| (any thread): closing .. in_tail, and the statistics'
+ *   pause (st_paused .. st_pauses)
+ *   statistics written by the loop thread, read by any (relaxed): st_msgs_sent .. st_bytes_recv
  *   everything after "loop thread only": the loop thread (or the freeing thread once the loop
  *   has stopped for good). */
 struct tf_async_conn {

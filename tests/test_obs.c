@@ -1,8 +1,10 @@
 /* tests/test_obs.c -- observability (obs.h, SPEC 9.9): connection statistics of the async and
  * sync connections (messages and bytes each way, the queue, receives pending, pauses, the
  * poison, the size field), server statistics (accepted, rejected by reason, active,
- * handshakes), the log hook (rejections, timeouts, level filter, off by default) and the
- * connection events of async servers and clients (order against on_accept / on_end, reasons).
+ * handshakes, accept back-offs), the log hook (rejections, a turned-away client, timeouts, an
+ * EMFILE rest or pause and a listen watch that failed, injected through the io/sys.c seam; the
+ * level filter; off by default) and the connection events of async servers and clients (order
+ * against on_accept / on_end, reasons).
  * Every test checks that no fd leaked. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <sys/socket.h>
 
@@ -683,6 +686,7 @@ static void test_async_server_stats_busy(void **state)
     assert_int_equal(tf_async_server_new(evb, &srv), TF_OK);
     tf_tcp_config cfg = tu_cfg_default();
     cfg.max_conns = 1;
+    cfg.handshake_timeout_ms = 600000; /* the first client holds its place for the test */
     assert_int_equal(tf_async_server_init(srv, "127.0.0.1:0", &cfg, NULL), TF_OK);
     char addr[TF_ADDRSTR_LEN];
     assert_int_equal(tf_async_server_addr(srv, addr, sizeof addr), TF_OK);
@@ -831,6 +835,95 @@ static void test_sync_server_stats_and_log(void **state)
     assert_int_equal(tu_fd_count(), fds0);
 }
 
+/* ---------------------------------------------------------------- accept back-offs, watches */
+
+/* The seam's hook: the next |emfile_left| accept4 calls fail with EMFILE; the next
+ * |watch_fails| epoll_ctl calls on a listening socket with ENOMEM. */
+static atomic_int emfile_left, watch_fails;
+
+static int hook_faults(tf__sys_op op, int fd, size_t *len)
+{
+    (void)len;
+    if (op == TF__SYS_ACCEPT4 && atomic_fetch_sub(&emfile_left, 1) > 0)
+        return EMFILE;
+    if (op == TF__SYS_EPOLL_CTL) {
+        int on = 0;
+        socklen_t l = sizeof on;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &l) == 0 && on &&
+            atomic_fetch_sub(&watch_fails, 1) > 0)
+            return ENOMEM;
+    }
+    return 0;
+}
+
+/* Async: EMFILE in accept rests the listen socket (logged, counted); a listen watch that
+ * could not be registered is logged and retried; the client is served after both. */
+static void test_async_server_log_rest_and_watch(void **state)
+{
+    (void)state;
+    int fds0 = tu_fd_count();
+    log_start(TF_LOG_WARN);
+    tf_evb *evb;
+    assert_int_equal(tf_evb_new(&evb), TF_OK);
+    assert_int_equal(tf_evb_start(evb), TF_OK);
+    atomic_store(&watch_fails, 1);
+    atomic_store(&emfile_left, 1);
+    atomic_store(&tf__sys_hook, hook_faults);
+    tf_async_server *srv;
+    assert_int_equal(tf_async_server_new(evb, &srv), TF_OK);
+    assert_int_equal(tf_async_server_init(srv, "127.0.0.1:0", NULL, NULL), TF_OK);
+    char addr[TF_ADDRSTR_LEN];
+    assert_int_equal(tf_async_server_addr(srv, addr, sizeof addr), TF_OK);
+    int raw = tu_raw_connect(addr);
+    assert_true(raw >= 0);
+    assert_true(tu_expect_magic(raw)); /* accepted after the rests */
+    atomic_store(&tf__sys_hook, NULL);
+    assert_true(atomic_load(&watch_fails) <= 0); /* it failed once */
+    assert_true(atomic_load(&emfile_left) <= 0);
+    assert_true(log_find("async_server", "listen socket's watch", "resting") >= 0);
+    int at = log_find("async_server", "accept: ", "resting");
+    assert_true(at >= 0);
+    assert_non_null(strstr(g_log.text[at], strerror(EMFILE)));
+    tf_server_stats ss = srv_astats(srv);
+    assert_int_equal(ss.accept_rests, 2);
+    close(raw);
+    tf_async_server_free(srv);
+    assert_int_equal(tf_evb_free(evb), TF_OK);
+    log_end();
+    assert_int_equal(tu_fd_count(), fds0);
+}
+
+/* Sync: EMFILE in accept makes it pause (logged, counted), then the client is accepted. */
+static void test_sync_server_log_accept_pause(void **state)
+{
+    (void)state;
+    int fds0 = tu_fd_count();
+    log_start(TF_LOG_WARN);
+    char addr[TF_ADDRSTR_LEN];
+    tf_sync_server *srv = tu_listen("127.0.0.1", NULL, addr, sizeof addr);
+    atomic_store(&emfile_left, 1);
+    atomic_store(&tf__sys_hook, hook_faults);
+    acceptor a = {.srv = srv};
+    pthread_t t;
+    pthread_create(&t, NULL, accept_main, &a);
+    tf_sync_conn *c = NULL;
+    assert_int_equal(tf_sync_connect(addr, NULL, &c, NULL, NULL), TF_OK);
+    pthread_join(t, NULL);
+    atomic_store(&tf__sys_hook, NULL);
+    assert_int_equal(a.err, TF_OK);
+    int at = log_find("sync_server", "accept: ", "pausing");
+    assert_true(at >= 0);
+    assert_non_null(strstr(g_log.text[at], strerror(EMFILE)));
+    tf_server_stats ss = srv_sstats(srv);
+    assert_int_equal(ss.accept_rests, 1);
+    assert_int_equal(ss.accepted, 1);
+    tf_sync_conn_free(a.c);
+    tf_sync_conn_free(c);
+    tf_sync_server_free(srv);
+    log_end();
+    assert_int_equal(tu_fd_count(), fds0);
+}
+
 /* ---------------------------------------------------------------- the hook itself */
 
 static void test_set_log_arguments(void **state)
@@ -865,6 +958,8 @@ int main(void)
         TIO_TEST(test_async_client_event_handshake_failed),
         TIO_TEST(test_log_idle_timeout_drop),
         TIO_TEST(test_sync_server_stats_and_log),
+        TIO_TEST(test_async_server_log_rest_and_watch),
+        TIO_TEST(test_sync_server_log_accept_pause),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
