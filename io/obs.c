@@ -3,7 +3,6 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -46,20 +45,6 @@ void tf__log(tf_log_level level, const char *subsystem, const char *fmt, ...)
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     fn(level, subsystem, text, arg);
-}
-
-tf__live *tf__live_new(void)
-{
-    tf__live *l = tf__calloc(1, sizeof *l);
-    if (l)
-        atomic_init(&l->refs, 1u);
-    return l;
-}
-
-void tf__live_unref(tf__live *l)
-{
-    if (l && atomic_fetch_sub_explicit(&l->refs, 1u, memory_order_acq_rel) == 1u)
-        free(l);
 }
 
 const char *tf_conn_event_name(tf_conn_event ev)

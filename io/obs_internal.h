@@ -50,14 +50,4 @@ static inline void tf__stat_add(atomic_uint_fast64_t *v, uint64_t n)
                           memory_order_relaxed);
 }
 
-/* The live count of a sync server's connections (tf_server_stats.active): shared with the
- * connections it handed out, which outlive it, so reference-counted. */
-typedef struct tf__live {
-    atomic_uint refs;
-    atomic_uint_fast64_t n;
-} tf__live;
-
-tf__live *tf__live_new(void); /* one reference; NULL: no memory */
-void tf__live_unref(tf__live *l);
-
 #endif /* TCPFRAME_IO_OBS_INTERNAL_H */

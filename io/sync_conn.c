@@ -37,7 +37,7 @@ struct tf_sync_conn {
     atomic_uint_fast64_t st_msgs_sent, st_bytes_sent, st_q_msgs, st_q_bytes, st_pause_ns,
         st_paused_ns, st_pauses;
     atomic_uint_fast64_t st_msgs_recv, st_bytes_recv, st_in_recv, st_rx_end;
-    tf__live *live;      /* the server's count of its live connections, or NULL */
+    tf__sync_sink *sink; /* the server's live count and events, or NULL */
 };
 
 /* ---------------------------------------------------------------- time and poll */
@@ -253,20 +253,40 @@ tf_err tf_sync_conn_from_fd(int fd, const tf_tcp_config *cfg, tf_sync_conn **out
     return e;
 }
 
-void tf__sync_conn_track(tf_sync_conn *c, tf__live *live)
+/* The peer's address as text, "?" if none. */
+static void peer_text(const tf_sync_conn *c, char *buf, size_t len)
 {
-    atomic_fetch_add_explicit(&live->refs, 1u, memory_order_relaxed);
-    atomic_fetch_add_explicit(&live->n, 1u, memory_order_relaxed);
-    c->live = live;
+    if (tf_sync_conn_peer(c, buf, len) != TF_OK)
+        snprintf(buf, len, "?");
+}
+
+void tf__sync_conn_track(tf_sync_conn *c, tf__sync_sink *k)
+{
+    atomic_fetch_add_explicit(&k->refs, 1u, memory_order_relaxed);
+    atomic_fetch_add_explicit(&k->live, 1u, memory_order_relaxed);
+    c->sink = k;
+    char peer[TF_ADDRSTR_LEN];
+    peer_text(c, peer, sizeof peer);
+    tf__sync_sink_tell(k, c, peer, TF_CONN_CONNECTED, TF_OK, 0);
 }
 
 void tf_sync_conn_free(tf_sync_conn *c)
 {
     if (!c)
         return;
-    if (c->live) {
-        atomic_fetch_sub_explicit(&c->live->n, 1u, memory_order_relaxed);
-        tf__live_unref(c->live);
+    if (c->sink) {
+        /* CLOSED: the poison, else CLOSED if the peer closed its side, else CANCELLED (freed
+         * while open), as an async connection says. */
+        int os = 0;
+        tf_err e = poisoned(c, &os);
+        if (e == TF_OK)
+            e = atomic_load_explicit(&c->st_rx_end, memory_order_relaxed) ? TF_ERR_CLOSED
+                                                                           : TF_ERR_CANCELLED;
+        char peer[TF_ADDRSTR_LEN];
+        peer_text(c, peer, sizeof peer);
+        tf__sync_sink_tell(c->sink, c, peer, TF_CONN_CLOSED, e, os);
+        atomic_fetch_sub_explicit(&c->sink->live, 1u, memory_order_relaxed);
+        tf__sync_sink_unref(c->sink);
     }
     close(c->fd);
     free(c);

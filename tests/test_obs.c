@@ -835,6 +835,126 @@ static void test_sync_server_stats_and_log(void **state)
     assert_int_equal(tu_fd_count(), fds0);
 }
 
+/* Events of the sync server: HANDSHAKE_FAILED (no connection, the peer named), CONNECTED
+ * before accept returns, CLOSED in the free with the reason (CLOSED after the peer's
+ * half-close, CANCELLED when freed while open), the statistics readable in it; none after the
+ * server's free. */
+typedef struct sev_rec {
+    pthread_mutex_t mu;
+    int n;
+    int ev[EV_MAX];
+    tf_err err[EV_MAX];
+    tf_sync_conn *conn[EV_MAX];
+    char peer[EV_MAX][TF_ADDRSTR_LEN];
+    uint64_t msgs_recv[EV_MAX];
+} sev_rec;
+
+static void on_sync_event(tf_sync_conn *c, const char *peer, tf_conn_event ev, tf_err err,
+                          int os_err, void *arg)
+{
+    (void)os_err;
+    sev_rec *r = arg;
+    uint64_t msgs = 0;
+    if (c) {
+        tf_conn_stats st = {.size = sizeof st};
+        TIO_CHECK_EQ(tf_sync_conn_stats(c, &st), TF_OK);
+        msgs = st.msgs_recv;
+    }
+    pthread_mutex_lock(&r->mu);
+    if (r->n < EV_MAX) {
+        r->ev[r->n] = (int)ev;
+        r->err[r->n] = err;
+        r->conn[r->n] = c;
+        snprintf(r->peer[r->n], sizeof r->peer[0], "%s", peer);
+        r->msgs_recv[r->n] = msgs;
+        r->n++;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static tf_sync_conn *accept_one(tf_sync_server *srv, const char *addr, tf_sync_conn **client)
+{
+    acceptor a = {.srv = srv};
+    pthread_t t;
+    pthread_create(&t, NULL, accept_main, &a);
+    assert_int_equal(tf_sync_connect(addr, NULL, client, NULL, NULL), TF_OK);
+    pthread_join(t, NULL);
+    assert_int_equal(a.err, TF_OK);
+    return a.c;
+}
+
+static void test_sync_server_events(void **state)
+{
+    (void)state;
+    int fds0 = tu_fd_count();
+    sev_rec r;
+    memset(&r, 0, sizeof r);
+    pthread_mutex_init(&r.mu, NULL);
+    char addr[TF_ADDRSTR_LEN];
+    tf_sync_server *srv = tu_listen("127.0.0.1", NULL, addr, sizeof addr);
+    assert_int_equal(tf_sync_server_on_event(srv, on_sync_event, &r), TF_OK);
+    assert_int_equal(tf_sync_server_on_event(NULL, on_sync_event, &r), TF_ERR_INVALID_ARGUMENT);
+    /* a wrong magic, then a good client that sends 3 messages and half-closes */
+    acceptor a = {.srv = srv};
+    pthread_t t;
+    pthread_create(&t, NULL, accept_main, &a);
+    bad_client(addr);
+    tf_sync_conn *c1;
+    assert_int_equal(tf_sync_connect(addr, NULL, &c1, NULL, NULL), TF_OK);
+    pthread_join(t, NULL);
+    assert_int_equal(a.err, TF_OK);
+    pthread_mutex_lock(&r.mu);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.ev[0], TF_CONN_HANDSHAKE_FAILED);
+    assert_int_equal(r.err[0], TF_ERR_BAD_MAGIC);
+    assert_null(r.conn[0]);
+    assert_non_null(strstr(r.peer[0], "127.0.0.1:"));
+    assert_int_equal(r.ev[1], TF_CONN_CONNECTED);
+    assert_ptr_equal(r.conn[1], a.c);
+    pthread_mutex_unlock(&r.mu);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tf_sync_conn_send(c1, TEN, 10, 10000), TF_OK);
+    assert_int_equal(tf_sync_conn_shutdown(c1), TF_OK);
+    char buf[16];
+    size_t n;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tf_sync_conn_recv(a.c, buf, sizeof buf, &n, 10000), TF_OK);
+    assert_int_equal(tf_sync_conn_recv(a.c, buf, sizeof buf, &n, 10000), TF_ERR_CLOSED);
+    tf_sync_conn *s1 = a.c;
+    tf_sync_conn_free(s1);
+    pthread_mutex_lock(&r.mu);
+    assert_int_equal(r.n, 3);
+    assert_int_equal(r.ev[2], TF_CONN_CLOSED);
+    assert_int_equal(r.err[2], TF_ERR_CLOSED);
+    assert_int_equal(r.msgs_recv[2], 3);
+    assert_string_equal(r.peer[2], r.peer[1]);
+    pthread_mutex_unlock(&r.mu);
+    /* freed while open: CANCELLED */
+    tf_sync_conn *c2;
+    tf_sync_conn *s2 = accept_one(srv, addr, &c2);
+    tf_sync_conn_free(s2);
+    pthread_mutex_lock(&r.mu);
+    assert_int_equal(r.n, 5);
+    assert_int_equal(r.ev[3], TF_CONN_CONNECTED);
+    assert_int_equal(r.ev[4], TF_CONN_CLOSED);
+    assert_int_equal(r.err[4], TF_ERR_CANCELLED);
+    pthread_mutex_unlock(&r.mu);
+    /* none after the server's free */
+    tf_sync_conn *c3;
+    tf_sync_conn *s3 = accept_one(srv, addr, &c3);
+    tf_sync_server_free(srv);
+    tf_sync_conn_free(s3);
+    pthread_mutex_lock(&r.mu);
+    assert_int_equal(r.n, 6);
+    assert_int_equal(r.ev[5], TF_CONN_CONNECTED);
+    pthread_mutex_unlock(&r.mu);
+    tf_sync_conn_free(c1);
+    tf_sync_conn_free(c2);
+    tf_sync_conn_free(c3);
+    pthread_mutex_destroy(&r.mu);
+    assert_int_equal(tu_fd_count(), fds0);
+}
+
 /* ---------------------------------------------------------------- accept back-offs, watches */
 
 /* The seam's hook: the next |emfile_left| accept4 calls fail with EMFILE; the next
@@ -958,6 +1078,7 @@ int main(void)
         TIO_TEST(test_async_client_event_handshake_failed),
         TIO_TEST(test_log_idle_timeout_drop),
         TIO_TEST(test_sync_server_stats_and_log),
+        TIO_TEST(test_sync_server_events),
         TIO_TEST(test_async_server_log_rest_and_watch),
         TIO_TEST(test_sync_server_log_accept_pause),
     };

@@ -195,6 +195,24 @@ TF_API tf_err tf_sync_server_init_fd(tf_sync_server *s, int fd, const tf_tcp_con
 /* Call cb(arg, ...) for every client dropped in the handshake. Set before accepting. */
 TF_API void tf_sync_server_on_reject(tf_sync_server *s, tf_reject_cb cb, void *arg);
 
+/* A connection event of a sync server's client (obs.h): |ev|, the client's address |peer|
+ * (valid during the call), the reason (TF_OK for CONNECTED) and its os_err. |c| is the
+ * connection (NULL for HANDSHAKE_FAILED): it may be read in the callback (tf_sync_conn_stats,
+ * its peer, its error) but not freed there. */
+typedef void (*tf_sync_event_cb)(tf_sync_conn *c, const char *peer, tf_conn_event ev, tf_err err,
+                                 int os_err, void *arg);
+
+/* The connection events of the server's clients (see tf_sync_event_cb); cb NULL removes it.
+ * Any thread, at any time. TF_CONN_CONNECTED on the accepting thread just before
+ * tf_sync_server_accept returns the connection; TF_CONN_HANDSHAKE_FAILED on the accepting
+ * thread, before on_reject; TF_CONN_CLOSED in tf_sync_conn_free of a connection the server
+ * handed out, on the freeing thread, before the socket is closed, with the poison reason, else
+ * CLOSED (the peer closed its side), else CANCELLED (freed while open). Events are told one at a
+ * time, under a lock of the server's (the callback may free connections; other threads' events wait
+ * meanwhile); none runs after tf_sync_server_free returned.
+ *   TF_OK; TF_ERR_INVALID_ARGUMENT (s NULL). */
+TF_API tf_err tf_sync_server_on_event(tf_sync_server *s, tf_sync_event_cb cb, void *arg);
+
 /* The bound address as "host:port" with the real port ("[::]:41234" for the wildcard).
  *   TF_OK; TF_ERR_BAD_STATE (not initialised); TF_ERR_BUFFER_TOO_SMALL; TF_ERR_IO. */
 TF_API tf_err tf_sync_server_addr(const tf_sync_server *s, char *buf, size_t len);
