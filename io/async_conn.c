@@ -1481,9 +1481,9 @@ static tf_err admit_locked(tf_async_conn *c, int kind, size_t len)
         bool over_bytes = c->sq_bytes > bound || len > bound - c->sq_bytes;
         /* A single message larger than the byte bound still goes when nothing else is queued. */
         if ((m > 1 && over_bytes) || m > (size_t)c->cfg.send_queue_msgs) {
-            c->wr_wanted = true;
             if (!c->st_paused)
                 tf__async_pause_begin(c); /* stats: sending is held up from now */
+            c->wr_wanted = true;
             return TF_ERR_BUSY;
         }
         c->sq_bytes += len;
