@@ -82,13 +82,13 @@ typedef enum tf_log_level {
 typedef void (*tf_log_fn)(tf_log_level level, const char *subsystem, const char *message,
                           void *arg);
 
-/* Report what the library otherwise handles silently through |fn| (SPEC 9.9): rejected
- * clients with their address and reason, accept back-offs, watches that could not be
- * registered, connections dropped by a timeout. |level| is the least severe level reported;
- * TF_LOG_OFF (or fn NULL) switches the hook off, which is the default. Thread-safe: any thread,
- * at any time. A message being reported while the hook changes may still reach the previous
- * hook; after the call returns, new messages go to the new one. Off, a would-be message costs
- * one relaxed atomic load.
+/* Set the log hook: |fn| gets, one line each, what the library otherwise handles silently
+ * (SPEC 9.9): rejected clients with their address and reason, accept back-offs, watches that
+ * could not be registered, connections dropped by a timeout. |level| is the least severe level
+ * reported; TF_LOG_OFF (or fn NULL) switches the hook off, which is the default. Thread-safe:
+ * any thread, at any time. A message being reported while the hook changes may still reach the
+ * previous hook; after the call returns, new messages go to the new one. Off, a would-be message
+ * costs one relaxed atomic load.
  *   TF_OK
  *   TF_ERR_INVALID_ARGUMENT  level is not a tf_log_level (nothing changed) */
 TF_API tf_err tf_set_log(tf_log_fn fn, void *arg, tf_log_level level);
