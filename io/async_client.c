@@ -49,12 +49,15 @@ struct tf_async_client {
     tf__evb_hook hook;
     bool hooked;
     bool gone; /* tf_async_client_free ran its loop part: late attempts are cancelled */
+    tf__evsink *sink; /* the connection events (made by new; fn cleared by free's loop part) */
 };
 
 static void client_unref(tf_async_client *cl)
 {
-    if (atomic_fetch_sub_explicit(&cl->refs, 1u, memory_order_acq_rel) == 1u)
+    if (atomic_fetch_sub_explicit(&cl->refs, 1u, memory_order_acq_rel) == 1u) {
+        tf__evsink_unref(cl->sink);
         free(cl);
+    }
 }
 
 static void try_next(attempt *at);
@@ -78,6 +81,8 @@ static void finish(attempt *at, tf_err err, int os_err, tf_async_conn *c)
         close(at->fd);
     }
     if (at->conn) {
+        if (err != TF_ERR_SHUTDOWN && err != TF_ERR_CANCELLED) /* the deadline, in the handshake */
+            tf__evsink_tell(cl->sink, at->conn, TF_CONN_HANDSHAKE_FAILED, err, os_err);
         at->conn->ready_fn = NULL;
         tf_async_conn_free(at->conn);
     }
@@ -94,9 +99,12 @@ static void on_ready(tf_async_conn *c, tf_err err, int os_err, void *arg)
     attempt *at = arg;
     at->conn = NULL;
     if (err == TF_OK) {
+        tf__evsink_connected(at->cl->sink, c);
         finish(at, TF_OK, 0, c);
         return;
     }
+    if (err != TF_ERR_SHUTDOWN && err != TF_ERR_CANCELLED)
+        tf__evsink_tell(at->cl->sink, c, TF_CONN_HANDSHAKE_FAILED, err, os_err);
     finish(at, err, os_err, NULL);
     tf_async_conn_free(c);
 }
@@ -275,6 +283,8 @@ tf_err tf_async_client_new(tf_evb *evb, const tf_tcp_config *cfg, tf_async_clien
     if (!cl)
         return TF_ERR_NOMEM;
     tf_err rc = tf__config_load(&cl->cfg, cfg, msg);
+    if (rc == TF_OK && (cl->sink = tf__evsink_new()) == NULL)
+        rc = TF_ERR_NOMEM;
     if (rc != TF_OK) {
         free(cl);
         return rc;
@@ -362,9 +372,19 @@ static void unhook_task(void *arg)
     tf_async_client *cl = arg;
     cancel_task(cl);
     cl->gone = true;
+    cl->sink->fn = NULL; /* no event after the free */
     if (cl->hooked)
         tf__evb_hook_remove(cl->evb, &cl->hook);
     cl->hooked = false;
+}
+
+tf_err tf_async_client_on_event(tf_async_client *cl, tf_async_event_cb cb, void *arg)
+{
+    if (!cl)
+        return TF_ERR_INVALID_ARGUMENT;
+    cl->sink->fn = cb;
+    cl->sink->arg = arg;
+    return TF_OK;
 }
 
 tf_err tf_async_client_cancel(tf_async_client *cl)
@@ -390,6 +410,7 @@ void tf_async_client_free(tf_async_client *cl)
     if (tf__evb_teardown_wait(cl->evb, unhook_task, cl) == TF_ERR_SHUTDOWN) {
         tf__evb_wait_stopped(cl->evb);
         cl->gone = true; /* the loop is gone: nothing else reads it but refused resolvers */
+        cl->sink->fn = NULL;
     }
     client_unref(cl);
 }

@@ -9,6 +9,8 @@
  *   refs                                any thread (atomic)
  *   err, os_err                         written by the loop thread; read by any (atomic)
  *   closing .. in_tail (admission)      any thread, under c->mu only
+ *   st_paused .. st_pauses (stats)      any thread, under c->mu only
+ *   st_msgs_sent .. st_bytes_recv       written by the loop thread; read by any (atomic)
  *   everything after "loop thread only" the loop thread; after the loop stopped for good, the
  *                                       one thread that frees the connection
  *
@@ -117,7 +119,7 @@ static tf_err scratch_get(size_t cap, scratch **out)
 static void finalize(tf_async_conn *c);
 static void close_fd(tf_async_conn *c);
 static void wd_arm(tf_async_conn *c);
-static void note_msg(tf_async_conn *c, bool received);
+static void note_msg(tf_async_conn *c, bool received, size_t len);
 static void note_frame(tf_async_conn *c);
 
 static void conn_unref(tf_async_conn *c)
@@ -202,6 +204,9 @@ static void set_interest(tf_async_conn *c, unsigned want)
          * of memory, or by a stopping loop): drop it, so no event can reach this connection
          * once it is gone. */
         tf_evb_unregister_fd(c->evb, c->fd);
+        if (rc != TF_ERR_SHUTDOWN)
+            TF__LOG(TF_LOG_ERROR, "async_conn", "%s: the socket's watch could not be registered: %s",
+                    c->peer_rc == TF_OK ? c->peer : "?", tf_strerror(rc));
         tf__async_fail(c, rc, rc == TF_ERR_IO ? e : 0);
     }
 }
@@ -300,6 +305,8 @@ static void uncount_locked(tf_async_conn *c, int kind, size_t len)
     if (kind == OP_SEND) {
         c->sq_bytes -= len;
         c->sq_msgs--;
+        if (c->st_paused && c->sq_bytes <= (size_t)c->cfg.send_low_water)
+            tf__async_pause_end(c); /* the drain a BUSY waits for (stats) */
     } else {
         c->rq_ops--;
     }
@@ -328,7 +335,7 @@ static void op_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, u
     if (err != TF_OK && !send)
         len = 0;
     if (err == TF_OK)
-        note_msg(c, !send);
+        note_msg(c, !send, len);
     if (op->promise) {
         tf_promise *p = op->promise;
         bool owned = op->kind == OP_RECV_ALLOC && data;
@@ -612,6 +619,7 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
         c->ready_fn = NULL;
         fn(c, err, os_err, c->ready_arg);
     }
+    tf__async_tell_closed(c, err, os_err); /* the owner's CLOSED event (SPEC 9.10), once */
     fail_pending(c, err, os_err);
     if (c->flushing)
         close_fd(c); /* a close was asked for: the socket goes now, not at free */
@@ -754,7 +762,7 @@ static bool consumer(const tf_async_conn *c)
 static void deliver_copy(tf_async_conn *c, const uint8_t *p, size_t len)
 {
     if (c->stream_cb) {
-        note_msg(c, true);
+        note_msg(c, true, len);
         c->stream_cb(c, TF_OK, 0, len ? p : NULL, len, c->stream_arg);
         return;
     }
@@ -797,7 +805,7 @@ static void deliver_grown(tf_async_conn *c)
      * replaced or stopped meanwhile), else to the head receive, else it waits whole (parked)
      * for whoever wants the next message. */
     if (c->stream_cb) {
-        note_msg(c, true);
+        note_msg(c, true, len);
         c->stream_cb(c, TF_OK, 0, buf, len, c->stream_arg);
         free(buf);
     } else if (c->rq_head) {
@@ -818,7 +826,7 @@ static void deliver_bound(tf_async_conn *c, const tf_msg *msg)
     if (!buf && c->stream_cb) {
         /* An empty frame whose prefix was cut between reads completes in rx without a target
          * ever bound: it is the stream's (there is no receive to pop). */
-        note_msg(c, true);
+        note_msg(c, true, 0);
         c->stream_cb(c, TF_OK, 0, NULL, 0, c->stream_arg);
         return;
     }
@@ -1280,10 +1288,12 @@ static bool watched(const tf_async_conn *c)
     return c->cfg.idle_timeout_ms > 0 || c->cfg.progress_timeout_ms > 0;
 }
 
-/* A message moved (received whole, or sent): the idle clock starts again; a received one also
- * ends the frame under way. */
-static void note_msg(tf_async_conn *c, bool received)
+/* A message of |len| bytes moved (received whole, or sent): the statistics count it, the idle
+ * clock starts again; a received one also ends the frame under way. */
+static void note_msg(tf_async_conn *c, bool received, size_t len)
 {
+    tf__stat_add(received ? &c->st_msgs_recv : &c->st_msgs_sent, 1u);
+    tf__stat_add(received ? &c->st_bytes_recv : &c->st_bytes_sent, len);
     if (c->cfg.idle_timeout_ms > 0)
         c->last_msg_ns = tf__now_ns();
     if (received)
@@ -1333,12 +1343,17 @@ static void wd_tick(tf_evb *evb, void *arg)
     uint64_t now = tf__now_ns();
     uint64_t idle = (uint64_t)c->cfg.idle_timeout_ms * 1000000u;
     uint64_t prog = (uint64_t)c->cfg.progress_timeout_ms * 1000000u;
-    if (c->phase == PH_OPEN && c->cfg.idle_timeout_ms > 0 && now - c->last_msg_ns >= idle)
+    if (c->phase == PH_OPEN && c->cfg.idle_timeout_ms > 0 && now - c->last_msg_ns >= idle) {
+        TF__LOG(TF_LOG_WARN, "async_conn", "%s: dropped: no message for %lld ms (idle_timeout_ms)",
+                c->peer_rc == TF_OK ? c->peer : "?", (long long)c->cfg.idle_timeout_ms);
         tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* no message either way for idle_timeout_ms */
-    else if (c->phase == PH_OPEN && c->cfg.progress_timeout_ms > 0 && c->frame_ns &&
-             now - c->frame_ns >= prog)
+    } else if (c->phase == PH_OPEN && c->cfg.progress_timeout_ms > 0 && c->frame_ns &&
+               now - c->frame_ns >= prog) {
+        TF__LOG(TF_LOG_WARN, "async_conn",
+                "%s: dropped: a frame stalled for %lld ms (progress_timeout_ms)",
+                c->peer_rc == TF_OK ? c->peer : "?", (long long)c->cfg.progress_timeout_ms);
         tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* a frame started and stalled */
-    else
+    } else
         wd_arm(c);
     leave(c);
 }
@@ -1499,6 +1514,8 @@ static tf_err admit_locked(tf_async_conn *c, int kind, size_t len)
         bool over_bytes = c->sq_bytes > bound || len > bound - c->sq_bytes;
         /* A single message larger than the byte bound still goes when nothing else is queued. */
         if ((m > 1 && over_bytes) || m > (size_t)c->cfg.send_queue_msgs) {
+            if (!c->st_paused)
+                tf__async_pause_begin(c); /* stats: sending is held up from now */
             c->wr_wanted = true;
             return TF_ERR_BUSY;
         }
@@ -1890,6 +1907,8 @@ static void finalize(tf_async_conn *c)
     rx_unbind(c);
     grow_reset(c);
     budget_give(c, true);
+    tf__evsink_unref(c->sink);
+    c->sink = NULL;
     if (c->budget)
         atomic_fetch_sub_explicit(&c->budget->live, 1u, memory_order_relaxed);
     close_fd(c);

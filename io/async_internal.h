@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "internal.h"
+#include "obs_internal.h"
 #include "tcpframe/async.h"
 #include "tcpframe/fdio.h"
 
@@ -40,7 +41,9 @@ typedef void (*tf__async_ready_fn)(tf_async_conn *c, tf_err err, int os_err, voi
 /* Who touches what (the table of SPEC 9.7, "Ownership"):
  *   immutable after creation (any thread): base, evb, cfg, peer, peer_rc, cred, cred_rc
  *   atomics (any thread reads; the loop writes err/os_err): refs, err, os_err
- *   the admission point, under |mu| (any thread): closing .. in_tail
+ *   the admission point, under |mu| (any thread): closing .. in_tail, and the statistics'
+ *   pause (st_paused .. st_pauses)
+ *   statistics written by the loop thread, read by any (relaxed): st_msgs_sent .. st_bytes_recv
  *   everything after "loop thread only": the loop thread (or the freeing thread once the loop
  *   has stopped for good). */
 struct tf_async_conn {
@@ -71,6 +74,12 @@ struct tf_async_conn {
     size_t sq_msgs;              /* accepted sends not yet completed */
     size_t rq_ops;               /* accepted receives not yet completed */
     tf_async_op *in_head, *in_tail; /* accepted on other threads, not yet taken by the loop */
+    /* Statistics (SPEC 9.10), under mu too: a pause of sending, from a send refused with BUSY
+     * to the drain to send_low_water. */
+    bool st_paused;              /* a pause is under way, since st_pause_ns */
+    uint64_t st_pause_ns, st_paused_ns, st_pauses;
+    /* Statistics written by the loop thread only, read by any (relaxed; tf__stat_add). */
+    atomic_uint_fast64_t st_msgs_sent, st_bytes_sent, st_msgs_recv, st_bytes_recv;
     /* loop thread only */
     int fd;
     int phase;
@@ -132,7 +141,32 @@ struct tf_async_conn {
     tf_promise *close_promise;
     bool close_over;             /* the linger ended: close_promise gets close_result */
     tf_err close_result;
+    struct tf__evsink *sink;     /* the owner's events (CLOSED) once CONNECTED, or NULL */
 };
+
+/* The events of a server or client (tf_async_server_on_event, tf_async_client_on_event),
+ * shared with its connections, which outlive it: reference-counted. fn and arg belong to the
+ * loop thread (set before init or on the loop); the owner clears fn on the loop when it shuts
+ * down, so no event follows its shutdown. */
+typedef struct tf__evsink {
+    atomic_uint refs;
+    tf_async_event_cb fn;
+    void *arg;
+} tf__evsink;
+
+/* A sink with one reference (the owner's), or NULL (no memory). */
+tf__evsink *tf__evsink_new(void);
+void tf__evsink_unref(tf__evsink *k);
+/* Tell |ev| about |c| (loop thread; nothing when no callback is set). */
+void tf__evsink_tell(tf__evsink *k, tf_async_conn *c, tf_conn_event ev, tf_err err, int os_err);
+/* |c| is CONNECTED: it takes a reference to |k| for its CLOSED event, then ev CONNECTED is told
+ * (loop thread). */
+void tf__evsink_connected(tf__evsink *k, tf_async_conn *c);
+/* The CLOSED event of a connection that failed or ended (loop thread; once: it drops c->sink). */
+void tf__async_tell_closed(tf_async_conn *c, tf_err err, int os_err);
+/* Statistics: a pause of sending begins / ends (under c->mu). */
+void tf__async_pause_begin(tf_async_conn *c);
+void tf__async_pause_end(tf_async_conn *c);
 
 /* A connection over a connected socket |fd| (already non-blocking, options applied) on |evb|,
  * drawing on |budget| (NULL: none; the connection takes a reference):

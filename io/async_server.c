@@ -64,6 +64,8 @@ struct tf_async_server {
     uint64_t rest_ms;
     tf__mem_budget *budget;     /* cfg.recv_mem_budget's, shared with its connections, or NULL */
     atomic_uint_fast64_t live;  /* connections counted against cfg.max_conns (any thread) */
+    tf__srv_counters k;         /* statistics (any thread, relaxed atomics) */
+    tf__evsink *sink;           /* the connection events (made by new; fn cleared at shutdown) */
 };
 
 static void on_listen(tf_evb *evb, int fd, unsigned events, void *arg);
@@ -76,8 +78,11 @@ static void watch(tf_async_server *s, bool on)
     tf_err rc = on ? tf_evb_register_fd(s->evb, s->lfd, TF_EVB_READ, on_listen, s)
                    : tf_evb_unregister_fd(s->evb, s->lfd);
     s->watching = on && rc == TF_OK;
-    if (on && rc != TF_OK && rc != TF_ERR_SHUTDOWN && !s->resting)
+    if (on && rc != TF_OK && rc != TF_ERR_SHUTDOWN && !s->resting) {
+        TF__LOG(TF_LOG_ERROR, "async_server", "%s: the listen socket's watch could not be "
+                "registered (%s): resting, then watching again", s->addr, tf_strerror(rc));
         rest(s); /* no memory for the watch: try again after a pause, never go deaf */
+    }
 }
 
 /* Watch the listen socket unless resting or the ready queue is full. */
@@ -141,6 +146,19 @@ static void hs_unlink(tf_async_server *s, hsnode *n)
         s->hs = n->next;
     if (n->next)
         n->next->prev = n->prev;
+    atomic_fetch_sub_explicit(&s->k.handshaking, 1u, memory_order_relaxed);
+}
+
+/* A client dropped in the handshake or over max_conns: counted, logged, reported. */
+static void reject(tf_async_server *s, const char *peer, tf_err err, int os_err)
+{
+    atomic_fetch_add_explicit(&s->rejected, 1u, memory_order_relaxed);
+    tf__srv_count_reject(&s->k, err);
+    TF__LOG(TF_LOG_WARN, "async_server", "%s: rejected %s: %s%s%s", peer,
+            err == TF_ERR_BUSY ? "at max_conns" : "in the handshake", tf_strerror(err),
+            os_err ? ": " : "", os_err ? strerror(os_err) : "");
+    if (s->rcb)
+        s->rcb(s, peer, err, os_err, s->rarg);
 }
 
 /* The handshake of a new client ended (on the loop thread, inside the connection). */
@@ -151,13 +169,14 @@ static void on_ready(tf_async_conn *c, tf_err err, int os_err, void *arg)
     hs_unlink(s, n);
     if (err == TF_OK) {
         free(n);
+        atomic_fetch_add_explicit(&s->k.accepted, 1u, memory_order_relaxed);
+        tf__evsink_connected(s->sink, c);
         deliver(s, c);
         return;
     }
     if (err != TF_ERR_SHUTDOWN && err != TF_ERR_CANCELLED) {
-        atomic_fetch_add_explicit(&s->rejected, 1u, memory_order_relaxed);
-        if (s->rcb)
-            s->rcb(s, n->peer, err, os_err, s->rarg);
+        tf__evsink_tell(s->sink, c, TF_CONN_HANDSHAKE_FAILED, err, os_err);
+        reject(s, n->peer, err, os_err);
     }
     free(n);
     tf_async_conn_free(c);
@@ -179,6 +198,7 @@ static void rest(tf_async_server *s)
     s->resting = true;
     watch(s, false);
     s->rest_ms = s->rest_ms ? (s->rest_ms * 2 > 1000 ? 1000 : s->rest_ms * 2) : 10;
+    atomic_fetch_add_explicit(&s->k.rests, 1u, memory_order_relaxed);
     if (tf_evb_timer_after(s->evb, s->rest_ms, rest_over, s, &s->rest_timer) != TF_OK) {
         /* No timer (stopping, or no memory for it): never stay deaf. Watch again at once; a
          * listen socket that is still unserviceable comes back here through the next event. */
@@ -214,16 +234,18 @@ static void take(tf_async_server *s, int fd)
         if (tf__sock_name(fd, true, peer, sizeof peer) != TF_OK)
             strcpy(peer, "?");
         close(fd);
-        atomic_fetch_add_explicit(&s->rejected, 1u, memory_order_relaxed);
-        if (s->rcb)
-            s->rcb(s, peer, TF_ERR_BUSY, 0, s->rarg);
+        reject(s, peer, TF_ERR_BUSY, 0);
         return;
     }
     hsnode *n = tf__calloc(1, sizeof *n);
     int os = 0;
     if (!n || tf__sock_apply(fd, &s->cfg, true, &os, NULL) != TF_OK) {
+        bool nomem = !n;
         free(n);
         close(fd);
+        tf__srv_count_reject(&s->k, nomem ? TF_ERR_NOMEM : TF_ERR_IO);
+        TF__LOG(TF_LOG_ERROR, "async_server", "%s: a client dropped at accept: %s", s->addr,
+                nomem ? "no memory" : "a socket option could not be set");
         return;
     }
     n->s = s;
@@ -233,6 +255,7 @@ static void take(tf_async_server *s, int fd)
     if (s->hs)
         s->hs->prev = n;
     s->hs = n;
+    atomic_fetch_add_explicit(&s->k.handshaking, 1u, memory_order_relaxed);
     /* n->c is set before the handshake starts; the handshake may end (and free n) inside. The
      * live count is the connection's from here on (its finalize gives it back). */
     atomic_fetch_add_explicit(&s->budget->live, 1u, memory_order_relaxed);
@@ -252,6 +275,8 @@ static void on_listen(tf_evb *evb, int fd, unsigned events, void *arg)
         /* The watch could not be set up (epoll_ctl failed: out of memory) or the socket is in
          * error: without this the server would never accept again. Rest (the unregister is
          * harmless for a watch that failed), then watch anew. */
+        TF__LOG(TF_LOG_ERROR, "async_server", "%s: the listen socket's watch failed: resting, "
+                "then watching again", s->addr);
         rest(s);
         return;
     }
@@ -265,8 +290,12 @@ static void on_listen(tf_evb *evb, int fd, unsigned events, void *arg)
         }
         if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
             continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            int e = errno;
             rest(s); /* EMFILE, ENFILE, ENOBUFS, ENOMEM, or worse: back off */
+            TF__LOG(TF_LOG_WARN, "async_server", "%s: accept: %s: resting %llu ms", s->addr,
+                    strerror(e), (unsigned long long)s->rest_ms);
+        }
         return;
     }
 }
@@ -278,6 +307,8 @@ static void shut_down(tf_async_server *s)
     if (s->shut_done)
         return;
     s->shut_done = true;
+    if (s->sink)
+        s->sink->fn = NULL; /* no event after the shutdown */
     watch(s, false);
     if (s->lfd >= 0) {
         close(s->lfd);
@@ -344,6 +375,11 @@ tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out)
         return TF_ERR_NOMEM;
     s->evb = evb;
     s->lfd = -1;
+    s->sink = tf__evsink_new();
+    if (!s->sink) {
+        free(s);
+        return TF_ERR_NOMEM;
+    }
     atomic_init(&s->state, SV_NEW);
     *out = s;
     return TF_OK;
@@ -562,6 +598,24 @@ tf_err tf_async_server_mem_use(const tf_async_server *s, size_t *used, size_t *p
     return TF_OK;
 }
 
+tf_err tf_async_server_stats(const tf_async_server *s, tf_server_stats *out)
+{
+    if (!s)
+        return TF_ERR_INVALID_ARGUMENT;
+    return tf__srv_stats_fill(
+        &s->k, tf_async_server_active(s),
+        atomic_load_explicit(&s->k.handshaking, memory_order_relaxed), out);
+}
+
+tf_err tf_async_server_on_event(tf_async_server *s, tf_async_event_cb cb, void *arg)
+{
+    if (!s)
+        return TF_ERR_INVALID_ARGUMENT;
+    s->sink->fn = cb;
+    s->sink->arg = arg;
+    return TF_OK;
+}
+
 uint64_t tf_async_server_active(const tf_async_server *s)
 {
     return s && s->budget ? atomic_load_explicit(&s->budget->live, memory_order_relaxed) : 0;
@@ -573,6 +627,7 @@ void tf_async_server_free(tf_async_server *s)
         return;
     tf_async_server_shutdown(s);
     tf__mem_budget_unref(s->budget);
+    tf__evsink_unref(s->sink);
     free(s);
 }
 

@@ -32,6 +32,12 @@ struct tf_sync_conn {
     atomic_bool wr_shut; /* tf_sync_conn_shutdown was called */
     tf_addr peer;        /* taken when the connection was made (valid if has_peer) */
     bool has_peer;
+    /* Statistics (SPEC 9.10): each written by one thread (the sending or the receiving one),
+     * read by any (relaxed). */
+    atomic_uint_fast64_t st_msgs_sent, st_bytes_sent, st_q_msgs, st_q_bytes, st_pause_ns,
+        st_paused_ns, st_pauses;
+    atomic_uint_fast64_t st_msgs_recv, st_bytes_recv, st_in_recv, st_rx_end;
+    tf__sync_sink *sink; /* the server's live count and events, or NULL */
 };
 
 /* ---------------------------------------------------------------- time and poll */
@@ -247,15 +253,81 @@ tf_err tf_sync_conn_from_fd(int fd, const tf_tcp_config *cfg, tf_sync_conn **out
     return e;
 }
 
+/* The peer's address as text, "?" if none. */
+static void peer_text(const tf_sync_conn *c, char *buf, size_t len)
+{
+    if (tf_sync_conn_peer(c, buf, len) != TF_OK)
+        snprintf(buf, len, "?");
+}
+
+void tf__sync_conn_track(tf_sync_conn *c, tf__sync_sink *k)
+{
+    atomic_fetch_add_explicit(&k->refs, 1u, memory_order_relaxed);
+    atomic_fetch_add_explicit(&k->live, 1u, memory_order_relaxed);
+    c->sink = k;
+    char peer[TF_ADDRSTR_LEN];
+    peer_text(c, peer, sizeof peer);
+    tf__sync_sink_tell(k, c, peer, TF_CONN_CONNECTED, TF_OK, 0);
+}
+
 void tf_sync_conn_free(tf_sync_conn *c)
 {
     if (!c)
         return;
+    if (c->sink) {
+        /* CLOSED: the poison, else CLOSED if the peer closed its side, else CANCELLED (freed
+         * while open), as an async connection says. */
+        int os = 0;
+        tf_err e = poisoned(c, &os);
+        if (e == TF_OK)
+            e = atomic_load_explicit(&c->st_rx_end, memory_order_relaxed) ? TF_ERR_CLOSED
+                                                                           : TF_ERR_CANCELLED;
+        char peer[TF_ADDRSTR_LEN];
+        peer_text(c, peer, sizeof peer);
+        tf__sync_sink_tell(c->sink, c, peer, TF_CONN_CLOSED, e, os);
+        atomic_fetch_sub_explicit(&c->sink->live, 1u, memory_order_relaxed);
+        tf__sync_sink_unref(c->sink);
+    }
     close(c->fd);
     free(c);
 }
 
 /* ---------------------------------------------------------------- send */
+
+/* Wait (until |dl|) for room in the socket's buffer: the time counts as a pause (stats). */
+static tf_err send_wait(tf_sync_conn *c, uint64_t dl, int *os)
+{
+    uint64_t t0 = tf__now_ns();
+    atomic_store_explicit(&c->st_pause_ns, t0, memory_order_relaxed);
+    tf__stat_add(&c->st_pauses, 1u);
+    tf_err e = tf__sync_wait(c->fd, POLLOUT, -1, dl, os);
+    atomic_store_explicit(&c->st_pause_ns, 0u, memory_order_relaxed);
+    tf__stat_add(&c->st_paused_ns, tf__now_ns() - t0);
+    return e;
+}
+
+/* The frame begun in c->tx, until it is sent, fails or |timeout_ms| passes. */
+static tf_err send_frame(tf_sync_conn *c, size_t len, int timeout_ms)
+{
+    uint64_t dl = tf__deadline_ms(timeout_ms);
+    for (;;) {
+        int os = 0;
+        tf_step st = tf_tx_try(&c->tx, tf_fdio_io(&c->fdio));
+        if (st == TF_DONE)
+            return TF_OK;
+        if (st == TF_ERROR) {
+            tf_err e = tf_tx_error(&c->tx, &os);
+            return poison(c, e, os);
+        }
+        tf_err e = send_wait(c, dl, &os);
+        if (e == TF_ERR_TIMEOUT && tf_tx_pending(&c->tx) == len + TF_HDR_LEN) {
+            tf_tx_init(&c->tx, c->max_send_len); /* nothing moved: drop the frame, stay usable */
+            return TF_ERR_TIMEOUT;
+        }
+        if (e != TF_OK)
+            return poison(c, e, os);
+    }
+}
 
 tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeout_ms)
 {
@@ -269,24 +341,16 @@ tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeo
     e = tf_tx_begin(&c->tx, buf, len); /* TOO_LARGE refuses, changing nothing */
     if (e != TF_OK)
         return e;
-    uint64_t dl = tf__deadline_ms(timeout_ms);
-    for (;;) {
-        int os = 0;
-        tf_step st = tf_tx_try(&c->tx, tf_fdio_io(&c->fdio));
-        if (st == TF_DONE)
-            return TF_OK;
-        if (st == TF_ERROR) {
-            e = tf_tx_error(&c->tx, &os);
-            return poison(c, e, os);
-        }
-        e = tf__sync_wait(c->fd, POLLOUT, -1, dl, &os);
-        if (e == TF_ERR_TIMEOUT && tf_tx_pending(&c->tx) == len + TF_HDR_LEN) {
-            tf_tx_init(&c->tx, c->max_send_len); /* nothing moved: drop the frame, stay usable */
-            return TF_ERR_TIMEOUT;
-        }
-        if (e != TF_OK)
-            return poison(c, e, os);
+    atomic_store_explicit(&c->st_q_bytes, len, memory_order_relaxed);
+    atomic_store_explicit(&c->st_q_msgs, 1u, memory_order_relaxed);
+    e = send_frame(c, len, timeout_ms);
+    atomic_store_explicit(&c->st_q_msgs, 0u, memory_order_relaxed);
+    atomic_store_explicit(&c->st_q_bytes, 0u, memory_order_relaxed);
+    if (e == TF_OK) {
+        tf__stat_add(&c->st_msgs_sent, 1u);
+        tf__stat_add(&c->st_bytes_sent, len);
     }
+    return e;
 }
 
 /* ---------------------------------------------------------------- receive */
@@ -302,9 +366,11 @@ static tf_err recv_fail(tf_sync_conn *c, tf_err err, int os_err)
  * sends go on until the write side itself fails (SPEC 9.6). Unless the EOF is our own
  * shutdown(SHUT_RDWR) after a failure of the other direction: the poison is recorded before
  * that shutdown, so it is seen here and reported instead. */
-static tf_err closed(const tf_sync_conn *c)
+static tf_err closed(tf_sync_conn *c)
 {
     tf_err e = poisoned(c, NULL);
+    if (e == TF_OK)
+        atomic_store_explicit(&c->st_rx_end, (uint_fast64_t)TF_ERR_CLOSED, memory_order_relaxed);
     return e != TF_OK ? e : TF_ERR_CLOSED;
 }
 
@@ -342,9 +408,14 @@ tf_err tf_sync_conn_recv(tf_sync_conn *c, void *buf, size_t cap, size_t *len, in
         return TF_ERR_INVALID_ARGUMENT;
     tf_sink sink = {.buf = buf, .cap = cap, .alloc = NULL, .ctx = NULL};
     tf_msg msg;
+    atomic_store_explicit(&c->st_in_recv, 1u, memory_order_relaxed);
     tf_err e = recv_msg(c, &sink, &msg, timeout_ms);
-    if (e == TF_OK)
+    atomic_store_explicit(&c->st_in_recv, 0u, memory_order_relaxed);
+    if (e == TF_OK) {
         *len = msg.len;
+        tf__stat_add(&c->st_msgs_recv, 1u);
+        tf__stat_add(&c->st_bytes_recv, msg.len);
+    }
     return e;
 }
 
@@ -459,11 +530,16 @@ tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int tim
     uint64_t dl = tf__deadline_ms(timeout_ms);
     c->rx_moved = 0;
     size_t n = 0;
+    atomic_store_explicit(&c->st_in_recv, 1u, memory_order_relaxed);
     e = recv_prefix(c, dl, &n);
     if (e == TF_OK && n > 0)
         e = recv_body(c, n, dl, buf);
-    if (e == TF_OK)
+    atomic_store_explicit(&c->st_in_recv, 0u, memory_order_relaxed);
+    if (e == TF_OK) {
         *len = n;
+        tf__stat_add(&c->st_msgs_recv, 1u);
+        tf__stat_add(&c->st_bytes_recv, n);
+    }
     return e;
 }
 
@@ -491,6 +567,37 @@ tf_err tf_sync_conn_error(const tf_sync_conn *c, int *os_err)
         return TF_ERR_INVALID_ARGUMENT;
     }
     return poisoned(c, os_err);
+}
+
+static uint64_t ld(const atomic_uint_fast64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+tf_err tf_sync_conn_stats(const tf_sync_conn *c, tf_conn_stats *out)
+{
+    if (!c)
+        return TF_ERR_INVALID_ARGUMENT;
+    tf_conn_stats s;
+    memset(&s, 0, sizeof s);
+    int os = 0;
+    s.err = (int32_t)poisoned(c, &os);
+    s.os_err = os;
+    s.rx_end = (int32_t)ld(&c->st_rx_end);
+    s.msgs_sent = ld(&c->st_msgs_sent);
+    s.bytes_sent = ld(&c->st_bytes_sent);
+    s.msgs_recv = ld(&c->st_msgs_recv);
+    s.bytes_recv = ld(&c->st_bytes_recv);
+    s.queued_msgs = ld(&c->st_q_msgs);
+    s.queued_bytes = ld(&c->st_q_bytes);
+    s.recv_pending = ld(&c->st_in_recv);
+    uint64_t since = ld(&c->st_pause_ns);
+    s.paused_ns = ld(&c->st_paused_ns);
+    uint64_t now = tf__now_ns();
+    if (since && now > since)
+        s.paused_ns += now - since;
+    s.pauses = ld(&c->st_pauses);
+    return tf__stats_copy(out, &s, sizeof s);
 }
 
 int tf_sync_conn_fd(const tf_sync_conn *c)

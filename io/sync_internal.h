@@ -3,10 +3,12 @@
 #ifndef TCPFRAME_IO_SYNC_INTERNAL_H
 #define TCPFRAME_IO_SYNC_INTERNAL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "internal.h"
+#include "obs_internal.h"
 #include "tcpframe/sync.h"
 
 /* The absolute CLOCK_MONOTONIC deadline |ms| milliseconds from now; negative: TF__FOREVER. */
@@ -39,6 +41,27 @@ tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns
  *   TF_OK: *out is the connection.  TF_ERR_NOMEM: fd is closed and *out is NULL. */
 tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, const tf_addr *peer,
                           tf_sync_conn **out);
+
+/* What a sync server shares with the connections it handed out, which outlive it (so
+ * reference-counted): the count of those not yet freed (tf_server_stats.active) and the event
+ * callback (tf_sync_server_on_event), which tf_sync_server_free clears. fn and arg under mu; an
+ * event is told under mu, so none runs after the server's free has cleared fn. */
+typedef struct tf__sync_sink {
+    atomic_uint refs;
+    atomic_uint_fast64_t live;
+    pthread_mutex_t mu;
+    tf_sync_event_cb fn;
+    void *arg;
+} tf__sync_sink;
+
+/* Tell |ev| (any thread; nothing without a callback). */
+void tf__sync_sink_tell(tf__sync_sink *k, tf_sync_conn *c, const char *peer, tf_conn_event ev,
+                        tf_err err, int os_err);
+void tf__sync_sink_unref(tf__sync_sink *k);
+
+/* Count |c| in |k| until it is freed (it takes a reference to k), and tell CONNECTED; its free
+ * tells CLOSED. */
+void tf__sync_conn_track(tf_sync_conn *c, tf__sync_sink *k);
 
 /* A reason for humans: strerror(os_err) when there is one, else tf_strerror(err); written
  * into buf (thread-safe), which is returned. */

@@ -48,6 +48,8 @@ struct tf_sync_server {
     void *reject_arg;
     _Atomic uint64_t rejected;
     _Atomic uint64_t rounds;
+    tf__srv_counters k; /* statistics (any thread, relaxed) */
+    tf__sync_sink *sink; /* its connections not yet freed and the events (shared with them) */
     /* The handshakes in progress, hs[0..npending): the driver's, or (with no accept running)
      * close_fds's. They outlive an accept call: the next one goes on with them. */
     pending hs[TF_SYNC_HANDSHAKES];
@@ -72,10 +74,25 @@ tf_err tf_sync_server_new(tf_sync_server **out)
         free(s);
         return TF_ERR_NOMEM;
     }
+    /* Recursive: an event callback may free another connection of the server (its CLOSED). */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    s->sink = tf__calloc(1, sizeof *s->sink);
+    int mrc = s->sink ? pthread_mutex_init(&s->sink->mu, &ma) : -1;
+    pthread_mutexattr_destroy(&ma);
+    if (mrc != 0) {
+        free(s->sink);
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return TF_ERR_NOMEM;
+    }
     s->state = S_NEW;
     s->lfd = s->efd = -1;
     atomic_init(&s->rejected, 0);
     atomic_init(&s->rounds, 0);
+    atomic_init(&s->sink->refs, 1u);
     atomic_init(&s->npending, 0);
     *out = s;
     return TF_OK;
@@ -241,7 +258,39 @@ void tf_sync_server_free(tf_sync_server *s)
     pthread_mutex_unlock(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_lock(&s->sink->mu);
+    s->sink->fn = NULL; /* no event after this */
+    pthread_mutex_unlock(&s->sink->mu);
+    tf__sync_sink_unref(s->sink);
     free(s);
+}
+
+void tf__sync_sink_tell(tf__sync_sink *k, tf_sync_conn *c, const char *peer, tf_conn_event ev,
+                        tf_err err, int os_err)
+{
+    pthread_mutex_lock(&k->mu);
+    if (k->fn)
+        k->fn(c, peer, ev, err, os_err, k->arg);
+    pthread_mutex_unlock(&k->mu);
+}
+
+void tf__sync_sink_unref(tf__sync_sink *k)
+{
+    if (k && atomic_fetch_sub_explicit(&k->refs, 1u, memory_order_acq_rel) == 1u) {
+        pthread_mutex_destroy(&k->mu);
+        free(k);
+    }
+}
+
+tf_err tf_sync_server_on_event(tf_sync_server *s, tf_sync_event_cb cb, void *arg)
+{
+    if (!s)
+        return TF_ERR_INVALID_ARGUMENT;
+    pthread_mutex_lock(&s->sink->mu);
+    s->sink->fn = cb;
+    s->sink->arg = arg;
+    pthread_mutex_unlock(&s->sink->mu);
+    return TF_OK;
 }
 
 void tf_sync_server_on_reject(tf_sync_server *s, tf_reject_cb cb, void *arg)
@@ -273,6 +322,14 @@ uint64_t tf__sync_server_rounds(const tf_sync_server *s)
     return s ? atomic_load(&s->rounds) : 0;
 }
 
+tf_err tf_sync_server_stats(const tf_sync_server *s, tf_server_stats *out)
+{
+    if (!s)
+        return TF_ERR_INVALID_ARGUMENT;
+    return tf__srv_stats_fill(&s->k, atomic_load_explicit(&s->sink->live, memory_order_relaxed),
+                              atomic_load(&s->npending), out);
+}
+
 size_t tf__sync_server_pending(const tf_sync_server *s)
 {
     return s ? atomic_load(&s->npending) : 0;
@@ -284,12 +341,22 @@ size_t tf__sync_server_pending(const tf_sync_server *s)
 static void reject(tf_sync_server *s, const tf_addr *peer, tf_err err, int os_err)
 {
     atomic_fetch_add(&s->rejected, 1);
-    if (!s->on_reject)
+    tf__srv_count_reject(&s->k, err);
+    bool log = atomic_load_explicit(&tf__log_level, memory_order_relaxed) >= TF_LOG_WARN;
+    pthread_mutex_lock(&s->sink->mu);
+    bool ev = s->sink->fn != NULL;
+    pthread_mutex_unlock(&s->sink->mu);
+    if (!s->on_reject && !log && !ev)
         return;
     char text[TF_ADDRSTR_LEN];
     if (tf_addr_format(peer, text, sizeof text) != TF_OK)
         snprintf(text, sizeof text, "?");
-    s->on_reject(s->reject_arg, text, err, os_err);
+    if (log)
+        tf__log(TF_LOG_WARN, "sync_server", "%s: rejected in the handshake: %s%s%s", text,
+                tf_strerror(err), os_err ? ": " : "", os_err ? strerror(os_err) : "");
+    tf__sync_sink_tell(s->sink, NULL, text, TF_CONN_HANDSHAKE_FAILED, err, os_err);
+    if (s->on_reject)
+        s->on_reject(s->reject_arg, text, err, os_err);
 }
 
 /* Drop the slots whose fd was taken or closed (fd -1), keeping the others in order. */
@@ -379,6 +446,9 @@ static tf_err accept_failed(tf_sync_server *s, int err, round_state *r, int *os_
     uint64_t ms = tf__backoff_ms(&s->cfg, r->fails, &r->seed);
     if (ms < MIN_PAUSE_MS)
         ms = MIN_PAUSE_MS;
+    atomic_fetch_add_explicit(&s->k.rests, 1u, memory_order_relaxed);
+    TF__LOG(TF_LOG_WARN, "sync_server", "accept: %s: pausing %llu ms (pause %u of at most %lld)",
+            strerror(err), (unsigned long long)ms, r->fails, (long long)limit);
     r->pause_until = tf__deadline_ms((int64_t)ms);
     return TF_ERR_BUSY;
 }
@@ -510,6 +580,10 @@ tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *os_err,
             return e;
     } else {
         e = accept_loop(s, out, &os, msg);
+        if (e == TF_OK) {
+            atomic_fetch_add_explicit(&s->k.accepted, 1u, memory_order_relaxed);
+            tf__sync_conn_track(*out, s->sink); /* CONNECTED */
+        }
         if (e == TF_ERR_SHUTDOWN)
             tf__errmsg(msg, "accept: the server was shut down");
         else if (e != TF_OK && msg && msg->text[0] == '\0')

@@ -8,7 +8,8 @@
 # timeout, refused connections, bad addresses and options, [::1], SIGTERM/SIGINT exit codes,
 # --count, stdout closed early; an inherited listening socket (-l fd:N) and systemd socket
 # activation (-l systemd: a launcher passes the socket as fd 3 with LISTEN_FDS=1 and
-# LISTEN_PID), --local, --tos, --device; Unix-domain sockets (a path and an abstract name).
+# LISTEN_PID), --local, --tos, --device; Unix-domain sockets (a path and an abstract name);
+# -v's statistics line per client and --stats' JSON lines of the server's counters.
 #
 #   TFCAT=build/bin/tfcat tests/test_tfcat.sh        (make check runs it via check-tfcat)
 #
@@ -692,6 +693,31 @@ test_tfcat_unix_socket_both_ways() {
   tfcat -l "unix:@" 2>"$tmp/c.err"
   assert_eq "$?" 2 "(unix:@)" || return 1
   assert_grep "$tmp/c.err" 'empty abstract name' || return 1
+}
+
+# -v: one statistics line per client when it ends (3 messages of 9 bytes each way with --echo
+# and --recv); --stats 1: a JSON line of the server's counters every second and at exit, with a
+# wrong-magic client counted under its reason. Async and --sync servers.
+test_tfcat_verbose_stats_and_json() {
+  need_python || return 1
+  local mode
+  for mode in "" --sync; do
+    serve s $mode -v --echo --stats 1 -l 127.0.0.1:0 || return 1
+    printf 'aaaaaaaaa\nbbbbbbbbb\nccccccccc\n' | tfcat --recv "$ADDR" >"$tmp/c.out" || return 1
+    assert_lines "$tmp/c.out" 3 || return 1
+    wait_for "$tmp/s.err" ': stats msgs_recv=' || return 1
+    assert_grep "$tmp/s.err" \
+      '^tfcat: 127\.0\.0\.1:[0-9]*: stats msgs_recv=3 bytes_recv=27 msgs_sent=3 bytes_sent=27 queued=0 queued_bytes=0 pauses=0 paused_ms=0 end=CLOSED$' || return 1
+    timeout -k 5 "$LIMIT" "$PY" "$tmp/peer.py" storm "$PORT" 1 magic || return 1
+    wait_for "$tmp/s.err" '"rej_bad_magic":1' || return 1
+    stop "$SRV" || return 1
+    local last; last=$(grep '^{' "$tmp/s.err" | tail -1)
+    assert_eq "$last" '{"accepted":1,"rejected":1,"rej_bad_magic":1,"rej_timeout":0,"rej_closed":0,"rej_busy":0,"rej_io":0,"rej_other":0,"active":0,"handshaking":0,"accept_rests":0}' "(last --stats line, mode [$mode])" || return 1
+  done
+  echo x | tfcat --stats 1 "$ADDR" 2>"$tmp/c.err"
+  assert_eq "$?" 2 "(--stats on a client)" || return 1
+  "$TFCAT" --stats 0 -l 127.0.0.1:0 2>"$tmp/c.err"
+  assert_eq "$?" 2 "(--stats 0)" || return 1
 }
 
 # ---------------------------------------------------------------- runner

@@ -48,6 +48,7 @@ typedef struct opts {
     long long tos;             /* --tos; -1: not given */
     /* a public-facing listener's limits (listen only; 0: off) */
     long long mem_budget, idle_ms, progress_ms, max_conns;
+    long long stats_s; /* --stats SECONDS: server counters as JSON on stderr; 0: off */
 } opts;
 
 static opts o = {.count = -1,
@@ -472,6 +473,40 @@ static void rejected(const char *peer, tf_err e, int os)
     dropped(peer, what);
 }
 
+/* -v: one line of a client's statistics when it ends (SPEC 9.10), |end| the reason it ended. */
+static void stats_line(const char *peer, const tf_conn_stats *st, tf_err end)
+{
+    say("%s: stats msgs_recv=%" PRIu64 " bytes_recv=%" PRIu64 " msgs_sent=%" PRIu64
+        " bytes_sent=%" PRIu64 " queued=%" PRIu64 " queued_bytes=%" PRIu64 " pauses=%" PRIu64
+        " paused_ms=%" PRIu64 " end=%s",
+        peer, st->msgs_recv, st->bytes_recv, st->msgs_sent, st->bytes_sent, st->queued_msgs,
+        st->queued_bytes, st->pauses, st->paused_ns / 1000000u, tf_err_name(end));
+}
+
+/* --stats: the server whose counters are printed (one of the two). */
+static tf_async_server *stats_asrv;
+static tf_sync_server *stats_ssrv;
+
+/* One JSON line of the server's counters on stderr (--stats). */
+static void stats_json(void)
+{
+    tf_server_stats st = {.size = sizeof st};
+    tf_err e = stats_asrv ? tf_async_server_stats(stats_asrv, &st)
+                          : tf_sync_server_stats(stats_ssrv, &st);
+    if (e != TF_OK)
+        return;
+    pthread_mutex_lock(&err_mu);
+    fprintf(stderr,
+            "{\"accepted\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"rej_bad_magic\":%" PRIu64
+            ",\"rej_timeout\":%" PRIu64 ",\"rej_closed\":%" PRIu64 ",\"rej_busy\":%" PRIu64
+            ",\"rej_io\":%" PRIu64 ",\"rej_other\":%" PRIu64 ",\"active\":%" PRIu64
+            ",\"handshaking\":%" PRIu64 ",\"accept_rests\":%" PRIu64 "}\n",
+            st.accepted, st.rejected, st.rej_bad_magic, st.rej_timeout, st.rej_closed,
+            st.rej_busy, st.rej_io, st.rej_other, st.active, st.handshaking, st.accept_rests);
+    fflush(stderr);
+    pthread_mutex_unlock(&err_mu);
+}
+
 /* ---------------------------------------------------------------- listen: async */
 
 /* An echo waiting for room in the send queue. */
@@ -699,6 +734,21 @@ static void free_clients(void *arg)
         client_free(clients);
 }
 
+/* -v: a client's statistics when it ends (the CLOSED event comes before on_conn_end). */
+static void on_event(tf_async_conn *c, tf_conn_event ev, tf_err err, int os_err, void *arg)
+{
+    (void)os_err;
+    (void)arg;
+    if (ev != TF_CONN_CLOSED)
+        return;
+    char peer[TF_ADDRSTR_LEN];
+    if (tf_async_conn_peer(c, peer, sizeof peer) != TF_OK)
+        snprintf(peer, sizeof peer, "?");
+    tf_conn_stats st = {.size = sizeof st};
+    if (tf_async_conn_stats(c, &st) == TF_OK)
+        stats_line(peer, &st, err);
+}
+
 static void on_reject(tf_async_server *s, const char *peer, tf_err err, int os_err, void *arg)
 {
     (void)s;
@@ -710,13 +760,24 @@ static void on_reject(tf_async_server *s, const char *peer, tf_err err, int os_e
 static void wait_for_end(const sigset_t *set)
 {
     int sig = -1;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long long next = o.stats_s; /* seconds from t0 of the next --stats line */
     while (sig < 0) { /* a tick a second: a due summary of dropped clients is printed */
         struct timespec one = {.tv_sec = 1, .tv_nsec = 0};
         sig = sigtimedwait(set, NULL, &one);
         if (sig < 0)
             drops_tick(false);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (o.stats_s > 0 && sig < 0 && now.tv_sec - t0.tv_sec >= next) {
+            stats_json();
+            next = (now.tv_sec - t0.tv_sec) + o.stats_s;
+        }
     }
     drops_tick(true);
+    if (o.stats_s > 0)
+        stats_json(); /* the last counters, at exit */
     if (o.verbose)
         say("%s", sig == SIGUSR1 ? "count reached, exiting" : "signal received, exiting");
 }
@@ -734,6 +795,9 @@ static int listen_async(const char *addr, const tf_tcp_config *cfg, const sigset
     }
     tf_async_server_on_accept(srv, on_accept, NULL);
     tf_async_server_on_reject(srv, on_reject, NULL);
+    if (o.verbose)
+        tf_async_server_on_event(srv, on_event, NULL);
+    stats_asrv = srv;
     tf_err e = o.listen_fd >= 0 ? tf_async_server_init_fd(srv, o.listen_fd, cfg, &msg)
                                 : tf_async_server_init(srv, addr, cfg, &msg);
     char bound[TF_ADDRSTR_LEN];
@@ -798,6 +862,9 @@ static void *serve_sync(void *arg)
     }
     int os = 0;
     tf_err pe = tf_sync_conn_error(c, &os);
+    tf_conn_stats st = {.size = sizeof st};
+    if (o.verbose && tf_sync_conn_stats(c, &st) == TF_OK)
+        stats_line(peer, &st, pe != TF_OK ? pe : e);
     client_gone(peer, pe != TF_OK ? pe : e, os, msgs);
     tf_sync_conn_free(c);
     return NULL;
@@ -855,6 +922,7 @@ static int listen_sync(const char *addr, const tf_tcp_config *cfg, const sigset_
         return EXIT_RUNTIME;
     }
     tf_sync_server_on_reject(s.srv, sync_reject, NULL);
+    stats_ssrv = s.srv;
     tf_err e = o.listen_fd >= 0 ? tf_sync_server_init_fd(s.srv, o.listen_fd, cfg, &msg)
                                 : tf_sync_server_init(s.srv, addr, cfg, &msg);
     char bound[TF_ADDRSTR_LEN];
@@ -1245,7 +1313,10 @@ static const char help[] =
     "      --max-conns N   (listen) clients at once; more are closed at once (default 4096;\n"
     "                      0: no cap)\n"
     "  -4, -6              IPv4 / IPv6 addresses only\n"
-    "  -v, --verbose       one line on stderr per connection event\n"
+    "  -v, --verbose       one line on stderr per connection event; (listen) a line of each\n"
+    "                      client's statistics when it ends (messages, bytes, pauses)\n"
+    "      --stats SECS    (listen) a JSON line of the server's counters on stderr every\n"
+    "                      SECS seconds and at exit (accepted, rejected by reason, active)\n"
     "      --version       print the version and exit\n"
     "  -h, --help          print this help and exit\n"
     "\n"
@@ -1273,7 +1344,8 @@ enum {
     OPT_DEVICE,
     OPT_LOCAL,
     OPT_TOS,
-    OPT_VERSION
+    OPT_VERSION,
+    OPT_STATS
 };
 
 static long long parse_num(const char *opt, const char *s, long long lo, long long hi, bool suffix)
@@ -1355,6 +1427,7 @@ static void parse_args(int argc, char **argv)
         {"local", required_argument, NULL, OPT_LOCAL},
         {"tos", required_argument, NULL, OPT_TOS},
         {"verbose", no_argument, NULL, 'v'},
+        {"stats", required_argument, NULL, OPT_STATS},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -1436,6 +1509,9 @@ static void parse_args(int argc, char **argv)
         case 'v':
             o.verbose = true;
             break;
+        case OPT_STATS:
+            o.stats_s = parse_num("--stats", optarg, 1, 86400, false);
+            break;
         case OPT_VERSION:
             printf("tfcat (tcpframe) %s\n", tf_version_string());
             exit(0);
@@ -1463,6 +1539,8 @@ static void parse_args(int argc, char **argv)
         o.addr = argv[optind];
         if (o.echo)
             usage_fail("--echo is for listening (-l)");
+        if (o.stats_s)
+            usage_fail("--stats is for listening (-l)");
         if (o.data && o.file)
             usage_fail("--data and --file both given: choose one");
     }

@@ -62,6 +62,7 @@
 #include "tcpframe/evbase.h"
 #include "tcpframe/export.h"
 #include "tcpframe/future.h"
+#include "tcpframe/obs.h"
 #include "tcpframe/proto.h"
 #include "tcpframe/tcp.h"
 
@@ -249,6 +250,21 @@ TF_API tf_evb *tf_async_conn_evb(const tf_async_conn *c);
 /* The generic view (conn.h); never NULL for a non-NULL c. */
 TF_API tf_conn *tf_async_conn_base(tf_async_conn *c);
 
+/* A snapshot of the connection's statistics (obs.h, SPEC 9.10), from any thread, also after it
+ * failed or closed (until it is freed). Set out->size to sizeof(tf_conn_stats) first. The
+ * queue figures (queued_msgs, queued_bytes, recv_pending) and the pause are read together
+ * under the connection's admission lock; the message counters are the loop thread's, each
+ * exact when read (a message counts once its completion is being called).
+ *   TF_OK
+ *   TF_ERR_INVALID_ARGUMENT  c or out NULL, or out->size < 4 */
+TF_API tf_err tf_async_conn_stats(tf_async_conn *c, tf_conn_stats *out);
+
+/* A connection event of a server's or client's connection (obs.h): |ev|, the reason (TF_OK for
+ * CONNECTED) and its os_err, on the loop thread. |c| may be read in the callback (its peer,
+ * tf_async_conn_stats, its error) but not freed there, nor given operations. */
+typedef void (*tf_async_event_cb)(tf_async_conn *c, tf_conn_event ev, tf_err err, int os_err,
+                                  void *arg);
+
 /* ---------------------------------------------------------------- server */
 
 /* A connection accepted and handshaken, handed to the callback (which owns it now). Runs on
@@ -312,6 +328,27 @@ TF_API uint64_t tf_async_server_rejected(const tf_async_server *s);
  * yet freed -- what cfg->max_conns bounds. 0 for NULL. */
 TF_API uint64_t tf_async_server_active(const tf_async_server *s);
 
+/* A snapshot of the server's statistics (obs.h, SPEC 9.10), any thread. Set out->size to
+ * sizeof(tf_server_stats) first. accepted counts handshaken clients; rejected and its reasons
+ * count what tf_async_server_rejected does (rej_busy: over cfg->max_conns); active is
+ * tf_async_server_active; accept_rests counts the rests of the listen socket.
+ *   TF_OK
+ *   TF_ERR_INVALID_ARGUMENT  s or out NULL, or out->size < 4 */
+TF_API tf_err tf_async_server_stats(const tf_async_server *s, tf_server_stats *out);
+
+/* The connection events of the server's clients (see tf_async_event_cb), on the loop thread;
+ * cb NULL removes it. Set it before init (or on the loop thread). Order per client:
+ * TF_CONN_CONNECTED when its handshake completed, before the accept callback (or the accept
+ * future, or the ready queue) gets the connection; or TF_CONN_HANDSHAKE_FAILED with the reason,
+ * before the reject callback (a client turned away over cfg->max_conns has no connection and no
+ * event: it is counted, logged and given to the reject callback). Then, for a connected one,
+ * TF_CONN_CLOSED once, when it fails, its close ends, it is aborted (CANCELLED), its loop stops
+ * (SHUTDOWN) or it is freed while healthy (CANCELLED, inside the free): before its pending
+ * operations complete with that reason and before its end callback (tf_async_conn_on_end). A
+ * half-close is no CLOSED. No event follows tf_async_server_shutdown.
+ *   TF_OK; TF_ERR_INVALID_ARGUMENT (s NULL). */
+TF_API tf_err tf_async_server_on_event(tf_async_server *s, tf_async_event_cb cb, void *arg);
+
 /* The receive memory of the server's connections (any thread; SPEC 9.7 "Receive memory"):
  * bytes of partial messages held now, the most held at once, and how many times a connection
  * had to wait because cfg->recv_mem_budget was spent. NULL outputs are skipped.
@@ -349,6 +386,15 @@ TF_API tf_err tf_async_client_new(tf_evb *evb, const tf_tcp_config *cfg, tf_asyn
  *   TF_ERR_NOMEM; TF_ERR_INVALID_ARGUMENT. */
 TF_API tf_err tf_async_client_connect(tf_async_client *cl, const char *addr, tf_future **out,
                                       tf_errmsg *msg);
+
+/* The connection events of the client's connects (see tf_async_event_cb), on the loop thread;
+ * cb NULL removes it. Set it before the first connect (or on the loop thread). Per connect:
+ * TF_CONN_CONNECTED when the handshake completed, before the future resolves to the
+ * connection; or TF_CONN_HANDSHAKE_FAILED (BAD_MAGIC, CLOSED, TRUNCATED, TIMEOUT, IO) before
+ * the future fails (a connect that never reached the handshake has no event). Then
+ * TF_CONN_CLOSED as for tf_async_server_on_event. No event follows tf_async_client_free.
+ *   TF_OK; TF_ERR_INVALID_ARGUMENT (cl NULL). */
+TF_API tf_err tf_async_client_on_event(tf_async_client *cl, tf_async_event_cb cb, void *arg);
 
 /* Cancel every connect in flight: their futures resolve with CANCELLED (sockets closed). Any
  * thread. TF_OK; TF_ERR_INVALID_ARGUMENT. */

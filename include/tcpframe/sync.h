@@ -38,6 +38,7 @@
 #include "tcpframe/conn.h"
 #include "tcpframe/err.h"
 #include "tcpframe/export.h"
+#include "tcpframe/obs.h"
 #include "tcpframe/tcp.h"
 
 #ifdef __cplusplus
@@ -152,6 +153,15 @@ TF_API tf_err tf_sync_conn_peer_cred(const tf_sync_conn *c, tf_peer_cred *out);
 /* The generic view (conn.h) of this connection; never NULL for a non-NULL c. */
 TF_API tf_conn *tf_sync_conn_base(tf_sync_conn *c);
 
+/* A snapshot of the connection's statistics (obs.h, SPEC 9.10), from any thread, also while a
+ * send and a receive block on other threads. Set out->size to sizeof(tf_conn_stats) first. A
+ * sync connection has no queue: queued_msgs / queued_bytes describe the send under way (1 and
+ * its length, else 0), recv_pending is 1 while a receive runs; a pause is the time a send
+ * waited for room in the socket's buffer (the peer not reading).
+ *   TF_OK
+ *   TF_ERR_INVALID_ARGUMENT  c or out NULL, or out->size < 4 */
+TF_API tf_err tf_sync_conn_stats(const tf_sync_conn *c, tf_conn_stats *out);
+
 /* ---------------------------------------------------------------- server */
 
 /* The most handshakes a server's accept drives at once (SPEC 9.6). While that many clients are
@@ -201,6 +211,24 @@ TF_API tf_err tf_sync_server_init_fd(tf_sync_server *s, int fd, const tf_tcp_con
 /* Call cb(arg, ...) for every client dropped in the handshake. Set before accepting. */
 TF_API void tf_sync_server_on_reject(tf_sync_server *s, tf_reject_cb cb, void *arg);
 
+/* A connection event of a sync server's client (obs.h): |ev|, the client's address |peer|
+ * (valid during the call), the reason (TF_OK for CONNECTED) and its os_err. |c| is the
+ * connection (NULL for HANDSHAKE_FAILED): it may be read in the callback (tf_sync_conn_stats,
+ * its peer, its error) but not freed there. */
+typedef void (*tf_sync_event_cb)(tf_sync_conn *c, const char *peer, tf_conn_event ev, tf_err err,
+                                 int os_err, void *arg);
+
+/* The connection events of the server's clients (see tf_sync_event_cb); cb NULL removes it.
+ * Any thread, at any time. TF_CONN_CONNECTED on the accepting thread just before
+ * tf_sync_server_accept returns the connection; TF_CONN_HANDSHAKE_FAILED on the accepting
+ * thread, before on_reject; TF_CONN_CLOSED in tf_sync_conn_free of a connection the server
+ * handed out, on the freeing thread, before the socket is closed, with the poison reason, else
+ * CLOSED (the peer closed its side), else CANCELLED (freed while open). Events are told one at a
+ * time, under a lock of the server's (the callback may free connections; other threads' events wait
+ * meanwhile); none runs after tf_sync_server_free returned.
+ *   TF_OK; TF_ERR_INVALID_ARGUMENT (s NULL). */
+TF_API tf_err tf_sync_server_on_event(tf_sync_server *s, tf_sync_event_cb cb, void *arg);
+
 /* The bound address as "host:port" with the real port ("[::]:41234" for the wildcard).
  *   TF_OK; TF_ERR_BAD_STATE (not initialised); TF_ERR_BUFFER_TOO_SMALL; TF_ERR_IO. */
 TF_API tf_err tf_sync_server_addr(const tf_sync_server *s, char *buf, size_t len);
@@ -234,6 +262,15 @@ TF_API tf_err tf_sync_server_accept(tf_sync_server *s, tf_sync_conn **out, int *
 
 /* The number of clients dropped in the handshake so far (any thread). */
 TF_API uint64_t tf_sync_server_rejected(const tf_sync_server *s);
+
+/* A snapshot of the server's statistics (obs.h, SPEC 9.10), any thread. Set out->size to
+ * sizeof(tf_server_stats) first. accepted counts the connections accept returned; active, those
+ * of them not yet freed (tf_sync_conn_free); handshaking, the clients in the handshake now;
+ * accept_rests, the back-off pauses after EMFILE and the like; rej_busy stays 0 (the sync
+ * server has no max_conns).
+ *   TF_OK
+ *   TF_ERR_INVALID_ARGUMENT  s or out NULL, or out->size < 4 */
+TF_API tf_err tf_sync_server_stats(const tf_sync_server *s, tf_server_stats *out);
 
 /* Stop: every blocked and later accept returns TF_ERR_SHUTDOWN at once (an eventfd in the same
  * poll), and the listen socket is closed (once no accept runs; then the socket file init bound
