@@ -26,10 +26,19 @@ typedef struct tf__mem_budget {
     tf_async_conn *waiters;      /* waiting for memory (each holds a reference) */
     atomic_uint refs;            /* the server's and one per connection */
     atomic_size_t live;          /* the server's connections not yet freed (cfg.max_conns) */
+    /* The server's loops (SPEC 9.7 "Several loops"): fixed before its first connection. */
+    size_t nloops;
+    tf_evb **loops;
+    atomic_size_t *loop_live;    /* the server's connections on loops[i] not yet freed */
 } tf__mem_budget;
 
 tf_err tf__mem_budget_new(size_t limit, tf__mem_budget **out);
 void tf__mem_budget_unref(tf__mem_budget *b);
+/* Set the loops the server spreads its connections over (before its first connection): their
+ * counters start at 0. TF_OK; NOMEM (the old set is kept). */
+tf_err tf__mem_budget_set_loops(tf__mem_budget *b, tf_evb *const *loops, size_t n);
+/* A connection of the server, on |evb|, was freed: the live counts fall (any thread). */
+void tf__mem_budget_gone(tf__mem_budget *b, tf_evb *evb);
 /* Its use (any thread): bytes now, the most at once, and the waits so far. */
 void tf__mem_budget_use(tf__mem_budget *b, size_t *used, size_t *peak, uint64_t *waits);
 
@@ -142,6 +151,9 @@ size_t tf__async_conn_held(const tf_async_conn *c, size_t *cap);
 
 /* Test introspection (any thread): accept4 calls the server made so far. */
 uint64_t tf__async_server_accept_calls(const tf_async_server *s);
+/* Test introspection (any thread, after init): the server's connections on |evb| now (in the
+ * handshake, queued or handed out and not yet freed); 0 for a loop not the server's. */
+size_t tf__async_server_loop_live(const tf_async_server *s, const tf_evb *evb);
 
 /* Poison (loop thread): record the reason, shut the socket down, fail everything queued. */
 void tf__async_fail(tf_async_conn *c, tf_err err, int os_err);
