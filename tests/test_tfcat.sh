@@ -6,9 +6,9 @@
 # on), storms of such clients (10 lines a second, then a summary), a half-closing client's
 # 8 MiB echo (async and --sync), a server with a wrong magic, an oversized reply, a reply
 # timeout, refused connections, bad addresses and options, [::1], SIGTERM/SIGINT exit codes,
-# --count, stdout closed early; an inherited listening socket (-l fd:N) and systemd socket
-# activation (-l systemd: a launcher passes the socket as fd 3 with LISTEN_FDS=1 and
-# LISTEN_PID), --local, --tos, --device.
+# --count, stdout closed early, --threads 2 (clients on both loops); an inherited listening
+# socket (-l fd:N) and systemd socket activation (-l systemd: a launcher passes the socket as
+# fd 3 with LISTEN_FDS=1 and LISTEN_PID), --local, --tos, --device.
 #
 #   TFCAT=build/bin/tfcat tests/test_tfcat.sh        (make check runs it via check-tfcat)
 #
@@ -342,6 +342,43 @@ test_tfcat_echo_backpressure() {
   grep 'reading paused' "$tmp/s.err" | head -2 | sed 's/^/    (/; s/$/)/'
 }
 
+# Issue 25 item 6: --threads 2: the clients are spread over both loops (round robin when they
+# come one after another), every echo comes back, 4 clients streaming at once as well, and
+# SIGTERM with clients connected on both loops exits cleanly.
+test_tfcat_listen_threads() {
+  serve s -v --echo --threads 2 -l 127.0.0.1:0 || return 1
+  local i
+  for i in 1 2; do
+    seq 1 2000 | tfcat --recv "$ADDR" >"$tmp/c$i.out" || { say "client $i"; return 1; }
+    assert_eq "$(wc -l <"$tmp/c$i.out")" 2000 "(echoes of client $i)" || return 1
+    assert_eq "$(tail -1 "$tmp/c$i.out")" 2000 || return 1
+  done
+  assert_grep "$tmp/s.err" ': accepted on loop 1$' || return 1
+  assert_grep "$tmp/s.err" ': accepted on loop 2$' || return 1
+  local pids=()
+  for i in 3 4 5 6; do
+    seq 1 200000 | tfcat "$ADDR" 2>"$tmp/c$i.err" &
+    pids+=($!); bg+=($!)
+  done
+  for p in "${pids[@]}"; do
+    reap "$p"
+    assert_eq "$RC" 0 "(a streaming client)" || { show "$tmp/s.err"; return 1; }
+  done
+  wait_for "$tmp/s.err" 'closed after 200000 messages' || return 1
+  assert_eq "$(grep -c 'closed after 200000 messages' "$tmp/s.err")" 4 || { show "$tmp/s.err"; return 1; }
+  # two idle clients still connected, then SIGTERM
+  exec {c1}<>"/dev/tcp/127.0.0.1/$PORT"; printf 'UNIF' >&$c1
+  exec {c2}<>"/dev/tcp/127.0.0.1/$PORT"; printf 'UNIF' >&$c2
+  local end=$((SECONDS + LIMIT))
+  until [ "$(grep -c ': accepted' "$tmp/s.err")" -ge 8 ]; do
+    [ $SECONDS -lt $end ] || { say "idle clients not accepted"; show "$tmp/s.err"; return 1; }
+    sleep 0.02
+  done
+  stop "$SRV" || return 1
+  exec {c1}>&- {c2}>&-
+  if grep dropped "$tmp/s.err"; then return 1; fi
+}
+
 # Bad clients are dropped with one line each; a good client still gets through.
 test_tfcat_bad_clients_dropped_server_goes_on() {
   for mode in "" --sync; do
@@ -486,6 +523,10 @@ host.invalid:7|"host.invalid:7"
 |missing ADDR
 -l 127.0.0.1:0 --recv|for connecting
 --echo 127.0.0.1:1|--echo is for listening
+-l 127.0.0.1:0 --threads 0|--threads: bad value
+-l 127.0.0.1:0 --threads 65|--threads: bad value
+-l 127.0.0.1:0 --sync --threads 2|--threads is for the async listener
+--threads 2 127.0.0.1:1|--threads is for the async listener
 EOF
   tfcat --help >"$tmp/h" || return 1
   assert_grep "$tmp/h" 'one thread per client' || return 1
