@@ -3,7 +3,8 @@
  * on the connection's loop thread, echo on every loop, accept futures; the server shut down
  * and freed from the test thread, its own loop's thread and another loop's thread while
  * connections are handed out, queued and in the handshake on every loop (no hang, every socket
- * of the server closed, handed-out ones still working); shutdown inside an accept callback;
+ * of the server closed, handed-out ones still working); shutdown inside an accept callback, and
+ * a shutdown that waits for a callback running on another loop;
  * max_conns and the receive-memory budget over all loops. Every test checks that no fd leaked. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "async_internal.h"
@@ -365,6 +367,90 @@ static void test_multi_shutdown_inside_callback(void **state)
     pthread_mutex_destroy(&sp.mu);
 }
 
+/* An accept callback on an added loop's thread is still running when another thread shuts the
+ * server down: the shutdown returns only after the callback has. The callback waits until it
+ * sees the shutdown begun, then up to 300 ms for it to return: a shutdown that does not wait
+ * returns meanwhile, which the callback records. */
+typedef struct slow {
+    tf_async_server *s;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool returned;     /* the shutdown returned */
+    bool overlapped;   /* ... while the callback ran */
+    tio_ctr entered, left;
+    tf_async_conn *c;
+} slow;
+
+static void slow_accept(tf_async_server *s, tf_async_conn *c, void *arg)
+{
+    slow *w = arg;
+    w->c = c;
+    tio_ctr_add(&w->entered, 1);
+    tf_future *f = NULL;
+    long long end = tio_now_ms() + 30000;
+    while (tf_async_server_accept(s, &f) != TF_ERR_SHUTDOWN && tio_now_ms() < end) {
+        tf_future_free(f); /* BAD_STATE (a callback is set): nothing was queued */
+        f = NULL;
+        usleep(1000);
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += 300 * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    while (!w->returned && rc == 0)
+        rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
+    w->overlapped = w->returned;
+    pthread_mutex_unlock(&w->mu);
+    tio_ctr_add(&w->left, 1);
+}
+
+static void *shut_main(void *arg)
+{
+    slow *w = arg;
+    tf_async_server_shutdown(w->s);
+    pthread_mutex_lock(&w->mu);
+    w->returned = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static void test_multi_shutdown_waits_for_callbacks(void **state)
+{
+    (void)state;
+    mfx f;
+    slow w = {0};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    tio_ctr_init(&w.entered);
+    tio_ctr_init(&w.left);
+    mfx_start(&f, NULL, slow_accept, &w);
+    w.s = f.s;
+    int silent = tu_raw_connect(f.addr); /* on the server's loop */
+    wait_active(f.s, 1);
+    int c1 = client(f.addr); /* on the next loop: its callback runs there */
+    assert_true(tio_ctr_wait(&w.entered, 1, 30000));
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, shut_main, &w), 0);
+    pthread_join(t, NULL);
+    assert_true(tio_ctr_wait(&w.left, 1, 30000)); /* (at once, unless the shutdown did not wait) */
+    assert_false(w.overlapped);
+    assert_ptr_equal(tf_async_conn_evb(w.c), f.loops[1]);
+    tf_async_conn_free(w.c);
+    close(c1);
+    close(silent);
+    mfx_end(&f);
+    tio_ctr_destroy(&w.entered);
+    tio_ctr_destroy(&w.left);
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+}
+
 /* ---------------------------------------------------------------- limits over all loops */
 
 typedef struct capped {
@@ -585,6 +671,7 @@ int main(void)
         TIO_TEST(test_multi_accept_futures),
         TIO_TEST(test_multi_free_from_any_thread),
         TIO_TEST(test_multi_shutdown_inside_callback),
+        TIO_TEST(test_multi_shutdown_waits_for_callbacks),
         TIO_TEST(test_multi_max_conns),
         TIO_TEST(test_multi_memory_budget),
         TIO_TEST(test_multi_add_loop_refusals),
