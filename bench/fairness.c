@@ -196,8 +196,8 @@ static void run(const char *name, int64_t io_budget, int loops, int probes, size
     double med = probes % 2 ? lat[probes / 2] : (lat[probes / 2 - 1] + lat[probes / 2]) / 2;
     printf("  %-34s median %8.2f ms   max %8.2f ms   fat echoes %6.0f MiB/s   "
            "connections per loop %d/%d\n",
-           name, med, lat[probes - 1],
-           (double)echoes * (double)frame_len / (1 << 20) / secs, per_loop[0], per_loop[1]);
+           name, med, lat[probes - 1], (double)echoes * (double)frame_len / (1 << 20) / secs,
+           per_loop[0], per_loop[1]);
     fflush(stdout);
     if (atomic_load(&sv.busy))
         printf("  (%ld echoes refused with BUSY)\n", atomic_load(&sv.busy));

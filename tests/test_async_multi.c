@@ -198,7 +198,7 @@ static void test_multi_spread_echo(void **state)
     f.s = NULL;
     for (int i = 0; i < N; i++)
         round_trip(cl[i], 100 + i); /* handed out: the server's end does not end them */
-    for (int i = 0; i < N; i++) /* in accept order, which across loops is not cl's */
+    for (int i = 0; i < N; i++)     /* in accept order, which across loops is not cl's */
         tf_async_conn_free(sp.conns[i]);
     for (int i = 0; i < N; i++) {
         assert_closed(cl[i]);
@@ -375,8 +375,8 @@ typedef struct slow {
     tf_async_server *s;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool returned;     /* the shutdown returned */
-    bool overlapped;   /* ... while the callback ran */
+    bool returned;   /* the shutdown returned */
+    bool overlapped; /* ... while the callback ran */
     tio_ctr entered, left;
     tf_async_conn *c;
 } slow;
