@@ -6,7 +6,8 @@
  * Each fat client is a sync connection with a sending thread (60 MiB frames, back to back) and
  * a receiving thread (its echoes, into one span). Once every fat client has had an echo back, the
  * good client sends a 16-byte message every 10 ms and waits for its echo; the median and the
- * maximum of those round trips are printed, with the fat clients' echo throughput meanwhile.
+ * maximum of those round trips are printed, with the fat clients' echo throughput meanwhile and
+ * the longest echo callback (its copy of a whole message: work on the loop no io_budget splits).
  * Figures, not a test: nothing here fails on a time (the machine's other load moves them).
  *
  *   make bench-fairness   (or: build/plain/bench/fairness [probes] [frame_mib] [fat_clients])
@@ -54,6 +55,7 @@ typedef struct server {
     tf_async_conn *conns[MAX_CONNS];
     int nconns;
     atomic_long busy; /* echoes refused with BUSY (the queue bound is set high: should stay 0) */
+    _Atomic double cb_max_ms; /* the longest echo callback (its copy of the message) */
 } server;
 
 static void echo_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
@@ -63,10 +65,14 @@ static void echo_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *da
     server *sv = arg;
     if (err != TF_OK)
         return; /* the run's end: main frees the connection */
+    double t0 = now_ms();
     uint8_t *copy = malloc(len ? len : 1);
     if (!copy)
         return;
     memcpy(copy, data, len);
+    double took = now_ms() - t0, was = atomic_load(&sv->cb_max_ms);
+    while (took > was && !atomic_compare_exchange_weak(&sv->cb_max_ms, &was, took))
+        ;
     tf_future *f = NULL;
     tf_err e = tf_async_conn_send_owned(c, copy, len, free, -1, &f);
     if (e != TF_OK) {
@@ -195,9 +201,9 @@ static void run(const char *name, int64_t io_budget, int loops, int probes, size
     qsort(lat, (size_t)probes, sizeof *lat, cmp_d);
     double med = probes % 2 ? lat[probes / 2] : (lat[probes / 2 - 1] + lat[probes / 2]) / 2;
     printf("  %-34s median %8.2f ms   max %8.2f ms   fat echoes %6.0f MiB/s   "
-           "connections per loop %d/%d\n",
+           "connections per loop %d/%d   longest echo copy %.1f ms\n",
            name, med, lat[probes - 1], (double)echoes * (double)frame_len / (1 << 20) / secs,
-           per_loop[0], per_loop[1]);
+           per_loop[0], per_loop[1], atomic_load(&sv.cb_max_ms));
     fflush(stdout);
     if (atomic_load(&sv.busy))
         printf("  (%ld echoes refused with BUSY)\n", atomic_load(&sv.busy));
