@@ -8,6 +8,8 @@
  * good client sends a 16-byte message every 10 ms and waits for its echo; the median and the
  * maximum of those round trips are printed, with the fat clients' echo throughput meanwhile and
  * the longest echo callback (its copy of a whole message: work on the loop no io_budget splits).
+ * Each setting runs twice: the echo as tfcat does it (message-stream mode, a copy of each
+ * message sent), and by allocating receives whose buffers are sent as they are (no copy).
  * Figures, not a test: nothing here fails on a time (the machine's other load moves them).
  *
  *   make bench-fairness   (or: build/plain/bench/fairness [probes] [frame_mib] [fat_clients])
@@ -56,7 +58,28 @@ typedef struct server {
     int nconns;
     atomic_long busy; /* echoes refused with BUSY (the queue bound is set high: should stay 0) */
     _Atomic double cb_max_ms; /* the longest echo callback (its copy of the message) */
+    bool nocopy;              /* echo by allocating receives, each buffer sent as it is */
+    tf_async_op ops[MAX_CONNS];
 } server;
+
+static void echo_alloc(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, uint8_t *data,
+                       size_t len, void *arg)
+{
+    (void)os_err;
+    server *sv = arg;
+    if (err != TF_OK)
+        return; /* the run's end: main frees the connection */
+    tf_future *f = NULL;
+    tf_err e = data ? tf_async_conn_send_owned(c, data, len, free, -1, &f)
+                    : tf_async_conn_send(c, NULL, 0, -1, &f); /* an empty message */
+    if (e != TF_OK) {
+        free(data);
+        if (e == TF_ERR_BUSY)
+            atomic_fetch_add(&sv->busy, 1);
+    }
+    tf_future_free(f);
+    tf_async_conn_recv_alloc_op(c, op, -1, echo_alloc, sv); /* the record is ours again */
+}
 
 static void echo_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
                      void *arg)
@@ -89,11 +112,15 @@ static void on_accept(tf_async_server *s, tf_async_conn *c, void *arg)
     (void)s;
     server *sv = arg;
     pthread_mutex_lock(&sv->mu);
-    bool room = sv->nconns < MAX_CONNS;
+    int k = sv->nconns;
+    bool room = k < MAX_CONNS;
     if (room)
         sv->conns[sv->nconns++] = c;
     pthread_mutex_unlock(&sv->mu);
-    if (!room || tf_async_conn_stream(c, echo_msg, sv) != TF_OK)
+    tf_err e = !room        ? TF_ERR_BUSY
+               : sv->nocopy ? tf_async_conn_recv_alloc_op(c, &sv->ops[k], -1, echo_alloc, sv)
+                            : tf_async_conn_stream(c, echo_msg, sv);
+    if (e != TF_OK)
         fprintf(stderr, "fairness: a connection was not served\n");
 }
 
@@ -128,8 +155,8 @@ static void *fat_recv(void *arg)
 
 /* ---------------------------------------------------------------- one setting */
 
-static void run(const char *name, int64_t io_budget, int loops, int probes, size_t frame_len,
-                int nfat)
+static void run(const char *name, bool nocopy, int64_t io_budget, int loops, int probes,
+                size_t frame_len, int nfat)
 {
     tf_tcp_config cfg;
     tf_tcp_config_init(&cfg);
@@ -141,7 +168,7 @@ static void run(const char *name, int64_t io_budget, int loops, int probes, size
         check(tf_evb_new(&evb[i]), "evb_new");
         check(tf_evb_start(evb[i]), "evb_start");
     }
-    server sv = {.nconns = 0};
+    server sv = {.nconns = 0, .nocopy = nocopy};
     pthread_mutex_init(&sv.mu, NULL);
     tf_async_server *s;
     check(tf_async_server_new(evb[0], &s), "server_new");
@@ -254,12 +281,16 @@ int main(int argc, char **argv)
     tf_tcp_config d;
     tf_tcp_config_init(&d);
     char after[64];
-    snprintf(after, sizeof after, "after:  io_budget %lld KiB, 1 loop",
-             (long long)d.io_budget / 1024);
-    run("before: io_budget unlimited, 1 loop", INT64_MAX, 1, probes, len, nfat);
-    run(after, d.io_budget, 1, probes, len, nfat);
-    snprintf(after, sizeof after, "after:  io_budget %lld KiB, 2 loops",
-             (long long)d.io_budget / 1024);
-    run(after, d.io_budget, 2, probes, len, nfat);
+    for (int nocopy = 0; nocopy < 2; nocopy++) {
+        printf(nocopy ? "echo by allocating receives, each buffer sent as it is (no copy):\n"
+                      : "echo in message-stream mode, a copy of each message sent (as tfcat):\n");
+        run("before: io_budget unlimited, 1 loop", nocopy, INT64_MAX, 1, probes, len, nfat);
+        snprintf(after, sizeof after, "after:  io_budget %lld KiB, 1 loop",
+                 (long long)d.io_budget / 1024);
+        run(after, nocopy, d.io_budget, 1, probes, len, nfat);
+        snprintf(after, sizeof after, "after:  io_budget %lld KiB, 2 loops",
+                 (long long)d.io_budget / 1024);
+        run(after, nocopy, d.io_budget, 2, probes, len, nfat);
+    }
     return 0;
 }
