@@ -372,7 +372,7 @@ static void unhook_task(void *arg)
     tf_async_client *cl = arg;
     cancel_task(cl);
     cl->gone = true;
-    cl->sink->fn = NULL; /* no event after the free */
+    tf__evsink_close(cl->sink, true); /* no event after the free (one loop: none runs now) */
     if (cl->hooked)
         tf__evb_hook_remove(cl->evb, &cl->hook);
     cl->hooked = false;
@@ -382,8 +382,7 @@ tf_err tf_async_client_on_event(tf_async_client *cl, tf_async_event_cb cb, void 
 {
     if (!cl)
         return TF_ERR_INVALID_ARGUMENT;
-    cl->sink->fn = cb;
-    cl->sink->arg = arg;
+    tf__evsink_set(cl->sink, cb, arg);
     return TF_OK;
 }
 
@@ -410,7 +409,7 @@ void tf_async_client_free(tf_async_client *cl)
     if (tf__evb_teardown_wait(cl->evb, unhook_task, cl) == TF_ERR_SHUTDOWN) {
         tf__evb_wait_stopped(cl->evb);
         cl->gone = true; /* the loop is gone: nothing else reads it but refused resolvers */
-        cl->sink->fn = NULL;
+        tf__evsink_close(cl->sink, false);
     }
     client_unref(cl);
 }

@@ -385,7 +385,41 @@ void tf__mem_budget_unref(tf__mem_budget *b)
 {
     if (b && atomic_fetch_sub_explicit(&b->refs, 1u, memory_order_acq_rel) == 1u) {
         pthread_mutex_destroy(&b->mu);
+        free(b->loops);
+        free(b->loop_live);
         free(b);
+    }
+}
+
+tf_err tf__mem_budget_set_loops(tf__mem_budget *b, tf_evb *const *loops, size_t n)
+{
+    tf_evb **l = tf__calloc(n, sizeof *l);
+    atomic_size_t *live = tf__calloc(n, sizeof *live);
+    if (!l || !live) {
+        free(l);
+        free(live);
+        return TF_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        l[i] = loops[i];
+        atomic_init(&live[i], 0);
+    }
+    free(b->loops);
+    free(b->loop_live);
+    b->loops = l;
+    b->loop_live = live;
+    b->nloops = n;
+    return TF_OK;
+}
+
+void tf__mem_budget_gone(tf__mem_budget *b, tf_evb *evb)
+{
+    atomic_fetch_sub_explicit(&b->live, 1u, memory_order_relaxed);
+    for (size_t i = 0; i < b->nloops; i++) {
+        if (b->loops[i] == evb) {
+            atomic_fetch_sub_explicit(&b->loop_live[i], 1u, memory_order_relaxed);
+            return;
+        }
     }
 }
 
@@ -1910,7 +1944,7 @@ static void finalize(tf_async_conn *c)
     tf__evsink_unref(c->sink);
     c->sink = NULL;
     if (c->budget)
-        atomic_fetch_sub_explicit(&c->budget->live, 1u, memory_order_relaxed);
+        tf__mem_budget_gone(c->budget, c->evb);
     close_fd(c);
     conn_unref(c);
 }

@@ -27,10 +27,19 @@ typedef struct tf__mem_budget {
     tf_async_conn *waiters;      /* waiting for memory (each holds a reference) */
     atomic_uint refs;            /* the server's and one per connection */
     atomic_size_t live;          /* the server's connections not yet freed (cfg.max_conns) */
+    /* The server's loops (SPEC 9.7 "Several loops"): fixed before its first connection. */
+    size_t nloops;
+    tf_evb **loops;
+    atomic_size_t *loop_live;    /* the server's connections on loops[i] not yet freed */
 } tf__mem_budget;
 
 tf_err tf__mem_budget_new(size_t limit, tf__mem_budget **out);
 void tf__mem_budget_unref(tf__mem_budget *b);
+/* Set the loops the server spreads its connections over (before its first connection): their
+ * counters start at 0. TF_OK; NOMEM (the old set is kept). */
+tf_err tf__mem_budget_set_loops(tf__mem_budget *b, tf_evb *const *loops, size_t n);
+/* A connection of the server, on |evb|, was freed: the live counts fall (any thread). */
+void tf__mem_budget_gone(tf__mem_budget *b, tf_evb *evb);
 /* Its use (any thread): bytes now, the most at once, and the waits so far. */
 void tf__mem_budget_use(tf__mem_budget *b, size_t *used, size_t *peak, uint64_t *waits);
 
@@ -145,18 +154,29 @@ struct tf_async_conn {
 };
 
 /* The events of a server or client (tf_async_server_on_event, tf_async_client_on_event),
- * shared with its connections, which outlive it: reference-counted. fn and arg belong to the
- * loop thread (set before init or on the loop); the owner clears fn on the loop when it shuts
- * down, so no event follows its shutdown. */
+ * shared with its connections, which outlive it and may run on other loops (a server over
+ * several loops): reference-counted; fn and arg under mu, read by a tell and called outside it
+ * (counted in telling); the owner's shutdown or free closes it: fn cleared, then it waits until
+ * no tell runs (unless it is itself inside one), so no event follows its return. */
 typedef struct tf__evsink {
     atomic_uint refs;
-    tf_async_event_cb fn;
-    void *arg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* telling fell to 0 */
+    tf_async_event_cb fn;   /* under mu */
+    void *arg;              /* under mu */
+    unsigned telling;       /* tells running now, under mu */
 } tf__evsink;
 
 /* A sink with one reference (the owner's), or NULL (no memory). */
 tf__evsink *tf__evsink_new(void);
 void tf__evsink_unref(tf__evsink *k);
+/* Set the callback (any thread). */
+void tf__evsink_set(tf__evsink *k, tf_async_event_cb fn, void *arg);
+/* No event from now on: clear the callback and, if |wait|, wait for the tells running now (any
+ * thread; a close inside a tell of the same sink does not wait for itself). */
+void tf__evsink_close(tf__evsink *k, bool wait);
+/* The calling thread is inside a tell of |k|. */
+bool tf__evsink_inside(const tf__evsink *k);
 /* Tell |ev| about |c| (loop thread; nothing when no callback is set). */
 void tf__evsink_tell(tf__evsink *k, tf_async_conn *c, tf_conn_event ev, tf_err err, int os_err);
 /* |c| is CONNECTED: it takes a reference to |k| for its CLOSED event, then ev CONNECTED is told
@@ -184,6 +204,9 @@ size_t tf__async_conn_held(const tf_async_conn *c, size_t *cap);
 
 /* Test introspection (any thread): accept4 calls the server made so far. */
 uint64_t tf__async_server_accept_calls(const tf_async_server *s);
+/* Test introspection (any thread, after init): the server's connections on |evb| now (in the
+ * handshake, queued or handed out and not yet freed); 0 for a loop not the server's. */
+size_t tf__async_server_loop_live(const tf_async_server *s, const tf_evb *evb);
 
 /* Poison (loop thread): record the reason, shut the socket down, fail everything queued. */
 void tf__async_fail(tf_async_conn *c, tf_err err, int os_err);

@@ -7,24 +7,80 @@
 
 #include "async_internal.h"
 
+/* The sink whose event the current thread is telling (a close inside it does not wait). */
+static _Thread_local const tf__evsink *telling_now;
+
 tf__evsink *tf__evsink_new(void)
 {
     tf__evsink *k = tf__calloc(1, sizeof *k);
-    if (k)
-        atomic_init(&k->refs, 1u);
+    if (!k)
+        return NULL;
+    if (pthread_mutex_init(&k->mu, NULL) != 0) {
+        free(k);
+        return NULL;
+    }
+    if (pthread_cond_init(&k->cv, NULL) != 0) {
+        pthread_mutex_destroy(&k->mu);
+        free(k);
+        return NULL;
+    }
+    atomic_init(&k->refs, 1u);
     return k;
 }
 
 void tf__evsink_unref(tf__evsink *k)
 {
-    if (k && atomic_fetch_sub_explicit(&k->refs, 1u, memory_order_acq_rel) == 1u)
+    if (k && atomic_fetch_sub_explicit(&k->refs, 1u, memory_order_acq_rel) == 1u) {
+        pthread_cond_destroy(&k->cv);
+        pthread_mutex_destroy(&k->mu);
         free(k);
+    }
+}
+
+void tf__evsink_set(tf__evsink *k, tf_async_event_cb fn, void *arg)
+{
+    pthread_mutex_lock(&k->mu);
+    k->fn = fn;
+    k->arg = arg;
+    pthread_mutex_unlock(&k->mu);
+}
+
+void tf__evsink_close(tf__evsink *k, bool wait)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->mu);
+    k->fn = NULL;
+    while (wait && k->telling > 0 && telling_now != k)
+        pthread_cond_wait(&k->cv, &k->mu);
+    pthread_mutex_unlock(&k->mu);
+}
+
+bool tf__evsink_inside(const tf__evsink *k)
+{
+    return k && telling_now == k;
 }
 
 void tf__evsink_tell(tf__evsink *k, tf_async_conn *c, tf_conn_event ev, tf_err err, int os_err)
 {
-    if (k && k->fn)
-        k->fn(c, ev, err, os_err, k->arg);
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->mu);
+    tf_async_event_cb fn = k->fn;
+    void *arg = k->arg;
+    if (fn)
+        k->telling++;
+    pthread_mutex_unlock(&k->mu);
+    if (!fn)
+        return;
+    const tf__evsink *saved = telling_now;
+    telling_now = k;
+    fn(c, ev, err, os_err, arg);
+    telling_now = saved;
+    pthread_mutex_lock(&k->mu);
+    if (--k->telling == 0)
+        pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
 }
 
 void tf__evsink_connected(tf__evsink *k, tf_async_conn *c)

@@ -10,10 +10,21 @@
  * backlog holds the rest. fd exhaustion (EMFILE, ENFILE, ENOBUFS, ENOMEM) rests the listen
  * socket for a back-off on a timer (10 ms doubling to 1 s), so there is no busy loop.
  *
- * Threads: the accept machinery is loop-thread state; init, accept, shutdown and free hand
- * their work to the loop (dispatch_and_wait, or inline on the loop thread).
+ * Threads: the listen socket and its watch are the server loop's; init, accept, shutdown and
+ * free hand their work to that loop (dispatch_and_wait, or inline on the loop thread).
+ *
+ * Several loops (tf_async_server_add_loop; SPEC 9.7 "Several loops"): the server loop accepts
+ * and hands each new socket to the loop with the fewest of the server's connections now (ties:
+ * round robin), where its connection lives from the handshake on. The handshake verdict then
+ * arrives on that loop's thread, so what the verdict touches -- the handshakes in progress, the
+ * ready queue, the pending accepts, shut_done, the callbacks -- is under the server's lock mu,
+ * which is never held while a callback or a free runs. The counts (live, per loop, rejected)
+ * are atomics; a shutdown claims every handshake in progress under mu (a verdict that comes
+ * later for a claimed one leaves it to the shutdown, which frees it), and waits until no
+ * accept or reject callback runs any more on any loop.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +41,7 @@ typedef struct hsnode {
     struct hsnode *next, *prev;
     tf_async_server *s;
     tf_async_conn *c;
+    bool claimed; /* taken by the shutdown, which frees it (under s->mu) */
     char peer[TF_ADDRSTR_LEN];
 } hsnode;
 
@@ -41,7 +53,9 @@ typedef struct item {
 } item;
 
 struct tf_async_server {
-    tf_evb *evb;
+    tf_evb *evb;                /* the server loop: it accepts (and is loops[0]) */
+    tf_evb **loops;             /* the connections' loops; fixed once init is called */
+    size_t nloops;
     tf_tcp_config cfg;
     _Atomic int state;
     atomic_uint_fast64_t rejected;
@@ -49,24 +63,36 @@ struct tf_async_server {
     int lfd;
     tf__unix_owned owned; /* the socket file init bound (SPEC 9.9), removed with lfd */
     char addr[TF_ADDRSTR_LEN];
-    /* loop thread only */
+    tf__srv_counters k;         /* statistics (any thread, relaxed atomics) */
+    tf__evsink *sink;           /* the connection events (made by new; closed at shutdown) */
+    /* the server loop only */
     tf__evb_hook hook;
-    bool watching, resting, shut_done;
+    bool watching, resting;
+    size_t next_loop;           /* where the next tie-break starts */
+    tf_evb_timer *rest_timer;
+    uint64_t rest_ms;
+    /* under mu (any loop's thread) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* in_cb fell to 0 */
+    bool shut_done;
     tf_async_accept_cb acb;
     void *aarg;
     tf_async_reject_cb rcb;
     void *rarg;
+    unsigned in_cb;             /* accept or reject callbacks running now */
     hsnode *hs;                 /* handshakes in progress */
     item *ready, *ready_tail;   /* handshaken, unclaimed */
     size_t nready;
     item *waiting, *waiting_tail; /* pending accept futures */
-    tf_evb_timer *rest_timer;
-    uint64_t rest_ms;
-    tf__mem_budget *budget;     /* cfg.recv_mem_budget's, shared with its connections, or NULL */
-    atomic_uint_fast64_t live;  /* connections counted against cfg.max_conns (any thread) */
-    tf__srv_counters k;         /* statistics (any thread, relaxed atomics) */
-    tf__evsink *sink;           /* the connection events (made by new; fn cleared at shutdown) */
+    hsnode *orphan_hs;          /* claimed by the shutdown, for tf_async_server_shutdown to free */
+    item *orphan_ready;
+    /* set by init before the first connection */
+    tf__mem_budget *budget;     /* shared with its connections: live counts, cfg.recv_mem_budget */
 };
+
+/* The server whose callback the current thread is running (shutdown from inside one does not
+ * wait for itself). */
+static _Thread_local const tf_async_server *cb_server;
 
 static void on_listen(tf_evb *evb, int fd, unsigned events, void *arg);
 static void rest(tf_async_server *s);
@@ -85,10 +111,62 @@ static void watch(tf_async_server *s, bool on)
     }
 }
 
-/* Watch the listen socket unless resting or the ready queue is full. */
+/* The ready queue is at its bound, or the server is shut (so: accept no more). */
+static bool ready_full(tf_async_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool full = s->shut_done || s->nready >= (size_t)s->cfg.accept_queue;
+    pthread_mutex_unlock(&s->mu);
+    return full;
+}
+
+/* Watch the listen socket unless resting or the ready queue is full (server loop). */
 static void rewatch(tf_async_server *s)
 {
-    watch(s, !s->resting && !s->shut_done && s->nready < (size_t)s->cfg.accept_queue);
+    watch(s, !s->resting && !ready_full(s));
+}
+
+/* Run an accept or reject callback (cb copied under mu): counted in in_cb, so that a shutdown
+ * can wait until none runs; marked for the thread, so that one called inside does not wait for
+ * itself. */
+static void cb_enter(tf_async_server *s, const tf_async_server **saved)
+{
+    s->in_cb++; /* under mu */
+    *saved = cb_server;
+    cb_server = s;
+}
+
+static void cb_leave(tf_async_server *s, const tf_async_server *saved)
+{
+    cb_server = saved;
+    pthread_mutex_lock(&s->mu);
+    if (--s->in_cb == 0)
+        pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* A client dropped in the handshake or at once (max_conns, a uid not allowed): counted,
+ * logged, reported. */
+static void reject(tf_async_server *s, const char *peer, tf_err err, int os_err)
+{
+    atomic_fetch_add_explicit(&s->rejected, 1u, memory_order_relaxed);
+    tf__srv_count_reject(&s->k, err);
+    TF__LOG(TF_LOG_WARN, "async_server", "%s: rejected %s: %s%s%s", peer,
+            err == TF_ERR_BUSY          ? "at max_conns"
+            : err == TF_ERR_PEER_DENIED ? "(its uid is not allowed)"
+                                        : "in the handshake",
+            tf_strerror(err), os_err ? ": " : "", os_err ? strerror(os_err) : "");
+    pthread_mutex_lock(&s->mu);
+    tf_async_reject_cb cb = s->shut_done ? NULL : s->rcb;
+    void *arg = s->rarg;
+    const tf_async_server *saved = NULL;
+    if (cb)
+        cb_enter(s, &saved);
+    pthread_mutex_unlock(&s->mu);
+    if (cb) {
+        cb(s, peer, err, os_err, arg);
+        cb_leave(s, saved);
+    }
 }
 
 static void push(item **h, item **t, item *it)
@@ -112,32 +190,6 @@ static item *pop(item **h, item **t)
     return it;
 }
 
-/* A handshaken connection: to the callback, the oldest waiting accept, or the ready queue. */
-static void deliver(tf_async_server *s, tf_async_conn *c)
-{
-    if (s->acb) {
-        s->acb(s, c, s->aarg);
-        return;
-    }
-    item *w = pop(&s->waiting, &s->waiting_tail);
-    if (w) {
-        tf_promise_set(w->p, TF_OK, 0, c, tf__async_conn_dtor);
-        tf_promise_free(w->p);
-        free(w);
-        return;
-    }
-    item *it = tf__alloc(sizeof *it);
-    if (!it) {
-        tf_async_conn_free(c);
-        return;
-    }
-    it->c = c;
-    it->p = NULL;
-    push(&s->ready, &s->ready_tail, it);
-    s->nready++;
-    rewatch(s);
-}
-
 static void hs_unlink(tf_async_server *s, hsnode *n)
 {
     if (n->prev)
@@ -149,37 +201,69 @@ static void hs_unlink(tf_async_server *s, hsnode *n)
     atomic_fetch_sub_explicit(&s->k.handshaking, 1u, memory_order_relaxed);
 }
 
-/* A client dropped in the handshake or over max_conns: counted, logged, reported. */
-static void reject(tf_async_server *s, const char *peer, tf_err err, int os_err)
-{
-    atomic_fetch_add_explicit(&s->rejected, 1u, memory_order_relaxed);
-    tf__srv_count_reject(&s->k, err);
-    TF__LOG(TF_LOG_WARN, "async_server", "%s: rejected %s: %s%s%s", peer,
-            err == TF_ERR_BUSY ? "at max_conns" : "in the handshake", tf_strerror(err),
-            os_err ? ": " : "", os_err ? strerror(os_err) : "");
-    if (s->rcb)
-        s->rcb(s, peer, err, os_err, s->rarg);
-}
-
-/* The handshake of a new client ended (on the loop thread, inside the connection). */
+/* The handshake of a new client ended (on the connection's loop thread, inside the
+ * connection): a handshaken connection goes to the callback, the oldest waiting accept, or the
+ * ready queue; a failed one is counted, reported and freed. */
 static void on_ready(tf_async_conn *c, tf_err err, int os_err, void *arg)
 {
     hsnode *n = arg;
     tf_async_server *s = n->s;
-    hs_unlink(s, n);
-    if (err == TF_OK) {
-        free(n);
-        atomic_fetch_add_explicit(&s->k.accepted, 1u, memory_order_relaxed);
-        tf__evsink_connected(s->sink, c);
-        deliver(s, c);
+    pthread_mutex_lock(&s->mu);
+    if (n->claimed) {
+        pthread_mutex_unlock(&s->mu); /* the shutdown frees c and n */
         return;
     }
-    if (err != TF_ERR_SHUTDOWN && err != TF_ERR_CANCELLED) {
-        tf__evsink_tell(s->sink, c, TF_CONN_HANDSHAKE_FAILED, err, os_err);
-        reject(s, n->peer, err, os_err);
+    hs_unlink(s, n);
+    if (err != TF_OK) {
+        pthread_mutex_unlock(&s->mu);
+        if (err != TF_ERR_SHUTDOWN && err != TF_ERR_CANCELLED) {
+            tf__evsink_tell(s->sink, c, TF_CONN_HANDSHAKE_FAILED, err, os_err);
+            reject(s, n->peer, err, os_err);
+        }
+        free(n);
+        tf_async_conn_free(c);
+        return;
     }
     free(n);
-    tf_async_conn_free(c);
+    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_add_explicit(&s->k.accepted, 1u, memory_order_relaxed);
+    tf__evsink_connected(s->sink, c); /* before the accept callback, outside the lock */
+    pthread_mutex_lock(&s->mu);
+    if (s->shut_done) { /* shut down meanwhile: the connection is nobody's */
+        pthread_mutex_unlock(&s->mu);
+        tf_async_conn_free(c);
+        return;
+    }
+    tf_async_accept_cb cb = s->acb;
+    void *cbarg = s->aarg;
+    const tf_async_server *saved = NULL;
+    item *w = NULL;
+    if (cb) {
+        cb_enter(s, &saved);
+    } else if ((w = pop(&s->waiting, &s->waiting_tail)) == NULL) {
+        item *it = tf__alloc(sizeof *it);
+        if (it) {
+            it->c = c;
+            it->p = NULL;
+            push(&s->ready, &s->ready_tail, it);
+            s->nready++;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (!it)
+            tf_async_conn_free(c);
+        else if (tf_evb_in_loop_thread(s->evb))
+            rewatch(s); /* else the listen handler sees a full queue itself */
+        return;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (cb) {
+        cb(s, c, cbarg);
+        cb_leave(s, saved);
+        return;
+    }
+    tf_promise_set(w->p, TF_OK, 0, c, tf__async_conn_dtor);
+    tf_promise_free(w->p);
+    free(w);
 }
 
 static void rest_over(tf_evb *evb, void *arg)
@@ -208,27 +292,39 @@ static void rest(tf_async_server *s)
     }
 }
 
-/* Closed at once, counted and reported as rejected with |why|. */
-static void refuse(tf_async_server *s, int fd, tf_err why, int os_err)
+/* The loop for the next connection: the fewest of the server's connections now, not stopping;
+ * ties go round robin from the one after the last pick. */
+static size_t pick_loop(tf_async_server *s)
 {
-    char peer[TF_ADDRSTR_LEN];
-    if (tf__sock_name(fd, true, peer, sizeof peer) != TF_OK)
-        strcpy(peer, "?");
-    close(fd);
-    atomic_fetch_add_explicit(&s->rejected, 1u, memory_order_relaxed);
-    if (s->rcb)
-        s->rcb(s, peer, why, os_err, s->rarg);
+    tf__mem_budget *b = s->budget;
+    size_t best = 0, fewest = SIZE_MAX;
+    for (size_t k = 0; k < b->nloops; k++) {
+        size_t i = (s->next_loop + k) % b->nloops;
+        size_t n = atomic_load_explicit(&b->loop_live[i], memory_order_relaxed);
+        if (n < fewest && !tf__evb_stopping(b->loops[i])) {
+            fewest = n;
+            best = i;
+        }
+    }
+    s->next_loop = (best + 1) % b->nloops;
+    return best;
 }
 
 static void take(tf_async_server *s, int fd)
 {
+    tf__mem_budget *b = s->budget;
     int pos = 0;
     if (tf__unix_peer_check(fd, &s->cfg, &pos) != TF_OK) { /* a uid the config does not allow */
-        refuse(s, fd, TF_ERR_PEER_DENIED, pos);
+        char peer[TF_ADDRSTR_LEN];
+        if (tf__sock_name(fd, true, peer, sizeof peer) != TF_OK)
+            strcpy(peer, "?");
+        close(fd);
+        reject(s, peer, TF_ERR_PEER_DENIED, pos);
         return;
     }
-    if (s->cfg.max_conns > 0 && atomic_load_explicit(&s->budget->live, memory_order_relaxed) >=
-                                    (size_t)s->cfg.max_conns) {
+    /* Only this thread adds to live (others only give back): the cap is never passed. */
+    if (s->cfg.max_conns > 0 &&
+        atomic_load_explicit(&b->live, memory_order_relaxed) >= (size_t)s->cfg.max_conns) {
         /* Over the cap: closed at once, counted and reported as rejected (BUSY). */
         char peer[TF_ADDRSTR_LEN];
         if (tf__sock_name(fd, true, peer, sizeof peer) != TF_OK)
@@ -251,17 +347,25 @@ static void take(tf_async_server *s, int fd)
     n->s = s;
     if (tf__sock_name(fd, true, n->peer, sizeof n->peer) != TF_OK)
         strcpy(n->peer, "?");
+    pthread_mutex_lock(&s->mu);
     n->next = s->hs;
     if (s->hs)
         s->hs->prev = n;
     s->hs = n;
     atomic_fetch_add_explicit(&s->k.handshaking, 1u, memory_order_relaxed);
-    /* n->c is set before the handshake starts; the handshake may end (and free n) inside. The
-     * live count is the connection's from here on (its finalize gives it back). */
-    atomic_fetch_add_explicit(&s->budget->live, 1u, memory_order_relaxed);
-    if (tf__async_conn_new(s->evb, fd, &s->cfg, s->budget, on_ready, n, &n->c) != TF_OK) {
-        atomic_fetch_sub_explicit(&s->budget->live, 1u, memory_order_relaxed);
+    pthread_mutex_unlock(&s->mu);
+    /* n->c is set before the handshake starts; the handshake may end (and free n) inside, or on
+     * the other loop before the call returns: n is not touched after a success. The live counts
+     * are the connection's from here on (its finalize gives them back). */
+    size_t i = pick_loop(s);
+    atomic_fetch_add_explicit(&b->live, 1u, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->loop_live[i], 1u, memory_order_relaxed);
+    if (tf__async_conn_new(b->loops[i], fd, &s->cfg, b, on_ready, n, &n->c) != TF_OK) {
+        atomic_fetch_sub_explicit(&b->loop_live[i], 1u, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&b->live, 1u, memory_order_relaxed);
+        pthread_mutex_lock(&s->mu); /* no verdict comes, and only this loop's shutdown claims */
         hs_unlink(s, n);
+        pthread_mutex_unlock(&s->mu);
         free(n);
         close(fd);
     }
@@ -281,6 +385,12 @@ static void on_listen(tf_evb *evb, int fd, unsigned events, void *arg)
         return;
     }
     for (int i = 0; i < ACCEPT_BATCH && s->watching; i++) {
+        if (ready_full(s)) {
+            /* Filled by handshakes that ended on other loops: the kernel backlog holds the rest
+             * until an accept takes one (accept_task watches again). */
+            watch(s, false);
+            return;
+        }
         atomic_fetch_add_explicit(&s->accept_calls, 1u, memory_order_relaxed);
         int cfd = tf__sys_accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd >= 0) {
@@ -302,13 +412,29 @@ static void on_listen(tf_evb *evb, int fd, unsigned events, void *arg)
 
 /* ---------------------------------------------------------------- lifecycle on the loop */
 
+/* On the server loop (a task of the shutdown, or the loop's stop hook). It frees nothing that
+ * lives on a loop: the handshakes in progress and the unclaimed connections become orphans,
+ * which tf_async_server_shutdown frees on its caller's thread -- freeing a connection of
+ * another loop here would block this loop on that one, and that one may be the caller, blocked
+ * on this loop (a server freed from another of its loops' threads). */
 static void shut_down(tf_async_server *s)
 {
-    if (s->shut_done)
+    pthread_mutex_lock(&s->mu);
+    if (s->shut_done) {
+        pthread_mutex_unlock(&s->mu);
         return;
+    }
     s->shut_done = true;
-    if (s->sink)
-        s->sink->fn = NULL; /* no event after the shutdown */
+    item *waiting = s->waiting;
+    s->orphan_ready = s->ready;
+    s->waiting = s->waiting_tail = s->ready = s->ready_tail = NULL;
+    s->nready = 0;
+    s->orphan_hs = s->hs;
+    s->hs = NULL;
+    for (hsnode *n = s->orphan_hs; n; n = n->next)
+        n->claimed = true; /* their verdicts, if any come, leave them to the shutdown */
+    pthread_mutex_unlock(&s->mu);
+    tf__evsink_close(s->sink, false); /* no event starts after the shutdown (waited for below) */
     watch(s, false);
     if (s->lfd >= 0) {
         close(s->lfd);
@@ -318,22 +444,34 @@ static void shut_down(tf_async_server *s)
     tf__evb_timer_drop(&s->rest_timer);
     /* Always: the stop drain may be walking the hook list right now (removal is idempotent). */
     tf__evb_hook_remove(s->evb, &s->hook);
-    item *it;
-    while ((it = pop(&s->waiting, &s->waiting_tail)) != NULL) {
+    while (waiting) {
+        item *it = waiting;
+        waiting = it->next;
         tf_promise_fail(it->p, TF_ERR_SHUTDOWN, 0);
         tf_promise_free(it->p);
         free(it);
     }
-    while ((it = pop(&s->ready, &s->ready_tail)) != NULL) {
+}
+
+/* Free the orphans of shut_down (the caller's thread; each free waits for its loop). */
+static void free_orphans(tf_async_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    item *ready = s->orphan_ready;
+    hsnode *hs = s->orphan_hs;
+    s->orphan_ready = NULL;
+    s->orphan_hs = NULL;
+    pthread_mutex_unlock(&s->mu);
+    while (ready) {
+        item *it = ready;
+        ready = it->next;
         tf_async_conn_free(it->c);
         free(it);
     }
-    s->nready = 0;
-    while (s->hs) {
-        hsnode *n = s->hs;
-        hs_unlink(s, n);
-        n->c->ready_fn = NULL; /* no verdict: we drop it */
-        tf_async_conn_free(n->c);
+    while (hs) {
+        hsnode *n = hs;
+        hs = n->next;
+        tf_async_conn_free(n->c); /* a verdict it gives inside finds n claimed */
         free(n);
     }
 }
@@ -348,7 +486,10 @@ static void on_stop(void *arg)
 static void start_task(void *arg)
 {
     tf_async_server *s = arg;
-    if (s->shut_done)
+    pthread_mutex_lock(&s->mu);
+    bool shut = s->shut_done;
+    pthread_mutex_unlock(&s->mu);
+    if (shut)
         return; /* shut down between init's publication and this task: nothing to start */
     tf__evb_hook_add(s->evb, &s->hook, on_stop, s);
     if (tf__evb_stopping(s->evb))
@@ -371,15 +512,31 @@ tf_err tf_async_server_new(tf_evb *evb, tf_async_server **out)
     if (!evb || !out)
         return TF_ERR_INVALID_ARGUMENT;
     tf_async_server *s = tf__calloc(1, sizeof *s);
-    if (!s)
-        return TF_ERR_NOMEM;
-    s->evb = evb;
-    s->lfd = -1;
-    s->sink = tf__evsink_new();
-    if (!s->sink) {
+    tf_evb **loops = tf__alloc(sizeof *loops);
+    if (!s || !loops || pthread_mutex_init(&s->mu, NULL) != 0) {
         free(s);
+        free(loops);
         return TF_ERR_NOMEM;
     }
+    if (pthread_cond_init(&s->cv, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        free(loops);
+        return TF_ERR_NOMEM;
+    }
+    s->sink = tf__evsink_new();
+    if (!s->sink) {
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        free(loops);
+        return TF_ERR_NOMEM;
+    }
+    s->evb = evb;
+    loops[0] = evb;
+    s->loops = loops;
+    s->nloops = 1;
+    s->lfd = -1;
     atomic_init(&s->state, SV_NEW);
     *out = s;
     return TF_OK;
@@ -419,6 +576,8 @@ static tf_err init(tf_async_server *s, const char *addr, int given, const tf_tcp
         rc = tf__mem_budget_new(s->cfg.recv_mem_budget > 0 ? (size_t)s->cfg.recv_mem_budget
                                                            : SIZE_MAX,
                                 &s->budget);
+    if (rc == TF_OK) /* no connection yet: a second try (after a failed init) sets them anew */
+        rc = tf__mem_budget_set_loops(s->budget, s->loops, s->nloops);
     if (rc != TF_OK) {
         if (given >= 0)
             close(given);
@@ -450,7 +609,9 @@ static tf_err init(tf_async_server *s, const char *addr, int given, const tf_tcp
         close(s->lfd);
         s->lfd = -1;
         tf__unix_owned_release(&s->owned);
+        pthread_mutex_lock(&s->mu);
         s->shut_done = true;
+        pthread_mutex_unlock(&s->mu);
         return rc;
     }
     return TF_OK;
@@ -480,17 +641,38 @@ tf_err tf_async_server_init_fd(tf_async_server *s, int fd, const tf_tcp_config *
 void tf_async_server_on_accept(tf_async_server *s, tf_async_accept_cb cb, void *arg)
 {
     if (s) {
+        pthread_mutex_lock(&s->mu);
         s->acb = cb;
         s->aarg = arg;
+        pthread_mutex_unlock(&s->mu);
     }
 }
 
 void tf_async_server_on_reject(tf_async_server *s, tf_async_reject_cb cb, void *arg)
 {
     if (s) {
+        pthread_mutex_lock(&s->mu);
         s->rcb = cb;
         s->rarg = arg;
+        pthread_mutex_unlock(&s->mu);
     }
+}
+
+tf_err tf_async_server_add_loop(tf_async_server *s, tf_evb *evb)
+{
+    if (!s || !evb)
+        return TF_ERR_INVALID_ARGUMENT;
+    if (atomic_load_explicit(&s->state, memory_order_acquire) != SV_NEW)
+        return TF_ERR_BAD_STATE;
+    for (size_t i = 0; i < s->nloops; i++)
+        if (s->loops[i] == evb)
+            return TF_ERR_INVALID_ARGUMENT;
+    tf_evb **l = realloc(s->loops, (s->nloops + 1) * sizeof *l);
+    if (!l)
+        return TF_ERR_NOMEM;
+    l[s->nloops++] = evb;
+    s->loops = l;
+    return TF_OK;
 }
 
 static void accept_task(void *arg)
@@ -498,7 +680,9 @@ static void accept_task(void *arg)
     item *w = arg;
     tf_async_server *s = (tf_async_server *)w->c; /* smuggled in by tf_async_server_accept */
     w->c = NULL;
+    pthread_mutex_lock(&s->mu);
     if (s->shut_done) {
+        pthread_mutex_unlock(&s->mu);
         tf_promise_fail(w->p, TF_ERR_SHUTDOWN, 0);
         tf_promise_free(w->p);
         free(w);
@@ -507,9 +691,11 @@ static void accept_task(void *arg)
     item *it = pop(&s->ready, &s->ready_tail);
     if (!it) {
         push(&s->waiting, &s->waiting_tail, w);
+        pthread_mutex_unlock(&s->mu);
         return;
     }
     s->nready--;
+    pthread_mutex_unlock(&s->mu);
     tf_promise_set(w->p, TF_OK, 0, it->c, tf__async_conn_dtor);
     tf_promise_free(w->p);
     free(w);
@@ -526,7 +712,10 @@ tf_err tf_async_server_accept(tf_async_server *s, tf_future **out)
     int st = atomic_load_explicit(&s->state, memory_order_acquire);
     if (st == SV_SHUT)
         return TF_ERR_SHUTDOWN;
-    if (st != SV_LISTENING || s->acb)
+    pthread_mutex_lock(&s->mu);
+    bool cb = s->acb != NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (st != SV_LISTENING || cb)
         return TF_ERR_BAD_STATE;
     item *w = tf__alloc(sizeof *w);
     tf_future *f = NULL;
@@ -571,12 +760,27 @@ tf_err tf_async_server_shutdown(tf_async_server *s)
     if (prev == SV_NEW || prev == SV_STARTING) {
         /* Never listened, or its init is between its two steps: that init closes its own
          * socket when it sees SHUT. */
+        pthread_mutex_lock(&s->mu);
         s->shut_done = true;
+        pthread_mutex_unlock(&s->mu);
+        tf__evsink_close(s->sink, false); /* no connection ever: no event runs */
         return TF_OK;
     }
     tf_err rc = tf__evb_teardown_wait(s->evb, shutdown_task, s); /* any thread, another loop's */
     if (rc == TF_ERR_SHUTDOWN)
         tf__evb_wait_stopped(s->evb); /* its stop hook shut the server down */
+    free_orphans(s);
+    /* No callback or event starts any more (shut_done, the sink closed); wait for those running
+     * on other loops' threads, unless called from inside one (it would wait for itself, or two
+     * for each other). */
+    bool inside = cb_server == s || tf__evsink_inside(s->sink);
+    if (!inside) {
+        pthread_mutex_lock(&s->mu);
+        while (s->in_cb > 0)
+            pthread_cond_wait(&s->cv, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+    }
+    tf__evsink_close(s->sink, !inside);
     return TF_OK;
 }
 
@@ -611,8 +815,7 @@ tf_err tf_async_server_on_event(tf_async_server *s, tf_async_event_cb cb, void *
 {
     if (!s)
         return TF_ERR_INVALID_ARGUMENT;
-    s->sink->fn = cb;
-    s->sink->arg = arg;
+    tf__evsink_set(s->sink, cb, arg);
     return TF_OK;
 }
 
@@ -628,10 +831,22 @@ void tf_async_server_free(tf_async_server *s)
     tf_async_server_shutdown(s);
     tf__mem_budget_unref(s->budget);
     tf__evsink_unref(s->sink);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s->loops);
     free(s);
 }
 
 uint64_t tf__async_server_accept_calls(const tf_async_server *s)
 {
     return atomic_load_explicit(&s->accept_calls, memory_order_relaxed);
+}
+
+size_t tf__async_server_loop_live(const tf_async_server *s, const tf_evb *evb)
+{
+    const tf__mem_budget *b = s->budget;
+    for (size_t i = 0; b && i < b->nloops; i++)
+        if (b->loops[i] == evb)
+            return atomic_load_explicit(&b->loop_live[i], memory_order_relaxed);
+    return 0;
 }

@@ -28,3 +28,6 @@ chaos:
 	  grep -E '^chaos|SUMMARY|WARNING: ThreadSanitizer|WATCHDOG' $$res.log | head -n 200; \
 	  [ "$$(cut -d' ' -f2 $$res)" = 0 ] || status=1; \
 	done; exit $$status
+
+# One server over several loops (tests/test_async_multi.c, issue 25 item 6).
+TSAN_TESTS += test_async_multi

@@ -55,3 +55,13 @@ tfbench-quick:
 	fi
 
 CHECK_EXTRA += tfbench-quick
+
+# The fairness figures of issue 25 item 6 (bench/fairness.c): a good client's echo latency under
+# four clients streaming 60 MiB frames, before (io_budget unlimited, one loop) and after (the
+# default io_budget; on two loops). Prints figures; never fails on a timing.
+#   make bench-fairness [FAIRNESS_ARGS="probes frame_mib fat_clients"]
+FAIRNESS_ARGS ?=
+.PHONY: bench-fairness
+bench-fairness:
+	@$(MAKE) --no-print-directory V=plain build/plain/bench/fairness
+	build/plain/bench/fairness $(FAIRNESS_ARGS)

@@ -173,6 +173,18 @@ static void set_interest(tf_async_conn *c, unsigned want)
         close(s->hs[i].fd);#    (void)n;#test_sync_server#*shutdown_unblocks_handshake *silent_clients_do_not_delay"
   "sync-closed-poisons#sync_conn.c#            return closed(c); /* a later receive reads the EOF again: CLOSED again */#            return recv_fail(c, e, 0);#test_sync_conn#*half_close_reply_after_closed"
   "sync-alloc-declared-length#sync_conn.c#    size_t cap = len < GROW_MIN ? len : GROW_MIN, have = 0;#    size_t cap = len, have = 0;#test_sync_conn#*commits_as_bytes_arrive"
+  # ---- one server over several loops (issue 25 item 6)
+  "multi-first-loop-only#async_server.c#        if (n < fewest && !tf__evb_stopping(b->loops[i])) {#        if (i == 0) {#test_async_multi#*spread_echo *accept_futures *max_conns"
+  "multi-verdict-ignores-claim#async_server.c#    if (n->claimed) {
+        pthread_mutex_unlock(&s->mu); /* the shutdown frees c and n */
+        return;
+    }#    if (0) {
+    }#test_async_multi@asan#*free_from_any_thread *shutdown_inside_callback"
+  "multi-shutdown-frees-on-server-loop#async_server.c#    shut_down(arg);
+}#    shut_down(arg);
+    free_orphans(arg);
+}#test_async_multi#*free_from_any_thread"
+  "multi-shutdown-skips-callback-wait#async_server.c#        while (s->in_cb > 0)#        while (0)#test_async_multi#*shutdown_waits_for_callbacks"
 )
 
 # Every entry, split: NAME FILE FROM TO BIN FILTER (globals of the current one).

@@ -6,10 +6,11 @@
 # on), storms of such clients (10 lines a second, then a summary), a half-closing client's
 # 8 MiB echo (async and --sync), a server with a wrong magic, an oversized reply, a reply
 # timeout, refused connections, bad addresses and options, [::1], SIGTERM/SIGINT exit codes,
-# --count, stdout closed early; an inherited listening socket (-l fd:N) and systemd socket
-# activation (-l systemd: a launcher passes the socket as fd 3 with LISTEN_FDS=1 and
-# LISTEN_PID), --local, --tos, --device; Unix-domain sockets (a path and an abstract name);
-# -v's statistics line per client and --stats' JSON lines of the server's counters.
+# --count, stdout closed early, --threads 2 (clients on both loops); an inherited listening
+# socket (-l fd:N) and systemd socket activation (-l systemd: a launcher passes the socket as
+# fd 3 with LISTEN_FDS=1 and LISTEN_PID), --local, --tos, --device; Unix-domain sockets (a path
+# and an abstract name); -v's statistics line per client and --stats' JSON lines of the
+# server's counters.
 #
 #   TFCAT=build/bin/tfcat tests/test_tfcat.sh        (make check runs it via check-tfcat)
 #
@@ -332,15 +333,89 @@ test_tfcat_half_close_large_reply() {
   done
 }
 
+# 1,500,000 lines from an async and a sync client through the async echo server, which pauses
+# reading while its send queue is full: every echo comes back, nobody is dropped.
+#
+# Issue 25 item 8: under load (two to four copies at once beside a CPU hog and other work) it
+# failed in 5 of 272 runs, always with the async client, both ends stuck for TCP_USER_TIMEOUT's
+# 60 s ("send: connection timed out" or "reset by peer" here, "dropped: connection timed out"
+# from the server). The sockets then (ss, captured after 40 s): the server, paused for its full
+# send queue, had its receive queue over its buffer (r2115072 > rb2097152) and had processed no
+# ACK for 27-35 s, although the client had every byte the server sent (its bytes_received passed
+# the server's bytes_acked; the server got DSACKs) or had an open window (the server sat in
+# zero-window probing); the client in RTO back-off with cwnd 1; TcpExtBeyondWindow and
+# TcpExtTCPRcvQDrop rising. Our reading: Linux (6.17+; 6.18 here) drops a segment that ends beyond the window of
+# a receiver whose receive queue is not empty, with the ACK it carries, so a receiver that reads
+# again only once its own sends drain never sees them acknowledged. Not fixed yet; stall_watch
+# prints the sockets when a client runs for 40 s, so a failure shows which side stopped.
+stall_watch() { # PORT PID: after 40 s of PID, the TCP state of PORT's sockets into $tmp/stall
+  local end=$((SECONDS + 40))
+  while kill -0 "$2" 2>/dev/null; do
+    if [ $SECONDS -ge $end ]; then
+      { echo "after 40 s:"; ss -tnmoi "( sport = :$1 or dport = :$1 )" 2>&1
+        nstat -az TcpExtBeyondWindow TcpExtTCPRcvQDrop TcpExtTCPACKSkippedSeq 2>&1; } >"$tmp/stall"
+      return
+    fi
+    sleep 0.5
+  done
+}
+echo_client() { # MODE: 1,500,000 lines through the echo server; the sockets shown if it fails
+  rm -f "$tmp/stall"
+  seq 1 1500000 | tfcat $1 "$ADDR" & local c=$!
+  stall_watch "$PORT" $c & local w=$!
+  wait $c; local rc=$?
+  wait $w
+  [ $rc = 0 ] && return 0
+  say "${1:-async} client: exit $rc"; show "$tmp/s.err"
+  [ -f "$tmp/stall" ] && sed 's/^/      | /' "$tmp/stall"
+  return 1
+}
 test_tfcat_echo_backpressure() {
   local LIMIT=300 # 3 million messages: slow under ASan on a busy machine
   serve s -v --echo -l 127.0.0.1:0 || return 1
-  seq 1 1500000 | tfcat "$ADDR" || { say "async client"; show "$tmp/s.err"; return 1; }
-  seq 1 1500000 | tfcat --sync "$ADDR" || { say "sync client"; show "$tmp/s.err"; return 1; }
+  echo_client "" || return 1
+  echo_client --sync || return 1
   wait_for "$tmp/s.err" 'closed after 1500000 messages' || return 1
   stop "$SRV" || return 1
   if grep dropped "$tmp/s.err"; then return 1; fi
   grep 'reading paused' "$tmp/s.err" | head -2 | sed 's/^/    (/; s/$/)/'
+}
+
+# Issue 25 item 6: --threads 2: the clients are spread over both loops (round robin when they
+# come one after another), every echo comes back, 4 clients streaming at once as well, and
+# SIGTERM with clients connected on both loops exits cleanly.
+test_tfcat_listen_threads() {
+  serve s -v --echo --threads 2 -l 127.0.0.1:0 || return 1
+  local i
+  for i in 1 2; do
+    seq 1 2000 | tfcat --recv "$ADDR" >"$tmp/c$i.out" || { say "client $i"; return 1; }
+    assert_eq "$(wc -l <"$tmp/c$i.out")" 2000 "(echoes of client $i)" || return 1
+    assert_eq "$(tail -1 "$tmp/c$i.out")" 2000 || return 1
+  done
+  assert_grep "$tmp/s.err" ': accepted on loop 1$' || return 1
+  assert_grep "$tmp/s.err" ': accepted on loop 2$' || return 1
+  local pids=()
+  for i in 3 4 5 6; do
+    seq 1 200000 | tfcat "$ADDR" 2>"$tmp/c$i.err" &
+    pids+=($!); bg+=($!)
+  done
+  for p in "${pids[@]}"; do
+    reap "$p"
+    assert_eq "$RC" 0 "(a streaming client)" || { show "$tmp/s.err"; return 1; }
+  done
+  wait_for "$tmp/s.err" 'closed after 200000 messages' || return 1
+  assert_eq "$(grep -c 'closed after 200000 messages' "$tmp/s.err")" 4 || { show "$tmp/s.err"; return 1; }
+  # two idle clients still connected, then SIGTERM
+  exec {c1}<>"/dev/tcp/127.0.0.1/$PORT"; printf 'UNIF' >&$c1
+  exec {c2}<>"/dev/tcp/127.0.0.1/$PORT"; printf 'UNIF' >&$c2
+  local end=$((SECONDS + LIMIT))
+  until [ "$(grep -c ': accepted' "$tmp/s.err")" -ge 8 ]; do
+    [ $SECONDS -lt $end ] || { say "idle clients not accepted"; show "$tmp/s.err"; return 1; }
+    sleep 0.02
+  done
+  stop "$SRV" || return 1
+  exec {c1}>&- {c2}>&-
+  if grep dropped "$tmp/s.err"; then return 1; fi
 }
 
 # Bad clients are dropped with one line each; a good client still gets through.
@@ -487,6 +562,10 @@ host.invalid:7|"host.invalid:7"
 |missing ADDR
 -l 127.0.0.1:0 --recv|for connecting
 --echo 127.0.0.1:1|--echo is for listening
+-l 127.0.0.1:0 --threads 0|--threads: bad value
+-l 127.0.0.1:0 --threads 65|--threads: bad value
+-l 127.0.0.1:0 --sync --threads 2|--threads is for the async listener
+--threads 2 127.0.0.1:1|--threads is for the async listener
 EOF
   tfcat --help >"$tmp/h" || return 1
   assert_grep "$tmp/h" 'one thread per client' || return 1

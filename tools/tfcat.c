@@ -5,7 +5,8 @@
  *   tfcat [options] -l systemd  ... on the socket systemd passed (socket activation)
  *   tfcat [options] ADDR        connect: send each line of stdin as one message
  *
- * Built on the public API only: the async server and client on one tf_evb loop by default;
+ * Built on the public API only: the async server and client on one tf_evb loop by default (the
+ * server on --threads N loops);
  * --sync uses the blocking server and connections (one thread per client). Messages to humans
  * go to stderr as one line each, "tfcat: ADDR: what: reason". Exit status: 0 success, 1 a
  * runtime failure, 2 a usage error.
@@ -49,6 +50,7 @@ typedef struct opts {
     /* a public-facing listener's limits (listen only; 0: off) */
     long long mem_budget, idle_ms, progress_ms, max_conns;
     long long stats_s; /* --stats SECONDS: server counters as JSON on stderr; 0: off */
+    long long threads; /* --threads: event loops of the async server */
 } opts;
 
 static opts o = {.count = -1,
@@ -60,7 +62,8 @@ static opts o = {.count = -1,
                  .mem_budget = 1ll << 30,
                  .idle_ms = 300000,
                  .progress_ms = 60000,
-                 .max_conns = 4096};
+                 .max_conns = 4096,
+                 .threads = 1};
 
 /* One line at a time on stderr, and nothing before "listening on" (main holds the lock until it
  * has printed that line). */
@@ -517,9 +520,12 @@ typedef struct held {
     bool last; /* the --count-th message */
 } held;
 
-/* One client of the async server. Everything here lives on the loop thread. */
+struct lane;
+
+/* One client of the async server. Everything here lives on its connection's loop thread. */
 typedef struct aclient {
-    struct aclient *prev, *next; /* every live client, for the teardown */
+    struct lane *ln;             /* its loop's */
+    struct aclient *prev, *next; /* every live client of the loop, for the teardown */
     tf_async_conn *c;
     char peer[TF_ADDRSTR_LEN];
     long long msgs;
@@ -529,7 +535,15 @@ typedef struct aclient {
     long long pauses;  /* times reading paused for a full send queue (-v) */
 } aclient;
 
-static aclient *clients;
+/* One event loop of the async server (--threads N: N of them, each on its own thread; the
+ * server spreads the clients over them) and its clients, touched on that loop's thread only. */
+typedef struct lane {
+    tf_evb *evb;
+    aclient *clients;
+} lane;
+
+static lane *lanes;
+static long long nlanes;
 
 /* Forget the client and free its connection (also from the connection's own callbacks). */
 static void client_free(aclient *a)
@@ -537,7 +551,7 @@ static void client_free(aclient *a)
     if (a->prev)
         a->prev->next = a->next;
     else
-        clients = a->next;
+        a->ln->clients = a->next;
     if (a->next)
         a->next->prev = a->prev;
     a->closing = true;
@@ -699,24 +713,31 @@ static void on_msg(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data
     }
 }
 
+/* On the connection's loop thread. */
 static void on_accept(tf_async_server *s, tf_async_conn *c, void *arg)
 {
     (void)s;
     (void)arg;
-    aclient *a = calloc(1, sizeof *a);
+    lane *ln = NULL;
+    for (long long i = 0; i < nlanes && !ln; i++)
+        if (lanes[i].evb == tf_async_conn_evb(c))
+            ln = &lanes[i];
+    aclient *a = ln ? calloc(1, sizeof *a) : NULL;
     if (!a) {
         tf_async_conn_free(c);
         return;
     }
+    a->ln = ln;
     a->c = c;
-    a->next = clients;
-    if (clients)
-        clients->prev = a;
-    clients = a;
+    a->next = ln->clients;
+    if (ln->clients)
+        ln->clients->prev = a;
+    ln->clients = a;
     if (tf_async_conn_peer(c, a->peer, sizeof a->peer) != TF_OK)
         snprintf(a->peer, sizeof a->peer, "?");
     if (o.verbose)
-        say("%s: accepted", a->peer);
+        say("%s: accepted%s%lld", a->peer, nlanes > 1 ? " on loop " : "",
+            nlanes > 1 ? (long long)(ln - lanes) + 1 : 0);
     tf_err e = tf_async_conn_on_end(c, on_conn_end, a);
     if (e == TF_OK)
         e = tf_async_conn_stream(c, on_msg, a);
@@ -726,12 +747,26 @@ static void on_accept(tf_async_server *s, tf_async_conn *c, void *arg)
     }
 }
 
-/* The teardown, on the loop thread: free every client still connected. */
+/* The teardown, on a loop's thread: free every client of it still connected. */
 static void free_clients(void *arg)
 {
-    (void)arg;
-    while (clients)
-        client_free(clients);
+    lane *ln = arg;
+    while (ln->clients)
+        client_free(ln->clients);
+}
+
+/* Stop and free the loops (and the lanes). */
+static void lanes_free(void)
+{
+    for (long long i = 0; i < nlanes; i++) {
+        if (lanes[i].evb) {
+            tf_evb_stop(lanes[i].evb);
+            tf_evb_free(lanes[i].evb);
+        }
+    }
+    free(lanes);
+    lanes = NULL;
+    nlanes = 0;
 }
 
 /* -v: a client's statistics when it ends (the CLOSED event comes before on_conn_end). */
@@ -784,13 +819,22 @@ static void wait_for_end(const sigset_t *set)
 
 static int listen_async(const char *addr, const tf_tcp_config *cfg, const sigset_t *set)
 {
-    tf_evb *evb = NULL;
     tf_async_server *srv = NULL;
     tf_errmsg msg;
-    if (tf_evb_new(&evb) != TF_OK || tf_evb_start(evb) != TF_OK ||
-        tf_async_server_new(evb, &srv) != TF_OK) {
-        say("%s: cannot start the event loop: %s", addr, strerror(errno));
+    lanes = calloc((size_t)o.threads, sizeof *lanes);
+    bool ok = lanes != NULL;
+    for (long long i = 0; ok && i < o.threads; i++) {
+        nlanes = i + 1;
+        ok = tf_evb_new(&lanes[i].evb) == TF_OK && tf_evb_start(lanes[i].evb) == TF_OK;
+    }
+    ok = ok && tf_async_server_new(lanes[0].evb, &srv) == TF_OK;
+    for (long long i = 1; ok && i < nlanes; i++)
+        ok = tf_async_server_add_loop(srv, lanes[i].evb) == TF_OK;
+    if (!ok) {
+        say("%s: cannot start the event loops: %s", addr, strerror(errno));
         pthread_mutex_unlock(&err_mu);
+        tf_async_server_free(srv);
+        lanes_free();
         return EXIT_RUNTIME;
     }
     tf_async_server_on_accept(srv, on_accept, NULL);
@@ -807,7 +851,7 @@ static int listen_async(const char *addr, const tf_tcp_config *cfg, const sigset
         fprintf(stderr, "tfcat: %s\n", msg.text[0] ? msg.text : tf_strerror(e));
         pthread_mutex_unlock(&err_mu);
         tf_async_server_free(srv);
-        tf_evb_free(evb);
+        lanes_free();
         return e == TF_ERR_BAD_ADDRESS || e == TF_ERR_INVALID_ARGUMENT ? EXIT_USAGE : EXIT_RUNTIME;
     }
     fprintf(stderr, "listening on %s\n", bound);
@@ -815,12 +859,14 @@ static int listen_async(const char *addr, const tf_tcp_config *cfg, const sigset
     pthread_mutex_unlock(&err_mu);
 
     wait_for_end(set);
-    /* Stop accepting, free every client on the loop, then stop the loop. */
+    /* Stop accepting, free every client on its loop, then stop the loops. */
     tf_async_server_shutdown(srv);
-    tf_evb_dispatch_and_wait(evb, free_clients, NULL);
-    tf_evb_stop(evb);
+    for (long long i = 0; i < nlanes; i++)
+        tf_evb_dispatch_and_wait(lanes[i].evb, free_clients, &lanes[i]);
+    for (long long i = 0; i < nlanes; i++)
+        tf_evb_stop(lanes[i].evb);
     tf_async_server_free(srv);
-    tf_evb_free(evb);
+    lanes_free();
     pthread_mutex_lock(&out_mu);
     fflush(stdout);
     pthread_mutex_unlock(&out_mu);
@@ -1267,8 +1313,9 @@ static const char help[] =
     "or a Unix-domain socket: unix:/run/app.sock (a file, removed when the server stops)\n"
     "or unix:@name (an abstract name).\n"
     "\n"
-    "Listen (-l): serves many clients at once on one event loop (async server), or with\n"
-    "--sync on the blocking server and connections, one thread per client. The first line on\n"
+    "Listen (-l): serves many clients at once on one event loop (async server; --threads N:\n"
+    "N loops on N threads), or with --sync on the blocking server and connections, one thread\n"
+    "per client. The first line on\n"
     "stderr is \"listening on HOST:PORT\" with the bound port (ADDR may use port 0). Every\n"
     "message is printed to stdout as its payload and a newline. A client that fails the\n"
     "handshake or breaks the protocol is dropped with one line on stderr (at most 10 a\n"
@@ -1312,6 +1359,8 @@ static const char help[] =
     "                             MS (default 60000; 0: never)\n"
     "      --max-conns N   (listen) clients at once; more are closed at once (default 4096;\n"
     "                      0: no cap)\n"
+    "      --threads N     (listen) event loops, each on its own thread; each new client\n"
+    "                      goes to the loop with the fewest clients (default 1, at most 64)\n"
     "  -4, -6              IPv4 / IPv6 addresses only\n"
     "  -v, --verbose       one line on stderr per connection event; (listen) a line of each\n"
     "                      client's statistics when it ends (messages, bytes, pauses)\n"
@@ -1341,6 +1390,7 @@ enum {
     OPT_IDLE,
     OPT_PROGRESS,
     OPT_MAXCONNS,
+    OPT_THREADS,
     OPT_DEVICE,
     OPT_LOCAL,
     OPT_TOS,
@@ -1423,6 +1473,7 @@ static void parse_args(int argc, char **argv)
         {"idle-timeout", required_argument, NULL, OPT_IDLE},
         {"progress-timeout", required_argument, NULL, OPT_PROGRESS},
         {"max-conns", required_argument, NULL, OPT_MAXCONNS},
+        {"threads", required_argument, NULL, OPT_THREADS},
         {"device", required_argument, NULL, OPT_DEVICE},
         {"local", required_argument, NULL, OPT_LOCAL},
         {"tos", required_argument, NULL, OPT_TOS},
@@ -1491,6 +1542,9 @@ static void parse_args(int argc, char **argv)
         case OPT_MAXCONNS:
             o.max_conns = parse_num("--max-conns", optarg, 0, INT32_MAX, false);
             break;
+        case OPT_THREADS:
+            o.threads = parse_num("--threads", optarg, 1, 64, false);
+            break;
         case OPT_DEVICE:
             o.device = optarg;
             break;
@@ -1546,6 +1600,8 @@ static void parse_args(int argc, char **argv)
     }
     if (o.raw && o.hex)
         usage_fail("--raw and --hex both given: choose one");
+    if (o.threads > 1 && (o.sync || !o.listen))
+        usage_fail("--threads is for the async listener (-l without --sync)");
 }
 
 int main(int argc, char **argv)

@@ -268,12 +268,15 @@ typedef void (*tf_async_event_cb)(tf_async_conn *c, tf_conn_event ev, tf_err err
 /* ---------------------------------------------------------------- server */
 
 /* A connection accepted and handshaken, handed to the callback (which owns it now). Runs on
- * the loop thread. On shutdown it is not called. */
+ * the connection's loop thread (tf_async_conn_evb: with several loops, see
+ * tf_async_server_add_loop, callbacks for connections on different loops may run at the same
+ * time). Once the server is shut down it is not called. */
 typedef void (*tf_async_accept_cb)(tf_async_server *s, tf_async_conn *c, void *arg);
-/* A client dropped in the handshake (wrong magic, early close, silent past the deadline), or at
- * once because the server is at cfg->max_conns (BUSY) or its uid is not allowed (PEER_DENIED:
- * cfg->unix_peer_uid / unix_peer_same_uid, SPEC 9.9): its address, the reason and os_err. Runs
- * on the loop thread. */
+/* A client dropped in the handshake (wrong magic, early close, silent past the deadline): on
+ * the thread of the loop its handshake ran on; or at once because the server is at
+ * cfg->max_conns (BUSY) or its uid is not allowed (PEER_DENIED: cfg->unix_peer_uid /
+ * unix_peer_same_uid, SPEC 9.9): on the server's loop thread. Its address, the reason and
+ * os_err. */
 typedef void (*tf_async_reject_cb)(tf_async_server *s, const char *peer, tf_err err, int os_err,
                                    void *arg);
 
@@ -311,6 +314,20 @@ TF_API tf_err tf_async_server_init_fd(tf_async_server *s, int fd, const tf_tcp_c
 TF_API void tf_async_server_on_accept(tf_async_server *s, tf_async_accept_cb cb, void *arg);
 TF_API void tf_async_server_on_reject(tf_async_server *s, tf_async_reject_cb cb, void *arg);
 
+/* Spread the server's connections over one more loop (SPEC 9.7 "Several loops"); call before
+ * init, on the thread that calls init. |evb| is borrowed: it must outlive every connection
+ * placed on it. The server's own loop accepts; each new client goes to the loop (its own or an
+ * added one) with the fewest of the server's connections now, and its connection lives there
+ * from the handshake on: its callbacks, the accept callback and an accept future's resolution
+ * run on that loop's thread. cfg->max_conns, cfg->recv_mem_budget and tf_async_server_active
+ * count over all loops. Freeing such a connection from another loop's thread blocks that loop
+ * (see Lifetime above).
+ *   TF_OK
+ *   TF_ERR_INVALID_ARGUMENT  s or evb NULL, or evb is one of the server's loops already
+ *   TF_ERR_BAD_STATE         init was called (the loops are fixed from then on)
+ *   TF_ERR_NOMEM */
+TF_API tf_err tf_async_server_add_loop(tf_async_server *s, tf_evb *evb);
+
 /* The next handshaken connection as a future (owned tf_async_conn *, destructor
  * tf_async_conn_free: take it with tf_future_get). Pending accepts are served in order.
  *   TF_OK; TF_ERR_BAD_STATE (not initialised; or an accept callback is set); TF_ERR_SHUTDOWN;
@@ -336,8 +353,10 @@ TF_API uint64_t tf_async_server_active(const tf_async_server *s);
  *   TF_ERR_INVALID_ARGUMENT  s or out NULL, or out->size < 4 */
 TF_API tf_err tf_async_server_stats(const tf_async_server *s, tf_server_stats *out);
 
-/* The connection events of the server's clients (see tf_async_event_cb), on the loop thread;
- * cb NULL removes it. Set it before init (or on the loop thread). Order per client:
+/* The connection events of the server's clients (see tf_async_event_cb), on the thread of the
+ * client's loop (with several loops, events of clients on different loops may run at the same
+ * time); cb NULL removes it. Any thread; an event already under way may still run once with the
+ * callback it started with. Order per client:
  * TF_CONN_CONNECTED when its handshake completed, before the accept callback (or the accept
  * future, or the ready queue) gets the connection; or TF_CONN_HANDSHAKE_FAILED with the reason,
  * before the reject callback (a client turned away over cfg->max_conns has no connection and no
@@ -345,7 +364,8 @@ TF_API tf_err tf_async_server_stats(const tf_async_server *s, tf_server_stats *o
  * TF_CONN_CLOSED once, when it fails, its close ends, it is aborted (CANCELLED), its loop stops
  * (SHUTDOWN) or it is freed while healthy (CANCELLED, inside the free): before its pending
  * operations complete with that reason and before its end callback (tf_async_conn_on_end). A
- * half-close is no CLOSED. No event follows tf_async_server_shutdown.
+ * half-close is no CLOSED. No event follows tf_async_server_shutdown (it waits for one under
+ * way, unless called inside it).
  *   TF_OK; TF_ERR_INVALID_ARGUMENT (s NULL). */
 TF_API tf_err tf_async_server_on_event(tf_async_server *s, tf_async_event_cb cb, void *arg);
 
@@ -357,9 +377,14 @@ TF_API tf_err tf_async_server_mem_use(const tf_async_server *s, size_t *used, si
                                       uint64_t *waits);
 
 /* Stop (any thread, idempotent): pending accepts resolve with SHUTDOWN, handshakes in progress
- * and unclaimed connections are closed, the listen socket is closed once (and the socket file
- * init bound removed, if the path still is that file: SPEC 9.9). Off the loop thread
- * it returns when that is done. TF_OK; TF_ERR_INVALID_ARGUMENT. */
+
+ * and unclaimed connections are closed (on every loop of the server), the listen socket is
+ * closed once (and the socket file init bound removed, if the path still is that file: SPEC
+ * 9.9). It returns when that is done and no accept or reject callback runs any more on any
+ * loop -- except one called inside such a callback, which does not wait for the others (with
+ * several loops, a callback that blocks on the caller's loop would wait for it forever).
+ * Connections handed out are the caller's and stay open.
+ *   TF_OK; TF_ERR_INVALID_ARGUMENT. */
 TF_API tf_err tf_async_server_shutdown(tf_async_server *s);
 
 /* Shut down and free. Any thread but never inside the server's own callbacks. NULL: no-op.
@@ -388,7 +413,7 @@ TF_API tf_err tf_async_client_connect(tf_async_client *cl, const char *addr, tf_
                                       tf_errmsg *msg);
 
 /* The connection events of the client's connects (see tf_async_event_cb), on the loop thread;
- * cb NULL removes it. Set it before the first connect (or on the loop thread). Per connect:
+ * cb NULL removes it. Any thread. Per connect:
  * TF_CONN_CONNECTED when the handshake completed, before the future resolves to the
  * connection; or TF_CONN_HANDSHAKE_FAILED (BAD_MAGIC, CLOSED, TRUNCATED, TIMEOUT, IO) before
  * the future fails (a connect that never reached the handshake has no event). Then
