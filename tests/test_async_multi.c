@@ -664,6 +664,121 @@ static void test_multi_add_loop_refusals(void **state)
     tu_fx_end(&fx);
 }
 
+/* ---------------------------------------------------------------- events over several loops */
+
+/* Connection events (obs.h) of a server over three loops: CONNECTED on the connection's loop
+ * thread before its accept callback, a bad magic's HANDSHAKE_FAILED, CLOSED for a connection
+ * freed while the server runs; events of different loops may run at once (the counters are atomic); after the
+ * shutdown no event runs, and a slow event under way on another loop is waited for. */
+typedef struct evs {
+    mfx *f;
+    atomic_int connected, failed, closed, wrong_thread, accepted_before_connected, after_shut;
+    atomic_bool shut;
+    atomic_int slow;         /* 1: the next CLOSED event sleeps (the shutdown must wait) */
+    atomic_int in_slow;      /* a slow event is running */
+    tf_async_conn *conns[16];
+    atomic_int n;
+} evs;
+
+static void evs_event(tf_async_conn *c, tf_conn_event ev, tf_err err, int os_err, void *arg)
+{
+    (void)err, (void)os_err;
+    evs *e = arg;
+    if (atomic_load(&e->shut))
+        atomic_fetch_add(&e->after_shut, 1);
+    if (!tf_evb_in_loop_thread(tf_async_conn_evb(c)))
+        atomic_fetch_add(&e->wrong_thread, 1);
+    if (ev == TF_CONN_CONNECTED)
+        atomic_fetch_add(&e->connected, 1);
+    else if (ev == TF_CONN_HANDSHAKE_FAILED)
+        atomic_fetch_add(&e->failed, 1);
+    else if (ev == TF_CONN_CLOSED) {
+        atomic_fetch_add(&e->closed, 1);
+        int one = 1;
+        if (atomic_compare_exchange_strong(&e->slow, &one, 0)) {
+            atomic_store(&e->in_slow, 1);
+            usleep(200000); /* the shutdown, made meanwhile, must return after this */
+            atomic_store(&e->in_slow, 2);
+        }
+    }
+}
+
+static void evs_accept(tf_async_server *s, tf_async_conn *c, void *arg)
+{
+    (void)s;
+    evs *e = arg;
+    if (atomic_load(&e->connected) <= atomic_load(&e->n))
+        atomic_fetch_add(&e->accepted_before_connected, 1);
+    int k = atomic_fetch_add(&e->n, 1);
+    TIO_CHECK(k < 16);
+    if (k < 16)
+        e->conns[k] = c;
+    else
+        tf_async_conn_free(c);
+}
+
+static void *evs_free_one(void *arg)
+{
+    tf_async_conn_free(arg); /* its CLOSED event (slow) runs inside, on its loop */
+    return NULL;
+}
+
+static void test_multi_events(void **state)
+{
+    (void)state;
+    mfx f;
+    evs e = {.f = &f};
+    mfx_start(&f, NULL, evs_accept, &e);
+    assert_int_equal(tf_async_server_on_event(f.s, evs_event, &e), TF_OK);
+    enum { N = 6 };
+    int cl[N];
+    for (int i = 0; i < N; i++)
+        cl[i] = client(f.addr);
+    wait_active(f.s, N);
+    long long end = tio_now_ms() + 30000;
+    while (atomic_load(&e.n) < N && tio_now_ms() < end)
+        usleep(1000);
+    assert_int_equal(atomic_load(&e.n), N);
+    int bad = tu_raw_connect(f.addr);
+    assert_true(tu_write_all(bad, "XXXX", 4));
+    assert_closed(bad);
+    close(bad);
+    end = tio_now_ms() + 30000;
+    while (atomic_load(&e.failed) < 1 && tio_now_ms() < end)
+        usleep(1000);
+    assert_int_equal(atomic_load(&e.connected), N);
+    assert_int_equal(atomic_load(&e.failed), 1);
+    assert_int_equal(atomic_load(&e.accepted_before_connected), 0);
+    /* a slow CLOSED event under way while the server shuts down: the shutdown waits for it */
+    atomic_store(&e.slow, 1);
+    pthread_t t;
+    tf_async_conn *victim = NULL;
+    for (int i = 0; i < N && !victim; i++) /* one not on the server's loop */
+        if (tf_async_conn_evb(e.conns[i]) != f.loops[0])
+            victim = e.conns[i];
+    assert_non_null(victim);
+    for (int i = 0; i < N; i++)
+        if (e.conns[i] == victim)
+            e.conns[i] = NULL;
+    assert_int_equal(pthread_create(&t, NULL, evs_free_one, victim), 0);
+    while (atomic_load(&e.in_slow) == 0)
+        usleep(1000);
+    assert_int_equal(tf_async_server_shutdown(f.s), TF_OK);
+    assert_int_equal(atomic_load(&e.in_slow), 2); /* it returned after the slow event ended */
+    atomic_store(&e.shut, true);
+    pthread_join(t, NULL);
+    for (int i = 0; i < N; i++)
+        if (e.conns[i])
+            tf_async_conn_free(e.conns[i]); /* no CLOSED event: the server is shut down */
+    for (int i = 0; i < N; i++)
+        close(cl[i]);
+    assert_int_equal(atomic_load(&e.after_shut), 0);
+    assert_int_equal(atomic_load(&e.wrong_thread), 0);
+    assert_int_equal(atomic_load(&e.closed), 1); /* the victim's (freed while healthy) */
+    tio_off_main_assert();
+    mfx_end(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -675,6 +790,7 @@ int main(void)
         TIO_TEST(test_multi_max_conns),
         TIO_TEST(test_multi_memory_budget),
         TIO_TEST(test_multi_add_loop_refusals),
+        TIO_TEST(test_multi_events),
     };
     tio_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
