@@ -196,7 +196,7 @@ test_tfcat_lines_sync_server_sync_client_sigint() {
   stop "$SRV" INT || return 1
   printf 'one\ntwo\nthree\n' >"$tmp/want"
   cmp "$tmp/want" "$tmp/s.out" || { show "$tmp/s.out"; return 1; }
-  assert_grep "$tmp/s.err" 'accepted'
+  assert_grep "$tmp/s.err" '^tfcat: [^ ]*: accepted$'
 }
 
 test_tfcat_echo_recv_async_and_sync() {

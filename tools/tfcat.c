@@ -735,9 +735,10 @@ static void on_accept(tf_async_server *s, tf_async_conn *c, void *arg)
     ln->clients = a;
     if (tf_async_conn_peer(c, a->peer, sizeof a->peer) != TF_OK)
         snprintf(a->peer, sizeof a->peer, "?");
-    if (o.verbose)
-        say("%s: accepted%s%lld", a->peer, nlanes > 1 ? " on loop " : "",
-            nlanes > 1 ? (long long)(ln - lanes) + 1 : 0);
+    if (o.verbose && nlanes > 1)
+        say("%s: accepted on loop %lld", a->peer, (long long)(ln - lanes) + 1);
+    else if (o.verbose)
+        say("%s: accepted", a->peer);
     tf_err e = tf_async_conn_on_end(c, on_conn_end, a);
     if (e == TF_OK)
         e = tf_async_conn_stream(c, on_msg, a);
