@@ -218,7 +218,7 @@ static void take(tf_async_server *s, int fd)
     /* n->c is set before the handshake starts; the handshake may end (and free n) inside. The
      * live count is the connection's from here on (its finalize gives it back). */
     atomic_fetch_add_explicit(&s->budget->live, 1u, memory_order_relaxed);
-    if (tf__async_conn_new(s->evb, fd, &s->cfg, s->budget, on_ready, n, &n->c) != TF_OK) {
+    if (tf__async_conn_new(s->evb, fd, &s->cfg, s->budget, true, on_ready, n, &n->c) != TF_OK) {
         atomic_fetch_sub_explicit(&s->budget->live, 1u, memory_order_relaxed);
         hs_unlink(s, n);
         free(n);

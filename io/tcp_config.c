@@ -82,6 +82,7 @@ static const field fields[] = {
     F(progress_timeout_ms, K_I64, 1, MS_MAX),
     F(max_conns, K_I64, 1, INT_MAX),
     F(io_budget, K_SET, 1, INT64_MAX),
+    F(tls, K_PTR, 0, 0),
 };
 #undef F
 
@@ -89,7 +90,7 @@ static const field fields[] = {
 
 /* The table must reach the struct's last field (a field appended without its line would be
  * neither copied nor checked). */
-_Static_assert(offsetof(tf_tcp_config, io_budget) + sizeof(int64_t) == sizeof(tf_tcp_config),
+_Static_assert(offsetof(tf_tcp_config, tls) + sizeof(void *) == sizeof(tf_tcp_config),
                "tf_tcp_config grew: add the new field to the table in io/tcp_config.c");
 
 static int64_t get(const tf_tcp_config *c, const field *f)
