@@ -94,6 +94,10 @@ const char *tf__sync_reason(tf_err err, int os_err, char *buf, size_t len)
 {
     if (os_err == 0 || len == 0)
         return tf_strerror(err);
+    if (err == TF_ERR_TLS || err == TF_ERR_TLS_VERIFY) { /* os_err is OpenSSL's, not errno */
+        snprintf(buf, len, "%s (%d)", tf_strerror(err), os_err);
+        return buf;
+    }
     /* GNU strerror_r may return a static string instead of filling buf. */
     const char *s = strerror_r(os_err, buf, len);
     if (s != buf)
