@@ -318,6 +318,10 @@ void tf_sync_conn_free(tf_sync_conn *c)
 {
     if (!c)
         return;
+    /* A transport with an end of its own (TLS: close_notify) says it, as close() says FIN:
+     * best effort, never blocking; not after a failure or after our shutdown already did. */
+    if (c->x.ops != &tf__xport_tcp && poisoned(c, NULL) == TF_OK && !atomic_load(&c->wr_shut))
+        (void)c->x.ops->shutdown_wr(c->x.ctx);
     tf__xport_close(&c->x);
     close(c->fd);
     free(c);

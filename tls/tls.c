@@ -360,6 +360,20 @@ static tf_err x_failure(void *ctx, int *os_err)
 {
     tls_x *t = ctx;
     pthread_mutex_lock(&t->mu);
+    if (t->fail == TF_OK) {
+        /* A write failed (EPIPE, ECONNRESET) before the peer's alert was read: read it now, so
+         * the reason is the peer's ("certificate required"), not the broken pipe. */
+        uint8_t tmp[256];
+        size_t n = 0;
+        ERR_clear_error();
+        errno = 0;
+        int r = SSL_read_ex(t->ssl, tmp, sizeof tmp, &n);
+        if (r != 1) {
+            unsigned need = 0;
+            int os = 0;
+            (void)classify(t, r, &need, &os);
+        }
+    }
     tf_err e = t->fail;
     *os_err = t->fail_os;
     pthread_mutex_unlock(&t->mu);
