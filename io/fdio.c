@@ -141,9 +141,9 @@ static long fd_writev(void *ctx, const struct iovec *v, int cnt, int *os_err)
     struct msghdr mh = {0};
     mh.msg_iov = (struct iovec *)(uintptr_t)v; /* not written through */
     mh.msg_iovlen = (size_t)cnt;
-    ssize_t n = tf__sys_sendmsg(f->wfd, &mh, MSG_NOSIGNAL);
-    if (n >= 0)
-        return (long)n;
+    ssize_t sent = tf__sys_sendmsg(f->wfd, &mh, MSG_NOSIGNAL);
+    if (sent >= 0)
+        return (long)sent;
     return fail_answer(errno, os_err);
 }
 

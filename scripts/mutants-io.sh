@@ -153,8 +153,10 @@ static void set_interest(tf_async_conn *c, unsigned want)
         finish(at, TF_ERR_CANCELLED, 0, NULL);#test_async_edges@asan#*bug3_client_freed_while_resolving"
   # ---- the sync layer (issue 25)
   "sync-handshakes-one-at-a-time#sync_server.c#        bool listen = n < TF_SYNC_HANDSHAKES && now >= r.pause_until;#        bool listen = n < 1 && now >= r.pause_until;#test_sync_server#*silent_clients_do_not_delay"
-  "sync-handshakes-left-open#sync_server.c#    for (size_t i = 0; i < n; i++)
-        close(s->hs[i].fd);#    (void)n;#test_sync_server#*shutdown_unblocks_handshake *silent_clients_do_not_delay"
+  "sync-handshakes-left-open#sync_server.c#    for (size_t i = 0; i < n; i++) {
+        tf__xport_close(&s->hs[i].x);
+        close(s->hs[i].fd);
+    }#    (void)n;#test_sync_server#*shutdown_unblocks_handshake *silent_clients_do_not_delay"
   "sync-closed-poisons#sync_conn.c#            return closed(c); /* a later receive reads the EOF again: CLOSED again */#            return recv_fail(c, e, 0);#test_sync_conn#*half_close_reply_after_closed"
   "sync-alloc-declared-length#sync_conn.c#    size_t cap = len < GROW_MIN ? len : GROW_MIN, have = 0;#    size_t cap = len, have = 0;#test_sync_conn#*commits_as_bytes_arrive"
 )

@@ -289,6 +289,9 @@ static uint8_t *read_file(const char *path, size_t *len)
 
 /* ---------------------------------------------------------------- configuration */
 
+/* The TLS context of --tls-* (NULL: plain TCP): made once, kept until the process exits. */
+static tf_tls_ctx *volatile tls_ctx; /* volatile: the store stays (a root for LSan) */
+
 static void make_config(tf_tcp_config *cfg)
 {
     tf_tcp_config_init(cfg);
@@ -337,7 +340,8 @@ static void make_config(tf_tcp_config *cfg)
         say("%s", msg.text[0] ? msg.text : tf_strerror(e));
         exit(EXIT_RUNTIME);
     }
-    cfg->tls = k; /* lives until the process exits */
+    tls_ctx = k;
+    cfg->tls = k;
 }
 
 /* Check |text| (exit 2 with the library's sentence if it is bad) and, with -4/-6, replace it by
