@@ -33,6 +33,7 @@
 #include "tu_io_conformance.h"
 #include "tu_net.h"
 #include "tu_sync.h"
+#include "sync_internal.h"
 #include "xport.h"
 
 static char dir[64];
@@ -503,6 +504,174 @@ static void test_tls_openssl_s_client_talks_to_server(void **state)
     tf_tls_ctx_free(sk);
 }
 
+/* The async server counts and reports a refused TLS client like a wrong magic, with OpenSSL's
+ * reason, and goes on serving. */
+typedef struct arej {
+    atomic_int n;
+    tf_err err[4];
+    int os[4];
+} arej;
+
+static void on_areject(tf_async_server *s, const char *peer, tf_err err, int os_err, void *arg)
+{
+    (void)s, (void)peer;
+    arej *r = arg;
+    int i = atomic_load(&r->n);
+    if (i < 4) {
+        r->err[i] = err;
+        r->os[i] = os_err;
+    }
+    atomic_store(&r->n, i + 1); /* the loop thread is the only writer */
+}
+
+static void test_tls_async_server_rejects_like_wrong_magic(void **state)
+{
+    (void)state;
+    int fds = tu_fd_count();
+    tf_tls_ctx *sk = ctx_of("server", 1, NULL);
+    tf_tcp_config scfg = cfg_of(sk, 10000);
+    tf_evb *evb;
+    assert_int_equal(tf_evb_new(&evb), TF_OK);
+    assert_int_equal(tf_evb_start(evb), TF_OK);
+    tf_async_server *s;
+    char addr[TF_ADDRSTR_LEN];
+    arej r;
+    memset(&r, 0, sizeof r);
+    atomic_init(&r.n, 0);
+    assert_int_equal(tf_async_server_new(evb, &s), TF_OK);
+    tf_async_server_on_reject(s, on_areject, &r);
+    assert_int_equal(tf_async_server_init(s, "127.0.0.1:0", &scfg, NULL), TF_OK);
+    assert_int_equal(tf_async_server_addr(s, addr, sizeof addr), TF_OK);
+    static const char *const who[] = {NULL, "expired", "stranger"};
+    static const tf_err want[] = {TF_ERR_TLS, TF_ERR_TLS_VERIFY, TF_ERR_TLS_VERIFY};
+    static const int code[] = {-1, X509_V_ERR_CERT_HAS_EXPIRED,
+                               X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY};
+    for (int i = 0; i < 3; i++) {
+        tf_tls_ctx *ck = ctx_of(who[i], 1, "localhost");
+        tf_tcp_config ccfg = cfg_of(ck, 10000);
+        tf_sync_conn *c = NULL;
+        assert_int_not_equal(tf_sync_connect(addr, &ccfg, &c, NULL, NULL), TF_OK);
+        for (int k = 0; k < 100000 && atomic_load(&r.n) == i; k++) {
+            tu_nap(1);
+            tio_tick();
+        }
+        assert_int_equal(atomic_load(&r.n), i + 1);
+        assert_int_equal(r.err[i], want[i]);
+        if (code[i] >= 0)
+            assert_int_equal(r.os[i], code[i]);
+        tf_tls_ctx_free(ck);
+    }
+    assert_non_null(strstr(tf_tls_strerror(r.err[0], r.os[0]), "did not return a certificate"));
+    assert_int_equal(tf_async_server_rejected(s), 3);
+    /* and a good client still gets in */
+    tf_tls_ctx *ck = ctx_of("client", 1, "localhost");
+    tf_tcp_config ccfg = cfg_of(ck, 10000);
+    tf_future *af;
+    assert_int_equal(tf_async_server_accept(s, &af), TF_OK);
+    tf_sync_conn *c = NULL;
+    assert_int_equal(tf_sync_connect(addr, &ccfg, &c, NULL, NULL), TF_OK);
+    void *ac = NULL;
+    assert_int_equal(tf_future_get(af, NULL, &ac), TF_OK);
+    tf_future_free(af);
+    tf_async_conn_free(ac);
+    tf_sync_conn_free(c);
+    tf_async_server_free(s);
+    tf_evb_free(evb);
+    tf_tls_ctx_free(ck);
+    tf_tls_ctx_free(sk);
+    assert_int_equal(tu_fd_count(), fds);
+}
+
+/* A client that resets in the middle of its TLS handshake (half a ClientHello) is rejected
+ * with the reset; the server goes on. */
+static void test_tls_sync_reset_mid_handshake(void **state)
+{
+    (void)state;
+    tf_tls_ctx *sk = ctx_of("server", 1, NULL);
+    tf_tcp_config scfg = cfg_of(sk, 10000);
+    char addr[TF_ADDRSTR_LEN];
+    srv_run r;
+    srv_start(&r, &scfg, addr, sizeof addr);
+    int fd = tu_raw_connect(addr);
+    assert_true(fd >= 0);
+    static const uint8_t part[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03};
+    assert_true(tu_write_all(fd, part, sizeof part));
+    for (int i = 0; i < 100000 && tf__sync_server_pending(r.s) == 0; i++) {
+        tu_nap(1); /* accepted, its handshake under way: then the reset */
+        tio_tick();
+    }
+    tu_close_rst(fd);
+    for (int i = 0; i < 100000 && atomic_load(&r.rejects) == 0; i++) {
+        tu_nap(1);
+        tio_tick();
+    }
+    assert_int_equal(atomic_load(&r.rejects), 1);
+    assert_int_equal(r.rej_err, TF_ERR_IO);
+    assert_int_equal(r.rej_os, ECONNRESET);
+    tf_tls_ctx *ck = ctx_of("client", 1, "localhost");
+    tf_tcp_config ccfg = cfg_of(ck, 10000);
+    tf_sync_conn *c = NULL;
+    assert_int_equal(tf_sync_connect(addr, &ccfg, &c, NULL, NULL), TF_OK);
+    pthread_join(r.th, NULL);
+    assert_int_equal(r.err, TF_OK);
+    tu_exchange(c, r.c);
+    tf_sync_conn_free(c);
+    srv_stop(&r);
+    tf_tls_ctx_free(ck);
+    tf_tls_ctx_free(sk);
+}
+
+/* openssl s_server (-Verify: it requires our certificate, -verify_return_error) with the
+ * library's sync client: the magic from s_server's stdin, our magic and frame in its output. */
+static void test_tls_openssl_s_server_with_library_client(void **state)
+{
+    (void)state;
+    int port = 0;
+    int pfd = tu_raw_unused_port(false, &port);
+    if (pfd >= 0)
+        close(pfd);
+    assert_true(port > 0);
+    char out[128];
+    snprintf(out, sizeof out, "%s/s_server.out", dir);
+    unlink(out);
+    sh("cd %s && ( ( printf UNIF; i=0; while [ $i -lt 3000 ] && "
+       "[ $(stat -c %%s s_server.out 2>/dev/null || echo 0) -lt 13 ]; do sleep 0.01; "
+       "i=$((i+1)); done ) | openssl s_server -accept 127.0.0.1:%d -naccept 1 -quiet "
+       "-cert server.pem -key server.key -CAfile ca.pem -Verify 1 -verify_return_error "
+       "> s_server.out 2>s_server.err & )",
+       dir, port);
+    tf_tls_ctx *ck = ctx_of("client", 1, "127.0.0.1");
+    tf_tcp_config ccfg = cfg_of(ck, 10000);
+    ccfg.connect_retries = 1000; /* until s_server listens: refused, retried */
+    ccfg.retry_delay_ms = 10;
+    ccfg.retry_max_delay_ms = 10;
+    ccfg.connect_timeout_ms = 60000;
+    char addr[TF_ADDRSTR_LEN];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    tf_sync_conn *c = NULL;
+    tf_errmsg msg;
+    assert_int_equal(tf_sync_connect(addr, &ccfg, &c, NULL, &msg), TF_OK);
+    tf_tls_peer p;
+    assert_int_equal(tf_tls_peer_sync(c, &p), TF_OK);
+    assert_true(p.verified);
+    assert_string_equal(p.subject, "CN=server");
+    assert_int_equal(tf_sync_conn_send(c, "hello", 5, 10000), TF_OK);
+    uint8_t got[32];
+    size_t have = 0;
+    while (have < 13) { /* the watchdog bounds this wait */
+        FILE *f = fopen(out, "rb");
+        have = f ? fread(got, 1, sizeof got, f) : 0;
+        if (f)
+            fclose(f);
+        tu_nap(10);
+        tio_tick();
+    }
+    assert_int_equal(have, 13);
+    assert_memory_equal(got, "UNIF\0\0\0\5hello", 13);
+    tf_sync_conn_free(c);
+    tf_tls_ctx_free(ck);
+}
+
 /* ---------------------------------------------------------------- conformance */
 
 typedef struct tls_pair {
@@ -618,6 +787,9 @@ int main(void)
         TIO_TEST(test_tls_sync_plaintext_client_rejected_in_deadline),
         TIO_TEST(test_tls_async_server_and_client),
         TIO_TEST(test_tls_openssl_s_client_talks_to_server),
+        TIO_TEST(test_tls_async_server_rejects_like_wrong_magic),
+        TIO_TEST(test_tls_sync_reset_mid_handshake),
+        TIO_TEST(test_tls_openssl_s_server_with_library_client),
     };
     int rc = cmocka_run_group_tests_name("tls", tests, group_setup, NULL);
     struct CMUnitTest conf[TU_IOC_NCASES];
