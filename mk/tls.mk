@@ -4,7 +4,7 @@
 #                        -lssl -lcrypto (it uses the library's internal transport seam, so it goes
 #                        with the static library); the header is tls/tcpframe/tls.h
 #
-# libtcpframe.a / .so never need OpenSSL: only this archive, tests/test_tls and tfcat link it.
+# libtcpframe.a / .so never need OpenSSL: only this archive, tests/test_tls* and tfcat link it.
 
 TLS_SRC    := $(sort $(wildcard tls/*.c))
 TLS_OBJ    := $(TLS_SRC:%.c=$(O)/%.o)
@@ -27,14 +27,22 @@ TLS_DEPS := $(TLS_OBJ:.o=.d)
 $(TLS_DEPS):
 -include $(wildcard $(TLS_DEPS))
 
-# tests/test_tls.c: the TLS transport against the library's own peers and openssl s_server /
-# s_client (certificates made by the test with the openssl CLI).
-$(O)/tests/test_tls: tests/test_tls.c $(O)/tests/test_tls.d $(TLS_LIB) $(O)/libtcpframe.a $(O)/tests/libtu.a
+# tests/test_tls.c (the library's own ends) and tests/test_tls_peers.c (openssl s_server /
+# s_client, the conformance suite over TLS): certificates made by tests/tu_tls.c with the openssl
+# CLI. They link this archive and OpenSSL; tu_tls.o needs tls/'s header (the other tests never
+# pull it out of libtu.a).
+TLS_TESTS := test_tls test_tls_peers
+$(TLS_TESTS:%=$(O)/tests/%): $(O)/tests/%: tests/%.c $(O)/tests/%.d $(TLS_LIB) $(O)/libtcpframe.a \
+  $(O)/tests/libtu.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(DEPFLAGS) $(IO_CFLAGS) $(TLS_CFLAGS) -Itests -o $@ $< $(O)/tests/libtu.a \
 	  $(TLS_LIB) $(O)/libtcpframe.a -lcmocka $(TLS_LDLIBS) $(LDLIBS_ALL)
 
-TSAN_TESTS += test_tls
+$(O)/tests/tu_tls.o: tests/tu_tls.c $(O)/tests/tu_tls.d
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(DEPFLAGS) $(IO_CFLAGS) $(TLS_CFLAGS) -Itests -c $< -o $@
+
+TSAN_TESTS += test_tls test_tls_peers
 
 # tfcat speaks TLS (--tls-*): it links this archive and OpenSSL (scripts/deps.sh build installs
 # libssl-dev); this rule replaces mk/run.mk's generic one for it.

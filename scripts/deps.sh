@@ -3,7 +3,7 @@
 #   deps.sh build   compiler, make and OpenSSL's headers (libssl-dev: tfcat's TLS): enough for
 #                   `make` and `make run`
 #   deps.sh check   everything `make check` uses: cmocka, GoogleTest (tests/cpp), the openssl CLI
-#                   (tests/test_tls.c: certificates, s_server / s_client), clang + libFuzzer
+#                   (tests/tu_tls.c: certificates; s_server / s_client), clang + libFuzzer
 #                   runtime, Frama-C + provers, cmake (install-test: the CMake package), groff +
 #                   man-db (the man pages)
 #   deps.sh bench   what `make bench` adds: ZeroMQ (libzmq3-dev, found with pkg-config) for tfbench

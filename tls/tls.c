@@ -54,7 +54,7 @@ typedef struct tls_x {
     unsigned rd_need, wr_need, hs_need; /* TF_WANT_* of the last AGAIN per direction */
     long rd_sticky;                     /* a read's end found after bytes were returned: 0 none */
     int rd_sticky_os;
-    tf_err fail;                        /* the TLS reason of the first failure (TF_OK none) */
+    tf_err fail; /* the TLS reason of the first failure (TF_OK none) */
     int fail_os;
     uint8_t stage[STAGE_CAP];
     size_t staged; /* bytes sealed and counted as written, not yet taken by the socket */
@@ -421,8 +421,7 @@ static void take_peer(tls_x *t)
         } else {
             continue;
         }
-        int w = snprintf(t->peer.sans + at, sizeof t->peer.sans - at, "%s%s", at ? ", " : "",
-                         item);
+        int w = snprintf(t->peer.sans + at, sizeof t->peer.sans - at, "%s%s", at ? ", " : "", item);
         if (w < 0 || (size_t)w >= sizeof t->peer.sans - at)
             break;
         at += (size_t)w;
@@ -662,10 +661,9 @@ tf_err tf_tls_ctx_new(const tf_tls_config *cfg, tf_tls_ctx **out, tf_errmsg *msg
             goto fail;
         }
     }
-    SSL_CTX_set_verify(k->ssl,
-                       k->verify ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                                 : SSL_VERIFY_NONE,
-                       NULL);
+    SSL_CTX_set_verify(
+        k->ssl, k->verify ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_NONE,
+        NULL);
     if (k->alpn_len)
         SSL_CTX_set_alpn_select_cb(k->ssl, alpn_select, k);
     *out = k;
