@@ -631,8 +631,10 @@ static bool out_flush(tf_async_conn *c)
             return true;
         if (r == TF_IO_INTR)
             continue;
-        if (r == TF_IO_FAIL)
-            tf__async_fail(c, tf__xport_reason(&c->x, TF_ERR_IO, &os), os);
+        if (r == TF_IO_FAIL) {
+            tf_err why = tf__xport_reason(&c->x, TF_ERR_IO, &os); /* may replace os: first */
+            tf__async_fail(c, why, os);
+        }
         return false;
     }
 }
@@ -744,8 +746,10 @@ static void do_write(tf_async_conn *c)
         if (n < 0) {
             if (n == TF_IO_INTR)
                 continue;
-            if (n == TF_IO_FAIL)
-                tf__async_fail(c, tf__xport_reason(&c->x, TF_ERR_IO, &os), os);
+            if (n == TF_IO_FAIL) {
+                tf_err why = tf__xport_reason(&c->x, TF_ERR_IO, &os); /* may replace os: first */
+                tf__async_fail(c, why, os);
+            }
             return;
         }
         write_advance(c, (size_t)n);
@@ -1041,14 +1045,16 @@ static ssize_t sock_read(tf_async_conn *c, void *buf, size_t want)
         c->turn_bytes += (size_t)n;
         return n;
     }
-    if (n == 0)
+    if (n == 0) {
         on_eof(c);
-    else if (n == TF_IO_INTR)
+    } else if (n == TF_IO_INTR) {
         return -1;
-    else if (n == TF_IO_AGAIN)
+    } else if (n == TF_IO_AGAIN) {
         c->drained = true;
-    else
-        tf__async_fail(c, tf__xport_reason(&c->x, TF_ERR_IO, &os), os);
+    } else {
+        tf_err why = tf__xport_reason(&c->x, TF_ERR_IO, &os); /* may replace os: first */
+        tf__async_fail(c, why, os);
+    }
     return 0;
 }
 

@@ -495,6 +495,150 @@ static void test_tls_sync_two_threads_one_connection(void **state)
     tf_tls_ctx_free(ck);
 }
 
+/* ---------------------------------------------------------------- hostile TLS peers */
+
+/* A TLS client driven by hand over a raw socket (the library's transport, no connection
+ * around it): handshake and magic done, so the test can then misbehave below or above TLS. */
+typedef struct raw_tls {
+    int fd;
+    tf_fdio f;
+    tf__xport x;
+    tf_tls_ctx *k;
+} raw_tls;
+
+static void raw_tls_open(raw_tls *t, const char *addr)
+{
+    t->fd = tu_raw_connect(addr);
+    assert_true(t->fd >= 0);
+    assert_int_equal(fcntl(t->fd, F_SETFL, fcntl(t->fd, F_GETFL) | O_NONBLOCK), 0);
+    t->k = tu_tls_ctx("client", 1, "localhost");
+    tf_tcp_config c = tu_tls_cfg(t->k, 10000);
+    int os = 0;
+    assert_int_equal(tf__xport_open(&t->x, &t->f, t->fd, &c, false, &os), TF_OK);
+    tf_step st;
+    tf_err e = TF_OK;
+    while ((st = tf__xport_handshake(&t->x, &e, &os)) == TF_AGAIN) {
+        unsigned w = tf__xport_wants(&t->x, 0);
+        struct pollfd q = {
+            t->fd, (short)((w & TF_WANT_READ ? POLLIN : 0) | (w & TF_WANT_WRITE ? POLLOUT : 0)), 0};
+        poll(&q, 1, 100);
+        tio_tick();
+    }
+    assert_int_equal(st, TF_DONE);
+    tf_io io = tf__xport_io(&t->x);
+    tf_hs hs;
+    tf_hs_init(&hs);
+    while ((st = tf_hs_try(&hs, &io)) == TF_AGAIN) {
+        struct pollfd q = {t->fd, POLLIN, 0};
+        poll(&q, 1, 100);
+        tio_tick();
+    }
+    assert_int_equal(st, TF_DONE);
+}
+
+/* Bytes through TLS (sealed records), all of them. */
+static void raw_tls_send(raw_tls *t, const void *p, size_t n)
+{
+    tf_iov v = {p, n};
+    int os = 0;
+    long r = t->x.ops->write(t->x.ctx, &v, 1, &os);
+    assert_int_equal(r, (long)n);
+    while (tf__xport_out_pending(&t->x))
+        assert_true(t->x.ops->flush(t->x.ctx, &os) != TF_IO_FAIL);
+}
+
+static void raw_tls_close(raw_tls *t)
+{
+    tf__xport_close(&t->x);
+    close(t->fd);
+    tf_tls_ctx_free(t->k);
+}
+
+/* The async server's view of the next client: its connection's next receive outcome. */
+static tf_err next_recv(tf_async_server *s, int *os)
+{
+    tf_future *af;
+    assert_int_equal(tf_async_server_accept(s, &af), TF_OK);
+    void *c = NULL;
+    assert_int_equal(tf_future_get(af, NULL, &c), TF_OK);
+    tf_future_free(af);
+    tf_future *rf;
+    assert_int_equal(tf_async_conn_recv_alloc(c, -1, &rf), TF_OK);
+    tf_err e = tf_future_get(rf, NULL, NULL);
+    *os = tf_future_os_err(rf);
+    tf_future_free(rf);
+    tf_async_conn_free(c);
+    return e;
+}
+
+/* Over TLS, an async server with a progress timeout drops a slowloris (a frame started and
+ * never finished: TIMEOUT); a peer that writes garbage below TLS after the handshake fails the
+ * record (TLS, OpenSSL's reason); a peer that closes in the middle of a record, or without its
+ * close_notify, is an error too (TLS: "unexpected eof"), not a clean end. */
+static void test_tls_async_hostile_peers(void **state)
+{
+    (void)state;
+    int fds = tu_fd_count();
+    tf_tls_ctx *sk = tu_tls_ctx("server", 1, NULL);
+    tf_tcp_config scfg = tu_tls_cfg(sk, 10000);
+    scfg.progress_timeout_ms = 300;
+    tf_evb *evb;
+    assert_int_equal(tf_evb_new(&evb), TF_OK);
+    assert_int_equal(tf_evb_start(evb), TF_OK);
+    tf_async_server *s;
+    char addr[TF_ADDRSTR_LEN];
+    assert_int_equal(tf_async_server_new(evb, &s), TF_OK);
+    assert_int_equal(tf_async_server_init(s, "127.0.0.1:0", &scfg, NULL), TF_OK);
+    assert_int_equal(tf_async_server_addr(s, addr, sizeof addr), TF_OK);
+    raw_tls t;
+    int os = 0;
+    /* slowloris: 100 bytes announced, 3 sent */
+    raw_tls_open(&t, addr);
+    raw_tls_send(&t, "\0\0\0\144abc", 7);
+    assert_int_equal(next_recv(s, &os), TF_ERR_TIMEOUT);
+    raw_tls_close(&t);
+    /* garbage under TLS: a record of type 23 whose ciphertext does not authenticate */
+    raw_tls_open(&t, addr);
+    static const uint8_t junk[] = {23, 3,  3,  0,  20, 1,  2,  3,  4,  5,  6,  7, 8,
+                                   9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20};
+    assert_true(tu_write_all(t.fd, junk, sizeof junk));
+    assert_int_equal(next_recv(s, &os), TF_ERR_TLS);
+    assert_non_null(tf_tls_strerror(TF_ERR_TLS, os));
+    raw_tls_close(&t);
+    /* half a record header, then the socket closes */
+    raw_tls_open(&t, addr);
+    assert_true(tu_write_all(t.fd, junk, 3));
+    shutdown(t.fd, SHUT_WR);
+    assert_int_equal(next_recv(s, &os), TF_ERR_TLS);
+    if (!strstr(tf_tls_strerror(TF_ERR_TLS, os), "unexpected eof"))
+        fail_msg("reason %d: %s", os, tf_tls_strerror(TF_ERR_TLS, os));
+    raw_tls_close(&t);
+    /* a whole message, then EOF without close_notify: the message arrives, then the error */
+    raw_tls_open(&t, addr);
+    raw_tls_send(&t, "\0\0\0\2hi", 6);
+    shutdown(t.fd, SHUT_WR);
+    tf_future *af;
+    assert_int_equal(tf_async_server_accept(s, &af), TF_OK);
+    void *c = NULL;
+    assert_int_equal(tf_future_get(af, NULL, &c), TF_OK);
+    tf_future_free(af);
+    tf_future *rf;
+    size_t n = 0;
+    assert_int_equal(tf_async_conn_recv_alloc(c, -1, &rf), TF_OK);
+    assert_int_equal(tf_future_get(rf, &n, NULL), TF_OK);
+    assert_int_equal(n, 2);
+    tf_future_free(rf);
+    assert_int_equal(tf_async_conn_recv_alloc(c, -1, &rf), TF_OK);
+    assert_int_equal(tf_future_get(rf, NULL, NULL), TF_ERR_TLS);
+    tf_future_free(rf);
+    tf_async_conn_free(c);
+    raw_tls_close(&t);
+    tf_async_server_free(s);
+    tf_evb_free(evb);
+    tf_tls_ctx_free(sk);
+    assert_int_equal(tu_fd_count(), fds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -509,6 +653,7 @@ int main(void)
         TIO_TEST(test_tls_async_server_rejects_like_wrong_magic),
         TIO_TEST(test_tls_sync_reset_mid_handshake),
         TIO_TEST(test_tls_sync_two_threads_one_connection),
+        TIO_TEST(test_tls_async_hostile_peers),
     };
     return cmocka_run_group_tests_name("tls", tests, tu_tls_setup, tu_tls_teardown);
 }

@@ -214,6 +214,12 @@ static long x_read(void *ctx, uint8_t *buf, size_t len, int *os_err)
         unsigned need = 0;
         int os = 0;
         tf_err e = classify(t, r, &need, &os);
+        if (e == TF_ERR_TRUNCATED && t->fail == TF_OK) {
+            /* The socket's EOF without close_notify: OpenSSL's own reason for it, so that it
+             * reads the same whichever way OpenSSL reported it. */
+            t->fail = e = TF_ERR_TLS;
+            t->fail_os = os = packed(ERR_PACK(ERR_LIB_SSL, 0, SSL_R_UNEXPECTED_EOF_WHILE_READING));
+        }
         if (e == TF_OK) {
             t->rd_need = need;
             ans = TF_IO_AGAIN;
