@@ -697,6 +697,11 @@ test_tfcat_tls_mutual_echo_async_and_sync() {
     cmp "$tmp/big" "$tmp/got" || return 1
     stop "$SRV" || return 1
     assert_lines "$tmp/s.err" 1 || return 1
+    # TLS without the magic (--no-handshake): the TLS handshake alone
+    serve s $mode --no-handshake --echo $(tls_srv) -l 127.0.0.1:0 || return 1
+    tfcat --recv --no-handshake $(tls_cli client) "$ADDR" <"$tmp/in" >"$tmp/got" || return 1
+    cmp "$tmp/in" "$tmp/got" || return 1
+    stop "$SRV" || return 1
   done
 }
 
