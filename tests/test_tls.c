@@ -495,6 +495,64 @@ static void test_tls_sync_two_threads_one_connection(void **state)
     tf_tls_ctx_free(ck);
 }
 
+/* ALPN: both ends agree on "uniflow" (both see it); a client that offers only another
+ * protocol is refused by the server. */
+static tf_tls_ctx *alpn_ctx(const char *cert, const char *alpn)
+{
+    tf_tls_config t;
+    tf_tls_config_init(&t);
+    char c[128], k[128];
+    snprintf(c, sizeof c, "%s/%s.pem", tu_tls_dir, cert);
+    snprintf(k, sizeof k, "%s/%s.key", tu_tls_dir, cert);
+    t.cert_file = c;
+    t.key_file = k;
+    t.ca_file = tu_tls_path("ca.pem");
+    t.peer_name = strcmp(cert, "client") == 0 ? "localhost" : NULL;
+    t.alpn = alpn;
+    tf_tls_ctx *x = NULL;
+    tf_errmsg msg;
+    if (tf_tls_ctx_new(&t, &x, &msg) != TF_OK)
+        fail_msg("tf_tls_ctx_new: %s", msg.text);
+    return x;
+}
+
+static void test_tls_alpn_agreed_or_refused(void **state)
+{
+    (void)state;
+    tf_tls_ctx *sk = alpn_ctx("server", "uniflow"), *ck = alpn_ctx("client", "uniflow");
+    tf_tcp_config scfg = tu_tls_cfg(sk, 10000), ccfg = tu_tls_cfg(ck, 10000);
+    char addr[TF_ADDRSTR_LEN];
+    tu_tls_srv r;
+    tu_tls_srv_start(&r, &scfg, addr, sizeof addr);
+    tf_sync_conn *c = NULL;
+    assert_int_equal(tf_sync_connect(addr, &ccfg, &c, NULL, NULL), TF_OK);
+    pthread_join(r.th, NULL);
+    assert_int_equal(r.err, TF_OK);
+    tf_tls_peer p;
+    assert_int_equal(tf_tls_peer_sync(c, &p), TF_OK);
+    assert_string_equal(p.alpn, "uniflow");
+    assert_int_equal(tf_tls_peer_sync(r.c, &p), TF_OK);
+    assert_string_equal(p.alpn, "uniflow");
+    tf_sync_conn_free(c);
+    tu_tls_srv_stop(&r);
+    tf_tls_ctx *other = alpn_ctx("client", "other");
+    tf_tcp_config ocfg = tu_tls_cfg(other, 10000);
+    tu_tls_srv_start(&r, &scfg, addr, sizeof addr);
+    int os = 0;
+    assert_int_equal(tf_sync_connect(addr, &ocfg, &c, &os, NULL), TF_ERR_TLS);
+    assert_non_null(strstr(tf_tls_strerror(TF_ERR_TLS, os), "no application protocol"));
+    for (int i = 0; i < 100000 && atomic_load(&r.rejects) == 0; i++) {
+        tu_nap(1);
+        tio_tick();
+    }
+    assert_int_equal(atomic_load(&r.rejects), 1);
+    assert_int_equal(r.rej_err, TF_ERR_TLS);
+    tu_tls_srv_stop(&r);
+    tf_tls_ctx_free(other);
+    tf_tls_ctx_free(sk);
+    tf_tls_ctx_free(ck);
+}
+
 /* ---------------------------------------------------------------- hostile TLS peers */
 
 /* A TLS client driven by hand over a raw socket (the library's transport, no connection
@@ -654,6 +712,7 @@ int main(void)
         TIO_TEST(test_tls_sync_reset_mid_handshake),
         TIO_TEST(test_tls_sync_two_threads_one_connection),
         TIO_TEST(test_tls_async_hostile_peers),
+        TIO_TEST(test_tls_alpn_agreed_or_refused),
     };
     return cmocka_run_group_tests_name("tls", tests, tu_tls_setup, tu_tls_teardown);
 }

@@ -15,7 +15,8 @@
  *   cfg.tls = ctx;                        // tf_tcp_config: then tf_sync_server_init(.., &cfg, ..)
  *
  * Roles: a server (sync or async) takes the TLS server side; tf_sync_connect, the async client
- * and the *_from_fd calls the client side.
+ * and the *_from_fd calls the client side. The socket of a TLS connection (tf_sync_conn_fd)
+ * carries TLS records: poll it if you like, never read or write it yourself.
  *
  * Failures. A handshake that fails is reported with TF_ERR_TLS (os_err: OpenSSL's packed reason
  * code, e.g. the peer's alert or "peer did not return a certificate") or TF_ERR_TLS_VERIFY
@@ -58,8 +59,9 @@ typedef struct tf_tls_config {
     const char *peer_name; /* client: the name (DNS, or an IP address) the server's certificate
                             * must carry in its subjectAltName; NULL: the chain is checked, the
                             * name is not */
-    const char *alpn;      /* an ALPN protocol to offer (client) / require (server), e.g.
-                            * "uniflow"; NULL: none */
+    const char *alpn;      /* an ALPN protocol, e.g. "uniflow": a client offers it; a server
+                            * refuses a client that offers others only (a client that offers
+                            * none is not asked); NULL: none */
 } tf_tls_config;
 
 /* The defaults: nothing set, verify_peer 1. Cannot fail; c must not be NULL. */
