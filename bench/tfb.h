@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "tcpframe/err.h"
+#include "tcpframe/tcp.h"
 
 /* Payload sizes of the workloads. */
 #define TFB_SMALL 64
@@ -45,6 +46,10 @@ typedef struct tfb_sys {
 extern const tfb_sys tfb_raw, tfb_sync, tfb_async_cb, tfb_async_future;
 /* sync and async_cb over a Unix-domain socket (an abstract name) instead of TCP loopback. */
 extern const tfb_sys tfb_sync_unix, tfb_async_cb_unix;
+
+/* The configs of tcpframe's servers and clients: NULL (the defaults) unless --tls made TLS 1.3
+ * ones (tfbench.c). */
+extern const tf_tcp_config *tfb_server_cfg, *tfb_client_cfg;
 #ifdef TFB_HAVE_ZMQ
 extern const tfb_sys tfb_zmq;
 #endif

@@ -233,10 +233,10 @@ static void *env_new_at(bool futures, const char *bind, const char *name)
     tfb_check(tf_evb_start(e->cevb), "evb_start");
     tfb_check(tf_async_server_new(e->sevb, &e->srv), "async_server_new");
     tf_async_server_on_accept(e->srv, on_accept, e);
-    if (tf_async_server_init(e->srv, bind, NULL, &msg) != TF_OK)
+    if (tf_async_server_init(e->srv, bind, tfb_server_cfg, &msg) != TF_OK)
         tfb_die("%s: server init: %s", e->name, msg.text);
     tfb_check(tf_async_server_addr(e->srv, e->addr, sizeof e->addr), "async_server_addr");
-    tfb_check(tf_async_client_new(e->cevb, NULL, &e->cl, &msg), "async_client_new");
+    tfb_check(tf_async_client_new(e->cevb, tfb_client_cfg, &e->cl, &msg), "async_client_new");
     return e;
 }
 

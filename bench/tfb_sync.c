@@ -42,7 +42,7 @@ static tf_sync_server *server_new(char *addr, const char *bind)
     tf_sync_server *srv;
     tf_errmsg msg;
     tfb_check(tf_sync_server_new(&srv), "sync: server_new");
-    if (tf_sync_server_init(srv, bind, NULL, &msg) != TF_OK)
+    if (tf_sync_server_init(srv, bind, tfb_server_cfg, &msg) != TF_OK)
         tfb_die("sync: server init: %s", msg.text);
     tfb_check(tf_sync_server_addr(srv, addr, TF_ADDRSTR_LEN), "sync: server addr");
     return srv;
@@ -57,7 +57,7 @@ static void connect_n(tf_sync_server *srv, const char *addr, int n, tf_sync_conn
     tf_errmsg msg;
     pthread_create(&t, NULL, accept_main, &a);
     for (int i = 0; i < n; i++)
-        if (tf_sync_connect(addr, NULL, &cs[i], NULL, &msg) != TF_OK)
+        if (tf_sync_connect(addr, tfb_client_cfg, &cs[i], NULL, &msg) != TF_OK)
             tfb_die("sync: connect: %s", msg.text);
     pthread_join(t, NULL);
 }

@@ -3,7 +3,7 @@
  *
  *   make bench                          deps (ZeroMQ), build, run: the table on stdout
  *   build/bin/tfbench [--json] [--json-file PATH] [--quick] [--reps N] [--conns N]
- *                     [--workload rtt_64,stream_64,...] [--system raw,sync,...]
+ *                     [--workload rtt_64,stream_64,...] [--system raw,sync,...] [--tls DIR]
  *
  * --json prints JSON instead of the table; --json-file PATH writes it besides the table.
  * Workloads: rtt_64 (64 B ping-pong, us per round trip), stream_64 (64 B one way, messages/s,
@@ -18,6 +18,9 @@
  * system sizes its runs to about 0.3 s (and warms it up). --quick: one short repetition of
  * each, no pilot: a smoke test (every receiver still checks its count and checksum; any
  * failure exits non-zero), not a measurement.
+ * --tls DIR: tcpframe's systems (sync, async_cb, async_future) run over mutual TLS 1.3 with
+ * DIR/ca.pem, DIR/server.pem + .key, DIR/client.pem + .key (the server's certificate for
+ * "localhost"); raw, zmq and mem_per_conn stay plain TCP and are left out.
  */
 #include <errno.h>
 #include <signal.h>
@@ -29,6 +32,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "tcpframe/tls.h"
 
 #include "tfb.h"
 
@@ -560,8 +565,37 @@ static void pick(const char *list, const char *const *names, int n, bool *want, 
 static void usage(void)
 {
     fprintf(stderr, "usage: tfbench [--json] [--json-file PATH] [--quick] [--reps N] [--conns N] "
-                    "[--workload LIST] [--system LIST]\n");
+                    "[--workload LIST] [--system LIST] [--tls DIR]\n");
     exit(2);
+}
+
+const tf_tcp_config *tfb_server_cfg, *tfb_client_cfg;
+static tf_tcp_config tls_cfg[2];
+
+/* --tls DIR: TLS 1.3 contexts for tcpframe's servers and clients (kept until exit). */
+static void tls_setup(const char *dir)
+{
+    char f[5][1024];
+    static const char *const names[5] = {"ca.pem", "server.pem", "server.key", "client.pem",
+                                         "client.key"};
+    for (int i = 0; i < 5; i++)
+        snprintf(f[i], sizeof f[i], "%s/%s", dir, names[i]);
+    for (int i = 0; i < 2; i++) {
+        tf_tls_config t;
+        tf_tls_config_init(&t);
+        t.ca_file = f[0];
+        t.cert_file = f[1 + 2 * i];
+        t.key_file = f[2 + 2 * i];
+        t.peer_name = i ? "localhost" : NULL;
+        tf_tls_ctx *k;
+        tf_errmsg msg;
+        if (tf_tls_ctx_new(&t, &k, &msg) != TF_OK)
+            tfb_die("--tls: %s", msg.text);
+        tf_tcp_config_init(&tls_cfg[i]);
+        tls_cfg[i].tls = k;
+    }
+    tfb_server_cfg = &tls_cfg[0];
+    tfb_client_cfg = &tls_cfg[1];
 }
 
 int main(int argc, char **argv)
@@ -600,8 +634,16 @@ int main(int argc, char **argv)
             pick(argv[++i], wname, NW, want_w, "workload");
         else if (strcmp(a, "--system") == 0 && i + 1 < argc)
             pick(argv[++i], sysnames, NSYS, want_s, "system");
+        else if (strcmp(a, "--tls") == 0 && i + 1 < argc)
+            tls_setup(argv[++i]);
         else
             usage();
+    }
+    if (tfb_server_cfg) { /* TLS is tcpframe's: the other systems and the child stay out */
+        for (int s = 0; s < NSYS; s++)
+            if (systems[s] == &tfb_raw || strcmp(systems[s]->name, "zmq") == 0)
+                want_s[s] = false;
+        want_w[W_MEM] = false;
     }
     if (quick) {
         if (!reps_set)

@@ -259,6 +259,8 @@ static const fz_err_row fz_err_rows[] = {
     {68, "SHUTDOWN", "the event loop is stopped or shutting down"},
     {69, "BAD_ADDRESS", "bad address: expected host:port or [ipv6]:port"},
     {70, "PEER_DENIED", "the peer's credentials are not allowed here (Unix-domain uid rule)"},
+    {71, "TLS", "TLS failed (handshake or record); os_err holds OpenSSL's reason code"},
+    {72, "TLS_VERIFY", "the peer's certificate failed verification; os_err holds the X.509 code"},
 };
 
 FZ_NOCOV static inline void fz_check_err_text(tf_err e)

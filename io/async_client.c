@@ -115,7 +115,8 @@ static void connected(attempt *at)
     at->fd = -1;
     tf_evb_unregister_fd(at->cl->evb, fd);
     /* at->conn is set before the handshake starts; it may end (and free at) inside. */
-    if (tf__async_conn_new(at->cl->evb, fd, &at->cl->cfg, NULL, on_ready, at, &at->conn) != TF_OK) {
+    if (tf__async_conn_new(at->cl->evb, fd, &at->cl->cfg, NULL, false, on_ready, at,
+                           &at->conn) != TF_OK) {
         close(fd);
         finish(at, TF_ERR_NOMEM, 0, NULL);
     }

@@ -126,6 +126,7 @@ static void conn_unref(tf_async_conn *c)
 {
     if (atomic_fetch_sub_explicit(&c->refs, 1u, memory_order_acq_rel) == 1u) {
         tf__mem_budget_unref(c->budget);
+        tf__xport_close(&c->x);
         pthread_mutex_destroy(&c->mu);
         free(c->hold);
         free(c->park);
@@ -229,18 +230,26 @@ static bool reading(const tf_async_conn *c)
 
 static void update_interest(tf_async_conn *c)
 {
-    unsigned want = 0;
-    if (c->phase == PH_HANDSHAKE) {
-        unsigned w = tf_hs_wants(&c->hs);
-        want = ((w & TF_WANT_READ) ? TF_EVB_READ : 0u) | ((w & TF_WANT_WRITE) ? TF_EVB_WRITE : 0u);
+    /* The transport says what each direction waits for (TLS may need to write to read). */
+    unsigned w = 0;
+    if (c->phase == PH_HANDSHAKE && !c->x.hs_done) {
+        w = tf__xport_wants(&c->x, 0);
+    } else if (c->phase == PH_HANDSHAKE) {
+        unsigned h = tf_hs_wants(&c->hs);
+        if (h & TF_WANT_READ)
+            w |= tf__xport_wants(&c->x, TF_WANT_READ);
+        if ((h & TF_WANT_WRITE) || tf__xport_out_pending(&c->x))
+            w |= tf__xport_wants(&c->x, TF_WANT_WRITE);
     } else if (c->phase == PH_OPEN || c->phase == PH_LINGER) {
-        if (c->sq_head)
-            want |= TF_EVB_WRITE;
+        if (c->sq_head || tf__xport_out_pending(&c->x))
+            w |= tf__xport_wants(&c->x, TF_WANT_WRITE);
         if (reading(c))
-            want |= TF_EVB_READ;
-        if (!want && !c->hup_seen)
-            want = WATCH_ERRORS;
+            w |= tf__xport_wants(&c->x, TF_WANT_READ);
     }
+    unsigned want =
+        ((w & TF_WANT_READ) ? TF_EVB_READ : 0u) | ((w & TF_WANT_WRITE) ? TF_EVB_WRITE : 0u);
+    if (!want && (c->phase == PH_OPEN || c->phase == PH_LINGER) && !c->hup_seen)
+        want = WATCH_ERRORS;
     set_interest(c, want);
 }
 
@@ -672,15 +681,44 @@ static void close_fd(tf_async_conn *c)
 
 /* ---------------------------------------------------------------- handshake */
 
+/* Push out what the transport accepted and still holds (TLS; plain TCP holds nothing). True
+ * when nothing is left; false when the socket is full (the interest says WRITE) or it failed. */
+static bool out_flush(tf_async_conn *c)
+{
+    if (!c->x.ops->flush)
+        return true;
+    for (;;) {
+        int os = 0;
+        long r = c->x.ops->flush(c->x.ctx, &os);
+        if (r == 0)
+            return true;
+        if (r == TF_IO_INTR)
+            continue;
+        if (r == TF_IO_FAIL) {
+            tf_err why = tf__xport_reason(&c->x, TF_ERR_IO, &os); /* may replace os: first */
+            tf__async_fail(c, why, os);
+        }
+        return false;
+    }
+}
+
 /* One handshake step. True when the connection is open for frames. */
 static bool hs_step(tf_async_conn *c)
 {
-    tf_step st = tf_hs_try(&c->hs, tf_fdio_io(&c->fdio));
+    int os = 0;
+    tf_err e = TF_OK;
+    tf_step st = tf__xport_handshake(&c->x, &e, &os); /* TLS first; the magic runs inside */
+    if (st == TF_DONE && c->cfg.handshake) {
+        tf_io io = tf__xport_io(&c->x);
+        st = tf_hs_try(&c->hs, &io);
+        if (st == TF_ERROR)
+            e = tf__xport_reason(&c->x, tf_hs_error(&c->hs, &os), &os);
+        else if (!out_flush(c) && failed(c))
+            return false; /* our magic is accepted by the transport: on its way */
+    }
     if (st == TF_AGAIN)
         return false;
     if (st == TF_ERROR) {
-        int os = 0;
-        tf_err e = tf_hs_error(&c->hs, &os);
         tf__async_fail(c, e, os);
         return false;
     }
@@ -708,9 +746,10 @@ static void start_linger(tf_async_conn *c)
         tf__async_fail(c, TF_ERR_SHUTDOWN, 0); /* in the stop drain: no FIN, no timer */
         return;
     }
-    if (shutdown(c->fd, SHUT_WR) != 0) {
+    int e = c->x.ops->shutdown_wr(c->x.ctx);
+    if (e != 0) {
         /* ENOTCONN: the peer reset the connection before we noticed; SO_ERROR says so. */
-        int e = errno, so = 0;
+        int so = 0;
         socklen_t l = sizeof so;
         if (e == ENOTCONN && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &so, &l) == 0 && so != 0)
             e = so;
@@ -749,6 +788,8 @@ static void write_advance(tf_async_conn *c, size_t n)
  * rest of every queued frame (prefix and payload pieces from each tf_tx), up to IOV_MAX. */
 static void do_write(tf_async_conn *c)
 {
+    if (!out_flush(c))
+        return; /* what the transport holds goes first */
     struct iovec v[IOV_MAX];
     while (c->sq_head && !failed(c)) {
         int k = 0;
@@ -763,20 +804,22 @@ static void do_write(tf_async_conn *c)
                 k++;
             }
         }
-        struct msghdr mh = {.msg_iov = v, .msg_iovlen = (size_t)k};
-        ssize_t n = tf__sys_sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        int os = 0;
+        long n = c->x.ops->writev(c->x.ctx, v, k, &os);
         if (n < 0) {
-            if (errno == EINTR)
+            if (n == TF_IO_INTR)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                tf__async_fail(c, TF_ERR_IO, errno);
+            if (n == TF_IO_FAIL) {
+                tf_err why = tf__xport_reason(&c->x, TF_ERR_IO, &os); /* may replace os: first */
+                tf__async_fail(c, why, os);
+            }
             return;
         }
         write_advance(c, (size_t)n);
         if ((size_t)n < total)
             return; /* the socket buffer is full: wait for writability */
     }
-    if (!failed(c) && c->flushing && c->phase == PH_OPEN && !c->sq_head)
+    if (!failed(c) && out_flush(c) && c->flushing && c->phase == PH_OPEN && !c->sq_head)
         start_linger(c);
 }
 
@@ -1059,19 +1102,22 @@ static void pump_later(tf_async_conn *c);
  * again (EINTR). */
 static ssize_t sock_read(tf_async_conn *c, void *buf, size_t want)
 {
-    ssize_t n = tf__sys_read(c->fd, buf, want);
+    int os = 0;
+    long n = c->x.ops->read(c->x.ctx, buf, want, &os);
     if (n > 0) {
         c->turn_bytes += (size_t)n;
         return n;
     }
-    if (n == 0)
+    if (n == 0) {
         on_eof(c);
-    else if (errno == EINTR)
+    } else if (n == TF_IO_INTR) {
         return -1;
-    else if (errno == EAGAIN || errno == EWOULDBLOCK)
+    } else if (n == TF_IO_AGAIN) {
         c->drained = true;
-    else
-        tf__async_fail(c, TF_ERR_IO, errno);
+    } else {
+        tf_err why = tf__xport_reason(&c->x, TF_ERR_IO, &os); /* may replace os: first */
+        tf__async_fail(c, why, os);
+    }
     return 0;
 }
 
@@ -2004,7 +2050,7 @@ static void start(tf_async_conn *c)
         tf__async_fail(c, TF_ERR_SHUTDOWN, 0);
         return;
     }
-    if (c->cfg.handshake) {
+    if (c->cfg.handshake || !c->x.hs_done) {
         c->phase = PH_HANDSHAKE;
         if (c->cfg.handshake_timeout_ms >= 0 &&
             tf_evb_timer_after(c->evb, (uint64_t)c->cfg.handshake_timeout_ms, hs_timeout, c,
@@ -2038,7 +2084,7 @@ static void start_task(void *arg)
 }
 
 tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__mem_budget *budget,
-                          tf__async_ready_fn fn, void *arg, tf_async_conn **out)
+                          bool server, tf__async_ready_fn fn, void *arg, tf_async_conn **out)
 {
     *out = NULL;
     tf_async_conn *c = tf__calloc(1, sizeof *c);
@@ -2048,7 +2094,15 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__mem
     c->evb = evb;
     c->cfg = *cfg;
     atomic_init(&c->refs, 1u);
+    int xos = 0;
+    tf_err xe = tf__xport_open(&c->x, &c->fdio, fd, cfg, server, &xos);
+    if (xe != TF_OK) {
+        free(c);
+        errno = xos;
+        return xe;
+    }
     if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        tf__xport_close(&c->x);
         free(c);
         return TF_ERR_NOMEM;
     }
@@ -2065,7 +2119,6 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__mem
     c->phase = PH_NEW;
     c->ready_fn = fn;
     c->ready_arg = arg;
-    tf_fdio_init(&c->fdio, fd, fd);
     tf_hs_init(&c->hs);
     tf_rx_init(&c->rx, cfg->max_recv_len);
     *out = c;
@@ -2080,6 +2133,7 @@ tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__mem
     if (rc != TF_OK) {
         *out = NULL;
         tf__mem_budget_unref(c->budget);
+        tf__xport_close(&c->x);
         pthread_mutex_destroy(&c->mu);
         free(c);
     }
@@ -2106,7 +2160,7 @@ tf_err tf_async_conn_from_fd(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf_a
     int os = 0;
     if (tf__sock_apply(fd, &conf, true, &os, msg) != TF_OK)
         return TF_ERR_INVALID_ARGUMENT;
-    return tf__async_conn_new(evb, fd, &conf, NULL, NULL, NULL, out);
+    return tf__async_conn_new(evb, fd, &conf, NULL, false, NULL, NULL, out);
 }
 
 /* ---------------------------------------------------------------- small accessors */
@@ -2197,3 +2251,10 @@ static void g_free(tf_conn *b)
 }
 
 static const tf_conn_ops async_ops = {g_send, g_recv, g_recv_alloc, g_close, g_error, g_free};
+
+/* The connection's transport (tls/ reads the peer's identity from it; its ops and context do
+ * not change after creation). */
+const tf__xport *tf__async_conn_xport(const tf_async_conn *c)
+{
+    return &c->x;
+}

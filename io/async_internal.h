@@ -12,6 +12,7 @@
 #include "obs_internal.h"
 #include "tcpframe/async.h"
 #include "tcpframe/fdio.h"
+#include "xport.h"
 
 /* What the connections of one server share (every server has one): the live count for
  * cfg.max_conns, and the receive-memory budget (cfg.recv_mem_budget, else unbounded; SPEC 9.7
@@ -109,7 +110,9 @@ struct tf_async_conn {
     int depth;                   /* nesting of enter() */
     unsigned interest;           /* TF_EVB_* bits registered now (WATCH_ERRORS: errors only) */
     tf__evb_hook hook;
-    tf_fdio fdio;                /* for the handshake's try-step */
+    tf_fdio fdio;                /* plain TCP: the transport's context */
+    tf__xport x;                 /* the transport (io/xport.h); its context is released with the
+                                  * connection's memory (conn_unref) */
     tf_hs hs;
     tf_evb_timer *hs_timer, *linger_timer;
     tf_evb_timer *wd_timer;      /* idle / progress watchdog tick (cfg timeouts), or NULL */
@@ -189,11 +192,13 @@ void tf__async_pause_begin(tf_async_conn *c);
 void tf__async_pause_end(tf_async_conn *c);
 
 /* A connection over a connected socket |fd| (already non-blocking, options applied) on |evb|,
- * drawing on |budget| (NULL: none; the connection takes a reference):
- * the handshake (if cfg->handshake) starts on the loop; ready_fn (may be NULL) is told when it
- * ended. Callable from any thread. TF_OK; NOMEM; SHUTDOWN. On failure fd is not closed. */
+ * drawing on |budget| (NULL: none; the connection takes a reference), the server side of its
+ * transport's handshake if |server| (TLS; plain TCP does not care): the transport's handshake
+ * and the magic (if cfg->handshake) start on the loop; ready_fn (may be NULL) is told when they
+ * ended. Callable from any thread. TF_OK; NOMEM; SHUTDOWN; TLS (os_err: OpenSSL's reason). On
+ * failure fd is not closed. */
 tf_err tf__async_conn_new(tf_evb *evb, int fd, const tf_tcp_config *cfg, tf__mem_budget *budget,
-                          tf__async_ready_fn fn, void *arg, tf_async_conn **out);
+                          bool server, tf__async_ready_fn fn, void *arg, tf_async_conn **out);
 
 /* tf_async_conn_free as a tf_dtor: the destructor of futures that carry a connection. */
 void tf__async_conn_dtor(void *p);

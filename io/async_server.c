@@ -360,14 +360,18 @@ static void take(tf_async_server *s, int fd)
     size_t i = pick_loop(s);
     atomic_fetch_add_explicit(&b->live, 1u, memory_order_relaxed);
     atomic_fetch_add_explicit(&b->loop_live[i], 1u, memory_order_relaxed);
-    if (tf__async_conn_new(b->loops[i], fd, &s->cfg, b, on_ready, n, &n->c) != TF_OK) {
+    tf_err nrc = tf__async_conn_new(b->loops[i], fd, &s->cfg, b, true, on_ready, n, &n->c);
+    if (nrc != TF_OK) {
         atomic_fetch_sub_explicit(&b->loop_live[i], 1u, memory_order_relaxed);
         atomic_fetch_sub_explicit(&b->live, 1u, memory_order_relaxed);
         pthread_mutex_lock(&s->mu); /* no verdict comes, and only this loop's shutdown claims */
         hs_unlink(s, n);
         pthread_mutex_unlock(&s->mu);
-        free(n);
         close(fd);
+        /* no memory, or the transport could not be set up (TLS): counted and reported */
+        if (nrc != TF_ERR_SHUTDOWN)
+            reject(s, n->peer, nrc, 0);
+        free(n);
     }
 }
 

@@ -1,4 +1,5 @@
-/* io/fdio.c -- tf_io over file descriptors (read, sendmsg/writev) and tf_fd_wait (poll).
+/* io/fdio.c -- tf_io over file descriptors (read, sendmsg/writev) and tf_fd_wait (poll); the
+ * plain TCP transport of the seam (io/xport.h) made of the same callbacks.
  *
  * Byte moving only: every framing decision is proto/'s. See include/tcpframe/fdio.h. */
 #include <errno.h>
@@ -12,6 +13,7 @@
 
 #include "internal.h"
 #include "tcpframe/fdio.h"
+#include "xport.h"
 
 enum { WMODE_SEND = 0, WMODE_WRITEV = 1 };
 
@@ -128,4 +130,90 @@ tf_err tf_fd_wait(int fd, short events, int timeout_ms)
             left = (int)rem; /* rem <= timeout_ms, fits an int */
         }
     }
+}
+
+/* ---------------------------------------------------------------- the plain TCP transport */
+
+/* A gathered write of any number of pieces (the async connection's queue), as fd_write. */
+static long fd_writev(void *ctx, const struct iovec *v, int cnt, int *os_err)
+{
+    const tf_fdio *f = ctx;
+    struct msghdr mh = {0};
+    mh.msg_iov = (struct iovec *)(uintptr_t)v; /* not written through */
+    mh.msg_iovlen = (size_t)cnt;
+    ssize_t sent = tf__sys_sendmsg(f->wfd, &mh, MSG_NOSIGNAL);
+    if (sent >= 0)
+        return (long)sent;
+    return fail_answer(errno, os_err);
+}
+
+static int fd_shutdown_wr(void *ctx)
+{
+    const tf_fdio *f = ctx;
+    return shutdown(f->wfd, SHUT_WR) == 0 ? 0 : errno;
+}
+
+const tf__xport_ops tf__xport_tcp = {
+    .name = "tcp",
+    .read = fd_read,
+    .write = fd_write,
+    .writev = fd_writev,
+    .shutdown_wr = fd_shutdown_wr,
+    .out_pending = NULL,
+    .flush = NULL,
+    .failure = NULL,
+    .wants = NULL,
+    .handshake = NULL,
+    .free = NULL,
+};
+
+tf_err tf__xport_open(tf__xport *x, tf_fdio *fdio, int fd, const tf_tcp_config *cfg, bool server,
+                      int *os_err)
+{
+    tf_fdio_init(fdio, fd, fd);
+    x->ops = &tf__xport_tcp;
+    x->ctx = fdio;
+    x->hs_done = true;
+    const tf__xport_maker *m = (const tf__xport_maker *)(const void *)cfg->tls;
+    if (!m)
+        return TF_OK;
+    const tf__xport_ops *ops = NULL;
+    void *ctx = NULL;
+    tf_err e = m->open(m, fd, server, &ops, &ctx, os_err);
+    if (e != TF_OK)
+        return e;
+    x->ops = ops;
+    x->ctx = ctx;
+    x->hs_done = ops->handshake == NULL;
+    return TF_OK;
+}
+
+void tf__xport_close(tf__xport *x)
+{
+    if (x->ops && x->ops->free && x->ctx)
+        x->ops->free(x->ctx);
+    x->ops = &tf__xport_tcp;
+    x->ctx = NULL;
+}
+
+tf_step tf__xport_handshake(tf__xport *x, tf_err *err, int *os_err)
+{
+    if (x->hs_done)
+        return TF_DONE;
+    tf_step st = x->ops->handshake(x->ctx, err, os_err);
+    if (st == TF_DONE)
+        x->hs_done = true;
+    return st;
+}
+
+tf_err tf__xport_reason(const tf__xport *x, tf_err err, int *os_err)
+{
+    if (!x->ops->failure || err != TF_ERR_IO)
+        return err;
+    int os = 0;
+    tf_err t = x->ops->failure(x->ctx, &os);
+    if (t == TF_OK)
+        return err;
+    *os_err = os;
+    return t;
 }

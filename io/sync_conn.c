@@ -15,13 +15,16 @@
 
 #include "sync_internal.h"
 #include "tcpframe/fdio.h"
+#include "xport.h"
 #include "tcpframe/proto.h"
 
 struct tf_sync_conn {
     tf_conn base; /* first: the generic view (conn.h, internal.h) */
     int fd;
-    tf_fdio fdio;    /* both directions: its read and write halves share nothing */
-    tf_io rio;       /* reads through fdio, counting into rx_moved */
+    tf_fdio fdio;    /* plain TCP: the transport's context (its halves share nothing) */
+    tf__xport x;     /* the transport (io/xport.h): plain TCP over fdio, or TLS */
+    tf_io io;        /* proto's view of the transport */
+    tf_io rio;       /* reads through the transport, counting into rx_moved */
     size_t rx_moved; /* receiving thread: bytes read by the current receive call */
     tf_tx tx;        /* sending thread only */
     tf_rx rx;        /* receiving thread only */
@@ -41,6 +44,12 @@ struct tf_sync_conn {
 };
 
 /* ---------------------------------------------------------------- time and poll */
+
+/* poll() bits for TF_WANT_* bits. */
+static short poll_events(unsigned w)
+{
+    return (short)(((w & TF_WANT_READ) ? POLLIN : 0) | ((w & TF_WANT_WRITE) ? POLLOUT : 0));
+}
 
 uint64_t tf__deadline_ms(int64_t ms)
 {
@@ -91,6 +100,10 @@ const char *tf__sync_reason(tf_err err, int os_err, char *buf, size_t len)
 {
     if (os_err == 0 || len == 0)
         return tf_strerror(err);
+    if (err == TF_ERR_TLS || err == TF_ERR_TLS_VERIFY) { /* os_err is OpenSSL's, not errno */
+        snprintf(buf, len, "%s (%d)", tf_strerror(err), os_err);
+        return buf;
+    }
     /* GNU strerror_r may return a static string instead of filling buf. */
     const char *s = strerror_r(os_err, buf, len);
     if (s != buf)
@@ -125,8 +138,7 @@ static tf_err poison(tf_sync_conn *c, tf_err err, int os_err)
 static long count_read(void *ctx, uint8_t *buf, size_t len, int *os_err)
 {
     tf_sync_conn *c = ctx;
-    const tf_io *io = tf_fdio_io(&c->fdio);
-    long n = io->read(io->ctx, buf, len, os_err);
+    long n = c->io.read(c->io.ctx, buf, len, os_err);
     if (n > 0)
         c->rx_moved += (size_t)n;
     return n;
@@ -134,36 +146,84 @@ static long count_read(void *ctx, uint8_t *buf, size_t len, int *os_err)
 
 static const tf_conn_ops sync_ops;
 
-static tf_err handshake(tf_sync_conn *c, uint64_t deadline_ns, int cancel_fd, int *os_err)
+/* Push out what the transport accepted and still holds (TLS; plain TCP holds nothing), until
+ * |deadline_ns|: TF_OK, or the reason it failed (*os_err). */
+static tf_err out_flush(tf_sync_conn *c, uint64_t deadline_ns, int cancel_fd, int *os_err)
 {
+    if (!c->x.ops->flush)
+        return TF_OK;
+    for (;;) {
+        long r = c->x.ops->flush(c->x.ctx, os_err);
+        if (r == 0)
+            return TF_OK;
+        if (r == TF_IO_FAIL)
+            return tf__xport_reason(&c->x, TF_ERR_IO, os_err);
+        if (r == TF_IO_AGAIN) {
+            short ev = poll_events(tf__xport_wants(&c->x, TF_WANT_WRITE));
+            tf_err e = tf__sync_wait(c->fd, ev, cancel_fd, deadline_ns, os_err);
+            if (e != TF_OK)
+                return e;
+        }
+    }
+}
+
+/* The transport's handshake (TLS), then the magic inside it, under one deadline. */
+static tf_err handshake(tf_sync_conn *c, bool magic, uint64_t deadline_ns, int cancel_fd,
+                        int *os_err)
+{
+    for (;;) {
+        tf_err err = TF_OK;
+        tf_step st = tf__xport_handshake(&c->x, &err, os_err);
+        if (st == TF_DONE)
+            break;
+        if (st == TF_ERROR)
+            return err;
+        short ev = poll_events(tf__xport_wants(&c->x, 0));
+        tf_err e = tf__sync_wait(c->fd, ev, cancel_fd, deadline_ns, os_err);
+        if (e != TF_OK)
+            return e;
+    }
+    if (!magic)
+        return TF_OK;
     tf_hs hs;
     tf_hs_init(&hs);
     for (;;) {
-        tf_step st = tf_hs_try(&hs, tf_fdio_io(&c->fdio));
+        tf_step st = tf_hs_try(&hs, &c->io);
         if (st == TF_DONE)
-            return TF_OK;
+            return out_flush(c, deadline_ns, cancel_fd, os_err);
         if (st == TF_ERROR)
-            return tf_hs_error(&hs, os_err);
-        unsigned w = tf_hs_wants(&hs);
-        short ev = (short)(((w & TF_WANT_READ) ? POLLIN : 0) | ((w & TF_WANT_WRITE) ? POLLOUT : 0));
-        tf_err e = tf__sync_wait(c->fd, ev, cancel_fd, deadline_ns, os_err);
+            return tf__xport_reason(&c->x, tf_hs_error(&hs, os_err), os_err);
+        unsigned w = tf_hs_wants(&hs), need = 0;
+        if (w & TF_WANT_READ)
+            need |= tf__xport_wants(&c->x, TF_WANT_READ);
+        if (w & TF_WANT_WRITE)
+            need |= tf__xport_wants(&c->x, TF_WANT_WRITE);
+        tf_err e = tf__sync_wait(c->fd, poll_events(need), cancel_fd, deadline_ns, os_err);
         if (e != TF_OK)
             return e;
     }
 }
 
-tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, const tf_addr *peer,
+tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, const tf_addr *peer, tf__xport *x,
                           tf_sync_conn **out)
 {
     *out = NULL;
     tf_sync_conn *c = tf__calloc(1, sizeof *c);
     if (!c) {
+        if (x)
+            tf__xport_close(x);
         close(fd);
         return TF_ERR_NOMEM;
     }
     c->base.ops = &sync_ops;
     c->fd = fd;
     tf_fdio_init(&c->fdio, fd, fd);
+    c->x = (tf__xport){.ops = &tf__xport_tcp, .ctx = &c->fdio, .hs_done = true};
+    if (x && x->ops != &tf__xport_tcp) {
+        c->x = *x; /* the transport moves in (its context is not the caller's fdio) */
+        x->ctx = NULL;
+    }
+    c->io = tf__xport_io(&c->x);
     c->rio = (tf_io){.ctx = c, .read = count_read, .write = NULL};
     c->max_send_len = cfg->max_send_len;
     c->max_recv_len = cfg->max_recv_len;
@@ -188,13 +248,20 @@ tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns
                           tf_sync_conn **out, int *os_err)
 {
     *os_err = 0;
-    tf_sync_conn *c;
-    tf_err e = tf__sync_conn_wrap(fd, cfg, NULL, &c);
     *out = NULL;
+    tf__xport x;
+    tf_fdio scratch;
+    tf_err e = tf__xport_open(&x, &scratch, fd, cfg, false, os_err);
+    if (e != TF_OK) {
+        close(fd);
+        return e;
+    }
+    tf_sync_conn *c;
+    e = tf__sync_conn_wrap(fd, cfg, NULL, &x, &c);
     if (e != TF_OK)
         return e;
-    if (cfg->handshake) {
-        e = handshake(c, deadline_ns, cancel_fd, os_err);
+    if (cfg->handshake || !c->x.hs_done) {
+        e = handshake(c, cfg->handshake != 0, deadline_ns, cancel_fd, os_err);
         if (e != TF_OK) {
             tf_sync_conn_free(c);
             return e;
@@ -288,19 +355,25 @@ void tf_sync_conn_free(tf_sync_conn *c)
         atomic_fetch_sub_explicit(&c->sink->live, 1u, memory_order_relaxed);
         tf__sync_sink_unref(c->sink);
     }
+    /* A transport with an end of its own (TLS: close_notify) says it, as close() says FIN:
+     * best effort, never blocking; not after a failure or after our shutdown already did. */
+    if (c->x.ops != &tf__xport_tcp && poisoned(c, NULL) == TF_OK && !atomic_load(&c->wr_shut))
+        (void)c->x.ops->shutdown_wr(c->x.ctx);
+    tf__xport_close(&c->x);
     close(c->fd);
     free(c);
 }
 
 /* ---------------------------------------------------------------- send */
 
-/* Wait (until |dl|) for room in the socket's buffer: the time counts as a pause (stats). */
-static tf_err send_wait(tf_sync_conn *c, uint64_t dl, int *os)
+/* Wait (until |dl|) until the transport can take more (|ev|: room in the socket's buffer, or
+ * what TLS waits for): the time counts as a pause (stats). */
+static tf_err send_wait(tf_sync_conn *c, short ev, uint64_t dl, int *os)
 {
     uint64_t t0 = tf__now_ns();
     atomic_store_explicit(&c->st_pause_ns, t0, memory_order_relaxed);
     tf__stat_add(&c->st_pauses, 1u);
-    tf_err e = tf__sync_wait(c->fd, POLLOUT, -1, dl, os);
+    tf_err e = tf__sync_wait(c->fd, ev, -1, dl, os);
     atomic_store_explicit(&c->st_pause_ns, 0u, memory_order_relaxed);
     tf__stat_add(&c->st_paused_ns, tf__now_ns() - t0);
     return e;
@@ -312,14 +385,18 @@ static tf_err send_frame(tf_sync_conn *c, size_t len, int timeout_ms)
     uint64_t dl = tf__deadline_ms(timeout_ms);
     for (;;) {
         int os = 0;
-        tf_step st = tf_tx_try(&c->tx, tf_fdio_io(&c->fdio));
-        if (st == TF_DONE)
-            return TF_OK;
+        tf_step st = tf_tx_try(&c->tx, &c->io);
+        if (st == TF_DONE) {
+            if (!c->x.ops->flush)
+                return TF_OK;
+            tf_err e = out_flush(c, dl, -1, &os); /* the frame moved: a failure here poisons */
+            return e == TF_OK ? TF_OK : poison(c, e, os);
+        }
         if (st == TF_ERROR) {
-            tf_err e = tf_tx_error(&c->tx, &os);
+            tf_err e = tf__xport_reason(&c->x, tf_tx_error(&c->tx, &os), &os);
             return poison(c, e, os);
         }
-        tf_err e = send_wait(c, dl, &os);
+        tf_err e = send_wait(c, poll_events(tf__xport_wants(&c->x, TF_WANT_WRITE)), dl, &os);
         if (e == TF_ERR_TIMEOUT && tf_tx_pending(&c->tx) == len + TF_HDR_LEN) {
             tf_tx_init(&c->tx, c->max_send_len); /* nothing moved: drop the frame, stay usable */
             return TF_ERR_TIMEOUT;
@@ -387,12 +464,13 @@ static tf_err recv_msg(tf_sync_conn *c, const tf_sink *sink, tf_msg *msg, int ti
         if (st == TF_DONE)
             return TF_OK;
         if (st == TF_ERROR) {
-            e = tf_rx_error(&c->rx, &os);
+            e = tf__xport_reason(&c->x, tf_rx_error(&c->rx, &os), &os);
             if (e == TF_ERR_CLOSED)
                 return closed(c);
             return recv_fail(c, e, os);
         }
-        e = tf__sync_wait(c->fd, POLLIN, -1, dl, &os);
+        short ev = poll_events(tf__xport_wants(&c->x, TF_WANT_READ));
+        e = tf__sync_wait(c->fd, ev, -1, dl, &os);
         if (e == TF_ERR_TIMEOUT && c->rx_moved == 0)
             return TF_ERR_TIMEOUT; /* at a frame boundary: still in step */
         if (e != TF_OK)
@@ -436,9 +514,10 @@ static tf_err read_wait(tf_sync_conn *c, uint8_t *buf, size_t n, uint64_t deadli
             return TF_OK;
         }
         if (r == TF_IO_FAIL)
-            return TF_ERR_IO;
+            return tf__xport_reason(&c->x, TF_ERR_IO, os_err);
         if (r == TF_IO_AGAIN) {
-            tf_err e = tf__sync_wait(c->fd, POLLIN, -1, deadline, os_err);
+            short ev = poll_events(tf__xport_wants(&c->x, TF_WANT_READ));
+            tf_err e = tf__sync_wait(c->fd, ev, -1, deadline, os_err);
             if (e != TF_OK)
                 return e;
         } /* TF_IO_INTR: read again */
@@ -554,8 +633,9 @@ tf_err tf_sync_conn_shutdown(tf_sync_conn *c)
         return e;
     if (atomic_exchange(&c->wr_shut, true))
         return TF_ERR_BAD_STATE;
-    if (shutdown(c->fd, SHUT_WR) != 0)
-        return poison(c, TF_ERR_IO, errno);
+    int se = c->x.ops->shutdown_wr(c->x.ctx);
+    if (se != 0)
+        return poison(c, TF_ERR_IO, se);
     return TF_OK;
 }
 
@@ -718,4 +798,10 @@ static const tf_conn_ops sync_ops = {
 tf_conn *tf_sync_conn_base(tf_sync_conn *c)
 {
     return c ? &c->base : NULL;
+}
+
+/* The connection's transport (tls/ reads the peer's identity from it). */
+const tf__xport *tf__sync_conn_xport(const tf_sync_conn *c)
+{
+    return &c->x;
 }

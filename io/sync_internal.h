@@ -37,10 +37,12 @@ tf_err tf__sync_conn_open(int fd, const tf_tcp_config *cfg, uint64_t deadline_ns
 
 /* Make a connection that owns the connected, handshaken socket |fd| (already non-blocking,
  * options applied) under the loaded config |cfg|, with no handshake of its own. |peer| is the
- * peer's address from accept (kept for tf_sync_conn_peer); NULL: getpeername now.
- *   TF_OK: *out is the connection.  TF_ERR_NOMEM: fd is closed and *out is NULL. */
+ * peer's address from accept (kept for tf_sync_conn_peer); NULL: getpeername now. |x| (NULL:
+ * plain TCP) is the transport over fd: a TLS one moves into the connection (x->ctx is cleared).
+ *   TF_OK: *out is the connection.  TF_ERR_NOMEM: fd is closed, x released, *out is NULL. */
+struct tf__xport;
 tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, const tf_addr *peer,
-                          tf_sync_conn **out);
+                          struct tf__xport *x, tf_sync_conn **out);
 
 /* What a sync server shares with the connections it handed out, which outlive it (so
  * reference-counted): the count of those not yet freed (tf_server_stats.active) and the event

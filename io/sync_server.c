@@ -19,6 +19,7 @@
 
 #include "sync_internal.h"
 #include "tcpframe/fdio.h"
+#include "xport.h"
 #include "tcpframe/proto.h"
 
 /* Fewest milliseconds between two accept attempts after fd or memory exhaustion, whatever the
@@ -30,6 +31,7 @@ enum { S_NEW, S_INIT, S_LISTEN, S_SHUT };
 /* A handshake in progress: an accepted client whose magic has not arrived (or ours not left). */
 typedef struct pending {
     int fd; /* -1 once taken or closed, until compact() drops the slot */
+    tf__xport x; /* its transport (TLS: its own context; plain: pointed at a fdio per step) */
     tf_hs hs;
     uint64_t deadline; /* CLOCK_MONOTONIC ns; TF__FOREVER: none */
     tf_addr peer;
@@ -224,8 +226,10 @@ static void close_fds(tf_sync_server *s)
     s->lfd = s->efd = -1;
     tf__unix_owned_release(&s->owned); /* after the close: no client can reach it any more */
     size_t n = atomic_load(&s->npending);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        tf__xport_close(&s->hs[i].x);
         close(s->hs[i].fd);
+    }
     atomic_store(&s->npending, 0);
 }
 
@@ -377,15 +381,36 @@ static tf_err step(tf_sync_server *s, size_t i, tf_sync_conn **out)
     pending *p = &s->hs[i];
     tf_fdio f; /* made per step: a slot moves in compact, and fdio points at itself */
     tf_fdio_init(&f, p->fd, p->fd);
-    tf_step st = tf_hs_try(&p->hs, tf_fdio_io(&f));
+    if (p->x.ops == &tf__xport_tcp)
+        p->x.ctx = &f;
+    int os = 0;
+    tf_err e = TF_OK;
+    tf_step st = tf__xport_handshake(&p->x, &e, &os); /* TLS first; the magic runs inside */
+    if (st == TF_DONE && s->cfg.handshake) {
+        tf_io io = tf__xport_io(&p->x);
+        st = tf_hs_try(&p->hs, &io);
+        if (st == TF_ERROR)
+            e = tf__xport_reason(&p->x, tf_hs_error(&p->hs, &os), &os);
+    }
+    while (st != TF_ERROR && p->x.ops->flush) { /* what the transport holds (our magic) */
+        long r = p->x.ops->flush(p->x.ctx, &os);
+        if (r == TF_IO_INTR)
+            continue;
+        if (r == TF_IO_AGAIN)
+            st = TF_AGAIN;
+        if (r == TF_IO_FAIL) {
+            st = TF_ERROR;
+            e = tf__xport_reason(&p->x, TF_ERR_IO, &os);
+        }
+        break;
+    }
     if (st == TF_AGAIN)
         return TF_ERR_BUSY;
     int fd = p->fd;
     p->fd = -1;
     if (st == TF_DONE)
-        return tf__sync_conn_wrap(fd, &s->cfg, &p->peer, out); /* NOMEM closes fd */
-    int os = 0;
-    tf_err e = tf_hs_error(&p->hs, &os);
+        return tf__sync_conn_wrap(fd, &s->cfg, &p->peer, &p->x, out); /* NOMEM closes fd */
+    tf__xport_close(&p->x);
     close(fd);
     reject(s, &p->peer, e, os);
     return TF_ERR_BUSY;
@@ -399,6 +424,7 @@ static uint64_t expire(tf_sync_server *s, uint64_t now)
     for (size_t i = 0; i < n; i++) {
         pending *p = &s->hs[i];
         if (p->deadline <= now) {
+            tf__xport_close(&p->x);
             close(p->fd);
             p->fd = -1;
             reject(s, &p->peer, TF_ERR_TIMEOUT, 0);
@@ -477,11 +503,23 @@ static tf_err take_client(tf_sync_server *s, round_state *r, tf_sync_conn **out,
         close(fd);
         return e;
     }
-    if (!s->cfg.handshake)
-        return tf__sync_conn_wrap(fd, &s->cfg, &peer, out);
+    tf__xport x;
+    tf_fdio f;
+    e = tf__xport_open(&x, &f, fd, &s->cfg, true, os_err);
+    if (e != TF_OK) {
+        close(fd);
+        if (e == TF_ERR_NOMEM)
+            return e;
+        reject(s, &peer, e, *os_err); /* this client's transport: go on */
+        *os_err = 0;
+        return TF_ERR_BUSY;
+    }
+    if (!s->cfg.handshake && x.hs_done)
+        return tf__sync_conn_wrap(fd, &s->cfg, &peer, &x, out);
     size_t n = atomic_load(&s->npending);
     pending *p = &s->hs[n];
     p->fd = fd;
+    p->x = x;
     tf_hs_init(&p->hs);
     p->deadline = tf__deadline_ms(s->cfg.handshake_timeout_ms);
     p->peer = peer;
@@ -508,8 +546,19 @@ static tf_err accept_loop(tf_sync_server *s, tf_sync_conn **out, int *os_err, tf
         s->pfd[0] = (struct pollfd){.fd = s->efd, .events = POLLIN, .revents = 0};
         s->pfd[1] = (struct pollfd){.fd = listen ? s->lfd : -1, .events = POLLIN, .revents = 0};
         for (size_t i = 0; i < n; i++) {
-            unsigned w = tf_hs_wants(&s->hs[i].hs);
-            short ev = (short)(((w & TF_WANT_READ) ? POLLIN : 0) | ((w & TF_WANT_WRITE) ? POLLOUT : 0));
+            const pending *p = &s->hs[i];
+            unsigned w = 0;
+            if (!p->x.hs_done) {
+                w = tf__xport_wants(&p->x, 0);
+            } else {
+                unsigned h = tf_hs_wants(&p->hs);
+                if (h & TF_WANT_READ)
+                    w |= tf__xport_wants(&p->x, TF_WANT_READ);
+                if ((h & TF_WANT_WRITE) || tf__xport_out_pending(&p->x))
+                    w |= tf__xport_wants(&p->x, TF_WANT_WRITE);
+            }
+            short ev = (short)(((w & TF_WANT_READ) ? POLLIN : 0) |
+                               ((w & TF_WANT_WRITE) ? POLLOUT : 0));
             s->pfd[i + 2] = (struct pollfd){.fd = s->hs[i].fd, .events = ev, .revents = 0};
         }
         atomic_fetch_add(&s->rounds, 1);

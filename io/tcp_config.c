@@ -85,6 +85,7 @@ static const field fields[] = {
     F(unix_peer_uid, K_I64, 0, 4294967294LL), /* (uid_t)-1 is "no uid" to the kernel */
     F(unix_peer_same_uid, K_BOOL, 0, 1),
     F(unix_replace_stale, K_BOOL, 0, 1),
+    F(tls, K_PTR, 0, 0),
 };
 #undef F
 
@@ -92,7 +93,7 @@ static const field fields[] = {
 
 /* The table must reach the struct's last field (a field appended without its line would be
  * neither copied nor checked). */
-_Static_assert(offsetof(tf_tcp_config, unix_replace_stale) + sizeof(int) == sizeof(tf_tcp_config),
+_Static_assert(offsetof(tf_tcp_config, tls) + sizeof(void *) == sizeof(tf_tcp_config),
                "tf_tcp_config grew: add the new field to the table in io/tcp_config.c");
 
 static int64_t get(const tf_tcp_config *c, const field *f)

@@ -34,10 +34,11 @@ build/bin/tfbench.zmq: FORCE
 	@mkdir -p $(@D)
 	@echo '$(TFB_ZMQ)' | cmp -s - $@ || echo '$(TFB_ZMQ)' >$@
 
-$(TFBENCH): $(TFBENCH_SRC) bench/tfb.h build/bin/tfbench.zmq $(HEADERS) $(O)/libtcpframe.a
+$(TFBENCH): $(TFBENCH_SRC) bench/tfb.h build/bin/tfbench.zmq $(HEADERS) $(O)/libtcpframe.a \
+  $(O)/libtcpframe_tls.a
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) $(TFB_ZMQ_CFLAGS) -o $@ $(TFBENCH_SRC) $(O)/libtcpframe.a \
-	  $(TFB_ZMQ_LIBS) $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) $(TFB_ZMQ_CFLAGS) -Itls -o $@ $(TFBENCH_SRC) \
+	  $(O)/libtcpframe_tls.a $(O)/libtcpframe.a $(TFB_ZMQ_LIBS) -lssl -lcrypto $(LDLIBS_ALL)
 
 build/plain/bench/%: bench/%.c $(HEADERS) $(O)/libtcpframe.a
 	@mkdir -p $(@D)

@@ -8,8 +8,10 @@
 #   make check           also runs tests/test_tfcat.sh against build/bin/tfcat (check-tfcat) and
 #                        an ASan+UBSan build of it (check-tfcat-asan)
 #
-# tfcat and the demo link only libtcpframe.a and libc (no cmocka): `make run` works on a box
-# with nothing but gcc, make and libc6-dev. Both are always the optimised plain build.
+# The demo links only libtcpframe.a and libc (no cmocka); tfcat also links libtcpframe_tls.a and
+# OpenSSL (its --tls-* options; mk/tls.mk has its rule): `make run` works on a box with nothing
+# but gcc, make, libc6-dev and libssl-dev (scripts/deps.sh build). Both are always the optimised
+# plain build.
 
 TFDEMO   := build/plain/tools/tfdemo
 TFCAT    := build/bin/tfcat

@@ -34,6 +34,9 @@ static const err_row rows[] = {
     {TF_ERR_BAD_ADDRESS, 69, "BAD_ADDRESS", "bad address: expected host:port or [ipv6]:port"},
     {TF_ERR_PEER_DENIED, 70, "PEER_DENIED",
      "the peer's credentials are not allowed here (Unix-domain uid rule)"},
+    {TF_ERR_TLS, 71, "TLS", "TLS failed (handshake or record); os_err holds OpenSSL's reason code"},
+    {TF_ERR_TLS_VERIFY, 72, "TLS_VERIFY",
+     "the peer's certificate failed verification; os_err holds the X.509 code"},
 };
 
 static void test_tf_strerror_every_code(void **state)
@@ -86,7 +89,7 @@ static void test_tf_strerror_distinct(void **state)
 static void test_tf_strerror_unknown_code(void **state)
 {
     (void)state;
-    static const int unknown[] = {-1, 10, 63, 71, 127, 1000, -2147483647 - 1, 2147483647};
+    static const int unknown[] = {-1, 10, 63, 73, 127, 1000, -2147483647 - 1, 2147483647};
     for (size_t i = 0; i < PU_ARRAY_LEN(unknown); i++) {
         tf_err e = (tf_err)unknown[i];
         assert_string_equal(tf_strerror(e), "unknown tcpframe error");

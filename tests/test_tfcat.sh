@@ -10,7 +10,9 @@
 # socket (-l fd:N) and systemd socket activation (-l systemd: a launcher passes the socket as
 # fd 3 with LISTEN_FDS=1 and LISTEN_PID), --local, --tos, --device; Unix-domain sockets (a path
 # and an abstract name); -v's statistics line per client and --stats' JSON lines of the
-# server's counters.
+# server's counters; TLS (--tls-*): mutual echo (async and --sync), each refused client with
+# its reason, a wrong server name, a plaintext client, openssl s_client and s_server as peers
+# (certificates made by the test with the openssl CLI).
 #
 #   TFCAT=build/bin/tfcat tests/test_tfcat.sh        (make check runs it via check-tfcat)
 #
@@ -800,6 +802,113 @@ test_tfcat_verbose_stats_and_json() {
 }
 
 # ---------------------------------------------------------------- runner
+
+# ---------------------------------------------------------------- TLS (--tls-*, SPEC 9.11)
+
+# Certificates made here with the openssl CLI (never committed): a CA, a server for localhost
+# and 127.0.0.1, a client, an expired client, and a client of another CA.
+tls_certs() {
+  [ -f "$tmp/tls/ca.pem" ] && return 0
+  command -v openssl >/dev/null || { say "no openssl CLI (scripts/deps.sh check installs it)"; return 1; }
+  mkdir -p "$tmp/tls"
+  (
+    cd "$tmp/tls" || exit 1
+    for ca in ca ca2; do
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $ca.key \
+        -out $ca.pem -subj "/CN=$ca" -days 2 >/dev/null 2>&1 || exit 1
+    done
+    mk() { # NAME CA SAN DAYS
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
+        -out "$1.csr" -subj "/CN=$1" >/dev/null 2>&1 &&
+      printf 'subjectAltName=%s\n' "$3" >"$1.ext" &&
+      openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -days "$4" \
+        -extfile "$1.ext" -out "$1.pem" >/dev/null 2>&1
+    }
+    mk server ca "DNS:localhost,IP:127.0.0.1" 2 && mk client ca "DNS:client.example" 2 &&
+    mk expired ca "DNS:client.example" -1 && mk stranger ca2 "DNS:client.example" 2
+  ) || { say "making the certificates failed"; return 1; }
+}
+tls_srv() { echo --tls-cert "$tmp/tls/server.pem" --tls-key "$tmp/tls/server.key" --tls-ca "$tmp/tls/ca.pem"; }
+tls_cli() { # NAME (client, expired, stranger; "" none) [SERVER-NAME]
+  [ -n "$1" ] && echo --tls-cert "$tmp/tls/$1.pem" --tls-key "$tmp/tls/$1.key"
+  echo --tls-ca "$tmp/tls/ca.pem" --tls-name "${2:-localhost}"
+}
+
+test_tfcat_tls_mutual_echo_async_and_sync() {
+  tls_certs || return 1
+  for mode in "" --sync; do
+    serve s $mode --echo $(tls_srv) -l 127.0.0.1:0 || return 1
+    seq 1 100 >"$tmp/in"
+    tfcat --recv $(tls_cli client) "$ADDR" <"$tmp/in" >"$tmp/got" || { say "async client ($mode server)"; return 1; }
+    cmp "$tmp/in" "$tmp/got" || return 1
+    { printf '\0\20\0\0'; head -c 1048576 /dev/urandom; } >"$tmp/big" # one 1 MiB frame
+    tfcat --sync --recv --raw $(tls_cli client 127.0.0.1) "$ADDR" <"$tmp/big" >"$tmp/got" ||
+      { say "sync client ($mode server)"; return 1; }
+    cmp "$tmp/big" "$tmp/got" || return 1
+    stop "$SRV" || return 1
+    assert_lines "$tmp/s.err" 1 || return 1
+    # TLS without the magic (--no-handshake): the TLS handshake alone
+    serve s $mode --no-handshake --echo $(tls_srv) -l 127.0.0.1:0 || return 1
+    tfcat --recv --no-handshake $(tls_cli client) "$ADDR" <"$tmp/in" >"$tmp/got" || return 1
+    cmp "$tmp/in" "$tmp/got" || return 1
+    stop "$SRV" || return 1
+  done
+}
+
+# Each refused client with its reason on the server (and a failing client), the server going
+# on; a client refuses a server without the expected name; a plaintext client is dropped at the
+# handshake deadline.
+test_tfcat_tls_rejections() {
+  tls_certs || return 1
+  for mode in "" --sync; do
+    serve s $mode --timeout 500 $(tls_srv) -l 127.0.0.1:0 || return 1
+    echo x | tfcat $(tls_cli "") "$ADDR" 2>"$tmp/c.err" && { say "a client without a certificate got in"; return 1; }
+    wait_for "$tmp/s.err" 'handshake: TLS: peer did not return a certificate' || return 1
+    assert_grep "$tmp/c.err" 'certificate required' || return 1
+    echo x | tfcat $(tls_cli expired) "$ADDR" 2>"$tmp/c.err" && { say "an expired client got in"; return 1; }
+    wait_for "$tmp/s.err" 'handshake: certificate verification failed: certificate has expired' || return 1
+    echo x | tfcat $(tls_cli stranger) "$ADDR" 2>"$tmp/c.err" && { say "a client of another CA got in"; return 1; }
+    wait_for "$tmp/s.err" 'handshake: certificate verification failed: unable to get local issuer certificate' || return 1
+    echo x | tfcat $(tls_cli client wrong.example) "$ADDR" 2>"$tmp/c.err" && { say "a wrong server name was accepted"; return 1; }
+    assert_grep "$tmp/c.err" 'handshake: certificate verification failed: hostname mismatch' || return 1
+    echo x | tfcat --timeout 5000 "$ADDR" 2>"$tmp/c.err" && { say "a plaintext client got in"; return 1; }
+    wait_for "$tmp/s.err" 'handshake: timed out' || return 1
+    echo good | tfcat $(tls_cli client) "$ADDR" 2>"$tmp/c.err" || { show "$tmp/c.err"; return 1; }
+    wait_for "$tmp/s.out" '^good$' || return 1
+    stop "$SRV" || return 1
+  done
+}
+
+# openssl s_client (with a client certificate, -verify_return_error) talks to a tfcat server;
+# a tfcat client talks to openssl s_server (-Verify: it requires the client's certificate).
+test_tfcat_tls_openssl_peers() {
+  tls_certs || return 1
+  [ -n "$PY" ] || { say "python3 is needed for a free port"; return 1; }
+  serve s $(tls_srv) -l 127.0.0.1:0 || return 1
+  printf 'UNIF\0\0\0\5hello' | timeout -k 5 "$LIMIT" openssl s_client -connect "$ADDR" -quiet -no_ign_eof \
+    -verify_return_error -CAfile "$tmp/tls/ca.pem" -cert "$tmp/tls/client.pem" \
+    -key "$tmp/tls/client.key" -verify_hostname localhost >"$tmp/sc.out" 2>"$tmp/sc.err"
+  wait_for "$tmp/s.out" '^hello$' || { show "$tmp/sc.err"; return 1; }
+  stop "$SRV" || return 1
+  local port
+  port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  # s_server's stdin (the server's magic) is read once the client is in; its end (once the
+  # client's frame is out) ends the connection
+  (printf 'UNIF'; i=0; while [ $i -lt 3000 ] && [ "$(stat -c %s "$tmp/ss.out" 2>/dev/null || echo 0)" -lt 13 ]; do
+     sleep 0.02; i=$((i + 1)); done) | timeout -k 5 "$LIMIT" openssl s_server -accept "127.0.0.1:$port" \
+    -naccept 1 -quiet -cert "$tmp/tls/server.pem" -key "$tmp/tls/server.key" \
+    -CAfile "$tmp/tls/ca.pem" -Verify 1 -verify_return_error >"$tmp/ss.out" 2>"$tmp/ss.err" &
+  bg+=("$!")
+  local i=0
+  until tfcat --data hello $(tls_cli client) "127.0.0.1:$port" 2>"$tmp/c.err"; do
+    i=$((i + 1)) # s_server may not be listening yet: connect is refused, try again
+    [ $i -lt 250 ] && grep -q 'refused' "$tmp/c.err" || { show "$tmp/c.err"; show "$tmp/ss.err"; return 1; }
+    sleep 0.02
+  done
+  wait_for "$tmp/ss.out" 'hello' || return 1
+  printf 'UNIF\0\0\0\5hello' >"$tmp/want"
+  head -c 13 "$tmp/ss.out" | cmp - "$tmp/want" || { show "$tmp/ss.out"; return 1; }
+}
 
 tests=$(declare -F | sed -n 's/^declare -f \(test_tfcat_.*\)/\1/p')
 filter=${TF_TEST_FILTER:-*}

@@ -30,6 +30,7 @@
 
 #include "tcpframe/async.h"
 #include "tcpframe/sync.h"
+#include "tcpframe/tls.h"
 #include "tcpframe/version.h"
 
 #define EXIT_RUNTIME 1
@@ -51,6 +52,9 @@ typedef struct opts {
     long long mem_budget, idle_ms, progress_ms, max_conns;
     long long stats_s; /* --stats SECONDS: server counters as JSON on stderr; 0: off */
     long long threads; /* --threads: event loops of the async server */
+    /* TLS (--tls-*): on when a certificate or a CA is given */
+    const char *tls_cert, *tls_key, *tls_ca, *tls_name;
+    bool tls_no_verify;
 } opts;
 
 static opts o = {.count = -1,
@@ -129,6 +133,12 @@ static const char *reason(tf_err e, int os, char *buf, size_t len)
         return buf;
     case TF_ERR_TRUNCATED:
         return "peer closed the connection in the middle of a message";
+    case TF_ERR_TLS:
+        snprintf(buf, len, "TLS: %s", tf_tls_strerror(e, os));
+        return buf;
+    case TF_ERR_TLS_VERIFY:
+        snprintf(buf, len, "certificate verification failed: %s", tf_tls_strerror(e, os));
+        return buf;
     default:
         break;
     }
@@ -283,6 +293,9 @@ static uint8_t *read_file(const char *path, size_t *len)
 
 /* ---------------------------------------------------------------- configuration */
 
+/* The TLS context of --tls-* (NULL: plain TCP): made once, kept until the process exits. */
+static tf_tls_ctx *volatile tls_ctx; /* volatile: the store stays (a root for LSan) */
+
 static void make_config(tf_tcp_config *cfg)
 {
     tf_tcp_config_init(cfg);
@@ -314,6 +327,25 @@ static void make_config(tf_tcp_config *cfg)
     tf_errmsg msg;
     if (tf_tcp_config_validate(cfg, &msg) != TF_OK)
         usage_fail("%s", msg.text);
+    if (!o.tls_cert && !o.tls_key && !o.tls_ca && !o.tls_name && !o.tls_no_verify)
+        return; /* plain TCP */
+    tf_tls_config t;
+    tf_tls_config_init(&t);
+    t.cert_file = o.tls_cert;
+    t.key_file = o.tls_key;
+    t.ca_file = o.tls_ca;
+    t.verify_peer = o.tls_no_verify ? 0 : 1;
+    t.peer_name = o.tls_name;
+    tf_tls_ctx *k = NULL;
+    tf_err e = tf_tls_ctx_new(&t, &k, &msg);
+    if (e == TF_ERR_INVALID_ARGUMENT)
+        usage_fail("--%s", msg.text); /* "tls: ..." names the field */
+    if (e != TF_OK) {
+        say("%s", msg.text[0] ? msg.text : tf_strerror(e));
+        exit(EXIT_RUNTIME);
+    }
+    tls_ctx = k;
+    cfg->tls = k;
 }
 
 /* Check |text| (exit 2 with the library's sentence if it is bad) and, with -4/-6, replace it by
@@ -1065,7 +1097,8 @@ static int link_connect(session *l, const char *addr, const tf_tcp_config *cfg)
             tf_future_free(f);
             l->a = c;
         }
-        if (e == TF_ERR_BAD_MAGIC || e == TF_ERR_CLOSED || e == TF_ERR_TRUNCATED)
+        if (e == TF_ERR_BAD_MAGIC || e == TF_ERR_CLOSED || e == TF_ERR_TRUNCATED ||
+            e == TF_ERR_TLS || e == TF_ERR_TLS_VERIFY)
             stage = "handshake";
     }
     if (e == TF_OK && !o.recv) {
@@ -1352,6 +1385,13 @@ static const char help[] =
     "      --device IF     bind the socket to network interface IF (SO_BINDTODEVICE)\n"
     "      --local ADDR    (connect) from this local numeric HOST:PORT (port 0: any)\n"
     "      --tos N         IP TOS / IPv6 traffic class byte, 0..255 (e.g. 0x28 DSCP AF11)\n"
+    "      --tls-cert F    TLS 1.3: our certificate chain (PEM); with --tls-key\n"
+    "      --tls-key F     TLS 1.3: the private key of --tls-cert (PEM)\n"
+    "      --tls-ca F      TLS 1.3: the CAs (PEM) the peer's certificate must verify against\n"
+    "                      (listen: clients must present one; connect: the server's)\n"
+    "      --tls-no-verify-peer  TLS without checking the peer (listen: ask clients for no\n"
+    "                      certificate; connect: accept any server)\n"
+    "      --tls-name NAME (connect) the name (DNS or IP) the server's certificate must carry\n"
     "      --mem-budget N  (listen) bytes of partial messages of all clients together, K/M/G\n"
     "                      suffix; past it clients are read in turns (default 1G; 0: none)\n"
     "      --idle-timeout MS      (listen) drop a client that sent and got nothing for MS\n"
@@ -1396,7 +1436,12 @@ enum {
     OPT_LOCAL,
     OPT_TOS,
     OPT_VERSION,
-    OPT_STATS
+    OPT_STATS,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_CA,
+    OPT_TLS_NAME,
+    OPT_TLS_NOVERIFY,
 };
 
 static long long parse_num(const char *opt, const char *s, long long lo, long long hi, bool suffix)
@@ -1478,6 +1523,11 @@ static void parse_args(int argc, char **argv)
         {"device", required_argument, NULL, OPT_DEVICE},
         {"local", required_argument, NULL, OPT_LOCAL},
         {"tos", required_argument, NULL, OPT_TOS},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+        {"tls-name", required_argument, NULL, OPT_TLS_NAME},
+        {"tls-no-verify-peer", no_argument, NULL, OPT_TLS_NOVERIFY},
         {"verbose", no_argument, NULL, 'v'},
         {"stats", required_argument, NULL, OPT_STATS},
         {"version", no_argument, NULL, OPT_VERSION},
@@ -1555,6 +1605,21 @@ static void parse_args(int argc, char **argv)
         case OPT_TOS:
             o.tos = parse_tos(optarg);
             break;
+        case OPT_TLS_CERT:
+            o.tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            o.tls_key = optarg;
+            break;
+        case OPT_TLS_CA:
+            o.tls_ca = optarg;
+            break;
+        case OPT_TLS_NAME:
+            o.tls_name = optarg;
+            break;
+        case OPT_TLS_NOVERIFY:
+            o.tls_no_verify = true;
+            break;
         case '4':
             o.family = TF_FAMILY_V4;
             break;
@@ -1585,6 +1650,8 @@ static void parse_args(int argc, char **argv)
         if (o.recv || o.data || o.file || o.nul || o.interval_ms || o.local)
             usage_fail("--recv, --data, --file, -0, --interval and --local are for connecting, "
                        "not -l");
+        if (o.tls_name)
+            usage_fail("--tls-name is for connecting, not -l");
         inherited_socket();
     } else {
         if (optind == argc)

@@ -34,8 +34,10 @@ extern "C" {
     X(TIMEOUT, 66, "timed out")                                                                  \
     X(CANCELLED, 67, "cancelled: the promise was dropped before it was fulfilled")               \
     X(SHUTDOWN, 68, "the event loop is stopped or shutting down")                                \
-    X(BAD_ADDRESS, 69, "bad address: expected host:port or [ipv6]:port")                       \
-    X(PEER_DENIED, 70, "the peer's credentials are not allowed here (Unix-domain uid rule)")
+    X(BAD_ADDRESS, 69, "bad address: expected host:port or [ipv6]:port")                         \
+    X(PEER_DENIED, 70, "the peer's credentials are not allowed here (Unix-domain uid rule)")      \
+    X(TLS, 71, "TLS failed (handshake or record); os_err holds OpenSSL's reason code")           \
+    X(TLS_VERIFY, 72, "the peer's certificate failed verification; os_err holds the X.509 code")
 
 typedef enum tf_err {
 #define TF_ERR_ENUM_(name, num, text) TF_ERR_##name = num,

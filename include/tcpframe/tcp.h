@@ -179,6 +179,9 @@ typedef int (*tf_sock_cb)(void *arg, int fd, int family, tf_sock_role role);
  * program built against an older header keeps working with a newer library. A NULL config
  * everywhere means tf_tcp_config_init's defaults. The library copies the config: it need not
  * outlive the call it is passed to. */
+/* A TLS context (tcpframe/tls.h): opaque here, made and freed by libtcpframe_tls. */
+typedef struct tf_tls_ctx tf_tls_ctx;
+
 typedef struct tf_tcp_config {
     uint32_t size;                 /* sizeof(tf_tcp_config) at the caller's build; set by init */
     int64_t connect_timeout_ms;    /* whole connect incl. retries and handshake; default 30000 */
@@ -239,6 +242,11 @@ typedef struct tf_tcp_config {
     int unix_replace_stale;        /* server: 1: a socket file at the path that nobody listens
                                     * on (left by a crash) is removed and the bind retried;
                                     * default 0: init fails and says so */
+    /* the transport (SPEC 9.11) */
+    tf_tls_ctx *tls;               /* TLS 1.3 over the socket (tcpframe/tls.h, libtcpframe_tls;
+                                    * borrowed: keep it until the servers, clients and
+                                    * connections made with this config are freed); default
+                                    * NULL: plain TCP */
 } tf_tcp_config;
 
 /* uniflow's production defaults (above). Cannot fail; c must not be NULL.
