@@ -407,10 +407,14 @@ bool tf_addr_is_numeric(const char *text)
 static tf_err format_unix(const tf_addr *a, char *buf, size_t len)
 {
     const size_t base = offsetof(struct sockaddr_un, sun_path);
-    if (a->len < (socklen_t)base || a->len > (socklen_t)sizeof(struct sockaddr_un))
-        return TF_ERR_INVALID_ARGUMENT;
     const struct sockaddr_un *su = (const struct sockaddr_un *)&a->ss;
-    size_t pl = (size_t)a->len - base; /* bytes of sun_path in use */
+    /* A path that fills sun_path (108 bytes, no NUL: legal on Linux) comes back from
+     * getsockname / getpeername / accept with its length counted one past the struct (the
+     * kernel counts a NUL it could not store): the path is then all of sun_path. */
+    bool full = a->len == (socklen_t)sizeof(struct sockaddr_un) + 1 && su->sun_path[0] != '\0';
+    if (a->len < (socklen_t)base || (a->len > (socklen_t)sizeof(struct sockaddr_un) && !full))
+        return TF_ERR_INVALID_ARGUMENT;
+    size_t pl = full ? sizeof su->sun_path : (size_t)a->len - base; /* bytes of sun_path in use */
     bool abstract = pl > 0 && su->sun_path[0] == '\0';
     const char *p = su->sun_path + (abstract ? 1 : 0);
     size_t n;

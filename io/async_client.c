@@ -62,18 +62,26 @@ static void client_unref(tf_async_client *cl)
 
 static void try_next(attempt *at);
 
+/* Take the attempt off the client's list (loop thread): a cancel no longer finds it. */
+static void unlink_attempt(attempt *at)
+{
+    tf_async_client *cl = at->cl;
+    if (!at->linked)
+        return;
+    if (at->prev)
+        at->prev->next = at->next;
+    else
+        cl->list = at->next;
+    if (at->next)
+        at->next->prev = at->prev;
+    at->linked = false;
+}
+
 /* Resolve the attempt's future and forget it (loop thread). */
 static void finish(attempt *at, tf_err err, int os_err, tf_async_conn *c)
 {
     tf_async_client *cl = at->cl;
-    if (at->linked) {
-        if (at->prev)
-            at->prev->next = at->next;
-        else
-            cl->list = at->next;
-        if (at->next)
-            at->next->prev = at->prev;
-    }
+    unlink_attempt(at);
     tf__evb_timer_drop(&at->deadline);
     tf__evb_timer_drop(&at->retry);
     if (at->fd >= 0) {
@@ -97,16 +105,27 @@ static void finish(attempt *at, tf_err err, int os_err, tf_async_conn *c)
 static void on_ready(tf_async_conn *c, tf_err err, int os_err, void *arg)
 {
     attempt *at = arg;
+    tf_async_client *cl = at->cl;
     at->conn = NULL;
+    /* The event may cancel or free the client: the attempt is off its list first (a cancel
+     * does not finish it twice) and the client's memory is held until the attempt is done. */
+    unlink_attempt(at);
+    atomic_fetch_add_explicit(&cl->refs, 1u, memory_order_relaxed);
     if (err == TF_OK) {
-        tf__evsink_connected(at->cl->sink, c);
-        finish(at, TF_OK, 0, c);
-        return;
+        tf__evsink_connected(cl->sink, c);
+        if (cl->gone) { /* freed in the event: its connects end CANCELLED */
+            finish(at, TF_ERR_CANCELLED, 0, NULL);
+            tf_async_conn_free(c);
+        } else {
+            finish(at, TF_OK, 0, c);
+        }
+    } else {
+        if (err != TF_ERR_SHUTDOWN && err != TF_ERR_CANCELLED)
+            tf__evsink_tell(cl->sink, c, TF_CONN_HANDSHAKE_FAILED, err, os_err);
+        finish(at, err, os_err, NULL);
+        tf_async_conn_free(c);
     }
-    if (err != TF_ERR_SHUTDOWN && err != TF_ERR_CANCELLED)
-        tf__evsink_tell(at->cl->sink, c, TF_CONN_HANDSHAKE_FAILED, err, os_err);
-    finish(at, err, os_err, NULL);
-    tf_async_conn_free(c);
+    client_unref(cl);
 }
 
 static void connected(attempt *at)

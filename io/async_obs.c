@@ -2,6 +2,7 @@
  * servers and clients (async.h, obs.h, SPEC 9.10). The counters themselves are kept where the
  * work happens (io/async_conn.c: note_msg, admit_locked, uncount_locked); this file reads them
  * and holds the event sink. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,5 +137,5 @@ tf_err tf_async_conn_stats(tf_async_conn *c, tf_conn_stats *out)
     s.paused_ns = c->st_paused_ns + (c->st_paused ? tf__now_ns() - c->st_pause_ns : 0u);
     s.pauses = c->st_pauses;
     pthread_mutex_unlock(&c->mu);
-    return tf__stats_copy(out, &s, sizeof s);
+    return tf__stats_copy(out, &s, sizeof s, offsetof(tf_conn_stats, msgs_sent));
 }

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "internal.h"
@@ -87,7 +88,7 @@ void tf__srv_count_reject(tf__srv_counters *k, tf_err err)
     atomic_fetch_add_explicit(v, 1u, memory_order_relaxed);
 }
 
-tf_err tf__stats_copy(void *out, const void *full, size_t full_size)
+tf_err tf__stats_copy(void *out, const void *full, size_t full_size, size_t wide_from)
 {
     if (!out)
         return TF_ERR_INVALID_ARGUMENT;
@@ -96,6 +97,8 @@ tf_err tf__stats_copy(void *out, const void *full, size_t full_size)
     if (want < sizeof want)
         return TF_ERR_INVALID_ARGUMENT;
     size_t n = want < full_size ? want : full_size;
+    /* whole fields only: 4-byte ones before |wide_from|, 8-byte ones from there */
+    n = n < wide_from ? n / 4 * 4 : wide_from + (n - wide_from) / 8 * 8;
     memcpy(out, full, n);
     uint32_t wrote = (uint32_t)n;
     memcpy(out, &wrote, sizeof wrote);
@@ -124,5 +127,5 @@ tf_err tf__srv_stats_fill(const tf__srv_counters *k, uint64_t active, uint64_t h
     s.active = active;
     s.handshaking = handshaking;
     s.accept_rests = ld(&k->rests);
-    return tf__stats_copy(out, &s, sizeof s);
+    return tf__stats_copy(out, &s, sizeof s, offsetof(tf_server_stats, accepted));
 }

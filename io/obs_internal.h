@@ -38,9 +38,11 @@ void tf__srv_count_reject(tf__srv_counters *k, tf_err err);
 tf_err tf__srv_stats_fill(const tf__srv_counters *k, uint64_t active, uint64_t handshaking,
                           tf_server_stats *out);
 
-/* Copy |full| into |out| up to out->size bytes (at least the size field) and set out->size to
- * what was written. TF_ERR_INVALID_ARGUMENT when out is NULL or out->size < 4. */
-tf_err tf__stats_copy(void *out, const void *full, size_t full_size);
+/* Copy |full| into |out| up to out->size bytes (at least the size field), whole fields only
+ * (4-byte fields before |wide_from|, 8-byte ones from it: a size that ends inside a field
+ * leaves that field out), and set out->size to what was written. TF_ERR_INVALID_ARGUMENT when
+ * out is NULL or out->size < 4. */
+tf_err tf__stats_copy(void *out, const void *full, size_t full_size, size_t wide_from);
 
 /* One counter written by one thread only and read by any: a relaxed load and store (no
  * read-modify-write on the hot path). */

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -677,7 +678,7 @@ tf_err tf_sync_conn_stats(const tf_sync_conn *c, tf_conn_stats *out)
     if (since && now > since)
         s.paused_ns += now - since;
     s.pauses = ld(&c->st_pauses);
-    return tf__stats_copy(out, &s, sizeof s);
+    return tf__stats_copy(out, &s, sizeof s, offsetof(tf_conn_stats, msgs_sent));
 }
 
 int tf_sync_conn_fd(const tf_sync_conn *c)

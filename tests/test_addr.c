@@ -696,6 +696,17 @@ static void test_unix_addr_format_unnamed_and_nul_in_abstract(void **state)
     a.len = sizeof *u;
     assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_OK);
     assert_int_equal(strlen(buf), 5 + sizeof u->sun_path);
+    /* ... as getpeername / accept report it: its length one past the struct (the kernel counts
+     * the NUL it could not store; the attack's peer of a 108-byte client path) */
+    a.len = sizeof *u + 1;
+    assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_OK);
+    assert_int_equal(strlen(buf), 5 + sizeof u->sun_path);
+    /* two past, or an abstract name one past: not an address the kernel gives */
+    a.len = sizeof *u + 2;
+    assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_ERR_INVALID_ARGUMENT);
+    u->sun_path[0] = '\0';
+    a.len = sizeof *u + 1;
+    assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_ERR_INVALID_ARGUMENT);
 }
 
 int main(void)

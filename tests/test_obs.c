@@ -410,6 +410,19 @@ static void test_conn_stats_size_field(void **state)
     const uint8_t *p = (const uint8_t *)&s;
     for (size_t i = upto; i < sizeof s; i++)
         assert_int_equal(p[i], 0xAB);
+    /* a size that ends inside a field leaves that field out (no torn counter) */
+    for (size_t cut = 1; cut < 8; cut++) {
+        memset(&s, 0xAB, sizeof s);
+        s.size = (uint32_t)(upto + cut);
+        assert_int_equal(tf_async_conn_stats(a, &s), TF_OK);
+        assert_int_equal(s.size, upto);
+        for (size_t i = upto; i < sizeof s; i++)
+            assert_int_equal(p[i], 0xAB);
+    }
+    memset(&s, 0xAB, sizeof s);
+    s.size = 6; /* inside err */
+    assert_int_equal(tf_async_conn_stats(a, &s), TF_OK);
+    assert_int_equal(s.size, 4);
     /* a newer caller with a larger struct: ours is written, size says how much */
     struct {
         tf_conn_stats s;
@@ -749,6 +762,68 @@ static void test_async_client_event_handshake_failed(void **state)
     assert_int_equal(tu_fd_count(), fds0);
 }
 
+/* The client freed or cancelled inside its own event (CONNECTED, HANDSHAKE_FAILED): allowed by
+ * async.h, and before the fix a use-after-free (the attempt finished a second time, and the
+ * client's memory read after the free). Freed: the connect ends CANCELLED; cancelled: the
+ * connect that just completed keeps its outcome. ASan checks the memory. */
+typedef struct selfish {
+    tf_async_client *cl;
+    bool cancel;
+    atomic_int events;
+} selfish;
+
+static void free_self_event(tf_async_conn *c, tf_conn_event ev, tf_err err, int os_err, void *arg)
+{
+    (void)c, (void)ev, (void)err, (void)os_err;
+    selfish *sf = arg;
+    atomic_fetch_add(&sf->events, 1);
+    if (sf->cancel) {
+        TIO_CHECK_EQ(tf_async_client_cancel(sf->cl), TF_OK);
+    } else if (sf->cl) {
+        tf_async_client_free(sf->cl);
+        sf->cl = NULL;
+    }
+}
+
+static void test_async_client_freed_or_cancelled_in_its_event(void **state)
+{
+    (void)state;
+    int fds0 = tu_fd_count();
+    for (int mode = 0; mode < 4; mode++) { /* bit 0: good magic; bit 1: cancel, not free */
+        int port;
+        int lfd = tu_raw_listen(false, &port);
+        assert_true(lfd >= 0);
+        char addr[TF_ADDRSTR_LEN];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+        tf_evb *evb;
+        assert_int_equal(tf_evb_new(&evb), TF_OK);
+        assert_int_equal(tf_evb_start(evb), TF_OK);
+        selfish sf = {.cancel = (mode & 2) != 0};
+        assert_int_equal(tf_async_client_new(evb, NULL, &sf.cl, NULL), TF_OK);
+        assert_int_equal(tf_async_client_on_event(sf.cl, free_self_event, &sf), TF_OK);
+        tf_future *fu;
+        assert_int_equal(tf_async_client_connect(sf.cl, addr, &fu, NULL), TF_OK);
+        int peer = accept(lfd, NULL, NULL);
+        assert_true(peer >= 0);
+        assert_true(tu_write_all(peer, (mode & 1) ? "UNIF" : "HTTP", 4));
+        void *conn = NULL;
+        tf_err e = fut_done(fu, NULL, &conn);
+        if (mode == 0 || mode == 2)
+            assert_int_equal(e, TF_ERR_BAD_MAGIC);
+        else if (mode == 1)
+            assert_int_equal(e, TF_ERR_CANCELLED); /* the client was freed in CONNECTED */
+        else
+            assert_int_equal(e, TF_OK); /* cancelled in CONNECTED: this connect had completed */
+        assert_int_equal(atomic_load(&sf.events), 1);
+        tf_async_conn_free(conn);
+        tf_async_client_free(sf.cl); /* NULL when freed in the event */
+        assert_int_equal(tf_evb_free(evb), TF_OK);
+        close(peer);
+        close(lfd);
+    }
+    assert_int_equal(tu_fd_count(), fds0);
+}
+
 /* An idle connection dropped by idle_timeout_ms is logged with its reason. */
 static void test_log_idle_timeout_drop(void **state)
 {
@@ -1076,6 +1151,7 @@ int main(void)
         TIO_TEST(test_async_server_stats_events_and_log),
         TIO_TEST(test_async_server_stats_busy),
         TIO_TEST(test_async_client_event_handshake_failed),
+        TIO_TEST(test_async_client_freed_or_cancelled_in_its_event),
         TIO_TEST(test_log_idle_timeout_drop),
         TIO_TEST(test_sync_server_stats_and_log),
         TIO_TEST(test_sync_server_events),

@@ -359,8 +359,9 @@ TF_API tf_err tf_async_server_stats(const tf_async_server *s, tf_server_stats *o
  * callback it started with. Order per client:
  * TF_CONN_CONNECTED when its handshake completed, before the accept callback (or the accept
  * future, or the ready queue) gets the connection; or TF_CONN_HANDSHAKE_FAILED with the reason,
- * before the reject callback (a client turned away over cfg->max_conns has no connection and no
- * event: it is counted, logged and given to the reject callback). Then, for a connected one,
+ * before the reject callback (a client turned away at once -- over cfg->max_conns, or by the
+ * Unix uid rule -- has no connection and no event: it is counted under its reason, logged and
+ * given to the reject callback). Then, for a connected one,
  * TF_CONN_CLOSED once, when it fails, its close ends, it is aborted (CANCELLED), its loop stops
  * (SHUTDOWN) or it is freed while healthy (CANCELLED, inside the free): before its pending
  * operations complete with that reason and before its end callback (tf_async_conn_on_end). A

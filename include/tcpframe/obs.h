@@ -78,7 +78,10 @@ typedef enum tf_log_level {
 /* A log message: |subsystem| names the part of the library ("async_server", "sync_server",
  * "async_conn"), |message| is one line without a newline (e.g. "127.0.0.1:50122: rejected in
  * the handshake: wrong magic: ..."). Both are valid during the call only. Called on the thread
- * that saw the event (often a loop thread: keep it short, never block there). */
+ * that saw the event (often a loop thread: keep it short, never block there), from inside the
+ * library's work on the object it reports about: it may read (statistics, tf_strerror) but
+ * must not free, shut down, close or abort library objects -- hand such work to another
+ * thread or a loop task. */
 typedef void (*tf_log_fn)(tf_log_level level, const char *subsystem, const char *message,
                           void *arg);
 
