@@ -2,16 +2,17 @@
 #
 #   make                 also builds build/bin/tfcat (tools/tfcat.c: netcat for framed messages)
 #   make run             installs the compiler if missing (deps), builds everything and runs
-#                        build/plain/tools/tfdemo: the loopback TCP demo (tools/tfdemo.c)
+#                        build/plain/tools/tfdemo: the loopback TCP demo (tools/tfdemo.c), and
+#                        one exchange over mutual TLS (certificates made by the demo itself)
 #   make run RUN_ARGS="-r 50"    options passed to the demo (tfdemo -h)
 #   make install         also installs bin/tfcat and share/man/man1/tfcat.1 (install-tools)
 #   make check           also runs tests/test_tfcat.sh against build/bin/tfcat (check-tfcat) and
 #                        an ASan+UBSan build of it (check-tfcat-asan)
 #
-# The demo links only libtcpframe.a and libc (no cmocka); tfcat also links libtcpframe_tls.a and
-# OpenSSL (its --tls-* options; mk/tls.mk has its rule): `make run` works on a box with nothing
-# but gcc, make, libc6-dev and libssl-dev (scripts/deps.sh build). Both are always the optimised
-# plain build.
+# The demo and tfcat link libtcpframe.a, libtcpframe_tls.a and OpenSSL, no cmocka (the demo's
+# TLS exchange, tfcat's --tls-* options; mk/tls.mk has their rule): `make run` works on a box
+# with nothing but gcc, make, libc6-dev and libssl-dev (scripts/deps.sh build; no openssl CLI:
+# the demo makes its certificates with the library). Both are always the optimised plain build.
 
 TFDEMO   := build/plain/tools/tfdemo
 TFCAT    := build/bin/tfcat

@@ -44,9 +44,11 @@ $(O)/tests/tu_tls.o: tests/tu_tls.c $(O)/tests/tu_tls.d
 
 TSAN_TESTS += test_tls test_tls_peers
 
-# tfcat speaks TLS (--tls-*): it links this archive and OpenSSL (scripts/deps.sh build installs
-# libssl-dev); this rule replaces mk/run.mk's generic one for it.
-$(O)/tools/tfcat: tools/tfcat.c $(HEADERS) tls/tcpframe/tls.h $(TLS_LIB) $(O)/libtcpframe.a
+# tfcat speaks TLS (--tls-*) and the demo makes one TLS exchange (its certificates made with
+# OpenSSL's API): both link this archive and OpenSSL (scripts/deps.sh build installs
+# libssl-dev); this rule replaces mk/run.mk's generic one for them.
+$(O)/tools/tfcat $(O)/tools/tfdemo: $(O)/tools/%: tools/%.c $(HEADERS) tls/tcpframe/tls.h $(TLS_LIB) \
+  $(O)/libtcpframe.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -Itls -o $@ $< $(TLS_LIB) $(O)/libtcpframe.a $(TLS_LDLIBS) \
 	  $(LDLIBS_ALL)
