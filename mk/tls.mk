@@ -27,11 +27,12 @@ TLS_DEPS := $(TLS_OBJ:.o=.d)
 $(TLS_DEPS):
 -include $(wildcard $(TLS_DEPS))
 
-# tests/test_tls.c (the library's own ends) and tests/test_tls_peers.c (openssl s_server /
-# s_client, the conformance suite over TLS): certificates made by tests/tu_tls.c with the openssl
-# CLI. They link this archive and OpenSSL; tu_tls.o needs tls/'s header (the other tests never
+# tests/test_tls.c (the library's own ends), tests/test_tls_peers.c (openssl s_server /
+# s_client, the conformance suite over TLS) and tests/test_tls_faults.c (every allocation of a
+# TLS connect + handshake + echo failed in turn): certificates made by tests/tu_tls.c with the
+# openssl CLI. They link this archive and OpenSSL; tu_tls.o needs tls/'s header (the other tests never
 # pull it out of libtu.a).
-TLS_TESTS := test_tls test_tls_peers
+TLS_TESTS := test_tls test_tls_peers test_tls_faults
 $(TLS_TESTS:%=$(O)/tests/%): $(O)/tests/%: tests/%.c $(O)/tests/%.d $(TLS_LIB) $(O)/libtcpframe.a \
   $(O)/tests/libtu.a
 	@mkdir -p $(@D)
@@ -42,7 +43,7 @@ $(O)/tests/tu_tls.o: tests/tu_tls.c $(O)/tests/tu_tls.d
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(DEPFLAGS) $(IO_CFLAGS) $(TLS_CFLAGS) -Itests -c $< -o $@
 
-TSAN_TESTS += test_tls test_tls_peers
+TSAN_TESTS += test_tls test_tls_peers test_tls_faults
 
 # tfcat speaks TLS (--tls-*) and the demo makes one TLS exchange (its certificates made with
 # OpenSSL's API): both link this archive and OpenSSL (scripts/deps.sh build installs

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,8 +65,10 @@ typedef struct tls_x {
 
 /* ---------------------------------------------------------------- the socket BIO */
 
-static BIO_METHOD *bio_method;
-static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+/* Made by the first connection; a failure (no memory) is retried by the next one, so a
+ * transient allocation failure does not leave TLS broken for the process. */
+static _Atomic(BIO_METHOD *) bio_method;
+static pthread_mutex_t bio_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int bio_write(BIO *b, const char *buf, int len)
 {
@@ -103,12 +106,25 @@ static int bio_create(BIO *b)
     return 1;
 }
 
-static void bio_init_once(void)
+static BIO_METHOD *bio_get_method(void)
 {
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tcpframe");
-    if (m && BIO_meth_set_write(m, bio_write) && BIO_meth_set_read(m, bio_read) &&
-        BIO_meth_set_ctrl(m, bio_ctrl) && BIO_meth_set_create(m, bio_create))
-        bio_method = m;
+    BIO_METHOD *m = atomic_load_explicit(&bio_method, memory_order_acquire);
+    if (m)
+        return m;
+    pthread_mutex_lock(&bio_mu);
+    m = atomic_load_explicit(&bio_method, memory_order_relaxed);
+    if (!m) {
+        m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tcpframe");
+        if (m && BIO_meth_set_write(m, bio_write) && BIO_meth_set_read(m, bio_read) &&
+            BIO_meth_set_ctrl(m, bio_ctrl) && BIO_meth_set_create(m, bio_create)) {
+            atomic_store_explicit(&bio_method, m, memory_order_release);
+        } else {
+            BIO_meth_free(m);
+            m = NULL;
+        }
+    }
+    pthread_mutex_unlock(&bio_mu);
+    return m;
 }
 
 /* ---------------------------------------------------------------- errors */
@@ -488,8 +504,8 @@ static tf_err x_open(const tf__xport_maker *mk, int fd, bool server, const tf__x
                      void **out, int *os_err)
 {
     const tf_tls_ctx *k = (const tf_tls_ctx *)(const void *)mk;
-    pthread_once(&bio_once, bio_init_once);
-    if (!bio_method)
+    BIO_METHOD *bm = bio_get_method();
+    if (!bm)
         return TF_ERR_NOMEM;
     tls_x *t = tf__calloc(1, sizeof *t);
     if (!t)
@@ -501,7 +517,7 @@ static tf_err x_open(const tf__xport_maker *mk, int fd, bool server, const tf__x
     t->fd = fd;
     ERR_clear_error();
     t->ssl = SSL_new(k->ssl);
-    BIO *b = t->ssl ? BIO_new(bio_method) : NULL;
+    BIO *b = t->ssl ? BIO_new(bm) : NULL;
     if (!b) {
         unsigned long e = ERR_peek_last_error();
         *os_err = e ? packed(e) : 0;
