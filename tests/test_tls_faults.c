@@ -6,9 +6,10 @@
  * made before the countdown is armed, so its accept, handshake and echo are inside it). For
  * N = 1, 2, 3, ... until a run makes fewer than N allocations: each run either succeeds with
  * the echo byte-exact, or ends with a clear error code (NOMEM, TLS, TLS_VERIFY, IO, CLOSED,
- * TRUNCATED:
- * never a timeout, a crash or a hang), and afterwards every fd is back (ASan: no leak). The
- * last run, which no failure touched, must succeed. Certificates: tests/tu_tls.c. */
+ * TRUNCATED: never a timeout, a crash or a hang), and afterwards every fd is back (ASan: no
+ * leak). The last run, which no failure touched, must succeed. Before the sweeps, the first TLS
+ * connection of the process meets a failure of the socket BIO's method (made once) and the
+ * next one must succeed. Certificates: tests/tu_tls.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -170,8 +171,8 @@ static void sweep(const char *what, tf_err (*run)(long at, long *allocs, int *os
         tio_tick();
         count(&t, e);
         if (e != TF_OK && !clear_error(e, os))
-            fail_msg("%s: allocation %ld (%s:%d) failed: the run ended with %s (%d: %s)", what,
-                     at, al_file, al_line, tf_err_name(e), os, tf_tls_strerror(e, os));
+            fail_msg("%s: allocation %ld (%s:%d) failed: the run ended with %s (%d: %s)", what, at,
+                     al_file, al_line, tf_err_name(e), os, tf_tls_strerror(e, os));
         if (e != TF_OK && !hit)
             fail_msg("%s: no failure made, yet the run ended with %s", what, tf_err_name(e));
         int now = tu_fd_count();
