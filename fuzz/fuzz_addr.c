@@ -212,7 +212,13 @@ static void fuzz_parse(const char *text)
     check_reparse(text2, &a);
     if (strchr(a.host, ':')) {
         snprintf(text2, sizeof text2, "%s:%u", a.host, a.port);
-        check_reparse(text2, &a);
+        if (tf_addr_is_unix(text2)) { /* unbracketed, "unix:..." is a Unix address: refused */
+            tf_hostport hp2;
+            tf_errmsg mu;
+            CHECK(parse_watched(text2, &hp2, &mu) == TF_ERR_BAD_ADDRESS);
+        } else {
+            check_reparse(text2, &a);
+        }
     }
 }
 
@@ -314,6 +320,19 @@ static void fuzz_format_unix(const uint8_t *d, size_t n, int kind, unsigned sel)
         CHECK(strcmp(buf, "unix:") == 0);
         CHECK(e == TF_ERR_BAD_ADDRESS);
         return;
+    }
+    if (kind == 0 && name[0] == '@') {
+        /* a relative path that starts with '@' is written "./@..." ("unix:@" is abstract): the
+         * same file; parsed back it is that longer path, if it still fits */
+        CHECK(len == 7 + nl && memcmp(buf, "unix:./", 7) == 0 && memcmp(buf + 7, name, nl) == 0);
+        if (nl + 2 > TF_UNIX_PATH_MAX) {
+            CHECK(e == TF_ERR_BAD_ADDRESS);
+            return;
+        }
+        char dotted[TF_UNIX_PATH_MAX];
+        memcpy(dotted, "./", 2);
+        memcpy(dotted + 2, name, nl);
+        ref_unix(&a, 0, dotted, nl + 2);
     }
     CHECK(e == TF_OK);
     CHECK(memcmp(&a, &b, sizeof a) == 0);

@@ -423,7 +423,9 @@ static tf_err format_unix(const tf_addr *a, char *buf, size_t len)
     } else {
         n = strnlen(su->sun_path, pl); /* a path ends at its NUL (or fills sun_path) */
     }
-    size_t need = UNIX_PREFIX_LEN + (abstract ? 1 : 0) + n + 1;
+    /* A (relative) path that starts with '@' is written "./@...": "unix:@" means abstract. */
+    bool dot = !abstract && n > 0 && p[0] == '@';
+    size_t need = UNIX_PREFIX_LEN + (abstract ? 1 : 0) + (dot ? 2 : 0) + n + 1;
     if (need > len) {
         if (len > 0)
             buf[0] = '\0';
@@ -434,6 +436,10 @@ static tf_err format_unix(const tf_addr *a, char *buf, size_t len)
     o += UNIX_PREFIX_LEN;
     if (abstract)
         *o++ = '@';
+    if (dot) {
+        *o++ = '.';
+        *o++ = '/';
+    }
     for (size_t i = 0; i < n; i++)
         *o++ = p[i] != '\0' ? p[i] : '@'; /* only an abstract name can hold a NUL */
     *o = '\0';

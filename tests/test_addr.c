@@ -701,6 +701,14 @@ static void test_unix_addr_format_unnamed_and_nul_in_abstract(void **state)
     a.len = sizeof *u + 1;
     assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_OK);
     assert_int_equal(strlen(buf), 5 + sizeof u->sun_path);
+    /* a relative path that starts with '@' is written "./@..." ("unix:@" is abstract) */
+    memset(u->sun_path, 0, sizeof u->sun_path);
+    memcpy(u->sun_path, "@sock", 5);
+    a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 6);
+    assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_OK);
+    assert_string_equal(buf, "unix:./@sock");
+    assert_int_equal(tf_addr_format(&a, buf, 12), TF_ERR_BUFFER_TOO_SMALL);
+    memset(u->sun_path, 'q', sizeof u->sun_path);
     /* two past, or an abstract name one past: not an address the kernel gives */
     a.len = sizeof *u + 2;
     assert_int_equal(tf_addr_format(&a, buf, sizeof buf), TF_ERR_INVALID_ARGUMENT);
