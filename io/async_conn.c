@@ -38,7 +38,9 @@
  * target bound (the head receive's span or allocation), and a large rest is read straight into
  * that target. Bytes nobody asked for yet wait in a small per-connection hold buffer, and the
  * socket is read only while someone wants a message or a frame is under way: an idle connection
- * holds no buffer, and watches its socket for errors only (a reset ends it at once).
+ * holds no buffer, and watches its socket for errors only (a reset ends it at once). The one
+ * exception is the stall relief (below do_read): sends that made no progress for 200 ms while
+ * nothing is read make a bounded read ahead into the hold.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +48,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -213,6 +216,7 @@ static void set_interest(tf_async_conn *c, unsigned want)
 }
 
 static bool frame_open(const tf_async_conn *c);
+static void relief_arm(tf_async_conn *c);
 
 static bool reader_wanted(const tf_async_conn *c)
 {
@@ -251,6 +255,7 @@ static void update_interest(tf_async_conn *c)
     if (!want && (c->phase == PH_OPEN || c->phase == PH_LINGER) && !c->hup_seen)
         want = WATCH_ERRORS;
     set_interest(c, want);
+    relief_arm(c);
 }
 
 /* ---------------------------------------------------------------- queues and completion */
@@ -645,6 +650,7 @@ void tf__async_fail(tf_async_conn *c, tf_err err, int os_err)
     tf__evb_timer_drop(&c->hs_timer);
     tf__evb_timer_drop(&c->linger_timer);
     tf__evb_timer_drop(&c->wd_timer);
+    tf__evb_timer_drop(&c->relief_timer);
     rx_unbind(c);
     tf_rx_abandon(&c->rx);
     grow_reset(c);
@@ -815,6 +821,7 @@ static void do_write(tf_async_conn *c)
             }
             return;
         }
+        c->out_bytes += (size_t)n;
         write_advance(c, (size_t)n);
         if ((size_t)n < total)
             return; /* the socket buffer is full: wait for writability */
@@ -1075,7 +1082,8 @@ static size_t consume(tf_async_conn *c, const uint8_t *in, size_t n)
     return used;
 }
 
-static bool hold_append(tf_async_conn *c, const uint8_t *p, size_t n)
+/* Room for |n| more held bytes after the held ones (the held bytes moved to the front). */
+static bool hold_room(tf_async_conn *c, size_t n)
 {
     if (c->hold_off > 0) {
         memmove(c->hold, c->hold + c->hold_off, c->hold_len);
@@ -1089,6 +1097,13 @@ static bool hold_append(tf_async_conn *c, const uint8_t *p, size_t n)
         c->hold = h;
         c->hold_cap = cap;
     }
+    return true;
+}
+
+static bool hold_append(tf_async_conn *c, const uint8_t *p, size_t n)
+{
+    if (!hold_room(c, n))
+        return false;
     memcpy(c->hold + c->hold_len, p, n);
     c->hold_len += n;
     return true;
@@ -1224,6 +1239,83 @@ static void do_read(tf_async_conn *c)
             return;
         }
     }
+}
+
+/* ---------------------------------------------------------------- the kernel's stall
+
+ * A connection that reads nothing (nobody wants a message) while its sends wait can be stalled
+ * by the kernel (SPEC 9.3, issue 25 item 8): once its receive queue is over its buffer, Linux
+ * drops the peer's segments, and from then on every segment of the peer lies beyond our closed
+ * window and is dropped unread -- with the ACKs of our data in it. Our sends never drain, so an
+ * owner that waits for them before it reads again (a paused echo) waits until the user timeout.
+ * So when the sends have made no progress for a whole RELIEF_MS, the connection reads what the
+ * socket holds into its hold buffer (a bounded amount: relief_bound): the read reopens its window.
+ * Plain transport only (a TLS read may need to write); never the EOF (at most FIONREAD bytes are
+ * read, which excludes it), and not while the memory budget holds reading back. */
+enum { RELIEF_MS = 200 };
+
+/* How much the relief may hold: enough to reopen the window (Linux keeps it shut while less than
+ * 1/16 of the buffer's window space is free), at least 2 * read_buffer. */
+static size_t relief_bound(const tf_async_conn *c)
+{
+    size_t b = 2 * (size_t)c->cfg.read_buffer;
+    int rb = 0;
+    socklen_t l = sizeof rb;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rb, &l) == 0 && rb > 0 && (size_t)rb / 8 > b)
+        b = (size_t)rb / 8; /* the doubled value Linux reports: a quarter of the buffer */
+    return b;
+}
+
+static bool relief_wanted(const tf_async_conn *c)
+{
+    return c->sq_head && c->phase == PH_OPEN && c->fd >= 0 && !failed(c) && !c->abort_pending &&
+           c->x.ops == &tf__xport_tcp && !reading(c) && rx_end_of(c) == TF_OK && !c->mem_wait &&
+           c->hold_len < relief_bound(c);
+}
+
+static void relief_read(tf_async_conn *c)
+{
+    int avail = 0;
+    if (ioctl(c->fd, FIONREAD, &avail) != 0 || avail <= 0)
+        return;
+    size_t room = relief_bound(c) - c->hold_len;
+    size_t want = (size_t)avail < room ? (size_t)avail : room;
+    if (!hold_room(c, want)) {
+        tf__async_fail(c, TF_ERR_NOMEM, 0);
+        return;
+    }
+    ssize_t n = sock_read(c, c->hold + c->hold_len, want);
+    if (n <= 0)
+        return; /* EINTR (the next tick tries again), or the connection failed */
+    c->hold_len += (size_t)n;
+    TF__LOG(TF_LOG_DEBUG, "async_conn",
+            "%s: sends made no progress for %d ms while nothing was read: read %zd bytes ahead",
+            c->peer_rc == TF_OK ? c->peer : "?", (int)RELIEF_MS, n);
+}
+
+static void relief_tick(tf_evb *evb, void *arg)
+{
+    (void)evb;
+    tf_async_conn *c = arg;
+    enter(c);
+    tf_evb_timer_release(c->relief_timer);
+    c->relief_timer = NULL;
+    if (relief_wanted(c) && c->out_bytes == c->relief_mark) {
+        c->relief_ticks++;
+        relief_read(c);
+    }
+    if (!failed(c))
+        update_interest(c); /* arms the next tick while it is still wanted */
+    leave(c);
+}
+
+static void relief_arm(tf_async_conn *c)
+{
+    if (c->relief_timer || !relief_wanted(c))
+        return;
+    c->relief_mark = c->out_bytes;
+    /* Best effort: without the tick (no memory for it) the connection is as it was before. */
+    (void)tf_evb_timer_after(c->evb, RELIEF_MS, relief_tick, c, &c->relief_timer);
 }
 
 /* The linger ended: the close future gets |result| (OK: the peer closed; TIMEOUT: it did not in
@@ -1984,6 +2076,7 @@ static void finalize(tf_async_conn *c)
     tf__evb_timer_drop(&c->hs_timer);
     tf__evb_timer_drop(&c->linger_timer);
     tf__evb_timer_drop(&c->wd_timer);
+    tf__evb_timer_drop(&c->relief_timer);
     rx_unbind(c);
     grow_reset(c);
     budget_give(c, true);
@@ -2200,6 +2293,12 @@ size_t tf__async_conn_held(const tf_async_conn *c, size_t *cap)
 {
     *cap = c->hold_cap;
     return c->hold_len;
+}
+
+unsigned tf__async_conn_relief_ticks(const tf_async_conn *c, bool *armed)
+{
+    *armed = c->relief_timer != NULL;
+    return c->relief_ticks;
 }
 
 tf_evb *tf_async_conn_evb(const tf_async_conn *c)

@@ -119,6 +119,10 @@ struct tf_async_conn {
     uint64_t last_msg_ns;        /* a message was received or sent (idle_timeout_ms) */
     uint64_t frame_ns;           /* a frame has been under way since (progress_timeout_ms), 0 */
     size_t turn_bytes;           /* read in this turn (io_budget) */
+    size_t out_bytes;            /* bytes the socket has taken from us, in all (stall relief) */
+    tf_evb_timer *relief_timer;  /* the stall relief's tick (SPEC 9.3), or NULL */
+    size_t relief_mark;          /* out_bytes when that tick was armed */
+    unsigned relief_ticks;       /* ticks that found the sends stalled (tests) */
     tf__async_ready_fn ready_fn;
     void *ready_arg;
     /* A message grown as its bytes arrive (stream or allocating receive; SPEC 9.7 "Receive
@@ -206,6 +210,9 @@ void tf__async_conn_dtor(void *p);
 /* Test introspection (loop thread only): bytes held for no receiver yet, and the size of the
  * buffer that holds them (0: none allocated). */
 size_t tf__async_conn_held(const tf_async_conn *c, size_t *cap);
+/* Loop thread (tests): the stall relief's ticks that found no send progress so far; *armed
+ * whether the next tick is due. */
+unsigned tf__async_conn_relief_ticks(const tf_async_conn *c, bool *armed);
 
 /* Test introspection (any thread): accept4 calls the server made so far. */
 uint64_t tf__async_server_accept_calls(const tf_async_server *s);

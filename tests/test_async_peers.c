@@ -2,7 +2,9 @@
  * the half-close rule (a peer that sends its requests, shuts down its write side and reads the
  * replies gets every byte, 1 MiB to 16 MiB), and the end notification (tf_async_conn_on_end):
  * once, for a connection that dies while its owner waits for nothing (a paused stream with a
- * full send queue and a peer that resets), at once when set late, never after free. */
+ * full send queue and a peer that resets), at once when set late, never after free; the memory
+ * budget, the timeouts, the connection cap, the io_budget; and the kernel's stall of a paused
+ * sender (item 8) with the bounded read-ahead that relieves it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,8 +12,13 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "async_internal.h"
@@ -272,7 +279,6 @@ static void test_end_notification_once_and_never_after_free(void **state)
     tio_ctr_destroy(&late.told);
     tu_fx_end(&f);
 }
-
 
 /* ---------------------------------------------------------------- receive memory */
 
@@ -630,6 +636,236 @@ static void test_fairness_io_budget(void **state)
     tu_fx_end(&f);
 }
 
+/* ---------------------------------------------------------------- item 8: the kernel's stall */
+
+enum { CHAT_EACH = 8, CHAT_ROUNDS = 100, CHAT_SEND_LEN = 1 << 20, CHAT_BURST = 200 };
+enum { CHAT_STALL_MS = 20000 };
+
+/* Byte |i| of the peer's chatter: frames of CHAT_EACH bytes, frame k filled by tu_fill(k). */
+static uint8_t chat_byte(size_t i)
+{
+    size_t frame = i / (4 + CHAT_EACH), at = i % (4 + CHAT_EACH);
+    if (at < 4)
+        return at == 3 ? CHAT_EACH : 0;
+    uint8_t body[CHAT_EACH];
+    tu_fill(body, sizeof body, (uint32_t)frame);
+    return body[at - 4];
+}
+
+/* Read |n| bytes from |fd|; false when none came for CHAT_STALL_MS (the watchdog's no-progress
+ * window: the other side's sends stopped, not a speed verdict). */
+static bool chat_read(int fd, size_t n)
+{
+    static uint8_t sink[1 << 16];
+    uint64_t last = tu_now_ms();
+    while (n > 0) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) == 1) {
+            ssize_t r = read(fd, sink, n < sizeof sink ? n : sizeof sink);
+            if (r <= 0)
+                return false;
+            n -= (size_t)r;
+            last = tu_now_ms();
+            tio_tick();
+        } else if (tu_now_ms() - last > CHAT_STALL_MS) {
+            return false;
+        }
+    }
+    return true;
+}
+
+typedef struct counted {
+    tio_ctr n;
+    bool bad;
+} counted;
+
+static void count_chat(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                       void *arg)
+{
+    (void)c, (void)os_err;
+    counted *k = arg;
+    if (err != TF_OK)
+        return;
+    if (len != CHAT_EACH || !tu_check(data, len, (uint32_t)tio_ctr_get(&k->n)))
+        k->bad = true;
+    tio_ctr_add(&k->n, 1);
+}
+
+typedef struct relief_q {
+    tf_async_conn *c;
+    unsigned ticks;
+    bool armed;
+    size_t held, cap;
+} relief_q;
+
+static void relief_query(void *arg)
+{
+    relief_q *q = arg;
+    q->ticks = tf__async_conn_relief_ticks(q->c, &q->armed);
+    q->held = tf__async_conn_held(q->c, &q->cap);
+}
+
+static relief_q relief_now(tu_fx *f, tf_async_conn *c)
+{
+    relief_q q = {.c = c};
+    assert_int_equal(tf_evb_dispatch_and_wait(f->evb, relief_query, &q), TF_OK);
+    return q;
+}
+
+/* Issue 25.8: a connection that reads nothing (no stream, no receive) sends 1 MiB at a time to a
+ * peer that reads it all and then chatters a burst of tiny segments back (3 bytes a write,
+ * TCP_NODELAY). Our receive buffer is small: once its queue is over the buffer Linux drops the
+ * tiny segments (TCPRcvQDrop), and from then on every later segment of the peer -- and the
+ * ACK of our data in it -- lies beyond our closed window (TcpExtBeyondWindow): before, our next
+ * send never drained (a few rounds in; tfcat's echo test saw the same under load with 1 MiB
+ * buffers, until the user timeout). The connection now reads a bounded amount ahead when its
+ * sends make no progress, which reopens its window. What it read ahead is kept: a stream
+ * started afterwards gets every chattered frame, in order. */
+static void test_paused_sender_not_stalled_by_kernel_drops(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    int lport;
+    int lfd = tu_raw_listen(false, &lport);
+    assert_true(lfd >= 0);
+    int small = 4096;
+    assert_int_equal(setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    int raw = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(raw >= 0);
+    int mib = 1 << 20, one = 1;
+    assert_int_equal(setsockopt(raw, SOL_SOCKET, SO_SNDBUF, &mib, sizeof mib), 0);
+    assert_int_equal(setsockopt(raw, SOL_SOCKET, SO_RCVBUF, &mib, sizeof mib), 0);
+    assert_int_equal(setsockopt(raw, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lport)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(raw, (struct sockaddr *)&sa, sizeof sa), 0);
+    int fd = accept(lfd, NULL, NULL);
+    assert_true(fd >= 0);
+    tf_tcp_config cfg = tu_cfg_default();
+    cfg.rcvbuf = small;
+    tf_async_conn *c;
+    assert_int_equal(tf_async_conn_from_fd(f.evb, fd, &cfg, &c, NULL), TF_OK);
+    assert_true(tu_send_magic(raw));
+    assert_true(tu_expect_magic(raw));
+    uint8_t *big = calloc(1, CHAT_SEND_LEN);
+    static const long gaps[5] = {1000, 2000, 5000, 10000, 20000};
+    size_t wrote = 0;
+    int rounds = 0;
+    bool moved = true;
+    for (; rounds < CHAT_ROUNDS && moved; rounds++) {
+        tf_future *s;
+        assert_int_equal(tf_async_conn_send(c, big, CHAT_SEND_LEN, -1, &s), TF_OK);
+        moved = chat_read(raw, 4 + CHAT_SEND_LEN);
+        if (moved)
+            assert_int_equal(tu_fut_result(s, NULL, NULL), TF_OK);
+        else
+            tf_future_free(s);
+        assert_int_equal(fcntl(raw, F_SETFL, O_NONBLOCK), 0);
+        for (int k = 0; k < CHAT_BURST; k++) {
+            uint8_t b[3] = {chat_byte(wrote), chat_byte(wrote + 1), chat_byte(wrote + 2)};
+            ssize_t w = send(raw, b, 3, MSG_NOSIGNAL);
+            if (w <= 0)
+                break;
+            wrote += (size_t)w;
+            /* Spaced writes, each its own segment; the spacing varies by round (1-20 us). */
+            struct timespec g = {0, gaps[rounds % 5]};
+            nanosleep(&g, NULL);
+        }
+        assert_int_equal(fcntl(raw, F_SETFL, 0), 0);
+    }
+    print_message("stall: %d of %d rounds of 1 MiB, %zu bytes chattered, %u stalled tick(s) "
+                  "relieved%s\n",
+                  rounds, CHAT_ROUNDS, wrote, relief_now(&f, c).ticks,
+                  moved ? "" : ": STALLED (no byte for the watchdog's window)");
+    assert_true(moved);
+    /* Finish the chatter's last frame, then take every frame: nothing read ahead was lost. */
+    size_t frames = (wrote + 4 + CHAT_EACH - 1) / (4 + CHAT_EACH);
+    counted k = {.bad = false};
+    tio_ctr_init(&k.n);
+    assert_int_equal(tf_async_conn_stream(c, count_chat, &k), TF_OK);
+    for (size_t i = wrote; i < frames * (4 + CHAT_EACH); i++) {
+        uint8_t b = chat_byte(i);
+        assert_true(tu_write_all(raw, &b, 1));
+    }
+    assert_true(tio_ctr_wait(&k.n, (long)frames, 60000));
+    tu_loop_settle(f.evb);
+    assert_int_equal(tio_ctr_get(&k.n), (long)frames);
+    assert_false(k.bad);
+    tf_async_conn_free(c);
+    close(raw);
+    close(lfd);
+    free(big);
+    tio_ctr_destroy(&k.n);
+    tu_fx_end(&f);
+}
+
+/* Issue 25.8, the relief itself: a connection that reads nothing and sends to a peer that never
+ * reads (so its sends make no progress at all) reads ahead what the socket holds, tick by tick,
+ * up to its bound (2 * read_buffer here) and never more; a stream started later gets every frame in
+ * order, the held ones first. (A Unix-domain pair: the relief does not depend on the family.) */
+static void test_paused_sender_reads_ahead_bounded(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    tf_tcp_config cfg = tu_cfg_default();
+    cfg.read_buffer = 4096;
+    cfg.sndbuf = 4096;
+    cfg.rcvbuf = 4096; /* the bound is then 2 * read_buffer (a quarter of a large buffer) */
+    int raw, mine;
+    tf_async_conn *c = tu_pair_raw_fds(&f, &cfg, &raw, &mine);
+    assert_true(tu_send_magic(raw));
+    assert_true(tu_expect_magic(raw));
+    enum { FRAMES = 4000 }; /* 48,000 bytes: more than the hold's bound and the kernel's queue */
+    assert_int_equal(fcntl(raw, F_SETFL, O_NONBLOCK), 0);
+    size_t total = (size_t)FRAMES * (4 + CHAT_EACH), wrote = 0;
+    uint8_t *all = malloc(total);
+    for (size_t j = 0; j < total; j++)
+        all[j] = chat_byte(j);
+    while (wrote < total) { /* as much as the socket takes now */
+        ssize_t w = send(raw, all + wrote, total - wrote, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        wrote += (size_t)w;
+    }
+    assert_true(wrote > 2 * 4096);
+    static uint8_t big[1 << 20];
+    tf_future *s;
+    assert_int_equal(tf_async_conn_send(c, big, sizeof big, -1, &s), TF_OK); /* never drains */
+    relief_q q;
+    uint64_t t0 = tu_now_ms();
+    while ((q = relief_now(&f, c)).held < 2 * 4096u) { /* watchdog only: a tick is 200 ms */
+        assert_true(tu_now_ms() - t0 < 60000);
+        struct timespec ms = {0, 20000000};
+        nanosleep(&ms, NULL);
+    }
+    int inq = 0;
+    assert_int_equal(ioctl(mine, FIONREAD, &inq), 0);
+    print_message("relief: %u stalled tick(s), %zu bytes held (bound %d), %d left in the "
+                  "kernel, next tick %s\n",
+                  q.ticks, q.held, 2 * 4096, inq, q.armed ? "armed" : "not armed");
+    assert_int_equal(q.held, 2 * 4096u); /* the bound, and no tick to read more */
+    assert_false(q.armed);
+    assert_true(inq > 0);
+    /* Take every frame: the held ones first, then the rest as the peer writes it. */
+    counted k = {.bad = false};
+    tio_ctr_init(&k.n);
+    assert_int_equal(tf_async_conn_stream(c, count_chat, &k), TF_OK);
+    assert_int_equal(fcntl(raw, F_SETFL, 0), 0);
+    assert_true(tu_write_all(raw, all + wrote, total - wrote));
+    free(all);
+    assert_true(tio_ctr_wait(&k.n, FRAMES, 60000));
+    tu_loop_settle(f.evb);
+    assert_int_equal(tio_ctr_get(&k.n), FRAMES);
+    assert_false(k.bad);
+    tf_async_conn_free(c);
+    assert_int_equal(tu_fut_result(s, NULL, NULL), TF_ERR_CANCELLED);
+    close(raw);
+    tio_ctr_destroy(&k.n);
+    tu_fx_end(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -642,6 +878,8 @@ int main(void)
         TIO_TEST(test_idle_and_progress_timeouts),
         TIO_TEST(test_server_connection_cap),
         TIO_TEST(test_fairness_io_budget),
+        TIO_TEST(test_paused_sender_not_stalled_by_kernel_drops),
+        TIO_TEST(test_paused_sender_reads_ahead_bounded),
     };
     tio_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
