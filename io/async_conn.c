@@ -182,6 +182,12 @@ static tf_err rx_end_of(const tf_async_conn *c)
     return (tf_err)atomic_load_explicit(&c->rx_err, memory_order_acquire);
 }
 
+/* The peer's address for a log line ("?" when it is not known). */
+static const char *peer_label(const tf_async_conn *c)
+{
+    return c->peer_rc == TF_OK ? c->peer : "?";
+}
+
 /* ---------------------------------------------------------------- fd interest */
 
 static void on_fd(tf_evb *evb, int fd, unsigned events, void *arg);
@@ -210,7 +216,7 @@ static void set_interest(tf_async_conn *c, unsigned want)
         tf_evb_unregister_fd(c->evb, c->fd);
         if (rc != TF_ERR_SHUTDOWN)
             TF__LOG(TF_LOG_ERROR, "async_conn", "%s: the socket's watch could not be registered: %s",
-                    c->peer_rc == TF_OK ? c->peer : "?", tf_strerror(rc));
+                    peer_label(c), tf_strerror(rc));
         tf__async_fail(c, rc, rc == TF_ERR_IO ? e : 0);
     }
 }
@@ -1290,7 +1296,7 @@ static void relief_read(tf_async_conn *c)
     c->hold_len += (size_t)n;
     TF__LOG(TF_LOG_DEBUG, "async_conn",
             "%s: sends made no progress for %d ms while nothing was read: read %zd bytes ahead",
-            c->peer_rc == TF_OK ? c->peer : "?", (int)RELIEF_MS, n);
+            peer_label(c), (int)RELIEF_MS, n);
 }
 
 static void relief_tick(tf_evb *evb, void *arg)
@@ -1517,13 +1523,13 @@ static void wd_tick(tf_evb *evb, void *arg)
     uint64_t prog = (uint64_t)c->cfg.progress_timeout_ms * 1000000u;
     if (c->phase == PH_OPEN && c->cfg.idle_timeout_ms > 0 && now - c->last_msg_ns >= idle) {
         TF__LOG(TF_LOG_WARN, "async_conn", "%s: dropped: no message for %lld ms (idle_timeout_ms)",
-                c->peer_rc == TF_OK ? c->peer : "?", (long long)c->cfg.idle_timeout_ms);
+                peer_label(c), (long long)c->cfg.idle_timeout_ms);
         tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* no message either way for idle_timeout_ms */
     } else if (c->phase == PH_OPEN && c->cfg.progress_timeout_ms > 0 && c->frame_ns &&
                now - c->frame_ns >= prog) {
         TF__LOG(TF_LOG_WARN, "async_conn",
                 "%s: dropped: a frame stalled for %lld ms (progress_timeout_ms)",
-                c->peer_rc == TF_OK ? c->peer : "?", (long long)c->cfg.progress_timeout_ms);
+                peer_label(c), (long long)c->cfg.progress_timeout_ms);
         tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* a frame started and stalled */
     } else
         wd_arm(c);

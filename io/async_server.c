@@ -151,11 +151,7 @@ static void reject(tf_async_server *s, const char *peer, tf_err err, int os_err)
 {
     atomic_fetch_add_explicit(&s->rejected, 1u, memory_order_relaxed);
     tf__srv_count_reject(&s->k, err);
-    TF__LOG(TF_LOG_WARN, "async_server", "%s: rejected %s: %s%s%s", peer,
-            err == TF_ERR_BUSY          ? "at max_conns"
-            : err == TF_ERR_PEER_DENIED ? "(its uid is not allowed)"
-                                        : "in the handshake",
-            tf_strerror(err), os_err ? ": " : "", os_err ? strerror(os_err) : "");
+    tf__srv_reject_log("async_server", peer, err, os_err);
     pthread_mutex_lock(&s->mu);
     tf_async_reject_cb cb = s->shut_done ? NULL : s->rcb;
     void *arg = s->rarg;
@@ -316,8 +312,7 @@ static void take(tf_async_server *s, int fd)
     int pos = 0;
     if (tf__unix_peer_check(fd, &s->cfg, &pos) != TF_OK) { /* a uid the config does not allow */
         char peer[TF_ADDRSTR_LEN];
-        if (tf__sock_name(fd, true, peer, sizeof peer) != TF_OK)
-            strcpy(peer, "?");
+        tf__sock_label(fd, true, peer, sizeof peer);
         close(fd);
         reject(s, peer, TF_ERR_PEER_DENIED, pos);
         return;
@@ -327,8 +322,7 @@ static void take(tf_async_server *s, int fd)
         atomic_load_explicit(&b->live, memory_order_relaxed) >= (size_t)s->cfg.max_conns) {
         /* Over the cap: closed at once, counted and reported as rejected (BUSY). */
         char peer[TF_ADDRSTR_LEN];
-        if (tf__sock_name(fd, true, peer, sizeof peer) != TF_OK)
-            strcpy(peer, "?");
+        tf__sock_label(fd, true, peer, sizeof peer);
         close(fd);
         reject(s, peer, TF_ERR_BUSY, 0);
         return;
@@ -345,8 +339,7 @@ static void take(tf_async_server *s, int fd)
         return;
     }
     n->s = s;
-    if (tf__sock_name(fd, true, n->peer, sizeof n->peer) != TF_OK)
-        strcpy(n->peer, "?");
+    tf__sock_label(fd, true, n->peer, sizeof n->peer);
     pthread_mutex_lock(&s->mu);
     n->next = s->hs;
     if (s->hs)

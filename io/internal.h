@@ -137,6 +137,8 @@ uint64_t tf__backoff_ms(const tf_tcp_config *c, unsigned attempt, uint32_t *seed
 
 /* getsockname (peer false) or getpeername (peer true) of fd, formatted as tf_addr_format. */
 tf_err tf__sock_name(int fd, bool peer, char *buf, size_t len);
+/* The same for a log line or a report: "?" when the address is unknown. Returns buf. */
+const char *tf__sock_label(int fd, bool peer, char *buf, size_t len);
 
 /* accept4 errors worth retrying after a pause (fd or memory exhaustion, aborted connection). */
 bool tf__accept_transient(int os_err);

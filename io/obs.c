@@ -61,6 +61,15 @@ const char *tf_conn_event_name(tf_conn_event ev)
     return "?";
 }
 
+void tf__srv_reject_log(const char *subsystem, const char *peer, tf_err err, int os_err)
+{
+    TF__LOG(TF_LOG_WARN, subsystem, "%s: rejected %s: %s%s%s", peer,
+            err == TF_ERR_BUSY          ? "at max_conns"
+            : err == TF_ERR_PEER_DENIED ? "(its uid is not allowed)"
+                                        : "in the handshake",
+            tf_strerror(err), os_err ? ": " : "", os_err ? strerror(os_err) : "");
+}
+
 void tf__srv_count_reject(tf__srv_counters *k, tf_err err)
 {
     atomic_uint_fast64_t *v;

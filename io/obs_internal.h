@@ -31,6 +31,9 @@ typedef struct tf__srv_counters {
 
 /* Count a client rejected with |err| under its reason. */
 void tf__srv_count_reject(tf__srv_counters *k, tf_err err);
+/* Log (TF_LOG_WARN, as |subsystem|) that client |peer| was rejected with |err| (BUSY: over
+ * max_conns; PEER_DENIED: its uid is not allowed; else in the handshake) and |os_err|. */
+void tf__srv_reject_log(const char *subsystem, const char *peer, tf_err err, int os_err);
 
 /* Fill |out| (its size field says how much) from |k|, with |active| and |handshaking| beside
  * (k->handshaking is the async server's). TF_OK; TF_ERR_INVALID_ARGUMENT (out NULL or its size

@@ -417,6 +417,13 @@ tf_err tf__sock_name(int fd, bool peer, char *buf, size_t len)
     return tf_addr_format(&a, buf, len);
 }
 
+const char *tf__sock_label(int fd, bool peer, char *buf, size_t len)
+{
+    if (tf__sock_name(fd, peer, buf, len) != TF_OK && len > 1)
+        strcpy(buf, "?");
+    return buf;
+}
+
 bool tf__accept_transient(int os_err)
 {
     switch (os_err) {

@@ -356,8 +356,7 @@ static void reject(tf_sync_server *s, const tf_addr *peer, tf_err err, int os_er
     if (tf_addr_format(peer, text, sizeof text) != TF_OK)
         snprintf(text, sizeof text, "?");
     if (log)
-        tf__log(TF_LOG_WARN, "sync_server", "%s: rejected in the handshake: %s%s%s", text,
-                tf_strerror(err), os_err ? ": " : "", os_err ? strerror(os_err) : "");
+        tf__srv_reject_log("sync_server", text, err, os_err);
     tf__sync_sink_tell(s->sink, NULL, text, TF_CONN_HANDSHAKE_FAILED, err, os_err);
     if (s->on_reject)
         s->on_reject(s->reject_arg, text, err, os_err);
@@ -462,8 +461,7 @@ static tf_err accept_failed(tf_sync_server *s, int err, round_state *r, int *os_
     int64_t limit = s->cfg.accept_retries < 0 ? 0 : s->cfg.accept_retries;
     if (!tf__accept_transient(err) || (int64_t)r->fails >= limit) {
         char where[TF_ADDRSTR_LEN];
-        if (tf__sock_name(s->lfd, false, where, sizeof where) != TF_OK)
-            snprintf(where, sizeof where, "?");
+        tf__sock_label(s->lfd, false, where, sizeof where);
         *os_err = err;
         tf__errmsg(msg, "accept on %s: %s (%u retries)", where, strerror(err), r->fails);
         return TF_ERR_IO;
