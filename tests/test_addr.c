@@ -21,28 +21,6 @@
 #include "internal.h"
 #include "tu_net.h"
 
-/* ---------------------------------------------------------------- fd leak check */
-
-static int fds_before;
-
-static int setup(void **state)
-{
-    (void)state;
-    fds_before = tu_fd_count();
-    return fds_before < 0 ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    int now = tu_fd_count();
-    if (now != fds_before) {
-        fprintf(stderr, "fd leak: %d open before the test, %d after\n", fds_before, now);
-        return -1;
-    }
-    return 0;
-}
-
 /* ---------------------------------------------------------------- helpers */
 
 /* The text a message must start with: bad address "<input>": */
@@ -719,7 +697,7 @@ static void test_unix_addr_format_unnamed_and_nul_in_abstract(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, tu_fd_setup, tu_fd_teardown)
     const struct CMUnitTest tests[] = {
         T(test_hostport_parse_valid_forms),
         T(test_hostport_parse_errors_quote_input),

@@ -33,37 +33,7 @@
 
 #define DEADLINE_MS 10000
 
-/* ---------------------------------------------------------------- fd leak check */
-
-static int fds_before;
-
-static int setup(void **state)
-{
-    (void)state;
-    fds_before = tu_fd_count();
-    return fds_before < 0 ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    int now = tu_fd_count();
-    if (now != fds_before) {
-        fprintf(stderr, "fd leak: %d open before the test, %d after\n", fds_before, now);
-        return -1;
-    }
-    return 0;
-}
-
 /* ---------------------------------------------------------------- helpers */
-
-static int getopt_int(int fd, int level, int name)
-{
-    int v = -12345;
-    socklen_t len = sizeof v;
-    assert_int_equal(getsockopt(fd, level, name, &v, &len), 0);
-    return v;
-}
 
 /* A value that validates and differs from both init and init_os for every field. */
 static void custom(tf_tcp_config *c)
@@ -110,7 +80,7 @@ static int tcp_socket(int family)
  * net.core.[wr]mem_max: set v <= the max, read back between v and 2v. */
 static void expect_buf(int fd, int name, int64_t v)
 {
-    int got = getopt_int(fd, SOL_SOCKET, name);
+    int got = tu_getopt_int(fd, SOL_SOCKET, name);
     if (got < v || got > 2 * v)
         fail_msg("%s set to %lld, reads back %d", name == SO_SNDBUF ? "SO_SNDBUF" : "SO_RCVBUF",
                  (long long)v, got);
@@ -139,18 +109,18 @@ static void test_sock_apply_custom_values_read_back(void **state)
         assert_string_equal(m.text, "");
         expect_buf(fd, SO_SNDBUF, 65536);
         expect_buf(fd, SO_RCVBUF, 131072);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
-        assert_int_equal(getopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 120);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), 7);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT), 4);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 12345);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
+        assert_int_equal(tu_getopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 120);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), 7);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT), 4);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 12345);
         /* And back off: 0 is applied, not skipped. */
         c.nodelay = 0;
         c.user_timeout_ms = 0;
         assert_int_equal(tf__sock_apply(fd, &c, false, &err, &m), TF_OK);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 0);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 0);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
         c.nodelay = 1;
         c.user_timeout_ms = 12345;
         close(fd);
@@ -165,16 +135,16 @@ static void test_sock_apply_production_defaults_read_back(void **state)
     int fd = tcp_socket(AF_INET);
     assert_int_equal(tf__sock_apply(fd, &c, false, NULL, NULL), TF_OK);
     /* 1 MiB may be clamped by net.core.wmem_max/rmem_max: at least the kernel default grew. */
-    int snd = getopt_int(fd, SOL_SOCKET, SO_SNDBUF);
-    int rcv = getopt_int(fd, SOL_SOCKET, SO_RCVBUF);
+    int snd = tu_getopt_int(fd, SOL_SOCKET, SO_SNDBUF);
+    int rcv = tu_getopt_int(fd, SOL_SOCKET, SO_RCVBUF);
     assert_true(snd >= 2 * 4096 && snd <= 2 * 1048576);
     assert_true(rcv >= 2 * 4096 && rcv <= 2 * 1048576);
-    assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
-    assert_int_equal(getopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
-    assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 60);
-    assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), 5);
-    assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT), 3);
-    assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 60000);
+    assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
+    assert_int_equal(tu_getopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+    assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 60);
+    assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), 5);
+    assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT), 3);
+    assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 60000);
     close(fd);
 }
 
@@ -192,12 +162,12 @@ static void test_sock_apply_os_defaults_leave_socket_alone(void **state)
     int fd = tcp_socket(AF_INET);
     int before[N];
     for (size_t i = 0; i < N; i++)
-        before[i] = getopt_int(fd, opts[i].level, opts[i].name);
+        before[i] = tu_getopt_int(fd, opts[i].level, opts[i].name);
     tf_tcp_config c;
     tf_tcp_config_init_os(&c);
     assert_int_equal(tf__sock_apply(fd, &c, false, NULL, NULL), TF_OK);
     for (size_t i = 0; i < N; i++)
-        assert_int_equal(getopt_int(fd, opts[i].level, opts[i].name), before[i]);
+        assert_int_equal(tu_getopt_int(fd, opts[i].level, opts[i].name), before[i]);
     close(fd);
 }
 
@@ -213,8 +183,8 @@ static void test_sock_apply_keepalive_off_leaves_times(void **state)
     tf_tcp_config_init(&c);
     c.keepalive = 0; /* times still 60/5/3 in the config */
     assert_int_equal(tf__sock_apply(fd, &c, false, NULL, NULL), TF_OK);
-    assert_int_equal(getopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 0);
-    assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 77);
+    assert_int_equal(tu_getopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 0);
+    assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 77);
     close(fd);
 }
 
@@ -236,7 +206,7 @@ static void test_sock_apply_unix_socketpair_strict_and_lenient(void **state)
         assert_int_equal(err, 0);
         assert_string_equal(m.text, "");
         expect_buf(sv[lenient], SO_SNDBUF, (int)c.sndbuf);
-        assert_int_equal(getopt_int(sv[lenient], SOL_SOCKET, SO_KEEPALIVE), 0);
+        assert_int_equal(tu_getopt_int(sv[lenient], SOL_SOCKET, SO_KEEPALIVE), 0);
     }
     close(sv[0]);
     close(sv[1]);
@@ -267,8 +237,8 @@ static void test_sock_apply_not_a_socket_fails_even_lenient(void **state)
 static void expect_listening(int fd)
 {
     assert_true(fd >= 0);
-    assert_int_equal(getopt_int(fd, SOL_SOCKET, SO_ACCEPTCONN), 1);
-    assert_int_equal(getopt_int(fd, SOL_SOCKET, SO_REUSEADDR), 1);
+    assert_int_equal(tu_getopt_int(fd, SOL_SOCKET, SO_ACCEPTCONN), 1);
+    assert_int_equal(tu_getopt_int(fd, SOL_SOCKET, SO_REUSEADDR), 1);
     assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
     assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
 }
@@ -309,8 +279,8 @@ static void test_sock_listen_ipv4_loopback_ephemeral(void **state)
     assert_true(strncmp(name, "127.0.0.1:", 10) == 0);
     assert_true(port_of(name) > 0);
     /* The default options were applied (accepted sockets inherit them). */
-    assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
-    assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 60);
+    assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
+    assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 60);
     expect_accepts(fd, name);
     close(fd);
 }
@@ -341,7 +311,7 @@ static void test_sock_listen_wildcard_dual_stack(void **state)
         char name[TF_ADDRSTR_LEN];
         assert_int_equal(tf__sock_name(fd, false, name, sizeof name), TF_OK);
         assert_true(strncmp(name, "[::]:", 5) == 0);
-        assert_int_equal(getopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY), 0);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY), 0);
         /* Both families reach it. */
         char to[TF_ADDRSTR_LEN];
         snprintf(to, sizeof to, "127.0.0.1:%d", port_of(name));
@@ -561,8 +531,8 @@ static void test_sock_connect_start_to_listening_port(void **state)
         assert_int_equal(tf__sock_connect_finish(fd, &err), TF_OK);
         assert_int_equal(err, 0);
         /* The options went on before connect. */
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 60000);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 60000);
         char peer[TF_ADDRSTR_LEN];
         assert_int_equal(tf__sock_name(fd, true, peer, sizeof peer), TF_OK);
         assert_string_equal(peer, name);
@@ -615,10 +585,10 @@ static void test_sock_connect_os_default_config_connects(void **state)
     (void)state;
     /* The kernel's own values on a fresh socket, to compare with. */
     int probe = tcp_socket(AF_INET);
-    int nodelay = getopt_int(probe, IPPROTO_TCP, TCP_NODELAY);
-    int keepalive = getopt_int(probe, SOL_SOCKET, SO_KEEPALIVE);
-    int idle = getopt_int(probe, IPPROTO_TCP, TCP_KEEPIDLE);
-    int ut = getopt_int(probe, IPPROTO_TCP, TCP_USER_TIMEOUT);
+    int nodelay = tu_getopt_int(probe, IPPROTO_TCP, TCP_NODELAY);
+    int keepalive = tu_getopt_int(probe, SOL_SOCKET, SO_KEEPALIVE);
+    int idle = tu_getopt_int(probe, IPPROTO_TCP, TCP_KEEPIDLE);
+    int ut = tu_getopt_int(probe, IPPROTO_TCP, TCP_USER_TIMEOUT);
     close(probe);
     tf_tcp_config c;
     tf_tcp_config_init_os(&c);
@@ -626,10 +596,10 @@ static void test_sock_connect_os_default_config_connects(void **state)
     connect_pair(&c, &cfd, &afd);
     for (int i = 0; i < 2; i++) {
         int fd = i ? afd : cfd;
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), nodelay);
-        assert_int_equal(getopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), keepalive);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), idle);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), ut);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), nodelay);
+        assert_int_equal(tu_getopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), keepalive);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), idle);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), ut);
     }
     close(cfd);
     close(afd);
@@ -649,12 +619,12 @@ static void test_sock_connect_custom_config_connects(void **state)
         int fd = i ? afd : cfd;
         expect_buf(fd, SO_SNDBUF, 65536);
         expect_buf(fd, SO_RCVBUF, 131072);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
-        assert_int_equal(getopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 120);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), 7);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT), 4);
-        assert_int_equal(getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 12345);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_NODELAY), 1);
+        assert_int_equal(tu_getopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), 120);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), 7);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT), 4);
+        assert_int_equal(tu_getopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 12345);
     }
     close(cfd);
     close(afd);
@@ -875,7 +845,7 @@ static void test_backoff_jitter_bounded_and_deterministic(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, tu_fd_setup, tu_fd_teardown)
     const struct CMUnitTest tests[] = {
         T(test_sock_apply_custom_values_read_back),
         T(test_sock_apply_production_defaults_read_back),

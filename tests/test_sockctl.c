@@ -34,34 +34,6 @@
 
 #define DEADLINE_MS 10000
 
-static int fds_before;
-
-static int setup(void **state)
-{
-    (void)state;
-    fds_before = tu_fd_count();
-    return fds_before < 0 ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    int now = tu_fd_count();
-    if (now != fds_before) {
-        fprintf(stderr, "fd leak: %d open before the test, %d after\n", fds_before, now);
-        return -1;
-    }
-    return 0;
-}
-
-static int getopt_int(int fd, int level, int name)
-{
-    int v = -12345;
-    socklen_t len = sizeof v;
-    assert_int_equal(getsockopt(fd, level, name, &v, &len), 0);
-    return v;
-}
-
 static bool fd_is_open(int fd)
 {
     return fcntl(fd, F_GETFD) >= 0 || errno != EBADF;
@@ -107,21 +79,21 @@ static void test_sock_apply_tos_and_priority_read_back(void **state)
     tf_errmsg m;
     assert_int_equal(tf__sock_apply(v4, &c, false, NULL, &m), TF_OK);
     assert_int_equal(tf__sock_apply(v6, &c, false, NULL, &m), TF_OK);
-    assert_int_equal(getopt_int(v4, IPPROTO_IP, IP_TOS), 0x28);
-    assert_int_equal(getopt_int(v4, SOL_SOCKET, SO_PRIORITY), 5);
-    assert_int_equal(getopt_int(v6, IPPROTO_IPV6, IPV6_TCLASS), 0x28);
-    assert_int_equal(getopt_int(v6, IPPROTO_IP, IP_TOS), 0x28); /* v4-mapped traffic */
-    assert_int_equal(getopt_int(v6, SOL_SOCKET, SO_PRIORITY), 5);
+    assert_int_equal(tu_getopt_int(v4, IPPROTO_IP, IP_TOS), 0x28);
+    assert_int_equal(tu_getopt_int(v4, SOL_SOCKET, SO_PRIORITY), 5);
+    assert_int_equal(tu_getopt_int(v6, IPPROTO_IPV6, IPV6_TCLASS), 0x28);
+    assert_int_equal(tu_getopt_int(v6, IPPROTO_IP, IP_TOS), 0x28); /* v4-mapped traffic */
+    assert_int_equal(tu_getopt_int(v6, SOL_SOCKET, SO_PRIORITY), 5);
     close(v4);
     close(v6);
 
     /* Unset: the kernel's values stay. */
     tf_tcp_config_init(&c);
     v4 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int tos0 = getopt_int(v4, IPPROTO_IP, IP_TOS), prio0 = getopt_int(v4, SOL_SOCKET, SO_PRIORITY);
+    int tos0 = tu_getopt_int(v4, IPPROTO_IP, IP_TOS), prio0 = tu_getopt_int(v4, SOL_SOCKET, SO_PRIORITY);
     assert_int_equal(tf__sock_apply(v4, &c, false, NULL, &m), TF_OK);
-    assert_int_equal(getopt_int(v4, IPPROTO_IP, IP_TOS), tos0);
-    assert_int_equal(getopt_int(v4, SOL_SOCKET, SO_PRIORITY), prio0);
+    assert_int_equal(tu_getopt_int(v4, IPPROTO_IP, IP_TOS), tos0);
+    assert_int_equal(tu_getopt_int(v4, SOL_SOCKET, SO_PRIORITY), prio0);
     close(v4);
 }
 
@@ -137,7 +109,7 @@ static void test_sock_apply_tos_skipped_on_unix_socket(void **state)
     /* Not IP: no IP_TOS attempted even strictly; SO_PRIORITY is a socket-level option. */
     tf_errmsg m;
     assert_int_equal(tf__sock_apply(sv[0], &c, false, NULL, &m), TF_OK);
-    assert_int_equal(getopt_int(sv[0], SOL_SOCKET, SO_PRIORITY), 2);
+    assert_int_equal(tu_getopt_int(sv[0], SOL_SOCKET, SO_PRIORITY), 2);
     close(sv[0]);
     close(sv[1]);
 }
@@ -152,12 +124,12 @@ static void test_accepted_socket_carries_tos_and_priority(void **state)
     int lfd = -1, cfd = -1, afd = -1;
     tf_errmsg m;
     assert_int_equal(tf__sock_listen("127.0.0.1:0", &c, &lfd, NULL, &m), TF_OK);
-    assert_int_equal(getopt_int(lfd, IPPROTO_IP, IP_TOS), 0x48);
+    assert_int_equal(tu_getopt_int(lfd, IPPROTO_IP, IP_TOS), 0x48);
     dial(lfd, &c, &cfd, &afd);
-    assert_int_equal(getopt_int(cfd, IPPROTO_IP, IP_TOS), 0x48);
-    assert_int_equal(getopt_int(cfd, SOL_SOCKET, SO_PRIORITY), 4);
+    assert_int_equal(tu_getopt_int(cfd, IPPROTO_IP, IP_TOS), 0x48);
+    assert_int_equal(tu_getopt_int(cfd, SOL_SOCKET, SO_PRIORITY), 4);
     /* The sync server sets them on each accepted socket too; the kernel copies IP_TOS. */
-    assert_int_equal(getopt_int(afd, IPPROTO_IP, IP_TOS), 0x48);
+    assert_int_equal(tu_getopt_int(afd, IPPROTO_IP, IP_TOS), 0x48);
     close(afd);
     close(cfd);
     close(lfd);
@@ -471,7 +443,7 @@ static void test_sync_server_init_fd_serves_and_owns_fd(void **state)
     assert_string_equal(m.text, "");
     assert_true(fcntl(lfd, F_GETFL) & O_NONBLOCK);
     assert_true(fcntl(lfd, F_GETFD) & FD_CLOEXEC);
-    assert_int_equal(getopt_int(lfd, IPPROTO_IP, IP_TOS), 0x20);
+    assert_int_equal(tu_getopt_int(lfd, IPPROTO_IP, IP_TOS), 0x20);
     char bound[TF_ADDRSTR_LEN], want[TF_ADDRSTR_LEN];
     assert_int_equal(tf_sync_server_addr(s, bound, sizeof bound), TF_OK);
     snprintf(want, sizeof want, "127.0.0.1:%d", port);
@@ -614,7 +586,7 @@ static void test_async_server_init_fd_accepts(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, tu_fd_setup, tu_fd_teardown)
     const struct CMUnitTest tests[] = {
         T(test_sock_apply_tos_and_priority_read_back),
         T(test_sock_apply_tos_skipped_on_unix_socket),

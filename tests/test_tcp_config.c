@@ -33,28 +33,6 @@
 
 #define DEADLINE_MS 10000
 
-/* ---------------------------------------------------------------- fd leak check */
-
-static int fds_before;
-
-static int setup(void **state)
-{
-    (void)state;
-    fds_before = tu_fd_count();
-    return fds_before < 0 ? -1 : 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    int now = tu_fd_count();
-    if (now != fds_before) {
-        fprintf(stderr, "fd leak: %d open before the test, %d after\n", fds_before, now);
-        return -1;
-    }
-    return 0;
-}
-
 /* ---------------------------------------------------------------- helpers */
 
 static int custom_cb(void *arg, int fd, int family, tf_sock_role role)
@@ -608,7 +586,7 @@ static void test_config_newer_size_unknown_fields_must_be_zero(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, tu_fd_setup, tu_fd_teardown)
     const struct CMUnitTest tests[] = {
         T(test_errmsg_formats_truncates_and_clears),
         T(test_tcp_config_init_production_values),

@@ -1,5 +1,12 @@
 /* tests/tu_net.c -- see tu_net.h. Plain syscalls only: these peers must not share code with the
  * library they judge. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
 #include "tu_net.h"
 
 #include <arpa/inet.h>
@@ -29,6 +36,34 @@ int tu_fd_count(void)
             n++;
     closedir(d);
     return n - 1; /* the directory's own fd */
+}
+
+static int fds_before;
+
+int tu_fd_setup(void **state)
+{
+    (void)state;
+    fds_before = tu_fd_count();
+    return fds_before < 0 ? -1 : 0;
+}
+
+int tu_fd_teardown(void **state)
+{
+    (void)state;
+    int now = tu_fd_count();
+    if (now != fds_before) {
+        fprintf(stderr, "fd leak: %d open before the test, %d after\n", fds_before, now);
+        return -1;
+    }
+    return 0;
+}
+
+int tu_getopt_int(int fd, int level, int name)
+{
+    int v = -12345;
+    socklen_t len = sizeof v;
+    assert_int_equal(getsockopt(fd, level, name, &v, &len), 0);
+    return v;
 }
 
 static atomic_long alloc_calls;

@@ -10,6 +10,13 @@
 
 /* Open fds of this process (entries of /proc/self/fd, minus the one used to count). */
 int tu_fd_count(void);
+/* A cmocka setup / teardown pair: the teardown fails the test when the open-fd count differs
+ * from the setup's (an fd leaked or was closed twice). */
+int tu_fd_setup(void **state);
+int tu_fd_teardown(void **state);
+
+/* getsockopt of an int option; the test fails if the call does. */
+int tu_getopt_int(int fd, int level, int name);
 
 /* Route the library's user-buffer allocations (tf__malloc) through a counter; fail_after >= 0
  * makes allocation number fail_after+1 onwards return NULL. tu_alloc_reset() restores malloc. */
