@@ -573,26 +573,6 @@ static void budget_accept(tf_async_server *s, tf_async_conn *c, void *arg)
     TIO_CHECK_EQ(tf_async_conn_stream(c, budget_msg, arg), TF_OK);
 }
 
-typedef struct bigsend {
-    int fd;
-    uint8_t id;
-    bool ok;
-} bigsend;
-
-enum { BIG = 4 << 20 };
-
-static void *send_big(void *arg)
-{
-    bigsend *b = arg;
-    uint8_t *p = malloc(BIG);
-    p[0] = b->id;
-    p[1] = p[2] = p[3] = 0;
-    tu_fill(p + 4, BIG - 4, b->id);
-    b->ok = tu_write_frame(b->fd, p, BIG);
-    free(p);
-    return NULL;
-}
-
 /* recv_mem_budget 1 MiB, three clients on three loops sending 4 MiB each at once: the loops
  * draw on one budget (waits and wake-ups cross threads), every message arrives intact, and the
  * memory held at once never passed the budget plus one message. */
@@ -606,20 +586,20 @@ static void test_multi_memory_budget(void **state)
     tf_tcp_config cfg = tu_cfg_default();
     cfg.recv_mem_budget = 1 << 20;
     mfx_start(&f, &cfg, budget_accept, &b);
-    bigsend bs[NL];
+    tu_bigsend bs[NL];
     pthread_t t[NL];
     for (int i = 0; i < NL; i++)
-        bs[i] = (bigsend){client(f.addr), (uint8_t)(i + 1), false};
+        bs[i] = (tu_bigsend){client(f.addr), (uint8_t)(i + 1), false};
     wait_active(f.s, NL);
     for (int i = 0; i < NL; i++)
         assert_int_equal(tf__async_server_loop_live(f.s, f.loops[i]), 1);
     for (int i = 0; i < NL; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, send_big, &bs[i]), 0);
+        assert_int_equal(pthread_create(&t[i], NULL, tu_send_big, &bs[i]), 0);
     assert_true(tio_ctr_wait(&b.got, NL, 60000));
     for (int i = 0; i < NL; i++) {
         pthread_join(t[i], NULL);
         assert_true(bs[i].ok);
-        assert_int_equal(b.len[i], BIG);
+        assert_int_equal(b.len[i], TU_BIG);
         assert_true(b.intact[i]);
     }
     size_t used = 1, peak = 0;
@@ -628,7 +608,7 @@ static void test_multi_memory_budget(void **state)
     print_message("budget 1 MiB, 3 x 4 MiB on 3 loops: peak %zu KiB, %llu waits\n", peak / 1024,
                   (unsigned long long)waits);
     assert_int_equal(used, 0);
-    assert_true(peak <= (1u << 20) + BIG);
+    assert_true(peak <= (1u << 20) + TU_BIG);
     for (int i = 0; i < NL; i++) {
         tf_async_conn_free(b.conns[i]);
         close(bs[i].fd);

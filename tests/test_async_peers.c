@@ -365,26 +365,6 @@ static void budget_accept(tf_async_server *s, tf_async_conn *c, void *arg)
     TIO_CHECK_EQ(tf_async_conn_stream(c, budget_msg, arg), TF_OK);
 }
 
-typedef struct bigsend {
-    int fd;
-    uint8_t id;
-    bool ok;
-} bigsend;
-
-enum { BIG = 4 << 20 };
-
-static void *send_big(void *arg)
-{
-    bigsend *b = arg;
-    uint8_t *p = malloc(BIG);
-    p[0] = b->id;
-    p[1] = p[2] = p[3] = 0;
-    tu_fill(p + 4, BIG - 4, b->id);
-    b->ok = tu_write_frame(b->fd, p, BIG);
-    free(p);
-    return NULL;
-}
-
 /* Issue 25.4: three clients send 4 MiB messages at once to a server whose receive budget is
  * 1 MiB: they are read in turns (backpressure, not failure), every message arrives intact, and
  * the memory held at once never passed the budget plus one message (the overdraft that keeps
@@ -404,21 +384,21 @@ static void test_server_memory_budget(void **state)
     assert_int_equal(tf_async_server_init(s, "127.0.0.1:0", &cfg, NULL), TF_OK);
     char addr[TF_ADDRSTR_LEN];
     assert_int_equal(tf_async_server_addr(s, addr, sizeof addr), TF_OK);
-    bigsend bs[3];
+    tu_bigsend bs[3];
     pthread_t t[3];
     for (int i = 0; i < 3; i++) {
-        bs[i] = (bigsend){tu_raw_connect(addr), (uint8_t)(i + 1), false};
+        bs[i] = (tu_bigsend){tu_raw_connect(addr), (uint8_t)(i + 1), false};
         assert_true(bs[i].fd >= 0);
         assert_true(tu_send_magic(bs[i].fd));
         assert_true(tu_expect_magic(bs[i].fd));
     }
     for (int i = 0; i < 3; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, send_big, &bs[i]), 0);
+        assert_int_equal(pthread_create(&t[i], NULL, tu_send_big, &bs[i]), 0);
     assert_true(tio_ctr_wait(&b.got, 3, 60000));
     for (int i = 0; i < 3; i++) {
         pthread_join(t[i], NULL);
         assert_true(bs[i].ok);
-        assert_int_equal(b.len[i], BIG);
+        assert_int_equal(b.len[i], TU_BIG);
         assert_true(b.intact[i]);
     }
     size_t used = 1, peak = 0;
@@ -427,8 +407,8 @@ static void test_server_memory_budget(void **state)
     print_message("budget 1 MiB, 3 x 4 MiB at once: peak %zu KiB, %llu waits, %zu held after\n",
                   peak / 1024, (unsigned long long)waits, used);
     assert_int_equal(used, 0);
-    assert_true(peak <= (1u << 20) + BIG);
-    assert_true(peak < 3u * BIG);
+    assert_true(peak <= (1u << 20) + TU_BIG);
+    assert_true(peak < 3u * TU_BIG);
     for (int i = 0; i < 3; i++) {
         tf_async_conn_free(b.conns[i]); /* handed out: ours to free */
         close(bs[i].fd);

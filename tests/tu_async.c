@@ -6,6 +6,7 @@
 
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <sys/socket.h>
 
 #include "tu_async.h"
@@ -87,3 +88,16 @@ tf_err tu_send_wait(tf_async_conn *c, const void *buf, size_t len)
     return tu_fut_result(fu, NULL, NULL);
 }
 
+
+void *tu_send_big(void *arg)
+{
+    tu_bigsend *b = arg;
+    uint8_t *p = malloc(TU_BIG);
+    assert_non_null(p);
+    p[0] = b->id;
+    p[1] = p[2] = p[3] = 0;
+    tu_fill(p + 4, TU_BIG - 4, b->id);
+    b->ok = tu_write_frame(b->fd, p, TU_BIG);
+    free(p);
+    return NULL;
+}

@@ -4,7 +4,9 @@
 #ifndef TCPFRAME_TU_ASYNC_H
 #define TCPFRAME_TU_ASYNC_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tcpframe/async.h"
 
@@ -32,5 +34,16 @@ void tu_loop_settle(tf_evb *evb);
 tf_err tu_fut_result(tf_future *fu, size_t *size, void **owned);
 /* Send one message and wait for its future. */
 tf_err tu_send_wait(tf_async_conn *c, const void *buf, size_t len);
+
+/* A client that sends one TU_BIG-byte message on a raw socket (a thread's body: tu_send_big):
+ * its first byte is id, then three zero bytes, then tu_fill(id); ok says whether it was all
+ * written. */
+enum { TU_BIG = 4 << 20 };
+typedef struct tu_bigsend {
+    int fd;
+    uint8_t id;
+    bool ok;
+} tu_bigsend;
+void *tu_send_big(void *arg);
 
 #endif /* TCPFRAME_TU_ASYNC_H */
