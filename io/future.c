@@ -32,6 +32,7 @@ struct fstate {
     tf_dtor dtor;
     tf_future_cb cb;
     void *cb_arg;
+    struct fstate *wnext; /* on the completing loop thread's deferred-wake list */
 };
 
 /* Both ends are the same shared state; the distinct types keep callers honest. */
@@ -87,6 +88,7 @@ static inline void cpu_relax(void)
 
 bool tf__baton_wait(_Atomic uint32_t *b, uint64_t deadline_ns)
 {
+    tf__future_flush_wakes(); /* a loop thread about to block owes its waiters their wake-up */
     uint32_t s = atomic_load_explicit(b, memory_order_acquire);
     for (unsigned i = 0; s != 1u && i < BATON_SPINS; i++) {
         cpu_relax();
@@ -122,6 +124,28 @@ static struct fstate *fs_new(unsigned refs)
     return s;
 }
 
+/* Deferred wake-ups (loop threads only). A loop thread that completes a future somebody sleeps
+ * on publishes READY at once but delays the futex wake to the end of its loop iteration
+ * (tf__future_flush_wakes, called by the loop before it polls again, at its drain and before it
+ * blocks): the futures completed in one iteration are then woken together, so a thread waiting
+ * on a batch of them in turn is woken once per iteration instead of once per future, and sleeps
+ * less often. Each deferred state holds a reference until its wake. Only states whose owned
+ * pointer has no destructor or free() are deferred, so that the last reference dropped by the
+ * flush never runs a destructor that could block the loop. */
+static _Thread_local struct fstate *wake_head;
+
+static void fs_unref(struct fstate *s);
+
+void tf__future_flush_wakes(void)
+{
+    struct fstate *s;
+    while ((s = wake_head) != NULL) {
+        wake_head = s->wnext;
+        tf__futex_wake(&s->state);
+        fs_unref(s);
+    }
+}
+
 /* Publish the result; the caller won the claim. */
 static void complete(struct fstate *s, tf_err err, size_t size, void *owned, tf_dtor dtor)
 {
@@ -130,8 +154,13 @@ static void complete(struct fstate *s, tf_err err, size_t size, void *owned, tf_
     s->owned = owned;
     s->dtor = dtor;
     uint32_t old = atomic_exchange_explicit(&s->state, F_READY, memory_order_acq_rel);
-    if (old & F_WAITERS)
+    if ((old & F_WAITERS) && tf__evb_current() && (!dtor || dtor == free)) {
+        atomic_fetch_add_explicit(&s->refs, 1u, memory_order_relaxed); /* the caller holds one */
+        s->wnext = wake_head;
+        wake_head = s;
+    } else if (old & F_WAITERS) {
         tf__futex_wake(&s->state);
+    }
     if (old & F_CB) {
         s->cb((tf_future *)(void *)s, s->cb_arg);
         fs_unref(s); /* the callback's reference */

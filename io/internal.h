@@ -25,6 +25,11 @@ bool tf__futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns);
 /* Wake every thread sleeping on |word|. */
 void tf__futex_wake(_Atomic uint32_t *word);
 
+/* Wake now the waiters of the futures this (loop) thread completed and deferred (future.c):
+ * run by the loop at the end of every iteration, at its drain, and before a loop thread blocks.
+ * Nothing if none. */
+void tf__future_flush_wakes(void);
+
 /* A one-shot baton: 0 = not posted, 1 = posted, 2 = not posted and a waiter sleeps.
  * Post publishes with release; wait returns with acquire. The poster may touch the word once
  * after the waiter could have returned (futex wake of a dead address is harmless). */
