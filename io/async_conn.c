@@ -245,7 +245,16 @@ static void update_interest(tf_async_conn *c)
             w |= tf__xport_wants(&c->x, TF_WANT_WRITE);
         if (reading(c))
             w |= tf__xport_wants(&c->x, TF_WANT_READ);
+        else if ((c->interest & TF_EVB_READ) && c->drained && !c->mem_wait &&
+                 rx_end_of(c) == TF_OK && !c->abort_pending)
+            w |= TF_WANT_READ; /* the lazy drop: see below */
     }
+    /* The lazy drop of the read interest. A connection whose last receive completed keeps its
+     * read watch while the socket is drained (the last read came back short): a future-style
+     * caller's next receive, usually submitted before the peer answers, then finds it in place
+     * instead of an epoll_ctl to drop it and another to add it back per message. The first
+     * readable event that finds nobody to read clears |drained| (on_fd), so the watch drops
+     * there to errors only -- level-triggered data nobody wants cannot spin the loop. */
     unsigned want =
         ((w & TF_WANT_READ) ? TF_EVB_READ : 0u) | ((w & TF_WANT_WRITE) ? TF_EVB_WRITE : 0u);
     if (!want && (c->phase == PH_OPEN || c->phase == PH_LINGER) && !c->hup_seen)
