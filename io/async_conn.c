@@ -357,7 +357,7 @@ static void op_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, u
     if (op->promise) {
         tf_promise *p = op->promise;
         bool owned = op->kind == OP_RECV_ALLOC && data;
-        free(op);
+        tf__promise_mem_done(op, sizeof *op); /* the op lives in the promise's state */
         if (err == TF_OK)
             tf_promise_set(p, err, len, owned ? data : NULL, owned ? free : NULL);
         else
@@ -1666,23 +1666,22 @@ static tf_err submit_future(tf_async_conn *c, int kind, const void *buf, size_t 
         *out = NULL;
     if (!c || !out || (!buf && len > 0))
         return TF_ERR_INVALID_ARGUMENT;
-    tf_async_op *op = tf__alloc(sizeof *op);
-    if (!op)
-        return TF_ERR_NOMEM;
+    /* The op is part of its promise's shared state: one allocation per operation. */
+    tf_async_op *op = NULL;
+    tf_promise *p = NULL;
     tf_future *f = NULL;
-    if (tf_promise_new(&op->promise, &f) != TF_OK) {
-        free(op);
+    if (tf__promise_new_with(sizeof *op, &p, &f, (void **)&op) != TF_OK)
         return TF_ERR_NOMEM;
-    }
+    op->promise = p;
     op->dtor = dtor;
     op->cb = NULL;
     op->arg = NULL;
     tf_err rc = submit(c, op, kind, buf, len, timeout_ms);
     if (rc != TF_OK) {
-        tf_promise_set(op->promise, rc, 0, NULL, NULL);
-        tf_promise_free(op->promise);
-        tf_future_free(f);
-        free(op);
+        tf__promise_mem_done(op, sizeof *op);
+        tf_promise_set(p, rc, 0, NULL, NULL);
+        tf_promise_free(p);
+        tf_future_free(f); /* the op's memory goes with the state */
         return rc;
     }
     *out = f;

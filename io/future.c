@@ -10,12 +10,29 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TF_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TF_ASAN 1
+#endif
+#endif
+#ifdef TF_ASAN
+#include <sanitizer/asan_interface.h>
+#define MEM_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define MEM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define MEM_POISON(p, n) ((void)(p), (void)(n))
+#define MEM_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 enum { F_READY = 1u, F_WAITERS = 2u, F_CB = 4u };
 
@@ -33,7 +50,13 @@ struct fstate {
     tf_future_cb cb;
     void *cb_arg;
     struct fstate *wnext; /* on the completing loop thread's deferred-wake list */
+    size_t extra;         /* bytes of the caller's after the state (tf__promise_new_with) */
 };
+
+/* Where the caller's extra bytes begin: after the state, aligned for any object. */
+#define FS_HDR                                                                                     \
+    ((sizeof(struct fstate) + _Alignof(max_align_t) - 1) / _Alignof(max_align_t) *               \
+     _Alignof(max_align_t))
 
 /* Both ends are the same shared state; the distinct types keep callers honest. */
 static struct fstate *fs_of_f(const tf_future *f)
@@ -113,14 +136,18 @@ static void fs_unref(struct fstate *s)
         return;
     if (s->owned && s->dtor && !atomic_load_explicit(&s->taken, memory_order_relaxed))
         s->dtor(s->owned);
+    if (s->extra)
+        MEM_UNPOISON((char *)s + FS_HDR, s->extra);
     free(s);
 }
 
-static struct fstate *fs_new(unsigned refs)
+static struct fstate *fs_new(unsigned refs, size_t extra)
 {
-    struct fstate *s = tf__calloc(1, sizeof *s);
-    if (s)
+    struct fstate *s = tf__calloc(1, extra ? FS_HDR + extra : sizeof *s);
+    if (s) {
         atomic_init(&s->refs, refs);
+        s->extra = extra;
+    }
     return s;
 }
 
@@ -146,6 +173,19 @@ void tf__future_flush_wakes(void)
     }
 }
 
+/* Wake the threads asleep on |s| (READY is published): now, or on a loop thread at the end of
+ * its iteration. */
+static void wake_waiters(struct fstate *s, tf_dtor dtor)
+{
+    if (tf__evb_current() && (!dtor || dtor == free)) {
+        atomic_fetch_add_explicit(&s->refs, 1u, memory_order_relaxed); /* the caller holds one */
+        s->wnext = wake_head;
+        wake_head = s;
+    } else {
+        tf__futex_wake(&s->state);
+    }
+}
+
 /* Publish the result; the caller won the claim. */
 static void complete(struct fstate *s, tf_err err, size_t size, void *owned, tf_dtor dtor)
 {
@@ -154,13 +194,8 @@ static void complete(struct fstate *s, tf_err err, size_t size, void *owned, tf_
     s->owned = owned;
     s->dtor = dtor;
     uint32_t old = atomic_exchange_explicit(&s->state, F_READY, memory_order_acq_rel);
-    if ((old & F_WAITERS) && tf__evb_current() && (!dtor || dtor == free)) {
-        atomic_fetch_add_explicit(&s->refs, 1u, memory_order_relaxed); /* the caller holds one */
-        s->wnext = wake_head;
-        wake_head = s;
-    } else if (old & F_WAITERS) {
-        tf__futex_wake(&s->state);
-    }
+    if (old & F_WAITERS)
+        wake_waiters(s, dtor);
     if (old & F_CB) {
         s->cb((tf_future *)(void *)s, s->cb_arg);
         fs_unref(s); /* the callback's reference */
@@ -171,17 +206,31 @@ tf_err tf_promise_new(tf_promise **p, tf_future **f)
 {
     if (!p || !f)
         return TF_ERR_INVALID_ARGUMENT;
-    struct fstate *s = fs_new(2);
+    struct fstate *s = fs_new(2, 0);
     *p = (tf_promise *)(void *)s;
     *f = (tf_future *)(void *)s;
     return s ? TF_OK : TF_ERR_NOMEM;
+}
+
+tf_err tf__promise_new_with(size_t extra, tf_promise **p, tf_future **f, void **mem)
+{
+    struct fstate *s = fs_new(2, extra ? extra : 1);
+    *p = (tf_promise *)(void *)s;
+    *f = (tf_future *)(void *)s;
+    *mem = s ? (char *)s + FS_HDR : NULL;
+    return s ? TF_OK : TF_ERR_NOMEM;
+}
+
+void tf__promise_mem_done(void *mem, size_t extra)
+{
+    MEM_POISON(mem, extra);
 }
 
 tf_err tf_future_new_ready(tf_future **f, tf_err err, size_t size, void *owned, tf_dtor dtor)
 {
     if (!f)
         return TF_ERR_INVALID_ARGUMENT;
-    struct fstate *s = fs_new(1);
+    struct fstate *s = fs_new(1, 0);
     *f = (tf_future *)(void *)s;
     if (!s)
         return TF_ERR_NOMEM;
