@@ -1666,7 +1666,9 @@ static tf_err submit_future(tf_async_conn *c, int kind, const void *buf, size_t 
         *out = NULL;
     if (!c || !out || (!buf && len > 0))
         return TF_ERR_INVALID_ARGUMENT;
-    /* The op is part of its promise's shared state: one allocation per operation. */
+    /* The op is part of its promise's shared state: one allocation per operation (none when
+     * the thread's cache of states has one: io/future.c). */
+    _Static_assert(sizeof(tf_async_op) <= 192, "tf__promise_new_with holds at most 192 bytes");
     tf_async_op *op = NULL;
     tf_promise *p = NULL;
     tf_future *f = NULL;

@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -130,6 +132,82 @@ bool tf__baton_wait(_Atomic uint32_t *b, uint64_t deadline_ns)
 
 /* ---------------------------------------------------------------- shared state */
 
+/* A per-thread cache of the states made by tf__promise_new_with (one size: POOL_EXTRA bytes for
+ * the caller, room for an async op record), so that a thread that submits operations in a
+ * steady stream reuses the states it dropped instead of going through malloc each time (the
+ * states of a 512-deep window overflow malloc's own per-thread cache). A state goes to the cache
+ * of the thread that drops its last reference; at most POOL_MAX per thread (the rest are freed),
+ * freed at thread exit. Off under ASan (a use after free of a future must be reported) and while
+ * a test's syscall hook is set (its allocation failures must reach every operation). */
+#define POOL_EXTRA 192u
+#define POOL_MAX 256u
+#ifndef TF_ASAN
+#define TF_POOL 1
+#endif
+
+#ifdef TF_POOL
+typedef struct fs_pool {
+    struct fstate *head;
+    unsigned n;
+    bool keyed;
+} fs_pool;
+
+static _Thread_local fs_pool pool;
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static bool pool_key_ok;
+
+static void pool_drain(void *arg)
+{
+    fs_pool *p = arg;
+    while (p->head) {
+        struct fstate *s = p->head;
+        p->head = s->wnext;
+        free(s);
+    }
+    p->n = 0;
+    p->keyed = false; /* a state dropped by a later destructor registers the drain again */
+}
+
+static void pool_init(void)
+{
+    pool_key_ok = pthread_key_create(&pool_key, pool_drain) == 0;
+}
+
+static bool pool_on(void)
+{
+    return atomic_load_explicit(&tf__sys_hook, memory_order_relaxed) == NULL;
+}
+
+/* Keep |s| (its last reference is gone) for reuse by this thread; false: free it. */
+static bool pool_put(struct fstate *s)
+{
+    if (pool.n >= POOL_MAX || !pool_on())
+        return false;
+    if (!pool.keyed) { /* the thread's exit frees what it holds */
+        pthread_once(&pool_once, pool_init);
+        if (!pool_key_ok || pthread_setspecific(pool_key, &pool) != 0)
+            return false;
+        pool.keyed = true;
+    }
+    s->wnext = pool.head;
+    pool.head = s;
+    pool.n++;
+    return true;
+}
+
+static struct fstate *pool_get(void)
+{
+    struct fstate *s = pool.head;
+    if (!s || !pool_on())
+        return NULL;
+    pool.head = s->wnext;
+    pool.n--;
+    memset(s, 0, FS_HDR + POOL_EXTRA);
+    return s;
+}
+#endif
+
 static void fs_unref(struct fstate *s)
 {
     if (atomic_fetch_sub_explicit(&s->refs, 1u, memory_order_acq_rel) != 1u)
@@ -138,12 +216,26 @@ static void fs_unref(struct fstate *s)
         s->dtor(s->owned);
     if (s->extra)
         MEM_UNPOISON((char *)s + FS_HDR, s->extra);
+#ifdef TF_POOL
+    if (s->extra && pool_put(s))
+        return;
+#endif
     free(s);
 }
 
 static struct fstate *fs_new(unsigned refs, size_t extra)
 {
-    struct fstate *s = tf__calloc(1, extra ? FS_HDR + extra : sizeof *s);
+    struct fstate *s = NULL;
+#ifdef TF_POOL
+    if (extra) { /* one size for every pooled state */
+        if (extra > POOL_EXTRA)
+            return NULL; /* tf__promise_new_with's callers ask for an op record */
+        extra = POOL_EXTRA;
+        s = pool_get();
+    }
+#endif
+    if (!s)
+        s = tf__calloc(1, extra ? FS_HDR + extra : sizeof *s);
     if (s) {
         atomic_init(&s->refs, refs);
         s->extra = extra;

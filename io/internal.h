@@ -25,8 +25,9 @@ bool tf__futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns);
 /* Wake every thread sleeping on |word|. */
 void tf__futex_wake(_Atomic uint32_t *word);
 
-/* tf_promise_new, with |extra| zeroed bytes for the caller in the same allocation as the shared
- * state (*mem, aligned for any object): one allocation per operation instead of two, released
+/* tf_promise_new, with |extra| zeroed bytes for the caller (at most 192) in the same allocation as
+ * the shared state (*mem, aligned for any object): one allocation per operation instead of two,
+ * and reused from a per-thread cache when one is there (future.c), released
  * with the state (by whichever end or callback drops the last reference, on that thread), so
  * the caller must not touch them once it dropped its end. tf__promise_mem_done(mem, extra): the
  * caller is done with them (an ASan build poisons them, so a later use is reported). TF_OK;
