@@ -12,8 +12,8 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stddef.h>
-#include <string.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,7 +57,7 @@ struct fstate {
 
 /* Where the caller's extra bytes begin: after the state, aligned for any object. */
 #define FS_HDR                                                                                     \
-    ((sizeof(struct fstate) + _Alignof(max_align_t) - 1) / _Alignof(max_align_t) *               \
+    ((sizeof(struct fstate) + _Alignof(max_align_t) - 1) / _Alignof(max_align_t) *                 \
      _Alignof(max_align_t))
 
 /* Both ends are the same shared state; the distinct types keep callers honest. */
