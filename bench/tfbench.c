@@ -4,6 +4,7 @@
  *   make bench                          deps (ZeroMQ), build, run: the table on stdout
  *   build/bin/tfbench [--json] [--json-file PATH] [--quick] [--reps N] [--conns N]
  *                     [--workload rtt_64,stream_64,...] [--system raw,sync,...] [--tls DIR]
+ *                     [--baseline EARLIER.json]
  *
  * --json prints JSON instead of the table; --json-file PATH writes it besides the table.
  * Workloads: rtt_64 (64 B ping-pong, us per round trip), stream_64 (64 B one way, messages/s,
@@ -21,6 +22,9 @@
  * --tls DIR: tcpframe's systems (sync, async_cb, async_future) run over mutual TLS 1.3 with
  * DIR/ca.pem, DIR/server.pem + .key, DIR/client.pem + .key (the server's certificate for
  * "localhost"); raw, zmq and mem_per_conn stay plain TCP and are left out.
+ * The table is followed by the targets of issues 12 and 21. --baseline FILE: an earlier run's
+ * JSON (--json-file); every ratio of this run is printed beside its ratio there, a change for
+ * the worse by more than 5% flagged, and stream_64 sync is judged against its figure there.
  */
 #include <errno.h>
 #include <signal.h>
@@ -399,19 +403,36 @@ static void mem_workload(void)
 
 /* ---------------------------------------------------------------- report */
 
+/* A target: the median ratio sys/base of workload w (cpu: of CPU time per message instead), or
+ * base NULL: the figure itself (vs_baseline: against the --baseline run's figure). */
 typedef struct target {
+    int issue;
     int w;
-    const char *sys, *base; /* ratio sys/base, or base NULL: the figure itself */
+    const char *sys, *base;
     bool at_most;
     double limit;
+    bool cpu, vs_baseline;
 } target;
 
 static const target targets[] = {
-    {W_RTT, "sync", "raw", true, 1.10},          {W_RTT, "async_cb", "raw", true, 1.20},
-    {W_RTT, "async_future", "raw", true, 1.60},  {W_S64, "async_cb", "zmq", false, 1.5},
-    {W_S1M, "sync", "raw", false, 0.90},         {W_S1M, "async_cb", "raw", false, 0.90},
-    {W_S1M, "async_future", "raw", false, 0.90}, {W_CONNS, "async_cb", "raw", false, 0.80},
-    {W_MEM, "async_cb", NULL, true, 4.0},
+    {12, W_RTT, "sync", "raw", true, 1.10, false, false},
+    {12, W_RTT, "async_cb", "raw", true, 1.20, false, false},
+    {12, W_RTT, "async_future", "raw", true, 1.60, false, false},
+    {12, W_S64, "async_cb", "zmq", false, 1.5, false, false},
+    {12, W_S1M, "sync", "raw", false, 0.90, false, false},
+    {12, W_S1M, "async_cb", "raw", false, 0.90, false, false},
+    {12, W_S1M, "async_future", "raw", false, 0.90, false, false},
+    {12, W_CONNS, "async_cb", "raw", false, 0.80, false, false},
+    {12, W_MEM, "async_cb", NULL, true, 4.0, false, false},
+    /* issue 21: the future path at ZeroMQ's speed, the sync path at the raw limit */
+    {21, W_S64, "async_future", "zmq", false, 1.0, false, false},
+    {21, W_S64, "async_future", "zmq", true, 1.0, true, false},
+    {21, W_RTT, "sync", "raw", true, 1.10, false, false},
+    {21, W_RTT, "async_future", "raw", true, 1.40, false, false},
+    {21, W_RTT, "async_cb", "raw", true, 1.10, false, false},
+    {21, W_S1M, "async_future", "raw", false, 0.95, false, false},
+    {21, W_CONNS, "async_future", "raw", false, 0.80, false, false},
+    {21, W_S64, "sync", NULL, false, 1.5, false, true},
 };
 
 static int sys_index(const char *name)
@@ -436,6 +457,165 @@ static bool ratio(int w, int s, int b, double *out)
     return true;
 }
 
+/* The same for the median CPU time per message. */
+static bool cpu_ratio(int w, int s, int b, double *out)
+{
+    if (s < 0 || b < 0 || !cpu[w][s].n || !cpu[w][b].n || cpu[w][b].med <= 0)
+        return false;
+    *out = cpu[w][s].med / cpu[w][b].med;
+    return true;
+}
+
+/* ---------------------------------------------------------------- the ratios (JSON, baseline) */
+
+/* Every ratio of this run, as the JSON "ratios" names it: each system against raw (figures and
+ * CPU time per message; not memory, where raw's figure is the bench's own record), and
+ * async_cb, async_future against zmq on stream_64. lower: a lower value is better. */
+typedef struct named_ratio {
+    char key[96];
+    double v;
+    bool lower;
+} named_ratio;
+
+#define MAXRATIOS 128
+
+static size_t collect_ratios(named_ratio *out)
+{
+    size_t n = 0;
+    for (int w = 0; w < W_MEM; w++)
+        for (int s = 1; s < NSYS; s++) {
+            double x;
+            if (ratio(w, s, 0, &x)) {
+                snprintf(out[n].key, sizeof out[n].key, "%s/raw %s", systems[s]->name, wname[w]);
+                out[n].v = x;
+                out[n++].lower = w == W_RTT;
+            }
+            if (cpu_ratio(w, s, 0, &x)) {
+                snprintf(out[n].key, sizeof out[n].key, "%s/raw cpu_us %s", systems[s]->name,
+                         wname[w]);
+                out[n].v = x;
+                out[n++].lower = true;
+            }
+        }
+    int z = sys_index("zmq");
+    static const char *const vs_zmq[] = {"async_cb", "async_future"};
+    for (size_t i = 0; i < 2; i++) {
+        int a = sys_index(vs_zmq[i]);
+        double x;
+        if (ratio(W_S64, a, z, &x)) {
+            snprintf(out[n].key, sizeof out[n].key, "%s/zmq stream_64", vs_zmq[i]);
+            out[n].v = x;
+            out[n++].lower = false;
+        }
+        if (cpu_ratio(W_S64, a, z, &x)) {
+            snprintf(out[n].key, sizeof out[n].key, "%s/zmq cpu_us stream_64", vs_zmq[i]);
+            out[n].v = x;
+            out[n++].lower = true;
+        }
+    }
+    return n;
+}
+
+/* --baseline FILE: an earlier run's JSON (this program's own format, read back loosely). */
+static const char *baseline_file;
+static named_ratio base_ratios[MAXRATIOS];
+static size_t nbase;
+static double base_s64_sync; /* its stream_64 sync median msg/s, 0 if absent */
+
+/* The next JSON string at or after *p (no escapes: this program writes none): copied to buf,
+ * *p moved past it. False when there is none before |end|. */
+static bool json_str(const char **p, const char *end, char *buf, size_t len)
+{
+    const char *a = memchr(*p, '"', (size_t)(end - *p));
+    if (!a)
+        return false;
+    const char *b = memchr(a + 1, '"', (size_t)(end - a - 1));
+    if (!b || (size_t)(b - a - 1) >= len)
+        return false;
+    memcpy(buf, a + 1, (size_t)(b - a - 1));
+    buf[b - a - 1] = '\0';
+    *p = b + 1;
+    return true;
+}
+
+static void load_baseline(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        tfb_die("--baseline %s: %s", path, strerror(errno));
+    static char text[1 << 20];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    /* stream_64 sync's median, in the results */
+    const char *r = strstr(text, "\"workload\": \"stream_64\", \"system\": \"sync\"");
+    const char *m = r ? strstr(r, "\"median\": ") : NULL;
+    if (m)
+        base_s64_sync = strtod(m + strlen("\"median\": "), NULL);
+    const char *p = strstr(text, "\"ratios\": {");
+    if (!p)
+        tfb_die("--baseline %s: no \"ratios\" in it (a tfbench JSON file?)", path);
+    p += strlen("\"ratios\": {");
+    const char *close = strchr(p, '}');
+    if (!close)
+        tfb_die("--baseline %s: \"ratios\" not closed", path);
+    char key[96];
+    while (nbase < MAXRATIOS && json_str(&p, close, key, sizeof key)) {
+        const char *colon = strchr(p, ':');
+        if (!colon || colon > close)
+            break;
+        char *after;
+        double v = strtod(colon + 1, &after);
+        if (after == colon + 1)
+            tfb_die("--baseline %s: \"%s\" has no number", path, key);
+        snprintf(base_ratios[nbase].key, sizeof base_ratios[nbase].key, "%s", key);
+        base_ratios[nbase++].v = v;
+        p = after;
+    }
+}
+
+static bool base_ratio(const char *key, double *out)
+{
+    for (size_t i = 0; i < nbase; i++)
+        if (strcmp(base_ratios[i].key, key) == 0) {
+            *out = base_ratios[i].v;
+            return true;
+        }
+    return false;
+}
+
+/* Every ratio of this run beside the baseline's; a change worse by more than 5% is flagged. */
+static void print_baseline(void)
+{
+    static named_ratio now[MAXRATIOS];
+    size_t n = collect_ratios(now);
+    printf("\nagainst the baseline %s (each run's own ratios of medians; a change for the worse "
+           "by more than 5%% is flagged):\n",
+           baseline_file);
+    printf("  %-36s %9s %9s %8s\n", "ratio", "baseline", "now", "change");
+    int worse = 0;
+    for (size_t i = 0; i < n; i++) {
+        double b;
+        if (!base_ratio(now[i].key, &b)) {
+            printf("  %-36s %9s %9.3g\n", now[i].key, "-", now[i].v);
+            continue;
+        }
+        double ch = b > 0 ? now[i].v / b - 1.0 : 0.0;
+        bool bad = now[i].lower ? ch > 0.05 : ch < -0.05;
+        worse += bad;
+        printf("  %-36s %9.3g %9.3g %+7.1f%%%s\n", now[i].key, b, now[i].v, ch * 100.0,
+               bad ? "  WORSE" : "");
+    }
+    for (size_t i = 0; i < nbase; i++) {
+        bool found = false;
+        for (size_t j = 0; j < n && !found; j++)
+            found = strcmp(now[j].key, base_ratios[i].key) == 0;
+        if (!found)
+            printf("  %-36s %9.3g %9s\n", base_ratios[i].key, base_ratios[i].v, "-");
+    }
+    printf("  %d ratio%s worse by more than 5%%\n", worse, worse == 1 ? "" : "s");
+}
+
 static void fmt(char *buf, size_t len, double v)
 {
     if (v >= 1e6)
@@ -444,6 +624,50 @@ static void fmt(char *buf, size_t len, double v)
         snprintf(buf, len, "%.1fk", v / 1e3);
     else
         snprintf(buf, len, "%.2f", v);
+}
+
+static void print_target(const target *t)
+{
+    int s = sys_index(t->sys), b = t->base ? sys_index(t->base) : -1;
+    char what[64];
+    double v = 0;
+    bool ok;
+    if (t->vs_baseline) {
+        snprintf(what, sizeof what, "%s %s %s/baseline", wname[t->w], t->sys, wunit[t->w]);
+        ok = have(t->w, s) && base_s64_sync > 0;
+        if (have(t->w, s) && !ok) {
+            char f[32];
+            fmt(f, sizeof f, res[t->w][s].med);
+            printf("  %-34s %s %.2f: %s now; not judged (no --baseline with it)\n", what,
+                   t->at_most ? "<=" : ">=", t->limit, f);
+            return;
+        }
+        if (ok)
+            v = res[t->w][s].med / base_s64_sync;
+    } else if (t->base) {
+        snprintf(what, sizeof what, "%s %s/%s%s", wname[t->w], t->sys, t->base,
+                 t->cpu ? " cpu_us" : "");
+        ok = t->cpu ? cpu_ratio(t->w, s, b, &v) : ratio(t->w, s, b, &v);
+    } else {
+        snprintf(what, sizeof what, "%s %s (%s)", wname[t->w], t->sys, wunit[t->w]);
+        ok = have(t->w, s);
+        v = ok ? res[t->w][s].med : 0;
+    }
+    if (!ok) {
+        printf("  %-34s %s %.2f: not measured\n", what, t->at_most ? "<=" : ">=", t->limit);
+        return;
+    }
+    bool met = t->at_most ? v <= t->limit : v >= t->limit;
+    char best[48] = "";
+    if (t->base) { /* best of run against best of run: what the load leaves least touched */
+        const cell *c = t->cpu ? cpu[t->w] : res[t->w];
+        bool lower = t->cpu || t->w == W_RTT || t->w == W_MEM;
+        double x = lower ? c[b].min : c[b].max;
+        if (x > 0)
+            snprintf(best, sizeof best, "  (best/best %.2f)", (lower ? c[s].min : c[s].max) / x);
+    }
+    printf("  %-34s %s %.2f: %6.2f  %-6s%s\n", what, t->at_most ? "<=" : ">=", t->limit, v,
+           met ? "met" : "MISSED", best);
 }
 
 static void print_table(void)
@@ -474,38 +698,15 @@ static void print_table(void)
         printf("\ntargets: not judged (--quick is a smoke test, not a measurement)\n");
         return;
     }
-    printf("\ntargets (ratios of medians within this run, %d repetition%s):\n", reps,
-           reps == 1 ? "" : "s");
-    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
-        const target *t = &targets[i];
-        int s = sys_index(t->sys), b = t->base ? sys_index(t->base) : -1;
-        char what[64];
-        double v;
-        bool ok;
-        if (t->base) {
-            snprintf(what, sizeof what, "%s %s/%s", wname[t->w], t->sys, t->base);
-            ok = ratio(t->w, s, b, &v);
-        } else {
-            snprintf(what, sizeof what, "%s %s (%s)", wname[t->w], t->sys, wunit[t->w]);
-            ok = have(t->w, s);
-            v = ok ? res[t->w][s].med : 0;
-        }
-        if (!ok) {
-            printf("  %-34s %s %.2f: not measured\n", what, t->at_most ? "<=" : ">=", t->limit);
-            continue;
-        }
-        bool met = t->at_most ? v <= t->limit : v >= t->limit;
-        char best[48] = "";
-        if (t->base) { /* best of run against best of run: what the load leaves least touched */
-            bool lower = t->w == W_RTT || t->w == W_MEM;
-            double x = lower ? res[t->w][b].min : res[t->w][b].max;
-            if (x > 0)
-                snprintf(best, sizeof best, "  (best/best %.2f)",
-                         (lower ? res[t->w][s].min : res[t->w][s].max) / x);
-        }
-        printf("  %-34s %s %.2f: %6.2f  %-6s%s\n", what, t->at_most ? "<=" : ">=", t->limit, v,
-               met ? "met" : "MISSED", best);
+    for (int issue = 12; issue <= 21; issue += 9) {
+        printf("\nissue %d targets (ratios of medians within this run, %d repetition%s):\n", issue,
+               reps, reps == 1 ? "" : "s");
+        for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
+            if (targets[i].issue == issue)
+                print_target(&targets[i]);
     }
+    if (baseline_file)
+        print_baseline();
 }
 
 static void print_json(FILE *out)
@@ -527,20 +728,10 @@ static void print_json(FILE *out)
             first = false;
         }
     fprintf(out, "],\n \"ratios\": {");
-    first = true;
-    for (int w = 0; w < W_MEM; w++) /* memory: raw's figure is the bench's own record */
-        for (int s = 1; s < NSYS; s++) {
-            double x;
-            if (!ratio(w, s, 0, &x))
-                continue;
-            fprintf(out, "%s\n  \"%s/raw %s\": %.4g", first ? "" : ",", systems[s]->name, wname[w],
-                    x);
-            first = false;
-        }
-    int a = sys_index("async_cb"), z = sys_index("zmq");
-    double x;
-    if (ratio(W_S64, a, z, &x))
-        fprintf(out, "%s\n  \"async_cb/zmq stream_64\": %.4g", first ? "" : ",", x);
+    static named_ratio r[MAXRATIOS];
+    size_t n = collect_ratios(r);
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "%s\n  \"%s\": %.4g", i ? "," : "", r[i].key, r[i].v);
     fprintf(out, "}}\n");
 }
 
@@ -565,7 +756,7 @@ static void pick(const char *list, const char *const *names, int n, bool *want, 
 static void usage(void)
 {
     fprintf(stderr, "usage: tfbench [--json] [--json-file PATH] [--quick] [--reps N] [--conns N] "
-                    "[--workload LIST] [--system LIST] [--tls DIR]\n");
+                    "[--workload LIST] [--system LIST] [--tls DIR] [--baseline FILE.json]\n");
     exit(2);
 }
 
@@ -636,6 +827,8 @@ int main(int argc, char **argv)
             pick(argv[++i], sysnames, NSYS, want_s, "system");
         else if (strcmp(a, "--tls") == 0 && i + 1 < argc)
             tls_setup(argv[++i]);
+        else if (strcmp(a, "--baseline") == 0 && i + 1 < argc)
+            baseline_file = argv[++i];
         else
             usage();
     }
@@ -655,6 +848,8 @@ int main(int argc, char **argv)
         usage();
     if (quick)
         reps = 1;
+    if (baseline_file)
+        load_baseline(baseline_file); /* before the run: a bad file fails at once */
     /* raw is every ratio's base: --system without raw (to profile one system) prints no ratio */
     double t0 = tfb_now();
     pair_workloads();

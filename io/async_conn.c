@@ -255,7 +255,16 @@ static void update_interest(tf_async_conn *c)
             w |= tf__xport_wants(&c->x, TF_WANT_WRITE);
         if (reading(c))
             w |= tf__xport_wants(&c->x, TF_WANT_READ);
+        else if ((c->interest & TF_EVB_READ) && c->drained && !c->mem_wait &&
+                 rx_end_of(c) == TF_OK && !c->abort_pending)
+            w |= TF_WANT_READ; /* the lazy drop: see below */
     }
+    /* The lazy drop of the read interest. A connection whose last receive completed keeps its
+     * read watch while the socket is drained (the last read came back short): a future-style
+     * caller's next receive, usually submitted before the peer answers, then finds it in place
+     * instead of an epoll_ctl to drop it and another to add it back per message. The first
+     * readable event that finds nobody to read clears |drained| (on_fd), so the watch drops
+     * there to errors only -- level-triggered data nobody wants cannot spin the loop. */
     unsigned want =
         ((w & TF_WANT_READ) ? TF_EVB_READ : 0u) | ((w & TF_WANT_WRITE) ? TF_EVB_WRITE : 0u);
     if (!want && (c->phase == PH_OPEN || c->phase == PH_LINGER) && !c->hup_seen)
@@ -359,7 +368,7 @@ static void op_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, u
     if (op->promise) {
         tf_promise *p = op->promise;
         bool owned = op->kind == OP_RECV_ALLOC && data;
-        free(op);
+        tf__promise_mem_done(op, sizeof *op); /* the op lives in the promise's state */
         if (err == TF_OK)
             tf_promise_set(p, err, len, owned ? data : NULL, owned ? free : NULL);
         else
@@ -1755,23 +1764,24 @@ static tf_err submit_future(tf_async_conn *c, int kind, const void *buf, size_t 
         *out = NULL;
     if (!c || !out || (!buf && len > 0))
         return TF_ERR_INVALID_ARGUMENT;
-    tf_async_op *op = tf__alloc(sizeof *op);
-    if (!op)
-        return TF_ERR_NOMEM;
+    /* The op is part of its promise's shared state: one allocation per operation (none when
+     * the thread's cache of states has one: io/future.c). */
+    _Static_assert(sizeof(tf_async_op) <= 192, "tf__promise_new_with holds at most 192 bytes");
+    tf_async_op *op = NULL;
+    tf_promise *p = NULL;
     tf_future *f = NULL;
-    if (tf_promise_new(&op->promise, &f) != TF_OK) {
-        free(op);
+    if (tf__promise_new_with(sizeof *op, &p, &f, (void **)&op) != TF_OK)
         return TF_ERR_NOMEM;
-    }
+    op->promise = p;
     op->dtor = dtor;
     op->cb = NULL;
     op->arg = NULL;
     tf_err rc = submit(c, op, kind, buf, len, timeout_ms);
     if (rc != TF_OK) {
-        tf_promise_set(op->promise, rc, 0, NULL, NULL);
-        tf_promise_free(op->promise);
-        tf_future_free(f);
-        free(op);
+        tf__promise_mem_done(op, sizeof *op);
+        tf_promise_set(p, rc, 0, NULL, NULL);
+        tf_promise_free(p);
+        tf_future_free(f); /* the op's memory goes with the state */
         return rc;
     }
     *out = f;

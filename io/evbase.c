@@ -471,6 +471,7 @@ static void drain_and_close(tf_evb *evb)
         timer_cas(t, T_CANCELLED);
         timer_unref(t);
     }
+    tf__future_flush_wakes(); /* what the drain and the stop hooks completed */
     pthread_mutex_lock(&evb->mu);
     set_state(evb, ST_STOPPED);
     pthread_cond_broadcast(&evb->cv);
@@ -484,6 +485,7 @@ static tf_err run_loop(tf_evb *evb)
     int err = 0;
     cur = evb;
     while (state_of(evb) == ST_RUNNING) {
+        tf__future_flush_wakes(); /* the futures this iteration completed, woken together */
         int n = epoll_wait(evb->epfd, evs, MAX_EVENTS, evb->self_queued ? 0 : next_timeout(evb));
         if (n < 0) {
             if (errno == EINTR)

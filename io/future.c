@@ -10,12 +10,31 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TF_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TF_ASAN 1
+#endif
+#endif
+#ifdef TF_ASAN
+#include <sanitizer/asan_interface.h>
+#define MEM_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define MEM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define MEM_POISON(p, n) ((void)(p), (void)(n))
+#define MEM_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 enum { F_READY = 1u, F_WAITERS = 2u, F_CB = 4u };
 
@@ -32,7 +51,14 @@ struct fstate {
     tf_dtor dtor;
     tf_future_cb cb;
     void *cb_arg;
+    struct fstate *wnext; /* on the completing loop thread's deferred-wake list */
+    size_t extra;         /* bytes of the caller's after the state (tf__promise_new_with) */
 };
+
+/* Where the caller's extra bytes begin: after the state, aligned for any object. */
+#define FS_HDR                                                                                     \
+    ((sizeof(struct fstate) + _Alignof(max_align_t) - 1) / _Alignof(max_align_t) *                 \
+     _Alignof(max_align_t))
 
 /* Both ends are the same shared state; the distinct types keep callers honest. */
 static struct fstate *fs_of_f(const tf_future *f)
@@ -87,6 +113,7 @@ static inline void cpu_relax(void)
 
 bool tf__baton_wait(_Atomic uint32_t *b, uint64_t deadline_ns)
 {
+    tf__future_flush_wakes(); /* a loop thread about to block owes its waiters their wake-up */
     uint32_t s = atomic_load_explicit(b, memory_order_acquire);
     for (unsigned i = 0; s != 1u && i < BATON_SPINS; i++) {
         cpu_relax();
@@ -105,21 +132,150 @@ bool tf__baton_wait(_Atomic uint32_t *b, uint64_t deadline_ns)
 
 /* ---------------------------------------------------------------- shared state */
 
+/* A per-thread cache of the states made by tf__promise_new_with (one size: POOL_EXTRA bytes for
+ * the caller, room for an async op record), so that a thread that submits operations in a
+ * steady stream reuses the states it dropped instead of going through malloc each time (the
+ * states of a 512-deep window overflow malloc's own per-thread cache). A state goes to the cache
+ * of the thread that drops its last reference; at most POOL_MAX per thread (the rest are freed),
+ * freed at thread exit. Off under ASan (a use after free of a future must be reported) and while
+ * a test's syscall hook is set (its allocation failures must reach every operation). */
+#define POOL_EXTRA 192u
+#define POOL_MAX 256u
+#ifndef TF_ASAN
+#define TF_POOL 1
+#endif
+
+#ifdef TF_POOL
+typedef struct fs_pool {
+    struct fstate *head;
+    unsigned n;
+    bool keyed;
+} fs_pool;
+
+static _Thread_local fs_pool pool;
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static bool pool_key_ok;
+
+static void pool_drain(void *arg)
+{
+    fs_pool *p = arg;
+    while (p->head) {
+        struct fstate *s = p->head;
+        p->head = s->wnext;
+        free(s);
+    }
+    p->n = 0;
+    p->keyed = false; /* a state dropped by a later destructor registers the drain again */
+}
+
+static void pool_init(void)
+{
+    pool_key_ok = pthread_key_create(&pool_key, pool_drain) == 0;
+}
+
+static bool pool_on(void)
+{
+    return atomic_load_explicit(&tf__sys_hook, memory_order_relaxed) == NULL;
+}
+
+/* Keep |s| (its last reference is gone) for reuse by this thread; false: free it. */
+static bool pool_put(struct fstate *s)
+{
+    if (pool.n >= POOL_MAX || !pool_on())
+        return false;
+    if (!pool.keyed) { /* the thread's exit frees what it holds */
+        pthread_once(&pool_once, pool_init);
+        if (!pool_key_ok || pthread_setspecific(pool_key, &pool) != 0)
+            return false;
+        pool.keyed = true;
+    }
+    s->wnext = pool.head;
+    pool.head = s;
+    pool.n++;
+    return true;
+}
+
+static struct fstate *pool_get(void)
+{
+    struct fstate *s = pool.head;
+    if (!s || !pool_on())
+        return NULL;
+    pool.head = s->wnext;
+    pool.n--;
+    memset(s, 0, FS_HDR + POOL_EXTRA);
+    return s;
+}
+#endif
+
 static void fs_unref(struct fstate *s)
 {
     if (atomic_fetch_sub_explicit(&s->refs, 1u, memory_order_acq_rel) != 1u)
         return;
     if (s->owned && s->dtor && !atomic_load_explicit(&s->taken, memory_order_relaxed))
         s->dtor(s->owned);
+    if (s->extra)
+        MEM_UNPOISON((char *)s + FS_HDR, s->extra);
+#ifdef TF_POOL
+    if (s->extra && pool_put(s))
+        return;
+#endif
     free(s);
 }
 
-static struct fstate *fs_new(unsigned refs)
+static struct fstate *fs_new(unsigned refs, size_t extra)
 {
-    struct fstate *s = tf__calloc(1, sizeof *s);
-    if (s)
+    struct fstate *s = NULL;
+#ifdef TF_POOL
+    if (extra) { /* one size for every pooled state */
+        if (extra > POOL_EXTRA)
+            return NULL; /* tf__promise_new_with's callers ask for an op record */
+        extra = POOL_EXTRA;
+        s = pool_get();
+    }
+#endif
+    if (!s)
+        s = tf__calloc(1, extra ? FS_HDR + extra : sizeof *s);
+    if (s) {
         atomic_init(&s->refs, refs);
+        s->extra = extra;
+    }
     return s;
+}
+
+/* Deferred wake-ups (loop threads only). A loop thread that completes a future somebody sleeps
+ * on publishes READY at once but delays the futex wake to the end of its loop iteration
+ * (tf__future_flush_wakes, called by the loop before it polls again, at its drain and before it
+ * blocks): the futures completed in one iteration are then woken together, so a thread waiting
+ * on a batch of them in turn is woken once per iteration instead of once per future, and sleeps
+ * less often. Each deferred state holds a reference until its wake. Only states whose owned
+ * pointer has no destructor or free() are deferred, so that the last reference dropped by the
+ * flush never runs a destructor that could block the loop. */
+static _Thread_local struct fstate *wake_head;
+
+static void fs_unref(struct fstate *s);
+
+void tf__future_flush_wakes(void)
+{
+    struct fstate *s;
+    while ((s = wake_head) != NULL) {
+        wake_head = s->wnext;
+        tf__futex_wake(&s->state);
+        fs_unref(s);
+    }
+}
+
+/* Wake the threads asleep on |s| (READY is published): now, or on a loop thread at the end of
+ * its iteration. */
+static void wake_waiters(struct fstate *s, tf_dtor dtor)
+{
+    if (tf__evb_current() && (!dtor || dtor == free)) {
+        atomic_fetch_add_explicit(&s->refs, 1u, memory_order_relaxed); /* the caller holds one */
+        s->wnext = wake_head;
+        wake_head = s;
+    } else {
+        tf__futex_wake(&s->state);
+    }
 }
 
 /* Publish the result; the caller won the claim. */
@@ -131,7 +287,7 @@ static void complete(struct fstate *s, tf_err err, size_t size, void *owned, tf_
     s->dtor = dtor;
     uint32_t old = atomic_exchange_explicit(&s->state, F_READY, memory_order_acq_rel);
     if (old & F_WAITERS)
-        tf__futex_wake(&s->state);
+        wake_waiters(s, dtor);
     if (old & F_CB) {
         s->cb((tf_future *)(void *)s, s->cb_arg);
         fs_unref(s); /* the callback's reference */
@@ -142,17 +298,31 @@ tf_err tf_promise_new(tf_promise **p, tf_future **f)
 {
     if (!p || !f)
         return TF_ERR_INVALID_ARGUMENT;
-    struct fstate *s = fs_new(2);
+    struct fstate *s = fs_new(2, 0);
     *p = (tf_promise *)(void *)s;
     *f = (tf_future *)(void *)s;
     return s ? TF_OK : TF_ERR_NOMEM;
+}
+
+tf_err tf__promise_new_with(size_t extra, tf_promise **p, tf_future **f, void **mem)
+{
+    struct fstate *s = fs_new(2, extra ? extra : 1);
+    *p = (tf_promise *)(void *)s;
+    *f = (tf_future *)(void *)s;
+    *mem = s ? (char *)s + FS_HDR : NULL;
+    return s ? TF_OK : TF_ERR_NOMEM;
+}
+
+void tf__promise_mem_done(void *mem, size_t extra)
+{
+    MEM_POISON(mem, extra);
 }
 
 tf_err tf_future_new_ready(tf_future **f, tf_err err, size_t size, void *owned, tf_dtor dtor)
 {
     if (!f)
         return TF_ERR_INVALID_ARGUMENT;
-    struct fstate *s = fs_new(1);
+    struct fstate *s = fs_new(1, 0);
     *f = (tf_future *)(void *)s;
     if (!s)
         return TF_ERR_NOMEM;

@@ -25,6 +25,21 @@ bool tf__futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns);
 /* Wake every thread sleeping on |word|. */
 void tf__futex_wake(_Atomic uint32_t *word);
 
+/* tf_promise_new, with |extra| zeroed bytes for the caller (at most 192) in the same allocation as
+ * the shared state (*mem, aligned for any object): one allocation per operation instead of two,
+ * and reused from a per-thread cache when one is there (future.c), released
+ * with the state (by whichever end or callback drops the last reference, on that thread), so
+ * the caller must not touch them once it dropped its end. tf__promise_mem_done(mem, extra): the
+ * caller is done with them (an ASan build poisons them, so a later use is reported). TF_OK;
+ * NOMEM (*p, *f, *mem NULL). */
+tf_err tf__promise_new_with(size_t extra, tf_promise **p, tf_future **f, void **mem);
+void tf__promise_mem_done(void *mem, size_t extra);
+
+/* Wake now the waiters of the futures this (loop) thread completed and deferred (future.c):
+ * run by the loop at the end of every iteration, at its drain, and before a loop thread blocks.
+ * Nothing if none. */
+void tf__future_flush_wakes(void);
+
 /* A one-shot baton: 0 = not posted, 1 = posted, 2 = not posted and a waiter sleeps.
  * Post publishes with release; wait returns with acquire. The poster may touch the word once
  * after the waiter could have returned (futex wake of a dead address is harmless). */

@@ -78,9 +78,11 @@ $clear#test_evbase#*1m_round_trips *two_threads"
     complete#    (void)atomic_exchange_explicit(&s->claimed, true, memory_order_acq_rel);
     complete#test_future#*get_takes_ownership"
   "future-waiter-not-woken#future.c#    if (old & F_WAITERS)
-        tf__futex_wake(&s->state);#    if (0)
-        tf__futex_wake(&s->state);#test_future#*wait_asleep_is_woken"
+        wake_waiters(s, dtor);#    if (0)
+        wake_waiters(s, dtor);#test_future#*wait_asleep_is_woken"
   "baton-post-no-wake#future.c#    if (atomic_exchange_explicit(b, 1u, memory_order_acq_rel) == 2u)#    if (atomic_exchange_explicit(b, 1u, memory_order_acq_rel) == 3u)#test_evbase#*1m_round_trips"
+  "loop-wake-never-flushed#evbase.c#        tf__future_flush_wakes(); /* the futures this iteration completed, woken together */#        (void)0;#test_future#*loop_completion_wakes_sleeper"
+  "drain-wake-never-flushed#evbase.c#    tf__future_flush_wakes(); /* what the drain and the stop hooks completed */#    (void)0;#test_future#*loop_completion_wakes_sleeper"
   "unread-owned-leaks#future.c#    if (s->owned && s->dtor && !atomic_load_explicit(&s->taken, memory_order_relaxed))#    if (0)#test_future#*dropped_unread_frees_owned"
   # ---- fdio
   "fdio-eintr-is-fail#fdio.c#    if (e == EINTR)
@@ -162,6 +164,8 @@ static void set_interest(tf_async_conn *c, unsigned want)
   "idle-socket-unwatched#async_conn.c#    if (!want && (c->phase == PH_OPEN || c->phase == PH_LINGER) && !c->hup_seen)
         want = WATCH_ERRORS;#    if (0)
         want = WATCH_ERRORS;#test_async_edges#*attack2_idle_or_paused_learns_reset"
+  "read-watch-dropped-per-receive#async_conn.c#        else if ((c->interest & TF_EVB_READ) && c->drained && !c->mem_wait &&#        else if (0 && c->drained && !c->mem_wait &&#test_async_conn#*read_watch_kept_between_receives"
+  "read-watch-kept-for-unwanted-data#async_conn.c#        else if ((c->interest & TF_EVB_READ) && c->drained && !c->mem_wait &&#        else if ((c->interest & TF_EVB_READ) && !c->mem_wait &&#test_async_conn#*read_watch_kept_between_receives"
   "stopped-stream-frame-unread#async_conn.c#        if (reading(c))
             w |= tf__xport_wants(&c->x, TF_WANT_READ);#        if (reader_wanted(c))
             w |= tf__xport_wants(&c->x, TF_WANT_READ);#test_async_edges#*attack2_stream_stopped_mid_frame_finishes_it"
