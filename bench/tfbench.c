@@ -4,7 +4,7 @@
  *   make bench                          deps (ZeroMQ), build, run: the table on stdout
  *   build/bin/tfbench [--json] [--json-file PATH] [--quick] [--reps N] [--conns N]
  *                     [--workload rtt_64,stream_64,...] [--system raw,sync,...] [--tls DIR]
- *                     [--baseline EARLIER.json]
+ *                     [--baseline EARLIER.json] [--count N]
  *
  * --json prints JSON instead of the table; --json-file PATH writes it besides the table.
  * Workloads: rtt_64 (64 B ping-pong, us per round trip), stream_64 (64 B one way, messages/s,
@@ -18,7 +18,9 @@
  * all of them alike; the ratios are of medians. Before the repetitions a pilot run of each
  * system sizes its runs to about 0.3 s (and warms it up). --quick: one short repetition of
  * each, no pilot: a smoke test (every receiver still checks its count and checksum; any
- * failure exits non-zero), not a measurement.
+ * failure exits non-zero), not a measurement. --count N: every run exactly N messages (round
+ * trips; MiB for stream_1m; rounds over all connections for conns_1k), no pilot: what
+ * scripts/bench-perf.sh runs under perf stat to count syscalls and context switches per message.
  * --tls DIR: tcpframe's systems (sync, async_cb, async_future) run over mutual TLS 1.3 with
  * DIR/ca.pem, DIR/server.pem + .key, DIR/client.pem + .key (the server's certificate for
  * "localhost"); raw, zmq and mem_per_conn stay plain TCP and are left out.
@@ -172,6 +174,7 @@ static double cpu_s(void)
 }
 static int reps = 7, nconns = 1000;
 static bool quick, json;
+static long count; /* --count: every run this size, no pilot (0: sized by the pilot) */
 static const char *json_file;
 static bool want_w[NW], want_s[8];
 
@@ -207,6 +210,8 @@ static long sized(long pilot_n, double pilot_s, long min_n)
 {
     if (quick)
         return pilot_n;
+    if (count > 0)
+        return count;
     double n = (double)pilot_n * TARGET_S / (pilot_s > 1e-6 ? pilot_s : 1e-6);
     return n < (double)min_n ? min_n : (long)n;
 }
@@ -255,6 +260,10 @@ static void pair_workloads(void)
                 res[w][s].v[res[w][s].n++] = run_pair(w, s, h[s], pilot);
                 continue;
             }
+            if (count > 0) { /* a fixed size: no pilot (perf stat per message: scripts/) */
+                n[s] = count;
+                continue;
+            }
             double t0 = tfb_now();
             if (w == W_RTT)
                 systems[s]->rtt(h[s], pilot);
@@ -292,6 +301,10 @@ static void conns_workload(void)
         n[s] = pilot;
         if (quick)
             continue;
+        if (count > 0) {
+            n[s] = count;
+            continue;
+        }
         double t0 = tfb_now();
         systems[s]->env_run(h[s], pilot);
         n[s] = sized(pilot, tfb_now() - t0, 2);
@@ -756,7 +769,8 @@ static void pick(const char *list, const char *const *names, int n, bool *want, 
 static void usage(void)
 {
     fprintf(stderr, "usage: tfbench [--json] [--json-file PATH] [--quick] [--reps N] [--conns N] "
-                    "[--workload LIST] [--system LIST] [--tls DIR] [--baseline FILE.json]\n");
+                    "[--workload LIST] [--system LIST] [--tls DIR] [--baseline FILE.json] "
+                    "[--count N]\n");
     exit(2);
 }
 
@@ -829,6 +843,8 @@ int main(int argc, char **argv)
             tls_setup(argv[++i]);
         else if (strcmp(a, "--baseline") == 0 && i + 1 < argc)
             baseline_file = argv[++i];
+        else if (strcmp(a, "--count") == 0 && i + 1 < argc)
+            count = atol(argv[++i]);
         else
             usage();
     }
@@ -844,7 +860,8 @@ int main(int argc, char **argv)
         if (!conns_set)
             nconns = 200;
     }
-    if (reps < 1 || reps > MAXREPS || nconns < 1 || nconns > 100000)
+    if (reps < 1 || reps > MAXREPS || nconns < 1 || nconns > 100000 || count < 0 ||
+        (count > 0 && quick))
         usage();
     if (quick)
         reps = 1;
