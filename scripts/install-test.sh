@@ -260,9 +260,10 @@ fi
 man3=$dest$prefix/share/man/man3 man7=$dest$prefix/share/man/man7
 [ -f "$man7/tcpframe.7" ] && ok || bad "share/man/man7/tcpframe.7 not installed"
 nman=$(ls "$man3"/tf_*.3 2>/dev/null | wc -l)
-ndecl=$(cat "$top"/include/tcpframe/*.h | grep -c '^TF_API ')
+ndecl=$(cat "$top"/include/tcpframe/*.h "$top"/tls/tcpframe/tls.h | grep -c '^TF_API ')
 [ "$nman" -ge "$ndecl" ] && ok || bad "$nman pages in share/man/man3 for $ndecl TF_API declarations"
-for pg in "$man7/tcpframe.7" "$man3/tf_sync_connect.3" "$man3/tf_rx_advance.3" "$man3/tf_strerror.3"; do
+for pg in "$man7/tcpframe.7" "$man3/tf_sync_connect.3" "$man3/tf_rx_advance.3" "$man3/tf_strerror.3" \
+  "$man3/tf_tls_ctx_new.3"; do
   if [ -f "$pg" ] && MANWIDTH=80 man -l "$pg" >"$tmp/man.txt" 2>>"$log" &&
      grep -q "$(basename "${pg%.*}")" "$tmp/man.txt"; then ok
   else bad "man -l $(basename "$pg") does not render"; fi
