@@ -22,7 +22,8 @@
 #      libtcpframe at run time), run as in 4, and tls_ctx with tcpframe::tls (the static
 #      archives and OpenSSL); a request for the next major is refused, COMPONENTS tls is
 #      accepted, an unknown component refused; with the TLS files removed (make uninstall-tls)
-#      the package is still found, without tcpframe::tls, and COMPONENTS tls is refused;
+#      the package is still found, without tcpframe::tls, and COMPONENTS tls is refused
+#      (then make install-tls puts them back for 7);
 #   6. the man pages: one per TF_API function and tcpframe(7) installed, `man -l` renders some;
 #   7. `make uninstall` leaves no file behind.
 # Each numbered step's checks count as passed or failed in RESULTFILE ("passed failed").
@@ -252,6 +253,11 @@ if command -v cmake >/dev/null; then
   cd "$tmp/work"
   vcheck "$major.0:found:notls"
   vcheck "$major.0 COMPONENTS tls:not"
+  cd "$top" # back, so that 7 sees `make uninstall` remove the TLS files too
+  run make --no-print-directory V=plain install-tls DESTDIR="$dest" PREFIX=$prefix && ok ||
+    bad "make install-tls"
+  [ -f "$inc/tls.h" ] && ok || bad "make install-tls did not put tls.h back"
+  cd "$tmp/work"
 else
   bad "cmake not found (scripts/deps.sh check installs it)"
 fi
