@@ -137,7 +137,8 @@ check: deps-check
 
 # Headers, libtcpframe.a, libtcpframe.so.X.Y.Z with its soname link (.so.X, what programs load)
 # and its development link (.so, what -ltcpframe finds), tcpframe.pc; mk/run.mk adds tfcat and
-# its man page (install-tools).
+# its man page (install-tools), mk/tls.mk the TLS layer (install-tls), mk/cmake.mk the CMake
+# package, mk/man.mk the man pages.
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include/tcpframe $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/tcpframe/

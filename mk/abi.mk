@@ -7,7 +7,9 @@
 #   make install-test   `make install` into a scratch DESTDIR, then builds and runs examples/
 #                       against the installed files only, with pkg-config: shared, --static, and
 #                       a C++ translation unit; with CMake's find_package (tcpframe::tcpframe,
-#                       tcpframe::tcpframe_static); man -l on some pages (scripts/install-test.sh);
+#                       tcpframe::tcpframe_static); the TLS layer (tls.h, tcpframe-tls.pc,
+#                       tcpframe::tls: examples/tls_ctx.c); man -l on some pages
+#                       (scripts/install-test.sh);
 #                       records
 #                       build/results/install-test
 #

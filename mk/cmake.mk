@@ -3,8 +3,11 @@
 #   make install   also installs $(LIBDIR)/cmake/tcpframe/tcpframeConfig.cmake and
 #                  tcpframeConfigVersion.cmake (install-cmake), made from scripts/*.cmake.in:
 #                  imported targets tcpframe::tcpframe (the .so) and tcpframe::tcpframe_static
-#                  (the .a), both with the include directory and Threads::Threads; the version
-#                  file accepts a request of the same major (SameMajorVersion).
+#                  (the .a), both with the include directory and Threads::Threads; when the
+#                  TLS files are installed (mk/tls.mk) and OpenSSL 3 is found, tcpframe::tls
+#                  (libtcpframe_tls.a + tcpframe::tcpframe_static + OpenSSL::SSL/Crypto;
+#                  COMPONENTS tls makes it required); the version file accepts a request of
+#                  the same major (SameMajorVersion).
 #
 # The config file finds the library and headers relative to itself (relocatable, DESTDIR-safe):
 # the library directory is two levels up, the include directory is PREFIX/include as seen from

@@ -1,8 +1,8 @@
 # mk/man.mk -- the reference manual, generated from the headers (issue 24, SPEC.md 10.4);
 # -included by the top Makefile.
 #
-#   make man         build/man/man3/<function>.3 for every TF_API function and
-#                    build/man/man7/tcpframe.7 (scripts/gen-man.py; python3). Regenerated when a
+#   make man         build/man/man3/<function>.3 for every TF_API function (include/tcpframe/
+#                    and the TLS layer's tls/tcpframe/tls.h) and build/man/man7/tcpframe.7 (scripts/gen-man.py; python3). Regenerated when a
 #                    header, SPEC.md, README.md or the script changes; nothing generated is
 #                    committed.
 #   make man-check   every TF_API function has a page, no page is for a function that is gone,
@@ -19,7 +19,7 @@ install: install-man
 uninstall: uninstall-man
 
 man: $(MAN_STAMP)
-$(MAN_STAMP): scripts/gen-man.py $(HEADERS) SPEC.md README.md
+$(MAN_STAMP): scripts/gen-man.py $(HEADERS) tls/tcpframe/tls.h SPEC.md README.md
 	@python3 scripts/gen-man.py --out $(MAN_OUT)
 	@touch $@
 

@@ -3,6 +3,10 @@
 #   make tls             build/$(V)/libtcpframe_tls.a: link it with libtcpframe.a and
 #                        -lssl -lcrypto (it uses the library's internal transport seam, so it goes
 #                        with the static library); the header is tls/tcpframe/tls.h
+#   make install         also installs tls.h in $(PREFIX)/include/tcpframe, the archive in
+#                        $(LIBDIR) and $(LIBDIR)/pkgconfig/tcpframe-tls.pc (install-tls; the
+#                        CMake package's tcpframe::tls: mk/cmake.mk). Static only: a shared
+#                        libtcpframe_tls.so would need the seam exported from libtcpframe.so.
 #
 # libtcpframe.a / .so never need OpenSSL: only this archive, tests/test_tls* and tfcat link it.
 
@@ -12,7 +16,7 @@ TLS_LIB    := $(O)/libtcpframe_tls.a
 TLS_LDLIBS := -lssl -lcrypto
 TLS_CFLAGS := -Itls -Iio
 
-.PHONY: tls
+.PHONY: tls install-tls uninstall-tls
 tls: $(TLS_LIB)
 
 $(O)/tls/%.o: tls/%.c $(O)/tls/%.d
@@ -22,6 +26,23 @@ $(O)/tls/%.o: tls/%.c $(O)/tls/%.d
 $(TLS_LIB): $(TLS_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
+
+# tcpframe-tls.pc (scripts/tcpframe-tls.pc.in): Libs name the archive and libtcpframe.a (-l:), not
+# -ltcpframe (the .so): the archive needs the static library's internals; OpenSSL in Requires,
+# so `pkg-config --libs tcpframe-tls` (with or without --static) is a complete link.
+install: install-tls
+uninstall: uninstall-tls
+
+install-tls: $(TLS_LIB)
+	install -d $(DESTDIR)$(PREFIX)/include/tcpframe $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 tls/tcpframe/tls.h $(DESTDIR)$(PREFIX)/include/tcpframe/
+	install -m 644 $(TLS_LIB) $(DESTDIR)$(LIBDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	  scripts/tcpframe-tls.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/tcpframe-tls.pc
+
+uninstall-tls:
+	rm -f $(DESTDIR)$(PREFIX)/include/tcpframe/tls.h $(DESTDIR)$(LIBDIR)/libtcpframe_tls.a \
+	  $(DESTDIR)$(LIBDIR)/pkgconfig/tcpframe-tls.pc
 
 TLS_DEPS := $(TLS_OBJ:.o=.d)
 $(TLS_DEPS):

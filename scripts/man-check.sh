@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # man-check.sh MANDIR RESULTFILE -- the generated reference manual against the headers
 # (SPEC.md 10.4). MANDIR is what scripts/gen-man.py wrote (build/man). Fails when:
-#   1. a function the public headers declare (the compiler's view: gcc -aux-info, as
-#      scripts/abi-check.sh; independent of gen-man.py's parser) has no page in MANDIR/man3;
+#   1. a function the public headers declare (include/tcpframe/*.h and the TLS layer's
+#      tls/tcpframe/tls.h; the compiler's view: gcc -aux-info, as scripts/abi-check.sh;
+#      independent of gen-man.py's parser) has no page in MANDIR/man3;
 #   2. a page in MANDIR/man3 is for a function the headers no longer declare;
 #   3. a page (man3 or tcpframe.7) names a tf_ identifier that exists nowhere in the headers'
 #      code: a function, type, macro or field that was renamed or removed while a comment (or
@@ -17,15 +18,16 @@ fail=0
 bad() { echo "man-check: $*"; fail=1; }
 CC=${ABI_CC:-gcc}
 
-for h in include/tcpframe/*.h; do echo "#include \"tcpframe/$(basename "$h")\""; done >"$tmp/all.c"
-$CC -std=c11 -D_GNU_SOURCE -Iinclude -aux-info "$tmp/aux.txt" -c "$tmp/all.c" -o "$tmp/all.o" ||
+headers=(include/tcpframe/*.h tls/tcpframe/tls.h)
+for h in "${headers[@]}"; do echo "#include \"tcpframe/$(basename "$h")\""; done >"$tmp/all.c"
+$CC -std=c11 -D_GNU_SOURCE -Iinclude -Itls -aux-info "$tmp/aux.txt" -c "$tmp/all.c" -o "$tmp/all.o" ||
   bad "the public headers do not compile"
-grep 'include/tcpframe/' "$tmp/aux.txt" | grep -v '\*/ static ' |
+grep -E '(include|tls)/tcpframe/' "$tmp/aux.txt" | grep -v '\*/ static ' |
   sed -n 's/^.*\*\/ extern [^(]*[^A-Za-z0-9_]\([A-Za-z_][A-Za-z0-9_]*\) (.*$/\1/p' |
   sort -u >"$tmp/declared"
 ls "$dir/man3" 2>/dev/null | sed -n 's/\.3$//p' | sort -u >"$tmp/pages"
 ndecl=$(wc -l <"$tmp/declared") npages=$(wc -l <"$tmp/pages")
-[ "$ndecl" -gt 0 ] || bad "no declaration found in include/tcpframe/*.h"
+[ "$ndecl" -gt 0 ] || bad "no declaration found in ${headers[*]}"
 
 # 1, 2.
 missing=$(comm -23 "$tmp/declared" "$tmp/pages")
@@ -36,7 +38,7 @@ stale=$(comm -13 "$tmp/declared" "$tmp/pages")
 
 # 3. Identifiers of the headers' code (comments stripped by the preprocessor, -fpreprocessed
 # keeps the macros' names; -dD keeps the #defines).
-for h in include/tcpframe/*.h; do
+for h in "${headers[@]}"; do
   $CC -fpreprocessed -dD -E -P "$h" 2>/dev/null
 done | grep -o '\btf_[A-Za-z0-9_]*' | sort -u >"$tmp/known"
 cat "$tmp/declared" >>"$tmp/known"

@@ -1,8 +1,10 @@
 /* tcpframe/tls.h -- TLS 1.3 under the framing (OpenSSL 3), mutual authentication by default
  * (SPEC 9.11).
  *
- * An optional adapter: libtcpframe_tls.a (tls/, `make tls`), linked with libtcpframe.a and
- * -lssl -lcrypto. The plain library never needs OpenSSL. Make a context from a config once,
+ * An optional adapter: libtcpframe_tls.a (tls/, `make tls`; `make install` installs it and this
+ * header as <tcpframe/tls.h>), linked with libtcpframe.a (it uses the static library's
+ * internals) and -lssl -lcrypto: `pkg-config --static --libs tcpframe-tls`, or CMake's
+ * tcpframe::tls. The plain library never needs OpenSSL. Make a context from a config once,
  * point tf_tcp_config.tls at it, and every server, client and connection made with that config
  * runs the TLS handshake first and then the magic exchange inside TLS, under the one
  * handshake_timeout_ms; frames then travel as TLS application data (uniflow's framing inside).
@@ -38,6 +40,7 @@
 
 #include "tcpframe/async.h"
 #include "tcpframe/err.h"
+#include "tcpframe/export.h"
 #include "tcpframe/sync.h"
 #include "tcpframe/tcp.h"
 
@@ -65,7 +68,7 @@ typedef struct tf_tls_config {
 } tf_tls_config;
 
 /* The defaults: nothing set, verify_peer 1. Cannot fail; c must not be NULL. */
-void tf_tls_config_init(tf_tls_config *c);
+TF_API void tf_tls_config_init(tf_tls_config *c);
 
 /* Make a context from |cfg|: TLS 1.3 only, no session tickets, the certificate chain and key
  * loaded and matched, the CAs loaded. Every file is read now.
@@ -76,16 +79,16 @@ void tf_tls_config_init(tf_tls_config *c);
  *   TF_ERR_TLS               a file OpenSSL could not use: msg is "<field> <path>: <OpenSSL's
  *                            reason>" ("key_file k.pem: key values mismatch")
  *   TF_ERR_NOMEM             no memory */
-tf_err tf_tls_ctx_new(const tf_tls_config *cfg, tf_tls_ctx **out, tf_errmsg *msg);
+TF_API tf_err tf_tls_ctx_new(const tf_tls_config *cfg, tf_tls_ctx **out, tf_errmsg *msg);
 
 /* Free a context (NULL: no-op). Connections made with it keep what they need of it. */
-void tf_tls_ctx_free(tf_tls_ctx *ctx);
+TF_API void tf_tls_ctx_free(tf_tls_ctx *ctx);
 
 /* OpenSSL's text for a TLS failure: |err| TF_ERR_TLS_VERIFY gives the X.509 verify text of
  * |os_err|, TF_ERR_TLS the reason text of the packed code |os_err|; any other err gives
  * strerror(os_err) when os_err is set, else tf_strerror(err). Never NULL; static strings
  * (thread-safe). */
-const char *tf_tls_strerror(tf_err err, int os_err);
+TF_API const char *tf_tls_strerror(tf_err err, int os_err);
 
 /* The peer's identity, taken when the handshake finished. */
 #define TF_TLS_TEXT_LEN 512
@@ -101,11 +104,11 @@ typedef struct tf_tls_peer {
  *   TF_OK                    *out filled
  *   TF_ERR_BAD_STATE         not a TLS connection, or the peer presented no certificate
  *   TF_ERR_INVALID_ARGUMENT  NULL */
-tf_err tf_tls_peer_sync(const tf_sync_conn *c, tf_tls_peer *out);
-tf_err tf_tls_peer_async(const tf_async_conn *c, tf_tls_peer *out);
+TF_API tf_err tf_tls_peer_sync(const tf_sync_conn *c, tf_tls_peer *out);
+TF_API tf_err tf_tls_peer_async(const tf_async_conn *c, tf_tls_peer *out);
 
 /* The fingerprint as 64 lowercase hex digits and a NUL into buf[65]. */
-void tf_tls_fingerprint_hex(const tf_tls_peer *p, char buf[65]);
+TF_API void tf_tls_fingerprint_hex(const tf_tls_peer *p, char buf[65]);
 
 #ifdef __cplusplus
 }
