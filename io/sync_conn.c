@@ -432,8 +432,10 @@ tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeo
 
 /* ---------------------------------------------------------------- send a batch */
 
-/* Messages per gathered write: a prefix and a payload piece each, within IOV_MAX (1024). */
+/* Messages per gathered write: a prefix and a payload piece each, within IOV_MAX (1024); and
+ * the most bytes one write gathers beyond its first message. */
 #define SENDV_BATCH 256u
+#define SENDV_MAX_BYTES ((size_t)SSIZE_MAX / 2)
 
 /* |r| bytes of v[*at..cnt) were written: skip the pieces they covered and cut the one they ended
  * in. */
@@ -509,12 +511,16 @@ tf_err tf_sync_conn_sendv(tf_sync_conn *c, const tf_iov *msgs, size_t n, int tim
     bool moved = false;
     int os = 0;
     for (size_t i = 0; i < n && e == TF_OK;) {
-        size_t k = n - i < SENDV_BATCH ? n - i : SENDV_BATCH, bytes = 0;
+        size_t k = 0, bytes = 0;
         int cnt = 0;
-        for (size_t j = 0; j < k; j++) {
-            const tf_iov *m = &msgs[i + j];
-            tf_be32_put(hdr[j], (uint32_t)m->len);
-            v[cnt++] = (struct iovec){.iov_base = hdr[j], .iov_len = TF_HDR_LEN};
+        for (; k < SENDV_BATCH && i + k < n; k++) {
+            const tf_iov *m = &msgs[i + k];
+            /* A write's total must fit a ssize_t (32-bit size_t: a few large messages). */
+            size_t used = bytes + k * TF_HDR_LEN;
+            if (k > 0 && (used > SENDV_MAX_BYTES || m->len + TF_HDR_LEN > SENDV_MAX_BYTES - used))
+                break;
+            tf_be32_put(hdr[k], (uint32_t)m->len);
+            v[cnt++] = (struct iovec){.iov_base = hdr[k], .iov_len = TF_HDR_LEN};
             if (m->len > 0) /* const dropped by the POSIX API, not written through */
                 v[cnt++] = (struct iovec){.iov_base = (void *)(uintptr_t)m->base,
                                           .iov_len = m->len};

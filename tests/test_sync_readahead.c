@@ -31,10 +31,10 @@
 
 static int fds_before;
 
-static atomic_int cnt_fd = -1;         /* the fd whose calls are counted */
+static atomic_int cnt_fd = -1;           /* the fd whose calls are counted */
 static atomic_long cnt_reads, cnt_sends; /* read / sendmsg calls on it */
-static atomic_size_t cnt_max_read;      /* the largest count a read asked for */
-static atomic_size_t send_cap;          /* 0, else each sendmsg moves at most this many bytes */
+static atomic_size_t cnt_max_read;       /* the largest count a read asked for */
+static atomic_size_t send_cap;           /* 0, else each sendmsg moves at most this many bytes */
 
 static int count_hook(tf__sys_op op, int fd, size_t *len)
 {
