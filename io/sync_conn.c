@@ -567,14 +567,15 @@ static tf_err closed(tf_sync_conn *c)
     return e != TF_OK ? e : TF_ERR_CLOSED;
 }
 
-/* One read of at most |n| bytes into |buf| through the transport. When the last read of plain
- * TCP was short (the socket was drained then), it polls first instead of trying a read that
- * would most likely say AGAIN; otherwise it reads first and polls (until |deadline|) only on
- * AGAIN. TF_OK: *got bytes, 0 at EOF; TIMEOUT; IO (*os_err). */
+/* One read of at most |n| bytes into |buf| through the transport. At a frame boundary, when the
+ * last read of plain TCP was short (the socket was drained then: a reply not yet sent, a peer
+ * that waits for us), it polls first instead of trying a read that would most likely say
+ * AGAIN; otherwise (inside a frame, whose rest is most likely on its way) it reads first and
+ * polls (until |deadline|) only on AGAIN. TF_OK: *got bytes, 0 at EOF; TIMEOUT; IO (*os_err). */
 static tf_err read_wait(tf_sync_conn *c, uint8_t *buf, size_t n, uint64_t deadline, size_t *got,
                         int *os_err)
 {
-    bool wait = c->rd_drained;
+    bool wait = c->rd_drained && c->rx_moved == 0;
     for (;;) {
         if (wait) {
             short ev = poll_events(tf__xport_wants(&c->x, TF_WANT_READ));
