@@ -37,6 +37,7 @@ struct tf_sync_conn {
     size_t rx_moved; /* bytes of the current frame taken by the current receive call */
     bool rd_drained; /* plain TCP: the last read was short, so the next one polls first */
     bool rx_closed;  /* the peer's clean close was met between messages (sticky) */
+    bool rx_large;   /* the current (else the last) frame is TF_SYNC_READAHEAD bytes or more */
     uint32_t max_send_len, max_recv_len;
     /* The poison: 0 while healthy, else the tf_err in the low half and the os_err in the high
      * half, so one CAS records both and the first failure wins across the two threads. */
@@ -598,15 +599,18 @@ static tf_err read_wait(tf_sync_conn *c, uint8_t *buf, size_t n, uint64_t deadli
 
 /* Up to |want| bytes of the stream into |dst|: *got > 0 bytes, or 0 at EOF. Bytes read ahead
  * are taken first (no syscall); else one read: straight into dst when want is at least the
- * read-ahead's size (a large body) or the read-ahead cannot be made, else as much as the
- * transport has into the read-ahead, whose first bytes are then taken. TF_OK; TIMEOUT; IO. */
+ * read-ahead's size, the frame (or, for a prefix, the one before) is that large, or the
+ * read-ahead cannot be made; else as much as the transport has into the read-ahead, whose
+ * first bytes are then taken. TF_OK; TIMEOUT; IO. */
 static tf_err take(tf_sync_conn *c, uint8_t *dst, size_t want, uint64_t deadline, size_t *got,
                    int *os_err)
 {
     if (c->rb_len == 0) {
         if (!c->rb && want < TF_SYNC_READAHEAD)
             c->rb = tf__alloc(TF_SYNC_READAHEAD); /* NULL: read exactly, as without one */
-        if (want >= TF_SYNC_READAHEAD || !c->rb)
+        /* The rest of a large body, and the prefix after it (the next is likely large too),
+         * are read in place: a stream of large messages is not copied through the buffer. */
+        if (want >= TF_SYNC_READAHEAD || !c->rb || c->rx_large)
             return read_wait(c, dst, want, deadline, got, os_err);
         size_t n = 0;
         tf_err e = read_wait(c, c->rb, TF_SYNC_READAHEAD, deadline, &n, os_err);
@@ -676,6 +680,7 @@ static tf_err recv_frame(tf_sync_conn *c, const tf_sink *sink, uint64_t deadline
 {
     for (;;) {
         if (tf_rx_wants_target(&c->rx, len)) {
+            c->rx_large = *len >= TF_SYNC_READAHEAD;
             if (!sink)
                 return TF_OK;
             if (tf_rx_set_target(&c->rx, sink->buf, sink->cap) != TF_OK)
@@ -692,6 +697,8 @@ static tf_err recv_frame(tf_sync_conn *c, const tf_sink *sink, uint64_t deadline
         tf_msg m;
         tf_step st = tf_rx_advance(&c->rx, got, &m);
         if (st == TF_DONE) {
+            if (m.len == 0)
+                c->rx_large = false;
             *len = m.len;
             if (msg)
                 *msg = m;
