@@ -1,6 +1,7 @@
 /* io/sync_conn.c -- the blocking connection (sync.h, SPEC 9.6): proto/'s machines over a
  * non-blocking socket, each call trying the syscall first and polling with its deadline only
- * when it would block; the poison; the generic view (conn.h) with ready futures. */
+ * when it would block; receives through a read-ahead buffer (issue 21); the gathered batch send
+ * (tf_sync_conn_sendv); the poison; the generic view (conn.h) with ready futures. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "sync_internal.h"
@@ -25,10 +27,17 @@ struct tf_sync_conn {
     tf_fdio fdio;    /* plain TCP: the transport's context (its halves share nothing) */
     tf__xport x;     /* the transport (io/xport.h): plain TCP over fdio, or TLS */
     tf_io io;        /* proto's view of the transport */
-    tf_io rio;       /* reads through the transport, counting into rx_moved */
-    size_t rx_moved; /* receiving thread: bytes read by the current receive call */
     tf_tx tx;        /* sending thread only */
-    tf_rx rx;        /* receiving thread only */
+    /* Receiving thread only: the receiver, and the read-ahead (TF_SYNC_READAHEAD bytes, made
+     * at the first read that goes through it): rb_len bytes read from the transport and not
+     * yet taken, at rb + rb_off. */
+    tf_rx rx;
+    uint8_t *rb;
+    size_t rb_off, rb_len;
+    size_t rx_moved; /* bytes of the current frame taken by the current receive call */
+    bool rd_drained; /* plain TCP: the last read was short, so the next one polls first */
+    bool rx_closed;  /* the peer's clean close was met between messages (sticky) */
+    bool rx_large;   /* the current (else the last) frame is TF_SYNC_READAHEAD bytes or more */
     uint32_t max_send_len, max_recv_len;
     /* The poison: 0 while healthy, else the tf_err in the low half and the os_err in the high
      * half, so one CAS records both and the first failure wins across the two threads. */
@@ -136,15 +145,6 @@ static tf_err poison(tf_sync_conn *c, tf_err err, int os_err)
 
 /* ---------------------------------------------------------------- make and free */
 
-static long count_read(void *ctx, uint8_t *buf, size_t len, int *os_err)
-{
-    tf_sync_conn *c = ctx;
-    long n = c->io.read(c->io.ctx, buf, len, os_err);
-    if (n > 0)
-        c->rx_moved += (size_t)n;
-    return n;
-}
-
 static const tf_conn_ops sync_ops;
 
 /* Push out what the transport accepted and still holds (TLS; plain TCP holds nothing), until
@@ -225,7 +225,6 @@ tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, const tf_addr *peer,
         x->ctx = NULL;
     }
     c->io = tf__xport_io(&c->x);
-    c->rio = (tf_io){.ctx = c, .read = count_read, .write = NULL};
     c->max_send_len = cfg->max_send_len;
     c->max_recv_len = cfg->max_recv_len;
     tf_tx_init(&c->tx, cfg->max_send_len);
@@ -362,6 +361,7 @@ void tf_sync_conn_free(tf_sync_conn *c)
         (void)c->x.ops->shutdown_wr(c->x.ctx);
     tf__xport_close(&c->x);
     close(c->fd);
+    free(c->rb);
     free(c);
 }
 
@@ -431,6 +431,121 @@ tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeo
     return e;
 }
 
+/* ---------------------------------------------------------------- send a batch */
+
+/* Messages per gathered write: a prefix and a payload piece each, within IOV_MAX (1024); and
+ * the most bytes one write gathers beyond its first message. */
+#define SENDV_BATCH 256u
+#define SENDV_MAX_BYTES ((size_t)SSIZE_MAX / 2)
+
+/* |r| bytes of v[*at..cnt) were written: skip the pieces they covered and cut the one they ended
+ * in. */
+static void iov_advance(struct iovec *v, int *at, int cnt, size_t r)
+{
+    while (r > 0 && *at < cnt) {
+        if (r >= v[*at].iov_len) {
+            r -= v[*at].iov_len;
+            (*at)++;
+        } else {
+            v[*at].iov_base = (uint8_t *)v[*at].iov_base + r;
+            v[*at].iov_len -= r;
+            r = 0;
+        }
+    }
+}
+
+/* Write v[0..cnt) (|left| bytes) through the transport, resuming partial writes, until |dl|.
+ * *moved is set once a byte went. TF_OK, or the outcome (not yet recorded: the caller decides
+ * whether it poisons). */
+static tf_err write_all(tf_sync_conn *c, struct iovec *v, int cnt, size_t left, uint64_t dl,
+                        bool *moved, int *os)
+{
+    int at = 0;
+    while (at < cnt) {
+        long r = c->x.ops->writev(c->x.ctx, v + at, cnt - at, os);
+        if (r > 0) {
+            if ((size_t)r > left)
+                return TF_ERR_INVALID_ARGUMENT; /* the transport broke its contract */
+            left -= (size_t)r;
+            *moved = true;
+            iov_advance(v, &at, cnt, (size_t)r);
+            continue;
+        }
+        if (r == 0)
+            return TF_ERR_CLOSED; /* as tf_tx_try: the kernel took no byte */
+        if (r == TF_IO_FAIL)
+            return tf__xport_reason(&c->x, TF_ERR_IO, os);
+        if (r == TF_IO_AGAIN) {
+            tf_err e =
+                send_wait(c, poll_events(tf__xport_wants(&c->x, TF_WANT_WRITE)), dl, os);
+            if (e != TF_OK)
+                return e;
+        } /* TF_IO_INTR: write again */
+    }
+    return TF_OK;
+}
+
+tf_err tf_sync_conn_sendv(tf_sync_conn *c, const tf_iov *msgs, size_t n, int timeout_ms)
+{
+    if (!c || (!msgs && n > 0))
+        return TF_ERR_INVALID_ARGUMENT;
+    tf_err e = poisoned(c, NULL);
+    if (e != TF_OK)
+        return e;
+    if (atomic_load(&c->wr_shut))
+        return TF_ERR_BAD_STATE;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) { /* refusals first: nothing is sent unless all are fine */
+        if (!msgs[i].base && msgs[i].len > 0)
+            return TF_ERR_INVALID_ARGUMENT;
+        if (msgs[i].len > c->max_send_len)
+            return TF_ERR_TOO_LARGE;
+        total += msgs[i].len;
+    }
+    if (n == 0)
+        return TF_OK;
+    uint64_t dl = tf__deadline_ms(timeout_ms);
+    atomic_store_explicit(&c->st_q_bytes, total, memory_order_relaxed);
+    atomic_store_explicit(&c->st_q_msgs, n, memory_order_relaxed);
+    struct iovec v[2 * SENDV_BATCH];
+    uint8_t hdr[SENDV_BATCH][TF_HDR_LEN];
+    bool moved = false;
+    int os = 0;
+    for (size_t i = 0; i < n && e == TF_OK;) {
+        size_t k = 0, bytes = 0;
+        int cnt = 0;
+        for (; k < SENDV_BATCH && i + k < n; k++) {
+            const tf_iov *m = &msgs[i + k];
+            /* A write's total must fit a ssize_t (32-bit size_t: a few large messages). */
+            size_t used = bytes + k * TF_HDR_LEN;
+            if (k > 0 && (used > SENDV_MAX_BYTES || m->len + TF_HDR_LEN > SENDV_MAX_BYTES - used))
+                break;
+            tf_be32_put(hdr[k], (uint32_t)m->len);
+            v[cnt++] = (struct iovec){.iov_base = hdr[k], .iov_len = TF_HDR_LEN};
+            if (m->len > 0) /* const dropped by the POSIX API, not written through */
+                v[cnt++] = (struct iovec){.iov_base = (void *)(uintptr_t)m->base,
+                                          .iov_len = m->len};
+            bytes += m->len;
+        }
+        e = write_all(c, v, cnt, bytes + k * TF_HDR_LEN, dl, &moved, &os);
+        if (e == TF_OK) {
+            i += k;
+            tf__stat_add(&c->st_msgs_sent, k);
+            tf__stat_add(&c->st_bytes_sent, bytes);
+            total -= bytes;
+            atomic_store_explicit(&c->st_q_bytes, total, memory_order_relaxed);
+            atomic_store_explicit(&c->st_q_msgs, n - i, memory_order_relaxed);
+        }
+    }
+    if (e == TF_OK)
+        e = out_flush(c, dl, -1, &os);
+    atomic_store_explicit(&c->st_q_msgs, 0u, memory_order_relaxed);
+    atomic_store_explicit(&c->st_q_bytes, 0u, memory_order_relaxed);
+    if (e == TF_OK || (e == TF_ERR_TIMEOUT && !moved))
+        return e; /* a TIMEOUT before any byte went: the batch is forgotten, still usable */
+    return poison(c, e, os);
+}
+
 /* ---------------------------------------------------------------- receive */
 
 /* Poison after a failed receive. */
@@ -439,43 +554,158 @@ static tf_err recv_fail(tf_sync_conn *c, tf_err err, int os_err)
     return poison(c, err, os_err);
 }
 
-/* The peer closed between messages (the receiver's CLOSED is sticky, so every later receive
- * comes here too). A clean EOF closes the receive direction only: nothing is poisoned and
- * sends go on until the write side itself fails (SPEC 9.6). Unless the EOF is our own
- * shutdown(SHUT_RDWR) after a failure of the other direction: the poison is recorded before
+/* The peer closed between messages: the receive direction is closed for good (every later
+ * receive comes here at once). A clean EOF closes the receive direction only: nothing is
+ * poisoned and sends go on until the write side itself fails (SPEC 9.6). Unless the EOF is our
+ * own shutdown(SHUT_RDWR) after a failure of the other direction: the poison is recorded before
  * that shutdown, so it is seen here and reported instead. */
 static tf_err closed(tf_sync_conn *c)
 {
+    c->rx_closed = true;
     tf_err e = poisoned(c, NULL);
     if (e == TF_OK)
         atomic_store_explicit(&c->st_rx_end, (uint_fast64_t)TF_ERR_CLOSED, memory_order_relaxed);
     return e != TF_OK ? e : TF_ERR_CLOSED;
 }
 
-static tf_err recv_msg(tf_sync_conn *c, const tf_sink *sink, tf_msg *msg, int timeout_ms)
+/* One read of at most |n| bytes into |buf| through the transport. At a frame boundary, when the
+ * last read of plain TCP was short (the socket was drained then: a reply not yet sent, a peer
+ * that waits for us), it polls first instead of trying a read that would most likely say
+ * AGAIN; otherwise (inside a frame, whose rest is most likely on its way) it reads first and
+ * polls (until |deadline|) only on AGAIN. TF_OK: *got bytes, 0 at EOF; TIMEOUT; IO (*os_err). */
+static tf_err read_wait(tf_sync_conn *c, uint8_t *buf, size_t n, uint64_t deadline, size_t *got,
+                        int *os_err)
+{
+    bool wait = c->rd_drained && c->rx_moved == 0;
+    for (;;) {
+        if (wait) {
+            short ev = poll_events(tf__xport_wants(&c->x, TF_WANT_READ));
+            tf_err e = tf__sync_wait(c->fd, ev, -1, deadline, os_err);
+            if (e != TF_OK)
+                return e;
+        }
+        long r = c->io.read(c->io.ctx, buf, n, os_err);
+        if (r >= 0) {
+            /* TLS may want the socket writable for a read: it always reads first. */
+            c->rd_drained = (size_t)r < n && r > 0 && c->x.ops == &tf__xport_tcp;
+            *got = (size_t)r;
+            return TF_OK;
+        }
+        if (r == TF_IO_FAIL)
+            return tf__xport_reason(&c->x, TF_ERR_IO, os_err);
+        wait = r == TF_IO_AGAIN; /* TF_IO_INTR: read again */
+    }
+}
+
+/* Up to |want| bytes of the stream into |dst|: *got > 0 bytes, or 0 at EOF. Bytes read ahead
+ * are taken first (no syscall); else one read: straight into dst when want is at least the
+ * read-ahead's size, the frame (or, for a prefix, the one before) is that large, or the
+ * read-ahead cannot be made; else as much as the transport has into the read-ahead, whose
+ * first bytes are then taken. TF_OK; TIMEOUT; IO. */
+static tf_err take(tf_sync_conn *c, uint8_t *dst, size_t want, uint64_t deadline, size_t *got,
+                   int *os_err)
+{
+    if (c->rb_len == 0) {
+        if (!c->rb && want < TF_SYNC_READAHEAD)
+            c->rb = tf__alloc(TF_SYNC_READAHEAD); /* NULL: read exactly, as without one */
+        /* The rest of a large body, and the prefix after it (the next is likely large too),
+         * are read in place: a stream of large messages is not copied through the buffer. */
+        if (want >= TF_SYNC_READAHEAD || !c->rb || c->rx_large)
+            return read_wait(c, dst, want, deadline, got, os_err);
+        size_t n = 0;
+        tf_err e = read_wait(c, c->rb, TF_SYNC_READAHEAD, deadline, &n, os_err);
+        if (e != TF_OK || n == 0) {
+            *got = 0;
+            return e;
+        }
+        c->rb_off = 0;
+        c->rb_len = n;
+    }
+    size_t k = want < c->rb_len ? want : c->rb_len;
+    memcpy(dst, c->rb + c->rb_off, k);
+    c->rb_off += k;
+    c->rb_len -= k;
+    *got = k;
+    return TF_OK;
+}
+
+/* take() for the current frame, with the outcomes of a receive: TF_OK (*got > 0, counted in
+ * rx_moved); else the outcome to return (recorded): CLOSED at an EOF before any byte of the
+ * frame, TRUNCATED after some; TIMEOUT unrecorded if no byte of the frame was taken in this
+ * call (still at a frame boundary), else poisoned (the stream is out of step). */
+static tf_err take_frame(tf_sync_conn *c, uint8_t *dst, size_t want, uint64_t deadline,
+                         size_t *got)
+{
+    int os = 0;
+    tf_err e = take(c, dst, want, deadline, got, &os);
+    if (e == TF_OK && *got == 0)
+        e = c->rx_moved == 0 ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
+    if (e == TF_OK) {
+        c->rx_moved += *got;
+        return TF_OK;
+    }
+    if (e == TF_ERR_CLOSED)
+        return closed(c);
+    if (e == TF_ERR_TIMEOUT && c->rx_moved == 0)
+        return TF_ERR_TIMEOUT;
+    return recv_fail(c, e, os);
+}
+
+/* The start of a receive: the poison or the sticky CLOSED, else TF_OK (rx_moved reset). */
+static tf_err recv_begin(tf_sync_conn *c)
 {
     tf_err e = poisoned(c, NULL);
     if (e != TF_OK)
         return e;
-    uint64_t dl = tf__deadline_ms(timeout_ms);
+    if (c->rx_closed)
+        return closed(c);
     c->rx_moved = 0;
+    return TF_OK;
+}
+
+/* The receiver's failure (sticky in it) as the receive's outcome. */
+static tf_err rx_failed(tf_sync_conn *c)
+{
+    int os = 0;
+    tf_err e = tf_rx_error(&c->rx, &os);
+    return recv_fail(c, e, os);
+}
+
+/* The length prefix through the receiver's sans-I/O calls (so the max check is proto's), then,
+ * with |sink| (span mode: alloc NULL), the payload through them too: TF_OK with *len and, with
+ * a sink, *msg; without one, TF_OK once the receiver wants its target (*len > 0) or saw an empty
+ * message (*len 0). Otherwise the outcome to return. */
+static tf_err recv_frame(tf_sync_conn *c, const tf_sink *sink, uint64_t deadline, size_t *len,
+                         tf_msg *msg)
+{
     for (;;) {
-        int os = 0;
-        tf_step st = tf_rx_try(&c->rx, &c->rio, sink, msg);
-        if (st == TF_DONE)
-            return TF_OK;
-        if (st == TF_ERROR) {
-            e = tf__xport_reason(&c->x, tf_rx_error(&c->rx, &os), &os);
-            if (e == TF_ERR_CLOSED)
-                return closed(c);
-            return recv_fail(c, e, os);
+        if (tf_rx_wants_target(&c->rx, len)) {
+            c->rx_large = *len >= TF_SYNC_READAHEAD;
+            if (!sink)
+                return TF_OK;
+            if (tf_rx_set_target(&c->rx, sink->buf, sink->cap) != TF_OK)
+                return rx_failed(c); /* BUFFER_TOO_SMALL, before a payload byte is read */
         }
-        short ev = poll_events(tf__xport_wants(&c->x, TF_WANT_READ));
-        e = tf__sync_wait(c->fd, ev, -1, dl, &os);
-        if (e == TF_ERR_TIMEOUT && c->rx_moved == 0)
-            return TF_ERR_TIMEOUT; /* at a frame boundary: still in step */
+        uint8_t *at;
+        size_t want = tf_rx_next(&c->rx, &at);
+        if (want == 0)
+            return rx_failed(c);
+        size_t got = 0;
+        tf_err e = take_frame(c, at, want, deadline, &got);
         if (e != TF_OK)
-            return recv_fail(c, e, os);
+            return e;
+        tf_msg m;
+        tf_step st = tf_rx_advance(&c->rx, got, &m);
+        if (st == TF_DONE) {
+            if (m.len == 0)
+                c->rx_large = false;
+            *len = m.len;
+            if (msg)
+                *msg = m;
+            return TF_OK;
+        }
+        if (st == TF_ERROR) /* TOO_LARGE as the 4th prefix byte lands, before any target */
+            return rx_failed(c);
     }
 }
 
@@ -485,87 +715,34 @@ tf_err tf_sync_conn_recv(tf_sync_conn *c, void *buf, size_t cap, size_t *len, in
         *len = 0;
     if (!c || !len || (!buf && cap > 0))
         return TF_ERR_INVALID_ARGUMENT;
+    tf_err e = recv_begin(c);
+    if (e != TF_OK)
+        return e;
     tf_sink sink = {.buf = buf, .cap = cap, .alloc = NULL, .ctx = NULL};
     tf_msg msg;
+    size_t n = 0;
     atomic_store_explicit(&c->st_in_recv, 1u, memory_order_relaxed);
-    tf_err e = recv_msg(c, &sink, &msg, timeout_ms);
+    e = recv_frame(c, &sink, tf__deadline_ms(timeout_ms), &n, &msg);
     atomic_store_explicit(&c->st_in_recv, 0u, memory_order_relaxed);
     if (e == TF_OK) {
-        *len = msg.len;
+        *len = n;
         tf__stat_add(&c->st_msgs_recv, 1u);
-        tf__stat_add(&c->st_bytes_recv, msg.len);
+        tf__stat_add(&c->st_bytes_recv, n);
     }
     return e;
 }
 
 /* The first buffer of a message body in alloc mode. Memory is committed as bytes arrive
  * (issue 25): min(len, GROW_MIN) first, doubled each time it fills, the last step exactly to
- * len; a peer that declares a large length and sends little binds little. */
+ * len; a peer that declares a large length and sends little binds little. A body already read
+ * ahead in full gets its exact buffer at once. */
 #define GROW_MIN 65536u
-
-/* One read of at most |n| bytes into |buf|, polling (until |deadline|) while none is there.
- * TF_OK: *got bytes, 0 at EOF; TIMEOUT; IO (*os_err). */
-static tf_err read_wait(tf_sync_conn *c, uint8_t *buf, size_t n, uint64_t deadline, size_t *got,
-                        int *os_err)
-{
-    for (;;) {
-        long r = c->rio.read(c->rio.ctx, buf, n, os_err);
-        if (r >= 0) {
-            *got = (size_t)r;
-            return TF_OK;
-        }
-        if (r == TF_IO_FAIL)
-            return tf__xport_reason(&c->x, TF_ERR_IO, os_err);
-        if (r == TF_IO_AGAIN) {
-            short ev = poll_events(tf__xport_wants(&c->x, TF_WANT_READ));
-            tf_err e = tf__sync_wait(c->fd, ev, -1, deadline, os_err);
-            if (e != TF_OK)
-                return e;
-        } /* TF_IO_INTR: read again */
-    }
-}
-
-/* The length prefix through the receiver's sans-I/O calls (so the max check is proto's):
- * TF_OK with *len (0: an empty message, complete), or the outcome to return. */
-static tf_err recv_prefix(tf_sync_conn *c, uint64_t deadline, size_t *len)
-{
-    while (!tf_rx_wants_target(&c->rx, len)) {
-        int os = 0;
-        uint8_t *at;
-        size_t want = tf_rx_next(&c->rx, &at);
-        if (want == 0) { /* failed: only a sticky CLOSED comes here unpoisoned */
-            tf_err e = tf_rx_error(&c->rx, &os);
-            return e == TF_ERR_CLOSED ? closed(c) : recv_fail(c, e, os);
-        }
-        size_t got = 0;
-        tf_err e = read_wait(c, at, want, deadline, &got, &os);
-        if (e == TF_OK && got == 0) /* EOF: between messages, or inside the prefix */
-            e = c->rx_moved == 0 ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
-        if (e == TF_ERR_CLOSED)
-            return closed(c); /* a later receive reads the EOF again: CLOSED again */
-        if (e == TF_ERR_TIMEOUT && c->rx_moved == 0)
-            return TF_ERR_TIMEOUT; /* at a frame boundary: still in step */
-        if (e != TF_OK)
-            return recv_fail(c, e, os);
-        tf_msg m;
-        tf_step st = tf_rx_advance(&c->rx, got, &m);
-        if (st == TF_DONE) {
-            *len = 0; /* an empty message */
-            return TF_OK;
-        }
-        if (st == TF_ERROR) { /* TOO_LARGE, before anything is allocated */
-            e = tf_rx_error(&c->rx, &os);
-            return recv_fail(c, e, os);
-        }
-    }
-    return TF_OK;
-}
 
 /* The body of |len| bytes into a buffer grown as it fills (see GROW_MIN); the receiver, which
  * waits for its target, is reset to wait for the next prefix once the body is complete. */
 static tf_err recv_body(tf_sync_conn *c, size_t len, uint64_t deadline, void **out)
 {
-    size_t cap = len < GROW_MIN ? len : GROW_MIN, have = 0;
+    size_t cap = len < GROW_MIN || c->rb_len >= len ? len : GROW_MIN, have = 0;
     uint8_t *buf = tf__malloc(cap);
     if (!buf)
         return recv_fail(c, TF_ERR_NOMEM, 0);
@@ -580,14 +757,11 @@ static tf_err recv_body(tf_sync_conn *c, size_t len, uint64_t deadline, void **o
             buf = grown;
             cap = next;
         }
-        int os = 0;
         size_t got = 0;
-        tf_err e = read_wait(c, buf + have, cap - have, deadline, &got, &os);
-        if (e == TF_OK && got == 0)
-            e = TF_ERR_TRUNCATED;
-        if (e != TF_OK) { /* a TIMEOUT too: the prefix moved, the stream is out of step */
+        tf_err e = take_frame(c, buf + have, cap - have, deadline, &got);
+        if (e != TF_OK) { /* the prefix was taken: never CLOSED, a TIMEOUT poisons */
             free(buf);
-            return recv_fail(c, e, os);
+            return e;
         }
         have += got;
     }
@@ -604,14 +778,13 @@ tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int tim
         *len = 0;
     if (!c || !buf || !len)
         return TF_ERR_INVALID_ARGUMENT;
-    tf_err e = poisoned(c, NULL);
+    tf_err e = recv_begin(c);
     if (e != TF_OK)
         return e;
     uint64_t dl = tf__deadline_ms(timeout_ms);
-    c->rx_moved = 0;
     size_t n = 0;
     atomic_store_explicit(&c->st_in_recv, 1u, memory_order_relaxed);
-    e = recv_prefix(c, dl, &n);
+    e = recv_frame(c, NULL, dl, &n, NULL);
     if (e == TF_OK && n > 0)
         e = recv_body(c, n, dl, buf);
     atomic_store_explicit(&c->st_in_recv, 0u, memory_order_relaxed);

@@ -9,7 +9,9 @@
  *   tf_sync_conn_send(c, "hi", 2, -1);
  *
  * The socket is non-blocking underneath; calls block in poll() with their deadline, so every
- * timeout is real. A timeout argument is in milliseconds, -1 = none.
+ * timeout is real. A timeout argument is in milliseconds, -1 = none. Receives read ahead into a
+ * buffer of the connection (TF_SYNC_READAHEAD); tf_sync_conn_sendv writes a batch of messages
+ * with one sendmsg.
  *
  * Poison. Any protocol error (TOO_LARGE from the peer, BUFFER_TOO_SMALL, a bad magic) or I/O
  * failure (incl. TRUNCATED, a close inside a frame) makes the connection failed for good: the
@@ -39,6 +41,7 @@
 #include "tcpframe/err.h"
 #include "tcpframe/export.h"
 #include "tcpframe/obs.h"
+#include "tcpframe/proto.h"
 #include "tcpframe/tcp.h"
 
 #ifdef __cplusplus
@@ -47,6 +50,12 @@ extern "C" {
 
 typedef struct tf_sync_conn tf_sync_conn;
 typedef struct tf_sync_server tf_sync_server;
+
+/* The size of a connection's read-ahead buffer (SPEC 9.6): allocated by the first receive that
+ * reads through it, freed with the connection. A receive takes the complete messages already
+ * read ahead without a syscall; otherwise one read moves as much as the kernel has, up to this
+ * size. Without memory for it, receives read exactly what the frame needs. */
+#define TF_SYNC_READAHEAD 65536u
 
 /* ---------------------------------------------------------------- connection */
 
@@ -94,7 +103,29 @@ TF_API tf_err tf_sync_conn_from_fd(int fd, const tf_tcp_config *cfg, tf_sync_con
  *   any earlier poison reason, at once */
 TF_API tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeout_ms);
 
+/* Send |n| messages in order, each as its own frame: msgs[i].len bytes at msgs[i].base (tf_iov,
+ * proto.h; the array and the payloads are borrowed for the call). The prefixes and payloads of
+ * up to 256 messages go into one gathered sendmsg (MSG_NOSIGNAL), a partial write is resumed
+ * where it stopped, so n small messages cost about n / 256 syscalls where tf_sync_conn_send
+ * costs n. Blocks until every frame is handed to the kernel or |timeout_ms| passes (one
+ * deadline for the whole batch). Statistics count the messages as each gathered write
+ * completes; queued_msgs / queued_bytes are the part of the batch not yet written.
+ *   TF_OK                    all n sent (n == 0: nothing to do)
+ *   TF_ERR_TOO_LARGE         some msgs[i].len > cfg->max_send_len: nothing sent, not poisoned
+ *   TF_ERR_INVALID_ARGUMENT  c NULL, msgs NULL with n > 0, or some base NULL with len > 0:
+ *                            nothing sent, not poisoned
+ *   TF_ERR_TIMEOUT           not poisoned if no byte of the batch was sent, else poisoned (the
+ *                            peer may have received the first messages whole)
+ *   TF_ERR_IO                (EPIPE, ECONNRESET, ...) poisoned; os_err kept
+ *   TF_ERR_CLOSED            poisoned (the kernel accepted no byte: peer gone)
+ *   TF_ERR_BAD_STATE         our sending side was shut down (tf_sync_conn_shutdown)
+ *   any earlier poison reason, at once */
+TF_API tf_err tf_sync_conn_sendv(tf_sync_conn *c, const tf_iov *msgs, size_t n, int timeout_ms);
+
 /* Receive one message into |buf| (|cap| bytes, borrowed for the call); *len = its length.
+ * Receives go through the connection's read-ahead (TF_SYNC_READAHEAD): a message already read
+ * ahead is returned without a syscall, else one read takes as much as the kernel has (a body of
+ * TF_SYNC_READAHEAD bytes or more is read straight into buf after its buffered part).
  *   TF_OK                    *len bytes in buf
  *   TF_ERR_BUFFER_TOO_SMALL  the message is longer than cap: poisoned (stream out of step)
  *   TF_ERR_TOO_LARGE         the peer's length is over cfg->max_recv_len: poisoned
@@ -132,7 +163,10 @@ TF_API void tf_sync_conn_free(tf_sync_conn *c);
  * poison); *os_err (if non-NULL) its OS error number or 0. */
 TF_API tf_err tf_sync_conn_error(const tf_sync_conn *c, int *os_err);
 
-/* The socket (for poll, getsockopt, ...); it stays the connection's: do not close it. */
+/* The socket (for poll, getsockopt, ...); it stays the connection's: do not close it. A
+ * receive may have read bytes ahead into the connection (TF_SYNC_READAHEAD): the socket not
+ * being readable does not mean no message is waiting, so poll it only between receives that
+ * return TIMEOUT (one with timeout 0 takes what was read ahead first). */
 TF_API int tf_sync_conn_fd(const tf_sync_conn *c);
 
 /* The peer's address as "host:port" (tcp.h; "unix:/path" or "unix:@name" for a Unix-domain
