@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -38,6 +40,11 @@ struct tf_sync_conn {
     bool rd_drained; /* plain TCP: the last read was short, so the next one polls first */
     bool rx_closed;  /* the peer's clean close was met between messages (sticky) */
     bool rx_large;   /* the current (else the last) frame is TF_SYNC_READAHEAD bytes or more */
+    /* The read side's token: 0 free, 1 a receive call holds it (for the whole call), 2 the
+     * sending thread's stall relief holds it (for one non-blocking read into rb). Whoever
+     * holds it owns rx .. rx_large. */
+    atomic_uint rd_token;
+    atomic_uint relief_reads; /* reads the relief made (tests: tf__sync_conn_relief_reads) */
     uint32_t max_send_len, max_recv_len;
     /* The poison: 0 while healthy, else the tf_err in the low half and the os_err in the high
      * half, so one CAS records both and the first failure wins across the two threads. */
@@ -369,12 +376,79 @@ void tf_sync_conn_free(tf_sync_conn *c)
 
 /* Wait (until |dl|) until the transport can take more (|ev|: room in the socket's buffer, or
  * what TLS waits for): the time counts as a pause (stats). */
+/* ---------------------------------------------------------------- the kernel's stall
+
+ * A sender blocked while nobody reads (its owner reads only after the send, as an echo does)
+ * can be stalled by the kernel (SPEC 9.3, issue 25 item 8): once the receive queue is over its
+ * buffer, Linux drops the peer's segments, and with them the ACKs of our data; the send never
+ * completes. So a send that has waited RELIEF_MS for the socket to take more reads what the
+ * socket holds into the read-ahead (plain TCP only; at most FIONREAD bytes, never the EOF; up
+ * to TF_SYNC_READAHEAD held), which reopens the window -- unless a receive holds the read side,
+ * in which case that receive reads. */
+enum { RELIEF_MS = 200 };
+
+static void rd_take(tf_sync_conn *c)
+{
+    unsigned z = 0;
+    while (!atomic_compare_exchange_weak_explicit(&c->rd_token, &z, 1u, memory_order_acquire,
+                                                  memory_order_relaxed)) {
+        z = 0;
+        sched_yield(); /* the relief holds it for one non-blocking read */
+    }
+}
+
+static void rd_give(tf_sync_conn *c)
+{
+    atomic_store_explicit(&c->rd_token, 0u, memory_order_release);
+}
+
+static void relief(tf_sync_conn *c)
+{
+    unsigned z = 0;
+    if (!atomic_compare_exchange_strong_explicit(&c->rd_token, &z, 2u, memory_order_acquire,
+                                                 memory_order_relaxed))
+        return; /* a receive holds the read side: it reads */
+    int avail = 0;
+    if (!c->rx_closed && ioctl(c->fd, FIONREAD, &avail) == 0 && avail > 0) {
+        if (!c->rb)
+            c->rb = tf__alloc(TF_SYNC_READAHEAD);
+        if (c->rb && c->rb_off > 0) {
+            memmove(c->rb, c->rb + c->rb_off, c->rb_len);
+            c->rb_off = 0;
+        }
+        size_t room = c->rb ? TF_SYNC_READAHEAD - c->rb_len : 0;
+        size_t want = (size_t)avail < room ? (size_t)avail : room;
+        int os = 0;
+        long r = want ? c->io.read(c->io.ctx, c->rb + c->rb_len, want, &os) : 0;
+        if (r > 0) {
+            c->rb_len += (size_t)r;
+            c->rd_drained = false; /* more may be there: the next receive reads first */
+            atomic_fetch_add_explicit(&c->relief_reads, 1u, memory_order_relaxed);
+        } /* an error is the next receive's to find */
+    }
+    rd_give(c);
+}
+
+unsigned tf__sync_conn_relief_reads(const tf_sync_conn *c)
+{
+    return atomic_load_explicit(&c->relief_reads, memory_order_relaxed);
+}
+
 static tf_err send_wait(tf_sync_conn *c, short ev, uint64_t dl, int *os)
 {
     uint64_t t0 = tf__now_ns();
     atomic_store_explicit(&c->st_pause_ns, t0, memory_order_relaxed);
     tf__stat_add(&c->st_pauses, 1u);
-    tf_err e = tf__sync_wait(c->fd, ev, -1, dl, os);
+    tf_err e;
+    for (;;) {
+        uint64_t step = dl;
+        if (c->x.ops == &tf__xport_tcp && tf__now_ns() + RELIEF_MS * 1000000ull < dl)
+            step = tf__now_ns() + RELIEF_MS * 1000000ull;
+        e = tf__sync_wait(c->fd, ev, -1, step, os);
+        if (e != TF_ERR_TIMEOUT || step == dl)
+            break;
+        relief(c); /* RELIEF_MS without the socket taking more */
+    }
     atomic_store_explicit(&c->st_pause_ns, 0u, memory_order_relaxed);
     tf__stat_add(&c->st_paused_ns, tf__now_ns() - t0);
     return e;
@@ -715,15 +789,19 @@ tf_err tf_sync_conn_recv(tf_sync_conn *c, void *buf, size_t cap, size_t *len, in
         *len = 0;
     if (!c || !len || (!buf && cap > 0))
         return TF_ERR_INVALID_ARGUMENT;
+    rd_take(c);
     tf_err e = recv_begin(c);
-    if (e != TF_OK)
+    if (e != TF_OK) {
+        rd_give(c);
         return e;
+    }
     tf_sink sink = {.buf = buf, .cap = cap, .alloc = NULL, .ctx = NULL};
     tf_msg msg;
     size_t n = 0;
     atomic_store_explicit(&c->st_in_recv, 1u, memory_order_relaxed);
     e = recv_frame(c, &sink, tf__deadline_ms(timeout_ms), &n, &msg);
     atomic_store_explicit(&c->st_in_recv, 0u, memory_order_relaxed);
+    rd_give(c);
     if (e == TF_OK) {
         *len = n;
         tf__stat_add(&c->st_msgs_recv, 1u);
@@ -778,9 +856,12 @@ tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int tim
         *len = 0;
     if (!c || !buf || !len)
         return TF_ERR_INVALID_ARGUMENT;
+    rd_take(c);
     tf_err e = recv_begin(c);
-    if (e != TF_OK)
+    if (e != TF_OK) {
+        rd_give(c);
         return e;
+    }
     uint64_t dl = tf__deadline_ms(timeout_ms);
     size_t n = 0;
     atomic_store_explicit(&c->st_in_recv, 1u, memory_order_relaxed);
@@ -788,6 +869,7 @@ tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, int tim
     if (e == TF_OK && n > 0)
         e = recv_body(c, n, dl, buf);
     atomic_store_explicit(&c->st_in_recv, 0u, memory_order_relaxed);
+    rd_give(c);
     if (e == TF_OK) {
         *len = n;
         tf__stat_add(&c->st_msgs_recv, 1u);

@@ -65,6 +65,9 @@ void tf__sync_sink_unref(tf__sync_sink *k);
  * tells CLOSED. */
 void tf__sync_conn_track(tf_sync_conn *c, tf__sync_sink *k);
 
+/* Any thread (tests): the reads the stall relief made on |c| so far (SPEC 9.3). */
+unsigned tf__sync_conn_relief_reads(const tf_sync_conn *c);
+
 /* A reason for humans: strerror(os_err) when there is one, else tf_strerror(err); written
  * into buf (thread-safe), which is returned. */
 const char *tf__sync_reason(tf_err err, int os_err, char *buf, size_t len);

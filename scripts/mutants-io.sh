@@ -171,6 +171,7 @@ static void set_interest(tf_async_conn *c, unsigned want)
             w |= tf__xport_wants(&c->x, TF_WANT_READ);#test_async_edges#*attack2_stream_stopped_mid_frame_finishes_it"
   "stall-relief-off#async_conn.c#    if (relief_wanted(c) && c->out_bytes == c->relief_mark) {#    if (0) {#test_async_peers#*paused_sender_reads_ahead_bounded"
   "stall-relief-unbounded#async_conn.c#    size_t want = (size_t)avail < room ? (size_t)avail : room;#    size_t want = (size_t)avail;#test_async_peers#*paused_sender_reads_ahead_bounded"
+  "sync-relief-off#sync_conn.c#        relief(c); /* RELIEF_MS without the socket taking more */#        (void)0;#test_sync_readahead#*send_relief_reads_ahead_bounded"
   "client-connect-unreferenced#async_client.c#            rc = tf_evb_dispatch_inline(cl->evb, begin_held, at);#            rc = tf_evb_dispatch_inline(cl->evb, begin, at);
             atomic_fetch_sub_explicit(&cl->refs, 1u, memory_order_relaxed);#test_async_chaos@asan#*client_free_on_loop_before_begin"
   "client-freed-unreferenced#async_client.c#    if (cl->gone) {

@@ -15,10 +15,16 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "internal.h"
+#include "sync_internal.h"
 #include "tcpframe/proto.h"
 #include "tcpframe/sync.h"
 #include "test_io_util.h"
@@ -790,6 +796,203 @@ static void test_sendv_between_library_ends(void **state)
     tf_sync_conn_free(b);
 }
 
+
+/* ---------------------------------------------------------------- the kernel's stall (9.3) */
+
+enum { CHAT_EACH = 8, CHAT_ROUNDS = 100, CHAT_BURST = 200, CHAT_STALL_MS = 20000 };
+
+/* Byte |i| of a peer's chatter: frames of CHAT_EACH bytes, frame k filled by tu_fill(k). */
+static uint8_t chat_byte(size_t i)
+{
+    size_t frame = i / (4 + CHAT_EACH), at = i % (4 + CHAT_EACH);
+    if (at < 4)
+        return at == 3 ? CHAT_EACH : 0;
+    uint8_t body[CHAT_EACH];
+    tu_fill(body, sizeof body, (uint32_t)frame);
+    return body[at - 4];
+}
+
+/* A sending thread: one message of |len| bytes, no timeout. */
+typedef struct sender {
+    tf_sync_conn *c;
+    const uint8_t *buf;
+    size_t len;
+    tf_err rc;
+    pthread_t t;
+} sender;
+
+static void *sender_main(void *arg)
+{
+    sender *s = arg;
+    s->rc = tf_sync_conn_send(s->c, s->buf, s->len, -1);
+    return NULL;
+}
+
+static void sender_start(sender *s, tf_sync_conn *c, const uint8_t *buf, size_t len)
+{
+    *s = (sender){.c = c, .buf = buf, .len = len, .rc = TF_ERR_BAD_STATE};
+    assert_int_equal(pthread_create(&s->t, NULL, sender_main, s), 0);
+}
+
+/* Read |n| bytes from |fd|; false when none came for CHAT_STALL_MS (the watchdog's no-progress
+ * window: the other side's send stopped, not a speed verdict). */
+static bool chat_read(int fd, size_t n)
+{
+    static uint8_t sink[1 << 16];
+    uint64_t last = tu_now_ms();
+    while (n > 0) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) == 1) {
+            ssize_t r = read(fd, sink, n < sizeof sink ? n : sizeof sink);
+            if (r <= 0)
+                return false;
+            n -= (size_t)r;
+            last = tu_now_ms();
+            tio_tick();
+        } else if (tu_now_ms() - last > CHAT_STALL_MS) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Take |frames| chattered frames from |c|, in order. */
+static void expect_chatter(tf_sync_conn *c, size_t frames)
+{
+    for (size_t k = 0; k < frames; k++) {
+        uint8_t b[CHAT_EACH + 1];
+        size_t got = 0;
+        assert_int_equal(tf_sync_conn_recv(c, b, sizeof b, &got, 10000), TF_OK);
+        assert_int_equal(got, CHAT_EACH);
+        assert_true(tu_check(b, got, (uint32_t)k));
+    }
+}
+
+/* Issue 25.8, the sync side: a connection blocked in a send while its owner reads nothing (as
+ * an echo server does), to a peer that reads every byte and answers with bursts of 3-byte
+ * segments (TCP_NODELAY). With a 4 KiB receive buffer Linux drops the tiny segments once the
+ * queue is over the buffer, and every later one -- with the ACK of our data -- lies beyond our
+ * closed window: before, the send never completed (1 run in 3 stalled at the 9th MiB, until the
+ * peer gave up). A send that waited 200 ms now reads a bounded amount ahead, which reopens the
+ * window; what it read is the next receives', in order. */
+static void test_sender_not_stalled_by_kernel_drops(void **state)
+{
+    (void)state;
+    int lport;
+    int lfd = tu_raw_listen(false, &lport);
+    assert_true(lfd >= 0);
+    int small = 4096;
+    assert_int_equal(setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    int raw = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(raw >= 0);
+    int mib = (int)MIB, one = 1;
+    assert_int_equal(setsockopt(raw, SOL_SOCKET, SO_SNDBUF, &mib, sizeof mib), 0);
+    assert_int_equal(setsockopt(raw, SOL_SOCKET, SO_RCVBUF, &mib, sizeof mib), 0);
+    assert_int_equal(setsockopt(raw, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lport)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(raw, (struct sockaddr *)&sa, sizeof sa), 0);
+    int fd = accept(lfd, NULL, NULL);
+    assert_true(fd >= 0);
+    tf_tcp_config cfg;
+    tf_tcp_config_init(&cfg);
+    cfg.rcvbuf = small;
+    cfg.handshake = 0;
+    tf_sync_conn *c;
+    assert_int_equal(tf_sync_conn_from_fd(fd, &cfg, &c, NULL, NULL), TF_OK);
+    uint8_t *big = calloc(1, MIB);
+    assert_non_null(big);
+    static const long gaps[5] = {1000, 2000, 5000, 10000, 20000};
+    size_t wrote = 0;
+    int rounds = 0;
+    bool moved = true;
+    for (; rounds < CHAT_ROUNDS && moved; rounds++) {
+        sender snd;
+        sender_start(&snd, c, big, MIB);
+        moved = chat_read(raw, 4 + MIB);
+        if (!moved)
+            shutdown(raw, SHUT_RDWR); /* let the send fail, so its thread ends */
+        pthread_join(snd.t, NULL);
+        if (moved)
+            assert_int_equal(snd.rc, TF_OK);
+        assert_int_equal(fcntl(raw, F_SETFL, O_NONBLOCK), 0);
+        for (int k = 0; k < CHAT_BURST && moved; k++) {
+            uint8_t b[3] = {chat_byte(wrote), chat_byte(wrote + 1), chat_byte(wrote + 2)};
+            ssize_t w = send(raw, b, 3, MSG_NOSIGNAL);
+            if (w <= 0)
+                break;
+            wrote += (size_t)w;
+            struct timespec g = {0, gaps[rounds % 5]}; /* each write its own segment */
+            nanosleep(&g, NULL);
+        }
+        assert_int_equal(fcntl(raw, F_SETFL, 0), 0);
+    }
+    print_message("sync stall: %d of %d rounds of 1 MiB, %zu bytes chattered, %u relief "
+                  "read(s)%s\n", rounds, CHAT_ROUNDS, wrote, tf__sync_conn_relief_reads(c),
+                  moved ? "" : ": STALLED (no byte for the watchdog's window)");
+    assert_true(moved);
+    size_t frames = (wrote + 4 + CHAT_EACH - 1) / (4 + CHAT_EACH);
+    for (size_t i = wrote; i < frames * (4 + CHAT_EACH); i++) {
+        uint8_t b = chat_byte(i);
+        assert_true(tu_write_all(raw, &b, 1));
+    }
+    expect_chatter(c, frames);
+    tf_sync_conn_free(c);
+    close(raw);
+    close(lfd);
+    free(big);
+}
+
+/* The relief itself: a send to a peer that never reads (no progress at all) while the peer's
+ * frames wait unread: after 200 ms the send reads ahead what the socket holds, up to the
+ * read-ahead's size (TF_SYNC_READAHEAD) and never more; once the peer reads, the send
+ * completes, and the receives get every frame in order, the read-ahead ones first. */
+static void test_send_relief_reads_ahead_bounded(void **state)
+{
+    (void)state;
+    int peer;
+    tf_sync_conn *c = pair_unix(&peer, NULL);
+    int fd = tf_sync_conn_fd(c);
+    enum { FRAMES = 12000 }; /* 144,000 bytes: more than the read-ahead */
+    size_t total = (size_t)FRAMES * (4 + CHAT_EACH), wrote = 0;
+    uint8_t *all = malloc(total);
+    assert_non_null(all);
+    for (size_t j = 0; j < total; j++)
+        all[j] = chat_byte(j);
+    assert_int_equal(fcntl(peer, F_SETFL, O_NONBLOCK), 0);
+    while (wrote < total) { /* as much as the socket takes now */
+        ssize_t w = send(peer, all + wrote, total - wrote, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        wrote += (size_t)w;
+    }
+    assert_int_equal(fcntl(peer, F_SETFL, 0), 0);
+    assert_true(wrote > TF_SYNC_READAHEAD);
+    uint8_t *big = calloc(1, 4 * MIB);
+    assert_non_null(big);
+    sender snd;
+    sender_start(&snd, c, big, 4 * MIB); /* more than the socket takes: it waits */
+    int q = (int)wrote;
+    while (q == (int)wrote) { /* watchdog-bounded: the relief comes after 200 ms */
+        assert_int_equal(ioctl(fd, FIONREAD, &q), 0);
+        tu_nap(5);
+    }
+    tu_nap(1000); /* five more relief periods: nothing more may be read */
+    assert_int_equal(ioctl(fd, FIONREAD, &q), 0);
+    print_message("sync relief: %u read(s), %d of %zu bytes left in the kernel (bound %d)\n",
+                  tf__sync_conn_relief_reads(c), q, wrote, TF_SYNC_READAHEAD);
+    assert_int_equal((size_t)q, wrote - TF_SYNC_READAHEAD);
+    assert_true(chat_read(peer, 4 + 4 * MIB));
+    pthread_join(snd.t, NULL);
+    assert_int_equal(snd.rc, TF_OK);
+    assert_true(tu_write_all(peer, all + wrote, total - wrote));
+    expect_chatter(c, FRAMES);
+    tf_sync_conn_free(c);
+    close(peer);
+    free(all);
+    free(big);
+}
+
 #define V4 ((void *)"127.0.0.1")
 #define V6 ((void *)"[::1]")
 #define T(f, host) cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, host)
@@ -813,6 +1016,8 @@ int main(void)
         T(test_sendv_refusals, V4),
         T(test_sendv_timeouts, NULL),
         T(test_sendv_between_library_ends, V4),
+        T(test_sender_not_stalled_by_kernel_drops, V4),
+        T(test_send_relief_reads_ahead_bounded, V4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
