@@ -14,6 +14,11 @@
  * in the caller's Op object, which must stay where it is until its callback has started.
  * Message-stream and writable callbacks are stored once per connection.
  *
+ * Observability (obs.h, SPEC.md 9.10): stats() on connections and servers gives the C struct;
+ * on_event(fn) on AsyncServer, AsyncClient and SyncServer keeps every callable it was given until
+ * its owner is destroyed (an event under way may still finish in a replaced one); set_log keeps
+ * its callables for the life of the process.
+ *
  *   auto loop = tcpframe::Loop::create().value();   loop.start();
  *   auto conn = tcpframe::SyncConn::connect("127.0.0.1:7000").value();
  *   conn.send(std::span<const uint8_t>(msg));        // Result<void>
@@ -769,7 +774,7 @@ template <typename T> class [[nodiscard]] Future
     std::optional<Error> early_;
 };
 
-// ------------------------------------------------------------------------------------ observability
+// ----------------------------------------------------------------------------------- observability
 
 /// The name of a connection event ("connected", "handshake-failed", "closed"; "?" for another
 /// value).

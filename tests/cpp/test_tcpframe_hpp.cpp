@@ -1,6 +1,7 @@
 // tests/cpp/test_tcpframe_hpp.cpp -- tcpframe/tcpframe.hpp, the idiomatic C++20 layer: Config,
 // Result/Error, Loop, Future, SyncConn/SyncServer, AsyncConn/AsyncServer/AsyncClient, Op
-// callbacks (no allocation per operation), message-stream mode, destruction from callbacks.
+// callbacks (no allocation per operation), message-stream mode, destruction from callbacks,
+// statistics, connection events, the log hook and SyncConn::sendv.
 #include <tcpframe/tcpframe.hpp>
 
 #include <sys/socket.h>
@@ -736,7 +737,8 @@ TEST_F(Sync, SendvSendsABatchInOrder)
     ASSERT_FALSE(r);
     EXPECT_EQ(r.code(), TF_ERR_TOO_LARGE);
     ASSERT_TRUE(tx->send(bytes("after")));
-    EXPECT_EQ(rx.recv_vector(tu::kWatchdog).value(), (std::vector<uint8_t>{'a', 'f', 't', 'e', 'r'}));
+    EXPECT_EQ(rx.recv_vector(tu::kWatchdog).value(),
+              (std::vector<uint8_t>{'a', 'f', 't', 'e', 'r'}));
     EXPECT_EQ(tx->stats()->msgs_sent, 104u);
 }
 
@@ -772,8 +774,8 @@ TEST_F(Sync, ServerEventsAndStatsForAcceptedAndRejectedClients)
     EXPECT_EQ(phase.load(), 1);
     using P = std::pair<tf_conn_event, tf_err>;
     EXPECT_EQ(log.get(), (std::vector<P>{{TF_CONN_CONNECTED, TF_OK},
-                                          {TF_CONN_CLOSED, TF_ERR_CANCELLED},
-                                          {TF_CONN_HANDSHAKE_FAILED, TF_ERR_BAD_MAGIC}}));
+                                         {TF_CONN_CLOSED, TF_ERR_CANCELLED},
+                                         {TF_CONN_HANDSHAKE_FAILED, TF_ERR_BAD_MAGIC}}));
     EXPECT_EQ(closed_recv.load(), 1u);
     auto st = srv.stats();
     ASSERT_TRUE(st) << st.error().what();
@@ -879,11 +881,11 @@ TEST_F(Async, EventsInOrderReplacedClearedAndServerStats)
 
         using P = std::pair<tf_conn_event, tf_err>;
         EXPECT_EQ(s1.get(), (std::vector<P>{{TF_CONN_CONNECTED, TF_OK},
-                                             {TF_CONN_HANDSHAKE_FAILED, TF_ERR_BAD_MAGIC}}));
+                                            {TF_CONN_HANDSHAKE_FAILED, TF_ERR_BAD_MAGIC}}));
         EXPECT_EQ(s2.get(), (std::vector<P>{{TF_CONN_CLOSED, TF_ERR_CANCELLED}}));
         EXPECT_EQ(cl_log.get(), (std::vector<P>{{TF_CONN_CONNECTED, TF_OK},
-                                                 {TF_CONN_CLOSED, TF_ERR_CANCELLED},
-                                                 {TF_CONN_CONNECTED, TF_OK}}));
+                                                {TF_CONN_CLOSED, TF_ERR_CANCELLED},
+                                                {TF_CONN_CONNECTED, TF_OK}}));
 
         auto st = srv.stats();
         ASSERT_TRUE(st) << st.error().what();
