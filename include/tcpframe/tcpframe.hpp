@@ -14,6 +14,11 @@
  * in the caller's Op object, which must stay where it is until its callback has started.
  * Message-stream and writable callbacks are stored once per connection.
  *
+ * Observability (obs.h, SPEC.md 9.10): stats() on connections and servers gives the C struct;
+ * on_event(fn) on AsyncServer, AsyncClient and SyncServer keeps every callable it was given until
+ * its owner is destroyed (an event under way may still finish in a replaced one); set_log keeps
+ * its callables for the life of the process.
+ *
  *   auto loop = tcpframe::Loop::create().value();   loop.start();
  *   auto conn = tcpframe::SyncConn::connect("127.0.0.1:7000").value();
  *   conn.send(std::span<const uint8_t>(msg));        // Result<void>
@@ -27,12 +32,14 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
@@ -48,6 +55,7 @@
 #include "tcpframe/err.h"
 #include "tcpframe/evbase.h"
 #include "tcpframe/future.h"
+#include "tcpframe/obs.h"
 #include "tcpframe/sync.h"
 #include "tcpframe/tcp.h"
 
@@ -766,6 +774,120 @@ template <typename T> class [[nodiscard]] Future
     std::optional<Error> early_;
 };
 
+// ----------------------------------------------------------------------------------- observability
+
+/// The name of a connection event ("connected", "handshake-failed", "closed"; "?" for another
+/// value).
+inline const char *event_name(tf_conn_event ev) noexcept
+{
+    return tf_conn_event_name(ev);
+}
+
+/// A connection event of an async server's or client's connection (on_event), on the loop
+/// thread. |conn| may be read during the call (stats(), tf_async_conn_peer, its error) but not
+/// freed there nor given operations.
+struct AsyncEvent {
+    tf_async_conn *conn = nullptr;
+    tf_conn_event event = TF_CONN_CONNECTED;
+    Error error; // code TF_OK for CONNECTED
+    /// The connection's statistics now (tf_async_conn_stats).
+    Result<tf_conn_stats> stats() const noexcept
+    {
+        tf_conn_stats s{};
+        s.size = sizeof s;
+        tf_err e = tf_async_conn_stats(conn, &s);
+        if (e != TF_OK)
+            return Error(e);
+        return s;
+    }
+};
+
+/// A connection event of a sync server's client (SyncServer::on_event). |conn| is NULL for
+/// HANDSHAKE_FAILED; else it may be read during the call (stats(), its peer, its error) but not
+/// freed there. |peer| is the client's address, valid during the call.
+struct SyncEvent {
+    tf_sync_conn *conn = nullptr;
+    std::string_view peer;
+    tf_conn_event event = TF_CONN_CONNECTED;
+    Error error; // code TF_OK for CONNECTED
+    /// The connection's statistics now (tf_sync_conn_stats; INVALID_ARGUMENT without conn).
+    Result<tf_conn_stats> stats() const noexcept
+    {
+        tf_conn_stats s{};
+        s.size = sizeof s;
+        tf_err e = tf_sync_conn_stats(conn, &s);
+        if (e != TF_OK)
+            return Error(e);
+        return s;
+    }
+};
+
+namespace detail
+{
+/// Log callables set by set_log: a list that is only ever pushed to, never freed (the C hook
+/// may still call a replaced one for a message under way, with no point known after which it
+/// does not). Reachable from here, so leak checkers do not report it.
+struct LogNode {
+    virtual ~LogNode() = default;
+    LogNode *next = nullptr;
+};
+template <typename F> struct LogHolder final : LogNode {
+    template <typename G> explicit LogHolder(G &&g) : fn(std::forward<G>(g)) {}
+    F fn;
+};
+inline std::atomic<LogNode *> log_nodes{nullptr};
+template <typename H>
+void log_line(tf_log_level level, const char *subsystem, const char *message, void *arg)
+{
+    static_cast<H *>(arg)->fn(level, std::string_view(subsystem != nullptr ? subsystem : ""),
+                              std::string_view(message != nullptr ? message : ""));
+}
+/// A server's statistics: |fn| (tf_async_server_stats, tf_sync_server_stats) on |s|.
+template <typename S>
+Result<tf_server_stats> server_stats(tf_err (*fn)(const S *, tf_server_stats *),
+                                     const S *s) noexcept
+{
+    tf_server_stats st{};
+    st.size = sizeof st;
+    tf_err e = fn(s, &st);
+    if (e != TF_OK)
+        return Error(e);
+    return st;
+}
+} // namespace detail
+
+/// The library's log hook (tf_set_log): fn(tf_log_level, std::string_view subsystem,
+/// std::string_view message) gets one line for each message of |level| or a more severe one
+/// (rejected clients, accept back-offs, connections dropped by a timeout: obs.h). It is called
+/// on the thread that saw the event, often a loop thread, possibly on several threads at once:
+/// it must be thread-safe, short, never block, and must not free, shut down, close or abort
+/// library objects; the views are valid during the call only. set_log and clear_log may be
+/// called from any thread at any time; a message under way while the hook changes may still
+/// reach the previous callable, later ones go to the new one. Every callable given here is kept
+/// alive (one allocation each) until the process exits, never destroyed: set the hook once or
+/// rarely. INVALID_ARGUMENT: level is not a tf_log_level (nothing changed).
+template <typename F> Result<void> set_log(F &&fn, tf_log_level level = TF_LOG_WARN)
+{
+    using H = detail::LogHolder<std::decay_t<F>>;
+    auto *h = new H(std::forward<F>(fn));
+    tf_err e = tf_set_log(&detail::log_line<H>, h, level);
+    if (e != TF_OK) {
+        delete h; // nothing changed: the library never saw h
+        return Error(e);
+    }
+    detail::LogNode *head = detail::log_nodes.load(std::memory_order_relaxed);
+    do
+        h->next = head;
+    while (!detail::log_nodes.compare_exchange_weak(head, h, std::memory_order_release,
+                                                    std::memory_order_relaxed));
+    return {};
+}
+/// Switch the log hook off (the default); the callables set before stay alive (set_log).
+inline Result<void> clear_log() noexcept
+{
+    return detail::status(tf_set_log(nullptr, nullptr, TF_LOG_OFF));
+}
+
 // ------------------------------------------------------------------------------------ sync
 
 /// A blocking connection (tf_sync_conn). One sending and one receiving thread at a time.
@@ -824,6 +946,22 @@ class SyncConn
     {
         return st(tf_sync_conn_send(c_, msg.data(), msg.size(), ms(t)));
     }
+    /// Send several messages in order, each its own frame, in gathered writes of up to 256
+    /// (tf_sync_conn_sendv): one deadline for the batch; TOO_LARGE (some message over
+    /// max_send_len) sends nothing; a TIMEOUT after some bytes poisons (the peer may have
+    /// received the first messages whole). The messages are borrowed for the call.
+    Result<void> sendv(std::span<const tf_iov> msgs, Timeout t = {}) noexcept
+    {
+        return st(tf_sync_conn_sendv(c_, msgs.data(), msgs.size(), ms(t)));
+    }
+    Result<void> sendv(std::span<const std::span<const uint8_t>> msgs, Timeout t = {}) noexcept
+    {
+        return sendv_of(msgs, t);
+    }
+    Result<void> sendv(std::span<const std::span<const std::byte>> msgs, Timeout t = {}) noexcept
+    {
+        return sendv_of(msgs, t);
+    }
     /// Receive one message into |buf|; its length (BUFFER_TOO_SMALL poisons).
     Result<size_t> recv(std::span<uint8_t> buf, Timeout t = {}) noexcept
     {
@@ -867,6 +1005,17 @@ class SyncConn
         tf_err e = tf_sync_conn_error(c_, &os);
         return Error(e, os);
     }
+    /// A snapshot of the statistics (tf_sync_conn_stats; any thread, also while a send and a
+    /// receive block on others): the C struct, size set to sizeof(tf_conn_stats).
+    Result<tf_conn_stats> stats() const noexcept
+    {
+        tf_conn_stats s{};
+        s.size = sizeof s;
+        tf_err e = tf_sync_conn_stats(c_, &s);
+        if (e != TF_OK)
+            return Error(e);
+        return s;
+    }
     int fd() const noexcept
     {
         return tf_sync_conn_fd(c_);
@@ -897,6 +1046,26 @@ class SyncConn
     {
         return static_cast<int>(detail::to_ms(t));
     }
+    /// tf_iov for |msgs|: on the stack up to 64 messages, else one nothrow allocation.
+    template <typename B>
+    Result<void> sendv_of(std::span<const std::span<const B>> msgs, Timeout t) noexcept
+    {
+        constexpr size_t kStack = 64;
+        tf_iov stack[kStack];
+        std::unique_ptr<tf_iov[]> heap;
+        tf_iov *v = stack;
+        if (msgs.size() > kStack) {
+            heap.reset(new (std::nothrow) tf_iov[msgs.size()]);
+            if (!heap)
+                return Error(TF_ERR_NOMEM);
+            v = heap.get();
+        }
+        for (size_t i = 0; i < msgs.size(); i++) {
+            v[i].base = reinterpret_cast<const uint8_t *>(msgs[i].data());
+            v[i].len = msgs[i].size();
+        }
+        return sendv(std::span<const tf_iov>(v, msgs.size()), t);
+    }
     Error err(tf_err e) const noexcept
     {
         int os = 0;
@@ -919,7 +1088,8 @@ class SyncServer
   public:
     SyncServer() noexcept = default;
     SyncServer(SyncServer &&o) noexcept
-        : s_(std::exchange(o.s_, nullptr)), reject_(std::move(o.reject_))
+        : s_(std::exchange(o.s_, nullptr)), reject_(std::move(o.reject_)),
+          events_(std::move(o.events_))
     {
     }
     SyncServer &operator=(SyncServer &&o) noexcept
@@ -928,6 +1098,7 @@ class SyncServer
             tf_sync_server_free(s_);
             s_ = std::exchange(o.s_, nullptr);
             reject_ = std::move(o.reject_);
+            events_ = std::move(o.events_);
         }
         return *this;
     }
@@ -978,6 +1149,36 @@ class SyncServer
         tf_sync_server_on_reject(s_, &rejected_cb<H>, h.get());
         reject_ = std::move(h);
     }
+    /// fn(const SyncEvent &) for the connection events of the server's clients
+    /// (tf_sync_server_on_event): CONNECTED on the accepting thread just before accept()
+    /// returns the connection, HANDSHAKE_FAILED on the accepting thread before on_reject's
+    /// callable, CLOSED when a SyncConn the server handed out is destroyed, on that thread.
+    /// Events are told one at a time under a lock of the server's (the callable may destroy
+    /// connections; other threads' events wait). A replaced callable is kept (one allocation
+    /// each) until the server is destroyed, so an event may safely still be in it; none runs
+    /// after the server's destruction. Calls of on_event must not overlap (one thread at a
+    /// time, which may be inside the callable).
+    template <typename F> Result<void> on_event(F &&fn)
+    {
+        using H = detail::Holder<std::decay_t<F>>;
+        auto h = std::make_unique<H>(std::forward<F>(fn));
+        events_.reserve(events_.size() + 1); // the push below cannot throw once h is set
+        tf_err e = tf_sync_server_on_event(s_, &event_cb<H>, h.get());
+        if (e != TF_OK)
+            return Error(e);
+        events_.push_back(std::move(h));
+        return {};
+    }
+    /// Remove the event callable (it is kept until the server is destroyed).
+    Result<void> on_event(std::nullptr_t) noexcept
+    {
+        return detail::status(tf_sync_server_on_event(s_, nullptr, nullptr));
+    }
+    /// A snapshot of the statistics (tf_sync_server_stats; any thread).
+    Result<tf_server_stats> stats() const noexcept
+    {
+        return detail::server_stats(&tf_sync_server_stats, s_);
+    }
     /// Block until a handshaken client arrives (SHUTDOWN after shutdown()).
     Result<SyncConn> accept()
     {
@@ -1021,8 +1222,16 @@ class SyncServer
     {
         static_cast<H *>(arg)->fn(std::string_view(peer != nullptr ? peer : ""), Error(e, os));
     }
+    template <typename H>
+    static void event_cb(tf_sync_conn *c, const char *peer, tf_conn_event ev, tf_err e, int os,
+                         void *arg)
+    {
+        static_cast<H *>(arg)->fn(
+            SyncEvent{c, std::string_view(peer != nullptr ? peer : ""), ev, Error(e, os)});
+    }
     tf_sync_server *s_ = nullptr;
     std::unique_ptr<detail::HolderBase> reject_;
+    std::vector<std::unique_ptr<detail::HolderBase>> events_; // the last one is current
 };
 
 // ------------------------------------------------------------------------------------ async
@@ -1262,6 +1471,17 @@ class AsyncConn
         tf_err e = tf_async_conn_error(c_, &os);
         return Error(e, os);
     }
+    /// A snapshot of the statistics (tf_async_conn_stats; any thread, also after the
+    /// connection failed or closed): the C struct, size set to sizeof(tf_conn_stats).
+    Result<tf_conn_stats> stats() const noexcept
+    {
+        tf_conn_stats s{};
+        s.size = sizeof s;
+        tf_err e = tf_async_conn_stats(c_, &s);
+        if (e != TF_OK)
+            return Error(e);
+        return s;
+    }
     Result<std::string> peer() const
     {
         char b[TF_ADDRSTR_LEN];
@@ -1402,7 +1622,7 @@ class AsyncServer
     AsyncServer() noexcept = default;
     AsyncServer(AsyncServer &&o) noexcept
         : s_(std::exchange(o.s_, nullptr)), accept_(std::move(o.accept_)),
-          reject_(std::move(o.reject_))
+          reject_(std::move(o.reject_)), events_(std::move(o.events_))
     {
     }
     AsyncServer &operator=(AsyncServer &&o) noexcept
@@ -1412,6 +1632,7 @@ class AsyncServer
             s_ = std::exchange(o.s_, nullptr);
             accept_ = std::move(o.accept_);
             reject_ = std::move(o.reject_);
+            events_ = std::move(o.events_);
         }
         return *this;
     }
@@ -1485,6 +1706,37 @@ class AsyncServer
         tf_async_server_on_reject(s_, &rejected_cb<H>, h.get());
         reject_ = std::move(h);
     }
+    /// fn(const AsyncEvent &) for the connection events of the server's clients
+    /// (tf_async_server_on_event), on the client's loop thread (with several loops, possibly at
+    /// the same time on each). Per client: CONNECTED before the accept callable (or future)
+    /// gets the connection, or HANDSHAKE_FAILED before the reject callable; then, for a
+    /// connected one, CLOSED once when it is over (before its pending operations complete and
+    /// before on_end). An event already under way may still run once with the callable it
+    /// started with: a replaced callable is therefore kept (one allocation each) until the
+    /// server is destroyed; none runs after shutdown() returned (unless called inside one) nor
+    /// after destruction. Calls of on_event must not overlap (one thread at a time).
+    template <typename F> Result<void> on_event(F &&fn)
+    {
+        using H = detail::Holder<std::decay_t<F>>;
+        auto h = std::make_unique<H>(std::forward<F>(fn));
+        events_.reserve(events_.size() + 1); // the push below cannot throw once h is set
+        tf_err e = tf_async_server_on_event(s_, &event_cb<H>, h.get());
+        if (e != TF_OK)
+            return Error(e);
+        events_.push_back(std::move(h));
+        return {};
+    }
+    /// Remove the event callable (one under way may still finish; it is kept until the server
+    /// is destroyed).
+    Result<void> on_event(std::nullptr_t) noexcept
+    {
+        return detail::status(tf_async_server_on_event(s_, nullptr, nullptr));
+    }
+    /// A snapshot of the statistics (tf_async_server_stats; any thread).
+    Result<tf_server_stats> stats() const noexcept
+    {
+        return detail::server_stats(&tf_async_server_stats, s_);
+    }
     /// The next handshaken connection (SHUTDOWN at shutdown; BAD_STATE before listen()).
     Future<AsyncConn> accept()
     {
@@ -1531,9 +1783,15 @@ class AsyncServer
     {
         static_cast<H *>(arg)->fn(std::string_view(peer != nullptr ? peer : ""), Error(e, os));
     }
+    template <typename H>
+    static void event_cb(tf_async_conn *c, tf_conn_event ev, tf_err e, int os, void *arg)
+    {
+        static_cast<H *>(arg)->fn(AsyncEvent{c, ev, Error(e, os)});
+    }
     tf_async_server *s_ = nullptr;
     std::unique_ptr<detail::HolderBase> accept_;
     std::unique_ptr<detail::HolderBase> reject_;
+    std::vector<std::unique_ptr<detail::HolderBase>> events_; // the last one is current
 };
 
 /// Connects on a loop (tf_async_client): retries, back-off and the handshake run on the loop.
@@ -1541,12 +1799,16 @@ class AsyncClient
 {
   public:
     AsyncClient() noexcept = default;
-    AsyncClient(AsyncClient &&o) noexcept : c_(std::exchange(o.c_, nullptr)) {}
+    AsyncClient(AsyncClient &&o) noexcept
+        : c_(std::exchange(o.c_, nullptr)), events_(std::move(o.events_))
+    {
+    }
     AsyncClient &operator=(AsyncClient &&o) noexcept
     {
         if (this != &o) {
             tf_async_client_free(c_);
             c_ = std::exchange(o.c_, nullptr);
+            events_ = std::move(o.events_);
         }
         return *this;
     }
@@ -1588,13 +1850,41 @@ class AsyncClient
     {
         return detail::status(tf_async_client_cancel(c_));
     }
+    /// fn(const AsyncEvent &) for the connection events of the client's connects
+    /// (tf_async_client_on_event), on the loop thread: CONNECTED before the connect future
+    /// gets the connection, or HANDSHAKE_FAILED before it fails (a connect that never reached
+    /// the handshake has none); then CLOSED as for AsyncServer::on_event. A replaced callable
+    /// is kept (one allocation each) until the client is destroyed, after which no event runs.
+    /// Calls of on_event must not overlap (one thread at a time).
+    template <typename F> Result<void> on_event(F &&fn)
+    {
+        using H = detail::Holder<std::decay_t<F>>;
+        auto h = std::make_unique<H>(std::forward<F>(fn));
+        events_.reserve(events_.size() + 1); // the push below cannot throw once h is set
+        tf_err e = tf_async_client_on_event(c_, &event_cb<H>, h.get());
+        if (e != TF_OK)
+            return Error(e);
+        events_.push_back(std::move(h));
+        return {};
+    }
+    /// Remove the event callable (kept until the client is destroyed).
+    Result<void> on_event(std::nullptr_t) noexcept
+    {
+        return detail::status(tf_async_client_on_event(c_, nullptr, nullptr));
+    }
     tf_async_client *get() const noexcept
     {
         return c_;
     }
 
   private:
+    template <typename H>
+    static void event_cb(tf_async_conn *c, tf_conn_event ev, tf_err e, int os, void *arg)
+    {
+        static_cast<H *>(arg)->fn(AsyncEvent{c, ev, Error(e, os)});
+    }
     tf_async_client *c_ = nullptr;
+    std::vector<std::unique_ptr<detail::HolderBase>> events_; // the last one is current
 };
 
 } // namespace tcpframe

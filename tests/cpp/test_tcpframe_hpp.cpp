@@ -1,12 +1,15 @@
 // tests/cpp/test_tcpframe_hpp.cpp -- tcpframe/tcpframe.hpp, the idiomatic C++20 layer: Config,
 // Result/Error, Loop, Future, SyncConn/SyncServer, AsyncConn/AsyncServer/AsyncClient, Op
-// callbacks (no allocation per operation), message-stream mode, destruction from callbacks.
+// callbacks (no allocation per operation), message-stream mode, destruction from callbacks,
+// statistics, connection events, the log hook and SyncConn::sendv.
 #include <tcpframe/tcpframe.hpp>
 
 #include <sys/socket.h>
 
 #include <atomic>
 #include <cstdlib>
+#include <memory>
+#include <mutex>
 #include <new>
 #include <semaphore>
 #include <thread>
@@ -609,4 +612,322 @@ TEST_F(Async, AcceptFutureAndShutdown)
     auto r = await(std::move(next));
     ASSERT_FALSE(r);
     EXPECT_EQ(r.code(), TF_ERR_SHUTDOWN);
+}
+
+// ------------------------------------------------------------------------------ observability
+
+namespace
+{
+// Events as (event, reason), recorded on the library's threads and read by the test's.
+struct EventLog {
+    std::mutex mu;
+    std::vector<std::pair<tf_conn_event, tf_err>> seen;
+    void add(tf_conn_event ev, tf_err e)
+    {
+        std::lock_guard<std::mutex> g(mu);
+        seen.emplace_back(ev, e);
+    }
+    std::vector<std::pair<tf_conn_event, tf_err>> get()
+    {
+        std::lock_guard<std::mutex> g(mu);
+        return seen;
+    }
+};
+
+// A client that sends a wrong magic and waits for the server to hang up.
+void badMagicClient(uint16_t port)
+{
+    int raw = tu::rawConnect(AF_INET, "127.0.0.1", port);
+    ASSERT_GE(raw, 0);
+    ASSERT_TRUE(tu::writeAll(raw, "GET ", 4));
+    char c;
+    while (::recv(raw, &c, 1, 0) > 0) { // the magic, then the server hangs up
+    }
+    ::close(raw);
+}
+} // namespace
+
+TEST(Obs, EventNames)
+{
+    EXPECT_STREQ(tf::event_name(TF_CONN_CONNECTED), "connected");
+    EXPECT_STREQ(tf::event_name(TF_CONN_HANDSHAKE_FAILED), "handshake-failed");
+    EXPECT_STREQ(tf::event_name(TF_CONN_CLOSED), "closed");
+    EXPECT_STREQ(tf::event_name(static_cast<tf_conn_event>(77)), "?");
+}
+
+TEST_F(Pair, StatsCountMessagesInBothModes)
+{
+    make();
+    for (std::string_view m : {"one", "two", "three!"})
+        ASSERT_TRUE(await(conn.send(bytes(m))));
+    for (int i = 0; i < 3; i++)
+        ASSERT_TRUE(peer.recv_vector(tu::kWatchdog));
+    ASSERT_TRUE(peer.send(bytes("back")));
+    ASSERT_TRUE(await(conn.recv()));
+
+    auto a = conn.stats();
+    ASSERT_TRUE(a) << a.error().what();
+    EXPECT_EQ(a->size, sizeof(tf_conn_stats));
+    EXPECT_EQ(a->err, TF_OK);
+    EXPECT_EQ(a->msgs_sent, 3u);
+    EXPECT_EQ(a->bytes_sent, 12u);
+    EXPECT_EQ(a->msgs_recv, 1u);
+    EXPECT_EQ(a->bytes_recv, 4u);
+    EXPECT_EQ(a->queued_msgs, 0u);
+    auto s = peer.stats();
+    ASSERT_TRUE(s) << s.error().what();
+    EXPECT_EQ(s->size, sizeof(tf_conn_stats));
+    EXPECT_EQ(s->msgs_recv, 3u);
+    EXPECT_EQ(s->bytes_recv, 12u);
+    EXPECT_EQ(s->msgs_sent, 1u);
+    EXPECT_EQ(s->bytes_sent, 4u);
+    EXPECT_EQ(s->recv_pending, 0u);
+
+    auto none = tf::SyncConn().stats(); // the C API's refusal comes through
+    ASSERT_FALSE(none);
+    EXPECT_EQ(none.code(), TF_ERR_INVALID_ARGUMENT);
+}
+
+TEST_F(Sync, SendvSendsABatchInOrder)
+{
+    auto srv = std::move(tf::SyncServer::listen("127.0.0.1:0")).value();
+    tf::SyncConn rx;
+    std::thread t([&] {
+        auto c = srv.accept();
+        ASSERT_TRUE(c) << c.error().what();
+        rx = std::move(c).value();
+    });
+    tf::Config cfg;
+    cfg.max_send_len = 1000;
+    auto tx = tf::SyncConn::connect("127.0.0.1:" + std::to_string(srv.port()), cfg);
+    ASSERT_TRUE(tx) << tx.error().what();
+    t.join();
+    ASSERT_TRUE(rx);
+
+    // 100 messages (more than the wrapper's 64 on the stack), the empty one among them.
+    std::vector<std::string> text;
+    for (int i = 0; i < 100; i++)
+        text.push_back(i == 50 ? std::string() : "message " + std::to_string(i));
+    std::vector<std::span<const uint8_t>> batch;
+    for (auto &m : text)
+        batch.push_back(bytes(m));
+    ASSERT_TRUE(tx->sendv(batch, tu::kWatchdog));
+    const std::byte b3[3] = {std::byte{1}, std::byte{2}, std::byte{3}};
+    std::span<const std::byte> small[2] = {std::span<const std::byte>(b3, 3),
+                                           std::span<const std::byte>(b3, 1)};
+    ASSERT_TRUE(tx->sendv(std::span<const std::span<const std::byte>>(small), tu::kWatchdog));
+    tf_iov iov[1] = {{reinterpret_cast<const uint8_t *>("iov"), 3}};
+    ASSERT_TRUE(tx->sendv(std::span<const tf_iov>(iov)));
+
+    for (auto &m : text) {
+        auto got = rx.recv_vector(tu::kWatchdog);
+        ASSERT_TRUE(got) << got.error().what();
+        EXPECT_EQ(std::string(got->begin(), got->end()), m);
+    }
+    EXPECT_EQ(rx.recv_vector(tu::kWatchdog).value(), (std::vector<uint8_t>{1, 2, 3}));
+    EXPECT_EQ(rx.recv_vector(tu::kWatchdog).value(), (std::vector<uint8_t>{1}));
+    EXPECT_EQ(rx.recv_vector(tu::kWatchdog).value(), (std::vector<uint8_t>{'i', 'o', 'v'}));
+    EXPECT_EQ(tx->stats()->msgs_sent, 103u);
+    EXPECT_EQ(rx.stats()->msgs_recv, 103u);
+
+    // One message over max_send_len: nothing of the batch is sent, the connection goes on.
+    std::vector<uint8_t> big(1001, 7);
+    std::span<const uint8_t> over[2] = {bytes("first"), std::span<const uint8_t>(big)};
+    auto r = tx->sendv(std::span<const std::span<const uint8_t>>(over));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.code(), TF_ERR_TOO_LARGE);
+    ASSERT_TRUE(tx->send(bytes("after")));
+    EXPECT_EQ(rx.recv_vector(tu::kWatchdog).value(),
+              (std::vector<uint8_t>{'a', 'f', 't', 'e', 'r'}));
+    EXPECT_EQ(tx->stats()->msgs_sent, 104u);
+}
+
+TEST_F(Sync, ServerEventsAndStatsForAcceptedAndRejectedClients)
+{
+    auto srv = std::move(tf::SyncServer::listen("127.0.0.1:0")).value();
+    EventLog log;
+    std::atomic<uint64_t> closed_recv{~uint64_t{0}};
+    ASSERT_TRUE(srv.on_event([&](const tf::SyncEvent &ev) {
+        EXPECT_FALSE(ev.peer.empty());
+        EXPECT_EQ(ev.conn == nullptr, ev.event == TF_CONN_HANDSHAKE_FAILED);
+        if (ev.event == TF_CONN_CLOSED)
+            closed_recv = ev.stats()->msgs_recv; // readable in the callback
+        log.add(ev.event, ev.error.code);
+    }));
+    std::atomic<int> phase{0};
+    std::thread t([&] {
+        auto c = srv.accept();
+        ASSERT_TRUE(c) << c.error().what();
+        EXPECT_EQ(srv.stats()->active, 1u);
+        EXPECT_TRUE(c->recv_vector(tu::kWatchdog));
+        *c = tf::SyncConn(); // CLOSED (CANCELLED: freed while open)
+        phase = 1;
+        auto next = srv.accept(); // the bad-magic client fails here; then the shutdown
+        EXPECT_EQ(next.code(), TF_ERR_SHUTDOWN);
+    });
+    auto c = tf::SyncConn::connect("127.0.0.1:" + std::to_string(srv.port()));
+    ASSERT_TRUE(c) << c.error().what();
+    ASSERT_TRUE(c->send(bytes("hello")));
+    badMagicClient(srv.port());
+    EXPECT_TRUE(srv.shutdown());
+    t.join();
+    EXPECT_EQ(phase.load(), 1);
+    using P = std::pair<tf_conn_event, tf_err>;
+    EXPECT_EQ(log.get(), (std::vector<P>{{TF_CONN_CONNECTED, TF_OK},
+                                         {TF_CONN_CLOSED, TF_ERR_CANCELLED},
+                                         {TF_CONN_HANDSHAKE_FAILED, TF_ERR_BAD_MAGIC}}));
+    EXPECT_EQ(closed_recv.load(), 1u);
+    auto st = srv.stats();
+    ASSERT_TRUE(st) << st.error().what();
+    EXPECT_EQ(st->size, sizeof(tf_server_stats));
+    EXPECT_EQ(st->accepted, 1u);
+    EXPECT_EQ(st->rejected, 1u);
+    EXPECT_EQ(st->rej_bad_magic, 1u);
+    EXPECT_EQ(st->active, 0u);
+    EXPECT_EQ(st->handshaking, 0u);
+    EXPECT_EQ(st->rej_busy, 0u);
+}
+
+TEST_F(Sync, ServerEventCallableReplacedAndCleared)
+{
+    auto srv = std::move(tf::SyncServer::listen("127.0.0.1:0")).value();
+    EventLog first, second;
+    ASSERT_TRUE(srv.on_event([&](const tf::SyncEvent &ev) { first.add(ev.event, ev.error.code); }));
+    tf::SyncConn held;
+    std::thread t([&] {
+        for (int i = 0; i < 2; i++) {
+            auto c = srv.accept();
+            ASSERT_TRUE(c) << c.error().what();
+            EXPECT_TRUE(c->recv_vector(tu::kWatchdog)); // the client's word: it has connected
+            held = std::move(c).value();
+            if (i == 0) { // replaced on the accepting thread, between two events
+                ASSERT_TRUE(srv.on_event(
+                    [&](const tf::SyncEvent &ev) { second.add(ev.event, ev.error.code); }));
+            } else {
+                ASSERT_TRUE(srv.on_event(nullptr));
+            }
+        }
+    });
+    for (int i = 0; i < 2; i++) {
+        auto c = tf::SyncConn::connect("127.0.0.1:" + std::to_string(srv.port()));
+        ASSERT_TRUE(c) << c.error().what();
+        ASSERT_TRUE(c->send(bytes("hi")));
+    }
+    t.join();
+    held = tf::SyncConn(); // cleared: no CLOSED
+    using P = std::pair<tf_conn_event, tf_err>;
+    EXPECT_EQ(first.get(), (std::vector<P>{{TF_CONN_CONNECTED, TF_OK}}));
+    // the first connection's CLOSED came when the second replaced it in |held|
+    EXPECT_EQ(second.get(),
+              (std::vector<P>{{TF_CONN_CONNECTED, TF_OK}, {TF_CONN_CLOSED, TF_ERR_CANCELLED}}));
+}
+
+TEST_F(Async, EventsInOrderReplacedClearedAndServerStats)
+{
+    auto loop = std::move(tf::Loop::create()).value();
+    ASSERT_TRUE(loop.start());
+    {
+        auto srv = std::move(tf::AsyncServer::create(loop)).value();
+        EventLog s1, s2, cl_log;
+        std::binary_semaphore rejected{0}, closed{0};
+        ASSERT_TRUE(srv.on_event([&](const tf::AsyncEvent &ev) {
+            EXPECT_NE(ev.conn, nullptr);
+            s1.add(ev.event, ev.error.code);
+        }));
+        srv.on_reject([&](std::string_view, const tf::Error &) { rejected.release(); });
+        ASSERT_TRUE(srv.listen("127.0.0.1:0"));
+        std::string addr = "127.0.0.1:" + std::to_string(srv.port());
+        auto cl = std::move(tf::AsyncClient::create(loop)).value();
+        ASSERT_TRUE(cl.on_event([&](const tf::AsyncEvent &ev) {
+            if (ev.event == TF_CONN_CLOSED) {
+                EXPECT_EQ(ev.stats()->msgs_sent, 1u); // readable in the callback
+            }
+            cl_log.add(ev.event, ev.error.code);
+        }));
+
+        auto pending = srv.accept();
+        auto c = await(cl.connect(addr));
+        ASSERT_TRUE(c) << c.error().what();
+        auto a = await(std::move(pending));
+        ASSERT_TRUE(a) << a.error().what();
+        ASSERT_TRUE(await(c->send(bytes("ping"))));
+        ASSERT_TRUE(await(a->recv()));
+        EXPECT_EQ(c->stats()->msgs_sent, 1u);
+        EXPECT_EQ(a->stats()->msgs_recv, 1u);
+        EXPECT_EQ(a->stats()->bytes_recv, 4u);
+
+        badMagicClient(srv.port());
+        ASSERT_TRUE(rejected.try_acquire_for(tu::kWatchdog)); // HANDSHAKE_FAILED came before
+
+        ASSERT_TRUE(srv.on_event([&](const tf::AsyncEvent &ev) {
+            s2.add(ev.event, ev.error.code);
+            if (ev.event == TF_CONN_CLOSED)
+                closed.release();
+        }));
+        *a = tf::AsyncConn(); // freed while healthy: CLOSED (CANCELLED) to the new callable
+        ASSERT_TRUE(closed.try_acquire_for(tu::kWatchdog));
+        auto end = await(c->recv()); // the peer's close is a half-close: no event
+        EXPECT_EQ(end.code(), TF_ERR_CLOSED);
+        EXPECT_EQ(cl_log.get().size(), 1u);
+        *c = tf::AsyncConn(); // freed while healthy: CLOSED (CANCELLED), inside the free
+
+        ASSERT_TRUE(srv.on_event(nullptr));
+        auto pending2 = srv.accept();
+        auto c2 = await(cl.connect(addr));
+        ASSERT_TRUE(c2) << c2.error().what();
+        auto a2 = await(std::move(pending2)); // CONNECTED would have come before: none
+        ASSERT_TRUE(a2) << a2.error().what();
+        ASSERT_TRUE(cl.on_event(nullptr));
+
+        using P = std::pair<tf_conn_event, tf_err>;
+        EXPECT_EQ(s1.get(), (std::vector<P>{{TF_CONN_CONNECTED, TF_OK},
+                                            {TF_CONN_HANDSHAKE_FAILED, TF_ERR_BAD_MAGIC}}));
+        EXPECT_EQ(s2.get(), (std::vector<P>{{TF_CONN_CLOSED, TF_ERR_CANCELLED}}));
+        EXPECT_EQ(cl_log.get(), (std::vector<P>{{TF_CONN_CONNECTED, TF_OK},
+                                                {TF_CONN_CLOSED, TF_ERR_CANCELLED},
+                                                {TF_CONN_CONNECTED, TF_OK}}));
+
+        auto st = srv.stats();
+        ASSERT_TRUE(st) << st.error().what();
+        EXPECT_EQ(st->size, sizeof(tf_server_stats));
+        EXPECT_EQ(st->accepted, 2u);
+        EXPECT_EQ(st->rejected, 1u);
+        EXPECT_EQ(st->rej_bad_magic, 1u);
+        EXPECT_EQ(st->active, 1u); // a2
+        EXPECT_TRUE(srv.shutdown());
+        *a2 = tf::AsyncConn();
+        *c2 = tf::AsyncConn();
+    }
+    loop.stop();
+}
+
+TEST_F(Sync, SetLogReceivesTheRejectedClientsLine)
+{
+    struct Lines {
+        std::mutex mu;
+        std::vector<std::string> got;
+    };
+    auto lines = std::make_shared<Lines>(); // the callable outlives the test (set_log keeps it)
+    auto bad = tf::set_log([](tf_log_level, std::string_view, std::string_view) {},
+                           static_cast<tf_log_level>(9));
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.code(), TF_ERR_INVALID_ARGUMENT);
+    ASSERT_TRUE(tf::set_log(
+        [lines](tf_log_level level, std::string_view sub, std::string_view msg) {
+            std::lock_guard<std::mutex> g(lines->mu);
+            lines->got.push_back(std::to_string(level) + " " + std::string(sub) + " " +
+                                 std::string(msg));
+        },
+        TF_LOG_WARN));
+    auto srv = std::move(tf::SyncServer::listen("127.0.0.1:0")).value();
+    std::thread t([&] { EXPECT_EQ(srv.accept().code(), TF_ERR_SHUTDOWN); });
+    badMagicClient(srv.port());
+    EXPECT_TRUE(srv.shutdown());
+    t.join();
+    ASSERT_TRUE(tf::clear_log());
+    std::lock_guard<std::mutex> g(lines->mu);
+    ASSERT_EQ(lines->got.size(), 1u);
+    const std::string &l = lines->got[0];
+    EXPECT_EQ(l.rfind("2 sync_server ", 0), 0u) << l;
+    EXPECT_NE(l.find("127.0.0.1:"), std::string::npos) << l;
 }
