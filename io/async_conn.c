@@ -370,9 +370,9 @@ static void op_done(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err, u
         bool owned = op->kind == OP_RECV_ALLOC && data;
         tf__promise_mem_done(op, sizeof *op); /* the op lives in the promise's state */
         if (err == TF_OK)
-            tf_promise_set(p, err, len, owned ? data : NULL, owned ? free : NULL);
+            tf__promise_set_deferred(p, err, len, owned ? data : NULL, owned ? free : NULL);
         else
-            tf_promise_fail(p, err, os_err);
+            tf__promise_fail_deferred(p, err, os_err);
         tf_promise_free(p);
     } else {
         op->cb(c, op, err, os_err, data, len, op->arg);

@@ -640,6 +640,7 @@ tf_err tf_evb_stop(tf_evb *evb)
         pthread_mutex_unlock(&evb->mu);
         return TF_OK;
     }
+    tf__future_flush_wakes(); /* a loop thread about to block (on another loop) wakes its waiters */
     while (state_of(evb) != ST_STOPPED)
         pthread_cond_wait(&evb->cv, &evb->mu);
     if (evb->has_thread) {
@@ -886,6 +887,7 @@ bool tf__evb_stopping(const tf_evb *evb)
 
 void tf__evb_wait_stopped(tf_evb *evb)
 {
+    tf__future_flush_wakes(); /* a loop thread about to block wakes its waiters first */
     pthread_mutex_lock(&evb->mu);
     while (state_of(evb) != ST_STOPPED)
         pthread_cond_wait(&evb->cv, &evb->mu);

@@ -265,11 +265,12 @@ void tf__future_flush_wakes(void)
     }
 }
 
-/* Wake the threads asleep on |s| (READY is published): now, or on a loop thread at the end of
- * its iteration. */
-static void wake_waiters(struct fstate *s, tf_dtor dtor)
+/* Wake the threads asleep on |s| (READY is published): now, or -- |defer|: the library's own
+ * operation futures (tf__promise_set_deferred) -- on a loop thread at the end of its iteration.
+ * A user's tf_promise_set wakes at once, as future.h says, wherever it runs. */
+static void wake_waiters(struct fstate *s, tf_dtor dtor, bool defer)
 {
-    if (tf__evb_current() && (!dtor || dtor == free)) {
+    if (defer && tf__evb_current() && (!dtor || dtor == free)) {
         atomic_fetch_add_explicit(&s->refs, 1u, memory_order_relaxed); /* the caller holds one */
         s->wnext = wake_head;
         wake_head = s;
@@ -279,7 +280,8 @@ static void wake_waiters(struct fstate *s, tf_dtor dtor)
 }
 
 /* Publish the result; the caller won the claim. */
-static void complete(struct fstate *s, tf_err err, size_t size, void *owned, tf_dtor dtor)
+static void complete(struct fstate *s, tf_err err, size_t size, void *owned, tf_dtor dtor,
+                     bool defer)
 {
     s->err = err;
     s->size = size;
@@ -287,7 +289,7 @@ static void complete(struct fstate *s, tf_err err, size_t size, void *owned, tf_
     s->dtor = dtor;
     uint32_t old = atomic_exchange_explicit(&s->state, F_READY, memory_order_acq_rel);
     if (old & F_WAITERS)
-        wake_waiters(s, dtor);
+        wake_waiters(s, dtor, defer);
     if (old & F_CB) {
         s->cb((tf_future *)(void *)s, s->cb_arg);
         fs_unref(s); /* the callback's reference */
@@ -335,18 +337,30 @@ tf_err tf_future_new_ready(tf_future **f, tf_err err, size_t size, void *owned, 
     return TF_OK;
 }
 
-tf_err tf_promise_set(tf_promise *p, tf_err err, size_t size, void *owned, tf_dtor dtor)
+static tf_err promise_set(tf_promise *p, tf_err err, size_t size, void *owned, tf_dtor dtor,
+                          bool defer)
 {
     if (!p)
         return TF_ERR_INVALID_ARGUMENT;
     struct fstate *s = fs_of_p(p);
     if (atomic_exchange_explicit(&s->claimed, true, memory_order_acq_rel))
         return TF_ERR_BAD_STATE;
-    complete(s, err, size, owned, dtor);
+    complete(s, err, size, owned, dtor, defer);
     return TF_OK;
 }
 
-tf_err tf_promise_fail(tf_promise *p, tf_err err, int os_err)
+tf_err tf_promise_set(tf_promise *p, tf_err err, size_t size, void *owned, tf_dtor dtor)
+{
+    return promise_set(p, err, size, owned, dtor, false);
+}
+
+tf_err tf__promise_set_deferred(tf_promise *p, tf_err err, size_t size, void *owned,
+                                tf_dtor dtor)
+{
+    return promise_set(p, err, size, owned, dtor, true);
+}
+
+static tf_err promise_fail(tf_promise *p, tf_err err, int os_err, bool defer)
 {
     if (!p)
         return TF_ERR_INVALID_ARGUMENT;
@@ -354,8 +368,18 @@ tf_err tf_promise_fail(tf_promise *p, tf_err err, int os_err)
     if (atomic_exchange_explicit(&s->claimed, true, memory_order_acq_rel))
         return TF_ERR_BAD_STATE;
     s->os_err = os_err; /* published with READY by complete() */
-    complete(s, err, 0, NULL, NULL);
+    complete(s, err, 0, NULL, NULL, defer);
     return TF_OK;
+}
+
+tf_err tf_promise_fail(tf_promise *p, tf_err err, int os_err)
+{
+    return promise_fail(p, err, os_err, false);
+}
+
+tf_err tf__promise_fail_deferred(tf_promise *p, tf_err err, int os_err)
+{
+    return promise_fail(p, err, os_err, true);
 }
 
 int tf_future_os_err(const tf_future *f)
@@ -374,7 +398,7 @@ void tf_promise_free(tf_promise *p)
         return;
     struct fstate *s = fs_of_p(p);
     if (!atomic_exchange_explicit(&s->claimed, true, memory_order_acq_rel))
-        complete(s, TF_ERR_CANCELLED, 0, NULL, NULL);
+        complete(s, TF_ERR_CANCELLED, 0, NULL, NULL, false);
     fs_unref(s);
 }
 
@@ -405,6 +429,11 @@ static tf_err wait_until(struct fstate *s, uint64_t deadline_ns, bool may_block)
         st = atomic_load_explicit(&s->state, memory_order_acquire);
     }
     return TF_OK;
+}
+
+bool tf__future_waited(const tf_future *f)
+{
+    return atomic_load_explicit(&fs_of_f(f)->state, memory_order_acquire) & F_WAITERS;
 }
 
 tf_err tf_future_wait(tf_future *f)

@@ -35,6 +35,15 @@ void tf__futex_wake(_Atomic uint32_t *word);
 tf_err tf__promise_new_with(size_t extra, tf_promise **p, tf_future **f, void **mem);
 void tf__promise_mem_done(void *mem, size_t extra);
 
+/* tf_promise_set / tf_promise_fail for the library's own operation futures (async_conn's
+ * op_done): on a loop thread the futex wake of a waiter is deferred to the end of the loop's
+ * iteration (SPEC 8.5), so a thread waiting on a batch of them is woken once. */
+tf_err tf__promise_set_deferred(tf_promise *p, tf_err err, size_t size, void *owned,
+                                tf_dtor dtor);
+tf_err tf__promise_fail_deferred(tf_promise *p, tf_err err, int os_err);
+/* Tests: a thread sleeps (or is about to sleep) on |f| (its WAITERS bit is set). */
+bool tf__future_waited(const tf_future *f);
+
 /* Wake now the waiters of the futures this (loop) thread completed and deferred (future.c):
  * run by the loop at the end of every iteration, at its drain, and before a loop thread blocks.
  * Nothing if none. */

@@ -14,10 +14,12 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "async_internal.h"
 #include "tcpframe/async.h"
@@ -1414,6 +1416,160 @@ static void test_attack2_stream_stopped_mid_frame_finishes_it(void **state)
     tu_fx_end(&f);
 }
 
+/* ---------------------------------------------------------------- attack 4: the deferred wake */
+
+/* A flag one thread raises and another waits for, at most |ms| (a no-progress bound). */
+typedef struct flag {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool up;
+} flag;
+
+static void flag_raise(flag *f)
+{
+    pthread_mutex_lock(&f->mu);
+    f->up = true;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static bool flag_wait(flag *f, long ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += ms / 1000;
+    pthread_mutex_lock(&f->mu);
+    int rc = 0;
+    while (!f->up && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&f->cv, &f->mu, &dl);
+    bool up = f->up;
+    pthread_mutex_unlock(&f->mu);
+    return up;
+}
+
+typedef struct wake4 {
+    tf_future *fut;
+    tf_promise *prom;
+    flag woke;        /* the waiting thread saw its future ready */
+    bool saw_wake;    /* the loop's callback saw that before it returned */
+    tf_evb *other;    /* (stop case) the loop stopped from the callback */
+    tf_err stop_rc;
+} wake4;
+
+static void *waiter4(void *arg)
+{
+    wake4 *w = arg;
+    (void)tf_future_wait(w->fut);
+    flag_raise(&w->woke);
+    return NULL;
+}
+
+/* Start the waiter and return once it sleeps on its future (a no-progress bound only). */
+static void waiter4_start(wake4 *w, pthread_t *t)
+{
+    assert_int_equal(pthread_create(t, NULL, waiter4, w), 0);
+    for (int i = 0; !tf__future_waited(w->fut); i++) {
+        assert_true(i < 100000);
+        struct timespec ms = {0, 100000};
+        nanosleep(&ms, NULL);
+    }
+}
+
+static void set_then_wait(void *arg)
+{
+    wake4 *w = arg;
+    tf_promise_set(w->prom, TF_OK, 7, NULL, NULL);
+    w->saw_wake = flag_wait(&w->woke, 10000);
+}
+
+/* Attack 4, finding 1: a user's tf_promise_set on a loop thread wakes the waiter before it
+ * returns (future.h), as on any other thread: the callback sees the waiter awake before it
+ * returns (before, the wake was deferred to the end of the loop's iteration for every promise:
+ * a callback that then waited for the woken thread waited forever). */
+static void test_attack4_user_promise_set_on_loop_wakes_at_once(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    wake4 w = {.saw_wake = false};
+    pthread_mutex_init(&w.woke.mu, NULL);
+    pthread_cond_init(&w.woke.cv, NULL);
+    assert_int_equal(tf_promise_new(&w.prom, &w.fut), TF_OK);
+    pthread_t t;
+    waiter4_start(&w, &t);
+    assert_int_equal(tf_evb_dispatch_and_wait(f.evb, set_then_wait, &w), TF_OK);
+    pthread_join(t, NULL);
+    assert_true(w.saw_wake);
+    size_t n = 0;
+    assert_int_equal(tf_future_get(w.fut, &n, NULL), TF_OK);
+    assert_int_equal(n, 7);
+    tf_promise_free(w.prom);
+    tf_future_free(w.fut);
+    pthread_cond_destroy(&w.woke.cv);
+    pthread_mutex_destroy(&w.woke.mu);
+    tu_fx_end(&f);
+}
+
+static void wait_for_waiter(void *arg)
+{
+    wake4 *w = arg;
+    w->saw_wake = flag_wait(&w->woke, 10000); /* loop 2 busy until the waiter woke */
+}
+
+static void second_then_stop(tf_async_conn *c, tf_async_op *op, tf_err err, int os_err,
+                             uint8_t *data, size_t len, void *arg)
+{
+    (void)c, (void)op, (void)err, (void)os_err, (void)data, (void)len;
+    wake4 *w = arg;
+    w->stop_rc = tf_evb_stop(w->other); /* blocks until loop 2's task is over */
+}
+
+/* Attack 4, finding 2: a loop thread that completed an operation's future (its wake deferred to
+ * the end of the iteration) and then blocks in tf_evb_stop of another loop wakes the waiter
+ * first: here loop 2 is busy until that waiter is awake, so without the flush each loop waits
+ * for the other (loop 2's task gave up after its 10 s bound). */
+static void test_attack4_deferred_wake_flushed_before_blocking_stop(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    tf_evb *l2;
+    assert_int_equal(tf_evb_new(&l2), TF_OK);
+    assert_int_equal(tf_evb_start(l2), TF_OK);
+    tf_tcp_config cfg = tu_cfg_default();
+    int raw;
+    tf_async_conn *c = tu_pair_raw(&f, &cfg, &raw);
+    assert_true(tu_send_magic(raw));
+    assert_true(tu_expect_magic(raw));
+    wake4 w = {.other = l2, .stop_rc = TF_ERR_BAD_STATE};
+    pthread_mutex_init(&w.woke.mu, NULL);
+    pthread_cond_init(&w.woke.cv, NULL);
+    uint8_t b1[16], b2[16];
+    assert_int_equal(tf_async_conn_recv(c, b1, sizeof b1, -1, &w.fut), TF_OK);
+    tf_async_op op;
+    assert_int_equal(tf_async_conn_recv_op(c, &op, b2, sizeof b2, -1, second_then_stop, &w),
+                     TF_OK);
+    pthread_t t;
+    waiter4_start(&w, &t);
+    assert_int_equal(tf_evb_dispatch(l2, wait_for_waiter, &w), TF_OK);
+    uint8_t two[2 * (4 + 3)] = {0, 0, 0, 3, 'o', 'n', 'e', 0, 0, 0, 3, 't', 'w', 'o'};
+    assert_true(tu_write_all(raw, two, sizeof two)); /* both in one read: one pump */
+    pthread_join(t, NULL);
+    assert_int_equal(tf_evb_free(l2), TF_OK);
+    tu_loop_settle(f.evb);
+    assert_true(w.saw_wake);
+    assert_int_equal(w.stop_rc, TF_OK);
+    size_t n = 0;
+    assert_int_equal(tf_future_get(w.fut, &n, NULL), TF_OK);
+    assert_int_equal(n, 3);
+    tf_future_free(w.fut);
+    tf_async_conn_free(c);
+    close(raw);
+    pthread_cond_destroy(&w.woke.cv);
+    pthread_mutex_destroy(&w.woke.mu);
+    tu_fx_end(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1441,6 +1597,8 @@ int main(void)
         TIO_TEST(test_attack2_writable_and_end_set_and_removed_in_callback),
         TIO_TEST(test_attack2_abort_in_callback_cancels_queued),
         TIO_TEST(test_attack2_idle_or_paused_learns_reset),
+        TIO_TEST(test_attack4_user_promise_set_on_loop_wakes_at_once),
+        TIO_TEST(test_attack4_deferred_wake_flushed_before_blocking_stop),
         TIO_TEST(test_attack2_stream_stopped_mid_frame_finishes_it),
     };
     tio_filter_from_env();
