@@ -30,6 +30,7 @@ struct tf_sync_conn {
     tf__xport x;     /* the transport (io/xport.h): plain TCP over fdio, or TLS */
     tf_io io;        /* proto's view of the transport */
     tf_tx tx;        /* sending thread only */
+    uint64_t tx_stuck_ns; /* sending thread only: the socket has taken nothing since (0: it did) */
     /* Receiving thread only: the receiver, and the read-ahead (TF_SYNC_READAHEAD bytes, made
      * at the first read that goes through it): rb_len bytes read from the transport and not
      * yet taken, at rb + rb_off. */
@@ -440,15 +441,20 @@ static tf_err send_wait(tf_sync_conn *c, short ev, uint64_t dl, int *os)
     atomic_store_explicit(&c->st_pause_ns, t0, memory_order_relaxed);
     tf__stat_add(&c->st_pauses, 1u);
     tf_err e;
+    if (!c->tx_stuck_ns)
+        c->tx_stuck_ns = t0; /* counted across calls: short timeouts in a retry loop add up */
     for (;;) {
-        uint64_t step = dl;
-        if (c->x.ops == &tf__xport_tcp && tf__now_ns() + RELIEF_MS * 1000000ull < dl)
-            step = tf__now_ns() + RELIEF_MS * 1000000ull;
+        uint64_t step = dl, due = c->tx_stuck_ns + RELIEF_MS * 1000000ull, now = tf__now_ns();
+        if (c->x.ops == &tf__xport_tcp && due < dl)
+            step = due > now ? due : now;
         e = tf__sync_wait(c->fd, ev, -1, step, os);
         if (e != TF_ERR_TIMEOUT || step == dl)
             break;
         relief(c); /* RELIEF_MS without the socket taking more */
+        c->tx_stuck_ns = tf__now_ns();
     }
+    if (e == TF_OK)
+        c->tx_stuck_ns = 0; /* writable: it takes bytes again */
     atomic_store_explicit(&c->st_pause_ns, 0u, memory_order_relaxed);
     tf__stat_add(&c->st_paused_ns, tf__now_ns() - t0);
     return e;
@@ -462,6 +468,7 @@ static tf_err send_frame(tf_sync_conn *c, size_t len, int timeout_ms)
         int os = 0;
         tf_step st = tf_tx_try(&c->tx, &c->io);
         if (st == TF_DONE) {
+            c->tx_stuck_ns = 0;
             if (!c->x.ops->flush)
                 return TF_OK;
             tf_err e = out_flush(c, dl, -1, &os); /* the frame moved: a failure here poisons */
@@ -541,6 +548,7 @@ static tf_err write_all(tf_sync_conn *c, struct iovec *v, int cnt, size_t left, 
             if ((size_t)r > left)
                 return TF_ERR_INVALID_ARGUMENT; /* the transport broke its contract */
             left -= (size_t)r;
+            c->tx_stuck_ns = 0;
             *moved = true;
             iov_advance(v, &at, cnt, (size_t)r);
             continue;

@@ -174,6 +174,8 @@ static void set_interest(tf_async_conn *c, unsigned want)
   "sync-relief-off#sync_conn.c#        relief(c); /* RELIEF_MS without the socket taking more */#        (void)0;#test_sync_readahead#*send_relief_reads_ahead_bounded"
   "user-promise-wake-deferred#future.c#    return promise_set(p, err, size, owned, dtor, false);#    return promise_set(p, err, size, owned, dtor, true);#test_async_edges#*attack4_user_promise_set_on_loop_wakes_at_once"
   "stop-blocks-without-flush#evbase.c#    tf__future_flush_wakes(); /* a loop thread about to block (on another loop) wakes its waiters */#    (void)0;#test_async_edges#*attack4_deferred_wake_flushed_before_blocking_stop"
+  "sync-relief-per-call#sync_conn.c#    if (!c->tx_stuck_ns)
+        c->tx_stuck_ns = t0;#    c->tx_stuck_ns = t0;#test_sync_readahead#*send_relief_across_short_timeouts"
   "client-connect-unreferenced#async_client.c#            rc = tf_evb_dispatch_inline(cl->evb, begin_held, at);#            rc = tf_evb_dispatch_inline(cl->evb, begin, at);
             atomic_fetch_sub_explicit(&cl->refs, 1u, memory_order_relaxed);#test_async_chaos@asan#*client_free_on_loop_before_begin"
   "client-freed-unreferenced#async_client.c#    if (cl->gone) {

@@ -993,6 +993,38 @@ static void test_send_relief_reads_ahead_bounded(void **state)
     free(big);
 }
 
+
+/* The relief counts across calls (attack 4): a retry loop of sends with 50 ms timeouts to a peer
+ * that never reads -- each times out with nothing moved, so the connection stays usable -- adds
+ * up to the 200 ms, and the waiting bytes are read ahead (before, no single call waited 200 ms and
+ * the peer's data stayed in the kernel for ever). */
+static void test_send_relief_across_short_timeouts(void **state)
+{
+    (void)state;
+    int peer;
+    tf_sync_conn *c = pair_unix(&peer, NULL);
+    int fd = tf_sync_conn_fd(c);
+    uint8_t frame[4 + CHAT_EACH];
+    for (size_t j = 0; j < sizeof frame; j++)
+        frame[j] = chat_byte(j);
+    assert_true(tu_write_all(peer, frame, sizeof frame)); /* one frame waits unread */
+    uint8_t one = 1;
+    tf_err rc = TF_OK;
+    for (int i = 0; i < 1000000 && rc == TF_OK; i++) /* fill the socket: a TIMEOUT, nothing moved */
+        rc = tf_sync_conn_send(c, &one, 1, 50);
+    assert_int_equal(rc, TF_ERR_TIMEOUT);
+    int q = (int)sizeof frame;
+    for (int i = 0; q > 0; i++) { /* retries of 50 ms each; watchdog-bounded */
+        assert_int_equal(tf_sync_conn_send(c, &one, 1, 50), TF_ERR_TIMEOUT);
+        assert_int_equal(ioctl(fd, FIONREAD, &q), 0);
+        assert_true(i < 1000);
+    }
+    assert_int_equal(tf_sync_conn_error(c, NULL), TF_OK); /* never poisoned */
+    expect_chatter(c, 1);
+    tf_sync_conn_free(c);
+    close(peer);
+}
+
 #define V4 ((void *)"127.0.0.1")
 #define V6 ((void *)"[::1]")
 #define T(f, host) cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, host)
@@ -1018,6 +1050,7 @@ int main(void)
         T(test_sendv_between_library_ends, V4),
         T(test_sender_not_stalled_by_kernel_drops, V4),
         T(test_send_relief_reads_ahead_bounded, V4),
+        T(test_send_relief_across_short_timeouts, V4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
