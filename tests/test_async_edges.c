@@ -1555,8 +1555,8 @@ static void test_attack4_deferred_wake_flushed_before_blocking_stop(void **state
     uint8_t two[2 * (4 + 3)] = {0, 0, 0, 3, 'o', 'n', 'e', 0, 0, 0, 3, 't', 'w', 'o'};
     assert_true(tu_write_all(raw, two, sizeof two)); /* both in one read: one pump */
     pthread_join(t, NULL);
+    tu_loop_settle(f.evb); /* the callback returned from tf_evb_stop: l2 is no longer in use */
     assert_int_equal(tf_evb_free(l2), TF_OK);
-    tu_loop_settle(f.evb);
     assert_true(w.saw_wake);
     assert_int_equal(w.stop_rc, TF_OK);
     size_t n = 0;
