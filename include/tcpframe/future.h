@@ -23,6 +23,10 @@
  * Cost. A ready future (tf_future_new_ready, or after the promise was set) answers is_ready,
  * wait, wait_for and get with one atomic acquire load: no lock, no syscall. A blocked waiter
  * sleeps on a futex; setting a promise makes a wake syscall only if someone sleeps on it.
+ * The futures of async connection operations (async.h) completed on their loop thread wake a
+ * sleeping waiter at the end of that loop iteration (they are ready at once), so a thread
+ * waiting on a batch of them is woken once; a promise the caller sets wakes before the set
+ * returns, on any thread.
  *
  * Loop threads (evbase.h) must not block: on a tf_evb loop thread, wait, wait_for with a
  * non-zero timeout and get on a future that is not ready return TF_ERR_BAD_STATE at once
