@@ -1283,9 +1283,10 @@ static size_t relief_bound(const tf_async_conn *c)
 
 static bool relief_wanted(const tf_async_conn *c)
 {
+    /* The bound's getsockopt only once the hold is past the part that needs none. */
     return c->sq_head && c->phase == PH_OPEN && c->fd >= 0 && !failed(c) && !c->abort_pending &&
            c->x.ops == &tf__xport_tcp && !reading(c) && rx_end_of(c) == TF_OK && !c->mem_wait &&
-           c->hold_len < relief_bound(c);
+           (c->hold_len < 2 * (size_t)c->cfg.read_buffer || c->hold_len < relief_bound(c));
 }
 
 static void relief_read(tf_async_conn *c)

@@ -460,6 +460,15 @@ static tf_err send_wait(tf_sync_conn *c, short ev, uint64_t dl, int *os)
     return e;
 }
 
+/* What refuses any send at once: the poison, or our sending side shut down (BAD_STATE). */
+static tf_err send_begin(const tf_sync_conn *c)
+{
+    tf_err e = poisoned(c, NULL);
+    if (e != TF_OK)
+        return e;
+    return atomic_load(&c->wr_shut) ? TF_ERR_BAD_STATE : TF_OK;
+}
+
 /* The frame begun in c->tx, until it is sent, fails or |timeout_ms| passes. */
 static tf_err send_frame(tf_sync_conn *c, size_t len, int timeout_ms)
 {
@@ -492,11 +501,9 @@ tf_err tf_sync_conn_send(tf_sync_conn *c, const void *buf, size_t len, int timeo
 {
     if (!c || (!buf && len > 0))
         return TF_ERR_INVALID_ARGUMENT;
-    tf_err e = poisoned(c, NULL);
+    tf_err e = send_begin(c);
     if (e != TF_OK)
         return e;
-    if (atomic_load(&c->wr_shut))
-        return TF_ERR_BAD_STATE;
     e = tf_tx_begin(&c->tx, buf, len); /* TOO_LARGE refuses, changing nothing */
     if (e != TF_OK)
         return e;
@@ -571,11 +578,9 @@ tf_err tf_sync_conn_sendv(tf_sync_conn *c, const tf_iov *msgs, size_t n, int tim
 {
     if (!c || (!msgs && n > 0))
         return TF_ERR_INVALID_ARGUMENT;
-    tf_err e = poisoned(c, NULL);
+    tf_err e = send_begin(c);
     if (e != TF_OK)
         return e;
-    if (atomic_load(&c->wr_shut))
-        return TF_ERR_BAD_STATE;
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) { /* refusals first: nothing is sent unless all are fine */
         if (!msgs[i].base && msgs[i].len > 0)

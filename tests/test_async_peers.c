@@ -621,37 +621,14 @@ static void test_fairness_io_budget(void **state)
 enum { CHAT_EACH = 8, CHAT_ROUNDS = 100, CHAT_SEND_LEN = 1 << 20, CHAT_BURST = 200 };
 enum { CHAT_STALL_MS = 20000 };
 
-/* Byte |i| of the peer's chatter: frames of CHAT_EACH bytes, frame k filled by tu_fill(k). */
 static uint8_t chat_byte(size_t i)
 {
-    size_t frame = i / (4 + CHAT_EACH), at = i % (4 + CHAT_EACH);
-    if (at < 4)
-        return at == 3 ? CHAT_EACH : 0;
-    uint8_t body[CHAT_EACH];
-    tu_fill(body, sizeof body, (uint32_t)frame);
-    return body[at - 4];
+    return tu_chat_byte(i, CHAT_EACH);
 }
 
-/* Read |n| bytes from |fd|; false when none came for CHAT_STALL_MS (the watchdog's no-progress
- * window: the other side's sends stopped, not a speed verdict). */
-static bool chat_read(int fd, size_t n)
+static void tick(void)
 {
-    static uint8_t sink[1 << 16];
-    uint64_t last = tu_now_ms();
-    while (n > 0) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 100) == 1) {
-            ssize_t r = read(fd, sink, n < sizeof sink ? n : sizeof sink);
-            if (r <= 0)
-                return false;
-            n -= (size_t)r;
-            last = tu_now_ms();
-            tio_tick();
-        } else if (tu_now_ms() - last > CHAT_STALL_MS) {
-            return false;
-        }
-    }
-    return true;
+    tio_tick();
 }
 
 typedef struct counted {
@@ -706,22 +683,8 @@ static void test_paused_sender_not_stalled_by_kernel_drops(void **state)
     (void)state;
     tu_fx f;
     tu_fx_start(&f);
-    int lport;
-    int lfd = tu_raw_listen(false, &lport);
-    assert_true(lfd >= 0);
-    int small = 4096;
-    assert_int_equal(setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-    int raw = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(raw >= 0);
-    int mib = 1 << 20, one = 1;
-    assert_int_equal(setsockopt(raw, SOL_SOCKET, SO_SNDBUF, &mib, sizeof mib), 0);
-    assert_int_equal(setsockopt(raw, SOL_SOCKET, SO_RCVBUF, &mib, sizeof mib), 0);
-    assert_int_equal(setsockopt(raw, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lport)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(raw, (struct sockaddr *)&sa, sizeof sa), 0);
-    int fd = accept(lfd, NULL, NULL);
-    assert_true(fd >= 0);
+    int small = 4096, lfd, raw;
+    int fd = tu_tcp_pair_small_rcvbuf(small, &lfd, &raw);
     tf_tcp_config cfg = tu_cfg_default();
     cfg.rcvbuf = small;
     tf_async_conn *c;
@@ -736,23 +699,13 @@ static void test_paused_sender_not_stalled_by_kernel_drops(void **state)
     for (; rounds < CHAT_ROUNDS && moved; rounds++) {
         tf_future *s;
         assert_int_equal(tf_async_conn_send(c, big, CHAT_SEND_LEN, -1, &s), TF_OK);
-        moved = chat_read(raw, 4 + CHAT_SEND_LEN);
+        moved = tu_read_or_stall(raw, 4 + CHAT_SEND_LEN, CHAT_STALL_MS, tick);
         if (moved)
             assert_int_equal(tu_fut_result(s, NULL, NULL), TF_OK);
         else
             tf_future_free(s);
-        assert_int_equal(fcntl(raw, F_SETFL, O_NONBLOCK), 0);
-        for (int k = 0; k < CHAT_BURST; k++) {
-            uint8_t b[3] = {chat_byte(wrote), chat_byte(wrote + 1), chat_byte(wrote + 2)};
-            ssize_t w = send(raw, b, 3, MSG_NOSIGNAL);
-            if (w <= 0)
-                break;
-            wrote += (size_t)w;
-            /* Spaced writes, each its own segment; the spacing varies by round (1-20 us). */
-            struct timespec g = {0, gaps[rounds % 5]};
-            nanosleep(&g, NULL);
-        }
-        assert_int_equal(fcntl(raw, F_SETFL, 0), 0);
+        /* Spaced writes, each its own segment; the spacing varies by round (1-20 us). */
+        tu_chat_burst(raw, &wrote, CHAT_EACH, CHAT_BURST, gaps[rounds % 5]);
     }
     print_message("stall: %d of %d rounds of 1 MiB, %zu bytes chattered, %u stalled tick(s) "
                   "relieved%s\n",

@@ -801,15 +801,14 @@ static void test_sendv_between_library_ends(void **state)
 
 enum { CHAT_EACH = 8, CHAT_ROUNDS = 100, CHAT_BURST = 200, CHAT_STALL_MS = 20000 };
 
-/* Byte |i| of a peer's chatter: frames of CHAT_EACH bytes, frame k filled by tu_fill(k). */
 static uint8_t chat_byte(size_t i)
 {
-    size_t frame = i / (4 + CHAT_EACH), at = i % (4 + CHAT_EACH);
-    if (at < 4)
-        return at == 3 ? CHAT_EACH : 0;
-    uint8_t body[CHAT_EACH];
-    tu_fill(body, sizeof body, (uint32_t)frame);
-    return body[at - 4];
+    return tu_chat_byte(i, CHAT_EACH);
+}
+
+static void tick(void)
+{
+    tio_tick();
 }
 
 /* A sending thread: one message of |len| bytes, no timeout. */
@@ -834,28 +833,6 @@ static void sender_start(sender *s, tf_sync_conn *c, const uint8_t *buf, size_t 
     assert_int_equal(pthread_create(&s->t, NULL, sender_main, s), 0);
 }
 
-/* Read |n| bytes from |fd|; false when none came for CHAT_STALL_MS (the watchdog's no-progress
- * window: the other side's send stopped, not a speed verdict). */
-static bool chat_read(int fd, size_t n)
-{
-    static uint8_t sink[1 << 16];
-    uint64_t last = tu_now_ms();
-    while (n > 0) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 100) == 1) {
-            ssize_t r = read(fd, sink, n < sizeof sink ? n : sizeof sink);
-            if (r <= 0)
-                return false;
-            n -= (size_t)r;
-            last = tu_now_ms();
-            tio_tick();
-        } else if (tu_now_ms() - last > CHAT_STALL_MS) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Take |frames| chattered frames from |c|, in order. */
 static void expect_chatter(tf_sync_conn *c, size_t frames)
 {
@@ -878,22 +855,8 @@ static void expect_chatter(tf_sync_conn *c, size_t frames)
 static void test_sender_not_stalled_by_kernel_drops(void **state)
 {
     (void)state;
-    int lport;
-    int lfd = tu_raw_listen(false, &lport);
-    assert_true(lfd >= 0);
-    int small = 4096;
-    assert_int_equal(setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-    int raw = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(raw >= 0);
-    int mib = (int)MIB, one = 1;
-    assert_int_equal(setsockopt(raw, SOL_SOCKET, SO_SNDBUF, &mib, sizeof mib), 0);
-    assert_int_equal(setsockopt(raw, SOL_SOCKET, SO_RCVBUF, &mib, sizeof mib), 0);
-    assert_int_equal(setsockopt(raw, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lport)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(raw, (struct sockaddr *)&sa, sizeof sa), 0);
-    int fd = accept(lfd, NULL, NULL);
-    assert_true(fd >= 0);
+    int small = 4096, lfd, raw;
+    int fd = tu_tcp_pair_small_rcvbuf(small, &lfd, &raw);
     tf_tcp_config cfg;
     tf_tcp_config_init(&cfg);
     cfg.rcvbuf = small;
@@ -909,23 +872,14 @@ static void test_sender_not_stalled_by_kernel_drops(void **state)
     for (; rounds < CHAT_ROUNDS && moved; rounds++) {
         sender snd;
         sender_start(&snd, c, big, MIB);
-        moved = chat_read(raw, 4 + MIB);
+        moved = tu_read_or_stall(raw, 4 + MIB, CHAT_STALL_MS, tick);
         if (!moved)
             shutdown(raw, SHUT_RDWR); /* let the send fail, so its thread ends */
         pthread_join(snd.t, NULL);
         if (moved)
             assert_int_equal(snd.rc, TF_OK);
-        assert_int_equal(fcntl(raw, F_SETFL, O_NONBLOCK), 0);
-        for (int k = 0; k < CHAT_BURST && moved; k++) {
-            uint8_t b[3] = {chat_byte(wrote), chat_byte(wrote + 1), chat_byte(wrote + 2)};
-            ssize_t w = send(raw, b, 3, MSG_NOSIGNAL);
-            if (w <= 0)
-                break;
-            wrote += (size_t)w;
-            struct timespec g = {0, gaps[rounds % 5]}; /* each write its own segment */
-            nanosleep(&g, NULL);
-        }
-        assert_int_equal(fcntl(raw, F_SETFL, 0), 0);
+        if (moved) /* spaced writes, each its own segment (1-20 us apart by round) */
+            tu_chat_burst(raw, &wrote, CHAT_EACH, CHAT_BURST, gaps[rounds % 5]);
     }
     print_message("sync stall: %d of %d rounds of 1 MiB, %zu bytes chattered, %u relief "
                   "read(s)%s\n", rounds, CHAT_ROUNDS, wrote, tf__sync_conn_relief_reads(c),
@@ -982,7 +936,7 @@ static void test_send_relief_reads_ahead_bounded(void **state)
     print_message("sync relief: %u read(s), %d of %zu bytes left in the kernel (bound %d)\n",
                   tf__sync_conn_relief_reads(c), q, wrote, TF_SYNC_READAHEAD);
     assert_int_equal((size_t)q, wrote - TF_SYNC_READAHEAD);
-    assert_true(chat_read(peer, 4 + 4 * MIB));
+    assert_true(tu_read_or_stall(peer, 4 + 4 * MIB, CHAT_STALL_MS, tick));
     pthread_join(snd.t, NULL);
     assert_int_equal(snd.rc, TF_OK);
     assert_true(tu_write_all(peer, all + wrote, total - wrote));

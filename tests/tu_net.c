@@ -13,6 +13,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -357,4 +359,72 @@ bool tu_readable(int fd, int ms)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
     return poll(&p, 1, ms) == 1;
+}
+
+uint8_t tu_chat_byte(size_t i, size_t each)
+{
+    size_t frame = i / (4 + each), at = i % (4 + each);
+    if (at < 4)
+        return at == 3 ? (uint8_t)each : 0;
+    uint8_t body[256];
+    tu_fill(body, each, (uint32_t)frame);
+    return body[at - 4];
+}
+
+void tu_chat_burst(int fd, size_t *wrote, size_t each, int burst, long gap_ns)
+{
+    int fl = fcntl(fd, F_GETFL);
+    assert_int_equal(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
+    for (int k = 0; k < burst; k++) {
+        uint8_t b[3];
+        for (size_t j = 0; j < 3; j++)
+            b[j] = tu_chat_byte(*wrote + j, each);
+        ssize_t w = send(fd, b, 3, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        *wrote += (size_t)w;
+        struct timespec g = {0, gap_ns};
+        nanosleep(&g, NULL);
+    }
+    assert_int_equal(fcntl(fd, F_SETFL, fl), 0);
+}
+
+bool tu_read_or_stall(int fd, size_t n, uint64_t stall_ms, void (*tick)(void))
+{
+    static uint8_t sink[1 << 16];
+    uint64_t last = tu_now_ms();
+    while (n > 0) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) == 1) {
+            ssize_t r = read(fd, sink, n < sizeof sink ? n : sizeof sink);
+            if (r <= 0)
+                return false;
+            n -= (size_t)r;
+            last = tu_now_ms();
+            tick();
+        } else if (tu_now_ms() - last > stall_ms) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int tu_tcp_pair_small_rcvbuf(int rcvbuf, int *lfd, int *raw)
+{
+    int lport;
+    *lfd = tu_raw_listen(false, &lport);
+    assert_true(*lfd >= 0);
+    assert_int_equal(setsockopt(*lfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+    *raw = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(*raw >= 0);
+    int mib = 1 << 20, one = 1;
+    assert_int_equal(setsockopt(*raw, SOL_SOCKET, SO_SNDBUF, &mib, sizeof mib), 0);
+    assert_int_equal(setsockopt(*raw, SOL_SOCKET, SO_RCVBUF, &mib, sizeof mib), 0);
+    assert_int_equal(setsockopt(*raw, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lport)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(*raw, (struct sockaddr *)&sa, sizeof sa), 0);
+    int fd = accept(*lfd, NULL, NULL);
+    assert_true(fd >= 0);
+    return fd;
 }

@@ -52,6 +52,21 @@ bool tu_check(const void *buf, size_t len, uint32_t seed);
 /* CLOCK_MONOTONIC milliseconds. */
 uint64_t tu_now_ms(void);
 
+/* ---- the kernel's stall (issue 25 item 8; tests/test_async_peers.c, test_sync_readahead.c) */
+
+/* Byte |i| of a peer's chatter: frames of |each| (< 256) bytes, frame k filled by tu_fill(k). */
+uint8_t tu_chat_byte(size_t i, size_t each);
+/* Write up to |burst| 3-byte pieces of the chatter from byte *wrote on (non-blocking; each its
+ * own segment under TCP_NODELAY), |gap_ns| apart; *wrote advances by what was taken. */
+void tu_chat_burst(int fd, size_t *wrote, size_t each, int burst, long gap_ns);
+/* Read |n| bytes from |fd| (discarded), calling tick() on progress; false at EOF or error, or
+ * when no byte came for |stall_ms| (a no-progress window, not a speed verdict). */
+bool tu_read_or_stall(int fd, size_t n, uint64_t stall_ms, void (*tick)(void));
+/* A loopback TCP pair whose accepted end has a |rcvbuf| receive buffer from the SYN on; the
+ * other end (*raw: 1 MiB buffers, TCP_NODELAY) connected. Returns the accepted fd; *lfd is the
+ * listener (the test closes all three). */
+int tu_tcp_pair_small_rcvbuf(int rcvbuf, int *lfd, int *raw);
+
 /* ---- sync layer helpers (tests/test_sync_*.c) */
 
 /* A blocking listening socket on loopback (v6: "::1") with |backlog|; *port set; or -1. */

@@ -240,6 +240,22 @@ template <typename F> struct Holder final : HolderBase {
     template <typename G> explicit Holder(G &&g) : fn(std::forward<G>(g)) {}
     F fn;
 };
+
+/// Hold |fn| and install it through |set| (called with the Holder<F>*: it hands the C API the
+/// trampoline for that holder type and the pointer); on success the holder joins |kept|, which
+/// keeps every callable ever installed until its owner goes (one may still be running after it
+/// was replaced). On failure nothing is kept.
+template <typename F, typename Set>
+Result<void> keep_callable(std::vector<std::unique_ptr<HolderBase>> &kept, F &&fn, Set &&set)
+{
+    auto h = std::make_unique<Holder<std::decay_t<F>>>(std::forward<F>(fn));
+    kept.reserve(kept.size() + 1); // the push below cannot throw once the C side holds h
+    tf_err e = set(h.get());
+    if (e != TF_OK)
+        return Error(e);
+    kept.push_back(std::move(h));
+    return {};
+}
 } // namespace detail
 
 /// A timeout: std::nullopt waits without a limit.
@@ -1160,14 +1176,9 @@ class SyncServer
     /// time, which may be inside the callable).
     template <typename F> Result<void> on_event(F &&fn)
     {
-        using H = detail::Holder<std::decay_t<F>>;
-        auto h = std::make_unique<H>(std::forward<F>(fn));
-        events_.reserve(events_.size() + 1); // the push below cannot throw once h is set
-        tf_err e = tf_sync_server_on_event(s_, &event_cb<H>, h.get());
-        if (e != TF_OK)
-            return Error(e);
-        events_.push_back(std::move(h));
-        return {};
+        return detail::keep_callable(events_, std::forward<F>(fn), [this](auto *h) {
+            return tf_sync_server_on_event(s_, &event_cb<std::remove_pointer_t<decltype(h)>>, h);
+        });
     }
     /// Remove the event callable (it is kept until the server is destroyed).
     Result<void> on_event(std::nullptr_t) noexcept
@@ -1717,14 +1728,9 @@ class AsyncServer
     /// after destruction. Calls of on_event must not overlap (one thread at a time).
     template <typename F> Result<void> on_event(F &&fn)
     {
-        using H = detail::Holder<std::decay_t<F>>;
-        auto h = std::make_unique<H>(std::forward<F>(fn));
-        events_.reserve(events_.size() + 1); // the push below cannot throw once h is set
-        tf_err e = tf_async_server_on_event(s_, &event_cb<H>, h.get());
-        if (e != TF_OK)
-            return Error(e);
-        events_.push_back(std::move(h));
-        return {};
+        return detail::keep_callable(events_, std::forward<F>(fn), [this](auto *h) {
+            return tf_async_server_on_event(s_, &event_cb<std::remove_pointer_t<decltype(h)>>, h);
+        });
     }
     /// Remove the event callable (one under way may still finish; it is kept until the server
     /// is destroyed).
@@ -1858,14 +1864,9 @@ class AsyncClient
     /// Calls of on_event must not overlap (one thread at a time).
     template <typename F> Result<void> on_event(F &&fn)
     {
-        using H = detail::Holder<std::decay_t<F>>;
-        auto h = std::make_unique<H>(std::forward<F>(fn));
-        events_.reserve(events_.size() + 1); // the push below cannot throw once h is set
-        tf_err e = tf_async_client_on_event(c_, &event_cb<H>, h.get());
-        if (e != TF_OK)
-            return Error(e);
-        events_.push_back(std::move(h));
-        return {};
+        return detail::keep_callable(events_, std::forward<F>(fn), [this](auto *h) {
+            return tf_async_client_on_event(c_, &event_cb<std::remove_pointer_t<decltype(h)>>, h);
+        });
     }
     /// Remove the event callable (kept until the client is destroyed).
     Result<void> on_event(std::nullptr_t) noexcept
