@@ -46,6 +46,9 @@ typedef struct tfb_sys {
 extern const tfb_sys tfb_raw, tfb_sync, tfb_async_cb, tfb_async_future;
 /* sync and async_cb over a Unix-domain socket (an abstract name) instead of TCP loopback. */
 extern const tfb_sys tfb_sync_unix, tfb_async_cb_unix;
+/* raw with one writev per message (stream_64 only), its reader buffered (raw_1w) or reading
+ * each prefix and payload exactly (raw_1w_exact): the bounds of tcpframe's sync stream. */
+extern const tfb_sys tfb_raw_1w, tfb_raw_1w_exact;
 
 /* The configs of tcpframe's servers and clients: NULL (the defaults) unless --tls made TLS 1.3
  * ones (tfbench.c). */

@@ -172,6 +172,9 @@ typedef struct pair {
     uint8_t *big;
     /* the server thread's job */
     int job; /* 1 echo, 2 sink */
+    /* raw_1w / raw_1w_exact (stream_64 only): one writev per message, as tcpframe's sync
+     * sender; exact: the reader reads the prefix, then the payload (no buffer) */
+    bool one_write, exact;
     long n;
     size_t len;
     double t_end;
@@ -243,6 +246,13 @@ static void *server_main(void *arg)
             if (len > TFB_BIG)
                 tfb_die("raw: frame of %zu bytes", len);
             read_all(p->sfd, p->big, len);
+        } else if (p->exact) {
+            uint8_t h[4];
+            read_all(p->sfd, h, 4);
+            len = tfb_get_len(h);
+            if (len > TFB_BIG)
+                tfb_die("raw: frame of %zu bytes", len);
+            read_all(p->sfd, p->big, len);
         } else {
             m = rd_frame(p->srd, p->big, TFB_BIG, &len);
         }
@@ -289,7 +299,14 @@ static double raw_stream(void *arg, long n, size_t len)
     pthread_t t;
     pthread_create(&t, NULL, server_main, p);
     double t0 = tfb_now();
-    if (len <= TFB_SMALL) {
+    if (p->one_write) {
+        uint8_t pat[TFB_SMALL];
+        tfb_fill(pat, len);
+        for (long i = 0; i < n; i++) {
+            tfb_set_seq(pat, (uint64_t)i);
+            send_frame(p->cfd, pat, len);
+        }
+    } else if (len <= TFB_SMALL) {
         enum { BATCH = 256 };
         static uint8_t out[BATCH * (4 + TFB_SMALL)];
         uint8_t pat[TFB_SMALL];
@@ -542,6 +559,38 @@ static void raw_env_free(void *arg)
     close(e->stop_fd);
     free(e);
 }
+
+/* The one-write variants: stream_64 only (the sender's writes as tcpframe's sync send, the
+ * receiver buffered or exact), to show what a sender of one message per write is bound by. */
+static void *raw_1w_new(void)
+{
+    pair *p = raw_pair_new();
+    p->one_write = true;
+    return p;
+}
+
+static void *raw_1w_exact_new(void)
+{
+    pair *p = raw_1w_new();
+    p->exact = true;
+    return p;
+}
+
+const tfb_sys tfb_raw_1w = {
+    .name = "raw_1w",
+    .pair_new = raw_1w_new,
+    .stream = raw_stream,
+    .pair_free = raw_pair_free,
+    .small_only = true,
+};
+
+const tfb_sys tfb_raw_1w_exact = {
+    .name = "raw_1w_exact",
+    .pair_new = raw_1w_exact_new,
+    .stream = raw_stream,
+    .pair_free = raw_pair_free,
+    .small_only = true,
+};
 
 const tfb_sys tfb_raw = {
     .name = "raw",

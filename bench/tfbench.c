@@ -143,7 +143,7 @@ static const tfb_sys *const systems[] = {
 #ifdef TFB_HAVE_ZMQ
     &tfb_zmq,
 #endif
-    &tfb_sync_unix, &tfb_async_cb_unix,
+    &tfb_sync_unix, &tfb_async_cb_unix, &tfb_raw_1w, &tfb_raw_1w_exact,
 };
 #define NSYS ((int)(sizeof systems / sizeof systems[0]))
 
@@ -159,11 +159,11 @@ typedef struct cell {
     double min, med, max;
 } cell;
 
-static cell res[NW][8];
+static cell res[NW][NSYS];
 /* CPU time of the whole process (every thread: both ends, loops, ZeroMQ's I/O thread) per
  * message (per round trip for rtt_64 and conns_1k), in microseconds: unlike the times, it
  * hardly moves when other processes take the cores. */
-static cell cpu[NW][8];
+static cell cpu[NW][NSYS];
 
 static double cpu_s(void)
 {
@@ -176,7 +176,7 @@ static int reps = 7, nconns = 1000;
 static bool quick, json;
 static long count; /* --count: every run this size, no pilot (0: sized by the pilot) */
 static const char *json_file;
-static bool want_w[NW], want_s[8];
+static bool want_w[NW], want_s[NSYS];
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -237,9 +237,16 @@ static double run_pair(int w, int si, void *h, long n)
     return v;
 }
 
+/* Whether system s (its pair h[s]) runs workload w: small_only systems skip stream_1m, and a
+ * system without a member for the workload skips it. */
+static bool runs(int w, int s, void *const *h)
+{
+    return h[s] && !(w == W_S1M && systems[s]->small_only) && !(w == W_RTT && !systems[s]->rtt);
+}
+
 static void pair_workloads(void)
 {
-    void *h[8] = {0};
+    void *h[NSYS] = {0};
     bool any = want_w[W_RTT] || want_w[W_S64] || want_w[W_S1M];
     if (!any)
         return;
@@ -249,12 +256,12 @@ static void pair_workloads(void)
     for (int w = W_RTT; w <= W_S1M; w++) {
         if (!want_w[w])
             continue;
-        long n[8];
+        long n[NSYS];
         const long pilot = w == W_RTT   ? (quick ? 200 : 1000)
                            : w == W_S64 ? (quick ? 20000 : 50000)
                                         : (quick ? 16 : 64);
         for (int s = 0; s < NSYS; s++) {
-            if (!h[s] || (w == W_S1M && systems[s]->small_only))
+            if (!runs(w, s, h))
                 continue;
             if (quick) { /* one short run: the only repetition */
                 res[w][s].v[res[w][s].n++] = run_pair(w, s, h[s], pilot);
@@ -276,7 +283,7 @@ static void pair_workloads(void)
         for (int r = 0; r < reps; r++) {
             note("\r%s: repetition %d/%d", wname[w], r + 1, reps);
             for (int s = 0; s < NSYS; s++)
-                if (h[s] && !(w == W_S1M && systems[s]->small_only))
+                if (runs(w, s, h))
                     res[w][s].v[res[w][s].n++] = run_pair(w, s, h[s], n[s]);
         }
         note("\n");
@@ -288,8 +295,8 @@ static void pair_workloads(void)
 
 static void conns_workload(void)
 {
-    void *h[8] = {0};
-    long n[8];
+    void *h[NSYS] = {0};
+    long n[NSYS];
     if (!want_w[W_CONNS])
         return;
     for (int s = 0; s < NSYS; s++) {
@@ -510,18 +517,22 @@ static size_t collect_ratios(named_ratio *out)
                 out[n++].lower = true;
             }
         }
-    int z = sys_index("zmq");
-    static const char *const vs_zmq[] = {"async_cb", "async_future"};
-    for (size_t i = 0; i < 2; i++) {
-        int a = sys_index(vs_zmq[i]);
+    /* stream_64 against ZeroMQ, and the sync stream against raw with the same one write per
+     * message (its receiver buffered, or exact as the sync receive was before the read-ahead) */
+    static const char *const vs[][2] = {{"async_cb", "zmq"},
+                                        {"async_future", "zmq"},
+                                        {"sync", "raw_1w"},
+                                        {"sync", "raw_1w_exact"}};
+    for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+        int a = sys_index(vs[i][0]), z = sys_index(vs[i][1]);
         double x;
         if (ratio(W_S64, a, z, &x)) {
-            snprintf(out[n].key, sizeof out[n].key, "%s/zmq stream_64", vs_zmq[i]);
+            snprintf(out[n].key, sizeof out[n].key, "%s/%s stream_64", vs[i][0], vs[i][1]);
             out[n].v = x;
             out[n++].lower = false;
         }
         if (cpu_ratio(W_S64, a, z, &x)) {
-            snprintf(out[n].key, sizeof out[n].key, "%s/zmq cpu_us stream_64", vs_zmq[i]);
+            snprintf(out[n].key, sizeof out[n].key, "%s/%s cpu_us stream_64", vs[i][0], vs[i][1]);
             out[n].v = x;
             out[n++].lower = true;
         }
@@ -683,6 +694,25 @@ static void print_target(const target *t)
            met ? "met" : "MISSED", best);
 }
 
+/* The sync stream beside raw with the same sender (one write per message): a receiver faster
+ * than that sender lets every write leave as a segment of its own, a slower one (raw_1w_exact)
+ * closes the window and the writes coalesce -- see bench/README.md. Information, no target. */
+static void print_one_write(void)
+{
+    int a = sys_index("sync"), b = sys_index("raw_1w"), e = sys_index("raw_1w_exact");
+    double x, y;
+    if (!ratio(W_S64, a, b, &x) || !ratio(W_S64, a, e, &y))
+        return;
+    char f[3][32];
+    fmt(f[0], sizeof f[0], res[W_S64][a].med);
+    fmt(f[1], sizeof f[1], res[W_S64][b].med);
+    fmt(f[2], sizeof f[2], res[W_S64][e].med);
+    printf("\nstream_64, one write per message: sync %s msg/s, raw_1w %s (buffered reader), "
+           "raw_1w_exact %s (prefix and payload read apart): sync/raw_1w %.2f, "
+           "sync/raw_1w_exact %.2f\n",
+           f[0], f[1], f[2], x, y);
+}
+
 static void print_table(void)
 {
     printf("%-13s %-13s %-6s %10s %10s %10s %7s %9s %7s\n", "workload", "system", "unit", "min",
@@ -718,6 +748,7 @@ static void print_table(void)
             if (targets[i].issue == issue)
                 print_target(&targets[i]);
     }
+    print_one_write();
     if (baseline_file)
         print_baseline();
 }
@@ -813,7 +844,7 @@ int main(int argc, char **argv)
     }
     if (argc == 4 && strcmp(argv[1], "--mem-child") == 0)
         return mem_child(argv[2], atoi(argv[3]));
-    const char *sysnames[8];
+    const char *sysnames[NSYS];
     for (int s = 0; s < NSYS; s++) {
         sysnames[s] = systems[s]->name;
         want_s[s] = true;
@@ -850,7 +881,8 @@ int main(int argc, char **argv)
     }
     if (tfb_server_cfg) { /* TLS is tcpframe's: the other systems and the child stay out */
         for (int s = 0; s < NSYS; s++)
-            if (systems[s] == &tfb_raw || strcmp(systems[s]->name, "zmq") == 0)
+            if (systems[s] == &tfb_raw || systems[s] == &tfb_raw_1w || systems[s] == &tfb_raw_1w_exact ||
+                strcmp(systems[s]->name, "zmq") == 0)
                 want_s[s] = false;
         want_w[W_MEM] = false;
     }
