@@ -15,7 +15,9 @@
  * Reads are drained-exact: a read that returns fewer bytes than asked (or AGAIN) means the
  * transport holds nothing more until the fd shows an event (the async loop's level-triggered
  * "drained" rule relies on it; a TLS read keeps reading records until the buffer is full or
- * OpenSSL wants the socket).
+ * OpenSSL wants the socket). After a read answered EOF every later read answers EOF again (the
+ * socket keeps its EOF). TLS keeps a failure too (and an end met after bytes it returned first
+ * comes at the next read); plain TCP reports a socket error once, then EOF.
  *
  * Threads: read and write may be called by two threads at once (the sync connection's receiving
  * and sending threads); a transport that shares state between directions locks it (TLS does).

@@ -169,6 +169,8 @@ static void set_interest(tf_async_conn *c, unsigned want)
   "stopped-stream-frame-unread#async_conn.c#           (reader_wanted(c) || frame_open(c))) {#           reader_wanted(c)) {#test_async_edges#*attack2_stream_stopped_mid_frame_finishes_it"
   "stall-relief-off#async_conn.c#    if (relief_wanted(c) && c->out_bytes == c->relief_mark) {#    if (0) {#test_async_peers#*paused_sender_reads_ahead_bounded"
   "stall-relief-unbounded#async_conn.c#    size_t want = (size_t)avail < room ? (size_t)avail : room;#    size_t want = (size_t)avail;#test_async_peers#*paused_sender_reads_ahead_bounded"
+  "tls-relief-off#async_conn.c#           !reading(c) && rx_end_of(c) == TF_OK && !c->mem_wait &&#           c->x.ops == &tf__xport_tcp && !reading(c) && rx_end_of(c) == TF_OK && !c->mem_wait &&#test_tls#*async_relief_reads_ahead_bounded"
+  "sync-tls-relief-off#sync_conn.c#        if (due < dl)#        if (c->x.ops == &tf__xport_tcp && due < dl)#test_tls#*sync_send_relief_reads_ahead"
   "sync-relief-off#sync_conn.c#        relief(c); /* RELIEF_MS without the socket taking more */#        (void)0;#test_sync_readahead#*send_relief_reads_ahead_bounded"
   "user-promise-wake-deferred#future.c#    return promise_set(p, err, size, owned, dtor, false);#    return promise_set(p, err, size, owned, dtor, true);#test_async_edges#*attack4_user_promise_set_on_loop_wakes_at_once"
   "stop-blocks-without-flush#evbase.c#    tf__future_flush_wakes(); /* a loop thread about to block (on another loop) wakes its waiters */#    (void)0;#test_async_edges#*attack4_deferred_wake_flushed_before_blocking_stop"
@@ -217,10 +219,14 @@ build() { # SRCDIR BIN[@asan|@tsan] OUT
   *@asan) san="-fsanitize=address,undefined -fno-omit-frame-pointer" ;;
   *@tsan) san="-fsanitize=thread" ;;
   esac
-  # tests/tu_tls.c needs OpenSSL and tls/: no mutated test links it
+  # tests/tu_tls.c and tls/ need OpenSSL: only the TLS tests (test_tls*) link them
+  local tls=() ssl=()
+  case "$2" in
+  test_tls*) tls=(-Itls tls/*.c) ssl=(-lssl -lcrypto) ;;
+  esac
   (cd "$1" && ${CC:-cc} -std=c11 -O1 -g $san -D_GNU_SOURCE -pthread -Iinclude -Iproto -Iio -Itests \
-    "tests/${2%@*}.c" $(ls tests/tu_*.c | grep -v '^tests/tu_tls\.c$') io/*.c proto/*.c \
-    -lcmocka -o "$3") >>"$out.log" 2>&1
+    "tests/${2%@*}.c" $(ls tests/tu_*.c | grep -v '^tests/tu_tls\.c$') ${tls[@]+"${tls[@]}"} \
+    ${tls[@]+tests/tu_tls.c} io/*.c proto/*.c -lcmocka ${ssl[@]+"${ssl[@]}"} -o "$3") >>"$out.log" 2>&1
 }
 
 secs() { # seconds since START_NS, one decimal
@@ -242,7 +248,7 @@ sel=("$@")
 
 # ---------------------------------------------------------------- control run
 mkdir -p "$work/base"
-cp -r "$root/include" "$root/io" "$root/proto" "$root/tests" "$work/base/"
+cp -r "$root/include" "$root/io" "$root/proto" "$root/tests" "$root/tls" "$work/base/"
 control_ok=1
 declare -A built=() checked=()
 for m in "${mutants[@]}"; do
@@ -273,7 +279,7 @@ for m in "${mutants[@]}"; do
   parse "$m"
   selected "${sel[@]}" || continue
   rm -rf "$work/src" && mkdir -p "$work/src"
-  cp -r "$root/include" "$root/io" "$root/proto" "$root/tests" "$work/src/"
+  cp -r "$root/include" "$root/io" "$root/proto" "$root/tests" "$root/tls" "$work/src/"
   if ! FROM=$FROM TO=$TO python3 - "$work/src/io/$FILE" <<'EOF'
 import os, sys
 p = sys.argv[1]

@@ -20,17 +20,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
+#include "async_internal.h"
 #include "sync_internal.h"
 #include "tcpframe/async.h"
 #include "tcpframe/sync.h"
 #include "tcpframe/tls.h"
 #include "test_io_util.h"
+#include "tu_async.h"
 #include "tu_io_conformance.h"
 #include "tu_net.h"
 #include "tu_sync.h"
@@ -750,6 +755,423 @@ static void test_tls_async_hostile_peers(void **state)
     assert_int_equal(tu_fd_count(), fds);
 }
 
+/* ---------------------------------------------------------------- the kernel's stall, over TLS */
+
+/* The peer of the stall tests: OpenSSL's server side on a blocking socket (the library's own
+ * ends are all clients when made from an fd). */
+typedef struct speer {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int fd;
+} speer;
+
+static void speer_open(speer *p, int fd)
+{
+    p->fd = fd;
+    p->ctx = SSL_CTX_new(TLS_server_method());
+    assert_non_null(p->ctx);
+    assert_int_equal(SSL_CTX_set_min_proto_version(p->ctx, TLS1_3_VERSION), 1);
+    assert_int_equal(SSL_CTX_use_certificate_chain_file(p->ctx, tu_tls_path("server.pem")), 1);
+    assert_int_equal(
+        SSL_CTX_use_PrivateKey_file(p->ctx, tu_tls_path("server.key"), SSL_FILETYPE_PEM), 1);
+    p->ssl = SSL_new(p->ctx);
+    assert_non_null(p->ssl);
+    assert_int_equal(SSL_set_fd(p->ssl, fd), 1);
+    struct timeval tv = {0, 100000}; /* reads wake every 100 ms: the no-progress watchdog */
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    uint64_t t0 = tu_now_ms();
+    int r;
+    while ((r = SSL_accept(p->ssl)) != 1 && SSL_get_error(p->ssl, r) == SSL_ERROR_WANT_READ &&
+           tu_now_ms() - t0 < 20000)
+        ;
+    assert_int_equal(r, 1);
+}
+
+static void speer_close(speer *p)
+{
+    SSL_free(p->ssl);
+    SSL_CTX_free(p->ctx);
+    close(p->fd);
+}
+
+static void speer_write(speer *p, const void *b, size_t n)
+{
+    size_t w = 0;
+    assert_int_equal(SSL_write_ex(p->ssl, b, n, &w), 1);
+    assert_int_equal(w, n);
+}
+
+/* Read |n| bytes (discarded; into |out| when not NULL); false when no byte came for |stall_ms|
+ * (a no-progress window, not a speed verdict) or the stream ended. */
+static bool speer_read(speer *p, uint8_t *out, size_t n, uint64_t stall_ms)
+{
+    static uint8_t sink[1 << 16];
+    uint64_t last = tu_now_ms();
+    while (n > 0) {
+        size_t got = 0;
+        uint8_t *dst = out ? out : sink;
+        int r = SSL_read_ex(p->ssl, dst, n < sizeof sink ? n : sizeof sink, &got);
+        if (r == 1) {
+            n -= got;
+            if (out)
+                out += got;
+            last = tu_now_ms();
+            tio_tick();
+            continue;
+        }
+        if (SSL_get_error(p->ssl, r) != SSL_ERROR_WANT_READ)
+            return false;
+        ERR_clear_error();
+        if (tu_now_ms() - last > stall_ms)
+            return false;
+    }
+    return true;
+}
+
+enum { TCHAT_EACH = 8, TCHAT_ROUNDS = 100, TCHAT_SEND = 1 << 20, TCHAT_BURST = 200 };
+
+/* Chatter: up to |burst| 3-byte records of the frame stream (TCHAT_EACH-byte frames), each its
+ * own segment, |gap_ns| apart. */
+static void speer_chat(speer *p, size_t *wrote, int burst, long gap_ns)
+{
+    for (int k = 0; k < burst; k++) {
+        uint8_t b[3];
+        for (size_t j = 0; j < 3; j++)
+            b[j] = tu_chat_byte(*wrote + j, TCHAT_EACH);
+        speer_write(p, b, 3);
+        *wrote += 3;
+        struct timespec g = {0, gap_ns};
+        nanosleep(&g, NULL);
+    }
+}
+
+typedef struct tcount {
+    tio_ctr n;
+    bool bad;
+} tcount;
+
+static void tcount_cb(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                      void *arg)
+{
+    (void)c, (void)os_err;
+    tcount *k = arg;
+    if (err != TF_OK)
+        return;
+    if (len != TCHAT_EACH || !tu_check(data, len, (uint32_t)tio_ctr_get(&k->n)))
+        k->bad = true;
+    tio_ctr_add(&k->n, 1);
+}
+
+typedef struct tticks {
+    tf_async_conn *c;
+    unsigned ticks;
+    bool armed;
+    size_t held, cap;
+} tticks;
+
+static void tticks_query(void *arg)
+{
+    tticks *q = arg;
+    q->ticks = tf__async_conn_relief_ticks(q->c, &q->armed);
+    q->held = tf__async_conn_held(q->c, &q->cap);
+}
+
+static tticks tticks_now(tf_evb *evb, tf_async_conn *c)
+{
+    tticks q = {.c = c};
+    assert_int_equal(tf_evb_dispatch_and_wait(evb, tticks_query, &q), TF_OK);
+    return q;
+}
+
+/* Issue 25.8 over TLS: an async TLS connection that reads nothing sends 1 MiB at a time to a
+ * peer that reads it all and then chatters 3-byte records back. Its receive buffer is small:
+ * Linux drops the peer's tiny segments once the queue is over the buffer, and then every later
+ * segment of the peer (with the ACKs of our data) lies beyond our closed window. Before, the
+ * stall relief was plain TCP only and a TLS connection stalled so; it now reads the records'
+ * plaintext ahead too, and a stream started afterwards gets every frame in order. */
+static void test_tls_async_paused_sender_not_stalled(void **state)
+{
+    (void)state;
+    int small = 4096, lfd, raw;
+    int fd = tu_tcp_pair_small_rcvbuf(small, &lfd, &raw);
+    tf_tls_ctx *ck = tu_tls_ctx("client", 1, "127.0.0.1");
+    tf_tcp_config cfg = tu_tls_cfg(ck, 20000);
+    tf_evb *evb;
+    assert_int_equal(tf_evb_new(&evb), TF_OK);
+    assert_int_equal(tf_evb_start(evb), TF_OK);
+    tf_async_conn *c;
+    assert_int_equal(tf_async_conn_from_fd(evb, fd, &cfg, &c, NULL), TF_OK);
+    speer p;
+    speer_open(&p, raw);
+    speer_write(&p, "UNIF", 4);
+    uint8_t m[4];
+    assert_true(speer_read(&p, m, 4, 20000));
+    assert_memory_equal(m, "UNIF", 4);
+    uint8_t *big = calloc(1, TCHAT_SEND);
+    static const long gaps[5] = {1000, 2000, 5000, 10000, 20000};
+    size_t wrote = 0;
+    int rounds = 0;
+    bool moved = true;
+    for (; rounds < TCHAT_ROUNDS && moved; rounds++) {
+        tf_future *s;
+        assert_int_equal(tf_async_conn_send(c, big, TCHAT_SEND, -1, &s), TF_OK);
+        moved = speer_read(&p, NULL, 4 + TCHAT_SEND, 20000);
+        if (moved)
+            assert_int_equal(tu_fut_result(s, NULL, NULL), TF_OK);
+        else
+            tf_future_free(s);
+        speer_chat(&p, &wrote, TCHAT_BURST, gaps[rounds % 5]);
+    }
+    tticks q = tticks_now(evb, c);
+    print_message("tls stall: %d of %d rounds of 1 MiB, %zu bytes chattered, %u relief tick(s)%s\n",
+                  rounds, TCHAT_ROUNDS, wrote, q.ticks,
+                  moved ? "" : ": STALLED (no byte for the watchdog's window)");
+    assert_true(moved);
+    size_t frames = (wrote + 4 + TCHAT_EACH - 1) / (4 + TCHAT_EACH);
+    tcount k = {.bad = false};
+    tio_ctr_init(&k.n);
+    assert_int_equal(tf_async_conn_stream(c, tcount_cb, &k), TF_OK);
+    for (size_t i = wrote; i < frames * (4 + TCHAT_EACH); i++) {
+        uint8_t b = tu_chat_byte(i, TCHAT_EACH);
+        speer_write(&p, &b, 1);
+    }
+    assert_true(tio_ctr_wait(&k.n, (long)frames, 60000));
+    tu_loop_settle(evb);
+    assert_int_equal(tio_ctr_get(&k.n), (long)frames);
+    assert_false(k.bad);
+    tf_async_conn_free(c);
+    speer_close(&p);
+    close(lfd);
+    free(big);
+    tio_ctr_destroy(&k.n);
+    tf_evb_free(evb);
+    tf_tls_ctx_free(ck);
+}
+
+/* The relief over TLS, deterministic: a connection that reads nothing sends to a peer that never
+ * reads (its send makes no progress at all) while the peer's records fill its socket. Tick by
+ * tick it reads the records' plaintext ahead, up to its bound (2 * read_buffer) and no more; a
+ * stream started later gets every frame in order, the held ones first. */
+static void test_tls_async_relief_reads_ahead_bounded(void **state)
+{
+    (void)state;
+    tu_fx f;
+    tu_fx_start(&f);
+    tf_tls_ctx *ck = tu_tls_ctx("client", 1, "127.0.0.1");
+    tf_tcp_config cfg = tu_tls_cfg(ck, 20000);
+    cfg.read_buffer = 4096;
+    cfg.sndbuf = 4096;
+    cfg.rcvbuf = 4096;
+    int raw, mine;
+    tf_async_conn *c = tu_pair_raw_fds(&f, &cfg, &raw, &mine);
+    speer p;
+    speer_open(&p, raw);
+    speer_write(&p, "UNIF", 4);
+    uint8_t m[4];
+    assert_true(speer_read(&p, m, 4, 20000));
+    assert_memory_equal(m, "UNIF", 4);
+    enum { FRAMES = 8000, CHUNK = 1200 }; /* 96,000 bytes, in records of 1,200 */
+    size_t total = (size_t)FRAMES * (4 + TCHAT_EACH), wrote = 0;
+    uint8_t *all = malloc(total);
+    for (size_t j = 0; j < total; j++)
+        all[j] = tu_chat_byte(j, TCHAT_EACH);
+    assert_int_equal(fcntl(raw, F_SETFL, O_NONBLOCK), 0);
+    size_t stuck = 0;       /* a record OpenSSL must be given again, whole (0: none) */
+    while (wrote < total) { /* as much as the socket takes now */
+        size_t n = total - wrote < CHUNK ? total - wrote : CHUNK, w = 0;
+        int r = SSL_write_ex(p.ssl, all + wrote, n, &w);
+        if (r != 1) {
+            assert_int_equal(SSL_get_error(p.ssl, r), SSL_ERROR_WANT_WRITE);
+            stuck = n;
+            break;
+        }
+        wrote += w;
+    }
+    assert_true(wrote > 4 * 4096);
+    static uint8_t big[1 << 20];
+    tf_future *s;
+    assert_int_equal(tf_async_conn_send(c, big, sizeof big, -1, &s), TF_OK); /* never drains */
+    tticks q;
+    uint64_t t0 = tu_now_ms();
+    while ((q = tticks_now(f.evb, c)).held < 2 * 4096u) { /* watchdog only: a tick is 200 ms */
+        assert_true(tu_now_ms() - t0 < 60000);
+        struct timespec ms = {0, 20000000};
+        nanosleep(&ms, NULL);
+    }
+    int inq = 0;
+    assert_int_equal(ioctl(mine, FIONREAD, &inq), 0);
+    print_message("tls relief: %u tick(s), %zu bytes held (bound %d), %d left in the kernel, "
+                  "next tick %s\n",
+                  q.ticks, q.held, 2 * 4096, inq, q.armed ? "armed" : "not armed");
+    assert_int_equal(q.held, 2 * 4096u); /* the bound, and no tick to read more */
+    assert_false(q.armed);
+    assert_true(inq > 0);
+    tcount k = {.bad = false};
+    tio_ctr_init(&k.n);
+    assert_int_equal(tf_async_conn_stream(c, tcount_cb, &k), TF_OK);
+    assert_int_equal(fcntl(raw, F_SETFL, 0), 0);
+    if (stuck) {
+        size_t w = 0;
+        assert_int_equal(SSL_write_ex(p.ssl, all + wrote, stuck, &w), 1);
+        wrote += w;
+    }
+    if (wrote < total)
+        speer_write(&p, all + wrote, total - wrote);
+    free(all);
+    assert_true(tio_ctr_wait(&k.n, FRAMES, 60000));
+    tu_loop_settle(f.evb);
+    assert_int_equal(tio_ctr_get(&k.n), FRAMES);
+    assert_false(k.bad);
+    tf_async_conn_free(c);
+    assert_int_equal(tu_fut_result(s, NULL, NULL), TF_ERR_CANCELLED);
+    speer_close(&p);
+    tio_ctr_destroy(&k.n);
+    tu_fx_end(&f);
+    tf_tls_ctx_free(ck);
+}
+
+/* The peer's side of a sync TLS pair: the handshake and the magic on a thread, while the
+ * library's from_fd runs its own. */
+static void *speer_main(void *arg)
+{
+    speer *p = arg;
+    speer_open(p, p->fd);
+    speer_write(p, "UNIF", 4);
+    uint8_t m[4];
+    assert_true(speer_read(p, m, 4, 20000));
+    assert_memory_equal(m, "UNIF", 4);
+    return NULL;
+}
+
+typedef struct tsender {
+    tf_sync_conn *c;
+    const uint8_t *buf;
+    size_t len;
+    tf_err rc;
+    pthread_t t;
+} tsender;
+
+static void *tsender_main(void *arg)
+{
+    tsender *s = arg;
+    s->rc = tf_sync_conn_send(s->c, s->buf, s->len, -1);
+    return NULL;
+}
+
+/* The sync relief over TLS: a send to a peer that never reads waits; after 200 ms it reads the
+ * peer's records ahead (plaintext into the read-ahead) instead of leaving them in the kernel;
+ * every frame then comes out of the receives in order. */
+static void test_tls_sync_send_relief_reads_ahead(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    tf_tls_ctx *ck = tu_tls_ctx("client", 1, "127.0.0.1");
+    tf_tcp_config cfg = tu_tls_cfg(ck, 20000);
+    speer p = {.fd = sv[1]};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, speer_main, &p), 0);
+    tf_sync_conn *c = NULL;
+    assert_int_equal(tf_sync_conn_from_fd(sv[0], &cfg, &c, NULL, NULL), TF_OK);
+    pthread_join(t, NULL);
+    enum { FRAMES = 12000, CHUNK = 1200 }; /* 144,000 bytes: more than the read-ahead */
+    size_t total = (size_t)FRAMES * (4 + TCHAT_EACH), wrote = 0;
+    uint8_t *all = malloc(total);
+    for (size_t j = 0; j < total; j++)
+        all[j] = tu_chat_byte(j, TCHAT_EACH);
+    assert_int_equal(fcntl(p.fd, F_SETFL, O_NONBLOCK), 0);
+    size_t stuck = 0;
+    while (wrote < total) {
+        size_t n = total - wrote < CHUNK ? total - wrote : CHUNK, w = 0;
+        int r = SSL_write_ex(p.ssl, all + wrote, n, &w);
+        if (r != 1) {
+            assert_int_equal(SSL_get_error(p.ssl, r), SSL_ERROR_WANT_WRITE);
+            stuck = n;
+            break;
+        }
+        wrote += w;
+    }
+    assert_true(wrote > 4 * 4096);
+    uint8_t *big = calloc(1, 4u << 20);
+    tsender snd = {.c = c, .buf = big, .len = 4u << 20, .rc = TF_ERR_BAD_STATE};
+    assert_int_equal(pthread_create(&snd.t, NULL, tsender_main, &snd), 0);
+    uint64_t t0 = tu_now_ms();
+    while (tf__sync_conn_relief_reads(c) == 0) { /* watchdog only: the relief comes after 200 ms */
+        assert_true(tu_now_ms() - t0 < 60000);
+        struct timespec ms = {0, 5000000};
+        nanosleep(&ms, NULL);
+    }
+    print_message("tls sync relief: %u read(s) while the send waited\n",
+                  tf__sync_conn_relief_reads(c));
+    assert_int_equal(fcntl(p.fd, F_SETFL, 0), 0);
+    assert_true(speer_read(&p, NULL, 4 + (4u << 20), 20000));
+    pthread_join(snd.t, NULL);
+    assert_int_equal(snd.rc, TF_OK);
+    if (stuck) {
+        size_t w = 0;
+        assert_int_equal(SSL_write_ex(p.ssl, all + wrote, stuck, &w), 1);
+        wrote += w;
+    }
+    if (wrote < total)
+        speer_write(&p, all + wrote, total - wrote);
+    for (long i = 0; i < FRAMES; i++) {
+        uint8_t b[TCHAT_EACH + 1];
+        size_t n = 0;
+        assert_int_equal(tf_sync_conn_recv(c, b, sizeof b, &n, 20000), TF_OK);
+        assert_int_equal(n, TCHAT_EACH);
+        assert_true(tu_check(b, n, (uint32_t)i));
+    }
+    tf_sync_conn_free(c);
+    speer_close(&p);
+    free(all);
+    free(big);
+    tf_tls_ctx_free(ck);
+}
+
+/* The transport's ends are final (io/xport.h): once a TLS read answered EOF (close_notify) or
+ * FAIL (a record that is not one), every later read answers the same without OpenSSL -- what
+ * the stall reliefs rely on when they leave an end they met for the next read. */
+static void test_tls_read_end_is_final(void **state)
+{
+    (void)state;
+    tf_tls_ctx *ck = tu_tls_ctx("client", 1, "127.0.0.1");
+    tf_tcp_config cfg = tu_tls_cfg(ck, 20000);
+    for (int garbage = 0; garbage < 2; garbage++) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        speer p = {.fd = sv[1]};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, speer_main, &p), 0);
+        tf_sync_conn *c = NULL;
+        assert_int_equal(tf_sync_conn_from_fd(sv[0], &cfg, &c, NULL, NULL), TF_OK);
+        pthread_join(t, NULL);
+        if (garbage)
+            assert_true(tu_write_all(p.fd, "\x17\x03\x03\x00\x05hello", 10)); /* a forged record */
+        else
+            assert_true(SSL_shutdown(p.ssl) >= 0); /* close_notify */
+        const tf__xport *x = tf__sync_conn_xport(c);
+        uint8_t b[64];
+        int os1 = 0, os2 = 0;
+        long r1, r2;
+        uint64_t t0 = tu_now_ms();
+        while ((r1 = x->ops->read(x->ctx, b, sizeof b, &os1)) == TF_IO_AGAIN ||
+               r1 == TF_IO_INTR) { /* the session ticket first; the end on its way */
+            assert_true(tu_now_ms() - t0 < 20000);
+            struct pollfd pf = {sv[0], POLLIN, 0};
+            (void)poll(&pf, 1, 100);
+        }
+        r2 = x->ops->read(x->ctx, b, sizeof b, &os2);
+        print_message("tls end (%s): %ld then %ld, os_err %d then %d\n",
+                      garbage ? "forged record" : "close_notify", r1, r2, os1, os2);
+        assert_int_equal(r1, garbage ? TF_IO_FAIL : 0);
+        assert_int_equal(r2, r1);
+        assert_int_equal(os2, os1);
+        tf_sync_conn_free(c);
+        speer_close(&p);
+    }
+    tf_tls_ctx_free(ck);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -767,6 +1189,10 @@ int main(void)
         TIO_TEST(test_tls_sync_sendv_batch),
         TIO_TEST(test_tls_async_hostile_peers),
         TIO_TEST(test_tls_alpn_agreed_or_refused),
+        TIO_TEST(test_tls_async_paused_sender_not_stalled),
+        TIO_TEST(test_tls_async_relief_reads_ahead_bounded),
+        TIO_TEST(test_tls_sync_send_relief_reads_ahead),
+        TIO_TEST(test_tls_read_end_is_final),
     };
     return cmocka_run_group_tests_name("tls", tests, tu_tls_setup, tu_tls_teardown);
 }

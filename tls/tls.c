@@ -53,7 +53,7 @@ typedef struct tls_x {
     SSL *ssl;
     int fd;
     unsigned rd_need, wr_need, hs_need; /* TF_WANT_* of the last AGAIN per direction */
-    long rd_sticky;                     /* a read's end found after bytes were returned: 0 none */
+    long rd_sticky;                     /* the read side's end (1 EOF, -1 failure): 0 none */
     int rd_sticky_os;
     tf_err fail; /* the TLS reason of the first failure (TF_OK none) */
     int fail_os;
@@ -240,13 +240,13 @@ static long x_read(void *ctx, uint8_t *buf, size_t len, int *os_err)
             t->rd_need = need;
             ans = TF_IO_AGAIN;
         } else {
+            /* The end is final: every later read answers it again, without OpenSSL (bytes
+             * returned first come now, the end at the next call). */
             ans = io_answer(e, os, &os);
-            if (got > 0) { /* give the bytes now, the end at the next call */
-                t->rd_sticky = ans == 0 ? 1 : -1;
-                t->rd_sticky_os = os;
-            } else if (ans == TF_IO_FAIL) {
+            t->rd_sticky = ans == 0 ? 1 : -1;
+            t->rd_sticky_os = os;
+            if (got == 0 && ans == TF_IO_FAIL)
                 *os_err = os;
-            }
         }
         break;
     }
