@@ -215,9 +215,8 @@ static void set_interest(tf_async_conn *c, unsigned want)
          * once it is gone. */
         tf_evb_unregister_fd(c->evb, c->fd);
         if (rc != TF_ERR_SHUTDOWN)
-            TF__LOG(TF_LOG_ERROR, "async_conn",
-                    "%s: the socket's watch could not be registered: %s", peer_label(c),
-                    tf_strerror(rc));
+            TF__LOG(TF_LOG_ERROR, "async_conn", "%s: the socket's watch could not be registered: %s",
+                    peer_label(c), tf_strerror(rc));
         tf__async_fail(c, rc, rc == TF_ERR_IO ? e : 0);
     }
 }
@@ -783,8 +782,9 @@ static void start_linger(tf_async_conn *c)
         finish_close(c, TF_OK, rx_end_of(c)); /* the peer's EOF came first: nothing to wait for */
         return;
     }
-    if (c->cfg.linger_ms >= 0 && tf_evb_timer_after(c->evb, (uint64_t)c->cfg.linger_ms,
-                                                    linger_timeout, c, &c->linger_timer) != TF_OK)
+    if (c->cfg.linger_ms >= 0 &&
+        tf_evb_timer_after(c->evb, (uint64_t)c->cfg.linger_ms, linger_timeout, c,
+                           &c->linger_timer) != TF_OK)
         tf__async_fail(c, tf__evb_stopping(c->evb) ? TF_ERR_SHUTDOWN : TF_ERR_NOMEM, 0);
 }
 
@@ -1168,7 +1168,7 @@ static void do_read(tf_async_conn *c)
                 continue;
             }
             if (c->phase != PH_LINGER)
-                return;    /* it waits for the next receive or stream */
+                return; /* it waits for the next receive or stream */
             free(c->park); /* closing: what nobody asked for is dropped */
             c->park = NULL;
             c->parked = false;
@@ -1545,8 +1545,8 @@ static void wd_tick(tf_evb *evb, void *arg)
     } else if (c->phase == PH_OPEN && c->cfg.progress_timeout_ms > 0 && c->frame_ns &&
                now - c->frame_ns >= prog) {
         TF__LOG(TF_LOG_WARN, "async_conn",
-                "%s: dropped: a frame stalled for %lld ms (progress_timeout_ms)", peer_label(c),
-                (long long)c->cfg.progress_timeout_ms);
+                "%s: dropped: a frame stalled for %lld ms (progress_timeout_ms)",
+                peer_label(c), (long long)c->cfg.progress_timeout_ms);
         tf__async_fail(c, TF_ERR_TIMEOUT, 0); /* a frame started and stalled */
     } else
         wd_arm(c);
@@ -1597,7 +1597,8 @@ static void submit_local(tf_async_conn *c, tf_async_op *op)
     else
         queue_push(&c->rq_head, &c->rq_tail, op);
     if (op->timeout_ms >= 0 &&
-        tf_evb_timer_after(c->evb, (uint64_t)op->timeout_ms, op_timeout, op, &op->timer) != TF_OK) {
+        tf_evb_timer_after(c->evb, (uint64_t)op->timeout_ms, op_timeout, op, &op->timer) !=
+            TF_OK) {
         if (op->kind == OP_SEND)
             queue_unlink(&c->sq_head, &c->sq_tail, op);
         else
@@ -1764,8 +1765,8 @@ static tf_err submit(tf_async_conn *c, tf_async_op *op, int kind, const void *bu
 }
 
 /* Future style: a library-owned op carrying the promise. */
-static tf_err submit_future(tf_async_conn *c, int kind, const void *buf, size_t len, tf_dtor dtor,
-                            int64_t timeout_ms, tf_future **out)
+static tf_err submit_future(tf_async_conn *c, int kind, const void *buf, size_t len,
+                            tf_dtor dtor, int64_t timeout_ms, tf_future **out)
 {
     if (out)
         *out = NULL;
@@ -1967,7 +1968,8 @@ tf_err tf_async_conn_stream(tf_async_conn *c, tf_async_msg_cb cb, void *arg)
 {
     if (!c)
         return TF_ERR_INVALID_ARGUMENT;
-    return admit_item(c, OP_STREAM, (void *)(uintptr_t)cb, arg, NULL, stream_check, stream_commit);
+    return admit_item(c, OP_STREAM, (void *)(uintptr_t)cb, arg, NULL, stream_check,
+                      stream_commit);
 }
 
 tf_err tf_async_conn_on_writable(tf_async_conn *c, tf_async_writable_cb cb, void *arg)
@@ -2340,7 +2342,8 @@ static tf_async_conn *of_base(tf_conn *b)
     return (tf_async_conn *)(void *)b;
 }
 
-static tf_err g_send(tf_conn *b, const void *buf, size_t len, int64_t timeout_ms, tf_future **out)
+static tf_err g_send(tf_conn *b, const void *buf, size_t len, int64_t timeout_ms,
+                     tf_future **out)
 {
     return tf_async_conn_send(of_base(b), buf, len, timeout_ms, out);
 }

@@ -6,13 +6,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -20,16 +20,16 @@
 
 #include "sync_internal.h"
 #include "tcpframe/fdio.h"
-#include "tcpframe/proto.h"
 #include "xport.h"
+#include "tcpframe/proto.h"
 
 struct tf_sync_conn {
     tf_conn base; /* first: the generic view (conn.h, internal.h) */
     int fd;
-    tf_fdio fdio;         /* plain TCP: the transport's context (its halves share nothing) */
-    tf__xport x;          /* the transport (io/xport.h): plain TCP over fdio, or TLS */
-    tf_io io;             /* proto's view of the transport */
-    tf_tx tx;             /* sending thread only */
+    tf_fdio fdio;    /* plain TCP: the transport's context (its halves share nothing) */
+    tf__xport x;     /* the transport (io/xport.h): plain TCP over fdio, or TLS */
+    tf_io io;        /* proto's view of the transport */
+    tf_tx tx;        /* sending thread only */
     uint64_t tx_stuck_ns; /* sending thread only: the socket has taken nothing since (0: it did) */
     /* Receiving thread only: the receiver, and the read-ahead (TF_SYNC_READAHEAD bytes, made
      * at the first read that goes through it): rb_len bytes read from the transport and not
@@ -356,7 +356,7 @@ void tf_sync_conn_free(tf_sync_conn *c)
         tf_err e = poisoned(c, &os);
         if (e == TF_OK)
             e = atomic_load_explicit(&c->st_rx_end, memory_order_relaxed) ? TF_ERR_CLOSED
-                                                                          : TF_ERR_CANCELLED;
+                                                                           : TF_ERR_CANCELLED;
         char peer[TF_ADDRSTR_LEN];
         peer_text(c, peer, sizeof peer);
         tf__sync_sink_tell(c->sink, c, peer, TF_CONN_CLOSED, e, os);
@@ -566,7 +566,8 @@ static tf_err write_all(tf_sync_conn *c, struct iovec *v, int cnt, size_t left, 
         if (r == TF_IO_FAIL)
             return tf__xport_reason(&c->x, TF_ERR_IO, os);
         if (r == TF_IO_AGAIN) {
-            tf_err e = send_wait(c, poll_events(tf__xport_wants(&c->x, TF_WANT_WRITE)), dl, os);
+            tf_err e =
+                send_wait(c, poll_events(tf__xport_wants(&c->x, TF_WANT_WRITE)), dl, os);
             if (e != TF_OK)
                 return e;
         } /* TF_IO_INTR: write again */
@@ -610,8 +611,8 @@ tf_err tf_sync_conn_sendv(tf_sync_conn *c, const tf_iov *msgs, size_t n, int tim
             tf_be32_put(hdr[k], (uint32_t)m->len);
             v[cnt++] = (struct iovec){.iov_base = hdr[k], .iov_len = TF_HDR_LEN};
             if (m->len > 0) /* const dropped by the POSIX API, not written through */
-                v[cnt++] =
-                    (struct iovec){.iov_base = (void *)(uintptr_t)m->base, .iov_len = m->len};
+                v[cnt++] = (struct iovec){.iov_base = (void *)(uintptr_t)m->base,
+                                          .iov_len = m->len};
             bytes += m->len;
         }
         e = write_all(c, v, cnt, bytes + k * TF_HDR_LEN, dl, &moved, &os);
@@ -720,7 +721,8 @@ static tf_err take(tf_sync_conn *c, uint8_t *dst, size_t want, uint64_t deadline
  * rx_moved); else the outcome to return (recorded): CLOSED at an EOF before any byte of the
  * frame, TRUNCATED after some; TIMEOUT unrecorded if no byte of the frame was taken in this
  * call (still at a frame boundary), else poisoned (the stream is out of step). */
-static tf_err take_frame(tf_sync_conn *c, uint8_t *dst, size_t want, uint64_t deadline, size_t *got)
+static tf_err take_frame(tf_sync_conn *c, uint8_t *dst, size_t want, uint64_t deadline,
+                         size_t *got)
 {
     int os = 0;
     tf_err e = take(c, dst, want, deadline, got, &os);
@@ -999,7 +1001,8 @@ static tf_err settle(tf_promise *p, tf_err e, size_t size, void *owned)
 }
 
 /* io/conn.c checked timeout_ms: -1 or 0..INT_MAX, so it fits the sync calls' int. */
-static tf_err op_send(tf_conn *b, const void *buf, size_t len, int64_t timeout_ms, tf_future **out)
+static tf_err op_send(tf_conn *b, const void *buf, size_t len, int64_t timeout_ms,
+                      tf_future **out)
 {
     tf_promise *p;
     if (begin(&p, out) != TF_OK)
