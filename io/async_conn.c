@@ -1265,9 +1265,10 @@ static void do_read(tf_async_conn *c)
  * owner that waits for them before it reads again (a paused echo) waits until the user timeout.
  * So when the sends have made no progress for a whole RELIEF_MS, the connection reads what the
  * socket holds into its hold buffer (a bounded amount: relief_bound): the read reopens its window.
- * Any transport (over TLS the bytes are the records' plaintext; an end the read meets is left to
- * the next read, see relief_read); on plain TCP never the EOF (at most FIONREAD bytes are read,
- * which excludes it); not while the memory budget holds reading back. */
+ * Plain transport only: a TLS read processes the records it reads, so a forged record or the
+ * peer's close_notify met ahead of time would end the connection (its writes fail with it)
+ * before the bytes held are delivered (attack 5). Never the EOF (at most FIONREAD bytes are
+ * read, which excludes it), and not while the memory budget holds reading back. */
 enum { RELIEF_MS = 200 };
 
 /* How much the relief may hold: enough to reopen the window (Linux keeps it shut while less than
@@ -1286,7 +1287,7 @@ static bool relief_wanted(const tf_async_conn *c)
 {
     /* The bound's getsockopt only once the hold is past the part that needs none. */
     return c->sq_head && c->phase == PH_OPEN && c->fd >= 0 && !failed(c) && !c->abort_pending &&
-           !reading(c) && rx_end_of(c) == TF_OK && !c->mem_wait &&
+           c->x.ops == &tf__xport_tcp && !reading(c) && rx_end_of(c) == TF_OK && !c->mem_wait &&
            (c->hold_len < 2 * (size_t)c->cfg.read_buffer || c->hold_len < relief_bound(c));
 }
 
@@ -1301,15 +1302,9 @@ static void relief_read(tf_async_conn *c)
         tf__async_fail(c, TF_ERR_NOMEM, 0);
         return;
     }
-    /* Through the transport, but an end it meets is not handled here: held bytes come before
-     * it. The next read after the hold meets it again (the socket's EOF stays; TLS keeps its end,
-     * io/xport.h), so the reader looks (drained false) instead of waiting for an event. */
-    int os = 0;
-    long n = c->x.ops->read(c->x.ctx, c->hold + c->hold_len, want, &os);
-    if (n <= 0) {
-        c->drained = false;
-        return;
-    }
+    ssize_t n = sock_read(c, c->hold + c->hold_len, want);
+    if (n <= 0)
+        return; /* EINTR (the next tick tries again), or the connection failed */
     c->hold_len += (size_t)n;
     TF__LOG(TF_LOG_DEBUG, "async_conn",
             "%s: sends made no progress for %d ms while nothing was read: read %zd bytes ahead",

@@ -383,10 +383,9 @@ void tf_sync_conn_free(tf_sync_conn *c)
  * can be stalled by the kernel (SPEC 9.3, issue 25 item 8): once the receive queue is over its
  * buffer, Linux drops the peer's segments, and with them the ACKs of our data; the send never
  * completes. So a send that has waited RELIEF_MS for the socket to take more reads what the
- * socket holds into the read-ahead (at most FIONREAD bytes, so plain TCP never meets the EOF
- * there, and TLS keeps an end it meets for the next receive; up to TF_SYNC_READAHEAD held),
- * which reopens the window -- unless a receive holds the read side, in which case that receive
- * reads. */
+ * socket holds into the read-ahead (plain TCP only, as the async relief; at most FIONREAD
+ * bytes, never the EOF; up to TF_SYNC_READAHEAD held), which reopens the window -- unless a
+ * receive holds the read side, in which case that receive reads. */
 enum { RELIEF_MS = 200 };
 
 static void rd_take(tf_sync_conn *c)
@@ -446,7 +445,7 @@ static tf_err send_wait(tf_sync_conn *c, short ev, uint64_t dl, int *os)
         c->tx_stuck_ns = t0; /* counted across calls: short timeouts in a retry loop add up */
     for (;;) {
         uint64_t step = dl, due = c->tx_stuck_ns + RELIEF_MS * 1000000ull, now = tf__now_ns();
-        if (due < dl)
+        if (c->x.ops == &tf__xport_tcp && due < dl)
             step = due > now ? due : now;
         e = tf__sync_wait(c->fd, ev, -1, step, os);
         if (e != TF_ERR_TIMEOUT || step == dl)

@@ -174,8 +174,6 @@ static void set_interest(tf_async_conn *c, unsigned want)
   "stopped-stream-frame-unread#async_conn.c#           (reader_wanted(c) || frame_open(c))) {#           reader_wanted(c)) {#test_async_edges#*attack2_stream_stopped_mid_frame_finishes_it"
   "stall-relief-off#async_conn.c#    if (relief_wanted(c) && c->out_bytes == c->relief_mark) {#    if (0) {#test_async_peers#*paused_sender_reads_ahead_bounded"
   "stall-relief-unbounded#async_conn.c#    size_t want = (size_t)avail < room ? (size_t)avail : room;#    size_t want = (size_t)avail;#test_async_peers#*paused_sender_reads_ahead_bounded"
-  "tls-relief-off#async_conn.c#           !reading(c) && rx_end_of(c) == TF_OK && !c->mem_wait &&#           c->x.ops == &tf__xport_tcp && !reading(c) && rx_end_of(c) == TF_OK && !c->mem_wait &&#test_tls#*async_relief_reads_ahead_bounded"
-  "sync-tls-relief-off#sync_conn.c#        if (due < dl)#        if (c->x.ops == &tf__xport_tcp && due < dl)#test_tls#*sync_send_relief_reads_ahead"
   "sync-relief-off#sync_conn.c#        relief(c); /* RELIEF_MS without the socket taking more */#        (void)0;#test_sync_readahead#*send_relief_reads_ahead_bounded"
   "user-promise-wake-deferred#future.c#    return promise_set(p, err, size, owned, dtor, false);#    return promise_set(p, err, size, owned, dtor, true);#test_async_edges#*attack4_user_promise_set_on_loop_wakes_at_once"
   "stop-blocks-without-flush#evbase.c#    tf__future_flush_wakes(); /* a loop thread about to block (on another loop) wakes its waiters */#    (void)0;#test_async_edges#*attack4_deferred_wake_flushed_before_blocking_stop"
