@@ -1151,6 +1151,17 @@ static ssize_t sock_read(tf_async_conn *c, void *buf, size_t want)
     return 0;
 }
 
+/* After a short read: true (drained set) when the transport holds nothing more until the fd
+ * shows an event; false when it still holds input no event will announce (TLS: the peer's end
+ * met behind the bytes just read, with the socket silent after it), which the caller reads at
+ * once -- else that end would wait for an event that never comes (attack 5: a close_notify or
+ * a bad record behind frames was never reported). */
+static bool short_read_drained(tf_async_conn *c)
+{
+    c->drained = !tf__xport_in_pending(&c->x);
+    return c->drained;
+}
+
 /* Read while someone wants a message: held bytes first, then the socket. A large rest of a
  * bound frame is read straight into its target. Returns when the socket is drained. */
 static void do_read(tf_async_conn *c)
@@ -1200,10 +1211,8 @@ static void do_read(tf_async_conn *c)
             c->ggot += (size_t)n;
             if (c->ggot == c->glen)
                 deliver_grown(c);
-            if ((size_t)n < want) {
-                c->drained = true;
+            if ((size_t)n < want && short_read_drained(c))
                 return;
-            }
             continue;
         }
         uint8_t *dst = NULL;
@@ -1218,10 +1227,8 @@ static void do_read(tf_async_conn *c)
                 tf_msg msg = {NULL, 0};
                 if (tf_rx_advance(&c->rx, (size_t)n, &msg) == TF_DONE)
                     deliver_bound(c, &msg);
-                if ((size_t)n < want) {
-                    c->drained = true;
+                if ((size_t)n < want && short_read_drained(c))
                     return;
-                }
                 continue;
             }
         }
@@ -1249,10 +1256,8 @@ static void do_read(tf_async_conn *c)
             tf__async_fail(c, TF_ERR_NOMEM, 0);
             return;
         }
-        if ((size_t)n < rbuf) {
-            c->drained = true; /* a full read may have left more; a short one did not */
-            return;
-        }
+        if ((size_t)n < rbuf && short_read_drained(c))
+            return; /* a full read may have left more; a short one did not */
     }
 }
 

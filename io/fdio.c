@@ -165,6 +165,7 @@ const tf__xport_ops tf__xport_tcp = {
     .wants = NULL,
     .handshake = NULL,
     .free = NULL,
+    .in_pending = NULL,
 };
 
 tf_err tf__xport_open(tf__xport *x, tf_fdio *fdio, int fd, const tf_tcp_config *cfg, bool server,

@@ -13,7 +13,7 @@
  * proto/'s try-steps as a tf_io unchanged: {ctx, ops->read, ops->write}.
  *
  * Reads are drained-exact: a read that returns fewer bytes than asked (or AGAIN) means the
- * transport holds nothing more until the fd shows an event (the async loop's level-triggered
+ * transport holds nothing more until the fd shows an event -- unless in_pending says it does (the async loop's level-triggered
  * "drained" rule relies on it; a TLS read keeps reading records until the buffer is full or
  * OpenSSL wants the socket). After a read answered EOF every later read answers EOF again (the
  * socket keeps its EOF). TLS keeps a failure too (and an end met after bytes it returned first
@@ -65,6 +65,11 @@ typedef struct tf__xport_ops {
     tf_step (*handshake)(void *ctx, tf_err *err, int *os_err);
     /* Release the transport's state (never closes the fd). NULL: nothing to release. */
     void (*free)(void *ctx);
+    /* Input the transport holds that no fd event will announce, so that a read now answers at
+     * once: TLS after a short read that met the peer's end (close_notify, a bad record) behind
+     * the bytes it returned -- the end waits for the next read, and the socket may stay silent
+     * (a peer that keeps its TCP side open). NULL: never (plain TCP). */
+    bool (*in_pending)(void *ctx);
 } tf__xport_ops;
 
 /* A connection's transport: its operations and their context. */
@@ -109,6 +114,12 @@ static inline unsigned tf__xport_wants(const tf__xport *x, unsigned dir)
 
 /* One step of the transport's handshake (TF_DONE at once when it has none or it is done). */
 tf_step tf__xport_handshake(tf__xport *x, tf_err *err, int *os_err);
+
+/* Input held that no fd event will announce (never for plain TCP): read again, do not wait. */
+static inline bool tf__xport_in_pending(const tf__xport *x)
+{
+    return x->ops->in_pending && x->ops->in_pending(x->ctx);
+}
 
 /* Output accepted and not yet on the socket (never for plain TCP). */
 static inline bool tf__xport_out_pending(const tf__xport *x)

@@ -174,6 +174,7 @@ static void set_interest(tf_async_conn *c, unsigned want)
   "stopped-stream-frame-unread#async_conn.c#           (reader_wanted(c) || frame_open(c))) {#           reader_wanted(c)) {#test_async_edges#*attack2_stream_stopped_mid_frame_finishes_it"
   "stall-relief-off#async_conn.c#    if (relief_wanted(c) && c->out_bytes == c->relief_mark) {#    if (0) {#test_async_peers#*paused_sender_reads_ahead_bounded"
   "stall-relief-unbounded#async_conn.c#    size_t want = (size_t)avail < room ? (size_t)avail : room;#    size_t want = (size_t)avail;#test_async_peers#*paused_sender_reads_ahead_bounded"
+  "tls-end-behind-frames-waits#async_conn.c#    c->drained = !tf__xport_in_pending(&c->x);#    c->drained = true;#test_tls#*async_end_behind_frames_reported"
   "sync-relief-off#sync_conn.c#        relief(c); /* RELIEF_MS without the socket taking more */#        (void)0;#test_sync_readahead#*send_relief_reads_ahead_bounded"
   "user-promise-wake-deferred#future.c#    return promise_set(p, err, size, owned, dtor, false);#    return promise_set(p, err, size, owned, dtor, true);#test_async_edges#*attack4_user_promise_set_on_loop_wakes_at_once"
   "stop-blocks-without-flush#evbase.c#    tf__future_flush_wakes(); /* a loop thread about to block (on another loop) wakes its waiters */#    (void)0;#test_async_edges#*attack4_deferred_wake_flushed_before_blocking_stop"

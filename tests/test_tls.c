@@ -886,6 +886,111 @@ static void test_tls_read_end_is_final(void **state)
     tf_tls_ctx_free(ck);
 }
 
+/* ---------------------------------------------------------------- an end behind frames */
+
+typedef struct endseen {
+    tio_ctr n;
+    atomic_int end; /* -1 none yet, else the tf_err the stream ended with */
+    bool bad;
+} endseen;
+
+static void endseen_cb(tf_async_conn *c, tf_err err, int os_err, const uint8_t *data, size_t len,
+                       void *arg)
+{
+    (void)c, (void)os_err;
+    endseen *k = arg;
+    if (err != TF_OK) {
+        atomic_store(&k->end, (int)err);
+        return;
+    }
+    if (len != TCHAT_EACH || !tu_check(data, len, (uint32_t)tio_ctr_get(&k->n)))
+        k->bad = true;
+    tio_ctr_add(&k->n, 1);
+}
+
+/* Attack 5 (B3): the peer's end right behind its last frames -- a close_notify with its TCP side
+ * kept open (a two-way SSL_shutdown waits so for ours), or a forged record -- comes out of one
+ * read with the frames. The read is short, yet the end waits in the transport and the socket
+ * stays silent: before, the async connection counted itself drained and waited for an event
+ * that never came (the frames, then nothing, forever; a close timed out). Now it reads again at
+ * once: CLOSED after every frame (a half-close: sends go on), or TLS. Both with the stream on
+ * before the bytes arrive and started after they wait in the socket. */
+static void test_tls_async_end_behind_frames_reported(void **state)
+{
+    (void)state;
+    tf_tls_ctx *ck = tu_tls_ctx("client", 1, "127.0.0.1");
+    tf_tcp_config cfg = tu_tls_cfg(ck, 20000);
+    tu_fx f;
+    tu_fx_start(&f);
+    for (int v = 0; v < 4; v++) {
+        bool forged = v & 1, stream_first = v & 2;
+        enum { N = 5 };
+        int raw, mine;
+        tf_async_conn *c = tu_pair_raw_fds(&f, &cfg, &raw, &mine);
+        speer p;
+        speer_open(&p, raw);
+        speer_write(&p, "UNIF", 4);
+        uint8_t m[4];
+        assert_true(speer_read(&p, m, 4, 20000));
+        endseen k = {.bad = false};
+        tio_ctr_init(&k.n);
+        atomic_init(&k.end, -1);
+        if (stream_first)
+            assert_int_equal(tf_async_conn_stream(c, endseen_cb, &k), TF_OK);
+        uint8_t frames[N * (4 + TCHAT_EACH)];
+        for (size_t j = 0; j < sizeof frames; j++)
+            frames[j] = tu_chat_byte(j, TCHAT_EACH);
+        if (forged) { /* the frames and a forged record in one write: one segment */
+            static const uint8_t rec[10] = {0x17, 3, 3, 0, 5, 'h', 'e', 'l', 'l', 'o'};
+            speer_write(&p, frames, sizeof frames);
+            assert_true(tu_write_all(raw, rec, sizeof rec));
+        } else {
+            speer_write(&p, frames, sizeof frames);
+            assert_true(SSL_shutdown(p.ssl) >= 0); /* close_notify; our TCP side stays open */
+        }
+        (void)mine; /* a Unix pair: what the peer wrote waits in our socket already */
+        if (!stream_first)
+            assert_int_equal(tf_async_conn_stream(c, endseen_cb, &k), TF_OK);
+        assert_true(tio_ctr_wait(&k.n, N, 20000));
+        for (uint64_t t0 = tu_now_ms(); atomic_load(&k.end) < 0;) { /* watchdog only */
+            assert_true(tu_now_ms() - t0 < 20000);
+            struct timespec ms = {0, 2000000};
+            nanosleep(&ms, NULL);
+        }
+        print_message("tls end behind %d frames (%s, stream %s): %s\n", N,
+                      forged ? "forged record" : "close_notify",
+                      stream_first ? "on first" : "started after", tf_err_name(atomic_load(&k.end)));
+        assert_int_equal(tio_ctr_get(&k.n), N);
+        assert_false(k.bad);
+        assert_int_equal(atomic_load(&k.end), forged ? TF_ERR_TLS : TF_ERR_CLOSED);
+        tf_async_conn_free(c);
+        speer_close(&p);
+        tio_ctr_destroy(&k.n);
+    }
+    /* The close: the peer's frames and close_notify wait unread; our close flushes, sends ours,
+     * and finds the peer's end behind the frames: OK (before: TIMEOUT after the linger). */
+    int raw, mine;
+    tf_async_conn *c = tu_pair_raw_fds(&f, &cfg, &raw, &mine);
+    (void)mine;
+    speer p;
+    speer_open(&p, raw);
+    speer_write(&p, "UNIF", 4);
+    uint8_t m[4];
+    assert_true(speer_read(&p, m, 4, 20000));
+    uint8_t frames[3 * (4 + TCHAT_EACH)];
+    for (size_t j = 0; j < sizeof frames; j++)
+        frames[j] = tu_chat_byte(j, TCHAT_EACH);
+    speer_write(&p, frames, sizeof frames);
+    assert_true(SSL_shutdown(p.ssl) >= 0);
+    tf_future *cf;
+    assert_int_equal(tf_async_conn_close(c, &cf), TF_OK);
+    assert_int_equal(tu_fut_result(cf, NULL, NULL), TF_OK);
+    tf_async_conn_free(c);
+    speer_close(&p);
+    tu_fx_end(&f);
+    tf_tls_ctx_free(ck);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -904,6 +1009,7 @@ int main(void)
         TIO_TEST(test_tls_async_hostile_peers),
         TIO_TEST(test_tls_alpn_agreed_or_refused),
         TIO_TEST(test_tls_read_end_is_final),
+        TIO_TEST(test_tls_async_end_behind_frames_reported),
     };
     return cmocka_run_group_tests_name("tls", tests, tu_tls_setup, tu_tls_teardown);
 }

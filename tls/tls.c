@@ -486,6 +486,19 @@ static void x_free(void *ctx)
     free(t);
 }
 
+/* An end met behind the bytes a read returned waits for the next read (rd_sticky), and the
+ * socket may never become readable again (the peer keeps its TCP side open): the connection
+ * must read again without waiting. OpenSSL holds no record after a short read (x_read reads
+ * until WANT_READ), but SSL_pending is asked too. */
+static bool x_in_pending(void *ctx)
+{
+    tls_x *t = ctx;
+    pthread_mutex_lock(&t->mu);
+    bool p = t->rd_sticky != 0 || SSL_pending(t->ssl) > 0;
+    pthread_mutex_unlock(&t->mu);
+    return p;
+}
+
 static const tf__xport_ops tls_ops = {
     .name = "tls",
     .read = x_read,
@@ -498,6 +511,7 @@ static const tf__xport_ops tls_ops = {
     .wants = x_wants,
     .handshake = x_handshake,
     .free = x_free,
+    .in_pending = x_in_pending,
 };
 
 static tf_err x_open(const tf__xport_maker *mk, int fd, bool server, const tf__xport_ops **ops,
