@@ -1,13 +1,14 @@
-/* tools/tfsoak.c -- the soak test of the async server (issues 15, 25): `make soak SECONDS=N`.
+/* tools/tfsoak.c -- the soak test of the async server (issues 15, 25): `make soak SECONDS=N`,
+ * and over TLS 1.3 `make soak-tls SECONDS=N` (-T).
  *
- *   tfsoak [-t SECONDS] [-c CLIENT_THREADS] [-s SEED] [-b BEHAVIOUR]
+ *   tfsoak [-T] [-t SECONDS] [-c CLIENT_THREADS] [-s SEED] [-b BEHAVIOUR]
  *
  * One tf_async_server on one loop echoes every message (message-stream mode, owned sends with
  * op callbacks), as examples/echo_server.c and tfcat's async server do: an echo refused with
  * BUSY is held and the stream paused until the send queue drains; the stream's CLOSED end (the
  * client's half-close) closes the connection, which flushes the echoes; the end notification
  * (tf_async_conn_on_end), and only it, frees the connection. The server has a progress timeout
- * (2 s), a receive-memory budget (64 MiB), a 4 MiB send queue and a 64 MiB max_recv_len.
+ * (5 s), a receive-memory budget (64 MiB), a 4 MiB send queue and a 64 MiB max_recv_len.
  * Client threads connect over loopback for SECONDS and pick a behaviour each time: a good
  * exchange (raw socket or the library's sync connection; checksummed payloads of mixed sizes,
  * echoes checked byte for byte), a bad magic, an oversized length, a reset in the middle of a
@@ -24,7 +25,28 @@
  * within a margin of the one measured after a warm-up round (glibc keeps freed memory in its
  * arenas: malloc_trim first). Prints the counts per behaviour, the server's end reasons, the
  * receive memory's peak and budget waits and the before/after figures; exit 0 if the soak
- * passed, 1 if not. A watchdog (alarm) ends a hung run with exit 2. Loopback only. */
+ * passed, 1 if not. A watchdog (alarm) ends a hung run with exit 2. Loopback only.
+ *
+ * -T: the same server over mutual TLS 1.3 (tls/tcpframe/tls.h, SPEC 9.11; the "TLS mode"
+ * section below): a CA, a server certificate (IP 127.0.0.1) and a client certificate made at
+ * start with OpenSSL's API in a scratch directory, removed as soon as the contexts have loaded
+ * them. The behaviours are the TLS set (-b numbers their own list, tname): a good exchange
+ * through the library's TLS client (tf_sync_connect; it replaces the raw-socket one), a
+ * half-close (the library's client sends up to 8 messages of up to 2 MiB from a second thread,
+ * then tf_sync_conn_shutdown: close_notify and the FIN; every echo must come back, in order,
+ * before the server's CLOSED), paused then dropped (the library's client with a 16 KiB receive
+ * buffer sends without reading until a send makes no headway for 300 ms, then resets), the
+ * library's client refused (no client certificate; a server name the certificate does not
+ * carry); inside TLS through a raw OpenSSL client of the soak's own (over memory BIOs: the
+ * library's client cannot send a wrong magic or a length without its payload): a wrong magic,
+ * an oversized length, a 60 MiB declared length, a reset in the middle of a frame, the magic
+ * and a frame one byte per record, a client mute after its magic, good exchanges ended without
+ * close_notify (the server must end them with TF_ERR_TLS), a real ClientHello one byte per ms
+ * then a good exchange, a reset in the middle of the handshake (in the ClientHello, in the
+ * server's answer, in the client's second flight); and plain TCP peers of the TLS server: the
+ * protocol's magic in plaintext, garbage (some behind a handshake record's header), a silent
+ * client. The end checks are the same; the server's rejects in the handshake are printed by
+ * reason. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -1311,7 +1333,8 @@ static bool tls_half_close(uint64_t *s)
         if (end != TF_ERR_CLOSED)
             end_os = 0, (void)tf_sync_conn_error(j.c, &end_os);
         pthread_join(th, NULL);
-        ok = !wrong && end == TF_ERR_CLOSED && got == j.k && j.send_err == TF_OK && j.shut_err == TF_OK;
+        ok = !wrong && end == TF_ERR_CLOSED && got == j.k && j.send_err == TF_OK &&
+             j.shut_err == TF_OK;
         if (!ok)
             fail_note("TLS half-close: %d messages, %zu bytes: %d sent (%s), shutdown %s, %d "
                       "echoed back (%zu bytes), then %s (%s)%s",
