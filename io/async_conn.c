@@ -778,10 +778,12 @@ static void start_linger(tf_async_conn *c)
         return;
     }
     c->phase = PH_LINGER;
-    if (rx_end_of(c) != TF_OK) {
+    if (rx_end_of(c) != TF_OK && !tf__xport_out_pending(&c->x)) {
         finish_close(c, TF_OK, rx_end_of(c)); /* the peer's EOF came first: nothing to wait for */
         return;
     }
+    /* TLS on a full socket holds our close_notify and the FIN behind it: do_write sends them
+     * (the interest says WRITE meanwhile), and finishes then if the peer's EOF came first. */
     if (c->cfg.linger_ms >= 0 &&
         tf_evb_timer_after(c->evb, (uint64_t)c->cfg.linger_ms, linger_timeout, c,
                            &c->linger_timer) != TF_OK)
@@ -843,6 +845,9 @@ static void do_write(tf_async_conn *c)
     }
     if (!failed(c) && out_flush(c) && c->flushing && c->phase == PH_OPEN && !c->sq_head)
         start_linger(c);
+    else if (!failed(c) && c->phase == PH_LINGER && rx_end_of(c) != TF_OK &&
+             !tf__xport_out_pending(&c->x))
+        finish_close(c, TF_OK, rx_end_of(c)); /* our held close_notify went after the peer's EOF */
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -1359,7 +1364,10 @@ static void on_eof(tf_async_conn *c)
 {
     bool clean = rx_at_boundary(&c->rx) && !frame_open(c) && c->hold_len == 0 && c->skip == 0;
     tf_err why = clean ? TF_ERR_CLOSED : TF_ERR_TRUNCATED;
-    if (c->phase == PH_LINGER)
+    /* TLS holds our close_notify (a full socket): do_write finishes once it went. */
+    if (c->phase == PH_LINGER && tf__xport_out_pending(&c->x))
+        atomic_store_explicit(&c->rx_err, (int)why, memory_order_release);
+    else if (c->phase == PH_LINGER)
         finish_close(c, TF_OK, why); /* our flush succeeded whatever the peer's last frame */
     else if (clean)
         rx_close(c); /* a half-close: what we still send goes on */

@@ -47,6 +47,7 @@ struct tf_sync_conn {
     atomic_uint rd_token;
     atomic_uint relief_reads; /* reads the relief made (tests: tf__sync_conn_relief_reads) */
     uint32_t max_send_len, max_recv_len;
+    int64_t linger_ms; /* cfg->linger_ms: how long shutdown waits to send TLS's close_notify */
     /* The poison: 0 while healthy, else the tf_err in the low half and the os_err in the high
      * half, so one CAS records both and the first failure wins across the two threads. */
     _Atomic uint64_t poison;
@@ -235,6 +236,7 @@ tf_err tf__sync_conn_wrap(int fd, const tf_tcp_config *cfg, const tf_addr *peer,
     c->io = tf__xport_io(&c->x);
     c->max_send_len = cfg->max_send_len;
     c->max_recv_len = cfg->max_recv_len;
+    c->linger_ms = cfg->linger_ms;
     tf_tx_init(&c->tx, cfg->max_send_len);
     tf_rx_init(&c->rx, cfg->max_recv_len);
     atomic_init(&c->poison, 0);
@@ -905,6 +907,18 @@ tf_err tf_sync_conn_shutdown(tf_sync_conn *c)
     int se = c->x.ops->shutdown_wr(c->x.ctx);
     if (se != 0)
         return poison(c, TF_ERR_IO, se);
+    if (tf__xport_out_pending(&c->x)) {
+        /* TLS on a full socket holds our close_notify and the FIN behind it: push them out, for
+         * up to linger_ms; past that the FIN goes with whatever of the close_notify went. */
+        int os = 0;
+        e = out_flush(c, tf__deadline_ms(c->linger_ms), -1, &os);
+        if (e == TF_ERR_TIMEOUT && (se = c->x.ops->shutdown_wr(c->x.ctx)) != 0)
+            e = TF_ERR_IO, os = se;
+        else if (e == TF_ERR_TIMEOUT)
+            e = TF_OK;
+        if (e != TF_OK)
+            return poison(c, e, os);
+    }
     return TF_OK;
 }
 

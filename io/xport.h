@@ -41,7 +41,11 @@ typedef struct tf__xport_ops {
     long (*write)(void *ctx, const tf_iov *iov, size_t cnt, int *os_err);
     /* A gathered write of cnt (1..IOV_MAX) pieces, with the same answers. */
     long (*writev)(void *ctx, const struct iovec *v, int cnt, int *os_err);
-    /* Stop sending for good (the peer reads the bytes in flight, then EOF): 0, or an errno. */
+    /* Stop sending for good (the peer reads the bytes in flight, then EOF): 0, or an errno. A
+     * transport with an end of its own (TLS: close_notify) that the socket has no room for
+     * holds it and the FIN behind it: 0, out_pending true, and flush sends both (the
+     * connections flush before they wait, and close only once it is out). Called again while
+     * they are held, it sends the FIN at once (a connection that cannot wait longer). */
     int (*shutdown_wr)(void *ctx);
     /* A transport may accept bytes it could not yet put on the socket (TLS: a sealed record the
      * socket did not take): write counts them as moved, and the connection pushes them out with

@@ -755,9 +755,9 @@ static void test_tls_async_hostile_peers(void **state)
     assert_int_equal(tu_fd_count(), fds);
 }
 
-/* ---------------------------------------------------------------- the kernel's stall, over TLS */
+/* ---------------------------------------------------------------- OpenSSL as the server peer */
 
-/* The peer of the stall tests: OpenSSL's server side on a blocking socket (the library's own
+/* The peer of the tests below: OpenSSL's server side on a blocking socket (the library's own
  * ends are all clients when made from an fd). */
 typedef struct speer {
     SSL_CTX *ctx;
@@ -991,6 +991,210 @@ static void test_tls_async_end_behind_frames_reported(void **state)
     tf_tls_ctx_free(ck);
 }
 
+/* ---------------------------------------------------------------- close_notify on a full socket */
+
+/* Found by the TLS soak (tools/tfsoak.c -T, half-close): a half-close whose close_notify met a
+ * full socket lost it -- x_shutdown_wr ignored SSL_shutdown's WANT_WRITE and sent the FIN at
+ * once, so the peer read an EOF without close_notify (TF_ERR_TLS, "unexpected eof") instead of
+ * CLOSED and failed the connection. The hook answers EAGAIN (a full socket) to the first
+ * sendmsg of a 24-byte record (the close_notify) on any fd but the peer's (which sends nothing
+ * meanwhile); the peer must still read CLOSED. */
+static atomic_int cn_skip_fd = -1, cn_hits;
+
+static int cn_hook(tf__sys_op op, int fd, size_t *len)
+{
+    if (op == TF__SYS_SENDMSG && fd != atomic_load(&cn_skip_fd) && len && *len == 24 &&
+        atomic_fetch_add(&cn_hits, 1) == 0)
+        return EAGAIN;
+    return 0;
+}
+
+static void cn_arm(int skip_fd)
+{
+    atomic_store(&cn_hits, 0);
+    atomic_store(&cn_skip_fd, skip_fd);
+    atomic_store(&tf__sys_hook, cn_hook);
+}
+
+static void cn_disarm(void)
+{
+    atomic_store(&tf__sys_hook, NULL);
+}
+
+static void test_tls_sync_shutdown_close_notify_waits_for_room(void **state)
+{
+    (void)state;
+    int fds = tu_fd_count();
+    tf_tls_ctx *sk = tu_tls_ctx("server", 1, NULL), *ck = tu_tls_ctx("client", 1, "localhost");
+    tf_tcp_config scfg = tu_tls_cfg(sk, 10000), ccfg = tu_tls_cfg(ck, 10000);
+    char addr[TF_ADDRSTR_LEN];
+    tu_tls_srv r;
+    tu_tls_srv_start(&r, &scfg, addr, sizeof addr);
+    tf_sync_conn *c = NULL;
+    assert_int_equal(tf_sync_connect(addr, &ccfg, &c, NULL, NULL), TF_OK);
+    pthread_join(r.th, NULL);
+    assert_int_equal(r.err, TF_OK);
+    assert_int_equal(tf_sync_conn_send(c, "abc", 3, 10000), TF_OK);
+    cn_arm(tf_sync_conn_fd(r.c));
+    tf_err e = tf_sync_conn_shutdown(c);
+    cn_disarm();
+    assert_true(atomic_load(&cn_hits) >= 1); /* the close_notify met the full socket */
+    assert_int_equal(e, TF_OK);
+    char b[8];
+    size_t n = 0;
+    assert_int_equal(tf_sync_conn_recv(r.c, b, sizeof b, &n, 10000), TF_OK);
+    assert_int_equal(n, 3);
+    int os = 0;
+    e = tf_sync_conn_recv(r.c, b, sizeof b, &n, 10000);
+    (void)tf_sync_conn_error(r.c, &os);
+    if (e != TF_ERR_CLOSED)
+        fail_msg("the server read %s (%s), not CLOSED", tf_err_name(e), tf_tls_strerror(e, os));
+    /* the half-closed client still reads: the server's answer, then its CLOSED */
+    assert_int_equal(tf_sync_conn_send(r.c, "de", 2, 10000), TF_OK);
+    assert_int_equal(tf_sync_conn_shutdown(r.c), TF_OK);
+    assert_int_equal(tf_sync_conn_recv(c, b, sizeof b, &n, 10000), TF_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(tf_sync_conn_recv(c, b, sizeof b, &n, 10000), TF_ERR_CLOSED);
+    tf_sync_conn_free(c);
+    tu_tls_srv_stop(&r);
+    tf_tls_ctx_free(sk);
+    tf_tls_ctx_free(ck);
+    assert_int_equal(tu_fd_count(), fds);
+}
+
+static void test_tls_async_close_close_notify_waits_for_room(void **state)
+{
+    (void)state;
+    int fds = tu_fd_count();
+    tf_tls_ctx *sk = tu_tls_ctx("server", 1, NULL), *ck = tu_tls_ctx("client", 1, "127.0.0.1");
+    tf_tcp_config scfg = tu_tls_cfg(sk, 10000), ccfg = tu_tls_cfg(ck, 10000);
+    tf_evb *evb;
+    assert_int_equal(tf_evb_new(&evb), TF_OK);
+    assert_int_equal(tf_evb_start(evb), TF_OK);
+    tf_async_server *s;
+    char addr[TF_ADDRSTR_LEN];
+    assert_int_equal(tf_async_server_new(evb, &s), TF_OK);
+    assert_int_equal(tf_async_server_init(s, "127.0.0.1:0", &scfg, NULL), TF_OK);
+    assert_int_equal(tf_async_server_addr(s, addr, sizeof addr), TF_OK);
+    tf_future *af;
+    assert_int_equal(tf_async_server_accept(s, &af), TF_OK);
+    tf_sync_conn *c = NULL;
+    assert_int_equal(tf_sync_connect(addr, &ccfg, &c, NULL, NULL), TF_OK);
+    void *ac = NULL;
+    assert_int_equal(tf_future_get(af, NULL, &ac), TF_OK);
+    tf_future_free(af);
+    tf_future *sf, *cf;
+    assert_int_equal(tf_async_conn_send(ac, "abc", 3, 10000, &sf), TF_OK);
+    assert_int_equal(tf_future_get(sf, NULL, NULL), TF_OK);
+    tf_future_free(sf);
+    cn_arm(tf_sync_conn_fd(c));
+    assert_int_equal(tf_async_conn_close(ac, &cf), TF_OK);
+    char b[8];
+    size_t n = 0;
+    assert_int_equal(tf_sync_conn_recv(c, b, sizeof b, &n, 10000), TF_OK);
+    assert_int_equal(n, 3);
+    int os = 0;
+    tf_err e = tf_sync_conn_recv(c, b, sizeof b, &n, 10000);
+    (void)tf_sync_conn_error(c, &os);
+    cn_disarm();
+    assert_true(atomic_load(&cn_hits) >= 1);
+    if (e != TF_ERR_CLOSED)
+        fail_msg("the client read %s (%s), not CLOSED", tf_err_name(e), tf_tls_strerror(e, os));
+    assert_int_equal(tf_sync_conn_shutdown(c), TF_OK);
+    assert_int_equal(tf_future_get(cf, NULL, NULL), TF_OK);
+    tf_future_free(cf);
+    tf_async_conn_free(ac);
+    tf_sync_conn_free(c);
+    tf_async_server_free(s);
+    tf_evb_free(evb);
+    tf_tls_ctx_free(sk);
+    tf_tls_ctx_free(ck);
+    assert_int_equal(tu_fd_count(), fds);
+}
+
+/* The async close's close_notify held by a full socket while the peer's own close_notify and
+ * FIN arrive: the connection must still send ours (and the FIN) before it closes the socket --
+ * the peer, half-closed, reads CLOSED, not an EOF without close_notify. The hook keeps the
+ * server's close_notify back until the client's shutdown was read by the server's loop (every
+ * loop turn tries the held close_notify first, then reads: a few more tries after the client's
+ * shutdown returned mean its EOF was read). */
+static atomic_int ch_skip_fd = -1, ch_hold, ch_tries;
+
+static int ch_hook(tf__sys_op op, int fd, size_t *len)
+{
+    if (op == TF__SYS_SENDMSG && fd != atomic_load(&ch_skip_fd) && len && *len == 24) {
+        atomic_fetch_add(&ch_tries, 1);
+        if (atomic_load(&ch_hold))
+            return EAGAIN;
+    }
+    return 0;
+}
+
+static void ch_wait_tries(int n)
+{
+    for (int i = 0; i < 100000 && atomic_load(&ch_tries) < n; i++) {
+        tu_nap(1);
+        tio_tick();
+    }
+    assert_true(atomic_load(&ch_tries) >= n);
+}
+
+static void test_tls_async_close_notify_held_past_peer_eof(void **state)
+{
+    (void)state;
+    int fds = tu_fd_count();
+    tf_tls_ctx *sk = tu_tls_ctx("server", 1, NULL), *ck = tu_tls_ctx("client", 1, "127.0.0.1");
+    tf_tcp_config scfg = tu_tls_cfg(sk, 10000), ccfg = tu_tls_cfg(ck, 10000);
+    tf_evb *evb;
+    assert_int_equal(tf_evb_new(&evb), TF_OK);
+    assert_int_equal(tf_evb_start(evb), TF_OK);
+    tf_async_server *s;
+    char addr[TF_ADDRSTR_LEN];
+    assert_int_equal(tf_async_server_new(evb, &s), TF_OK);
+    assert_int_equal(tf_async_server_init(s, "127.0.0.1:0", &scfg, NULL), TF_OK);
+    assert_int_equal(tf_async_server_addr(s, addr, sizeof addr), TF_OK);
+    tf_future *af;
+    assert_int_equal(tf_async_server_accept(s, &af), TF_OK);
+    tf_sync_conn *c = NULL;
+    assert_int_equal(tf_sync_connect(addr, &ccfg, &c, NULL, NULL), TF_OK);
+    void *ac = NULL;
+    assert_int_equal(tf_future_get(af, NULL, &ac), TF_OK);
+    tf_future_free(af);
+    tf_future *sf, *cf;
+    assert_int_equal(tf_async_conn_send(ac, "abc", 3, 10000, &sf), TF_OK);
+    assert_int_equal(tf_future_get(sf, NULL, NULL), TF_OK);
+    tf_future_free(sf);
+    atomic_store(&ch_tries, 0);
+    atomic_store(&ch_hold, 1);
+    atomic_store(&ch_skip_fd, tf_sync_conn_fd(c));
+    atomic_store(&tf__sys_hook, ch_hook);
+    assert_int_equal(tf_async_conn_close(ac, &cf), TF_OK);
+    char b[8];
+    size_t n = 0;
+    assert_int_equal(tf_sync_conn_recv(c, b, sizeof b, &n, 10000), TF_OK);
+    assert_int_equal(n, 3);
+    ch_wait_tries(1); /* the server's close_notify is held */
+    assert_int_equal(tf_sync_conn_shutdown(c), TF_OK);
+    ch_wait_tries(atomic_load(&ch_tries) + 3); /* ... and the server read our EOF meanwhile */
+    assert_false(tf_future_is_ready(cf)); /* still sending its close_notify */
+    atomic_store(&ch_hold, 0);
+    tf_err e = tf_sync_conn_recv(c, b, sizeof b, &n, 10000);
+    int os = 0;
+    (void)tf_sync_conn_error(c, &os);
+    atomic_store(&tf__sys_hook, NULL);
+    if (e != TF_ERR_CLOSED)
+        fail_msg("the client read %s (%s), not CLOSED", tf_err_name(e), tf_tls_strerror(e, os));
+    assert_int_equal(tf_future_get(cf, NULL, NULL), TF_OK);
+    tf_future_free(cf);
+    tf_async_conn_free(ac);
+    tf_sync_conn_free(c);
+    tf_async_server_free(s);
+    tf_evb_free(evb);
+    tf_tls_ctx_free(sk);
+    tf_tls_ctx_free(ck);
+    assert_int_equal(tu_fd_count(), fds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1010,6 +1214,9 @@ int main(void)
         TIO_TEST(test_tls_alpn_agreed_or_refused),
         TIO_TEST(test_tls_read_end_is_final),
         TIO_TEST(test_tls_async_end_behind_frames_reported),
+        TIO_TEST(test_tls_sync_shutdown_close_notify_waits_for_room),
+        TIO_TEST(test_tls_async_close_close_notify_waits_for_room),
+        TIO_TEST(test_tls_async_close_notify_held_past_peer_eof),
     };
     return cmocka_run_group_tests_name("tls", tests, tu_tls_setup, tu_tls_teardown);
 }

@@ -59,6 +59,8 @@ typedef struct tls_x {
     int fail_os;
     uint8_t stage[STAGE_CAP];
     size_t staged; /* bytes sealed and counted as written, not yet taken by the socket */
+    bool fin_pending; /* shutdown_wr met a full socket: our close_notify waits in OpenSSL, and
+                       * the FIN after it (flush sends both; out_pending says so) */
     bool has_peer;
     tf_tls_peer peer;
 } tls_x;
@@ -281,11 +283,39 @@ static long push(tls_x *t, int *os_err)
     return 0;
 }
 
+/* Our close_notify (under mu): sealed and sent, or, when the socket is full, held by OpenSSL
+ * (fin_pending: SSL_shutdown is called again until it went). Then the FIN -- never before the
+ * close_notify left, or the peer reads an EOF without it (TF_ERR_TLS, not CLOSED). 0 when the
+ * FIN went (or, |force|, whatever became of the close_notify); TF_IO_AGAIN (wr_need) while the
+ * close_notify waits for room; TF_IO_FAIL (*os_err) when the FIN could not be sent. */
+static long send_close(tls_x *t, bool force, int *os_err)
+{
+    ERR_clear_error();
+    errno = 0;
+    /* First call: sends the alert (-1 with WANT_WRITE if the socket took it not whole); later
+     * calls, with the alert still held: send what is left of it (0 once it went). */
+    int r = SSL_shutdown(t->ssl);
+    bool held = r < 0 && SSL_get_error(t->ssl, r) == SSL_ERROR_WANT_WRITE;
+    ERR_clear_error();
+    t->fin_pending = held && !force;
+    if (t->fin_pending) {
+        t->wr_need = TF_WANT_WRITE;
+        return TF_IO_AGAIN;
+    }
+    if (shutdown(t->fd, SHUT_WR) != 0) {
+        *os_err = errno;
+        return TF_IO_FAIL;
+    }
+    return 0;
+}
+
 static long x_flush(void *ctx, int *os_err)
 {
     tls_x *t = ctx;
     pthread_mutex_lock(&t->mu);
     long r = push(t, os_err);
+    if (r == 0 && t->fin_pending)
+        r = send_close(t, false, os_err);
     pthread_mutex_unlock(&t->mu);
     return r;
 }
@@ -294,7 +324,7 @@ static bool x_out_pending(void *ctx)
 {
     tls_x *t = ctx;
     pthread_mutex_lock(&t->mu);
-    bool p = t->staged > 0;
+    bool p = t->staged > 0 || t->fin_pending;
     pthread_mutex_unlock(&t->mu);
     return p;
 }
@@ -355,18 +385,20 @@ static long x_write(void *ctx, const tf_iov *iov, size_t cnt, int *os_err)
     return x_writev(ctx, v, (int)cnt, os_err);
 }
 
+/* Our close_notify, then the FIN. A socket too full for the close_notify keeps both back
+ * (out_pending; flush sends them when there is room) and answers 0: the connections flush
+ * before they wait. Called again while they are held (a connection that cannot wait longer),
+ * it sends the FIN at once, with whatever of the close_notify the socket takes. */
 static int x_shutdown_wr(void *ctx)
 {
     tls_x *t = ctx;
     pthread_mutex_lock(&t->mu);
     int os = 0;
     (void)push(t, &os);
-    ERR_clear_error();
-    (void)SSL_shutdown(t->ssl); /* our close_notify; a full socket loses it (the peer sees an
-                                 * unexpected EOF) */
-    ERR_clear_error();
+    bool again = t->fin_pending;
+    long r = send_close(t, again, &os);
     pthread_mutex_unlock(&t->mu);
-    return shutdown(t->fd, SHUT_WR) == 0 ? 0 : errno;
+    return r == TF_IO_FAIL ? (os ? os : EIO) : 0;
 }
 
 static unsigned x_wants(void *ctx, unsigned dir)
