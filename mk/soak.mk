@@ -34,7 +34,7 @@ soak-tls:
 	build/plain/tools/tfsoak -T -t $(SECONDS) $(SOAK_ARGS)
 
 $(O)/tools/tfsoak: tools/tfsoak.c $(HEADERS) tls/tcpframe/tls.h $(O)/libtcpframe_tls.a \
-  $(O)/libtcpframe.a
+  $(O)/libtcpframe.a tools/tf_certs.c tools/tf_certs.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -Itls -o $@ $< $(O)/libtcpframe_tls.a $(O)/libtcpframe.a \
+	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -Itls -o $@ $< tools/tf_certs.c $(O)/libtcpframe_tls.a $(O)/libtcpframe.a \
 	  -lssl -lcrypto $(LDLIBS_ALL)

@@ -69,8 +69,10 @@ TSAN_TESTS += test_tls test_tls_peers test_tls_faults
 # tfcat speaks TLS (--tls-*) and the demo makes one TLS exchange (its certificates made with
 # OpenSSL's API): both link this archive and OpenSSL (scripts/deps.sh build installs
 # libssl-dev); this rule replaces mk/run.mk's generic one for them.
+# tfdemo (and tfsoak, mk/soak.mk) make their certificates with tools/tf_certs.c.
+TOOLS_CERTS := tools/tf_certs.c tools/tf_certs.h
 $(O)/tools/tfcat $(O)/tools/tfdemo: $(O)/tools/%: tools/%.c $(HEADERS) tls/tcpframe/tls.h $(TLS_LIB) \
-  $(O)/libtcpframe.a
+  $(O)/libtcpframe.a $(TOOLS_CERTS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -Itls -o $@ $< $(TLS_LIB) $(O)/libtcpframe.a $(TLS_LDLIBS) \
-	  $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) $(IO_CFLAGS) -Itls -o $@ $< $(if $(filter tfdemo,$*),tools/tf_certs.c) \
+	  $(TLS_LIB) $(O)/libtcpframe.a $(TLS_LDLIBS) $(LDLIBS_ALL)
