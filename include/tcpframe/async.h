@@ -209,7 +209,9 @@ TF_API tf_err tf_async_conn_on_end(tf_async_conn *c, tf_async_end_cb cb, void *a
  * one) or TIMEOUT (it never closed); tf_async_conn_error says the same. On a connection that
  * had already failed, the socket is released at once and the future gives that reason (the
  * peer's clean close between messages is no failure: a close after it flushes and succeeds at
- * once, see Half-close). The connection must still be freed.
+ * once, see Half-close -- over TLS once our close_notify is out: a socket too full for it holds
+ * it, and if it cannot go within the linger the close gives TIMEOUT). The connection must still
+ * be freed.
  *   TF_OK; TF_ERR_BAD_STATE (close already called); TF_ERR_SHUTDOWN; TF_ERR_NOMEM;
  *   TF_ERR_INVALID_ARGUMENT. */
 TF_API tf_err tf_async_conn_close(tf_async_conn *c, tf_future **out);

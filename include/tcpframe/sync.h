@@ -152,8 +152,9 @@ TF_API tf_err tf_sync_conn_recv_alloc(tf_sync_conn *c, void **buf, size_t *len, 
 /* Half-close: shut our sending side down (the peer's next receive after our last message
  * gives CLOSED); receiving goes on. Also after we received the peer's CLOSED. Over TLS the
  * close_notify goes before the FIN: if the socket has no room for it, this waits up to
- * cfg->linger_ms for the peer to read (past that the FIN goes without it, and the peer sees
- * an EOF without close_notify).
+ * cfg->linger_ms for the peer to read (past that the FIN goes without it, the peer sees an
+ * EOF without close_notify, and this still returns TF_OK). It is a sending call: not while
+ * another thread sends on the connection (TLS then poisons it: "protocol is shutdown").
  *   TF_OK; TF_ERR_BAD_STATE (already shut down); TF_ERR_IO (shutdown failed); the poison
  *   reason if poisoned; TF_ERR_INVALID_ARGUMENT (NULL). */
 TF_API tf_err tf_sync_conn_shutdown(tf_sync_conn *c);
