@@ -43,6 +43,24 @@
 #include "xport.h"
 /* ---------------------------------------------------------------- context errors */
 
+/* OpenSSL's reason strings before any TLS context was made (attack 6: "unknown TLS failure").
+ * Runs first, in a child, so that nothing in this process has initialised OpenSSL yet. */
+static void test_tls_strerror_before_any_context(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int code = (int)(ERR_PACK(ERR_LIB_SSL, 0, SSL_R_UNEXPECTED_EOF_WHILE_READING) & 0x7fffffffUL);
+        const char *s = tf_tls_strerror(TF_ERR_TLS, code);
+        _exit(s && strstr(s, "unexpected eof") ? 0 : 1);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_tls_ctx_errors_name_the_file(void **state)
 {
     (void)state;
@@ -1198,6 +1216,7 @@ static void test_tls_async_close_notify_held_past_peer_eof(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        TIO_TEST(test_tls_strerror_before_any_context),
         TIO_TEST(test_tls_ctx_errors_name_the_file),
         TIO_TEST(test_tls_sync_mutual_exchange_and_identity),
         TIO_TEST(test_tls_sync_no_client_cert_rejected),

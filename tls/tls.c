@@ -142,6 +142,9 @@ const char *tf_tls_strerror(tf_err err, int os_err)
     if (err == TF_ERR_TLS_VERIFY)
         return X509_verify_cert_error_string(os_err);
     if (err == TF_ERR_TLS) {
+        /* OpenSSL loads its reason strings when a context is made: a reason asked for before
+         * (a test, a log line of another process's code) would read "unknown" (attack 6). */
+        OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
         const char *s = ERR_reason_error_string((unsigned long)os_err);
         return s ? s : "unknown TLS failure";
     }
