@@ -10,8 +10,7 @@
 #   make soak-tls SECONDS=N
 #                          the same over TLS 1.3 (tfsoak -T: mutual, certificates made at start
 #                          with OpenSSL's API): the library's TLS clients (good exchanges,
-#                          paused then reset, refused certificates; the half-close only with
-#                          SOAK_ARGS="-b 1": an open failure, tools/tfsoak.c), a raw OpenSSL
+#                          a half-close, paused then reset, refused certificates), a raw OpenSSL
 #                          client inside TLS (bad magic, oversized and 60 MiB lengths, reset
 #                          mid-frame, one-byte records, no close_notify, a trickled ClientHello,
 #                          a reset mid-handshake) and plain TCP peers of the TLS server

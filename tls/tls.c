@@ -59,8 +59,10 @@ typedef struct tls_x {
     int fail_os;
     uint8_t stage[STAGE_CAP];
     size_t staged; /* bytes sealed and counted as written, not yet taken by the socket */
-    bool fin_pending; /* shutdown_wr met a full socket: our close_notify waits in OpenSSL, and
-                       * the FIN after it (flush sends both; out_pending says so) */
+    bool hs_finished; /* the handshake returned DONE (later "in init" is post-handshake) */
+    bool fin_pending; /* shutdown_wr met a full socket (or a post-handshake message under way):
+                       * our close_notify waits, and the FIN after it (flush sends both;
+                       * out_pending says so; wr_need what it waits for) */
     bool has_peer;
     tf_tls_peer peer;
 } tls_x;
@@ -295,14 +297,29 @@ static long send_close(tls_x *t, bool force, int *os_err)
 {
     ERR_clear_error();
     errno = 0;
-    /* First call: sends the alert (-1 with WANT_WRITE if the socket took it not whole); later
-     * calls, with the alert still held: send what is left of it (0 once it went). */
-    int r = SSL_shutdown(t->ssl);
-    bool held = r < 0 && SSL_get_error(t->ssl, r) == SSL_ERROR_WANT_WRITE;
+    unsigned need = 0; /* what the held close_notify waits for (0: it went, or cannot) */
+    int r = 1;
+    if (t->hs_finished && SSL_in_init(t->ssl)) {
+        /* A post-handshake message under way (TLS 1.3 session tickets: the server's still to
+         * write, or the client's half read): OpenSSL refuses to shut down then ("shutdown while
+         * in init") and only the FIN would go -- the peer reads an EOF without close_notify,
+         * TF_ERR_TLS (the TLS soak's lost half-closes). Finish that message first: the
+         * handshake step moves only its records. */
+        r = SSL_do_handshake(t->ssl);
+        int se = r == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
+        need = se == SSL_ERROR_WANT_READ ? TF_WANT_READ : se == SSL_ERROR_WANT_WRITE ? TF_WANT_WRITE : 0;
+    }
+    if (r == 1) {
+        /* First call: sends the alert (-1 with WANT_WRITE if the socket took it not whole);
+         * later calls, with the alert still held: send what is left of it (0 once it went). */
+        r = SSL_shutdown(t->ssl);
+        if (r < 0 && SSL_get_error(t->ssl, r) == SSL_ERROR_WANT_WRITE)
+            need = TF_WANT_WRITE;
+    }
     ERR_clear_error();
-    t->fin_pending = held && !force;
+    t->fin_pending = need != 0 && !force;
     if (t->fin_pending) {
-        t->wr_need = TF_WANT_WRITE;
+        t->wr_need = need;
         return TF_IO_AGAIN;
     }
     if (shutdown(t->fd, SHUT_WR) != 0) {
@@ -497,6 +514,7 @@ static tf_step x_handshake(void *ctx, tf_err *err, int *os_err)
     int r = SSL_do_handshake(t->ssl);
     tf_step st = TF_DONE;
     if (r == 1) {
+        t->hs_finished = true;
         take_peer(t);
     } else {
         unsigned need = 0;

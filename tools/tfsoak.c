@@ -34,7 +34,7 @@
  * through the library's TLS client (tf_sync_connect; it replaces the raw-socket one), a
  * half-close (the library's client sends up to 8 messages of up to 2 MiB from a second thread,
  * then tf_sync_conn_shutdown: close_notify and the FIN; every echo must come back, in order,
- * before the server's CLOSED; only with -b 1: an open failure, see tls_default_off), paused
+ * before the server's CLOSED), paused
  * then dropped (the library's client with a 16 KiB receive
  * buffer sends without reading until a send makes no headway for 300 ms, then resets), the
  * library's client refused (no client certificate; a server name the certificate does not
@@ -1551,15 +1551,6 @@ static bool tls_hello_trickle(uint64_t *s)
     return ok;
 }
 
-/* Left out of the default TLS run (run them with -b): the half-close over TLS fails in about
- * one 60 s run of five with the whole mix (never in 4,719 half-closes alone, -T -b 1): the
- * client sent every message and its shutdown (close_notify, FIN) returned OK, yet the server's
- * async connection ended with TF_ERR_TLS "unexpected eof while reading" after echoing only
- * part of them, so the client read the same error instead of the rest and CLOSED. Not found
- * yet whether the server's TLS read path (io/async_conn.c do_read over tls/tls.c x_read) or
- * the client's (io/sync_conn.c, two threads over one SSL) loses the close_notify; the fail
- * note names the client's port and the server's end reason. */
-static const bool tls_default_off[T_N] = {[T_HALF_CLOSE] = true};
 
 static bool tls_behave(int b, uint64_t *s)
 {
@@ -1607,8 +1598,6 @@ static void *client_main(void *p)
     worker *w = p;
     do {
         int b = only_b >= 0 ? only_b : (int)(rnd(&w->seed) % (tls_mode ? T_N : B_N));
-        while (tls_mode && only_b < 0 && tls_default_off[b])
-            b = (int)(rnd(&w->seed) % T_N);
         bool ok;
         if (tls_mode)
             ok = tls_behave(b, &w->seed);
@@ -1713,8 +1702,7 @@ int main(int argc, char **argv)
             tls_mode = true;
         else {
             fprintf(stderr, "usage: tfsoak [-T] [-t SECONDS] [-c CLIENT_THREADS] [-s SEED] "
-                            "[-b BEHAVIOUR]\n  -T: over TLS 1.3 (its own behaviours: -b 0..%d; "
-                            "-b 1, the half-close, only with -b)\n",
+                            "[-b BEHAVIOUR]\n  -T: over TLS 1.3 (its own behaviours: -b 0..%d)\n",
                     T_N - 1);
             return o == 'h' ? 0 : 1;
         }
